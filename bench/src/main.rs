@@ -1,0 +1,3 @@
+//! Side-by-side benchmarks of futurepool against its peers.
+
+fn main() {}

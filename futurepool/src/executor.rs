@@ -1,0 +1,162 @@
+//! The one trait every futurepool executor implements, so code can be written once for threads,
+//! processes and a cluster.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::Task;
+
+/// Data that can be handed to any executor: sent to a worker process or another machine, so it
+/// must serialize (with serde) and move between threads.
+///
+/// Blanket-implemented; you never implement it yourself.
+///
+/// # Examples
+///
+/// ```
+/// fn check<P: futurepool::Payload>() {}
+/// check::<(String, Vec<u64>)>();
+/// ```
+pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<P: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for P {}
+
+/// How to shut an executor down (Python's `shutdown(wait, cancel_futures)`).
+///
+/// The default waits for every accepted task and cancels nothing — what dropping a pool does.
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::Shutdown;
+/// let quick = Shutdown::default().wait(false).cancel_pending(true);
+/// assert!(!quick.waits() && quick.cancels_pending());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    wait: bool,
+    cancel_pending: bool,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            wait: true,
+            cancel_pending: false,
+        }
+    }
+}
+
+impl Shutdown {
+    /// Whether `shutdown` blocks until running (and, unless cancelled, queued) tasks finish and the
+    /// workers have exited.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!futurepool::Shutdown::default().wait(false).waits());
+    /// ```
+    pub fn wait(mut self, wait: bool) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Whether queued tasks that have not started are cancelled at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(futurepool::Shutdown::default().cancel_pending(true).cancels_pending());
+    /// ```
+    pub fn cancel_pending(mut self, cancel: bool) -> Self {
+        self.cancel_pending = cancel;
+        self
+    }
+
+    /// See [`wait`](Shutdown::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(futurepool::Shutdown::default().waits());
+    /// ```
+    pub fn waits(&self) -> bool {
+        self.wait
+    }
+
+    /// See [`cancel_pending`](Shutdown::cancel_pending).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!futurepool::Shutdown::default().cancels_pending());
+    /// ```
+    pub fn cancels_pending(&self) -> bool {
+        self.cancel_pending
+    }
+}
+
+/// An executor of plain functions: the common ground of the thread pool, the process pool and the
+/// cluster, so the same code can run on any of them.
+///
+/// Work is a `fn(A) -> R` plus its argument. The thread pool calls it directly; the process pool
+/// and the cluster send its registered name and the serialized argument to a worker, which is why
+/// arguments and results are [`Payload`]s and why those executors need the function registered
+/// (see `futurepool::register!`).
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::{Executor, ThreadPool};
+///
+/// fn square(n: u64) -> u64 { n * n }
+///
+/// fn sum_of_squares(pool: &impl Executor, n: u64) -> u64 {
+///     let tasks: Vec<_> = (0..n).map(|i| pool.submit_fn(square, i)).collect();
+///     tasks.iter().map(|t| t.result().unwrap()).sum()
+/// }
+///
+/// assert_eq!(sum_of_squares(&ThreadPool::new(2), 4), 0 + 1 + 4 + 9);
+/// ```
+pub trait Executor {
+    /// Runs `f(arg)` and returns its task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Executor, ThreadPool};
+    /// fn double(x: i32) -> i32 { x * 2 }
+    /// assert_eq!(ThreadPool::new(1).submit_fn(double, 21).result(), Ok(42));
+    /// ```
+    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R>;
+
+    /// Runs `f(arg)`, whose `Err` becomes the task's own error
+    /// ([`TaskError::Failed`](crate::TaskError::Failed)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Executor, TaskError, ThreadPool};
+    /// fn parse(s: String) -> Result<u32, String> { s.parse().map_err(|_| format!("not a number: {s}")) }
+    /// let pool = ThreadPool::new(1);
+    /// let err = pool.submit_fallible_fn(parse, "x".into()).result().unwrap_err();
+    /// assert_eq!(err, TaskError::Failed("not a number: x".to_string()));
+    /// ```
+    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Task<R, E>;
+
+    /// Shuts the executor down; see [`Shutdown`]. Safe to call many times.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Executor, Shutdown, TaskError, ThreadPool};
+    /// fn one(_: ()) -> u8 { 1 }
+    /// let pool = ThreadPool::new(1);
+    /// Executor::shutdown(&pool, Shutdown::default());
+    /// assert_eq!(pool.submit_fn(one, ()).result(), Err(TaskError::ShutDown));
+    /// ```
+    fn shutdown(&self, how: Shutdown);
+}

@@ -1,0 +1,16 @@
+//! futurepool: thread and process pools with Python's `concurrent.futures` semantics, for Rust.
+//!
+//! (The newcomer's guide arrives with the demo issue.)
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod executor;
+mod loom;
+mod panic;
+mod task;
+
+pub use error::{Panic, Reason, TaskError, WorkerLoss};
+pub use executor::{Executor, Payload, Shutdown};
+pub use task::{Task, TaskFuture};

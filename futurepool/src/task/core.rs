@@ -1,0 +1,237 @@
+//! The task state machine: one atomic word, one outcome slot, one listener list.
+//!
+//! See `README.md` beside this file for the protocol and why no wake-up can be lost.
+
+use std::mem::MaybeUninit;
+
+use crate::error::TaskError;
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::loom::sync::{Mutex, MutexGuard};
+
+use super::listeners::Listener;
+
+/// The two low bits: where the task is in its life.
+const LIFECYCLE: usize = 0b0011;
+const PENDING: usize = 0b0000;
+const RUNNING: usize = 0b0001;
+const FINISHED: usize = 0b0010;
+const CANCELLED: usize = 0b0011;
+/// Set by the one thread that won the right to write the outcome slot; cleared when it publishes.
+const RESOLVING: usize = 0b0100;
+/// Set once any listener was registered, so completion skips the lock when nobody listens.
+const HAS_LISTENERS: usize = 0b1000;
+
+/// A consistent reading of a task's state: every predicate comes from one atomic load (F3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot(usize);
+
+impl Snapshot {
+    pub(crate) fn is_pending(self) -> bool {
+        self.0 & LIFECYCLE == PENDING
+    }
+    pub(crate) fn is_running(self) -> bool {
+        self.0 & LIFECYCLE == RUNNING
+    }
+    pub(crate) fn is_finished(self) -> bool {
+        self.0 & LIFECYCLE == FINISHED
+    }
+    pub(crate) fn is_cancelled(self) -> bool {
+        self.0 & LIFECYCLE == CANCELLED
+    }
+    pub(crate) fn is_done(self) -> bool {
+        self.is_finished() || self.is_cancelled()
+    }
+    fn is_claimed(self) -> bool {
+        self.0 & RESOLVING != 0
+    }
+    fn has_listeners(self) -> bool {
+        self.0 & HAS_LISTENERS != 0
+    }
+}
+
+/// What [`Core::try_cancel`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum CancelAttempt {
+    /// This call cancelled the task; `had_listeners` says whether listeners must be run.
+    Cancelled { had_listeners: bool },
+    /// An earlier call cancelled it.
+    AlreadyCancelled,
+    /// It is running, finished, or being resolved: too late to cancel.
+    TooLate,
+}
+
+/// The shared heart of a task. Owned by the task's `Arc`; see `README.md` for the protocol.
+pub(crate) struct Core<T, E> {
+    state: AtomicUsize,
+    /// Written once, by the thread that set `RESOLVING`, before it publishes `FINISHED`.
+    outcome: UnsafeCell<MaybeUninit<Result<T, TaskError<E>>>>,
+    /// Boxed so a task nobody waits on pays one pointer for it.
+    listeners: Mutex<Option<Box<Vec<Listener<T, E>>>>>,
+}
+
+// SAFETY: the outcome slot is written by exactly one thread (the one that set RESOLVING) before the
+// Release store of FINISHED, and only read after an Acquire load sees FINISHED; after that it is
+// never written again, so shared `&` access from many threads only ever reads it. `T` and `E` move
+// between threads (written on one, read or dropped on another), hence `Send`, and are read through
+// `&` from several threads at once, hence `Sync`.
+unsafe impl<T: Send + Sync, E: Send + Sync> Sync for Core<T, E> {}
+// SAFETY: as above; moving the core moves the `T`/`E` it may hold.
+unsafe impl<T: Send, E: Send> Send for Core<T, E> {}
+
+impl<T, E> Core<T, E> {
+    pub(crate) fn new() -> Self {
+        Core {
+            state: AtomicUsize::new(PENDING),
+            outcome: UnsafeCell::new(MaybeUninit::uninit()),
+            listeners: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot(self.state.load(Acquire))
+    }
+
+    /// PENDING → RUNNING. False if the task was cancelled or claimed first.
+    pub(crate) fn try_start(&self) -> bool {
+        let mut current = self.state.load(Relaxed);
+        loop {
+            let s = Snapshot(current);
+            if !s.is_pending() || s.is_claimed() {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(current, current | RUNNING, AcqRel, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// PENDING → CANCELLED, in one step: a cancelled task stores nothing in its slot.
+    pub(crate) fn try_cancel(&self) -> CancelAttempt {
+        let mut current = self.state.load(Relaxed);
+        loop {
+            let s = Snapshot(current);
+            if s.is_cancelled() {
+                return CancelAttempt::AlreadyCancelled;
+            }
+            if !s.is_pending() || s.is_claimed() {
+                return CancelAttempt::TooLate;
+            }
+            match self
+                .state
+                .compare_exchange_weak(current, CANCELLED, AcqRel, Acquire)
+            {
+                Ok(_) => {
+                    return CancelAttempt::Cancelled {
+                        had_listeners: s.has_listeners(),
+                    }
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Claims the right to write the outcome (from PENDING or RUNNING). Exactly one caller ever
+    /// wins; it must then call [`Core::publish`].
+    pub(crate) fn try_claim(&self) -> bool {
+        let mut current = self.state.load(Relaxed);
+        loop {
+            let s = Snapshot(current);
+            if s.is_done() || s.is_claimed() {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(current, current | RESOLVING, AcqRel, Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Writes the outcome and makes it visible. Returns whether listeners must be run.
+    ///
+    /// Must only be called once, by the winner of [`Core::try_claim`].
+    pub(crate) fn publish(&self, outcome: Result<T, TaskError<E>>) -> bool {
+        // SAFETY: the caller won `try_claim`, so no other thread writes the slot, and no thread reads
+        // it before seeing FINISHED, which the store below publishes after this write.
+        self.outcome.with_mut(|slot| unsafe { (*slot).write(outcome) });
+        let previous = self.state.swap(FINISHED, AcqRel);
+        Snapshot(previous).has_listeners()
+    }
+
+    /// The outcome, if the task finished (not if it was cancelled).
+    pub(crate) fn finished_outcome(&self) -> Option<&Result<T, TaskError<E>>> {
+        if !self.snapshot().is_finished() {
+            return None;
+        }
+        // SAFETY: FINISHED was observed with Acquire, which pairs with the Release in `publish`:
+        // the slot is initialised and will never be written again while `self` lives.
+        Some(self.outcome.with(|slot| unsafe { (*slot).assume_init_ref() }))
+    }
+
+    fn lock_listeners(&self) -> MutexGuard<'_, Option<Box<Vec<Listener<T, E>>>>> {
+        // A poisoned lock only means a panic happened while the list was being edited; the list
+        // itself is always valid, so carry on with it.
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a listener, or hands it back if the task is already done (the caller then acts
+    /// on the outcome itself). The flag is set under the lock, after the push, so completion either
+    /// sees the flag and drains the list (taking the lock after us), or we see its terminal state.
+    pub(crate) fn register(&self, listener: Listener<T, E>) -> Result<(), Listener<T, E>> {
+        let mut guard = self.lock_listeners();
+        if self.snapshot().is_done() {
+            return Err(listener);
+        }
+        guard.get_or_insert_with(Default::default).push(listener);
+        let previous = Snapshot(self.state.fetch_or(HAS_LISTENERS, AcqRel));
+        if previous.is_done() {
+            let listener = guard.as_mut().and_then(|list| list.pop());
+            return Err(listener.expect("the listener pushed under this lock is still there"));
+        }
+        Ok(())
+    }
+
+    /// Takes every listener; called once by whoever made the task done.
+    pub(crate) fn take_listeners(&self) -> Vec<Listener<T, E>> {
+        self.lock_listeners()
+            .take()
+            .map(|list| *list)
+            .unwrap_or_default()
+    }
+
+    /// Removes the listener with this id, if it is still registered.
+    pub(crate) fn unregister(&self, id: u64) {
+        if let Some(list) = self.lock_listeners().as_mut() {
+            list.retain(|l| l.id() != Some(id));
+        }
+    }
+
+    /// Runs `f` on the listener with this id, if still registered (used to refresh a waker).
+    pub(crate) fn with_listener<R>(
+        &self,
+        id: u64,
+        f: impl FnOnce(&mut Listener<T, E>) -> R,
+    ) -> Option<R> {
+        let mut guard = self.lock_listeners();
+        let list = guard.as_mut()?;
+        list.iter_mut().find(|l| l.id() == Some(id)).map(f)
+    }
+}
+
+impl<T, E> Drop for Core<T, E> {
+    fn drop(&mut self) {
+        if self.snapshot().is_finished() {
+            // SAFETY: FINISHED means the slot was initialised; `&mut self` means nobody else can
+            // read it any more, and it is dropped exactly once, here.
+            self.outcome
+                .with_mut(|slot| unsafe { (*slot).assume_init_drop() });
+        }
+    }
+}
