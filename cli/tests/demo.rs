@@ -26,7 +26,10 @@ struct Finished {
 }
 
 fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("futurepool-demo-test-{test}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "futurepool-demo-test-{test}-{}",
+        std::process::id()
+    ));
     let _ = fs::remove_dir_all(&dir);
     dir
 }
@@ -34,7 +37,17 @@ fn scratch_dir(test: &str) -> PathBuf {
 /// Runs the demo with small sizes, watching `/proc` for its children until it exits.
 fn run_demo(marker: &str, dir: &Path, extra: &[&str]) -> Finished {
     let mut child = Command::new(BIN)
-        .args(["demo", "-n", "12", "--latency-ms", "5", "-j", "4", "--cpu-tasks", "2"])
+        .args([
+            "demo",
+            "-n",
+            "12",
+            "--latency-ms",
+            "5",
+            "-j",
+            "4",
+            "--cpu-tasks",
+            "2",
+        ])
         .arg("--output")
         .arg(dir)
         .args(extra)
@@ -127,9 +140,18 @@ fn json_report_has_every_section_and_no_worker_outlives_the_demo() {
     let marker = unique_marker("json");
     let dir = scratch_dir("json");
     let finished = run_demo(&marker, &dir, &["--json"]);
-    assert!(finished.status.success(), "demo failed: {}\n{}", finished.status, finished.stderr);
-    let report: Value = serde_json::from_str(&finished.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", finished.stdout));
+    assert!(
+        finished.status.success(),
+        "demo failed: {}\n{}",
+        finished.status,
+        finished.stderr
+    );
+    let report: Value = serde_json::from_str(&finished.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}",
+            finished.stdout
+        )
+    });
     assert_eq!(report["all_as_expected"], true);
 
     // 1. I/O: three runs, each saved every page, complete, as NAME.html in its own directory.
@@ -167,19 +189,31 @@ fn json_report_has_every_section_and_no_worker_outlives_the_demo() {
     let expectations = [
         ("thread_panic", "thread_pool", "panicked", "corrupt record"),
         ("process_abort", "process_pool", "worker_lost", "signal 6"),
-        ("runaway_time_limit", "process_pool", "time_limit", "time limit"),
+        (
+            "runaway_time_limit",
+            "process_pool",
+            "time_limit",
+            "time limit",
+        ),
     ];
     for (scenario, pool, outcome, said) in expectations {
         let c = &isolation[scenario];
         assert_eq!(c["pool"], pool, "{scenario}: {c}");
         assert_eq!(c["outcome"], outcome, "{scenario}: {c}");
-        assert!(c["error"].as_str().unwrap().contains(said), "{scenario}: {c}");
+        assert!(
+            c["error"].as_str().unwrap().contains(said),
+            "{scenario}: {c}"
+        );
         assert_eq!(c["others_completed"], c["others_total"], "{scenario}: {c}");
         assert_eq!(c["pool_usable_after"], true, "{scenario}: {c}");
     }
 
     // The panic was reported by the demo, not sprayed on stderr by the default hook.
-    assert!(!finished.stderr.contains("panicked at"), "{}", finished.stderr);
+    assert!(
+        !finished.stderr.contains("panicked at"),
+        "{}",
+        finished.stderr
+    );
 
     // No worker outlives the demo: the children it had are gone, and nothing carrying its
     // environment is left anywhere.
@@ -196,7 +230,12 @@ fn text_output_tells_the_story_and_ends_with_the_table() {
     let marker = unique_marker("text");
     let dir = scratch_dir("text");
     let finished = run_demo(&marker, &dir, &[]);
-    assert!(finished.status.success(), "demo failed: {}\n{}", finished.status, finished.stderr);
+    assert!(
+        finished.status.success(),
+        "demo failed: {}\n{}",
+        finished.status,
+        finished.stderr
+    );
     let out = &finished.stdout;
     let sections = [
         "1. I/O-bound",
@@ -220,7 +259,10 @@ fn text_output_tells_the_story_and_ends_with_the_table() {
 
 #[test]
 fn bad_flags_are_a_usage_error() {
-    let output = Command::new(BIN).args(["demo", "--pages", "0"]).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["demo", "--pages", "0"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--pages"));
 }

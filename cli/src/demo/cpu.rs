@@ -78,7 +78,9 @@ pub struct CpuSection {
 impl CpuSection {
     /// Every run answered "prime" for every number.
     pub fn as_expected(&self) -> bool {
-        self.runs.iter().all(|r| r.succeeded == self.tasks && r.failed == 0)
+        self.runs
+            .iter()
+            .all(|r| r.succeeded == self.tasks && r.failed == 0)
     }
 }
 
@@ -100,7 +102,8 @@ pub fn run(tasks: usize, workers: usize) -> Result<CpuSection, String> {
                 answers
             }
             Mode::ProcessPool => {
-                let pool = ProcessPool::new(workers).map_err(|e| format!("cannot start the process pool: {e}"))?;
+                let pool = ProcessPool::new(workers)
+                    .map_err(|e| format!("cannot start the process pool: {e}"))?;
                 let answers = pool
                     .map(is_prime, numbers.iter().copied())
                     .map(|answer| answer.map_err(|e| e.to_string()))

@@ -47,9 +47,9 @@ pub struct IoSection {
 impl IoSection {
     /// Every run saved every page, complete.
     pub fn as_expected(&self) -> bool {
-        self.runs
-            .iter()
-            .all(|r| r.run.succeeded == self.pages && r.run.failed == 0 && r.files_verified == self.pages)
+        self.runs.iter().all(|r| {
+            r.run.succeeded == self.pages && r.run.failed == 0 && r.files_verified == self.pages
+        })
     }
 }
 
@@ -92,7 +92,11 @@ pub fn run(plan: &IoPlan) -> Result<IoSection, String> {
                 path: dir.join(format!("{name}.html")),
             })
             .collect();
-        let workers = if mode == Mode::Serial { 1 } else { plan.workers };
+        let workers = if mode == Mode::Serial {
+            1
+        } else {
+            plan.workers
+        };
         let started = Instant::now();
         let outcomes = match mode {
             Mode::Serial => jobs.iter().map(|job| fetch_page(agent(), job)).collect(),
@@ -142,7 +146,8 @@ fn on_thread_pool(jobs: &[PageJob], workers: usize) -> Vec<Result<u64, String>> 
 /// The same on worker processes: each job crosses a pipe, the page is fetched and saved in the
 /// worker, only the byte count comes back.
 fn on_process_pool(jobs: &[PageJob], workers: usize) -> Result<Vec<Result<u64, String>>, String> {
-    let pool = ProcessPool::new(workers).map_err(|e| format!("cannot start the process pool: {e}"))?;
+    let pool =
+        ProcessPool::new(workers).map_err(|e| format!("cannot start the process pool: {e}"))?;
     let tasks: Vec<_> = jobs
         .iter()
         .cloned()
@@ -175,7 +180,10 @@ fn agent() -> &'static ureq::Agent {
 /// GETs one page and saves it atomically (a temporary file renamed into place), returning its
 /// size.
 fn fetch_page(agent: &ureq::Agent, job: &PageJob) -> Result<u64, String> {
-    let mut response = agent.get(&job.url).call().map_err(|e| format!("{}: {e}", job.url))?;
+    let mut response = agent
+        .get(&job.url)
+        .call()
+        .map_err(|e| format!("{}: {e}", job.url))?;
     let body = response
         .body_mut()
         .read_to_vec()
@@ -210,7 +218,8 @@ fn verify(dir: &Path, names: &[String]) -> usize {
         .iter()
         .enumerate()
         .filter(|(index, name)| {
-            fs::read_to_string(dir.join(format!("{name}.html"))).is_ok_and(|text| text == page_body(*index))
+            fs::read_to_string(dir.join(format!("{name}.html")))
+                .is_ok_and(|text| text == page_body(*index))
         })
         .count()
 }

@@ -35,9 +35,13 @@ pub struct IsolationSection {
 impl IsolationSection {
     /// Each bad task failed the expected way, and only it.
     pub fn as_expected(&self) -> bool {
-        [&self.thread_panic, &self.process_abort, &self.runaway_time_limit]
-            .iter()
-            .all(|c| c.as_expected)
+        [
+            &self.thread_panic,
+            &self.process_abort,
+            &self.runaway_time_limit,
+        ]
+        .iter()
+        .all(|c| c.as_expected)
     }
 }
 
@@ -88,7 +92,9 @@ fn thread_panic() -> Contained {
     let pool = ThreadPool::new(2);
     let started = Instant::now();
     let bad = pool.submit(|| -> u32 { std::panic::panic_any(PANIC_MESSAGE) });
-    let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(move || i * i)).collect();
+    let others: Vec<_> = (0..NEIGHBOURS)
+        .map(|i| pool.submit(move || i * i))
+        .collect();
     let outcome = bad.result();
     let failed_after_s = started.elapsed().as_secs_f64();
     let others_completed = others

@@ -113,11 +113,19 @@ impl Mode {
 
 /// Fills in each run's speedup against the serial run (the first).
 fn set_speedups(runs: &mut [Run]) {
-    let Some(serial) = runs.iter().find(|r| r.mode == Mode::Serial).map(|r| r.wall_s) else {
+    let Some(serial) = runs
+        .iter()
+        .find(|r| r.mode == Mode::Serial)
+        .map(|r| r.wall_s)
+    else {
         return;
     };
     for run in runs {
-        run.speedup = if run.wall_s > 0.0 { serial / run.wall_s } else { 0.0 };
+        run.speedup = if run.wall_s > 0.0 {
+            serial / run.wall_s
+        } else {
+            0.0
+        };
     }
 }
 

@@ -10,7 +10,9 @@ use super::{DemoReport, Mode, Run};
 const BAR_WIDTH: usize = 30;
 
 pub fn title(cpus: usize) {
-    println!("futurepool demo: what a pool of workers buys you, measured on this machine ({cpus} CPUs)");
+    println!(
+        "futurepool demo: what a pool of workers buys you, measured on this machine ({cpus} CPUs)"
+    );
     println!();
 }
 
@@ -49,7 +51,9 @@ pub fn io(section: &IoSection) {
         section.workers
     );
     println!();
-    println!("   The work is waiting, so workers overlap their waits: threads and processes both get");
+    println!(
+        "   The work is waiting, so workers overlap their waits: threads and processes both get"
+    );
     println!("   close to the limit, threads more cheaply. This is the job threads were made for.");
     println!();
 }
@@ -77,8 +81,12 @@ pub fn cpu(section: &CpuSection, cpus: usize) {
             .map_or(0.0, |r| r.speedup)
     };
     println!();
-    println!("   In Python, threads give about 1.0× here: the GIL lets one thread run Python code at a");
-    println!("   time, so only a process pool speeds up CPU work. Rust has no GIL: on {cpus} CPUs the");
+    println!(
+        "   In Python, threads give about 1.0× here: the GIL lets one thread run Python code at a"
+    );
+    println!(
+        "   time, so only a process pool speeds up CPU work. Rust has no GIL: on {cpus} CPUs the"
+    );
     println!(
         "   thread pool gave {} and the process pool {}. In Rust, choose processes for isolation,",
         times(speedup(Mode::ThreadPool)),
@@ -104,8 +112,16 @@ fn contained(pool: &str, c: &Contained) {
         "      {} of {} other tasks completed; a task submitted afterwards {}{}",
         c.others_completed,
         c.others_total,
-        if c.pool_usable_after { "ran fine" } else { "did NOT run" },
-        if c.as_expected { "" } else { "   (NOT as expected)" }
+        if c.pool_usable_after {
+            "ran fine"
+        } else {
+            "did NOT run"
+        },
+        if c.as_expected {
+            ""
+        } else {
+            "   (NOT as expected)"
+        }
     );
 }
 

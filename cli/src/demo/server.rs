@@ -121,7 +121,9 @@ pub fn page_body(index: usize) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking connection thread cannot leave the list half-updated (push is atomic).
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
@@ -129,12 +131,13 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let worker = Arc::clone(shared);
-                let spawned = thread::Builder::new()
-                    .name("demo-connection".into())
-                    .spawn(move || {
-                        // A client that hangs up mid-request is its own problem, not the server's.
-                        let _ = serve_connection(stream, &worker);
-                    });
+                let spawned =
+                    thread::Builder::new()
+                        .name("demo-connection".into())
+                        .spawn(move || {
+                            // A client that hangs up mid-request is its own problem, not the server's.
+                            let _ = serve_connection(stream, &worker);
+                        });
                 let mut connections = lock(&shared.connections);
                 connections.retain(|c| !c.is_finished());
                 if let Ok(handle) = spawned {
@@ -160,11 +163,21 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
             return Ok(());
         };
         let keep_alive = !head.close;
-        let response = match head.path.strip_prefix('/').and_then(|name| page_index(name, shared.pages)) {
+        let response = match head
+            .path
+            .strip_prefix('/')
+            .and_then(|name| page_index(name, shared.pages))
+        {
             Some(index) if head.method == "GET" || head.method == "HEAD" => {
                 thread::sleep(shared.latency);
                 let body = page_body(index);
-                let mut response = header(200, "OK", "text/html; charset=utf-8", body.len(), keep_alive);
+                let mut response = header(
+                    200,
+                    "OK",
+                    "text/html; charset=utf-8",
+                    body.len(),
+                    keep_alive,
+                );
                 if head.method == "GET" {
                     response.push_str(&body);
                 }
@@ -193,7 +206,10 @@ struct RequestHead {
 
 /// Reads one request head; `None` when the client closed the connection or the server stops.
 /// The demo only sends GETs, so request bodies are not read.
-fn read_head(reader: &mut BufReader<TcpStream>, shared: &Shared) -> io::Result<Option<RequestHead>> {
+fn read_head(
+    reader: &mut BufReader<TcpStream>,
+    shared: &Shared,
+) -> io::Result<Option<RequestHead>> {
     let mut lines: Vec<String> = Vec::new();
     let mut size = 0;
     // Kept across read time-outs: `read_line` leaves a partial line in it, which the next call
@@ -203,7 +219,12 @@ fn read_head(reader: &mut BufReader<TcpStream>, shared: &Shared) -> io::Result<O
         match reader.read_line(&mut line) {
             Ok(0) => return Ok(None),
             Ok(n) => size += n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 // Idle keep-alive connection: stay open unless the server is stopping.
                 if shared.stopping.load(Ordering::Relaxed) {
                     return Ok(None);
@@ -213,7 +234,10 @@ fn read_head(reader: &mut BufReader<TcpStream>, shared: &Shared) -> io::Result<O
             Err(e) => return Err(e),
         }
         if size > MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
         }
         let text = line.trim_end_matches(['\r', '\n']).to_string();
         line.clear();
@@ -237,7 +261,11 @@ fn read_head(reader: &mut BufReader<TcpStream>, shared: &Shared) -> io::Result<O
             }
         }
     }
-    Ok(Some(RequestHead { method, path, close }))
+    Ok(Some(RequestHead {
+        method,
+        path,
+        close,
+    }))
 }
 
 fn page_index(name: &str, pages: usize) -> Option<usize> {
@@ -245,7 +273,13 @@ fn page_index(name: &str, pages: usize) -> Option<usize> {
     (1..=pages).contains(&number).then(|| number - 1)
 }
 
-fn header(status: u16, reason: &str, content_type: &str, length: usize, keep_alive: bool) -> String {
+fn header(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    length: usize,
+    keep_alive: bool,
+) -> String {
     let connection = if keep_alive { "keep-alive" } else { "close" };
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\
@@ -260,7 +294,11 @@ mod tests {
 
     fn get(server: &PageServer, path: &str) -> String {
         let mut stream = TcpStream::connect(server.addr()).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         response
