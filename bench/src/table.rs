@@ -100,8 +100,9 @@ impl Table {
                 .iter()
                 .find(|(w, _)| *w == row.workload)
                 .map(|(_, v)| *v);
+            let measured = row.value > 0.0; // false for zero and NaN alike
             row.ratio = match (our_value, row.better) {
-                _ if row.note.is_some() || !(row.value > 0.0) => None,
+                _ if row.note.is_some() || !measured => None,
                 (Some(ours), Better::Higher) => Some(ours / row.value),
                 (Some(ours), Better::Lower) if ours > 0.0 => Some(row.value / ours),
                 _ => None,
@@ -171,8 +172,9 @@ impl Table {
                 } else {
                     escape_cell(&row.tool)
                 };
+                let measured = row.value > 0.0;
                 let value = match &row.note {
-                    Some(note) if !(row.value > 0.0) => escape_cell(note),
+                    Some(note) if !measured => escape_cell(note),
                     Some(note) => format!("{} ({})", format_value(row.value), escape_cell(note)),
                     None => format_value(row.value),
                 };

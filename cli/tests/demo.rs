@@ -159,6 +159,11 @@ fn json_report_has_every_section_and_no_worker_outlives_the_demo() {
     assert_eq!(run_modes(io), ["serial", "thread_pool", "process_pool"]);
     assert_eq!(io["pages"], 12);
     assert_eq!(io["physical_limit_s"], 12.0 * 0.005 / 4.0);
+    assert_eq!(
+        io["requests_served"],
+        3 * 12,
+        "one request per page per run"
+    );
     for run in io["runs"].as_array().unwrap() {
         assert_eq!(run["succeeded"], 12, "{run}");
         assert_eq!(run["failed"], 0, "{run}");

@@ -36,6 +36,8 @@ pub struct IoSection {
     pub workers: usize,
     /// The embedded server's address.
     pub server: String,
+    /// Requests the server answered over all runs (three per page when every run succeeded).
+    pub requests_served: u64,
     /// The directory holding one subdirectory of pages per run.
     pub output_dir: PathBuf,
     /// N × latency / workers: no pool of this size can do better.
@@ -120,6 +122,7 @@ pub fn run(plan: &IoPlan) -> Result<IoSection, String> {
         latency_ms: plan.latency.as_millis() as u64,
         workers: plan.workers,
         server: format!("http://{}/", server.addr()),
+        requests_served: server.requests_served(),
         output_dir: plan.output.clone(),
         physical_limit_s: plan.pages as f64 * plan.latency.as_secs_f64() / plan.workers as f64,
         runs,

@@ -189,9 +189,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 header(404, "Not Found", "text/plain", body.len(), keep_alive) + body
             }
         };
+        // Counted before the client can see the answer, so a client that has all its pages
+        // never reads a count that is short.
+        shared.requests.fetch_add(1, Ordering::Relaxed);
         writer.write_all(response.as_bytes())?;
         writer.flush()?;
-        shared.requests.fetch_add(1, Ordering::Relaxed);
         if !keep_alive {
             return Ok(());
         }
