@@ -9,8 +9,16 @@ mod error;
 mod executor;
 mod loom;
 mod panic;
+mod registry;
 mod task;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{Executor, Payload, Shutdown};
 pub use task::{Task, TaskFuture};
+
+/// What `register!` expands to; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{describe, Function, Registration, REGISTRATIONS};
+    pub use linkme;
+}
