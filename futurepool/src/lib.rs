@@ -11,6 +11,7 @@ mod loom;
 mod panic;
 mod registry;
 mod task;
+mod wire;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{Executor, Payload, Shutdown};
@@ -21,4 +22,10 @@ pub use task::{Task, TaskFuture};
 pub mod __private {
     pub use crate::registry::{describe, Function, Registration, REGISTRATIONS};
     pub use linkme;
+
+    /// The fuzz target's entry point: decodes `data` as frames and messages, discarding them.
+    /// Must return, never panic, whatever `data` holds.
+    pub fn fuzz_decode(data: &[u8]) {
+        crate::wire::decode_everything(data, 1 << 20);
+    }
 }
