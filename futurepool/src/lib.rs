@@ -9,6 +9,8 @@ mod error;
 mod executor;
 mod loom;
 mod panic;
+#[cfg(target_os = "linux")]
+mod process_pool;
 mod registry;
 mod task;
 mod wire;
@@ -17,9 +19,25 @@ pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{Executor, Payload, Shutdown};
 pub use task::{Task, TaskFuture};
 
+#[cfg(target_os = "linux")]
+pub use process_pool::{init, ProcessPool, ProcessPoolBuilder, ProcessPoolError};
+
+/// Call this first in `main`. Process pools exist only on Linux; elsewhere this does nothing, so
+/// portable programs can call it unconditionally.
+///
+/// # Examples
+///
+/// ```
+/// futurepool::init();
+/// ```
+#[cfg(not(target_os = "linux"))]
+pub fn init() {}
+
 /// What `register!` expands to; not public API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(target_os = "linux")]
+    pub use crate::process_pool::TEST_ENTRIES;
     pub use crate::registry::{describe, Function, Registration, REGISTRATIONS};
     pub use linkme;
 

@@ -40,7 +40,7 @@ pub struct Registration {
 #[linkme::distributed_slice]
 pub static REGISTRATIONS: [Registration];
 
-type Invoker = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, InvokeError> + Send + Sync>;
+type Invoker = Box<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), InvokeError> + Send + Sync>;
 
 /// A registered function with its types erased. Not public API.
 #[doc(hidden)]
@@ -58,7 +58,7 @@ pub fn describe<A: Payload, R: Payload>(f: fn(A) -> R) -> Function {
         address: f as usize,
         signature: TypeId::of::<fn(A) -> R>(),
         signature_name: type_name::<fn(A) -> R>(),
-        invoke: Box::new(move |arg_bytes| {
+        invoke: Box::new(move |arg_bytes, out| {
             let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
                 InvokeError::BadArgument(format!(
                     "cannot decode a `{}` from {} bytes: {e}",
@@ -67,7 +67,9 @@ pub fn describe<A: Payload, R: Payload>(f: fn(A) -> R) -> Function {
                 ))
             })?;
             let value = crate::panic::catch(move || f(arg)).map_err(InvokeError::Panicked)?;
-            postcard::to_allocvec(&value).map_err(|e| {
+            let start = out.len();
+            postcard::serialize_with_flavor(&value, crate::wire::AppendTo(out)).map_err(|e| {
+                out.truncate(start);
                 InvokeError::Unserializable(format!(
                     "the `{}` it returned cannot be serialized: {e}",
                     type_name::<R>()
@@ -193,11 +195,27 @@ pub(crate) fn invoke(name: &str, arg: &[u8]) -> Result<Vec<u8>, InvokeError> {
 ///
 /// As [`invoke`]; an index out of range is an unknown function.
 pub(crate) fn invoke_index(index: u32, arg: &[u8]) -> Result<Vec<u8>, InvokeError> {
+    let mut out = Vec::new();
+    invoke_index_into(index, arg, &mut out)?;
+    Ok(out)
+}
+
+/// [`invoke_index`], appending the result's bytes to `out` (left as it was on error), so a
+/// worker can answer a whole chunk from one buffer.
+///
+/// # Errors
+///
+/// As [`invoke`].
+pub(crate) fn invoke_index_into(
+    index: u32,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), InvokeError> {
     let (_, function) = registry()
         .functions
         .get(index as usize)
         .ok_or_else(|| InvokeError::UnknownFunction(format!("#{index}")))?;
-    (function.invoke)(arg)
+    (function.invoke)(arg, out)
 }
 
 /// The registered name at `index`, for error messages.

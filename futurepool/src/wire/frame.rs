@@ -64,7 +64,7 @@ pub(crate) fn encode_into<M: Serialize + ?Sized>(
 
 /// A postcard output that appends to a caller's buffer, so many frames can be batched into one
 /// write without an intermediate allocation per message.
-struct AppendTo<'a>(&'a mut Vec<u8>);
+pub(crate) struct AppendTo<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for AppendTo<'_> {
     type Output = ();

@@ -66,6 +66,8 @@ pub(crate) struct Hello<'a> {
     pub(crate) initializer: Option<Call<'a>>,
     /// The worker exits after this many tasks (a chunk counts as one).
     pub(crate) max_tasks: Option<u64>,
+    /// The largest frame either side sends or accepts.
+    pub(crate) max_frame: u64,
 }
 
 /// Pool → worker.
@@ -106,13 +108,15 @@ pub(crate) enum Outcome<'a> {
 /// Worker → pool. Answers to `Run`/`RunChunk` come back in the order the calls were sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum FromWorker<'a> {
-    /// Handshake accepted and the initializer (if any) succeeded: send work.
-    Ready { pid: u32 },
+    /// Handshake accepted; with how the initializer (if any) ended. The pool judges that outcome
+    /// (a fallible initializer's `Err` is returned bytes) and either sends work or closes the pipe.
+    Ready {
+        pid: u32,
+        #[serde(borrow)]
+        initializer: Option<Outcome<'a>>,
+    },
     /// The handshake was refused (wrong magic, protocol or build); the worker exits.
     Refused { reason: String },
-    /// The initializer did not return normally; the worker exits.
-    #[serde(borrow)]
-    InitializerFailed(Outcome<'a>),
     /// The answer to one `Run`.
     Done(Outcome<'a>),
     /// The answers to one `RunChunk`, one per argument, in order.

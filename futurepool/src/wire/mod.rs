@@ -9,7 +9,7 @@ mod message;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::frame::{encode_into, read_into, FrameError, DEFAULT_MAX_FRAME};
+pub(crate) use self::frame::{encode_into, read_into, AppendTo, FrameError, DEFAULT_MAX_FRAME};
 pub(crate) use self::message::{
     Bytes, Call, FromWorker, Hello, Outcome, ToWorker, MAGIC, PROTOCOL_VERSION,
 };

@@ -15,6 +15,7 @@ fn sample_messages() -> (Vec<ToWorker<'static>>, Vec<FromWorker<'static>>) {
             build_id: 0xfeed_beef,
             initializer: Some(call),
             max_tasks: Some(3),
+            max_frame: 1 << 20,
         }),
         ToWorker::Run(call),
         ToWorker::RunChunk {
@@ -23,14 +24,20 @@ fn sample_messages() -> (Vec<ToWorker<'static>>, Vec<FromWorker<'static>>) {
         },
     ];
     let from = vec![
-        FromWorker::Ready { pid: 42 },
+        FromWorker::Ready {
+            pid: 42,
+            initializer: None,
+        },
         FromWorker::Refused {
             reason: "other build".into(),
         },
-        FromWorker::InitializerFailed(Outcome::Panicked {
-            message: "no config".into(),
-            location: Some("src/main.rs:1:1".into()),
-        }),
+        FromWorker::Ready {
+            pid: 43,
+            initializer: Some(Outcome::Panicked {
+                message: "no config".into(),
+                location: Some("src/main.rs:1:1".into()),
+            }),
+        },
         FromWorker::Done(Outcome::Returned(Bytes(&[9; 300]))),
         FromWorker::ChunkDone(vec![
             Outcome::BadArgument("x".into()),
