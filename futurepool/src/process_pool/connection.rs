@@ -126,11 +126,16 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                     if slot.in_flight.is_empty() {
                         slot.front_started = Instant::now();
                     }
+                    let limited = batch.iter().any(|p| p.time_limit.is_some());
                     slot.in_flight.extend(batch.drain(..).map(|p| InFlight {
                         work: p.work,
                         sink: p.sink,
                         time_limit: p.time_limit,
                     }));
+                    if limited {
+                        // The supervisor times the call at the front; tell it there is one.
+                        shared.supervisor_wake.notify_one();
+                    }
                     true
                 }
                 _ => {
@@ -194,7 +199,7 @@ pub(super) fn run_reader(
     let max_frame = shared.config.max_frame;
 
     let handshake = handshake(&shared, id, &mut reader, &mut frames[0]);
-    let protocol_error = match handshake {
+    let violation = match handshake {
         Ok(()) => serve_answers(&shared, id, &mut reader, &mut frames, max_frame),
         Err(reason) => {
             // A worker that cannot start breaks the pool: no respawn storm (semantics P3, E5).
@@ -205,7 +210,7 @@ pub(super) fn run_reader(
                     .workers
                     .iter()
                     .find(|s| s.id == id)
-                    .and_then(|s| s.kill);
+                    .and_then(|s| s.kill.clone());
                 match kill {
                     Some(KillCause::Stopped) => Vec::new(),
                     Some(KillCause::StartTimeout) => {
@@ -217,14 +222,21 @@ pub(super) fn run_reader(
                         ));
                         shared.break_pool(&mut state, reason)
                     }
-                    _ => shared.break_pool(&mut state, reason),
+                    _ => shared.break_pool(&mut state, reason.clone()),
                 }
             };
             settle(rejected);
-            true
+            Some(reason)
         }
     };
-    if protocol_error {
+    if let Some(reason) = violation {
+        let mut state = shared.lock();
+        if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
+            if slot.kill.is_none() {
+                slot.kill = Some(KillCause::Misbehaved(reason));
+            }
+        }
+        drop(state);
         let _ = child.kill();
     }
 
@@ -289,15 +301,15 @@ fn handshake(
     }
 }
 
-/// Resolves answers until the pipe ends. Returns true on a protocol violation (the worker must
-/// be killed), false on a plain end of stream.
+/// Resolves answers until the pipe ends. Returns why the worker broke the protocol (it must be
+/// killed, and the call it owed fails with that reason), or `None` at a plain end of stream.
 fn serve_answers(
     shared: &Shared,
     id: u64,
     reader: &mut BufReader<PipeReader>,
     frames: &mut Vec<Vec<u8>>,
     max_frame: usize,
-) -> bool {
+) -> Option<Reason> {
     let mut sinks = Vec::with_capacity(ANSWER_BATCH);
     loop {
         // Block for one answer, then take whatever else is already buffered.
@@ -313,7 +325,11 @@ fn serve_answers(
                     ended = true;
                     break;
                 }
-                Err(_) => return true,
+                Err(error) => {
+                    return Some(Reason::new(format!(
+                        "the worker's answer could not be read: {error}"
+                    )))
+                }
             }
             if count == ANSWER_BATCH || reader.buffer().is_empty() {
                 break;
@@ -323,14 +339,22 @@ fn serve_answers(
             let now = Instant::now();
             let mut state = shared.lock();
             let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) else {
-                return true;
+                return Some(Reason::new("the worker was removed while answering"));
             };
             if slot.in_flight.len() < count {
-                return true; // More answers than calls: not our protocol.
+                return Some(Reason::new("protocol error: more answers than calls"));
             }
             shared.record_service(now.saturating_duration_since(slot.front_started), count);
             sinks.extend(slot.in_flight.drain(..count).map(|f| f.sink));
             slot.front_started = now;
+            if slot
+                .in_flight
+                .front()
+                .is_some_and(|f| f.time_limit.is_some())
+            {
+                // A new call's clock started: the supervisor must time it.
+                shared.supervisor_wake.notify_one();
+            }
             if slot.writer_idle {
                 slot.writer_idle = false;
                 slot.writer_wake.notify_one();
@@ -347,7 +371,7 @@ fn serve_answers(
             }
         }
         if ended {
-            return false;
+            return None;
         }
     }
 }
@@ -367,7 +391,11 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>) {
         let mut state = shared.lock();
         let stopping = state.stopping;
         match state.workers.iter_mut().find(|s| s.id == id) {
-            Some(slot) => (std::mem::take(&mut slot.in_flight), slot.kill, stopping),
+            Some(slot) => (
+                std::mem::take(&mut slot.in_flight),
+                slot.kill.clone(),
+                stopping,
+            ),
             None => Default::default(),
         }
     };
@@ -376,6 +404,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>) {
     if let Some(running) = held.next() {
         let error = match kill {
             Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
+            Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
             _ => TaskError::WorkerLost(loss),
         };
         failed.push((running.sink, error));

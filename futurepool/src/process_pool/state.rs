@@ -92,12 +92,15 @@ pub(super) enum Phase {
 }
 
 /// Why the pool killed a worker, which decides what its running call reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum KillCause {
     TimeLimit(Duration),
     StartTimeout,
-    /// `terminate_workers` / `kill_workers`, or a protocol violation.
+    /// `terminate_workers` / `kill_workers`.
     Stopped,
+    /// It broke the protocol (an unreadable or oversized answer); the call it owed fails with
+    /// this reason.
+    Misbehaved(Reason),
 }
 
 /// One worker process, as every pool thread sees it.

@@ -206,6 +206,24 @@ impl Worker {
                     return Err(WorkerExit(EXIT_BROKEN_PIPE));
                 }
             };
+            if answer.is_ok() && self.out.len() > max_frame {
+                // The pool would refuse this frame; fail the call instead of the worker.
+                let why = format!(
+                    "the result's {} bytes exceed the pool's maximum frame size of {max_frame} \
+                     bytes",
+                    self.out.len()
+                );
+                let chunk_len = match postcard::from_bytes::<ToWorker<'_>>(&self.frame) {
+                    Ok(ToWorker::RunChunk { args, .. }) => Some(args.len()),
+                    _ => None,
+                };
+                let outcome = || Outcome::Unserializable(why.clone());
+                let message = match chunk_len {
+                    Some(n) => FromWorker::ChunkDone((0..n).map(|_| outcome()).collect()),
+                    None => FromWorker::Done(outcome()),
+                };
+                encode(&mut self.out, &message).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+            }
             // Answer before reading the next call: the pool relies on this order to know which
             // call was running if this process dies (see wire/README.md).
             if answer.is_err() || self.answers.write_all(&self.out).is_err() {
