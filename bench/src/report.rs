@@ -234,9 +234,13 @@ fn measure_scaling() -> Result<Table, String> {
         });
         let process_s = time_pool(|| {
             let pool = ProcessPool::new(workers).expect("start the process pool");
-            let sum = pool
-                .map(crunch, inputs.iter().map(|&i| (i, rounds)))
-                .map(|r| r.expect("a CPU task failed on the process pool"))
+            let tasks: Vec<_> = inputs
+                .iter()
+                .map(|&i| pool.submit(crunch, (i, rounds)))
+                .collect();
+            let sum = tasks
+                .iter()
+                .map(|t| t.result().expect("a CPU task failed on the process pool"))
                 .fold(0, u64::wrapping_add);
             pool.shutdown(Shutdown::default());
             sum
@@ -274,6 +278,8 @@ fn time_pool(run: impl FnOnce() -> u64) -> (f64, u64) {
 
 /// The scaling job: `rounds` steps of a 64-bit mixing function seeded by the task number. Each
 /// step depends on the last, so the compiler cannot shortcut or vectorize it.
+// `#[inline(never)]`: one address per function, which the registry's lookup relies on.
+#[inline(never)]
 fn crunch((seed, rounds): (u64, u64)) -> u64 {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for _ in 0..rounds {

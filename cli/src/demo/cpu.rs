@@ -43,6 +43,10 @@ pub fn inputs(count: usize) -> Vec<u64> {
 }
 
 /// Whether `n` is prime, by trial division with odd divisors up to its square root.
+// `#[inline(never)]`: the registry finds a submitted function by its address, and in release
+// builds rustc may give a small function a private copy per codegen unit, so the address passed
+// to `submit` would not be the registered one.
+#[inline(never)]
 pub fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
@@ -104,9 +108,10 @@ pub fn run(tasks: usize, workers: usize) -> Result<CpuSection, String> {
             Mode::ProcessPool => {
                 let pool = ProcessPool::new(workers)
                     .map_err(|e| format!("cannot start the process pool: {e}"))?;
-                let answers = pool
-                    .map(is_prime, numbers.iter().copied())
-                    .map(|answer| answer.map_err(|e| e.to_string()))
+                let tasks: Vec<_> = numbers.iter().map(|&n| pool.submit(is_prime, n)).collect();
+                let answers = tasks
+                    .iter()
+                    .map(|task| task.result().map_err(|e| e.to_string()))
                     .collect();
                 pool.shutdown(Shutdown::default());
                 answers

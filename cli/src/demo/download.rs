@@ -164,6 +164,7 @@ fn on_process_pool(jobs: &[PageJob], workers: usize) -> Result<Vec<Result<u64, S
     Ok(outcomes)
 }
 
+#[inline(never)] // one address per function, see `cpu::is_prime`
 fn fetch_page_in_worker(job: PageJob) -> Result<u64, String> {
     fetch_page(agent(), &job)
 }

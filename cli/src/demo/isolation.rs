@@ -4,8 +4,8 @@
 //!   on and every other task completes.
 //! - On the process pool a task that aborts its whole process fails with the signal that killed
 //!   the worker; a fresh worker takes its place and the pool carries on.
-//! - On the process pool a runaway task is stopped by its time limit: the worker is killed, the
-//!   task fails as timed out — something no thread can do to another thread.
+//! - On the process pool a runaway task is stopped by its own time limit: the worker is killed,
+//!   the task fails as timed out — something no thread can do to another thread.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use serde::Serialize;
 /// Tasks submitted beside the bad one; all must complete.
 const NEIGHBOURS: u32 = 7;
 
-/// The runaway task's time limit.
+/// The runaway task's own time limit.
 const TIME_LIMIT: Duration = Duration::from_millis(500);
 
 /// What the panic says, so the demo's panic hook can keep it off the terminal.
@@ -143,13 +143,10 @@ fn process_abort() -> Result<Contained, String> {
 }
 
 fn runaway() -> Result<Contained, String> {
-    let pool = ProcessPool::builder()
-        .max_workers(2)
-        .time_limit(TIME_LIMIT)
-        .build()
-        .map_err(|e| format!("cannot start the process pool: {e}"))?;
+    let pool = ProcessPool::new(2).map_err(|e| format!("cannot start the process pool: {e}"))?;
     let started = Instant::now();
-    let bad = pool.submit(spin_forever, ());
+    // This task's own limit; `ProcessPool::builder().time_limit(..)` sets one for every task.
+    let bad = pool.submit_with_time_limit(spin_forever, (), Some(TIME_LIMIT));
     let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
     let outcome = bad.result();
     let failed_after_s = started.elapsed().as_secs_f64();
@@ -218,18 +215,21 @@ pub fn outcome_name<E>(error: &TaskError<E>) -> &'static str {
     }
 }
 
+#[inline(never)] // one address per function, see `cpu::is_prime`
 fn square(n: u32) -> u32 {
     n * n
 }
 futurepool::register!(square);
 
 /// Kills its own process, as a segfault or a failed assertion in C code would.
+#[inline(never)]
 fn abort_process(_: ()) {
     std::process::abort()
 }
 futurepool::register!(abort_process);
 
 /// Never returns: the bug a time limit exists for.
+#[inline(never)]
 fn spin_forever(_: ()) {
     loop {
         std::thread::sleep(Duration::from_secs(1));

@@ -68,6 +68,18 @@ pub struct DemoReport {
 pub struct Machine {
     /// CPUs this process may use.
     pub cpus: usize,
+    /// The one-minute load average when the demo started (Linux), to judge the CPU figures by.
+    pub load_average: Option<f64>,
+}
+
+/// The one-minute load average, from `/proc/loadavg`.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// One way of running a section's work, and how long it took.
@@ -79,7 +91,7 @@ pub struct Run {
     pub workers: usize,
     /// Wall-clock time, in seconds.
     pub wall_s: f64,
-    /// Serial wall time divided by this run's.
+    /// Serial wall time divided by this run's (0 when some items failed).
     pub speedup: f64,
     /// Items that succeeded.
     pub succeeded: usize,
@@ -111,7 +123,7 @@ impl Mode {
     }
 }
 
-/// Fills in each run's speedup against the serial run (the first).
+/// Fills in each run's speedup against the serial run; 0 for a run with failures.
 fn set_speedups(runs: &mut [Run]) {
     let Some(serial) = runs
         .iter()
@@ -121,11 +133,9 @@ fn set_speedups(runs: &mut [Run]) {
         return;
     };
     for run in runs {
-        run.speedup = if run.wall_s > 0.0 {
-            serial / run.wall_s
-        } else {
-            0.0
-        };
+        // A run that failed items did less work: its time says nothing about speed.
+        let comparable = run.failed == 0 && run.wall_s > 0.0;
+        run.speedup = if comparable { serial / run.wall_s } else { 0.0 };
     }
 }
 
@@ -159,10 +169,14 @@ pub fn run(args: &DemoArgs) -> ExitCode {
 }
 
 fn run_sections(args: &DemoArgs) -> Result<DemoReport, String> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let machine = Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average: load_average(),
+    };
+    let cpus = machine.cpus;
     let text = !args.json;
     if text {
-        render::title(cpus);
+        render::title(&machine);
     }
 
     let output = args
@@ -182,7 +196,7 @@ fn run_sections(args: &DemoArgs) -> Result<DemoReport, String> {
     let cpu_workers = args.cpu_workers.map_or(cpus, |n| n as usize);
     let cpu = cpu::run(args.cpu_tasks as usize, cpu_workers)?;
     if text {
-        render::cpu(&cpu, cpus);
+        render::cpu(&cpu, &machine);
     }
 
     let isolation = isolation::run()?;
@@ -192,7 +206,7 @@ fn run_sections(args: &DemoArgs) -> Result<DemoReport, String> {
 
     let all_as_expected = io.as_expected() && cpu.as_expected() && isolation.as_expected();
     Ok(DemoReport {
-        machine: Machine { cpus },
+        machine,
         io,
         cpu,
         isolation,

@@ -4,14 +4,15 @@
 use super::cpu::CpuSection;
 use super::download::IoSection;
 use super::isolation::{Contained, IsolationSection};
-use super::{DemoReport, Mode, Run};
+use super::{DemoReport, Machine, Mode, Run};
 
 /// The widest bar, in terminal columns.
 const BAR_WIDTH: usize = 30;
 
-pub fn title(cpus: usize) {
+pub fn title(machine: &Machine) {
     println!(
-        "futurepool demo: what a pool of workers buys you, measured on this machine ({cpus} CPUs)"
+        "futurepool demo: what a pool of workers buys you, measured on this machine ({} CPUs)",
+        machine.cpus
     );
     println!();
 }
@@ -58,7 +59,8 @@ pub fn io(section: &IoSection) {
     println!();
 }
 
-pub fn cpu(section: &CpuSection, cpus: usize) {
+pub fn cpu(section: &CpuSection, machine: &Machine) {
+    let cpus = machine.cpus;
     println!(
         "2. CPU-bound: {} tasks, each testing the {} ({} workers)",
         section.tasks, section.job, section.workers
@@ -93,6 +95,19 @@ pub fn cpu(section: &CpuSection, cpus: usize) {
         times(speedup(Mode::ProcessPool))
     );
     println!("   not for speed — which is what the next section is about.");
+    let possible = section.workers.min(cpus) as f64;
+    let best = speedup(Mode::ThreadPool).max(speedup(Mode::ProcessPool));
+    if possible >= 2.0 && best < 0.75 * possible {
+        let load = machine
+            .load_average
+            .map(|l| format!(" (load average {l:.1} on {cpus} CPUs)"))
+            .unwrap_or_default();
+        println!();
+        println!("   Note: {cpus} CPUs allow up to {possible:.0}×; other programs were using them{load},");
+        println!(
+            "   so both pools got less. Run the demo again on a quiet machine to see them scale."
+        );
+    }
     println!();
 }
 
@@ -181,7 +196,11 @@ fn seconds(s: f64) -> String {
 }
 
 fn times(x: f64) -> String {
-    format!("{x:.1}×")
+    if x > 0.0 {
+        format!("{x:.1}×")
+    } else {
+        "failed".to_string()
+    }
 }
 
 /// A horizontal bar `value / max` of `width` columns, drawn with eighth-blocks so small
@@ -218,5 +237,6 @@ mod tests {
         assert_eq!(seconds(0.2504), "250 ms");
         assert_eq!(seconds(2.5), "2.50 s");
         assert_eq!(times(9.66), "9.7×");
+        assert_eq!(times(0.0), "failed");
     }
 }
