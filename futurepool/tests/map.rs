@@ -105,7 +105,7 @@ fn at_most_buffer_tasks_are_in_flight() {
     let started = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&started);
     let buffer = 3;
-    let mut results = pool
+    let results = pool
         .map(
             move |n: u32| {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -115,7 +115,7 @@ fn at_most_buffer_tasks_are_in_flight() {
         )
         .buffer(buffer);
     let mut taken = 0;
-    while let Some(result) = results.next() {
+    for result in results {
         assert_eq!(result, Ok(taken as u32));
         taken += 1;
         // Submitted = taken + in flight, and in flight never exceeds the buffer.
