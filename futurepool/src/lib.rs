@@ -8,16 +8,22 @@
 mod error;
 mod executor;
 mod loom;
+mod map;
 mod panic;
 #[cfg(target_os = "linux")]
 mod process_pool;
 mod registry;
 mod task;
+mod thread_pool;
+mod wait;
 mod wire;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{Executor, Payload, Shutdown};
+pub use map::{Map, MapUnordered};
 pub use task::{Task, TaskFuture};
+pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]
 pub use process_pool::{init, ProcessPool, ProcessPoolBuilder, ProcessPoolError};
