@@ -345,7 +345,9 @@ pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]
-pub use process_pool::{init, ProcessPool, ProcessPoolBuilder, ProcessPoolError};
+pub use process_pool::{
+    init, ProcessMap, ProcessMapUnordered, ProcessPool, ProcessPoolBuilder, ProcessPoolError,
+};
 
 /// Call this first in `main`. Process pools exist only on Linux; elsewhere this does nothing, so
 /// portable programs can call it unconditionally.

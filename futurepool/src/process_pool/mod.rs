@@ -11,6 +11,7 @@
 
 mod builder;
 mod connection;
+mod map;
 mod sink;
 mod spawn;
 mod state;
@@ -28,12 +29,13 @@ use crate::registry;
 use crate::task::Task;
 
 pub use self::builder::ProcessPoolBuilder;
+pub use self::map::{ProcessMap, ProcessMapUnordered};
 pub use self::worker::init;
 #[doc(hidden)]
 pub use self::worker::TEST_ENTRIES;
 
 use self::sink::{Fallible, Plain, Sink, TaskSink};
-use self::state::{settle, Config, KillCause, Pending, Shared, Work};
+use self::state::{Config, KillCause, Pending, Shared, Work};
 
 /// Room for a frame's message framing around a payload, when checking sizes at submit.
 const FRAME_OVERHEAD: usize = 64;
@@ -544,5 +546,10 @@ impl Executor for ProcessPool {
 
     fn shutdown(&self, how: Shutdown) {
         ProcessPool::shutdown(self, how)
+    }
+
+    /// Enough unchunked calls to fill every worker's pipeline.
+    fn default_map_buffer(&self) -> usize {
+        state::MAX_PIPELINE * self.max_workers()
     }
 }

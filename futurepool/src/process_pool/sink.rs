@@ -137,16 +137,41 @@ pub(crate) type ChunkResults<R, E> = Vec<Result<R, TaskError<E>>>;
 pub(super) struct ChunkSink<R, E, D> {
     task: Task<ChunkResults<R, E>, Infallible>,
     len: usize,
+    /// Items that never left (their argument did not serialize), by position, with why.
+    holes: Vec<(usize, Reason)>,
     decode: PhantomData<fn() -> D>,
 }
 
 impl<R, E, D> ChunkSink<R, E, D> {
-    pub(super) fn new(task: Task<ChunkResults<R, E>, Infallible>, len: usize) -> Self {
+    pub(super) fn new(
+        task: Task<ChunkResults<R, E>, Infallible>,
+        len: usize,
+        holes: Vec<(usize, Reason)>,
+    ) -> Self {
         ChunkSink {
             task,
             len,
+            holes,
             decode: PhantomData,
         }
+    }
+
+    /// One outcome per item: the holes' own errors at their positions, `sent` for the rest.
+    fn merge(&self, mut sent: impl Iterator<Item = Result<R, TaskError<E>>>) -> ChunkResults<R, E> {
+        let mut holes = self.holes.iter().peekable();
+        (0..self.len)
+            .map(|position| match holes.peek() {
+                Some((at, reason)) if *at == position => {
+                    holes.next();
+                    Err(TaskError::Transfer(reason.clone()))
+                }
+                _ => sent.next().unwrap_or_else(|| {
+                    Err(transfer(
+                        "protocol error: the worker answered too few items".into(),
+                    ))
+                }),
+            })
+            .collect()
     }
 }
 
@@ -166,22 +191,14 @@ where
 
     fn finish(self: Box<Self>, answer: Answer<'_>) {
         let outcomes = match answer {
-            Answer::Chunk(outcomes) if outcomes.len() == self.len => {
-                outcomes.iter().map(outcome_into::<R, E, D>).collect()
-            }
-            _ => (0..self.len)
-                .map(|_| {
-                    Err(transfer(
-                        "protocol error: the worker's answer does not match the chunk".into(),
-                    ))
-                })
-                .collect(),
+            Answer::Chunk(outcomes) => self.merge(outcomes.iter().map(outcome_into::<R, E, D>)),
+            Answer::One(_) => self.merge(std::iter::empty()),
         };
         self.task.resolve(Ok(outcomes));
     }
 
     fn fail(self: Box<Self>, error: TaskError) {
-        let outcomes = (0..self.len).map(|_| Err(error.clone().widen())).collect();
+        let outcomes = self.merge(std::iter::repeat_with(|| Err(error.clone().widen())));
         self.task.resolve(Ok(outcomes));
     }
 }
