@@ -1,0 +1,63 @@
+//! The progress bar: on a terminal only, and never with `-q`.
+
+use std::cell::Cell;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::args::format_size;
+
+/// A progress bar over the entries of a run, or nothing at all.
+pub(crate) struct Progress {
+    bar: Option<ProgressBar>,
+    bytes: Cell<u64>,
+}
+
+impl Progress {
+    /// A bar for `total` entries, drawn on stderr if `wanted` and stderr is a terminal.
+    pub(crate) fn new(total: usize, wanted: bool) -> Progress {
+        if !wanted || !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: None,
+                bytes: Cell::new(0),
+            };
+        }
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {pos}/{len} pages  {msg}  {per_sec}  {elapsed_precise}",
+            )
+            .expect("the template is valid")
+            .progress_chars("█▉▊▋▌▍▎▏ "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress {
+            bar: Some(bar),
+            bytes: Cell::new(0),
+        }
+    }
+
+    /// One more entry done, with `bytes` saved.
+    pub(crate) fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            self.bytes.set(self.bytes.get() + bytes);
+            bar.set_message(format_size(self.bytes.get()));
+            bar.inc(1);
+        }
+    }
+
+    /// Prints a line above the bar (or plainly on stderr without one).
+    pub(crate) fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
