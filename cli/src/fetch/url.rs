@@ -32,6 +32,16 @@ impl HttpUrl {
             url: text.to_owned(),
             reason: reason.to_string(),
         };
+        // Named before parsing: the parser refuses `file:///x` as malformed, but the user should
+        // hear that the scheme is the problem.
+        if let Some((scheme, _)) = text.split_once(':').filter(|(s, _)| is_scheme_name(s)) {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(UrlError::UnsupportedScheme {
+                    url: text.to_owned(),
+                    scheme: scheme.to_owned(),
+                });
+            }
+        }
         // A fragment is never sent to the server; dropping it here keeps the parser (which rejects
         // '#') from refusing perfectly good links copied from a browser.
         let without_fragment = text.split('#').next().unwrap_or_default();
@@ -190,7 +200,7 @@ mod tests {
         assert!(HttpUrl::parse("HTTPS://example.com:8443/a?b=c").is_ok());
         assert!(matches!(
             HttpUrl::parse("file:///etc/passwd"),
-            Err(UrlError::UnsupportedScheme { .. } | UrlError::Malformed { .. })
+            Err(UrlError::UnsupportedScheme { .. })
         ));
         assert!(matches!(
             HttpUrl::parse("ftp://example.com/x"),
