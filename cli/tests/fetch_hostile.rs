@@ -20,10 +20,20 @@ fn a_server_that_never_answers_is_abandoned_after_the_stall_timeout() {
     let (run, rows) = fetch_list(
         &scratch,
         &[server.url("/silent")],
-        &["--retries", "0", "--stall-timeout", "0.5", "--timeout", "600"],
+        &[
+            "--retries",
+            "0",
+            "--stall-timeout",
+            "0.5",
+            "--timeout",
+            "600",
+        ],
     );
     assert_eq!(run.code, Some(1));
-    assert_eq!(error_of(row(&rows, 1)), "stalled: no data received for 0.5 s");
+    assert_eq!(
+        error_of(row(&rows, 1)),
+        "stalled: no data received for 0.5 s"
+    );
     assert!(scratch.out_files().is_empty());
 }
 
@@ -40,8 +50,14 @@ fn a_body_that_stops_midway_is_abandoned_after_the_stall_timeout() {
         &["--retries", "0", "--stall-timeout", "0.5"],
     );
     assert_eq!(run.code, Some(1));
-    assert_eq!(error_of(row(&rows, 1)), "stalled: no data received for 0.5 s");
-    assert!(scratch.out_files().is_empty(), "the partial file was not removed");
+    assert_eq!(
+        error_of(row(&rows, 1)),
+        "stalled: no data received for 0.5 s"
+    );
+    assert!(
+        scratch.out_files().is_empty(),
+        "the partial file was not removed"
+    );
 }
 
 #[test]
@@ -95,7 +111,10 @@ fn a_gzip_bomb_fails_on_decoded_bytes() {
     let scratch = Scratch::new("gzip");
     let (run, rows) = fetch_list(
         &scratch,
-        &[format!("bomb {}", server.url("/bomb")), format!("small {}", server.url("/small"))],
+        &[
+            format!("bomb {}", server.url("/bomb")),
+            format!("small {}", server.url("/small")),
+        ],
         &["--max-size", "1MiB", "--retries", "0"],
     );
     assert_eq!(run.code, Some(1));
@@ -184,7 +203,10 @@ fn a_reset_connection_fails() {
 
 #[test]
 fn a_body_without_length_ends_with_the_connection() {
-    let server = TestServer::routes(vec![("/close", Reply::html("until close").without_length())]);
+    let server = TestServer::routes(vec![(
+        "/close",
+        Reply::html("until close").without_length(),
+    )]);
     let scratch = Scratch::new("no-length");
     let (run, rows) = fetch_list(&scratch, &[server.url("/close")], &NO_RETRY);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -206,6 +228,9 @@ fn a_server_chosen_path_cannot_escape_the_output_directory() {
         scratch.out_files(),
         ["_.._escaped", "_etc_passwd.html", "index.html"]
     );
-    assert_eq!(support::files_in(&scratch.path), ["list.txt", "out", "report.jsonl"]);
+    assert_eq!(
+        support::files_in(&scratch.path),
+        ["list.txt", "out", "report.jsonl"]
+    );
     assert_eq!(rows.len(), 3);
 }

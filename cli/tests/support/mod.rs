@@ -1,7 +1,7 @@
 //! Shared by the `fetch_*` tests: the loopback server, scratch directories, and running the real
 //! `futurepool` binary.
 
-#![allow(dead_code)] // Each test binary uses a different part of the support code.
+#![allow(dead_code, unused_imports)] // Each test binary uses a different part of the support code.
 
 pub mod server;
 
@@ -119,7 +119,11 @@ pub fn fetch(args: &[&str]) -> Run {
 
 /// Runs `futurepool fetch LIST -o OUT --report REPORT ARGS` in `scratch`; returns the run and the
 /// report rows.
-pub fn fetch_list(scratch: &Scratch, lines: &[String], args: &[&str]) -> (Run, Vec<serde_json::Value>) {
+pub fn fetch_list(
+    scratch: &Scratch,
+    lines: &[String],
+    args: &[&str],
+) -> (Run, Vec<serde_json::Value>) {
     let list = scratch.list(lines);
     let report = scratch.join("report.jsonl");
     let _ = fs::remove_file(&report);

@@ -93,8 +93,7 @@ impl Reply {
 
     /// `decoded` compressed with gzip, labelled `Content-Encoding: gzip`.
     pub fn gzip(decoded: &[u8]) -> Reply {
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(decoded).unwrap();
         Reply::bytes("text/html", encoder.finish().unwrap()).header("Content-Encoding", "gzip")
     }
@@ -186,14 +185,20 @@ impl TestServer {
     }
 
     pub fn requests_for(&self, path: &str) -> Vec<Request> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Blocks until `path` has been requested `count` times (or panics after a minute).
     pub fn wait_for_requests(&self, path: &str, count: usize) {
         let give_up = Instant::now() + Duration::from_secs(60);
         while self.requests_for(path).len() < count {
-            assert!(Instant::now() < give_up, "{path} was never requested {count} times");
+            assert!(
+                Instant::now() < give_up,
+                "{path} was never requested {count} times"
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -216,7 +221,12 @@ impl Shared {
         let (lock, condvar) = &self.stopped;
         let stopped = lock.lock().unwrap();
         let stopped = match pause {
-            Some(pause) => condvar.wait_timeout_while(stopped, pause, |s| !*s).unwrap().0,
+            Some(pause) => {
+                condvar
+                    .wait_timeout_while(stopped, pause, |s| !*s)
+                    .unwrap()
+                    .0
+            }
             None => condvar.wait_while(stopped, |s| !*s).unwrap(),
         };
         !*stopped
