@@ -55,6 +55,13 @@ pub use self::future::TaskFuture;
 /// assert_eq!(task.result().unwrap(), 42);
 /// assert!(task.is_done());
 /// ```
+///
+/// A task's value crosses threads, so it must be `Send`; the compiler refuses anything else:
+///
+/// ```compile_fail
+/// let pool = futurepool::ThreadPool::new(1);
+/// let task = pool.submit(|| std::rc::Rc::new(1)); // Rc is not Send
+/// ```
 pub struct Task<T, E = Infallible> {
     cell: Arc<TaskCell<T, E, dyn ErasedJob>>,
 }
@@ -508,6 +515,12 @@ mod tests {
 
     /// The memory budget of issue 2 (≤ 128 bytes per pending no-op task, handle and queue slot
     /// included) rests on these sizes; a field added carelessly fails here first.
+    #[test]
+    fn handles_are_send_sync_and_static() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<Task<Vec<u8>, std::io::Error>>();
+    }
+
     #[test]
     fn a_no_op_task_stays_small() {
         type Cell = TaskCell<(), Infallible, job::JobSlot<fn() -> Result<(), Infallible>>>;
