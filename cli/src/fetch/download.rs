@@ -1,17 +1,20 @@
 //! One entry, start to finish: GET with timeouts, redirects followed by hand (so every hop is
 //! checked), retries with backoff, the size limit on decoded bytes, and the atomic write.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::header::{self, HeaderName, HeaderValue};
 use ureq::http::Response;
+use ureq::unversioned::transport::DefaultConnector;
 use ureq::{Agent, Body, Timeout};
 
 use super::interrupt::Interrupt;
 use super::naming;
 use super::output::{OutputDir, WriteError};
+use super::resolver::CachingResolver;
 use super::retry::{self, Backoff, MAX_RETRY_AFTER};
 use super::url::{HttpUrl, UrlError};
 
@@ -169,7 +172,7 @@ pub(crate) struct Downloader {
 
 impl Downloader {
     pub(crate) fn new(settings: DownloadSettings) -> Downloader {
-        let agent = Agent::config_builder()
+        let config = Agent::config_builder()
             .http_status_as_error(false)
             // Followed by hand, to check each hop's scheme and catch loops by name.
             .max_redirects(0)
@@ -180,8 +183,13 @@ impl Downloader {
             .max_idle_connections(settings.idle_connections.max(1))
             .max_idle_connections_per_host(settings.idle_connections.max(1))
             .user_agent(concat!("futurepool/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            // ureq's 128 KiB per direction per connection is sized for a few connections; at
+            // -j 64 it was most of the memory. The input buffer still holds the largest response
+            // head accepted (64 KiB); the output buffer holds a request head.
+            .input_buffer_size(64 * 1024)
+            .output_buffer_size(16 * 1024)
+            .build();
+        let agent = Agent::with_parts(config, DefaultConnector::new(), CachingResolver::default());
         Downloader { agent, settings }
     }
 
@@ -195,10 +203,26 @@ impl Downloader {
         out: &OutputDir,
         interrupt: &Interrupt,
     ) -> Fetched {
+        thread_local! {
+            /// Each worker's read buffer, allocated (and zeroed) once per thread, not per page.
+            static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 32 * 1024]);
+        }
+        BUFFER
+            .with_borrow_mut(|buffer| self.fetch_with(key, url, base_name, out, interrupt, buffer))
+    }
+
+    fn fetch_with(
+        &self,
+        key: usize,
+        url: &HttpUrl,
+        base_name: &str,
+        out: &OutputDir,
+        interrupt: &Interrupt,
+        buffer: &mut [u8],
+    ) -> Fetched {
         let backoff = Backoff {
             base: self.settings.backoff,
         };
-        let mut buffer = vec![0; 64 * 1024];
         let mut attempts = 0;
         loop {
             if interrupt.is_triggered() {
@@ -208,7 +232,7 @@ impl Downloader {
                 };
             }
             attempts += 1;
-            let result = self.attempt(key, url, base_name, out, interrupt, &mut buffer);
+            let result = self.attempt(key, url, base_name, out, interrupt, buffer);
             let error = match result {
                 Err(error) if error.is_retryable() && attempts <= self.settings.retries => error,
                 result => return Fetched { result, attempts },

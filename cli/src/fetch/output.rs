@@ -61,6 +61,7 @@ fn is_disk_full(error: &io::Error) -> bool {
 /// The directory every file of a run goes to.
 pub(crate) struct OutputDir {
     dir: PathBuf,
+    pid: u32,
     next_partial: AtomicU64,
     state: Mutex<State>,
 }
@@ -80,6 +81,7 @@ impl OutputDir {
     pub(crate) fn new(dir: PathBuf) -> OutputDir {
         OutputDir {
             dir,
+            pid: std::process::id(),
             next_partial: AtomicU64::new(0),
             state: Mutex::default(),
         }
@@ -98,7 +100,7 @@ impl OutputDir {
         let id = self.next_partial.fetch_add(1, Ordering::Relaxed);
         let path = self
             .dir
-            .join(format!("{PARTIAL_PREFIX}{}-{id}.part", std::process::id()));
+            .join(format!("{PARTIAL_PREFIX}{}-{id}.part", self.pid));
         // Created under the lock so that `close` either sees it registered or runs first and
         // makes this fail: no partial file can outlive an interrupt.
         let mut state = self.lock();

@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -31,7 +30,6 @@ impl Progress {
             .expect("the template is valid")
             .progress_chars("█▉▊▋▌▍▎▏ "),
         );
-        bar.enable_steady_tick(Duration::from_millis(200));
         Progress {
             bar: Some(bar),
             bytes: Cell::new(0),
@@ -44,6 +42,17 @@ impl Progress {
             self.bytes.set(self.bytes.get() + bytes);
             bar.set_message(format_size(self.bytes.get()));
             bar.inc(1);
+        }
+    }
+
+    pub(crate) fn is_visible(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Redraws the bar (elapsed time and rate move even when no entry finishes).
+    pub(crate) fn tick(&self) {
+        if let Some(bar) = &self.bar {
+            bar.tick();
         }
     }
 

@@ -56,13 +56,9 @@ impl Scheduler {
         }
     }
 
-    /// Every entry not handed out yet, in no particular order (for "not attempted" rows).
-    pub(crate) fn drain_unstarted(&mut self) -> Vec<usize> {
-        let mut rest: Vec<usize> = self.ready.drain(..).collect();
-        for queue in self.blocked.values_mut() {
-            rest.extend(queue.drain(..));
-        }
-        rest
+    /// True while some entry has not been handed out yet.
+    pub(crate) fn has_waiting(&self) -> bool {
+        !self.ready.is_empty() || self.blocked.values().any(|queue| !queue.is_empty())
     }
 }
 
@@ -93,13 +89,15 @@ mod tests {
     }
 
     #[test]
-    fn unstarted_entries_are_all_returned() {
-        let hosts = ["a", "a", "b"].map(String::from).to_vec();
-        let mut s = Scheduler::new(hosts, 0..3, 1);
+    fn waiting_counts_ready_and_blocked_entries() {
+        let hosts = ["a", "a"].map(String::from).to_vec();
+        let mut s = Scheduler::new(hosts, 0..2, 1);
+        assert!(s.has_waiting());
         assert_eq!(s.next(), Some(0));
-        let mut rest = s.drain_unstarted();
-        rest.sort();
-        assert_eq!(rest, [1, 2]);
         assert_eq!(s.next(), None);
+        assert!(s.has_waiting(), "entry 1 waits for host a");
+        s.finished(0);
+        assert_eq!(s.next(), Some(1));
+        assert!(!s.has_waiting());
     }
 }
