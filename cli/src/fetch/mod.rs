@@ -36,7 +36,7 @@ pub(crate) use self::args::FetchArgs;
 pub(crate) use self::download::{DownloadSettings, Timeouts};
 pub(crate) use self::interrupt::Interrupt;
 pub(crate) use self::list::Entry;
-pub(crate) use self::report::{Row, Summary};
+pub(crate) use self::report::Summary;
 pub(crate) use self::run::run;
 
 use self::report::ReportTarget;
