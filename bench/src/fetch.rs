@@ -5,6 +5,10 @@
 //! physical limit is 200 × 0.05 s / 10 = 1.00 s. Workload 2: 5,000 pages of 2 KB from nginx with
 //! no added latency, 64 workers: throughput and peak memory.
 //!
+//! Peers that are not installed are reported as such. On Debian:
+//! `apt-get install curl aria2 nginx-light python3-requests` (the Python peer falls back to urllib
+//! without requests).
+//!
 //! Every peer runs as a child process; its CPU time and peak RSS come from `wait4`'s rusage, its
 //! wall time from the parent's clock. Each figure is the median of `--runs` runs (default 3), and
 //! a run only counts if every page arrived whole.
@@ -170,7 +174,7 @@ fn peers(workload: &Workload, futurepool: &Path) -> Vec<Peer> {
         },
         Peer {
             name: format!("curl --parallel-max {jobs}"),
-            missing: missing("curl", &["--version"]),
+            missing: missing("curl", &["--version"], "curl"),
             prepare: Box::new(|w, dir, out| {
                 let config = write_list(dir, "curl.cfg", w, |i, url| {
                     format!(
@@ -194,7 +198,7 @@ fn peers(workload: &Workload, futurepool: &Path) -> Vec<Peer> {
         },
         Peer {
             name: format!("aria2c -j {jobs}"),
-            missing: missing("aria2c", &["--version"]),
+            missing: missing("aria2c", &["--version"], "aria2"),
             prepare: Box::new(|w, dir, out| {
                 let input = write_list(dir, "aria2.txt", w, |i, url| {
                     format!("{url}\n  out=p{i}.html\n")
@@ -210,7 +214,7 @@ fn peers(workload: &Workload, futurepool: &Path) -> Vec<Peer> {
         },
         Peer {
             name: format!("Python ThreadPoolExecutor({jobs})"),
-            missing: missing("python3", &["--version"]),
+            missing: missing("python3", &["--version"], "python3"),
             prepare: Box::new(move |w, dir, out| {
                 let list = write_list(dir, "names.txt", w, |i, url| format!("p{i} {url}\n"));
                 let mut command = Command::new("python3");
@@ -225,14 +229,15 @@ fn peers(workload: &Workload, futurepool: &Path) -> Vec<Peer> {
     ]
 }
 
-fn missing(program: &str, probe: &[&str]) -> Option<String> {
+/// `None` if `program` runs, else how to install it (Debian package names).
+fn missing(program: &str, probe: &[&str], package: &str) -> Option<String> {
     let runs = Command::new(program)
         .args(probe)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    (!runs).then(|| "not installed".to_owned())
+    (!runs).then(|| format!("not installed (apt-get install {package})"))
 }
 
 fn write_list(
@@ -459,8 +464,8 @@ struct Nginx {
 
 impl Nginx {
     fn start(dir: &Path, pages: usize, size: usize) -> Result<Nginx, String> {
-        if missing("nginx", &["-v"]).is_some() {
-            return Err("not installed (apt-get install nginx-light)".into());
+        if let Some(why) = missing("nginx", &["-v"], "nginx-light") {
+            return Err(why);
         }
         let www = dir.join("www");
         fs::create_dir_all(&www).unwrap();

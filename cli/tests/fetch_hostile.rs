@@ -234,3 +234,40 @@ fn a_server_chosen_path_cannot_escape_the_output_directory() {
     );
     assert_eq!(rows.len(), 3);
 }
+
+#[test]
+fn a_host_that_never_accepts_the_connection_fails_after_the_connect_timeout() {
+    // A listener that never accepts, its queue filled: the kernel drops further SYNs, so a new
+    // connection attempt hangs exactly like one to an unreachable host, without leaving loopback.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(_) => break,
+        }
+        assert!(queued.len() < 10_000, "the accept queue never filled");
+    }
+    let scratch = Scratch::new("connect-timeout");
+    let (run, rows) = fetch_list(
+        &scratch,
+        &[format!("http://{addr}/x")],
+        &[
+            "--retries",
+            "0",
+            "--connect-timeout",
+            "0.5",
+            "--stall-timeout",
+            "600",
+            "--timeout",
+            "600",
+        ],
+    );
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        error_of(row(&rows, 1)),
+        format!("connect timeout: no connection to {addr} within 0.5 s")
+    );
+    drop(queued);
+}

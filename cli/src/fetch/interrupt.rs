@@ -23,7 +23,8 @@ struct State {
 }
 
 impl Interrupt {
-    /// An interrupt triggered by the process's SIGINT (Ctrl-C) and SIGTERM.
+    /// An interrupt triggered by the process's SIGINT (Ctrl-C), SIGTERM or SIGHUP. A second
+    /// signal exits at once with status 130, for when the first one's cleanup is not wanted.
     ///
     /// Only the first call in a process can install the handler; later calls get an interrupt
     /// that only [`trigger`](Interrupt::trigger) sets.
@@ -32,7 +33,12 @@ impl Interrupt {
         let handler = interrupt.clone();
         // Failing to install it (already installed) leaves Ctrl-C with its default effect, killing
         // the process, which loses the report but never leaves a partial file under a final name.
-        let _ = ctrlc::set_handler(move || handler.trigger());
+        let _ = ctrlc::set_handler(move || {
+            if handler.is_triggered() {
+                std::process::exit(130);
+            }
+            handler.trigger();
+        });
         interrupt
     }
 

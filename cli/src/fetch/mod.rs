@@ -105,10 +105,16 @@ fn prepare(args: &FetchArgs) -> Result<Prepared, String> {
     let input = read_list(args.list.as_deref().filter(|_| !from_stdin))
         .map_err(|e| format!("futurepool: cannot read the list {source}: {e}"))?;
     let entries = list::parse(&input).map_err(|errors| {
+        // Enough to fix a file in one pass without burying the terminal.
+        const SHOWN: usize = 50;
         let mut message: Vec<String> = errors
             .iter()
+            .take(SHOWN)
             .map(|e| format!("futurepool: {source}:{}: {}", e.line, e.problem))
             .collect();
+        if errors.len() > SHOWN {
+            message.push(format!("futurepool: … and {} more", errors.len() - SHOWN));
+        }
         message.push(format!(
             "futurepool: {} problem{} in {source}; nothing was fetched",
             errors.len(),

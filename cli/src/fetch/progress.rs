@@ -24,11 +24,9 @@ impl Progress {
         }
         let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:40.cyan/blue} {pos}/{len} pages  {msg}  {per_sec}  {elapsed_precise}",
-            )
-            .expect("the template is valid")
-            .progress_chars("█▉▊▋▌▍▎▏ "),
+            ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} pages  {msg}  {elapsed}")
+                .expect("the template is valid")
+                .progress_chars("█▉▊▋▌▍▎▏ "),
         );
         Progress {
             bar: Some(bar),
@@ -40,8 +38,13 @@ impl Progress {
     pub(crate) fn advance(&self, bytes: u64) {
         if let Some(bar) = &self.bar {
             self.bytes.set(self.bytes.get() + bytes);
-            bar.set_message(format_size(self.bytes.get()));
             bar.inc(1);
+            let seconds = bar.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{}  {:.0} pages/s",
+                format_size(self.bytes.get()),
+                bar.position() as f64 / seconds
+            ));
         }
     }
 
