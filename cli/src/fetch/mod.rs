@@ -1,5 +1,5 @@
 //! `futurepool fetch`: the parallel page downloader of the `concurrent.futures` example, made into
-//! a tool — on futurepool's own [`ThreadPool`], one blocking request per worker.
+//! a tool — on futurepool's own [`ThreadPool`](futurepool::ThreadPool), one blocking request per worker.
 //!
 //! Layout:
 //! - `args.rs`: the command line;
@@ -11,7 +11,7 @@
 //! - `run.rs`: the orchestration on the pool; `schedule.rs`: list order under `--per-host`;
 //! - `report.rs`: the JSON Lines report and the summary; `progress.rs`: the progress bar.
 //!
-//! [`run`] is the entry point other commands reuse (the demo fetches its own pages through it).
+//! [`run()`] is the entry point other commands reuse (the demo fetches its own pages through it).
 
 mod args;
 mod download;
