@@ -35,7 +35,7 @@ use std::process::ExitCode;
 pub(crate) use self::args::FetchArgs;
 pub(crate) use self::download::{DownloadSettings, Timeouts};
 pub(crate) use self::interrupt::Interrupt;
-pub(crate) use self::list::Entry;
+pub(crate) use self::list::{parse as parse_list, Entry};
 pub(crate) use self::report::Summary;
 pub(crate) use self::run::run;
 
@@ -104,7 +104,7 @@ fn prepare(args: &FetchArgs) -> Result<Prepared, String> {
     };
     let input = read_list(args.list.as_deref().filter(|_| !from_stdin))
         .map_err(|e| format!("futurepool: cannot read the list {source}: {e}"))?;
-    let entries = list::parse(&input).map_err(|errors| {
+    let entries = parse_list(&input).map_err(|errors| {
         // Enough to fix a file in one pass without burying the terminal.
         const SHOWN: usize = 50;
         let mut message: Vec<String> = errors
