@@ -1,8 +1,8 @@
-//! Side-by-side benchmarks of futurepool against its peers.
-//!
-//! `futurepool-bench AREA` prints one table per area; `futurepool-bench report` runs them all and
-//! writes `docs/bench/README.md` with charts.
+//! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`
+//! prints one table per area; `futurepool-bench report` runs every area and writes
+//! `docs/bench/README.md` with charts.
 
+mod fetch;
 mod report;
 mod svg;
 mod table;
@@ -14,9 +14,17 @@ fn main() -> ExitCode {
     futurepool::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("fetch") => {
+            fetch::run(&args[1..]);
+            ExitCode::SUCCESS
+        }
+        Some("all") => {
+            fetch::run(&[]);
+            ExitCode::SUCCESS
+        }
         Some("report") => report::main(&args[1..]),
         _ => {
-            eprintln!("usage: futurepool-bench report [--out DIR] [--only AREA,...]");
+            eprintln!("usage: futurepool-bench <fetch|all|report> [options]");
             ExitCode::from(2)
         }
     }
