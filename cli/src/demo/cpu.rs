@@ -108,10 +108,9 @@ pub fn run(tasks: usize, workers: usize) -> Result<CpuSection, String> {
             Mode::ProcessPool => {
                 let pool = ProcessPool::new(workers)
                     .map_err(|e| format!("cannot start the process pool: {e}"))?;
-                let tasks: Vec<_> = numbers.iter().map(|&n| pool.submit(is_prime, n)).collect();
-                let answers = tasks
-                    .iter()
-                    .map(|task| task.result().map_err(|e| e.to_string()))
+                let answers = pool
+                    .map(is_prime, numbers.iter().copied())
+                    .map(|answer| answer.map_err(|e| e.to_string()))
                     .collect();
                 pool.shutdown(Shutdown::default());
                 answers

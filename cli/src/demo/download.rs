@@ -1,21 +1,25 @@
 //! Section 1, the classic I/O-bound example: download N pages and save each as `NAME.html`,
 //! serially, on the thread pool and on the process pool.
 //!
+//! Every page goes through `futurepool fetch`'s own code ([`fetch::run`]): serially with one job,
+//! on the thread pool with `workers` jobs, and on the process pool as one single-page fetch per
+//! task in the worker processes — so the demo measures the tool people use, not a toy.
+//!
 //! Each page takes `latency` to arrive and almost no CPU, so a pool of `w` workers overlaps `w`
 //! waits: the best any pool can do is N × latency / w, the physical limit printed beside the
 //! measurements.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futurepool::{ProcessPool, Shutdown, ThreadPool};
+use futurepool::{ProcessPool, Shutdown};
 use serde::{Deserialize, Serialize};
 
 use super::server::{page_body, PageServer};
 use super::{set_speedups, Mode, Run};
+use crate::fetch::{self, DownloadSettings, FetchOptions, Interrupt, Timeouts};
 
 /// What to download, and where to.
 pub struct IoPlan {
@@ -67,11 +71,13 @@ pub struct IoRun {
     pub files_verified: usize,
 }
 
-/// One page to fetch: where from and where to. Crosses to worker processes, hence serde.
+/// One page to fetch: its name, where from and where to. Crosses to worker processes, hence
+/// serde.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageJob {
+    pub name: String,
     pub url: String,
-    pub path: PathBuf,
+    pub dir: PathBuf,
 }
 
 /// Runs the three downloads against a fresh embedded server.
@@ -90,19 +96,19 @@ pub fn run(plan: &IoPlan) -> Result<IoSection, String> {
         let jobs: Vec<PageJob> = names
             .iter()
             .map(|name| PageJob {
+                name: name.clone(),
                 url: server.url(name),
-                path: dir.join(format!("{name}.html")),
+                dir: dir.clone(),
             })
             .collect();
-        let workers = if mode == Mode::Serial {
-            1
-        } else {
-            plan.workers
+        let workers = match mode {
+            Mode::Serial => 1,
+            _ => plan.workers,
         };
         let started = Instant::now();
         let outcomes = match mode {
-            Mode::Serial => jobs.iter().map(|job| fetch_page(agent(), job)).collect(),
-            Mode::ThreadPool => on_thread_pool(&jobs, workers),
+            // `futurepool fetch -j 1`, then `futurepool fetch -j WORKERS`.
+            Mode::Serial | Mode::ThreadPool => fetch_pages(&jobs, &dir, workers),
             Mode::ProcessPool => on_process_pool(&jobs, workers)?,
         };
         let wall_s = started.elapsed().as_secs_f64();
@@ -129,32 +135,65 @@ pub fn run(plan: &IoPlan) -> Result<IoSection, String> {
     })
 }
 
-/// The classic example's loop body, submitted once per page: each worker blocks on its own
-/// request, which is exactly what threads are good at.
-fn on_thread_pool(jobs: &[PageJob], workers: usize) -> Vec<Result<u64, String>> {
-    let pool = ThreadPool::new(workers);
-    let tasks: Vec<_> = jobs
+/// Fetches `jobs` into `dir` exactly as `futurepool fetch -j WORKERS` does: the list is parsed and
+/// validated by fetch's own parser, then run on its thread pool.
+fn fetch_pages(jobs: &[PageJob], dir: &Path, workers: usize) -> Vec<Result<u64, String>> {
+    let list: String = jobs
         .iter()
-        .cloned()
-        .map(|job| pool.submit_fallible(move || fetch_page(agent(), &job)))
+        .map(|job| format!("{} {}\n", job.name, job.url))
         .collect();
-    let outcomes = tasks
-        .iter()
-        .map(|task| task.result().map_err(|e| e.to_string()))
-        .collect();
-    pool.shutdown(Shutdown::default());
-    outcomes
+    let entries = match fetch::parse_list(list.as_bytes()) {
+        Ok(entries) => entries,
+        Err(errors) => {
+            let message = format!("the demo's page list was refused: {}", errors[0]);
+            return jobs.iter().map(|_| Err(message.clone())).collect();
+        }
+    };
+    let options = FetchOptions {
+        dir: dir.to_path_buf(),
+        jobs: workers,
+        per_host: None,
+        skip_existing: false,
+        progress: false,
+        download: download_settings(workers),
+    };
+    let interrupt = Arc::new(Interrupt::default());
+    let summary = fetch::run(&options, fetch::plan(entries), &interrupt);
+    summary
+        .rows
+        .into_iter()
+        .map(|row| match row.error {
+            None => Ok(row.bytes),
+            Some(error) => Err(format!("{}: {error}", row.url)),
+        })
+        .collect()
 }
 
-/// The same on worker processes: each job crosses a pipe, the page is fetched and saved in the
-/// worker, only the byte count comes back.
+/// `futurepool fetch`'s defaults, with time-outs short enough that a broken demo says so quickly.
+fn download_settings(workers: usize) -> DownloadSettings {
+    DownloadSettings {
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            stall: Duration::from_secs(10),
+            total: Duration::from_secs(30),
+        },
+        retries: 2,
+        backoff: Duration::from_millis(100),
+        max_size: 16 << 20,
+        headers: Vec::new(),
+        idle_connections: workers,
+    }
+}
+
+/// The same pages on worker processes: each task crosses a pipe, and the worker fetches and saves
+/// its page with fetch's code, sending back only the byte count.
 fn on_process_pool(jobs: &[PageJob], workers: usize) -> Result<Vec<Result<u64, String>>, String> {
     let pool =
         ProcessPool::new(workers).map_err(|e| format!("cannot start the process pool: {e}"))?;
     let tasks: Vec<_> = jobs
         .iter()
         .cloned()
-        .map(|job| pool.submit_fallible(fetch_page_in_worker, job))
+        .map(|job| pool.submit_fallible(fetch_in_worker, job))
         .collect();
     let outcomes = tasks
         .iter()
@@ -164,45 +203,13 @@ fn on_process_pool(jobs: &[PageJob], workers: usize) -> Result<Vec<Result<u64, S
     Ok(outcomes)
 }
 
+/// Runs in a worker process: `futurepool fetch -j 1` for one page.
 #[inline(never)] // one address per function, see `cpu::is_prime`
-fn fetch_page_in_worker(job: PageJob) -> Result<u64, String> {
-    fetch_page(agent(), &job)
+fn fetch_in_worker(job: PageJob) -> Result<u64, String> {
+    let dir = job.dir.clone();
+    fetch_pages(&[job], &dir, 1).remove(0)
 }
-futurepool::register!(fetch_page_in_worker);
-
-/// One HTTP client per process, shared by its threads so connections are reused.
-fn agent() -> &'static ureq::Agent {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| {
-        ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into()
-    })
-}
-
-/// GETs one page and saves it atomically (a temporary file renamed into place), returning its
-/// size.
-fn fetch_page(agent: &ureq::Agent, job: &PageJob) -> Result<u64, String> {
-    let mut response = agent
-        .get(&job.url)
-        .call()
-        .map_err(|e| format!("{}: {e}", job.url))?;
-    let body = response
-        .body_mut()
-        .read_to_vec()
-        .map_err(|e| format!("{}: {e}", job.url))?;
-    save(&job.path, &body).map_err(|e| format!("cannot save {}: {e}", job.path.display()))?;
-    Ok(body.len() as u64)
-}
-
-fn save(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".part");
-    let partial = PathBuf::from(partial);
-    fs::write(&partial, bytes)?;
-    fs::rename(&partial, path)
-}
+futurepool::register!(fetch_in_worker);
 
 fn summarize(mode: Mode, workers: usize, wall_s: f64, outcomes: &[Result<u64, String>]) -> Run {
     Run {

@@ -30,8 +30,9 @@ pub fn io(section: &IoSection) {
     println!();
     for run in &section.runs {
         let how = match run.run.mode {
-            Mode::ThreadPool => format!("thread pool, {} workers (as `fetch`)", run.run.workers),
-            _ => run_label(&run.run),
+            Mode::Serial => "serial: `fetch -j 1`".to_string(),
+            Mode::ThreadPool => format!("thread pool: `fetch -j {}`", run.run.workers),
+            Mode::ProcessPool => format!("process pool: {} worker processes", run.run.workers),
         };
         println!(
             "   {how:<38} {:>9} {:>7}   {} pages saved in {}",
