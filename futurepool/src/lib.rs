@@ -185,7 +185,7 @@
 //!
 //! Arguments and results are serde types ([`Payload`]); use a tuple for several arguments.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use futurepool::{ProcessPool, TaskError};
 //!
@@ -202,7 +202,7 @@
 //!
 //!     let pool = ProcessPool::builder()
 //!         .max_workers(4)
-//!         .time_limit(Duration::from_secs(2)) // a task running longer is stopped
+//!         .time_limit(Duration::from_millis(500)) // a task running longer is stopped
 //!         .build()
 //!         .expect("start the workers");
 //!     assert_eq!(pool.submit(crunch, 0).result(), Ok(0));
