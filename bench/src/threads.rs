@@ -41,6 +41,10 @@ pub fn run(args: &[String]) {
                 std::process::exit(0);
             }
             // Just one peer's throughput runs, e.g. under `perf record`.
+            "--cpu-only" => {
+                println!("speedups (futurepool, bare threads): {:.2?}", cpu_scaling());
+                return;
+            }
             "--throughput-only" => {
                 println!("{peer}: {:.2} M tasks/s", best_throughput(peer) / 1e6);
                 return;
@@ -116,12 +120,18 @@ pub fn run(args: &[String]) {
         );
     }
 
-    let speedup = cpu_scaling();
+    let (speedup, ceiling) = cpu_scaling();
     table.row(
-        "CPU-bound speedup, 16 × 50 ms on 2 workers",
+        "CPU-bound speedup over serial, 16 × 50 ms on 2 workers",
         "futurepool",
-        format!("{speedup:.2}× over serial"),
+        format!("{speedup:.2}×"),
         f64::NAN,
+    );
+    table.row(
+        "",
+        "2 bare std threads, 8 tasks each (the machine's ceiling now)",
+        format!("{ceiling:.2}×"),
+        speedup / ceiling,
     );
     table.print();
     if python.is_none() {
@@ -432,7 +442,8 @@ fn burn(rounds: u64) -> u64 {
     black_box(x)
 }
 
-fn cpu_scaling() -> f64 {
+/// Speedups over serial of futurepool and of bare `std::thread`s doing the same split.
+fn cpu_scaling() -> (f64, f64) {
     // Calibrate one task to about CPU_TASK_TIME.
     let probe = 10_000_000;
     let start = Instant::now();
@@ -445,6 +456,7 @@ fn cpu_scaling() -> f64 {
     let pool = futurepool::ThreadPool::new(WORKERS);
     let mut serial = Duration::MAX;
     let mut parallel = Duration::MAX;
+    let mut plain_threads = Duration::MAX;
     for _ in 0..RUNS {
         let start = Instant::now();
         for _ in 0..CPU_TASKS {
@@ -460,8 +472,25 @@ fn cpu_scaling() -> f64 {
             task.result().unwrap();
         }
         parallel = parallel.min(start.elapsed());
+
+        // The ceiling on this machine right now: the same split over bare threads.
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS {
+                scope.spawn(|| {
+                    for _ in 0..CPU_TASKS / WORKERS {
+                        burn(rounds);
+                    }
+                });
+            }
+        });
+        plain_threads = plain_threads.min(start.elapsed());
     }
-    serial.as_secs_f64() / parallel.as_secs_f64()
+    let serial = serial.as_secs_f64();
+    (
+        serial / parallel.as_secs_f64(),
+        serial / plain_threads.as_secs_f64(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
