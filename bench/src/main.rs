@@ -1,11 +1,13 @@
 //! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`
-//! prints one table per area; `futurepool-bench report` runs every area and writes
+//! prints one table per area with our figure, each peer's and the ratios; `--json` adds the table
+//! as one JSON line at the end, and `futurepool-bench report` runs every area and writes
 //! `docs/bench/README.md` with charts.
 
 mod fetch;
 mod report;
 mod svg;
 mod table;
+mod threads;
 
 use std::process::ExitCode;
 
@@ -13,19 +15,19 @@ fn main() -> ExitCode {
     // First: the process-pool benchmarks re-execute this binary as their workers.
     futurepool::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("fetch") => {
-            fetch::run(&args[1..]);
-            ExitCode::SUCCESS
-        }
+        Some("threads") => threads::run(rest),
+        Some("fetch") => fetch::run(rest),
         Some("all") => {
+            threads::run(&[]);
             fetch::run(&[]);
-            ExitCode::SUCCESS
         }
-        Some("report") => report::main(&args[1..]),
+        Some("report") => return report::main(rest),
         _ => {
-            eprintln!("usage: futurepool-bench <fetch|all|report> [options]");
-            ExitCode::from(2)
+            eprintln!("usage: futurepool-bench <threads|fetch|all|report> [options]");
+            return ExitCode::from(2);
         }
     }
+    ExitCode::SUCCESS
 }
