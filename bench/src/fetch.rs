@@ -24,7 +24,14 @@ use std::time::{Duration, Instant};
 
 /// Entry point: `futurepool-bench fetch [--runs N]`.
 pub fn run(args: &[String]) {
-    let runs = match args {
+    // `--json` (for `futurepool-bench report`) adds the tables as one JSON line at the end.
+    let json = args.iter().any(|a| a == "--json");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--json").cloned().collect();
+    let mut structured = crate::table::Table::new(
+        "fetch",
+        "Loopback servers started by the benchmark; each figure is the median of the runs.",
+    );
+    let runs = match args.as_slice() {
         [] => 3,
         [flag, n] if flag == "--runs" => n.parse().expect("--runs takes a number"),
         _ => {
@@ -52,6 +59,7 @@ pub fn run(args: &[String]) {
     };
     let table = measure_all(&workload, &futurepool, &scratch, runs);
     print!("{}", render(&workload, &table));
+    add_rows(&mut structured, &workload, &table);
 
     match Nginx::start(&scratch.path.join("nginx"), 5000, 2 * 1024) {
         Ok(nginx) => {
@@ -65,9 +73,60 @@ pub fn run(args: &[String]) {
             };
             let table = measure_all(&workload, &futurepool, &scratch, runs);
             print!("\n{}", render(&workload, &table));
+            add_rows(&mut structured, &workload, &table);
         }
         Err(why) => println!("\nnginx workload: nginx {why}"),
     }
+    if json {
+        let line = serde_json::to_string(&structured).expect("a table always serializes");
+        println!("{line}");
+    }
+}
+
+/// One workload's figures in the report's shared form: wall time (against the physical limit
+/// when there is one), pages per second, CPU per page and peak memory.
+fn add_rows(structured: &mut crate::table::Table, w: &Workload, table: &[(String, Outcome)]) {
+    use crate::table::Better::{Higher, Lower};
+    let limit = w
+        .physical_limit
+        .map(|l| format!("; physical limit {:.2} s", l.as_secs_f64()))
+        .unwrap_or_default();
+    for (name, outcome) in table {
+        match outcome {
+            Outcome::Measured(m) => {
+                let wall = m.wall.as_secs_f64();
+                let figures = [
+                    (format!("{}: wall time{limit}", w.title), wall, "s", Lower),
+                    (
+                        format!("{}: throughput", w.title),
+                        w.pages as f64 / wall,
+                        "pages/s",
+                        Higher,
+                    ),
+                    (
+                        format!("{}: CPU per page", w.title),
+                        m.cpu.as_secs_f64() * 1000.0 / w.pages as f64,
+                        "ms",
+                        Lower,
+                    ),
+                    (
+                        format!("{}: peak memory", w.title),
+                        m.max_rss_kib as f64 / 1024.0,
+                        "MB",
+                        Lower,
+                    ),
+                ];
+                for (workload, value, unit, better) in figures {
+                    structured.push(&workload, name, value, unit, better);
+                }
+            }
+            Outcome::Skipped(why) => {
+                let workload = format!("{}: wall time{limit}", w.title);
+                structured.push(&workload, name, 0.0, "s", Lower).note = Some(why.clone());
+            }
+        }
+    }
+    structured.compute_ratios();
 }
 
 /// A temporary directory for lists, outputs and nginx; removed at the end.

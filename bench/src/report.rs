@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use futurepool::{ProcessPool, Shutdown, ThreadPool};
 
 use crate::svg::{self, Bar, BarGroup, Series};
-use crate::table::{format_ratio, format_value, Better, Table, OURS};
+use crate::table::{format_ratio, is_ours, Better, Table};
 
 /// The areas, in report order, with what each is about.
 const AREAS: [(&str, &str); 4] = [
@@ -87,7 +87,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
 
 /// What happened to one area.
 enum AreaResult {
+    /// Tables from the area's `--json` line.
     Measured(Vec<Table>),
+    /// An area without `--json` support: its printed output, shown as it is.
+    Printed(String),
     Skipped(String),
 }
 
@@ -112,6 +115,7 @@ fn run(options: &Options) -> Result<PathBuf, String> {
             AreaResult::Measured(tables) => {
                 tables.iter().for_each(|t| eprintln!("{}", t.to_text()))
             }
+            AreaResult::Printed(_) => eprintln!("    no --json table: its printed output is kept"),
             AreaResult::Skipped(why) => eprintln!("    skipped: {why}"),
         }
         results.push((area, title, result));
@@ -131,6 +135,9 @@ fn run(options: &Options) -> Result<PathBuf, String> {
         match result {
             AreaResult::Skipped(why) => {
                 let _ = writeln!(markdown, "Not measured in this run: {why}\n");
+            }
+            AreaResult::Printed(text) => {
+                let _ = writeln!(markdown, "```text\n{}\n```\n", text.trim_end());
             }
             AreaResult::Measured(tables) => {
                 for (i, table) in tables.iter().enumerate() {
@@ -186,20 +193,22 @@ fn run_area(area: &str) -> AreaResult {
             output.status
         ));
     }
-    match parse_tables(&output.stdout) {
-        Ok(tables) => AreaResult::Measured(tables),
-        Err(e) => AreaResult::Skipped(format!("its --json output is not a table: {e}")),
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match parse_tables(&stdout) {
+        Some(tables) => AreaResult::Measured(tables),
+        None => AreaResult::Printed(stdout.into_owned()),
     }
 }
 
-/// An area prints either one table or a list of them.
-fn parse_tables(json: &[u8]) -> Result<Vec<Table>, serde_json::Error> {
-    serde_json::from_slice::<Vec<Table>>(json).or_else(|_| {
-        serde_json::from_slice::<Table>(json).map(|mut table| {
-            table.compute_ratios();
-            vec![table]
-        })
-    })
+/// An area's `--json` output: its human-readable text, then its table(s) as JSON on the last
+/// line — one table or a list of them.
+fn parse_tables(stdout: &str) -> Option<Vec<Table>> {
+    let last = stdout.lines().rev().find(|line| !line.trim().is_empty())?;
+    let mut tables = serde_json::from_str::<Vec<Table>>(last)
+        .or_else(|_| serde_json::from_str::<Table>(last).map(|table| vec![table]))
+        .ok()?;
+    tables.iter_mut().for_each(Table::compute_ratios);
+    Some(tables)
 }
 
 /// The report's own measurement: the CPU job serially, then on thread and process pools of 1 to 4
@@ -312,28 +321,30 @@ fn throughput_chart(title: &str, table: &Table) -> String {
         .into_iter()
         .map(|workload| {
             let rows: Vec<_> = table.rows_of(workload).filter(|r| r.value > 0.0).collect();
-            let unit = rows.first().map_or("", |r| r.unit.as_str());
             let direction = match rows.first().map(|r| r.better) {
                 Some(Better::Lower) => "lower is better",
                 _ => "higher is better",
             };
             BarGroup {
-                title: format!("{workload} — {unit}, {direction}"),
+                // Areas often say the direction in the workload's name already.
+                title: if workload.contains("better") {
+                    workload.to_string()
+                } else {
+                    format!("{workload} ({direction})")
+                },
                 bars: rows
                     .iter()
                     .map(|row| Bar {
                         label: row.tool.clone(),
                         value: row.value,
-                        highlight: row.tool == OURS,
+                        highlight: is_ours(&row.tool),
                         text: match row.ratio {
-                            Some(ratio) if row.tool != OURS => {
-                                format!(
-                                    "{} (futurepool: {} better)",
-                                    format_value(row.value),
-                                    format_ratio(ratio)
-                                )
-                            }
-                            _ => format_value(row.value),
+                            Some(ratio) if !is_ours(&row.tool) => format!(
+                                "{} (futurepool: {} better)",
+                                row.figure(),
+                                format_ratio(ratio)
+                            ),
+                            _ => row.figure(),
                         },
                     })
                     .collect(),
@@ -496,14 +507,18 @@ mod tests {
     }
 
     #[test]
-    fn one_table_or_a_list_both_parse() {
+    fn the_last_line_holds_one_table_or_a_list() {
         let mut table = Table::new("threads", "d");
-        table.push("w", OURS, 2.0, "tasks/s", Better::Higher);
-        let one = serde_json::to_vec(&table).unwrap();
-        let many = serde_json::to_vec(&vec![table.clone(), table.clone()]).unwrap();
-        assert_eq!(parse_tables(&one).unwrap(), vec![table.clone()]);
-        assert_eq!(parse_tables(&many).unwrap().len(), 2);
-        assert!(parse_tables(b"threads: 2 tasks/s").is_err());
+        table.push("w", "futurepool", 2.0, "tasks/s", Better::Higher);
+        let one = serde_json::to_string(&table).unwrap();
+        let many = serde_json::to_string(&vec![table.clone(), table.clone()]).unwrap();
+        assert_eq!(
+            parse_tables(&format!("| a table |\n{one}\n\n")),
+            Some(vec![table.clone()])
+        );
+        assert_eq!(parse_tables(&many).map(|t| t.len()), Some(2));
+        assert_eq!(parse_tables("threads: 2 tasks/s\n"), None);
+        assert_eq!(parse_tables(""), None);
     }
 
     #[test]

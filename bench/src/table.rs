@@ -3,14 +3,25 @@
 //!
 //! A ratio always reads "how many times better futurepool is than this tool" on the row's
 //! workload: ours / theirs when higher is better (throughput), theirs / ours when lower is better
-//! (time, memory). Above 1 futurepool wins; futurepool's own rows read 1.
+//! (time, memory). Above 1 futurepool wins; futurepool's own rows read 1. An area may also set a
+//! row's ratio itself (when its figure is not one number, like "p50 / p99"); a ratio already set
+//! is kept.
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-/// The tool name that ratios are computed against.
+/// The tool name that ratios are computed against; `futurepool` followed by a space and details
+/// ("futurepool fetch -j 10") counts too.
 pub const OURS: &str = "futurepool";
+
+/// Whether `tool` names futurepool itself.
+pub fn is_ours(tool: &str) -> bool {
+    tool == OURS
+        || tool
+            .strip_prefix(OURS)
+            .is_some_and(|rest| rest.starts_with(' '))
+}
 
 /// Which direction of a value is good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +52,19 @@ pub struct Row {
     /// A short remark ("failed: too many open files", "not installed").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// How the figure reads when `value unit` does not say it all ("12.1 / 40.2 µs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+impl Row {
+    /// The figure as people read it.
+    pub fn figure(&self) -> String {
+        match &self.display {
+            Some(display) => display.clone(),
+            None => format!("{} {}", format_value(self.value), self.unit),
+        }
+    }
 }
 
 /// One benchmark area's results (`threads`, `processes`, `fetch`, `cluster`).
@@ -81,21 +105,22 @@ impl Table {
             better,
             ratio: None,
             note: None,
+            display: None,
         });
         self.compute_ratios();
         let last = self.rows.len() - 1;
         &mut self.rows[last]
     }
 
-    /// Recomputes every ratio from futurepool's row of the same workload.
+    /// Fills in every missing ratio from futurepool's row of the same workload.
     pub fn compute_ratios(&mut self) {
         let ours: Vec<(String, f64)> = self
             .rows
             .iter()
-            .filter(|r| r.tool == OURS && r.note.is_none())
+            .filter(|r| is_ours(&r.tool) && r.note.is_none())
             .map(|r| (r.workload.clone(), r.value))
             .collect();
-        for row in &mut self.rows {
+        for row in self.rows.iter_mut().filter(|r| r.ratio.is_none()) {
             let our_value = ours
                 .iter()
                 .find(|(w, _)| *w == row.workload)
@@ -141,10 +166,9 @@ impl Table {
             for row in self.rows_of(workload) {
                 let _ = writeln!(
                     out,
-                    "    {:<tool_width$}  {:>14} {:<12} {:>8}{}",
+                    "    {:<tool_width$}  {:<26} {:>8}{}",
                     row.tool,
-                    format_value(row.value),
-                    row.unit,
+                    row.figure(),
                     row.ratio.map(format_ratio).unwrap_or_default(),
                     row.note
                         .as_deref()
@@ -158,8 +182,8 @@ impl Table {
 
     /// The table as Markdown: one table for the area, ratios in their own column.
     pub fn to_markdown(&self) -> String {
-        let mut out = String::from("| workload | tool | value | unit | futurepool's advantage |\n");
-        out.push_str("| --- | --- | ---: | --- | ---: |\n");
+        let mut out = String::from("| workload | tool | figure | futurepool's advantage |\n");
+        out.push_str("| --- | --- | ---: | ---: |\n");
         for workload in self.workloads() {
             for (i, row) in self.rows_of(workload).enumerate() {
                 let workload_cell = if i == 0 {
@@ -167,21 +191,20 @@ impl Table {
                 } else {
                     String::new()
                 };
-                let tool = if row.tool == OURS {
+                let tool = if is_ours(&row.tool) {
                     format!("**{}**", escape_cell(&row.tool))
                 } else {
                     escape_cell(&row.tool)
                 };
                 let measured = row.value > 0.0;
-                let value = match &row.note {
+                let figure = match &row.note {
                     Some(note) if !measured => escape_cell(note),
-                    Some(note) => format!("{} ({})", format_value(row.value), escape_cell(note)),
-                    None => format_value(row.value),
+                    Some(note) => format!("{} ({})", escape_cell(&row.figure()), escape_cell(note)),
+                    None => escape_cell(&row.figure()),
                 };
                 let _ = writeln!(
                     out,
-                    "| {workload_cell} | {tool} | {value} | {} | {} |",
-                    escape_cell(&row.unit),
+                    "| {workload_cell} | {tool} | {figure} | {} |",
                     row.ratio.map(format_ratio).unwrap_or_default()
                 );
             }
@@ -295,6 +318,23 @@ mod tests {
     }
 
     #[test]
+    fn a_ratio_set_by_the_area_is_kept_and_named_variants_count_as_ours() {
+        let mut table = Table::new("fetch", "d");
+        table.push("w", "curl", 1.2, "s", Better::Lower);
+        let ours = table.push("w", "futurepool fetch -j 10", 1.0, "s", Better::Lower);
+        ours.display = Some("1.00 s (p50)".into());
+        table.push("l", "tokio", 5.0, "µs", Better::Lower).ratio = Some(3.0);
+        table.push("l", OURS, 1.0, "µs", Better::Lower);
+        table.compute_ratios();
+        let ratios: Vec<Option<f64>> = table.rows.iter().map(|r| r.ratio).collect();
+        assert_eq!(ratios, [Some(1.2), Some(1.0), Some(3.0), Some(1.0)]);
+        assert!(table
+            .to_markdown()
+            .contains("| **futurepool fetch -j 10** | 1.00 s (p50) |"));
+        assert!(!is_ours("futurepoolish"));
+    }
+
+    #[test]
     fn json_round_trips() {
         let table = sample();
         let json = serde_json::to_string(&table).unwrap();
@@ -308,11 +348,11 @@ mod tests {
         assert_eq!(lines.len(), 2 + 4);
         assert_eq!(
             lines[2],
-            "| 1M no-op tasks | tokio spawn_blocking | 1,000,000 | tasks/s | 2.50× |"
+            "| 1M no-op tasks | tokio spawn_blocking | 1,000,000 tasks/s | 2.50× |"
         );
         assert_eq!(
             lines[3],
-            "|  | **futurepool** | 2,500,000 | tasks/s | 1.00× |"
+            "|  | **futurepool** | 2,500,000 tasks/s | 1.00× |"
         );
     }
 

@@ -137,6 +137,11 @@ pub fn run(args: &[String]) {
     if python.is_none() {
         println!("(python3 or bench/python/threads.py not found: no Python figures)");
     }
+    if args.iter().any(|a| a == "--json") {
+        // For `futurepool-bench report`: the same table, as one JSON line at the end.
+        let json = serde_json::to_string(&table.structured()).expect("a table always serializes");
+        println!("{json}");
+    }
 }
 
 /// The 1-minute load average: other work on the machine skews every figure.
@@ -163,6 +168,35 @@ impl Table {
         };
         self.rows
             .push([measure.to_string(), peer.to_string(), figure, ratio]);
+    }
+
+    /// The rows in the report's shared form: each figure's first number is the value charted, the
+    /// figure as printed is kept for display, and the advantage is kept as computed here.
+    fn structured(&self) -> crate::table::Table {
+        let mut table = crate::table::Table::new(
+            "threads",
+            format!("{WORKERS} workers on every pool; best of {RUNS} runs for throughput."),
+        );
+        let mut measure = String::new();
+        for [row_measure, peer, figure, advantage] in &self.rows {
+            if !row_measure.is_empty() {
+                measure = row_measure.clone();
+            }
+            let number_end = figure
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(figure.len());
+            let value = figure[..number_end].parse().unwrap_or(f64::NAN);
+            let better = if measure.contains("lower") || measure.contains("latency") {
+                crate::table::Better::Lower
+            } else {
+                crate::table::Better::Higher
+            };
+            let row = table.push(&measure, peer, value, figure[number_end..].trim(), better);
+            row.display = Some(figure.clone());
+            row.ratio = advantage.trim_end_matches('×').parse().ok();
+        }
+        table.compute_ratios();
+        table
     }
 
     fn print(&self) {
