@@ -339,12 +339,18 @@ fn throughput_chart(title: &str, table: &Table) -> String {
                         value: row.value,
                         highlight: is_ours(&row.tool),
                         text: match row.ratio {
-                            Some(ratio) if !is_ours(&row.tool) => format!(
-                                "{} (futurepool: {} better)",
+                            Some(ratio) if is_ours(&row.tool) || !ratio.is_finite() => row.figure(),
+                            Some(ratio) if ratio >= 1.0 => format!(
+                                "{} (futurepool {} better)",
                                 row.figure(),
                                 format_ratio(ratio)
                             ),
-                            _ => row.figure(),
+                            Some(ratio) => format!(
+                                "{} ({} better than futurepool)",
+                                row.figure(),
+                                format_ratio(1.0 / ratio)
+                            ),
+                            None => row.figure(),
                         },
                     })
                     .collect(),
@@ -423,8 +429,9 @@ fn header(elapsed_s: f64) -> String {
          \"futurepool's advantage\" is how many times better futurepool is than the tool on that \
          row (higher is better: ours ÷ theirs; lower is better: theirs ÷ ours).\n\n\
          | machine | |\n| --- | --- |\n\
-         | CPUs (`nproc`) | {} |\n| CPU model | {} |\n| kernel | {} |\n| rustc | {} |\n| date (UTC) | {} |\n\n",
-        machine.cpus, machine.cpu_model, machine.kernel, machine.rustc, machine.date
+         | CPUs (`nproc`) | {} |\n| CPU model | {} |\n| kernel | {} |\n| rustc | {} |\n| date (UTC) | {} |\n\
+         | load average at the start | {} |\n\n",
+        machine.cpus, machine.cpu_model, machine.kernel, machine.rustc, machine.date, machine.load
     )
 }
 
@@ -435,6 +442,8 @@ struct Machine {
     kernel: String,
     rustc: String,
     date: String,
+    /// The 1, 5 and 15-minute load averages: other work on the machine skews every figure.
+    load: String,
 }
 
 impl Machine {
@@ -463,6 +472,10 @@ impl Machine {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(unknown),
             date: utc_date(SystemTime::now()),
+            load: fs::read_to_string("/proc/loadavg")
+                .ok()
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(unknown),
         }
     }
 }

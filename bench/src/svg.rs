@@ -39,9 +39,26 @@ pub struct Series {
 /// Grouped horizontal bars; each group is scaled on its own, so workloads with different units
 /// share one picture.
 pub fn bar_groups(title: &str, subtitle: &str, groups: &[BarGroup]) -> String {
-    let width = 860.0;
-    let label_width = 230.0;
+    // SVG cannot measure text, so widths are estimated from character counts (a sans-serif
+    // character is about 0.6 em wide; bold labels a little more).
+    let bars = groups.iter().flat_map(|g| g.bars.iter());
+    let longest_label = bars
+        .clone()
+        .map(|b| b.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    let longest_text = bars.map(|b| b.text.chars().count()).max().unwrap_or(0);
+    let longest_title = groups
+        .iter()
+        .map(|g| g.title.chars().count())
+        .max()
+        .unwrap_or(0);
+    let label_width = 24.0 + longest_label as f64 * 8.0;
     let bar_area = 400.0;
+    let width = (label_width + bar_area + 16.0 + longest_text as f64 * 6.8)
+        .max(32.0 + longest_title as f64 * 8.6)
+        .max(32.0 + title.chars().count() as f64 * 10.5)
+        .ceil();
     let bar_height = 18.0;
     let bar_gap = 6.0;
     let mut y = 68.0;
