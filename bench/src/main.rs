@@ -1,19 +1,23 @@
-//! Side-by-side benchmarks of futurepool against its peers.
-//!
-//! `cargo run --release -p futurepool-bench -- <area>`; each area prints one table with our figure,
-//! each peer's, and the ratios.
+//! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`
+//! prints one table per area, with our figure, each peer's and the ratios.
 
+mod fetch;
 mod threads;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let area = args.next();
-    let rest: Vec<String> = args.collect();
-    match area.as_deref() {
-        Some("threads") => threads::run(&rest),
-        Some("all") => threads::run(&[]),
+    // First: the process-pool benchmarks re-execute this binary as their workers.
+    futurepool::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("threads") => threads::run(rest),
+        Some("fetch") => fetch::run(rest),
+        Some("all") => {
+            threads::run(&[]);
+            fetch::run(&[]);
+        }
         _ => {
-            eprintln!("usage: futurepool-bench <threads|all>");
+            eprintln!("usage: futurepool-bench <threads|fetch|all> [options]");
             std::process::exit(2);
         }
     }

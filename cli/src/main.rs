@@ -1,5 +1,27 @@
-//! The `futurepool` command.
+//! The `futurepool` command: `fetch` (a parallel page downloader on futurepool's thread pool).
 
-fn main() {
-    eprintln!("futurepool: subcommands arrive with the fetch and demo issues");
+mod fetch;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// futurepool: Python's concurrent.futures for Rust, and tools built on it.
+#[derive(Debug, Parser)]
+#[command(name = "futurepool", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download a list of pages in parallel into a directory.
+    Fetch(fetch::FetchArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Fetch(args) => fetch::main(args),
+    }
 }
