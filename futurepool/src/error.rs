@@ -209,7 +209,10 @@ impl Panic {
     /// assert_eq!(p.to_string(), "oops (at src/main.rs:3:5)");
     /// ```
     pub fn new(message: impl Into<String>, location: Option<String>) -> Self {
-        Panic(Arc::new(PanicDetails { message: message.into(), location }))
+        Panic(Arc::new(PanicDetails {
+            message: message.into(),
+            location,
+        }))
     }
 
     /// Builds a `Panic` from the payload `catch_unwind` returned: `&str` and `String` payloads keep

@@ -4,7 +4,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::Task;
+use crate::{Map, MapUnordered, Task};
 
 /// Data that can be handed to any executor: sent to a worker process or another machine, so it
 /// must serialize (with serde) and move between threads.
@@ -159,4 +159,78 @@ pub trait Executor {
     /// assert_eq!(pool.submit_fn(one, ()).result(), Err(TaskError::ShutDown));
     /// ```
     fn shutdown(&self, how: Shutdown);
+
+    /// How many tasks [`map_fn`](Executor::map_fn) keeps in flight unless told otherwise: enough
+    /// to keep every worker busy. The default is twice the machine's cores; executors override it
+    /// with their own worker count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Executor, ThreadPool};
+    /// assert_eq!(ThreadPool::new(3).default_map_buffer(), 6);
+    /// ```
+    fn default_map_buffer(&self) -> usize {
+        2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+
+    /// Applies `f` to every input on this executor, yielding results in input order: lazy,
+    /// bounded, per-item errors, optional timeout; see [`Map`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Executor, ThreadPool};
+    /// fn cube(n: u64) -> u64 { n * n * n }
+    /// let pool = ThreadPool::new(2);
+    /// let cubes: Vec<u64> = pool.map_fn(cube, 1..=3).map(Result::unwrap).collect();
+    /// assert_eq!(cubes, [1, 8, 27]);
+    /// ```
+    fn map_fn<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+    ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R>, R>
+    where
+        Self: Sized,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        Map::new(
+            inputs.into_iter(),
+            move |arg| self.submit_fn(f, arg),
+            self.default_map_buffer(),
+        )
+    }
+
+    /// Like [`map_fn`](Executor::map_fn), yielding results in completion order; see
+    /// [`MapUnordered`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Executor, ThreadPool};
+    /// fn half(n: u32) -> u32 { n / 2 }
+    /// let pool = ThreadPool::new(2);
+    /// let total: u32 = pool.map_unordered_fn(half, [2, 4, 6]).map(Result::unwrap).sum();
+    /// assert_eq!(total, 6);
+    /// ```
+    fn map_unordered_fn<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+    ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R>, R>
+    where
+        Self: Sized,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        MapUnordered::new(
+            inputs.into_iter(),
+            move |arg| self.submit_fn(f, arg),
+            self.default_map_buffer(),
+        )
+    }
 }

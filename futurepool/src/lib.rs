@@ -10,14 +10,20 @@ pub mod cluster;
 mod error;
 mod executor;
 mod loom;
+mod map;
 mod panic;
 mod registry;
 mod task;
+mod thread_pool;
+mod wait;
 mod wire;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{Executor, Payload, Shutdown};
+pub use map::{Map, MapUnordered};
 pub use task::{Task, TaskFuture};
+pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 /// What `register!` expands to; not public API.
 #[doc(hidden)]

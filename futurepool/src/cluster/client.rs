@@ -25,6 +25,7 @@ use super::redis::{RedisBackend, MAX_BATCH};
 use super::{ClusterError, DEFAULT_POOL};
 use crate::error::{Reason, TaskError};
 use crate::executor::{Executor, Payload, Shutdown};
+use crate::map::{Map, MapUnordered};
 use crate::registry;
 use crate::task::Task;
 
@@ -32,6 +33,9 @@ use crate::task::Task;
 const LISTEN_BLOCK: Duration = Duration::from_millis(500);
 /// Outcomes read per round trip.
 const REPLY_BATCH: usize = 1024;
+/// Tasks a `map` keeps in flight by default: a cluster round trip is long, so it takes many tasks
+/// on the wire to keep remote workers busy (and batches large).
+const MAP_BUFFER: usize = 1024;
 
 /// An [`Executor`] whose tasks run on worker processes anywhere, through a Redis server.
 ///
@@ -590,6 +594,131 @@ impl ClusterPool {
         task
     }
 
+    /// Applies `f` to every input on the cluster and yields the results in input order: lazy and
+    /// bounded (1,024 tasks in flight by default; see [`Map::buffer`]), each item's error in its
+    /// place. Dropping the iterator cancels the handles not yet done; tasks already on the broker
+    /// may still run, their outcomes discarded.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn square(n: u64) -> u64 { n * n }
+    /// futurepool::register!(square);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let squares: Vec<u64> = pool.map(square, 0..1000).map(Result::unwrap).collect();
+    /// assert_eq!(squares[999], 998_001);
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn map<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+    ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R> + '_, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        Map::new(
+            inputs.into_iter(),
+            move |arg| self.submit(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
+    /// [`map`](ClusterPool::map) for a function returning `Result`: an `Err(e)` is yielded as
+    /// `Err(TaskError::Failed(e))` in its place.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn parse(s: String) -> Result<u8, String> { s.parse().map_err(|_| s) }
+    /// futurepool::register!(parse);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let parsed: Vec<_> = pool.map_fallible(parse, ["1".to_string(), "x".to_string()]).collect();
+    /// assert!(parsed[1].is_err());
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    // The closure type cannot be named (no `impl Trait` in type aliases on stable).
+    #[allow(clippy::type_complexity)]
+    pub fn map_fallible<A, R, E, I>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        inputs: I,
+    ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R, E> + '_, R, E>
+    where
+        A: Payload,
+        R: Payload,
+        E: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        Map::new(
+            inputs.into_iter(),
+            move |arg| self.submit_fallible(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
+    /// Like [`map`](ClusterPool::map), yielding results as they complete.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn square(n: u64) -> u64 { n * n }
+    /// futurepool::register!(square);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let total: u64 = pool.map_unordered(square, 0..100).map(Result::unwrap).sum();
+    /// assert_eq!(total, 328_350);
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn map_unordered<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+    ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R> + '_, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        MapUnordered::new(
+            inputs.into_iter(),
+            move |arg| self.submit(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
+    /// Like [`map_fallible`](ClusterPool::map_fallible), yielding results as they complete.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn parse(s: String) -> Result<u8, String> { s.parse().map_err(|_| s) }
+    /// futurepool::register!(parse);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let ok = pool.map_unordered_fallible(parse, ["1".to_string(), "2".to_string()]).flatten().count();
+    /// assert_eq!(ok, 2);
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn map_unordered_fallible<A, R, E, I>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        inputs: I,
+    ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R, E> + '_, R, E>
+    where
+        A: Payload,
+        R: Payload,
+        E: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        MapUnordered::new(
+            inputs.into_iter(),
+            move |arg| self.submit_fallible(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
     /// Stops accepting tasks; see [`Shutdown`]. With `cancel_pending`, every handle not yet
     /// resolved is cancelled at once (tasks already on the broker may still run on a worker;
     /// their outcomes are then discarded). With `wait`, blocks until every handle is resolved or
@@ -670,6 +799,10 @@ impl Executor for ClusterPool {
 
     fn shutdown(&self, how: Shutdown) {
         ClusterPool::shutdown(self, how)
+    }
+
+    fn default_map_buffer(&self) -> usize {
+        MAP_BUFFER
     }
 }
 

@@ -160,7 +160,8 @@ impl<T, E> Core<T, E> {
     pub(crate) fn publish(&self, outcome: Result<T, TaskError<E>>) -> bool {
         // SAFETY: the caller won `try_claim`, so no other thread writes the slot, and no thread reads
         // it before seeing FINISHED, which the store below publishes after this write.
-        self.outcome.with_mut(|slot| unsafe { (*slot).write(outcome) });
+        self.outcome
+            .with_mut(|slot| unsafe { (*slot).write(outcome) });
         let previous = self.state.swap(FINISHED, AcqRel);
         Snapshot(previous).has_listeners()
     }
@@ -172,7 +173,10 @@ impl<T, E> Core<T, E> {
         }
         // SAFETY: FINISHED was observed with Acquire, which pairs with the Release in `publish`:
         // the slot is initialised and will never be written again while `self` lives.
-        Some(self.outcome.with(|slot| unsafe { (*slot).assume_init_ref() }))
+        Some(
+            self.outcome
+                .with(|slot| unsafe { (*slot).assume_init_ref() }),
+        )
     }
 
     fn lock_listeners(&self) -> MutexGuard<'_, Option<Box<Vec<Listener<T, E>>>>> {

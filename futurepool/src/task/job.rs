@@ -6,6 +6,7 @@
 //! neither `Clone` nor `Copy` and is consumed by [`Job::run`] or [`Job::cancel`], the closure is
 //! taken at most once, by one thread.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use crate::error::TaskError;
@@ -40,8 +41,9 @@ impl ErasedJob for NoJob {}
 
 /// The executor-facing half of a task.
 trait Runnable: Send + Sync {
-    fn run(self: Arc<Self>);
+    fn run(self: Arc<Self>, before_publish: &dyn Fn());
     fn cancel(self: Arc<Self>);
+    fn reject(self: Arc<Self>, error: TaskError<Infallible>);
 }
 
 impl<T, E, F> Runnable for TaskCell<T, E, JobSlot<F>>
@@ -50,12 +52,13 @@ where
     E: Send + Sync + 'static,
     F: FnOnce() -> Result<T, E> + Send + 'static,
 {
-    fn run(self: Arc<Self>) {
+    fn run(self: Arc<Self>, before_publish: &dyn Fn()) {
         // SAFETY: `run` is only reachable through the unique `Job`, which it consumed.
         let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
         if !self.core.try_start() {
             // Cancelled (or resolved) while queued: free the closure's captures now.
             drop(job);
+            before_publish();
             return;
         }
         let job = job.expect("a queued task's closure is taken only by its one Job");
@@ -64,6 +67,7 @@ where
             Ok(Err(error)) => Err(TaskError::Failed(error)),
             Err(panic) => Err(TaskError::Panicked(panic)),
         };
+        before_publish();
         Task::from_cell(self).resolve(outcome);
     }
 
@@ -71,6 +75,13 @@ where
         // SAFETY: as in `run`.
         let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
         Task::from_cell(self).cancel();
+        drop(job);
+    }
+
+    fn reject(self: Arc<Self>, error: TaskError<Infallible>) {
+        // SAFETY: as in `run`.
+        let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
+        Task::from_cell(self).resolve(Err(error.widen()));
         drop(job);
     }
 }
@@ -100,7 +111,20 @@ impl Job {
     /// Runs the task here (unless it was cancelled meanwhile), then resolves it and tells its
     /// listeners.
     pub(crate) fn run(self) {
-        self.0.run()
+        self.0.run(&|| ())
+    }
+
+    /// Like [`run`](Job::run), calling `before_publish` once the closure has returned (or was
+    /// found cancelled) and before waiters can see the outcome. A thread pool uses it to count its
+    /// worker as idle again before the submitter, woken by the result, submits the next task.
+    pub(crate) fn run_with(self, before_publish: &dyn Fn()) {
+        self.0.run(before_publish)
+    }
+
+    /// Ends the task with an executor's error (pool broken, shut down) instead of running it, if
+    /// it has not started, and frees its closure.
+    pub(crate) fn reject(self, error: TaskError<Infallible>) {
+        self.0.reject(error)
     }
 
     /// Cancels the task (if it has not started) and frees its closure.

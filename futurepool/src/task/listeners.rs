@@ -37,9 +37,9 @@ pub(crate) enum Listener<T, E> {
 impl<T, E> Listener<T, E> {
     pub(crate) fn id(&self) -> Option<u64> {
         match self {
-            Listener::Thread { id, .. } | Listener::Waker { id, .. } | Listener::Notify { id, .. } => {
-                Some(*id)
-            }
+            Listener::Thread { id, .. }
+            | Listener::Waker { id, .. }
+            | Listener::Notify { id, .. } => Some(*id),
             Listener::Callback(_) => None,
         }
     }

@@ -501,3 +501,134 @@ impl<E> TaskError<E> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The memory budget of issue 2 (≤ 128 bytes per pending no-op task, handle and queue slot
+    /// included) rests on these sizes; a field added carelessly fails here first.
+    #[test]
+    fn a_no_op_task_stays_small() {
+        type Cell = TaskCell<(), Infallible, job::JobSlot<fn() -> Result<(), Infallible>>>;
+        assert!(std::mem::size_of::<Result<(), TaskError>>() <= 24);
+        assert!(
+            std::mem::size_of::<Cell>() <= 56,
+            "{}",
+            std::mem::size_of::<Cell>()
+        );
+        assert_eq!(std::mem::size_of::<Task<()>>(), 16);
+        assert_eq!(std::mem::size_of::<Job>(), 16);
+    }
+
+    #[test]
+    fn resolve_wins_once_and_keeps_the_first_outcome() {
+        let task = Task::<u8, &str>::pending();
+        assert!(task.resolve(Ok(1)));
+        assert!(!task.resolve(Err(TaskError::Failed("late"))));
+        assert_eq!(task.result(), Ok(1));
+        assert!(!task.cancel());
+    }
+
+    #[test]
+    fn cancel_is_idempotent_and_wakes_a_timed_waiter() {
+        let task = Task::<u8>::pending();
+        let waiter = {
+            let task = task.clone();
+            std::thread::spawn(move || task.result_timeout(Duration::from_secs(30)))
+        };
+        // Give the waiter a moment to block; the test holds either way.
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(task.cancel());
+        assert!(task.cancel(), "cancelling a cancelled task answers true");
+        assert_eq!(waiter.join().unwrap(), Err(TaskError::Cancelled));
+    }
+
+    #[test]
+    fn a_timed_out_wait_leaves_no_listener_behind() {
+        let task = Task::<u8>::pending();
+        for _ in 0..100 {
+            assert_eq!(task.result_timeout(Duration::ZERO), Err(TaskError::Timeout));
+        }
+        assert!(task.core().take_listeners().is_empty());
+    }
+
+    #[test]
+    fn a_running_task_cannot_be_cancelled() {
+        let task = Task::<u8>::pending();
+        assert!(task.set_running());
+        assert!(task.is_running() && !task.is_done());
+        assert!(!task.cancel());
+        assert!(task.resolve(Ok(9)));
+        assert!(!task.is_running() && task.is_done() && !task.is_cancelled());
+    }
+
+    #[test]
+    fn callbacks_run_in_registration_order_after_waiters() {
+        use std::sync::Mutex;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let task = Task::<u8>::pending();
+        for i in 0..5 {
+            let order = order.clone();
+            task.add_done_callback(move |_| order.lock().unwrap().push(i));
+        }
+        task.resolve(Ok(0));
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn result_ref_borrows_without_clone() {
+        struct NotClone(u8);
+        let task = Task::<NotClone, std::io::Error>::pending();
+        task.resolve(Ok(NotClone(4)));
+        assert_eq!(task.result_ref().ok().map(|v| v.0), Some(4));
+        let failed = Task::<NotClone, std::io::Error>::pending();
+        failed.resolve(Err(TaskError::Failed(std::io::Error::other("disk"))));
+        let err = failed.result_ref().err().and_then(TaskError::into_failed);
+        assert_eq!(err.map(|e| e.to_string()), Some("disk".to_string()));
+    }
+
+    #[test]
+    fn a_job_frees_its_closure_whether_run_or_cancelled() {
+        let captured = Arc::new(());
+        let (ran, job) = Job::new({
+            let captured = captured.clone();
+            move || Ok::<_, Infallible>(Arc::strong_count(&captured))
+        });
+        let (cancelled, cancelled_job) = Job::new({
+            let captured = captured.clone();
+            move || Ok::<_, Infallible>(Arc::strong_count(&captured))
+        });
+        assert_eq!(Arc::strong_count(&captured), 3);
+        assert!(cancelled.cancel());
+        std::thread::spawn(move || {
+            job.run();
+            cancelled_job.run();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(ran.result(), Ok(3));
+        assert_eq!(cancelled.result(), Err(TaskError::Cancelled));
+        assert_eq!(
+            Arc::strong_count(&captured),
+            1,
+            "both closures were dropped"
+        );
+    }
+
+    #[test]
+    fn a_panicking_job_reports_message_and_location() {
+        let (task, job) = Job::new(|| -> Result<u8, Infallible> { panic!("kaboom") });
+        job.run();
+        match task.result() {
+            Err(TaskError::Panicked(p)) => {
+                assert_eq!(p.message(), "kaboom");
+                assert!(
+                    p.location().is_some_and(|l| l.contains("task/mod.rs")),
+                    "{p:?}"
+                );
+            }
+            other => panic!("expected a panic, got {other:?}"),
+        }
+    }
+}

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use futurepool::cluster::{self, ClusterPool, ServeOptions};
-use futurepool::{Executor, Shutdown, TaskError, WorkerLoss};
+use futurepool::{
+    as_completed, wait, Executor, ReturnWhen, Shutdown, TaskError, ThreadPool, WorkerLoss,
+};
 use support::*;
 
 // ---- The functions the workers run ----------------------------------------------------------
@@ -187,31 +189,48 @@ const LEASE: Duration = Duration::from_secs(1);
 
 // ---- The tests ----------------------------------------------------------------------------------
 
-/// 1. Three workers, 1,000 tasks: every result is what the function gives locally, in order, and
-///    every task is completed exactly once.
+/// 1. Three workers, 1,000 tasks: `map` keeps input order, `as_completed` yields each task once,
+///    `wait` sees them all done, and the results equal the local thread pool's.
 fn round_trip_on_three_workers_matches_local_results() {
     let world = World::new("round-trip");
     let pool = world.client(LEASE, 3);
     let _workers: Vec<_> = (0..3).map(|_| world.worker(2, 8)).collect();
+    let local: Vec<u64> = ThreadPool::new(2)
+        .map(square, 0..1000u64)
+        .map(Result::unwrap)
+        .collect();
+
+    let mapped: Vec<u64> = pool
+        .map(square, 0..1000u64)
+        .timeout(PATIENCE)
+        .map(|r| r.expect("a result"))
+        .collect();
+    assert_eq!(mapped, local);
 
     let tasks: Vec<_> = (0..1000u64).map(|n| pool.submit(square, n)).collect();
-    let remote: Vec<u64> = tasks
-        .iter()
-        .map(|t| t.result_timeout(PATIENCE).expect("a result"))
-        .collect();
-    let local: Vec<u64> = (0..1000u64).map(square).collect();
-    assert_eq!(remote, local);
-
-    // Through the Executor trait too, as generic code would use it.
-    let generic: Vec<_> = (0..10u64)
-        .map(|n| Executor::submit_fn(&pool, square, n))
-        .collect();
-    for (n, task) in generic.iter().enumerate() {
-        assert_eq!(task.result_timeout(PATIENCE), Ok(square(n as u64)));
+    let mut seen = HashSet::new();
+    for task in as_completed(&tasks, Some(PATIENCE)) {
+        let task = task.expect("completed in time");
+        assert!(seen.insert(task.result().expect("a value")), "yielded once");
     }
+    assert_eq!(seen, local.iter().copied().collect::<HashSet<_>>());
+    let (done, not_done) = wait(&tasks, ReturnWhen::AllCompleted, Some(PATIENCE));
+    assert_eq!((done.len(), not_done.len()), (1000, 0));
+
+    // Unordered, and through the Executor trait as generic code would use it.
+    let mut unordered: Vec<u64> = pool
+        .map_unordered(square, 0..100u64)
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, local[..100]);
+    let generic: Vec<u64> = Executor::map_fn(&pool, square, 0..10u64)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(generic, local[..10]);
 
     let status = world.status();
-    assert_eq!(status.published, 1010);
+    assert_eq!(status.published, 2110, "every task published once");
     assert_eq!(
         (status.queued, status.in_flight, status.duplicates),
         (0, 0, 0)

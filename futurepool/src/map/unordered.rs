@@ -1,0 +1,195 @@
+//! `map` yielding results in completion order.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::iter::Fuse;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::TaskError;
+use crate::task::Task;
+use crate::wait::Completions;
+
+use super::Limits;
+
+/// Results of a function applied to every input on an executor, in the order the tasks complete
+/// (Python's `multiprocessing.Pool.imap_unordered`, which `concurrent.futures` lacks).
+///
+/// Made by [`ThreadPool::map_unordered`](crate::ThreadPool::map_unordered) or
+/// [`Executor::map_unordered_fn`](crate::Executor::map_unordered_fn). Lazy, bounded, per-item
+/// errors, timeout and cancel-on-drop work exactly as for [`Map`](super::Map); only the order
+/// differs. A slow item does not hold back the ones after it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futurepool::ThreadPool;
+///
+/// let pool = ThreadPool::new(2);
+/// let order: Vec<u64> = pool
+///     .map_unordered(|ms: u64| { std::thread::sleep(Duration::from_millis(ms)); ms }, [300, 1])
+///     .map(Result::unwrap)
+///     .collect();
+/// assert_eq!(order, [1, 300], "the quick one first");
+/// ```
+#[must_use = "iterators are lazy: nothing is submitted until the map is iterated"]
+pub struct MapUnordered<I: Iterator, S, T, E = Infallible> {
+    inputs: Fuse<I>,
+    submit: S,
+    /// Tasks in flight by key, with their registration on `completions`; a free key is `None`.
+    slots: Vec<Option<InFlight<T, E>>>,
+    free_keys: Vec<usize>,
+    in_flight: usize,
+    completions: Arc<Completions>,
+    limits: Limits,
+    ended: bool,
+}
+
+/// A submitted task and its registration on the completion mailbox (`None` if it was done
+/// before we could register).
+struct InFlight<T, E> {
+    task: Task<T, E>,
+    registration: Option<u64>,
+}
+
+impl<I, S, T, E> MapUnordered<I, S, T, E>
+where
+    I: Iterator,
+    S: FnMut(I::Item) -> Task<T, E>,
+{
+    /// A map that submits each input with `submit`, keeping at most `buffer` in flight.
+    pub(crate) fn new(inputs: I, submit: S, buffer: usize) -> Self {
+        MapUnordered {
+            inputs: inputs.fuse(),
+            submit,
+            slots: Vec::new(),
+            free_keys: Vec::new(),
+            in_flight: 0,
+            completions: Completions::new(),
+            limits: Limits::new(buffer),
+            ended: false,
+        }
+    }
+
+    /// Keeps at most `n` tasks in flight; see [`Map::buffer`](super::Map::buffer).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::new(2);
+    /// let n = pool.map_unordered(|x: u32| x, 0..100).buffer(3).count();
+    /// assert_eq!(n, 100);
+    /// ```
+    pub fn buffer(mut self, n: usize) -> Self {
+        self.limits.set_buffer(n);
+        self
+    }
+
+    /// Gives up once `timeout` has passed since the map was created; see
+    /// [`Map::timeout`](super::Map::timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futurepool::{TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(1);
+    /// let results: Vec<_> = pool
+    ///     .map_unordered(|ms| std::thread::sleep(Duration::from_millis(ms)), [5_000])
+    ///     .timeout(Duration::from_millis(50))
+    ///     .collect();
+    /// assert_eq!(results, [Err(TaskError::Timeout)]);
+    /// # pool.shutdown(futurepool::Shutdown::default().wait(false));
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.limits.set_timeout(timeout);
+        self
+    }
+
+    fn top_up(&mut self) {
+        while self.in_flight < self.limits.buffer {
+            let Some(item) = self.inputs.next() else {
+                break;
+            };
+            let task = (self.submit)(item);
+            let key = self.free_keys.pop().unwrap_or(self.slots.len());
+            let registration = self.completions.watch(&task, key);
+            let slot = Some(InFlight { task, registration });
+            if key == self.slots.len() {
+                self.slots.push(slot);
+            } else {
+                self.slots[key] = slot;
+            }
+            self.in_flight += 1;
+        }
+    }
+}
+
+impl<I, S, T, E> Iterator for MapUnordered<I, S, T, E>
+where
+    I: Iterator,
+    S: FnMut(I::Item) -> Task<T, E>,
+    T: Clone,
+    E: Clone,
+{
+    type Item = Result<T, TaskError<E>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        self.top_up();
+        if self.in_flight == 0 {
+            self.ended = true;
+            return None;
+        }
+        let Some(key) = self.completions.next_until(self.limits.deadline) else {
+            self.cancel_in_flight();
+            self.ended = true;
+            return Some(Err(TaskError::Timeout));
+        };
+        let InFlight { task, .. } = self.slots[key]
+            .take()
+            .expect("each task in flight is reported done once");
+        self.free_keys.push(key);
+        self.in_flight -= 1;
+        self.top_up();
+        task.try_result()
+    }
+}
+
+impl<I: Iterator, S, T, E> MapUnordered<I, S, T, E> {
+    /// Stops watching and cancels every task in flight (those already running go on).
+    fn cancel_in_flight(&mut self) {
+        for InFlight { task, registration } in self.slots.iter_mut().filter_map(Option::take) {
+            if let Some(id) = registration {
+                task.unregister(id);
+            }
+            task.cancel();
+        }
+        self.in_flight = 0;
+    }
+}
+
+impl<I: Iterator, S, T, E> Drop for MapUnordered<I, S, T, E> {
+    fn drop(&mut self) {
+        self.cancel_in_flight();
+    }
+}
+
+impl<I: Iterator, S, T, E> fmt::Debug for MapUnordered<I, S, T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapUnordered")
+            .field("in_flight", &self.in_flight)
+            .field("buffer", &self.limits.buffer)
+            .field("deadline", &self.limits.deadline)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}

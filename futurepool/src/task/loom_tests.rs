@@ -1,0 +1,135 @@
+//! Model checks of the task state machine, run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p futurepool --lib --release loom`.
+//!
+//! Each test explores every interleaving loom can generate of the real `Core` code (its atomics,
+//! lock, cell and parking come from `crate::loom`).
+
+use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use loom::sync::Arc;
+use loom::thread;
+
+use super::{Job, Task};
+use crate::error::TaskError;
+
+fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+/// A worker starting the task races `cancel`: exactly one wins, and a cancelled task never runs.
+#[test]
+fn loom_start_races_cancel() {
+    loom::model(|| {
+        let ran = counter();
+        let ran_in_job = ran.clone();
+        let (task, job) = Job::new(move || {
+            ran_in_job.fetch_add(1, SeqCst);
+            Ok::<u32, ()>(7)
+        });
+        let worker = thread::spawn(move || job.run());
+        let cancelled = task.cancel();
+        worker.join().unwrap();
+
+        assert!(task.is_done());
+        if cancelled {
+            assert!(task.is_cancelled());
+            assert_eq!(ran.load(SeqCst), 0, "a cancelled task must never run");
+            assert_eq!(task.try_result(), Some(Err(TaskError::Cancelled)));
+        } else {
+            assert_eq!(ran.load(SeqCst), 1);
+            assert_eq!(task.try_result(), Some(Ok(7)));
+        }
+    });
+}
+
+/// A callback added while the task completes runs exactly once, whichever side wins.
+#[test]
+fn loom_callback_runs_exactly_once() {
+    loom::model(|| {
+        let calls = counter();
+        let (task, job) = Job::new(|| Ok::<u32, ()>(1));
+        let worker = thread::spawn(move || job.run());
+        let calls_in_callback = calls.clone();
+        task.add_done_callback(move |t| {
+            assert!(t.is_done(), "callbacks see a done task");
+            calls_in_callback.fetch_add(1, SeqCst);
+        });
+        worker.join().unwrap();
+        assert_eq!(calls.load(SeqCst), 1);
+    });
+}
+
+/// A thread blocked in `wait` is always woken by completion (loom reports a deadlock otherwise).
+#[test]
+fn loom_waiter_is_always_woken() {
+    loom::model(|| {
+        let (task, job) = Job::new(|| Ok::<u32, ()>(3));
+        let waiter_task = task.clone();
+        let waiter = thread::spawn(move || {
+            waiter_task.wait();
+            waiter_task.try_result()
+        });
+        job.run();
+        assert_eq!(waiter.join().unwrap(), Some(Ok(3)));
+    });
+}
+
+/// A waiter is also woken when the task is cancelled instead of run.
+#[test]
+fn loom_waiter_is_woken_by_cancel() {
+    loom::model(|| {
+        let task = Task::<u32, ()>::pending();
+        let waiter_task = task.clone();
+        let waiter = thread::spawn(move || {
+            waiter_task.wait();
+            waiter_task.is_cancelled()
+        });
+        assert!(task.cancel());
+        assert!(waiter.join().unwrap());
+    });
+}
+
+/// Two executors racing to resolve the same task (a late result against a time-out killer, say):
+/// exactly one outcome is kept, and listeners run once.
+#[test]
+fn loom_outcome_is_set_exactly_once() {
+    loom::model(|| {
+        let task = Task::<u32, ()>::pending();
+        let calls = counter();
+        let calls_in_callback = calls.clone();
+        task.add_done_callback(move |_| {
+            calls_in_callback.fetch_add(1, SeqCst);
+        });
+        let other = task.clone();
+        let racer = thread::spawn(move || other.resolve(Ok(1)));
+        let won_here = task.resolve(Err(TaskError::Timeout));
+        let won_there = racer.join().unwrap();
+
+        assert!(won_here ^ won_there, "exactly one resolution wins");
+        let expected = if won_here {
+            Err(TaskError::Timeout)
+        } else {
+            Ok(1)
+        };
+        assert_eq!(task.try_result(), Some(expected));
+        assert_eq!(calls.load(SeqCst), 1);
+    });
+}
+
+/// Resolving from outside races `cancel`: exactly one wins and the state agrees with it.
+#[test]
+fn loom_resolve_races_cancel() {
+    loom::model(|| {
+        let task = Task::<u32, ()>::pending();
+        let other = task.clone();
+        let resolver = thread::spawn(move || other.resolve(Ok(5)));
+        let cancelled = task.cancel();
+        let resolved = resolver.join().unwrap();
+
+        assert!(
+            cancelled ^ resolved,
+            "exactly one of cancel and resolve wins"
+        );
+        assert_eq!(task.is_cancelled(), cancelled);
+        assert!(task.is_done());
+    });
+}

@@ -1,0 +1,198 @@
+//! Configuring a [`ThreadPool`] before it starts.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use super::shared::{Config, Initializer};
+use super::ThreadPool;
+
+/// Name given to worker threads when no prefix is set: workers are `futurepool-0`, `futurepool-1`, ...
+const DEFAULT_THREAD_NAME_PREFIX: &str = "futurepool";
+
+/// Configures and builds a [`ThreadPool`]; get one from [`ThreadPool::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::ThreadPool;
+///
+/// let pool = ThreadPool::builder()
+///     .max_workers(4)
+///     .thread_name_prefix("fetcher")
+///     .max_queued(1_000)
+///     .build();
+/// let name = pool.submit(|| std::thread::current().name().map(String::from)).result();
+/// assert_eq!(name.unwrap().as_deref(), Some("fetcher-0"));
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ThreadPoolBuilder {
+    max_workers: Option<NonZeroUsize>,
+    thread_name_prefix: String,
+    initializer: Option<Initializer>,
+    max_queued: Option<NonZeroUsize>,
+}
+
+impl Default for ThreadPoolBuilder {
+    fn default() -> Self {
+        ThreadPoolBuilder {
+            max_workers: None,
+            thread_name_prefix: DEFAULT_THREAD_NAME_PREFIX.to_string(),
+            initializer: None,
+            max_queued: None,
+        }
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// A builder with every setting at its default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPoolBuilder::new().build();
+    /// assert_eq!(pool.max_workers(), futurepool::ThreadPoolBuilder::default_max_workers());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most worker threads the pool will start. Workers are started lazily, one per submit at
+    /// most and only when no idle worker can take the task, so a pool that never gets busy never
+    /// starts them all.
+    ///
+    /// Default: [`default_max_workers`](ThreadPoolBuilder::default_max_workers).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0: a pool without workers could never run anything.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::builder().max_workers(3).build();
+    /// assert_eq!(pool.max_workers(), 3);
+    /// ```
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers =
+            Some(NonZeroUsize::new(n).expect("a thread pool needs at least one worker"));
+        self
+    }
+
+    /// Python's default, `min(32, cpus + 4)`.
+    ///
+    /// A thread pool is mostly used for I/O: threads spend their time blocked on the network or the
+    /// disk, so more threads than cores keeps the cores busy. The `+ 4` gives even a one- or two-core
+    /// machine several requests in flight; the cap of 32 stops a many-core machine from starting
+    /// hundreds of threads (each with its own stack) for work that is usually limited by something
+    /// else. For CPU-bound work, set [`max_workers`](ThreadPoolBuilder::max_workers) to the number of
+    /// cores instead (or use a process pool).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let n = futurepool::ThreadPoolBuilder::default_max_workers();
+    /// assert!((5..=32).contains(&n));
+    /// ```
+    pub fn default_max_workers() -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        (cpus + 4).min(32)
+    }
+
+    /// Worker threads are named `{prefix}-{n}`, `n` counting from 0 in the order they start
+    /// (default prefix: `futurepool`). The name shows in panic messages, debuggers and `top -H`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::builder().thread_name_prefix("io").build();
+    /// let name = pool.submit(|| std::thread::current().name().unwrap().to_string());
+    /// assert_eq!(name.result().unwrap(), "io-0");
+    /// ```
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = prefix.into();
+        self
+    }
+
+    /// Runs `init` in each worker thread before its first task (to open a connection, set a
+    /// thread-local, ...).
+    ///
+    /// If it returns an error or panics, the pool is **broken**: every queued task ends with
+    /// [`TaskError::PoolBroken`](crate::TaskError::PoolBroken) carrying the reason, and so does
+    /// every later submit. Tasks already running finish normally.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::builder()
+    ///     .initializer(|| Err::<(), _>("database unreachable"))
+    ///     .build();
+    /// match pool.submit(|| 1).result() {
+    ///     Err(TaskError::PoolBroken(reason)) => assert!(reason.as_str().contains("database unreachable")),
+    ///     other => panic!("expected a broken pool, got {other:?}"),
+    /// }
+    /// ```
+    pub fn initializer<F, E>(mut self, init: F) -> Self
+    where
+        F: Fn() -> Result<(), E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        self.initializer = Some(Arc::new(move || init().map_err(|e| e.to_string())));
+        self
+    }
+
+    /// Bounds the queue of tasks waiting for a worker: once `n` tasks are queued, `submit` blocks
+    /// until a worker takes one (backpressure, which Python's pools never had). Unbounded by default.
+    ///
+    /// A task that submits to its own pool while the queue is full waits like any submitter; if
+    /// every worker does that, nothing is left to drain the queue. Keep nested submits off bounded
+    /// pools.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0: a submit could then never complete.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::builder().max_workers(1).max_queued(2).build();
+    /// let tasks: Vec<_> = (0..10).map(|i| pool.submit(move || i)).collect(); // waits for room
+    /// assert_eq!(tasks[9].result(), Ok(9));
+    /// ```
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = Some(NonZeroUsize::new(n).expect("max_queued must be at least 1"));
+        self
+    }
+
+    /// Builds the pool. No thread starts until the first task is submitted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::builder().build();
+    /// assert_eq!(pool.worker_count(), 0);
+    /// ```
+    pub fn build(self) -> ThreadPool {
+        ThreadPool::from_config(Config {
+            max_workers: self
+                .max_workers
+                .map_or_else(Self::default_max_workers, NonZeroUsize::get),
+            thread_name_prefix: self.thread_name_prefix,
+            initializer: self.initializer,
+            max_queued: self.max_queued.map(NonZeroUsize::get),
+        })
+    }
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("initializer", &self.initializer.as_ref().map(|_| "Fn"))
+            .field("max_queued", &self.max_queued)
+            .finish()
+    }
+}

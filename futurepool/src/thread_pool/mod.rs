@@ -1,0 +1,237 @@
+//! The thread pool: Python's `ThreadPoolExecutor`, for Rust.
+//!
+//! Layout:
+//! - `mod.rs`: [`ThreadPool`], the handle users hold;
+//! - `builder.rs`: [`ThreadPoolBuilder`];
+//! - `shared.rs`: the queue, the sleeping workers and the life cycle, shared with the workers;
+//! - `worker.rs`: what a worker thread does;
+//! - `README.md`: how a job reaches a worker without lost wake-ups or needless system calls.
+
+mod builder;
+mod shared;
+mod worker;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::executor::{Executor, Payload, Shutdown};
+use crate::task::{Job, Task};
+
+pub use self::builder::ThreadPoolBuilder;
+use self::shared::{Config, Shared};
+
+/// A pool of worker threads that runs closures and hands back [`Task`] handles.
+///
+/// Workers start lazily (at most one per submit, only when no idle worker can take the task, never
+/// more than [`max_workers`](ThreadPool::max_workers)) and stay for the pool's life, so
+/// back-to-back tasks reuse warm threads. A panicking task fails with
+/// [`TaskError::Panicked`](crate::TaskError::Panicked) and its worker lives on.
+///
+/// Dropping the pool is `shutdown(Shutdown::default())`: it waits for every task it accepted, like
+/// leaving Python's `with ThreadPoolExecutor() as pool:` block. Share a pool between threads by
+/// reference (it is `Sync`) or in an `Arc`.
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::ThreadPool;
+///
+/// let pool = ThreadPool::new(4);
+/// let tasks: Vec<_> = (1..=3u64).map(|n| pool.submit(move || n * n)).collect();
+/// let squares: Vec<u64> = tasks.iter().map(|t| t.result().unwrap()).collect();
+/// assert_eq!(squares, [1, 4, 9]);
+/// ```
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+impl ThreadPool {
+    /// A pool of at most `max_workers` threads, every other setting at its default (see
+    /// [`ThreadPoolBuilder`]).
+    ///
+    /// # Panics
+    ///
+    /// If `max_workers` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::new(8);
+    /// assert_eq!(pool.max_workers(), 8);
+    /// assert_eq!(pool.worker_count(), 0, "threads start on demand");
+    /// ```
+    pub fn new(max_workers: usize) -> Self {
+        Self::builder().max_workers(max_workers).build()
+    }
+
+    /// A builder for a pool with a thread name prefix, an initializer or a bounded queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::builder().max_workers(2).max_queued(100).build();
+    /// assert_eq!(pool.submit(|| "ok").result(), Ok("ok"));
+    /// ```
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::new()
+    }
+
+    fn from_config(config: Config) -> Self {
+        ThreadPool {
+            shared: Shared::new(config),
+        }
+    }
+
+    /// Runs `f` on a worker thread and returns its task.
+    ///
+    /// With a bounded queue ([`ThreadPoolBuilder::max_queued`]) this blocks while the queue is
+    /// full. After [`shutdown`](ThreadPool::shutdown) the task comes back already ended with
+    /// [`TaskError::ShutDown`](crate::TaskError::ShutDown) (never silently dropped), and on a broken
+    /// pool with [`TaskError::PoolBroken`](crate::TaskError::PoolBroken).
+    ///
+    /// Dropping the returned handle does not cancel the work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::new(2);
+    /// let task = pool.submit(|| (1..=10).sum::<u32>());
+    /// assert_eq!(task.result(), Ok(55));
+    /// ```
+    pub fn submit<T, F>(&self, f: F) -> Task<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.submit_fallible(move || Ok::<T, Infallible>(f()))
+    }
+
+    /// Runs `f` on a worker thread; an `Err(e)` it returns becomes the task's own failure,
+    /// [`TaskError::Failed(e)`](crate::TaskError::Failed), distinct from a panic (and counted by
+    /// [`ReturnWhen::FirstException`](crate::ReturnWhen::FirstException)).
+    ///
+    /// Blocks and refuses exactly like [`submit`](ThreadPool::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(2);
+    /// let task = pool.submit_fallible(|| "12a".parse::<i32>());
+    /// assert!(matches!(task.result(), Err(TaskError::Failed(_))));
+    /// ```
+    pub fn submit_fallible<T, E, F>(&self, f: F) -> Task<T, E>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let (task, job) = Job::new(f);
+        self.shared.submit(job);
+        task
+    }
+
+    /// Stops taking work; see [`Shutdown`]. May be called any number of times, from any thread.
+    ///
+    /// - Later submits return a task already ended with
+    ///   [`TaskError::ShutDown`](crate::TaskError::ShutDown).
+    /// - With [`cancel_pending`](Shutdown::cancel_pending), every queued task is cancelled at once
+    ///   (its waiters woken, its callbacks run in this thread); running tasks finish. Otherwise the
+    ///   workers drain the queue first.
+    /// - With [`wait`](Shutdown::wait) (the default), returns once every worker has exited. Called
+    ///   from a task of this very pool, it joins the other workers and lets its own go.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Shutdown, TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(1);
+    /// let queued: Vec<_> = (0..50)
+    ///     .map(|_| pool.submit(|| std::thread::sleep(std::time::Duration::from_millis(1))))
+    ///     .collect();
+    /// pool.shutdown(Shutdown::default().cancel_pending(true));
+    /// assert!(queued.iter().all(|t| t.is_done()));
+    /// assert_eq!(pool.submit(|| ()).result(), Err(TaskError::ShutDown));
+    /// ```
+    pub fn shutdown(&self, how: Shutdown) {
+        let cancelled = self.shared.close(how.cancels_pending());
+        for job in cancelled {
+            job.cancel();
+        }
+        if how.waits() {
+            self.shared.join_workers();
+        }
+    }
+
+    /// The most worker threads this pool starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(futurepool::ThreadPool::new(3).max_workers(), 3);
+    /// ```
+    pub fn max_workers(&self) -> usize {
+        self.shared.config.max_workers
+    }
+
+    /// How many worker threads are alive now (started lazily, so 0 before the first submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::new(4);
+    /// pool.submit(|| ()).wait();
+    /// assert_eq!(pool.worker_count(), 1, "one task needs one worker");
+    /// ```
+    pub fn worker_count(&self) -> usize {
+        self.shared.worker_count()
+    }
+}
+
+impl Default for ThreadPool {
+    /// A pool with every setting at its default (see [`ThreadPoolBuilder`]).
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shutdown(Shutdown::default());
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("max_workers", &self.max_workers())
+            .field("workers", &self.worker_count())
+            .field("thread_name_prefix", &self.shared.config.thread_name_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor for ThreadPool {
+    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+        self.submit(move || f(arg))
+    }
+
+    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Task<R, E> {
+        self.submit_fallible(move || f(arg))
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        ThreadPool::shutdown(self, how)
+    }
+
+    fn default_map_buffer(&self) -> usize {
+        2 * self.max_workers()
+    }
+}
