@@ -133,7 +133,8 @@ pub(crate) trait Connection: Send {
         -> BrokerResult<Reaped>;
     /// Puts tasks this worker fetched but did not start back in the queue, as fresh deliveries.
     fn release(&mut self, worker: &str, entries: &[String]) -> BrokerResult<()>;
-    /// Removes a worker that stopped cleanly from the list of workers.
+    /// Removes a worker that stopped cleanly (everything it ran is published) from the pool, and
+    /// puts back in the queue anything still delivered to it.
     fn retire_worker(&mut self, worker: &str) -> BrokerResult<()>;
 
     /// A snapshot of the pool for `futurepool cluster status`.

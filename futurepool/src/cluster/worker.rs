@@ -227,7 +227,14 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
     for thread in threads {
         let _ = thread.join();
     }
-    let _ = fetcher.retire_worker(&shared.name);
+    // Everything this worker ran is published; hand back anything else it still holds.
+    let mut backoff = Backoff::new();
+    while let Err(error) = fetcher.retire_worker(&shared.name) {
+        if backoff.wait() > 10 {
+            eprintln!("futurepool worker: could not sign off ({error}); its leases will expire");
+            break;
+        }
+    }
     Ok(())
 }
 
@@ -379,6 +386,9 @@ fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
                 backoff.reset();
                 worker.accept(deliveries);
             }
+            // A stop signal interrupts a blocked read (sockets with a timeout are not restarted);
+            // whatever that read delivered is put back by `retire_worker`.
+            Err(_) if signals::stop_requested() => break,
             Err(error) => {
                 report(&worker.pool, "fetch tasks", &error, &backoff);
                 backoff.wait();

@@ -230,15 +230,14 @@ impl Connection for RedisConnection {
         let (read,): (Value,) = self.query_pipe(&pipe)?;
         let entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
         let mut replies = Vec::with_capacity(entries.len());
-        for (id, mut fields) in entries {
+        for (id, fields) in entries {
             *cursor = id;
-            if let (Some(task_id), Some(outcome)) = (fields.remove("id"), fields.remove("outcome"))
-            {
-                replies.push(Reply {
-                    task_id: String::from_utf8_lossy(&task_id).into_owned(),
-                    outcome,
-                });
-            }
+            // One entry per completion batch: each field is a task id, its value the outcome.
+            replies.extend(
+                fields
+                    .into_iter()
+                    .map(|(task_id, outcome)| Reply { task_id, outcome }),
+            );
         }
         Ok(replies)
     }

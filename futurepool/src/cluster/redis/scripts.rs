@@ -5,20 +5,33 @@
 //! prefix and share its hash tag, hence its slot.
 
 /// Publishes an outcome exactly once: the first `SET NX` on the result key wins; only the winner
-/// tells the waiting clients. Shared by the completion and the reaper's dead-letter path.
+/// tells the waiting clients. Outcomes are gathered per client and sent as one reply entry per
+/// client per call (fields: task id → outcome), which keeps stream writes per batch, not per task.
+/// Shared by the completion and the reaper's dead-letter path.
 const PUBLISH: &str = r#"
-local function publish(prefix, task_id, outcome, ttl)
+local function publish(prefix, task_id, outcome, ttl, replies)
   if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
     return 0
   end
   local waiters = prefix .. ':waiters:' .. task_id
   for _, client in ipairs(redis.call('SMEMBERS', waiters)) do
-    local replies = prefix .. ':replies:' .. client
-    redis.call('XADD', replies, '*', 'id', task_id, 'outcome', outcome)
-    redis.call('PEXPIRE', replies, ttl)
+    local fields = replies[client]
+    if fields == nil then
+      fields = {}
+      replies[client] = fields
+    end
+    fields[#fields + 1] = task_id
+    fields[#fields + 1] = outcome
   end
   redis.call('DEL', waiters)
   return 1
+end
+local function send_replies(prefix, replies, ttl)
+  for client, fields in pairs(replies) do
+    local stream = prefix .. ':replies:' .. client
+    redis.call('XADD', stream, '*', unpack(fields))
+    redis.call('PEXPIRE', stream, ttl)
+  end
 end
 local function result_ttl(prefix)
   return redis.call('HGET', prefix .. ':config', 'result_ttl_ms') or '86400000'
@@ -26,6 +39,16 @@ end
 local function owned_by(queue, group, entry, worker)
   local p = redis.call('XPENDING', queue, group, entry, entry, 1)
   return p[1] ~= nil and p[1][2] == worker
+end
+local function requeue(queue, group, entry)
+  local found = redis.call('XRANGE', queue, entry, entry)
+  redis.call('XACK', queue, group, entry)
+  redis.call('XDEL', queue, entry)
+  if found[1] then
+    redis.call('XADD', queue, '*', unpack(found[1][2]))
+    return 1
+  end
+  return 0
 end
 "#;
 
@@ -64,13 +87,17 @@ return answers
 const COMPLETE: &str = r#"
 local prefix, group = ARGV[1], ARGV[2]
 local ttl = result_ttl(prefix)
-local answers, published, duplicates = {}, 0, 0
+local answers, published, duplicates, entries, replies = {}, 0, 0, {}, {}
 for i = 3, #ARGV, 3 do
-  local first = publish(prefix, ARGV[i + 1], ARGV[i + 2], ttl)
+  local first = publish(prefix, ARGV[i + 1], ARGV[i + 2], ttl, replies)
   answers[#answers + 1] = first
   if first == 1 then published = published + 1 else duplicates = duplicates + 1 end
-  redis.call('XACK', KEYS[1], group, ARGV[i])
-  redis.call('XDEL', KEYS[1], ARGV[i])
+  entries[#entries + 1] = ARGV[i]
+end
+send_replies(prefix, replies, ttl)
+if #entries > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(entries))
+  redis.call('XDEL', KEYS[1], unpack(entries))
 end
 if published > 0 then redis.call('HINCRBY', prefix .. ':stats', 'published', published) end
 if duplicates > 0 then redis.call('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
@@ -108,7 +135,7 @@ local prefix, group, worker, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_deliveries, max_claims = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl = result_ttl(prefix)
 local idle = redis.call('XPENDING', KEYS[1], group, 'IDLE', lease, '-', '+', ARGV[7])
-local claim, dead = {}, 0
+local claim, dead, replies = {}, 0, {}
 for _, p in ipairs(idle) do
   local entry, owner, deliveries = p[1], p[2], p[4]
   if deliveries >= max_deliveries then
@@ -118,7 +145,7 @@ for _, p in ipairs(idle) do
     if found[1] then
       local fields, raw = {}, found[1][2]
       for j = 1, #raw, 2 do fields[raw[j]] = raw[j + 1] end
-      publish(prefix, fields['id'], 'L' .. deliveries, ttl)
+      publish(prefix, fields['id'], 'L' .. deliveries, ttl, replies)
       redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
         'id', fields['id'], 'fn', fields['fn'], 'deliveries', deliveries, 'worker', owner)
       dead = dead + 1
@@ -127,6 +154,7 @@ for _, p in ipairs(idle) do
     claim[#claim + 1] = entry
   end
 end
+send_replies(prefix, replies, ttl)
 local claimed = {}
 if #claim > 0 then
   claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
@@ -143,30 +171,32 @@ local released = 0
 for i = 4, #ARGV do
   local entry = ARGV[i]
   if owned_by(KEYS[1], group, entry, worker) then
-    local found = redis.call('XRANGE', KEYS[1], entry, entry)
-    redis.call('XACK', KEYS[1], group, entry)
-    redis.call('XDEL', KEYS[1], entry)
-    if found[1] then
-      redis.call('XADD', KEYS[1], '*', unpack(found[1][2]))
-      released = released + 1
-    end
+    released = released + requeue(KEYS[1], group, entry)
   end
 end
 if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
 return released
 "#;
 
-/// ARGV: prefix, group, worker. Forgets a worker that stopped cleanly; its consumer is deleted
-/// only when it holds nothing (deleting a consumer drops its pending entries).
+/// ARGV: prefix, group, worker. Forgets a worker that stopped cleanly, after it finished and
+/// published everything it ran. Entries still pending under its name were delivered by a read
+/// whose answer never reached it (a signal interrupted the read): they go back to the queue as
+/// fresh entries. The consumer is deleted only when it holds nothing (deleting a consumer drops
+/// its pending entries).
 const RETIRE: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 redis.call('HDEL', prefix .. ':workers', worker)
 redis.call('HDEL', prefix .. ':worker-info', worker)
-local held = redis.call('XPENDING', KEYS[1], group, '-', '+', 1, worker)
-if held[1] == nil then
+local orphans = redis.call('XPENDING', KEYS[1], group, '-', '+', 1000, worker)
+local released = 0
+for _, p in ipairs(orphans) do
+  released = released + requeue(KEYS[1], group, p[1])
+end
+if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
+if #orphans < 1000 then
   redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, worker)
 end
-return 1
+return released
 "#;
 
 /// A script's source and the SHA1 the broker knows it by after `SCRIPT LOAD`.
