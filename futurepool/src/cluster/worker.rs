@@ -523,16 +523,16 @@ fn beat(
         }
     }
     *config = connection.config()?;
-    if free > 0 {
-        let reaped = connection.reap(&worker.name, *config, free)?;
-        if reaped.dead_lettered > 0 {
-            eprintln!(
-                "futurepool worker {:?}: {} tasks lost a worker {} times and were dead-lettered",
-                worker.pool, reaped.dead_lettered, config.max_deliveries
-            );
-        }
-        worker.accept(reaped.claimed);
+    // Even a full worker reaps: with no room to claim, it still dead-letters exhausted tasks, so
+    // their callers hear about it while every worker is busy.
+    let reaped = connection.reap(&worker.name, *config, free)?;
+    if reaped.dead_lettered > 0 {
+        eprintln!(
+            "futurepool worker {:?}: {} tasks lost a worker {} times and were dead-lettered",
+            worker.pool, reaped.dead_lettered, config.max_deliveries
+        );
     }
+    worker.accept(reaped.claimed);
     Ok(())
 }
 
