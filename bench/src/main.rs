@@ -1,6 +1,7 @@
 //! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`
 //! prints one table per area, with our figure, each peer's and the ratios.
 
+mod cluster;
 mod fetch;
 mod threads;
 
@@ -12,12 +13,16 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("threads") => threads::run(rest),
         Some("fetch") => fetch::run(rest),
+        Some("cluster") => cluster::run(),
+        // Internal: a worker process the cluster benchmark starts.
+        Some("cluster-worker") => cluster::worker(rest),
         Some("all") => {
             threads::run(&[]);
             fetch::run(&[]);
+            cluster::run();
         }
         _ => {
-            eprintln!("usage: futurepool-bench <threads|fetch|all> [options]");
+            eprintln!("usage: futurepool-bench <threads|fetch|cluster|all> [options]");
             std::process::exit(2);
         }
     }

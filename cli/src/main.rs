@@ -1,5 +1,7 @@
-//! The `futurepool` command: `fetch` (a parallel page downloader on futurepool's thread pool).
+//! The `futurepool` command: `fetch` (a parallel page downloader on futurepool's thread pool)
+//! and `cluster status` (a Redis-Streams cluster pool, seen from its broker).
 
+mod cluster;
 mod fetch;
 
 use std::process::ExitCode;
@@ -18,10 +20,15 @@ struct Cli {
 enum Command {
     /// Download a list of pages in parallel into a directory.
     Fetch(fetch::FetchArgs),
+    /// Inspect a cluster pool on its Redis broker.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
+    // First: the process pool re-executes this binary as its workers.
+    futurepool::init();
     match Cli::parse().command {
         Command::Fetch(args) => fetch::main(args),
+        Command::Cluster(args) => cluster::main(args),
     }
 }
