@@ -1,11 +1,17 @@
 //! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`
-//! prints one table per area, with our figure, each peer's and the ratios.
+//! prints one table per area, with our figure, each peer's and the ratios;
+//! `futurepool-bench report` runs every area and writes `docs/bench/README.md` with charts.
 
 mod cluster;
 mod fetch;
+mod report;
+mod svg;
+mod table;
 mod threads;
 
-fn main() {
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
     // First: the process-pool benchmarks re-execute this binary as their workers.
     futurepool::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,9 +27,11 @@ fn main() {
             fetch::run(&[]);
             cluster::run();
         }
+        Some("report") => return report::main(rest),
         _ => {
-            eprintln!("usage: futurepool-bench <threads|fetch|cluster|all> [options]");
-            std::process::exit(2);
+            eprintln!("usage: futurepool-bench <threads|fetch|cluster|all|report> [options]");
+            return ExitCode::from(2);
         }
     }
+    ExitCode::SUCCESS
 }

@@ -1,7 +1,9 @@
-//! The `futurepool` command: `fetch` (a parallel page downloader on futurepool's thread pool)
-//! and `cluster status` (a Redis-Streams cluster pool, seen from its broker).
+//! The `futurepool` command: `demo` (what futurepool is for, measured on this machine), `fetch` (a
+//! parallel page downloader on futurepool's thread pool) and `cluster status` (a Redis-Streams
+//! cluster pool, seen from its broker).
 
 mod cluster;
+mod demo;
 mod fetch;
 
 use std::process::ExitCode;
@@ -18,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show what futurepool is for: downloads, a CPU-bound job and isolation, measured here.
+    Demo(demo::DemoArgs),
     /// Download a list of pages in parallel into a directory.
     Fetch(fetch::FetchArgs),
     /// Inspect a cluster pool on its Redis broker.
@@ -25,9 +29,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // First: the process pool re-executes this binary as its workers.
+    // First: when this binary is re-executed as a process-pool worker (the demo starts some), this
+    // serves tasks and never returns.
     futurepool::init();
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(&args),
         Command::Fetch(args) => fetch::main(args),
         Command::Cluster(args) => cluster::main(args),
     }
