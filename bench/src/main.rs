@@ -3,6 +3,7 @@
 //! as one JSON line at the end, and `futurepool-bench report` runs every area and writes
 //! `docs/bench/README.md` with charts.
 
+mod cluster;
 mod fetch;
 mod report;
 mod svg;
@@ -19,13 +20,17 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("threads") => threads::run(rest),
         Some("fetch") => fetch::run(rest),
+        Some("cluster") => cluster::run(),
+        // Internal: a worker process the cluster benchmark starts.
+        Some("cluster-worker") => cluster::worker(rest),
         Some("all") => {
             threads::run(&[]);
             fetch::run(&[]);
+            cluster::run();
         }
         Some("report") => return report::main(rest),
         _ => {
-            eprintln!("usage: futurepool-bench <threads|fetch|all|report> [options]");
+            eprintln!("usage: futurepool-bench <threads|fetch|cluster|all|report> [options]");
             return ExitCode::from(2);
         }
     }

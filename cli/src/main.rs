@@ -1,6 +1,8 @@
-//! The `futurepool` command: `fetch` (a parallel page downloader on futurepool's thread pool) and
-//! `demo` (what futurepool is for, measured on this machine).
+//! The `futurepool` command: `demo` (what futurepool is for, measured on this machine), `fetch` (a
+//! parallel page downloader on futurepool's thread pool) and `cluster status` (a Redis-Streams
+//! cluster pool, seen from its broker).
 
+mod cluster;
 mod demo;
 mod fetch;
 
@@ -18,10 +20,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Download a list of pages in parallel into a directory.
-    Fetch(fetch::FetchArgs),
     /// Show what futurepool is for: downloads, a CPU-bound job and isolation, measured here.
     Demo(demo::DemoArgs),
+    /// Download a list of pages in parallel into a directory.
+    Fetch(fetch::FetchArgs),
+    /// Inspect a cluster pool on its Redis broker.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,7 +33,8 @@ fn main() -> ExitCode {
     // serves tasks and never returns.
     futurepool::init();
     match Cli::parse().command {
-        Command::Fetch(args) => fetch::main(args),
         Command::Demo(args) => demo::run(&args),
+        Command::Fetch(args) => fetch::main(args),
+        Command::Cluster(args) => cluster::main(args),
     }
 }

@@ -324,6 +324,8 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(feature = "cluster")]
+pub mod cluster;
 mod error;
 mod executor;
 mod loom;
