@@ -47,7 +47,7 @@ pub fn worker(args: &[String]) {
 }
 
 /// Entry point of `futurepool-bench cluster`.
-pub fn run() {
+pub fn run(args: &[String]) {
     let redis = Redis::start();
     let url = std::env::var("FUTUREPOOL_BENCH_REDIS").unwrap_or_else(|_| redis.url());
     println!("futurepool cluster vs RQ: no-op tasks through one local redis-server ({}), persistence off", redis_version());
@@ -121,6 +121,79 @@ pub fn run() {
         latency.0.as_secs_f64() * 1e6,
         latency.1.as_secs_f64() * 1e6
     );
+    if args.iter().any(|a| a == "--json") {
+        // For `futurepool-bench report`: the same figures, as one JSON line at the end.
+        let table = structured(ours_two, &[rq_simple, rq_fork], &by_workers, latency);
+        println!(
+            "{}",
+            serde_json::to_string(&table).expect("a table always serializes")
+        );
+    }
+}
+
+/// The figures in the report's shared form (`crate::table`).
+fn structured(
+    ours_two: f64,
+    rq: &[Option<f64>; 2],
+    by_workers: &[(usize, f64)],
+    (p50, p99): (Duration, Duration),
+) -> crate::table::Table {
+    use crate::table::Better::{Higher, Lower};
+    let mut table = crate::table::Table::new(
+        "cluster",
+        format!(
+            "No-op tasks through one local redis-server ({}), persistence off.",
+            redis_version()
+        ),
+    );
+    let headline = "2 worker processes, no-op tasks";
+    table.push(
+        headline,
+        "futurepool ClusterPool",
+        ours_two,
+        "tasks/s",
+        Higher,
+    );
+    let peers = [
+        (format!("RQ SimpleWorker ({RQ_SIMPLE_JOBS} jobs)"), rq[0]),
+        (
+            format!("RQ Worker, forks per job ({RQ_FORK_JOBS} jobs)"),
+            rq[1],
+        ),
+    ];
+    for (name, rate) in peers {
+        let row = table.push(headline, &name, rate.unwrap_or(0.0), "tasks/s", Higher);
+        if rate.is_none() {
+            row.note = Some("not measured (python3 with rq unavailable)".into());
+        }
+    }
+    for &(workers, rate) in by_workers {
+        let tool = format!(
+            "futurepool ClusterPool, {workers} worker process{}",
+            if workers == 1 { "" } else { "es" }
+        );
+        table.push(
+            "futurepool throughput by worker processes",
+            &tool,
+            rate,
+            "tasks/s",
+            Higher,
+        );
+    }
+    let row = table.push(
+        "one task at a time, 1 worker: round trip",
+        "futurepool ClusterPool",
+        p50.as_secs_f64() * 1e6,
+        "µs",
+        Lower,
+    );
+    row.display = Some(format!(
+        "p50 {:.0} µs, p99 {:.0} µs",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6
+    ));
+    table.compute_ratios();
+    table
 }
 
 /// Submits `n` no-op tasks and waits for all of them; returns tasks per second.

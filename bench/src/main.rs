@@ -20,13 +20,13 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("threads") => threads::run(rest),
         Some("fetch") => fetch::run(rest),
-        Some("cluster") => cluster::run(),
+        Some("cluster") => cluster::run(rest),
         // Internal: a worker process the cluster benchmark starts.
         Some("cluster-worker") => cluster::worker(rest),
         Some("all") => {
             threads::run(&[]);
             fetch::run(&[]);
-            cluster::run();
+            cluster::run(&[]);
         }
         Some("report") => return report::main(rest),
         _ => {

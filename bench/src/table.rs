@@ -126,8 +126,10 @@ impl Table {
                 .find(|(w, _)| *w == row.workload)
                 .map(|(_, v)| *v);
             let measured = row.value > 0.0; // false for zero and NaN alike
+                                            // A second futurepool configuration (more workers, say) is not a peer.
+            let another_of_ours = is_ours(&row.tool) && our_value != Some(row.value);
             row.ratio = match (our_value, row.better) {
-                _ if row.note.is_some() || !measured => None,
+                _ if row.note.is_some() || !measured || another_of_ours => None,
                 (Some(ours), Better::Higher) => Some(ours / row.value),
                 (Some(ours), Better::Lower) if ours > 0.0 => Some(row.value / ours),
                 _ => None,
@@ -332,6 +334,24 @@ mod tests {
             .to_markdown()
             .contains("| **futurepool fetch -j 10** | 1.00 s (p50) |"));
         assert!(!is_ours("futurepoolish"));
+
+        let mut scaling = Table::new("cluster", "d");
+        scaling.push(
+            "by workers",
+            "futurepool, 1 worker",
+            10.0,
+            "tasks/s",
+            Better::Higher,
+        );
+        scaling.push(
+            "by workers",
+            "futurepool, 2 workers",
+            18.0,
+            "tasks/s",
+            Better::Higher,
+        );
+        let ratios: Vec<Option<f64>> = scaling.rows.iter().map(|r| r.ratio).collect();
+        assert_eq!(ratios, [Some(1.0), None]);
     }
 
     #[test]
