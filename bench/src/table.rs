@@ -338,14 +338,14 @@ mod tests {
         let mut scaling = Table::new("cluster", "d");
         scaling.push(
             "by workers",
-            "futurepool, 1 worker",
+            "futurepool ClusterPool, 1 worker",
             10.0,
             "tasks/s",
             Better::Higher,
         );
         scaling.push(
             "by workers",
-            "futurepool, 2 workers",
+            "futurepool ClusterPool, 2 workers",
             18.0,
             "tasks/s",
             Better::Higher,
