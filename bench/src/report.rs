@@ -99,7 +99,7 @@ fn run(options: &Options) -> Result<PathBuf, String> {
         options
             .only
             .as_ref()
-            .map_or(true, |only| only.iter().any(|a| a == area))
+            .is_none_or(|only| only.iter().any(|a| a == area))
     };
     fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
