@@ -60,19 +60,28 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                 }
                 if slot.phase == Phase::Ready {
                     let room = capacity(slot, depth, config.max_tasks_per_child);
-                    if room > 0 && !queue_empty {
-                        take_batch(&mut state, id, room, &mut batch, &mut cancelled);
-                        break;
-                    }
+                    let busy = !slot.in_flight.is_empty() || slot.taking > 0;
                     let retiring = config
                         .max_tasks_per_child
                         .is_some_and(|max| slot.sent >= max);
+                    if room > 0 && !queue_empty && busy && wake_an_idle_worker(&mut state, id) {
+                        // Pipelining is for when every worker has work: an idle one goes first,
+                        // so long tasks are never queued behind each other needlessly.
+                    } else if room > 0 && !queue_empty {
+                        take_batch(&mut state, id, room, &mut batch, &mut cancelled);
+                        break;
+                    }
                     if (stopping && queue_empty) || retiring {
                         // Nothing more for this worker: closing its input lets it answer what
                         // it holds and exit.
                         return;
                     }
                 }
+                let slot = state
+                    .workers
+                    .iter_mut()
+                    .find(|s| s.id == id)
+                    .expect("the writer's slot is only removed after the writer returned");
                 slot.writer_idle = true;
                 let wake = slot.writer_wake.clone();
                 state = wake
@@ -155,6 +164,25 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
     }
 }
 
+/// Wakes the writer of a ready worker with nothing in flight, other than `id`; false if none.
+fn wake_an_idle_worker(state: &mut super::state::State, id: u64) -> bool {
+    let idle = state.workers.iter_mut().find(|s| {
+        s.id != id
+            && s.phase == Phase::Ready
+            && s.kill.is_none()
+            && s.in_flight.is_empty()
+            && s.taking == 0
+    });
+    match idle {
+        Some(slot) => {
+            slot.writer_idle = false;
+            slot.writer_wake.notify_one();
+            true
+        }
+        None => false,
+    }
+}
+
 /// Moves up to `room` startable entries from the queue to the writer's batch.
 fn take_batch(
     state: &mut super::state::State,
@@ -163,6 +191,15 @@ fn take_batch(
     batch: &mut Vec<Pending>,
     cancelled: &mut Vec<Box<dyn super::sink::Sink>>,
 ) {
+    // Leave a fair share for the other workers: the pipeline estimate may still come from
+    // tiny tasks when long ones arrive, and a call sent to one worker cannot move to another.
+    let sharing = state
+        .workers
+        .iter()
+        .filter(|s| s.kill.is_none() && s.phase != Phase::Exited)
+        .count()
+        .max(1);
+    let room = room.min(state.queue.len().div_ceil(sharing)).max(1);
     while batch.len() < room {
         let Some(pending) = state.queue.pop_front() else {
             break;

@@ -250,14 +250,15 @@ impl ProcessPool {
     ///     assert_eq!(lengths, [3, 5, 4]);
     /// }
     /// ```
-    pub fn map<A, R, I>(&self, f: fn(A) -> R, inputs: I) -> ProcessMap<'_, I::IntoIter, R>
+    pub fn map<F, A, R, I>(&self, f: F, inputs: I) -> ProcessMap<'_, I::IntoIter, R>
     where
+        F: Fn(A) -> R + 'static,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of_item(f), inputs);
         ProcessMap {
             chunks: Map::new(chunks, submit, self.default_chunk_buffer()),
             size,
@@ -282,19 +283,16 @@ impl ProcessPool {
     ///     assert_eq!(out, [Ok(1), Err(TaskError::Failed("bad: x".into()))]);
     /// }
     /// ```
-    pub fn map_fallible<A, R, E, I>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        inputs: I,
-    ) -> ProcessMap<'_, I::IntoIter, R, E>
+    pub fn map_fallible<F, A, R, E, I>(&self, f: F, inputs: I) -> ProcessMap<'_, I::IntoIter, R, E>
     where
+        F: Fn(A) -> Result<R, E> + 'static,
         A: Payload,
         R: Payload,
         E: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, E, Fallible, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, E, Fallible, _>(registry::index_of_item(f), inputs);
         ProcessMap {
             chunks: Map::new(chunks, submit, self.default_chunk_buffer()),
             size,
@@ -319,18 +317,19 @@ impl ProcessPool {
     ///     assert_eq!(out, (0..100).map(|n| n * 2).collect::<Vec<_>>());
     /// }
     /// ```
-    pub fn map_unordered<A, R, I>(
+    pub fn map_unordered<F, A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         inputs: I,
     ) -> ProcessMapUnordered<'_, I::IntoIter, R>
     where
+        F: Fn(A) -> R + 'static,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of_item(f), inputs);
         ProcessMapUnordered {
             chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer()),
             size,
@@ -355,19 +354,20 @@ impl ProcessPool {
     ///     assert_eq!(odd, 5);
     /// }
     /// ```
-    pub fn map_unordered_fallible<A, R, E, I>(
+    pub fn map_unordered_fallible<F, A, R, E, I>(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         inputs: I,
     ) -> ProcessMapUnordered<'_, I::IntoIter, R, E>
     where
+        F: Fn(A) -> Result<R, E> + 'static,
         A: Payload,
         R: Payload,
         E: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, E, Fallible, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, E, Fallible, _>(registry::index_of_item(f), inputs);
         ProcessMapUnordered {
             chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer()),
             size,
