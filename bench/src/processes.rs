@@ -245,7 +245,7 @@ fn procspawn_rate(n: u64) -> Option<f64> {
     }
     let started = Instant::now();
     let handles: Vec<_> = (0..n).map(|i| pool.spawn(i, procspawn_noop)).collect();
-    for mut handle in handles {
+    for handle in handles {
         handle.join().ok()?;
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();

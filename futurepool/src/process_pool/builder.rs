@@ -230,11 +230,9 @@ impl ProcessPoolBuilder {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     let pool = futurepool::ProcessPool::builder().max_workers(1).build().unwrap();
-    ///     assert_eq!(pool.max_workers(), 1);
-    /// }
+    /// futurepool::init();
+    /// let pool = futurepool::ProcessPool::builder().max_workers(1).build().unwrap();
+    /// assert_eq!(pool.max_workers(), 1);
     /// ```
     pub fn build(self) -> Result<ProcessPool, ProcessPoolError> {
         if worker::is_uninitialized_worker() {

@@ -62,6 +62,12 @@ fn auto_chunksize(size_hint: (usize, Option<usize>), workers: usize) -> usize {
 }
 
 type ChunkSubmit<'a, A, R, E> = Box<dyn FnMut(Vec<A>) -> Task<ChunkResults<R, E>> + Send + 'a>;
+/// The shared ordered map, over chunks.
+type ChunkMap<'a, I, R, E> =
+    Map<Chunks<I>, ChunkSubmit<'a, <I as Iterator>::Item, R, E>, ChunkResults<R, E>>;
+/// The shared unordered map, over chunks.
+type ChunkMapUnordered<'a, I, R, E> =
+    MapUnordered<Chunks<I>, ChunkSubmit<'a, <I as Iterator>::Item, R, E>, ChunkResults<R, E>>;
 
 /// Results of a registered function applied to every input on a [`ProcessPool`], in input order.
 ///
@@ -85,7 +91,7 @@ type ChunkSubmit<'a, A, R, E> = Box<dyn FnMut(Vec<A>) -> Task<ChunkResults<R, E>
 /// ```
 #[must_use = "iterators are lazy: nothing is submitted until the map is iterated"]
 pub struct ProcessMap<'a, I: Iterator, R, E = Infallible> {
-    chunks: Map<Chunks<I>, ChunkSubmit<'a, I::Item, R, E>, ChunkResults<R, E>>,
+    chunks: ChunkMap<'a, I, R, E>,
     size: Arc<AtomicUsize>,
     current: std::vec::IntoIter<Result<R, TaskError<E>>>,
 }
@@ -108,7 +114,7 @@ pub struct ProcessMap<'a, I: Iterator, R, E = Infallible> {
 /// ```
 #[must_use = "iterators are lazy: nothing is submitted until the map is iterated"]
 pub struct ProcessMapUnordered<'a, I: Iterator, R, E = Infallible> {
-    chunks: MapUnordered<Chunks<I>, ChunkSubmit<'a, I::Item, R, E>, ChunkResults<R, E>>,
+    chunks: ChunkMapUnordered<'a, I, R, E>,
     size: Arc<AtomicUsize>,
     current: std::vec::IntoIter<Result<R, TaskError<E>>>,
 }

@@ -150,11 +150,9 @@ impl ProcessPool {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     let pool = futurepool::ProcessPool::new(4).unwrap();
-    ///     assert_eq!(pool.max_workers(), 4);
-    /// }
+    /// futurepool::init();
+    /// let pool = futurepool::ProcessPool::new(4).unwrap();
+    /// assert_eq!(pool.max_workers(), 4);
     /// ```
     pub fn new(max_workers: usize) -> Result<ProcessPool, ProcessPoolError> {
         ProcessPool::builder().max_workers(max_workers).build()
@@ -165,11 +163,9 @@ impl ProcessPool {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     let pool = futurepool::ProcessPool::builder().max_workers(2).build().unwrap();
-    ///     # drop(pool);
-    /// }
+    /// futurepool::init();
+    /// let pool = futurepool::ProcessPool::builder().max_workers(2).build().unwrap();
+    /// # drop(pool);
     /// ```
     pub fn builder() -> ProcessPoolBuilder {
         ProcessPoolBuilder::default()
@@ -190,10 +186,8 @@ impl ProcessPool {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     assert_eq!(futurepool::ProcessPool::new(3).unwrap().max_workers(), 3);
-    /// }
+    /// futurepool::init();
+    /// assert_eq!(futurepool::ProcessPool::new(3).unwrap().max_workers(), 3);
     /// ```
     pub fn max_workers(&self) -> usize {
         self.shared.config.max_workers
