@@ -5,6 +5,7 @@
 
 mod cluster;
 mod fetch;
+mod processes;
 mod report;
 mod svg;
 mod table;
@@ -13,24 +14,28 @@ mod threads;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // First: the process-pool benchmarks re-execute this binary as their workers.
+    // First: the process benchmarks re-execute this binary as their workers (futurepool's and
+    // procspawn's).
     futurepool::init();
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("threads") => threads::run(rest),
+        Some("processes") => processes::run(),
         Some("fetch") => fetch::run(rest),
         Some("cluster") => cluster::run(rest),
         // Internal: a worker process the cluster benchmark starts.
         Some("cluster-worker") => cluster::worker(rest),
         Some("all") => {
             threads::run(&[]);
+            processes::run();
             fetch::run(&[]);
             cluster::run(&[]);
         }
         Some("report") => return report::main(rest),
         _ => {
-            eprintln!("usage: futurepool-bench <threads|fetch|cluster|all|report> [options]");
+            eprintln!("usage: futurepool-bench <threads|processes|fetch|cluster|all|report> [options]");
             return ExitCode::from(2);
         }
     }

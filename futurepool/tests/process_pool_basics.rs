@@ -28,7 +28,20 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
-futurepool::register!(double, pid, explode, parse, chatty, sleep_ms);
+fn sleep_then_pid(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+futurepool::register!(
+    double,
+    pid,
+    explode,
+    parse,
+    chatty,
+    sleep_ms,
+    sleep_then_pid
+);
 futurepool::test_support!();
 
 #[test]
@@ -134,4 +147,15 @@ fn works_through_the_executor_trait() {
         tasks.iter().map(|t| t.result().unwrap()).sum()
     }
     assert_eq!(total(&ProcessPool::new(2).unwrap()), 20);
+}
+
+#[test]
+fn long_tasks_after_tiny_ones_spread_over_the_workers() {
+    // The pipeline depth learnt from tiny tasks must not let one worker hoard long ones.
+    let pool = ProcessPool::new(2).unwrap();
+    let warm: Vec<_> = (0..2000).map(|n| pool.submit(double, n)).collect();
+    warm.iter().for_each(|t| t.wait());
+    let long: Vec<_> = (0..4).map(|_| pool.submit(sleep_then_pid, 200)).collect();
+    let pids: std::collections::HashSet<u32> = long.iter().map(|t| t.result().unwrap()).collect();
+    assert_eq!(pids.len(), 2, "both workers ran long tasks");
 }

@@ -107,7 +107,11 @@ impl ProcessPoolBuilder {
     /// let builder = futurepool::ProcessPool::builder().initializer(warm_up, ());
     /// # drop(builder);
     /// ```
-    pub fn initializer<A: Payload>(mut self, f: fn(A), arg: A) -> Self {
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + 'static,
+        A: Payload,
+    {
         self.initializer = Some(initializer_spec(f, &arg, judge_plain));
         self
     }
@@ -126,11 +130,12 @@ impl ProcessPoolBuilder {
     /// let builder = futurepool::ProcessPool::builder().fallible_initializer(open_config, "app.toml".into());
     /// # drop(builder);
     /// ```
-    pub fn fallible_initializer<A: Payload, E: Payload + Debug>(
-        mut self,
-        f: fn(A) -> Result<(), E>,
-        arg: A,
-    ) -> Self {
+    pub fn fallible_initializer<F, A, E>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) -> Result<(), E> + 'static,
+        A: Payload,
+        E: Payload + Debug,
+    {
         self.initializer = Some(initializer_spec(f, &arg, judge_fallible::<E>));
         self
     }
@@ -225,11 +230,9 @@ impl ProcessPoolBuilder {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     let pool = futurepool::ProcessPool::builder().max_workers(1).build().unwrap();
-    ///     assert_eq!(pool.max_workers(), 1);
-    /// }
+    /// futurepool::init();
+    /// let pool = futurepool::ProcessPool::builder().max_workers(1).build().unwrap();
+    /// assert_eq!(pool.max_workers(), 1);
     /// ```
     pub fn build(self) -> Result<ProcessPool, ProcessPoolError> {
         if worker::is_uninitialized_worker() {
@@ -271,12 +274,17 @@ impl ProcessPoolBuilder {
     }
 }
 
-fn initializer_spec<A: Payload, R: Payload>(
-    f: fn(A) -> R,
+fn initializer_spec<F, A, R>(
+    f: F,
     arg: &A,
     judge: fn(&Outcome<'_>) -> Result<(), String>,
-) -> Result<InitializerSpec, Reason> {
-    let function = registry::index_of(f)?;
+) -> Result<InitializerSpec, Reason>
+where
+    F: Fn(A) -> R + 'static,
+    A: Payload,
+    R: 'static,
+{
+    let function = registry::index_of_item(f)?;
     let arg = postcard::to_allocvec(arg).map_err(|e| {
         Reason::new(format!(
             "the initializer's argument does not serialize: {e}"

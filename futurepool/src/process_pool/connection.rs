@@ -4,7 +4,8 @@
 //! Each direction has its own thread so a large payload in one never waits for the other
 //! (no deadlock on 256 MiB either way), and each blocks only on its own pipe.
 
-use std::io::{BufReader, PipeReader, PipeWriter, Write};
+use std::fs::File;
+use std::io::{BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ const ANSWER_BATCH: usize = 64;
 /// The writer: says hello, then sends calls whenever the worker has room and the queue has work.
 /// Returns (closing the pipe, which tells the worker to finish and exit) when the pool shuts
 /// down, breaks, or the worker is gone.
-pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
+pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: File) {
     let config = &shared.config;
     let hello = ToWorker::Hello(Hello {
         magic: wire::MAGIC,
@@ -60,19 +61,28 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                 }
                 if slot.phase == Phase::Ready {
                     let room = capacity(slot, depth, config.max_tasks_per_child);
-                    if room > 0 && !queue_empty {
-                        take_batch(&mut state, id, room, &mut batch, &mut cancelled);
-                        break;
-                    }
+                    let busy = !slot.in_flight.is_empty() || slot.taking > 0;
                     let retiring = config
                         .max_tasks_per_child
                         .is_some_and(|max| slot.sent >= max);
+                    if room > 0 && !queue_empty && busy && wake_an_idle_worker(&mut state, id) {
+                        // Pipelining is for when every worker has work: an idle one goes first,
+                        // so long tasks are never queued behind each other needlessly.
+                    } else if room > 0 && !queue_empty {
+                        take_batch(&mut state, id, room, &mut batch, &mut cancelled);
+                        break;
+                    }
                     if (stopping && queue_empty) || retiring {
                         // Nothing more for this worker: closing its input lets it answer what
                         // it holds and exit.
                         return;
                     }
                 }
+                let slot = state
+                    .workers
+                    .iter_mut()
+                    .find(|s| s.id == id)
+                    .expect("the writer's slot is only removed after the writer returned");
                 slot.writer_idle = true;
                 let wake = slot.writer_wake.clone();
                 state = wake
@@ -155,6 +165,25 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
     }
 }
 
+/// Wakes the writer of a ready worker with nothing in flight, other than `id`; false if none.
+fn wake_an_idle_worker(state: &mut super::state::State, id: u64) -> bool {
+    let idle = state.workers.iter_mut().find(|s| {
+        s.id != id
+            && s.phase == Phase::Ready
+            && s.kill.is_none()
+            && s.in_flight.is_empty()
+            && s.taking == 0
+    });
+    match idle {
+        Some(slot) => {
+            slot.writer_idle = false;
+            slot.writer_wake.notify_one();
+            true
+        }
+        None => false,
+    }
+}
+
 /// Moves up to `room` startable entries from the queue to the writer's batch.
 fn take_batch(
     state: &mut super::state::State,
@@ -163,6 +192,15 @@ fn take_batch(
     batch: &mut Vec<Pending>,
     cancelled: &mut Vec<Box<dyn super::sink::Sink>>,
 ) {
+    // Leave a fair share for the other workers: the pipeline estimate may still come from
+    // tiny tasks when long ones arrive, and a call sent to one worker cannot move to another.
+    let sharing = state
+        .workers
+        .iter()
+        .filter(|s| s.kill.is_none() && s.phase != Phase::Exited)
+        .count()
+        .max(1);
+    let room = room.min(state.queue.len().div_ceil(sharing)).max(1);
     while batch.len() < room {
         let Some(pending) = state.queue.pop_front() else {
             break;
@@ -190,7 +228,7 @@ fn take_batch(
 pub(super) fn run_reader(
     shared: Arc<Shared>,
     id: u64,
-    answers: PipeReader,
+    answers: File,
     mut child: Child,
     writer: JoinHandle<()>,
 ) {
@@ -258,7 +296,7 @@ pub(super) fn run_reader(
 fn handshake(
     shared: &Shared,
     id: u64,
-    reader: &mut BufReader<PipeReader>,
+    reader: &mut BufReader<File>,
     frame: &mut Vec<u8>,
 ) -> Result<(), Reason> {
     let program = shared.config.program.display();
@@ -306,7 +344,7 @@ fn handshake(
 fn serve_answers(
     shared: &Shared,
     id: u64,
-    reader: &mut BufReader<PipeReader>,
+    reader: &mut BufReader<File>,
     frames: &mut Vec<Vec<u8>>,
     max_frame: usize,
 ) -> Option<Reason> {

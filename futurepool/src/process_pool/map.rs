@@ -62,6 +62,12 @@ fn auto_chunksize(size_hint: (usize, Option<usize>), workers: usize) -> usize {
 }
 
 type ChunkSubmit<'a, A, R, E> = Box<dyn FnMut(Vec<A>) -> Task<ChunkResults<R, E>> + Send + 'a>;
+/// The shared ordered map, over chunks.
+type ChunkMap<'a, I, R, E> =
+    Map<Chunks<I>, ChunkSubmit<'a, <I as Iterator>::Item, R, E>, ChunkResults<R, E>>;
+/// The shared unordered map, over chunks.
+type ChunkMapUnordered<'a, I, R, E> =
+    MapUnordered<Chunks<I>, ChunkSubmit<'a, <I as Iterator>::Item, R, E>, ChunkResults<R, E>>;
 
 /// Results of a registered function applied to every input on a [`ProcessPool`], in input order.
 ///
@@ -85,7 +91,7 @@ type ChunkSubmit<'a, A, R, E> = Box<dyn FnMut(Vec<A>) -> Task<ChunkResults<R, E>
 /// ```
 #[must_use = "iterators are lazy: nothing is submitted until the map is iterated"]
 pub struct ProcessMap<'a, I: Iterator, R, E = Infallible> {
-    chunks: Map<Chunks<I>, ChunkSubmit<'a, I::Item, R, E>, ChunkResults<R, E>>,
+    chunks: ChunkMap<'a, I, R, E>,
     size: Arc<AtomicUsize>,
     current: std::vec::IntoIter<Result<R, TaskError<E>>>,
 }
@@ -108,7 +114,7 @@ pub struct ProcessMap<'a, I: Iterator, R, E = Infallible> {
 /// ```
 #[must_use = "iterators are lazy: nothing is submitted until the map is iterated"]
 pub struct ProcessMapUnordered<'a, I: Iterator, R, E = Infallible> {
-    chunks: MapUnordered<Chunks<I>, ChunkSubmit<'a, I::Item, R, E>, ChunkResults<R, E>>,
+    chunks: ChunkMapUnordered<'a, I, R, E>,
     size: Arc<AtomicUsize>,
     current: std::vec::IntoIter<Result<R, TaskError<E>>>,
 }
@@ -250,14 +256,15 @@ impl ProcessPool {
     ///     assert_eq!(lengths, [3, 5, 4]);
     /// }
     /// ```
-    pub fn map<A, R, I>(&self, f: fn(A) -> R, inputs: I) -> ProcessMap<'_, I::IntoIter, R>
+    pub fn map<F, A, R, I>(&self, f: F, inputs: I) -> ProcessMap<'_, I::IntoIter, R>
     where
+        F: Fn(A) -> R + 'static,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of_item(f), inputs);
         ProcessMap {
             chunks: Map::new(chunks, submit, self.default_chunk_buffer()),
             size,
@@ -282,19 +289,16 @@ impl ProcessPool {
     ///     assert_eq!(out, [Ok(1), Err(TaskError::Failed("bad: x".into()))]);
     /// }
     /// ```
-    pub fn map_fallible<A, R, E, I>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        inputs: I,
-    ) -> ProcessMap<'_, I::IntoIter, R, E>
+    pub fn map_fallible<F, A, R, E, I>(&self, f: F, inputs: I) -> ProcessMap<'_, I::IntoIter, R, E>
     where
+        F: Fn(A) -> Result<R, E> + 'static,
         A: Payload,
         R: Payload,
         E: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, E, Fallible, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, E, Fallible, _>(registry::index_of_item(f), inputs);
         ProcessMap {
             chunks: Map::new(chunks, submit, self.default_chunk_buffer()),
             size,
@@ -319,18 +323,19 @@ impl ProcessPool {
     ///     assert_eq!(out, (0..100).map(|n| n * 2).collect::<Vec<_>>());
     /// }
     /// ```
-    pub fn map_unordered<A, R, I>(
+    pub fn map_unordered<F, A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         inputs: I,
     ) -> ProcessMapUnordered<'_, I::IntoIter, R>
     where
+        F: Fn(A) -> R + 'static,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, Infallible, Plain, _>(registry::index_of_item(f), inputs);
         ProcessMapUnordered {
             chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer()),
             size,
@@ -355,19 +360,20 @@ impl ProcessPool {
     ///     assert_eq!(odd, 5);
     /// }
     /// ```
-    pub fn map_unordered_fallible<A, R, E, I>(
+    pub fn map_unordered_fallible<F, A, R, E, I>(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         inputs: I,
     ) -> ProcessMapUnordered<'_, I::IntoIter, R, E>
     where
+        F: Fn(A) -> Result<R, E> + 'static,
         A: Payload,
         R: Payload,
         E: Payload,
         I: IntoIterator<Item = A>,
     {
         let (chunks, size, submit) =
-            self.chunked::<A, R, E, Fallible, _>(registry::index_of(f), inputs);
+            self.chunked::<A, R, E, Fallible, _>(registry::index_of_item(f), inputs);
         ProcessMapUnordered {
             chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer()),
             size,

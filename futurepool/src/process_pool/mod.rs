@@ -47,8 +47,11 @@ const FRAME_OVERHEAD: usize = 64;
 /// task that segfaults, aborts, leaks or never returns cannot take the program down, and can be
 /// stopped.
 ///
-/// - Work is a plain `fn(A) -> R` registered with [`register!`](crate::register), with a
-///   serde-serializable argument and result ([`Payload`]). Workers are this same executable
+/// - Work is a plain function `fn(A) -> R` registered with [`register!`](crate::register), with
+///   a serde-serializable argument and result ([`Payload`]). Pass the function itself
+///   (`pool.submit(crunch, 42)`): it is identified exactly by its type. A `fn` pointer (as the
+///   [`Executor`] trait passes) is looked up by address, which an optimized build does not
+///   always preserve for tiny functions; the error says so if it misses. Workers are this same executable
 ///   started again; [`init`] as the first line of `main` turns such a start into a worker.
 /// - Workers start on demand (at most one per submit, only when none is idle) and are reused.
 /// - A panic fails its task with the message and location; the worker lives on.
@@ -147,11 +150,9 @@ impl ProcessPool {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     let pool = futurepool::ProcessPool::new(4).unwrap();
-    ///     assert_eq!(pool.max_workers(), 4);
-    /// }
+    /// futurepool::init();
+    /// let pool = futurepool::ProcessPool::new(4).unwrap();
+    /// assert_eq!(pool.max_workers(), 4);
     /// ```
     pub fn new(max_workers: usize) -> Result<ProcessPool, ProcessPoolError> {
         ProcessPool::builder().max_workers(max_workers).build()
@@ -162,11 +163,9 @@ impl ProcessPool {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     let pool = futurepool::ProcessPool::builder().max_workers(2).build().unwrap();
-    ///     # drop(pool);
-    /// }
+    /// futurepool::init();
+    /// let pool = futurepool::ProcessPool::builder().max_workers(2).build().unwrap();
+    /// # drop(pool);
     /// ```
     pub fn builder() -> ProcessPoolBuilder {
         ProcessPoolBuilder::default()
@@ -187,10 +186,8 @@ impl ProcessPool {
     /// # Examples
     ///
     /// ```
-    /// fn main() {
-    ///     futurepool::init();
-    ///     assert_eq!(futurepool::ProcessPool::new(3).unwrap().max_workers(), 3);
-    /// }
+    /// futurepool::init();
+    /// assert_eq!(futurepool::ProcessPool::new(3).unwrap().max_workers(), 3);
     /// ```
     pub fn max_workers(&self) -> usize {
         self.shared.config.max_workers
@@ -213,7 +210,12 @@ impl ProcessPool {
     ///     assert_eq!(pool.submit(shout, "hi".into()).result().unwrap(), "HI");
     /// }
     /// ```
-    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Payload,
+        R: Payload,
+    {
         self.submit_with_time_limit(f, arg, self.shared.config.time_limit)
     }
 
@@ -237,11 +239,13 @@ impl ProcessPool {
     ///     );
     /// }
     /// ```
-    pub fn submit_fallible<A: Payload, R: Payload, E: Payload>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Task<R, E> {
+    pub fn submit_fallible<F, A, R, E>(&self, f: F, arg: A) -> Task<R, E>
+    where
+        F: Fn(A) -> Result<R, E> + 'static,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
         self.submit_fallible_with_time_limit(f, arg, self.shared.config.time_limit)
     }
 
@@ -266,12 +270,12 @@ impl ProcessPool {
     ///     assert_eq!(task.result(), Err(TaskError::TimeLimit(limit)));
     /// }
     /// ```
-    pub fn submit_with_time_limit<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: A,
-        limit: Option<Duration>,
-    ) -> Task<R> {
+    pub fn submit_with_time_limit<F, A, R>(&self, f: F, arg: A, limit: Option<Duration>) -> Task<R>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Payload,
+        R: Payload,
+    {
         let task = Task::pending();
         let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(task.clone()));
         self.submit_call(f, &arg, sink, limit);
@@ -295,26 +299,31 @@ impl ProcessPool {
     ///     assert_eq!(task.result(), Ok(5));
     /// }
     /// ```
-    pub fn submit_fallible_with_time_limit<A: Payload, R: Payload, E: Payload>(
+    pub fn submit_fallible_with_time_limit<F, A, R, E>(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         arg: A,
         limit: Option<Duration>,
-    ) -> Task<R, E> {
+    ) -> Task<R, E>
+    where
+        F: Fn(A) -> Result<R, E> + 'static,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
         let task = Task::pending();
         let sink = Box::new(TaskSink::<R, E, Fallible>::new(task.clone()));
         self.submit_call(f, &arg, sink, limit);
         task
     }
 
-    fn submit_call<A: Payload, R: Payload>(
-        &self,
-        f: fn(A) -> R,
-        arg: &A,
-        sink: Box<dyn Sink>,
-        limit: Option<Duration>,
-    ) {
-        let work = registry::index_of(f).and_then(|function| {
+    fn submit_call<F, A, R>(&self, f: F, arg: &A, sink: Box<dyn Sink>, limit: Option<Duration>)
+    where
+        F: Fn(A) -> R + 'static,
+        A: Payload,
+        R: 'static,
+    {
+        let work = registry::index_of_item(f).and_then(|function| {
             let arg = postcard::to_allocvec(arg).map_err(|e| {
                 Reason::new(format!(
                     "the argument (a `{}`) does not serialize: {e}",

@@ -296,6 +296,8 @@ fn outcome_of_error(error: &InvokeError) -> Outcome<'_> {
 /// }
 /// # fn main() {}
 /// ```
+// The example is a test file, so it shows a `#[test]`.
+#[allow(clippy::test_attr_in_doctest)]
 #[macro_export]
 macro_rules! test_support {
     () => {

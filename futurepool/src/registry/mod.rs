@@ -7,10 +7,14 @@
 //! The first lookup builds the indexes below from it, once.
 //!
 //! Lookups go both ways:
-//! - the submitting side has a function pointer and needs its name: [`name_of`] (or [`index_of`])
-//!   looks it up by address *and* by the `TypeId` of its signature, so two functions that LLVM
-//!   merged into one body (identical code folding) but that have different types are never
-//!   confused;
+//! - the submitting side has the function and needs its name. [`name_of_item`] /
+//!   [`index_of_item`] key on the `TypeId` of the function's *item type* (every `fn` item has a
+//!   unique zero-sized type): exact, whatever the optimizer does. [`name_of`] / [`index_of`],
+//!   for callers that only have a `fn` pointer, key on the address *and* the `TypeId` of the
+//!   signature, so two functions LLVM merged into one body (identical code folding) are never
+//!   confused. Addresses are best effort: Rust does not promise a function one address, and an
+//!   optimized build may give a small function a private copy per codegen unit, so a pointer can
+//!   miss; the error then says how to fix it;
 //! - the executing side has a name (or an index) and argument bytes: [`invoke`] (or
 //!   [`invoke_index`]) deserializes the argument with postcard, calls the function with panics
 //!   caught, and serializes whatever it returned (a plain `R`, or a whole `Result<R, E>` for
@@ -45,6 +49,7 @@ type Invoker = Box<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), InvokeError> + Send
 /// A registered function with its types erased. Not public API.
 #[doc(hidden)]
 pub struct Function {
+    item: TypeId,
     address: usize,
     signature: TypeId,
     signature_name: &'static str,
@@ -53,8 +58,14 @@ pub struct Function {
 
 /// Erases `f`'s types; what `register!` stores. Not public API.
 #[doc(hidden)]
-pub fn describe<A: Payload, R: Payload>(f: fn(A) -> R) -> Function {
+pub fn describe<F, A, R>(_item: F, f: fn(A) -> R) -> Function
+where
+    F: Fn(A) -> R + 'static,
+    A: Payload,
+    R: Payload,
+{
     Function {
+        item: TypeId::of::<F>(),
         address: f as usize,
         signature: TypeId::of::<fn(A) -> R>(),
         signature_name: type_name::<fn(A) -> R>(),
@@ -102,6 +113,7 @@ struct Registry {
     /// [`build_id`].
     functions: Vec<(&'static str, Function)>,
     by_name: HashMap<&'static str, u32>,
+    by_item: HashMap<TypeId, u32>,
     by_address: HashMap<(usize, TypeId), u32>,
     build_id: u64,
 }
@@ -118,11 +130,13 @@ fn registry() -> &'static Registry {
         functions.dedup_by(|a, b| a.0 == b.0);
         let mut by_name = HashMap::with_capacity(functions.len());
         let mut by_address = HashMap::with_capacity(functions.len());
+        let mut by_item = HashMap::with_capacity(functions.len());
         let mut build_id = Fnv1a::new();
         build_id.write(env!("CARGO_PKG_VERSION").as_bytes());
         for (index, (name, function)) in functions.iter().enumerate() {
             let index = u32::try_from(index).expect("fewer than 4 billion registered functions");
             by_name.insert(*name, index);
+            by_item.entry(function.item).or_insert(index);
             by_address
                 .entry((function.address, function.signature))
                 .or_insert(index);
@@ -134,36 +148,61 @@ fn registry() -> &'static Registry {
         Registry {
             functions,
             by_name,
+            by_item,
             by_address,
             build_id: build_id.finish(),
         }
     })
 }
 
-fn not_registered<A: 'static, R: 'static>() -> Reason {
+fn not_registered(what: &str, pointer: bool) -> Reason {
+    let hint = if pointer {
+        " (it was passed as a `fn` pointer, which an optimized build may not map back to the \
+         registered function: pass the function itself, e.g. `submit(my_fn, arg)`, or mark it \
+         `#[inline(never)]`)"
+    } else {
+        ""
+    };
     Reason::new(format!(
-        "the function of type `{}` that was submitted is not registered: add it to a \
-         `futurepool::register!(...)` list (any module of the binary) so worker processes can find it by name",
-        type_name::<fn(A) -> R>()
+        "the function `{what}` that was submitted is not registered: add it to a \
+         `futurepool::register!(...)` list (any module of the binary) so worker processes can \
+         find it by name{hint}"
     ))
 }
 
-/// The stable name `f` was registered under.
-///
-/// The cluster backend's entry point (the process pool sends indexes, see [`index_of`]).
+/// The stable name `f` was registered under, from a `fn` pointer (best effort; see the module
+/// docs). The cluster backend's entry point for `Executor::submit_fn`.
 ///
 /// # Errors
 ///
 /// A [`Reason`] naming `f`'s type and telling the user to add `futurepool::register!` when `f`
-/// was never registered.
+/// is not found.
 #[allow(dead_code)]
 pub(crate) fn name_of<A: 'static, R: 'static>(f: fn(A) -> R) -> Result<&'static str, Reason> {
     let index = index_of(f)?;
     Ok(registry().functions[index as usize].0)
 }
 
+/// The stable name the function `f` was registered under, exactly (by its item type); a `fn`
+/// pointer falls back to [`name_of`].
+///
+/// # Errors
+///
+/// As [`name_of`], naming the function.
+#[allow(dead_code)]
+pub(crate) fn name_of_item<F, A, R>(f: F) -> Result<&'static str, Reason>
+where
+    F: Fn(A) -> R + 'static,
+    A: 'static,
+    R: 'static,
+{
+    let index = index_of_item(f)?;
+    Ok(registry().functions[index as usize].0)
+}
+
 /// The position of `f` in this binary's registry, which is the same in every process with the
-/// same [`build_id`]. A cheaper identifier than the name for a local worker process.
+/// same [`build_id`]: a cheaper identifier than the name for a local worker process. By address
+/// and signature; see the module docs.
 ///
 /// # Errors
 ///
@@ -173,7 +212,28 @@ pub(crate) fn index_of<A: 'static, R: 'static>(f: fn(A) -> R) -> Result<u32, Rea
         .by_address
         .get(&(f as usize, TypeId::of::<fn(A) -> R>()))
         .copied()
-        .ok_or_else(not_registered::<A, R>)
+        .ok_or_else(|| not_registered(type_name::<fn(A) -> R>(), true))
+}
+
+/// [`index_of`] for the function itself: exact, by its item type. A `fn` pointer (whose type is
+/// shared by every function of its signature) falls back to the address.
+///
+/// # Errors
+///
+/// As [`name_of`], naming the function.
+pub(crate) fn index_of_item<F, A, R>(f: F) -> Result<u32, Reason>
+where
+    F: Fn(A) -> R + 'static,
+    A: 'static,
+    R: 'static,
+{
+    if let Some(&index) = registry().by_item.get(&TypeId::of::<F>()) {
+        return Ok(index);
+    }
+    match (&f as &dyn std::any::Any).downcast_ref::<fn(A) -> R>() {
+        Some(pointer) => index_of(*pointer),
+        None => Err(not_registered(type_name::<F>(), false)),
+    }
 }
 
 /// Runs the function registered as `name` on the postcard bytes of its argument and returns the
@@ -279,7 +339,7 @@ macro_rules! register {
                 #[linkme(crate = $crate::__private::linkme)]
                 static REGISTRATION: $crate::__private::Registration = $crate::__private::Registration {
                     name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($function)),
-                    describe: || $crate::__private::describe($function),
+                    describe: || $crate::__private::describe($function, $function as fn(_) -> _),
                 };
             };
         )+
@@ -322,16 +382,19 @@ mod tests {
 
     #[test]
     fn names_are_module_path_and_function() {
-        assert_eq!(name_of(double), Ok("futurepool::registry::tests::double"));
+        assert_eq!(
+            name_of_item(double),
+            Ok("futurepool::registry::tests::double")
+        );
     }
 
     #[test]
     fn invoke_round_trips_plain_and_fallible_results() {
-        let name = name_of(double).unwrap();
+        let name = name_of_item(double).unwrap();
         let out = invoke(name, &postcard::to_allocvec(&21u64).unwrap()).unwrap();
         assert_eq!(postcard::from_bytes::<u64>(&out).unwrap(), 42);
 
-        let name = name_of(checked_half).unwrap();
+        let name = name_of_item(checked_half).unwrap();
         let out = invoke(name, &postcard::to_allocvec(&3u64).unwrap()).unwrap();
         assert_eq!(
             postcard::from_bytes::<Result<u64, String>>(&out).unwrap(),
@@ -355,12 +418,12 @@ mod tests {
             invoke("no::such::function", &[]),
             Err(InvokeError::UnknownFunction(_))
         ));
-        let double = name_of(double).unwrap();
+        let double = name_of_item(double).unwrap();
         assert!(matches!(
             invoke(double, &[]),
             Err(InvokeError::BadArgument(_))
         ));
-        let explode = name_of(explode).unwrap();
+        let explode = name_of_item(explode).unwrap();
         match invoke(explode, &[]) {
             Err(InvokeError::Panicked(panic)) => {
                 assert_eq!(panic.message(), "kaboom");
@@ -368,7 +431,7 @@ mod tests {
             }
             other => panic!("expected a panic, got {other:?}"),
         }
-        let failing = name_of(failing_result).unwrap();
+        let failing = name_of_item(failing_result).unwrap();
         assert!(matches!(
             invoke(failing, &[]),
             Err(InvokeError::Unserializable(_))
@@ -378,10 +441,20 @@ mod tests {
     #[test]
     fn build_id_is_stable_within_a_process() {
         assert_eq!(build_id(), build_id());
-        let index = index_of(double).unwrap();
+        let index = index_of_item(double).unwrap();
         assert_eq!(
             registry().functions[index as usize].0,
-            name_of(double).unwrap()
+            name_of_item(double).unwrap()
         );
+    }
+
+    #[test]
+    fn items_are_found_by_type_and_pointers_by_address() {
+        assert_eq!(
+            name_of_item(double),
+            Ok("futurepool::registry::tests::double")
+        );
+        let pointer: fn(u64) -> u64 = double;
+        assert_eq!(name_of_item(pointer), name_of(pointer));
     }
 }
