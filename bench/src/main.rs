@@ -22,20 +22,22 @@ fn main() -> ExitCode {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("threads") => threads::run(rest),
-        Some("processes") => processes::run(),
+        Some("processes") => processes::run(rest),
         Some("fetch") => fetch::run(rest),
         Some("cluster") => cluster::run(rest),
         // Internal: a worker process the cluster benchmark starts.
         Some("cluster-worker") => cluster::worker(rest),
         Some("all") => {
             threads::run(&[]);
-            processes::run();
+            processes::run(&[]);
             fetch::run(&[]);
             cluster::run(&[]);
         }
         Some("report") => return report::main(rest),
         _ => {
-            eprintln!("usage: futurepool-bench <threads|processes|fetch|cluster|all|report> [options]");
+            eprintln!(
+                "usage: futurepool-bench <threads|processes|fetch|cluster|all|report> [options]"
+            );
             return ExitCode::from(2);
         }
     }

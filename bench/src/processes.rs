@@ -39,7 +39,7 @@ struct Row {
     higher_is_better: bool,
 }
 
-pub fn run() {
+pub fn run(args: &[String]) {
     let python = python_figures();
     let mut rows = Vec::new();
 
@@ -124,6 +124,43 @@ pub fn run() {
     drop(pool);
 
     print_table(&rows);
+    if args.iter().any(|a| a == "--json") {
+        // For `futurepool-bench report`: the same rows, as one JSON line at the end.
+        println!(
+            "{}",
+            serde_json::to_string(&structured(&rows)).expect("a table always serializes")
+        );
+    }
+}
+
+/// The rows in the report's shared form (`crate::table`).
+fn structured(rows: &[Row]) -> crate::table::Table {
+    use crate::table::Better;
+    let mut table = crate::table::Table::new(
+        "processes",
+        format!("{WORKERS} worker processes on every pool; Python is `ProcessPoolExecutor`."),
+    );
+    for row in rows {
+        let better = if row.higher_is_better {
+            Better::Higher
+        } else {
+            Better::Lower
+        };
+        table.push(&row.what, "futurepool", row.ours, row.unit, better);
+        for &(peer, value) in &row.peers {
+            let name = match peer {
+                "python" => "Python ProcessPoolExecutor",
+                "procspawn" => "procspawn Pool",
+                other => other,
+            };
+            let measured = table.push(&row.what, name, value.unwrap_or(0.0), row.unit, better);
+            if value.is_none() {
+                measured.note = Some("not measured".into());
+            }
+        }
+    }
+    table.compute_ratios();
+    table
 }
 
 fn warm_pool() -> ProcessPool {
