@@ -43,10 +43,6 @@ pub fn inputs(count: usize) -> Vec<u64> {
 }
 
 /// Whether `n` is prime, by trial division with odd divisors up to its square root.
-// `#[inline(never)]`: the registry finds a submitted function by its address, and in release
-// builds rustc may give a small function a private copy per codegen unit, so the address passed
-// to `submit` would not be the registered one.
-#[inline(never)]
 pub fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;

@@ -204,7 +204,6 @@ fn on_process_pool(jobs: &[PageJob], workers: usize) -> Result<Vec<Result<u64, S
 }
 
 /// Runs in a worker process: `futurepool fetch -j 1` for one page.
-#[inline(never)] // one address per function, see `cpu::is_prime`
 fn fetch_in_worker(job: PageJob) -> Result<u64, String> {
     let dir = job.dir.clone();
     fetch_pages(&[job], &dir, 1).remove(0)

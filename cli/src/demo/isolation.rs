@@ -215,21 +215,18 @@ pub fn outcome_name<E>(error: &TaskError<E>) -> &'static str {
     }
 }
 
-#[inline(never)] // one address per function, see `cpu::is_prime`
 fn square(n: u32) -> u32 {
     n * n
 }
 futurepool::register!(square);
 
 /// Kills its own process, as a segfault or a failed assertion in C code would.
-#[inline(never)]
 fn abort_process(_: ()) {
     std::process::abort()
 }
 futurepool::register!(abort_process);
 
 /// Never returns: the bug a time limit exists for.
-#[inline(never)]
 fn spin_forever(_: ()) {
     loop {
         std::thread::sleep(Duration::from_secs(1));
