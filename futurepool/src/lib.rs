@@ -218,6 +218,11 @@
 //! held, with [`TaskError::WorkerLost`] naming the signal or exit code; a new worker takes its
 //! place. Workers exit when your program does, even if it is killed.
 //!
+//! One task can have its own limit:
+//! [`submit_with_time_limit(f, arg, Some(limit))`](ProcessPool::submit_with_time_limit). In your
+//! own `cargo test` binaries, where libtest owns `main`, put [`test_support!()`](test_support) in
+//! the test file instead of calling `init()`.
+//!
 //! # 8. Code that runs on any pool
 //!
 //! The [`Executor`] trait is what the thread pool, the process pool and the cluster have in
