@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Download a list of pages in parallel into a directory.
+    // The help text is `FetchArgs`'s own doc comment.
     Fetch(fetch::FetchArgs),
 }
 
