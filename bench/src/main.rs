@@ -1,15 +1,37 @@
-//! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`.
+//! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`
+//! prints one table per area, with our figure, each peer's and the ratios;
+//! `futurepool-bench report` runs every area and writes `docs/bench/README.md` with charts.
 
+mod cluster;
 mod fetch;
+mod report;
+mod svg;
+mod table;
+mod threads;
 
-fn main() {
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // First: the process-pool benchmarks re-execute this binary as their workers.
+    futurepool::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        Some("fetch") => fetch::run(&args[1..]),
-        Some("all") => fetch::run(&[]),
+        Some("threads") => threads::run(rest),
+        Some("fetch") => fetch::run(rest),
+        Some("cluster") => cluster::run(),
+        // Internal: a worker process the cluster benchmark starts.
+        Some("cluster-worker") => cluster::worker(rest),
+        Some("all") => {
+            threads::run(&[]);
+            fetch::run(&[]);
+            cluster::run();
+        }
+        Some("report") => return report::main(rest),
         _ => {
-            eprintln!("usage: futurepool-bench <fetch|all> [options]");
-            std::process::exit(2);
+            eprintln!("usage: futurepool-bench <threads|fetch|cluster|all|report> [options]");
+            return ExitCode::from(2);
         }
     }
+    ExitCode::SUCCESS
 }

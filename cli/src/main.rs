@@ -1,5 +1,9 @@
-//! The `futurepool` command: `fetch` (a parallel page downloader on futurepool's thread pool).
+//! The `futurepool` command: `demo` (what futurepool is for, measured on this machine), `fetch` (a
+//! parallel page downloader on futurepool's thread pool) and `cluster status` (a Redis-Streams
+//! cluster pool, seen from its broker).
 
+mod cluster;
+mod demo;
 mod fetch;
 
 use std::process::ExitCode;
@@ -16,12 +20,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    // The help text is `FetchArgs`'s own doc comment.
+    /// Show what futurepool is for: downloads, a CPU-bound job and isolation, measured here.
+    Demo(demo::DemoArgs),
+    // Its help text is `FetchArgs`'s own doc comment.
     Fetch(fetch::FetchArgs),
+    /// Inspect a cluster pool on its Redis broker.
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
+    // First: when this binary is re-executed as a process-pool worker (the demo starts some), this
+    // serves tasks and never returns.
+    futurepool::init();
     match Cli::parse().command {
+        Command::Demo(args) => demo::run(&args),
         Command::Fetch(args) => fetch::main(args),
+        Command::Cluster(args) => cluster::main(args),
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::{mpsc, Arc, Weak};
 use std::time::Duration;
 
-use futurepool::{as_completed, AsCompletedTimeout, Task, ThreadPool};
+use futurepool::{as_completed, AsCompletedTimeout, Shutdown, Task, ThreadPool};
 
 fn blocked(pool: &ThreadPool) -> (Task<i32>, mpsc::Sender<()>) {
     let (release, released) = mpsc::channel::<()>();
@@ -98,20 +98,25 @@ fn zero_timeout_still_yields_the_finished_ones() {
 #[test]
 fn it_holds_no_task_it_has_yielded() {
     // CPython: test_free_reference_yielded_future.
-    let pool = ThreadPool::new(2);
-    let (slow, release) = blocked(&pool);
-    let quick = pool.submit(|| Arc::new("payload"));
-    let value: Weak<&str> = Arc::downgrade(&quick.result().unwrap());
-    let mut yielded = as_completed([&quick], None);
+    let pool = ThreadPool::new(1);
+    let (release, released) = mpsc::channel::<()>();
+    let watched = pool.submit(move || {
+        let _ = released.recv();
+        Arc::new("payload")
+    });
+    let mut yielded = as_completed([&watched], None);
+    drop(release);
     let task = yielded.next().unwrap().unwrap();
+    let value: Weak<&str> = Arc::downgrade(&task.result().unwrap());
+    // Join the worker, so its own reference to the task is certainly gone.
+    pool.shutdown(Shutdown::default());
     drop(task);
-    drop(quick);
+    drop(watched);
     assert!(
         value.upgrade().is_none(),
         "the iterator still holds the yielded task"
     );
-    drop(yielded);
-    drop((slow, release));
+    assert!(yielded.next().is_none());
 }
 
 #[test]

@@ -1,0 +1,320 @@
+//! [`ProcessPoolBuilder`]: every setting of a process pool.
+
+use std::ffi::OsString;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Reason;
+use crate::executor::Payload;
+use crate::registry;
+use crate::wire::{self, Outcome};
+
+use super::state::{Config, Initializer};
+use super::worker;
+use super::{ProcessPool, ProcessPoolError};
+
+/// Configures and builds a [`ProcessPool`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use futurepool::ProcessPool;
+///
+/// fn connect(url: String) {
+///     assert!(url.starts_with("db://"));
+/// }
+/// fn lookup(key: u32) -> u32 {
+///     key + 1
+/// }
+/// futurepool::register!(connect, lookup);
+///
+/// fn main() {
+///     futurepool::init();
+///     let pool = ProcessPool::builder()
+///         .max_workers(2)
+///         .initializer(connect, "db://local".to_string())
+///         .max_tasks_per_child(1000)
+///         .time_limit(Duration::from_secs(60))
+///         .build()
+///         .unwrap();
+///     assert_eq!(pool.submit(lookup, 41).result(), Ok(42));
+/// }
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ProcessPoolBuilder {
+    max_workers: usize,
+    initializer: Option<Result<InitializerSpec, Reason>>,
+    max_tasks_per_child: Option<u64>,
+    time_limit: Option<Duration>,
+    max_frame: usize,
+    program: Option<PathBuf>,
+    start_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct InitializerSpec {
+    function: u32,
+    arg: Vec<u8>,
+    judge: fn(&Outcome<'_>) -> Result<(), String>,
+}
+
+impl Default for ProcessPoolBuilder {
+    fn default() -> Self {
+        ProcessPoolBuilder {
+            max_workers: default_workers(),
+            initializer: None,
+            max_tasks_per_child: None,
+            time_limit: None,
+            max_frame: wire::DEFAULT_MAX_FRAME,
+            program: None,
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One worker per core: processes are for CPU work and isolation, so more would only compete.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl ProcessPoolBuilder {
+    /// The most worker processes running at once (default: the number of cores). Workers start
+    /// on demand, one per submit at most, and only when no idle worker exists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().max_workers(4);
+    /// # drop(builder);
+    /// ```
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = n;
+        self
+    }
+
+    /// A registered function each worker runs once, before its first task. If it panics the pool
+    /// is broken: queued tasks and later submits fail with
+    /// [`TaskError::PoolBroken`](crate::TaskError::PoolBroken) and no more workers start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn warm_up(_: ()) {}
+    /// futurepool::register!(warm_up);
+    /// let builder = futurepool::ProcessPool::builder().initializer(warm_up, ());
+    /// # drop(builder);
+    /// ```
+    pub fn initializer<A: Payload>(mut self, f: fn(A), arg: A) -> Self {
+        self.initializer = Some(initializer_spec(f, &arg, judge_plain));
+        self
+    }
+
+    /// Like [`initializer`](ProcessPoolBuilder::initializer), for a function returning
+    /// `Result<(), E>`: an `Err` breaks the pool too, and the error's `Debug` text is in the
+    /// reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn open_config(path: String) -> Result<(), String> {
+    ///     if path.is_empty() { Err("no path".into()) } else { Ok(()) }
+    /// }
+    /// futurepool::register!(open_config);
+    /// let builder = futurepool::ProcessPool::builder().fallible_initializer(open_config, "app.toml".into());
+    /// # drop(builder);
+    /// ```
+    pub fn fallible_initializer<A: Payload, E: Payload + Debug>(
+        mut self,
+        f: fn(A) -> Result<(), E>,
+        arg: A,
+    ) -> Self {
+        self.initializer = Some(initializer_spec(f, &arg, judge_fallible::<E>));
+        self
+    }
+
+    /// Each worker exits after this many tasks (a `map` chunk counts as one) and is replaced
+    /// while work remains: a cure for leaks in code you do not control (semantics P5).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().max_tasks_per_child(100);
+    /// # drop(builder);
+    /// ```
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        assert!(n > 0, "max_tasks_per_child must be at least 1");
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// The default time limit of every task: a task still running after `limit` has its worker
+    /// killed (and replaced) and fails with [`TaskError::TimeLimit`](crate::TaskError::TimeLimit).
+    /// Override it per task with [`ProcessPool::submit_with_time_limit`].
+    ///
+    /// The clock starts when the worker starts the task, not when it is submitted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().time_limit(std::time::Duration::from_secs(30));
+    /// # drop(builder);
+    /// ```
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// The largest message exchanged with a worker, in bytes (default 1 GiB). A task whose
+    /// argument is larger fails at submit with [`TaskError::Transfer`](crate::TaskError::Transfer);
+    /// so does one whose result is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().max_frame_size(64 << 20);
+    /// # drop(builder);
+    /// ```
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes.min(u32::MAX as usize);
+        self
+    }
+
+    /// How long a new worker may take to start and run its initializer before it is killed and
+    /// the pool is broken (default 60 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().start_timeout(std::time::Duration::from_secs(5));
+    /// # drop(builder);
+    /// ```
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// The executable to start as a worker instead of this one (`std::env::current_exe()`). It
+    /// must be a build of the same program, or the handshake refuses it. Useful when the running
+    /// binary is wrapped by a launcher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().program("/usr/local/bin/my-app");
+    /// # drop(builder);
+    /// ```
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
+        self
+    }
+
+    /// Builds the pool. No worker starts until the first task is submitted.
+    ///
+    /// # Errors
+    ///
+    /// See [`ProcessPoolError`]: `init()` not called, called inside a worker that skipped
+    /// `init()`, zero workers, an unregistered initializer, or no path to this executable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::builder().max_workers(1).build().unwrap();
+    ///     assert_eq!(pool.max_workers(), 1);
+    /// }
+    /// ```
+    pub fn build(self) -> Result<ProcessPool, ProcessPoolError> {
+        if worker::is_uninitialized_worker() {
+            return Err(ProcessPoolError::InsideUninitializedWorker);
+        }
+        if !worker::init_called() && worker::worker_args().is_empty() {
+            return Err(ProcessPoolError::NotInitialized);
+        }
+        if self.max_workers == 0 {
+            return Err(ProcessPoolError::NoWorkers);
+        }
+        let initializer = match self.initializer {
+            None => None,
+            Some(Err(reason)) => return Err(ProcessPoolError::Initializer(reason)),
+            Some(Ok(spec)) => Some(Initializer {
+                function: spec.function,
+                arg: spec.arg,
+                judge: spec.judge,
+            }),
+        };
+        let program = match self.program {
+            Some(program) => program,
+            None => std::env::current_exe().map_err(ProcessPoolError::NoExecutable)?,
+        };
+        let config = Config {
+            max_workers: self.max_workers,
+            program,
+            args: worker::worker_args()
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            initializer,
+            max_tasks_per_child: self.max_tasks_per_child,
+            time_limit: self.time_limit,
+            max_frame: self.max_frame,
+            start_timeout: self.start_timeout,
+        };
+        ProcessPool::start(config)
+    }
+}
+
+fn initializer_spec<A: Payload, R: Payload>(
+    f: fn(A) -> R,
+    arg: &A,
+    judge: fn(&Outcome<'_>) -> Result<(), String>,
+) -> Result<InitializerSpec, Reason> {
+    let function = registry::index_of(f)?;
+    let arg = postcard::to_allocvec(arg).map_err(|e| {
+        Reason::new(format!(
+            "the initializer's argument does not serialize: {e}"
+        ))
+    })?;
+    Ok(InitializerSpec {
+        function,
+        arg,
+        judge,
+    })
+}
+
+fn judge_plain(outcome: &Outcome<'_>) -> Result<(), String> {
+    match outcome {
+        Outcome::Returned(_) => Ok(()),
+        other => Err(describe_failure(other)),
+    }
+}
+
+fn judge_fallible<E: Payload + Debug>(outcome: &Outcome<'_>) -> Result<(), String> {
+    match outcome {
+        Outcome::Returned(bytes) => match postcard::from_bytes::<Result<(), E>>(bytes.0) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("it returned Err({error:?})")),
+            Err(e) => Err(format!("its result does not decode: {e}")),
+        },
+        other => Err(describe_failure(other)),
+    }
+}
+
+fn describe_failure(outcome: &Outcome<'_>) -> String {
+    match outcome {
+        Outcome::Returned(_) => "it returned".to_string(),
+        Outcome::Panicked { message, location } => match location {
+            Some(location) => format!("it panicked: {message} (at {location})"),
+            None => format!("it panicked: {message}"),
+        },
+        Outcome::BadArgument(why) | Outcome::Unserializable(why) => why.clone(),
+        Outcome::UnknownFunction(name) => format!("the worker has no function {name}"),
+    }
+}

@@ -1,0 +1,555 @@
+//! [`ProcessPool`]: run registered Rust functions in worker processes — isolated, killable, and
+//! never hanging. Linux only.
+//!
+//! Layout (the life cycle is explained in `README.md`):
+//! - `mod.rs`: the public pool; `builder.rs`: its settings;
+//! - `state.rs`: the queue and the workers under one lock, and the decisions made under it;
+//! - `supervisor.rs`: the thread that starts workers and enforces deadlines;
+//! - `connection.rs`: the writer and reader threads of each worker;
+//! - `spawn.rs`: starting a worker process; `worker.rs`: the worker's side, and [`init`];
+//! - `sink.rs`: how answers become typed task outcomes.
+
+mod builder;
+mod connection;
+mod map;
+mod sink;
+mod spawn;
+mod state;
+mod supervisor;
+mod worker;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::error::{Reason, TaskError};
+use crate::executor::{Executor, Payload, Shutdown};
+use crate::registry;
+use crate::task::Task;
+
+pub use self::builder::ProcessPoolBuilder;
+pub use self::map::{ProcessMap, ProcessMapUnordered};
+pub use self::worker::init;
+#[doc(hidden)]
+pub use self::worker::TEST_ENTRIES;
+
+use self::sink::{Fallible, Plain, Sink, TaskSink};
+use self::state::{Config, KillCause, Pending, Shared, Work};
+
+/// Room for a frame's message framing around a payload, when checking sizes at submit.
+const FRAME_OVERHEAD: usize = 64;
+
+/// A pool of worker processes running registered functions: Python's `ProcessPoolExecutor`, for
+/// Rust, with the same [`Task`] handle as the thread pool.
+///
+/// In Rust threads already run CPU work in parallel, so a process pool is about **isolation**: a
+/// task that segfaults, aborts, leaks or never returns cannot take the program down, and can be
+/// stopped.
+///
+/// - Work is a plain `fn(A) -> R` registered with [`register!`](crate::register), with a
+///   serde-serializable argument and result ([`Payload`]). Workers are this same executable
+///   started again; [`init`] as the first line of `main` turns such a start into a worker.
+/// - Workers start on demand (at most one per submit, only when none is idle) and are reused.
+/// - A panic fails its task with the message and location; the worker lives on.
+/// - A worker that dies (killed, `abort()`, segfault, `exit`) fails only the task it was running,
+///   with [`TaskError::WorkerLost`] naming the signal or exit code; the calls queued behind it go
+///   to another worker, a fresh worker replaces it, and everything else completes.
+/// - A task whose argument or result does not serialize fails alone with
+///   [`TaskError::Transfer`].
+/// - A worker that cannot start (bad initializer, missing executable) breaks the pool: queued
+///   tasks and later submits fail with [`TaskError::PoolBroken`]; nothing respawns in a loop.
+/// - A task past its time limit has its worker killed and fails with [`TaskError::TimeLimit`].
+/// - When this process dies, even by `SIGKILL`, the kernel kills every worker.
+///
+/// Dropping the pool waits for every accepted task ([`Shutdown::default`]).
+///
+/// # Platforms
+///
+/// Linux only (it relies on `prctl(PR_SET_PDEATHSIG)` and fixed pipe descriptors); on other
+/// platforms `ProcessPool` does not exist, so code using it fails to compile there rather than at
+/// run time. The registry, the thread pool and the cluster backend are portable.
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::{ProcessPool, TaskError};
+///
+/// fn crunch(n: u64) -> u64 {
+///     (0..n).map(|i| i * i).sum()
+/// }
+/// fn checked_root(n: i64) -> Result<f64, String> {
+///     if n < 0 { Err(format!("{n} is negative")) } else { Ok((n as f64).sqrt()) }
+/// }
+/// futurepool::register!(crunch, checked_root);
+///
+/// fn main() {
+///     futurepool::init(); // a worker process serves here and never returns
+///     let pool = ProcessPool::new(2).unwrap();
+///     assert_eq!(pool.submit(crunch, 4).result(), Ok(14));
+///     let err = pool.submit_fallible(checked_root, -1).result().unwrap_err();
+///     assert_eq!(err, TaskError::Failed("-1 is negative".to_string()));
+/// }
+/// ```
+///
+/// In a test binary, use [`test_support!`](crate::test_support) instead of `init()`.
+pub struct ProcessPool {
+    shared: Arc<Shared>,
+}
+
+/// Why a [`ProcessPool`] could not be created.
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::{ProcessPool, ProcessPoolError};
+/// // No `futurepool::init()` in this program's main:
+/// assert!(matches!(ProcessPool::new(1), Err(ProcessPoolError::NotInitialized)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessPoolError {
+    /// `futurepool::init()` was not called. Workers re-run this executable, and without `init()`
+    /// as the first line of `main` each would run the program itself.
+    #[error(
+        "call `futurepool::init()` as the first line of `main` before creating a ProcessPool \
+         (in a test binary, add `futurepool::test_support!();`)"
+    )]
+    NotInitialized,
+    /// This process was started as a pool's worker but its `main` did not call
+    /// `futurepool::init()` first; starting workers from here would start workers forever.
+    #[error(
+        "this process was started as a futurepool worker but `main` did not call \
+         `futurepool::init()` first; refusing to start more workers"
+    )]
+    InsideUninitializedWorker,
+    /// `max_workers` was 0.
+    #[error("a process pool needs at least one worker")]
+    NoWorkers,
+    /// The initializer is not registered or its argument does not serialize.
+    #[error("bad initializer: {0}")]
+    Initializer(Reason),
+    /// The path of the running executable is unknown, so it cannot be started as a worker.
+    #[error("cannot find this program's executable to start workers: {0}")]
+    NoExecutable(std::io::Error),
+    /// The supervisor thread could not be started.
+    #[error("cannot start the pool's supervisor thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl ProcessPool {
+    /// A pool of at most `max_workers` worker processes, with default settings.
+    ///
+    /// # Errors
+    ///
+    /// See [`ProcessPoolError`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(4).unwrap();
+    ///     assert_eq!(pool.max_workers(), 4);
+    /// }
+    /// ```
+    pub fn new(max_workers: usize) -> Result<ProcessPool, ProcessPoolError> {
+        ProcessPool::builder().max_workers(max_workers).build()
+    }
+
+    /// A builder for every setting: initializer, `max_tasks_per_child`, time limit, ...
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::builder().max_workers(2).build().unwrap();
+    ///     # drop(pool);
+    /// }
+    /// ```
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::default()
+    }
+
+    fn start(config: Config) -> Result<ProcessPool, ProcessPoolError> {
+        let shared = Arc::new(Shared::new(config));
+        let supervisor = shared.clone();
+        thread::Builder::new()
+            .name("futurepool-process-supervisor".into())
+            .spawn(move || supervisor::run_supervisor(supervisor))
+            .map_err(ProcessPoolError::Thread)?;
+        Ok(ProcessPool { shared })
+    }
+
+    /// The most worker processes this pool runs at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn main() {
+    ///     futurepool::init();
+    ///     assert_eq!(futurepool::ProcessPool::new(3).unwrap().max_workers(), 3);
+    /// }
+    /// ```
+    pub fn max_workers(&self) -> usize {
+        self.shared.config.max_workers
+    }
+
+    /// Runs `f(arg)` in a worker process. `f` must be [`register!`](crate::register)ed.
+    ///
+    /// Never blocks: the argument is serialized here and queued. An unregistered function or an
+    /// argument that does not serialize fails only this task, with [`TaskError::Transfer`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn shout(s: String) -> String { s.to_uppercase() }
+    /// futurepool::register!(shout);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     assert_eq!(pool.submit(shout, "hi".into()).result().unwrap(), "HI");
+    /// }
+    /// ```
+    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+        self.submit_with_time_limit(f, arg, self.shared.config.time_limit)
+    }
+
+    /// Runs `f(arg)` in a worker process; an `Err` it returns becomes the task's own error,
+    /// [`TaskError::Failed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::TaskError;
+    /// fn parse(s: String) -> Result<u8, String> { s.parse().map_err(|_| format!("bad: {s}")) }
+    /// futurepool::register!(parse);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     assert_eq!(pool.submit_fallible(parse, "7".into()).result(), Ok(7));
+    ///     assert_eq!(
+    ///         pool.submit_fallible(parse, "x".into()).result(),
+    ///         Err(TaskError::Failed("bad: x".into()))
+    ///     );
+    /// }
+    /// ```
+    pub fn submit_fallible<A: Payload, R: Payload, E: Payload>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Task<R, E> {
+        self.submit_fallible_with_time_limit(f, arg, self.shared.config.time_limit)
+    }
+
+    /// [`submit`](ProcessPool::submit) with this task's own time limit (`None`: no limit),
+    /// overriding the pool's default. A task still running after `limit` has its worker killed
+    /// and replaced, and fails with [`TaskError::TimeLimit`]; the clock starts when the worker
+    /// starts the task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futurepool::TaskError;
+    /// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+    /// futurepool::register!(nap);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     let limit = Duration::from_millis(100);
+    ///     let task = pool.submit_with_time_limit(nap, 60_000, Some(limit));
+    ///     assert_eq!(task.result(), Err(TaskError::TimeLimit(limit)));
+    /// }
+    /// ```
+    pub fn submit_with_time_limit<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        limit: Option<Duration>,
+    ) -> Task<R> {
+        let task = Task::pending();
+        let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(task.clone()));
+        self.submit_call(f, &arg, sink, limit);
+        task
+    }
+
+    /// [`submit_fallible`](ProcessPool::submit_fallible) with this task's own time limit; see
+    /// [`submit_with_time_limit`](ProcessPool::submit_with_time_limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn check(n: u32) -> Result<u32, String> { Ok(n) }
+    /// futurepool::register!(check);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     let task = pool.submit_fallible_with_time_limit(check, 5, Some(Duration::from_secs(30)));
+    ///     assert_eq!(task.result(), Ok(5));
+    /// }
+    /// ```
+    pub fn submit_fallible_with_time_limit<A: Payload, R: Payload, E: Payload>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+        limit: Option<Duration>,
+    ) -> Task<R, E> {
+        let task = Task::pending();
+        let sink = Box::new(TaskSink::<R, E, Fallible>::new(task.clone()));
+        self.submit_call(f, &arg, sink, limit);
+        task
+    }
+
+    fn submit_call<A: Payload, R: Payload>(
+        &self,
+        f: fn(A) -> R,
+        arg: &A,
+        sink: Box<dyn Sink>,
+        limit: Option<Duration>,
+    ) {
+        let work = registry::index_of(f).and_then(|function| {
+            let arg = postcard::to_allocvec(arg).map_err(|e| {
+                Reason::new(format!(
+                    "the argument (a `{}`) does not serialize: {e}",
+                    std::any::type_name::<A>()
+                ))
+            })?;
+            Ok(Work::One { function, arg })
+        });
+        match work {
+            Ok(work) => self.enqueue(work, sink, limit),
+            Err(reason) => sink.fail(TaskError::Transfer(reason)),
+        }
+    }
+
+    fn enqueue(&self, work: Work, sink: Box<dyn Sink>, time_limit: Option<Duration>) {
+        let max = self.shared.config.max_frame;
+        if work.payload_len() + FRAME_OVERHEAD > max {
+            let why = format!(
+                "the argument's {} bytes exceed the pool's maximum frame size of {max} bytes",
+                work.payload_len()
+            );
+            sink.fail(TaskError::Transfer(Reason::new(why)));
+            return;
+        }
+        let pending = Pending {
+            work,
+            sink,
+            time_limit,
+            started: false,
+        };
+        if let Err((pending, error)) = self.shared.enqueue(pending) {
+            pending.sink.fail(error);
+        }
+    }
+
+    /// Shuts the pool down: later submits fail with [`TaskError::ShutDown`]; with
+    /// `cancel_pending`, queued tasks are cancelled at once; running ones finish. With `wait`,
+    /// returns once every accepted task is settled and every worker has exited. Safe to call
+    /// many times (semantics E2).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Shutdown, TaskError};
+    /// fn id(n: u8) -> u8 { n }
+    /// futurepool::register!(id);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     let task = pool.submit(id, 1);
+    ///     pool.shutdown(Shutdown::default());
+    ///     assert_eq!(task.result(), Ok(1), "accepted work finishes");
+    ///     assert_eq!(pool.submit(id, 2).result(), Err(TaskError::ShutDown));
+    /// }
+    /// ```
+    pub fn shutdown(&self, how: Shutdown) {
+        let cancelled: Vec<Pending> = {
+            let mut state = self.shared.lock();
+            state.shutting_down = true;
+            let cancelled = if how.cancels_pending() {
+                state.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            };
+            self.shared.wake_all(&mut state);
+            cancelled
+        };
+        for pending in cancelled {
+            if pending.started {
+                // Sent to a worker that died before starting it: it is running, so it cannot
+                // be cancelled; it never ran, so it is not lost work either.
+                pending.sink.fail(TaskError::ShutDown);
+            } else {
+                pending.sink.cancel();
+            }
+        }
+        if how.waits() {
+            self.wait_for_supervisor();
+        }
+    }
+
+    fn wait_for_supervisor(&self) {
+        let mut state = self.shared.lock();
+        while !state.supervisor_done {
+            state = self
+                .shared
+                .done
+                .wait(state)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+    }
+
+    /// Shuts down with `cancel_pending`, then sends `SIGTERM` to every worker and waits for
+    /// them: tasks they were running fail with [`TaskError::WorkerLost`]. Safe to repeat;
+    /// afterwards submits fail with [`TaskError::ShutDown`] (semantics P6).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::TaskError;
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    /// futurepool::register!(nap);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     let stuck = pool.submit(nap, 60_000);
+    ///     while !stuck.is_running() { std::thread::yield_now() }
+    ///     pool.terminate_workers();
+    ///     assert!(matches!(stuck.result(), Err(TaskError::WorkerLost(_))));
+    /// }
+    /// ```
+    pub fn terminate_workers(&self) {
+        self.stop_workers(libc::SIGTERM);
+    }
+
+    /// Like [`terminate_workers`](ProcessPool::terminate_workers) with `SIGKILL`, which a worker
+    /// cannot catch or ignore.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::TaskError;
+    /// fn id(n: u8) -> u8 { n }
+    /// futurepool::register!(id);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     pool.kill_workers();
+    ///     pool.kill_workers();
+    ///     assert_eq!(pool.submit(id, 1).result(), Err(TaskError::ShutDown));
+    /// }
+    /// ```
+    pub fn kill_workers(&self) {
+        self.stop_workers(libc::SIGKILL);
+    }
+
+    fn stop_workers(&self, signal: i32) {
+        {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            for slot in &mut state.workers {
+                slot.signal(signal, KillCause::Stopped);
+            }
+        }
+        self.shutdown(Shutdown::default().cancel_pending(true));
+    }
+
+    /// The process ids of the workers currently running (started and not yet exited).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn pid(_: ()) -> u32 { std::process::id() }
+    /// futurepool::register!(pid);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     let worker = pool.submit(pid, ()).result().unwrap();
+    ///     assert_eq!(pool.worker_pids(), [worker]);
+    /// }
+    /// ```
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let state = self.shared.lock();
+        state
+            .workers
+            .iter()
+            .filter(|s| s.pid != 0 && !s.reaping)
+            .map(|s| s.pid)
+            .collect()
+    }
+
+    /// How many worker processes this pool has started so far, replacements included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn id(n: u8) -> u8 { n }
+    /// futurepool::register!(id);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(4).unwrap();
+    ///     assert_eq!(pool.workers_started(), 0, "workers start on demand");
+    ///     pool.submit(id, 1).wait();
+    ///     pool.submit(id, 2).wait();
+    ///     assert_eq!(pool.workers_started(), 1, "an idle worker is reused");
+    /// }
+    /// ```
+    pub fn workers_started(&self) -> u64 {
+        self.shared.lock().started_total
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        self.shutdown(Shutdown::default());
+    }
+}
+
+impl std::fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("ProcessPool")
+            .field("max_workers", &self.shared.config.max_workers)
+            .field("workers", &state.workers.len())
+            .field("queued", &state.queue.len())
+            .field("shutting_down", &state.shutting_down)
+            .field("broken", &state.broken)
+            .finish()
+    }
+}
+
+impl Executor for ProcessPool {
+    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+        self.submit(f, arg)
+    }
+
+    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Task<R, E> {
+        self.submit_fallible(f, arg)
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        ProcessPool::shutdown(self, how)
+    }
+
+    /// Enough unchunked calls to fill every worker's pipeline.
+    fn default_map_buffer(&self) -> usize {
+        state::MAX_PIPELINE * self.max_workers()
+    }
+}

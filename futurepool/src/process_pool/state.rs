@@ -1,0 +1,350 @@
+//! The pool's shared state: the queue, the workers, and the decisions every thread makes under
+//! one lock (who takes work, when to start a worker, breaking and shutting down).
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Reason, TaskError};
+use crate::wire::Outcome;
+
+use super::sink::Sink;
+
+/// Aim to keep about this much work queued at each worker, so the pipe round trip overlaps with
+/// work for tiny tasks while long tasks are not hoarded by one worker.
+const PIPELINE_TARGET: Duration = Duration::from_millis(2);
+/// Never more than this many calls queued at one worker.
+pub(super) const MAX_PIPELINE: usize = 64;
+
+/// The pool's settings, fixed at build time.
+pub(super) struct Config {
+    pub(super) max_workers: usize,
+    pub(super) program: PathBuf,
+    pub(super) args: Vec<OsString>,
+    pub(super) initializer: Option<Initializer>,
+    pub(super) max_tasks_per_child: Option<u64>,
+    pub(super) time_limit: Option<Duration>,
+    pub(super) max_frame: usize,
+    pub(super) start_timeout: Duration,
+}
+
+/// A registered function run once in each worker before its first task.
+pub(super) struct Initializer {
+    pub(super) function: u32,
+    pub(super) arg: Vec<u8>,
+    /// Whether the initializer's outcome counts as success; `Err` explains the failure.
+    pub(super) judge: fn(&Outcome<'_>) -> Result<(), String>,
+}
+
+/// What to run: one call, or one function over a chunk of arguments.
+pub(super) enum Work {
+    One {
+        function: u32,
+        arg: Vec<u8>,
+    },
+    /// The arguments' bytes back to back; `ends[i]` is where argument `i` ends.
+    Chunk {
+        function: u32,
+        args: Vec<u8>,
+        ends: Vec<usize>,
+    },
+}
+
+impl Work {
+    /// Bytes of payload, to refuse at submit what could never be framed.
+    pub(super) fn payload_len(&self) -> usize {
+        match self {
+            Work::One { arg, .. } => arg.len(),
+            Work::Chunk { args, ends, .. } => args.len() + ends.len() * 10,
+        }
+    }
+}
+
+/// A submitted entry waiting for a worker.
+pub(super) struct Pending {
+    pub(super) work: Work,
+    pub(super) sink: Box<dyn Sink>,
+    pub(super) time_limit: Option<Duration>,
+    /// Already marked running: it was sent to a worker that died before starting it.
+    pub(super) started: bool,
+}
+
+/// An entry sent to a worker and not yet answered. It keeps its work so that, if the worker dies
+/// before starting it, it can go back to the queue.
+pub(super) struct InFlight {
+    pub(super) work: Work,
+    pub(super) sink: Box<dyn Sink>,
+    pub(super) time_limit: Option<Duration>,
+}
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Started; the handshake and initializer have not answered yet.
+    Starting { since: Instant },
+    /// Serving calls.
+    Ready,
+    /// Its pipe ended; its in-flight calls are being settled.
+    Exited,
+}
+
+/// Why the pool killed a worker, which decides what its running call reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum KillCause {
+    TimeLimit(Duration),
+    StartTimeout,
+    /// `terminate_workers` / `kill_workers`.
+    Stopped,
+    /// It broke the protocol (an unreadable or oversized answer); the call it owed fails with
+    /// this reason.
+    Misbehaved(Reason),
+}
+
+/// One worker process, as every pool thread sees it.
+pub(super) struct Slot {
+    pub(super) id: u64,
+    pub(super) pid: u32,
+    pub(super) phase: Phase,
+    pub(super) in_flight: VecDeque<InFlight>,
+    /// Entries taken by the writer and being encoded, not yet in `in_flight`.
+    pub(super) taking: usize,
+    /// Calls sent so far (for `max_tasks_per_child`).
+    pub(super) sent: u64,
+    /// When the call at the front of `in_flight` (probably) started: when it was sent to an idle
+    /// worker, or when the answer before it arrived. Never earlier than the truth, so a time limit
+    /// never fires early.
+    pub(super) front_started: Instant,
+    pub(super) kill: Option<KillCause>,
+    /// The reader is reaping the process: its pid may be reused, never signal it again.
+    pub(super) reaping: bool,
+    pub(super) writer_wake: Arc<Condvar>,
+    pub(super) writer_idle: bool,
+}
+
+impl Slot {
+    fn idle(&self) -> bool {
+        self.phase == Phase::Ready
+            && self.in_flight.is_empty()
+            && self.taking == 0
+            && self.kill.is_none()
+    }
+
+    /// Sends `signal` unless the process may already be reaped.
+    pub(super) fn signal(&mut self, signal: i32, cause: KillCause) {
+        if self.reaping || self.pid == 0 || self.kill.is_some() {
+            return;
+        }
+        self.kill = Some(cause);
+        // SAFETY: kill(2) has no memory effects. The pid cannot have been reused: `reaping` is
+        // set under the same lock before the process is waited for.
+        unsafe { libc::kill(self.pid as libc::pid_t, signal) };
+    }
+}
+
+/// Everything behind the pool's lock.
+pub(super) struct State {
+    pub(super) queue: VecDeque<Pending>,
+    pub(super) workers: Vec<Slot>,
+    /// Workers requested but not yet in `workers`.
+    pub(super) spawns_wanted: usize,
+    pub(super) next_worker_id: u64,
+    pub(super) shutting_down: bool,
+    /// Set by `terminate_workers`/`kill_workers`: calls held by workers fail instead of requeuing.
+    pub(super) stopping: bool,
+    pub(super) broken: Option<Reason>,
+    pub(super) supervisor_done: bool,
+    /// How many workers were started, for tests of reuse and replacement.
+    pub(super) started_total: u64,
+}
+
+/// The pool's shared core: settings, state, and the condition variables threads sleep on.
+pub(super) struct Shared {
+    pub(super) config: Config,
+    pub(super) state: Mutex<State>,
+    /// Wakes the supervisor: spawn requests, kills to schedule, shutdown progress.
+    pub(super) supervisor_wake: Condvar,
+    /// Signalled when the supervisor has finished (every worker gone, every task settled).
+    pub(super) done: Condvar,
+    /// Estimated time of one call in nanoseconds (moving average), for the pipeline depth.
+    service_nanos: AtomicU64,
+}
+
+/// Entries a caller must resolve outside the lock (resolving runs user callbacks).
+pub(super) type Rejected = Vec<(Box<dyn Sink>, TaskError)>;
+
+impl Shared {
+    pub(super) fn new(config: Config) -> Self {
+        Shared {
+            config,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                workers: Vec::new(),
+                spawns_wanted: 0,
+                next_worker_id: 1,
+                shutting_down: false,
+                stopping: false,
+                broken: None,
+                supervisor_done: false,
+                started_total: 0,
+            }),
+            supervisor_wake: Condvar::new(),
+            done: Condvar::new(),
+            // Unknown at first: assume long calls (one in flight) until answers say otherwise.
+            service_nanos: AtomicU64::new(PIPELINE_TARGET.as_nanos() as u64),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic under this lock can only come from a bug in the pool; keep serving regardless,
+        // since every transition leaves the state consistent between statements that matter.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Queues an entry, or hands it back with the reason it was refused.
+    pub(super) fn enqueue(&self, pending: Pending) -> Result<(), (Pending, TaskError)> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.broken {
+            let error = TaskError::PoolBroken(reason.clone());
+            return Err((pending, error));
+        }
+        if state.shutting_down {
+            return Err((pending, TaskError::ShutDown));
+        }
+        state.queue.push_back(pending);
+        self.dispatch(&mut state);
+        Ok(())
+    }
+
+    /// Puts entries a dead worker never started back at the front of the queue, in order.
+    pub(super) fn requeue(
+        &self,
+        state: &mut State,
+        entries: impl DoubleEndedIterator<Item = Pending>,
+    ) {
+        for entry in entries.rev() {
+            state.queue.push_front(entry);
+        }
+        self.dispatch(state);
+    }
+
+    /// After the queue grew or capacity appeared: wakes writers that can take work, and asks the
+    /// supervisor for a worker when the queue outgrows the idle and starting ones (semantics P1:
+    /// idle workers are reused; at most `max_workers`).
+    pub(super) fn dispatch(&self, state: &mut State) {
+        if state.queue.is_empty() {
+            return;
+        }
+        let depth = self.pipeline_depth();
+        let max_tasks = self.config.max_tasks_per_child;
+        let mut woken = 0;
+        for slot in &mut state.workers {
+            if woken >= state.queue.len() {
+                break;
+            }
+            if slot.writer_idle
+                && slot.phase == Phase::Ready
+                && capacity(slot, depth, max_tasks) > 0
+            {
+                slot.writer_idle = false;
+                slot.writer_wake.notify_one();
+                woken += 1;
+            }
+        }
+        if state.broken.is_some() || state.stopping {
+            return;
+        }
+        let idle = state.workers.iter().filter(|s| s.idle()).count();
+        let starting = state
+            .workers
+            .iter()
+            .filter(|s| matches!(s.phase, Phase::Starting { .. }))
+            .count()
+            + state.spawns_wanted;
+        let live = state
+            .workers
+            .iter()
+            .filter(|s| s.phase != Phase::Exited && s.kill.is_none())
+            .count()
+            + state.spawns_wanted;
+        // A worker that will exit (max tasks reached, input closed) cannot take this work.
+        let accepting = state
+            .workers
+            .iter()
+            .filter(|s| {
+                s.phase == Phase::Ready && s.kill.is_none() && capacity(s, depth, max_tasks) > 0
+            })
+            .count();
+        let wants_worker = state.queue.len() > idle + starting || accepting + starting == 0;
+        if wants_worker && live < self.config.max_workers {
+            state.spawns_wanted += 1;
+            self.supervisor_wake.notify_one();
+        } else if accepting + starting == 0 && live >= self.config.max_workers {
+            // Every worker is on its way out (retiring after max_tasks_per_child, or killed);
+            // the supervisor starts replacements as they leave.
+            self.supervisor_wake.notify_one();
+        }
+    }
+
+    /// Marks the pool broken (first reason wins) and takes every queued entry to fail.
+    pub(super) fn break_pool(&self, state: &mut State, reason: Reason) -> Rejected {
+        let reason = state.broken.get_or_insert(reason).clone();
+        let rejected = state
+            .queue
+            .drain(..)
+            .map(|p| (p.sink, TaskError::PoolBroken(reason.clone())))
+            .collect();
+        self.wake_all(state);
+        rejected
+    }
+
+    /// Wakes every writer and the supervisor (shutdown, breakage, stop).
+    pub(super) fn wake_all(&self, state: &mut State) {
+        for slot in &mut state.workers {
+            slot.writer_idle = false;
+            slot.writer_wake.notify_one();
+        }
+        self.supervisor_wake.notify_one();
+    }
+
+    /// How many calls to keep queued at one worker: about [`PIPELINE_TARGET`] of work.
+    pub(super) fn pipeline_depth(&self) -> usize {
+        let nanos = self.service_nanos.load(Ordering::Relaxed).max(1);
+        let depth = PIPELINE_TARGET.as_nanos() as u64 / nanos;
+        (depth as usize).clamp(1, MAX_PIPELINE)
+    }
+
+    /// Folds in how long `calls` answers took together.
+    pub(super) fn record_service(&self, elapsed: Duration, calls: usize) {
+        let sample = (elapsed.as_nanos() / calls.max(1) as u128).min(u64::MAX as u128) as u64;
+        let old = self.service_nanos.load(Ordering::Relaxed);
+        // An exponential moving average weighting the new sample by 1/4: quick to adapt when a
+        // pool moves from tiny to long tasks, steady against one outlier.
+        let new = old - old / 4 + sample / 4;
+        self.service_nanos.store(new, Ordering::Relaxed);
+    }
+}
+
+/// How many more calls `slot` may be sent now.
+pub(super) fn capacity(slot: &Slot, depth: usize, max_tasks: Option<u64>) -> usize {
+    if slot.kill.is_some() {
+        return 0;
+    }
+    let queued = slot.in_flight.len() + slot.taking;
+    let room = depth.saturating_sub(queued);
+    match max_tasks {
+        Some(max) => room.min(max.saturating_sub(slot.sent) as usize),
+        None => room,
+    }
+}
+
+/// Resolves refused or failed entries; call without the lock held.
+pub(super) fn settle(rejected: Rejected) {
+    for (sink, error) in rejected {
+        sink.fail(error);
+    }
+}

@@ -1,0 +1,327 @@
+//! The worker side: what the re-executed binary does when [`init`] finds it was started by a pool.
+//!
+//! The pool starts the same executable with `FUTUREPOOL_WORKER` set and its two pipes on fds 3
+//! (calls in) and 4 (answers out). [`init`], the first line of the user's `main` (or the
+//! `test_support!` entry of a test binary), sees the variable and serves here until the pool
+//! closes the pipe; it never returns to the user's `main`.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::registry::{self, InvokeError};
+use crate::wire::{self, Bytes, FromWorker, Outcome, ToWorker};
+
+/// Set in a worker's environment by the pool that starts it.
+pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_WORKER";
+/// The worker reads calls from this descriptor.
+pub(crate) const CALLS_FD: RawFd = 3;
+/// The worker writes answers to this descriptor.
+pub(crate) const ANSWERS_FD: RawFd = 4;
+
+/// Exit codes of a worker that gives up, so the pool's error can say why.
+const EXIT_REFUSED: i32 = 90;
+const EXIT_BROKEN_PIPE: i32 = 91;
+const EXIT_NO_PIPES: i32 = 92;
+
+/// The largest handshake frame a worker reads.
+const HELLO_MAX_FRAME: usize = 1 << 20;
+
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// Call this first in `main`: in a process a [`ProcessPool`](crate::ProcessPool) started as its
+/// worker, it serves the pool and never returns; anywhere else it returns at once.
+///
+/// A process pool runs tasks by starting *the same executable* again in worker mode, so every
+/// binary that creates a `ProcessPool` must call `init()` before doing anything else — otherwise
+/// each worker would run the program's own `main`. [`ProcessPool::new`](crate::ProcessPool::new)
+/// refuses to start without it. Test binaries use
+/// [`test_support!`](crate::test_support) instead, since libtest owns their `main`.
+///
+/// # Examples
+///
+/// ```
+/// fn triple(n: u32) -> u32 {
+///     n * 3
+/// }
+/// futurepool::register!(triple);
+///
+/// fn main() {
+///     futurepool::init();
+///     let pool = futurepool::ProcessPool::new(1).unwrap();
+///     assert_eq!(pool.submit(triple, 14).result(), Ok(42));
+/// }
+/// ```
+pub fn init() {
+    INIT_CALLED.store(true, Ordering::SeqCst);
+    if std::env::var_os(WORKER_ENV).is_some() && !SERVING.swap(true, Ordering::SeqCst) {
+        std::process::exit(serve());
+    }
+}
+
+/// Whether [`init`] ran in this process.
+pub(crate) fn init_called() -> bool {
+    INIT_CALLED.load(Ordering::SeqCst)
+}
+
+/// True in a process started as a pool's worker that did not (yet) call [`init`]: its `main` is
+/// running as if it were the parent, and must not start workers of its own (a fork bomb).
+pub(crate) fn is_uninitialized_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some() && !SERVING.load(Ordering::SeqCst)
+}
+
+/// Serves calls until the pool closes the pipe; returns the exit code.
+fn serve() -> i32 {
+    // Tasks may start processes of their own; they must not inherit the pipes, or the pool would
+    // not see end-of-file when this worker dies.
+    for fd in [CALLS_FD, ANSWERS_FD] {
+        // SAFETY: fcntl on an integer descriptor has no memory effects; a closed fd gives EBADF.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+            eprintln!(
+                "futurepool: {WORKER_ENV} is set but fd {fd} is not open: this process was not \
+                 started by a futurepool ProcessPool"
+            );
+            return EXIT_NO_PIPES;
+        }
+    }
+    // SAFETY: the pool placed its pipe ends on these descriptors for this process, which owns
+    // them from here on; nothing else in the process refers to them.
+    let (calls, answers) = unsafe { (File::from_raw_fd(CALLS_FD), File::from_raw_fd(ANSWERS_FD)) };
+    let mut worker = Worker {
+        calls: BufReader::with_capacity(64 * 1024, calls),
+        answers,
+        frame: Vec::new(),
+        results: Vec::new(),
+        out: Vec::new(),
+    };
+    match worker.run() {
+        Ok(code) => code,
+        Err(WorkerExit(code)) => code,
+    }
+}
+
+/// Why the serving loop stopped early, as the exit code to report.
+struct WorkerExit(i32);
+
+struct Worker {
+    calls: BufReader<File>,
+    answers: File,
+    /// The current call's frame, which the decoded call borrows.
+    frame: Vec<u8>,
+    /// The serialized return values of the current call or chunk.
+    results: Vec<u8>,
+    /// The encoded answer.
+    out: Vec<u8>,
+}
+
+impl Worker {
+    fn run(&mut self) -> Result<i32, WorkerExit> {
+        // The handshake is small; the pool's own limit arrives in it.
+        if !self.read_frame(HELLO_MAX_FRAME)? {
+            return Ok(0); // The pool went away before saying hello.
+        }
+        let hello = match postcard::from_bytes::<ToWorker<'_>>(&self.frame) {
+            Ok(ToWorker::Hello(hello)) => hello,
+            _ => return self.refuse("the first frame was not a futurepool handshake".into()),
+        };
+        if hello.magic != wire::MAGIC {
+            return self.refuse("the peer is not a futurepool process pool".into());
+        }
+        if hello.protocol != wire::PROTOCOL_VERSION {
+            return self.refuse(format!(
+                "protocol version mismatch: pool speaks {}, worker speaks {}",
+                hello.protocol,
+                wire::PROTOCOL_VERSION
+            ));
+        }
+        if hello.build_id != registry::build_id() {
+            return self.refuse(format!(
+                "build mismatch: the worker executable's registry ({:016x}) differs from the \
+                 pool's ({:016x}); was the binary rebuilt or replaced while running?",
+                registry::build_id(),
+                hello.build_id
+            ));
+        }
+        let max_tasks = hello.max_tasks;
+        let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
+        let initializer = hello
+            .initializer
+            .map(|call| registry::invoke_index(call.function, call.arg.0));
+        let initializer = initializer.as_ref().map(|result| match result {
+            Ok(bytes) => Outcome::Returned(Bytes(bytes)),
+            Err(error) => outcome_of_error(error),
+        });
+        self.send(&FromWorker::Ready {
+            pid: std::process::id(),
+            initializer,
+        })?;
+
+        let mut answered = 0u64;
+        loop {
+            if max_tasks.is_some_and(|max| answered >= max) {
+                return Ok(0);
+            }
+            if !self.read_frame(max_frame)? {
+                return Ok(0); // The pool closed the pipe: shut down.
+            }
+            let answer = match postcard::from_bytes::<ToWorker<'_>>(&self.frame) {
+                Ok(ToWorker::Run(call)) => {
+                    self.results.clear();
+                    let result =
+                        registry::invoke_index_into(call.function, call.arg.0, &mut self.results);
+                    let outcome = match &result {
+                        Ok(()) => Outcome::Returned(Bytes(&self.results)),
+                        Err(error) => outcome_of_error(error),
+                    };
+                    encode(&mut self.out, &FromWorker::Done(outcome))
+                }
+                Ok(ToWorker::RunChunk { function, args }) => {
+                    // Every result goes into one buffer; the answer borrows its slices.
+                    self.results.clear();
+                    let ends: Vec<_> = args
+                        .iter()
+                        .map(|arg| {
+                            registry::invoke_index_into(function, arg.0, &mut self.results)
+                                .map(|()| self.results.len())
+                        })
+                        .collect();
+                    let mut start = 0;
+                    let outcomes = ends
+                        .iter()
+                        .map(|end| match end {
+                            Ok(end) => {
+                                let bytes = Bytes(&self.results[start..*end]);
+                                start = *end;
+                                Outcome::Returned(bytes)
+                            }
+                            Err(error) => outcome_of_error(error),
+                        })
+                        .collect();
+                    encode(&mut self.out, &FromWorker::ChunkDone(outcomes))
+                }
+                Ok(ToWorker::Hello(_)) | Err(_) => {
+                    eprintln!("futurepool worker: malformed call from the pool; exiting");
+                    return Err(WorkerExit(EXIT_BROKEN_PIPE));
+                }
+            };
+            if answer.is_ok() && self.out.len() > max_frame {
+                // The pool would refuse this frame; fail the call instead of the worker.
+                let why = format!(
+                    "the result's {} bytes exceed the pool's maximum frame size of {max_frame} \
+                     bytes",
+                    self.out.len()
+                );
+                let chunk_len = match postcard::from_bytes::<ToWorker<'_>>(&self.frame) {
+                    Ok(ToWorker::RunChunk { args, .. }) => Some(args.len()),
+                    _ => None,
+                };
+                let outcome = || Outcome::Unserializable(why.clone());
+                let message = match chunk_len {
+                    Some(n) => FromWorker::ChunkDone((0..n).map(|_| outcome()).collect()),
+                    None => FromWorker::Done(outcome()),
+                };
+                encode(&mut self.out, &message).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+            }
+            // Answer before reading the next call: the pool relies on this order to know which
+            // call was running if this process dies (see wire/README.md).
+            if answer.is_err() || self.answers.write_all(&self.out).is_err() {
+                return Err(WorkerExit(EXIT_BROKEN_PIPE));
+            }
+            answered += 1;
+        }
+    }
+
+    fn read_frame(&mut self, max_frame: usize) -> Result<bool, WorkerExit> {
+        wire::read_into(&mut self.calls, &mut self.frame, max_frame)
+            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))
+    }
+
+    fn send(&mut self, message: &FromWorker<'_>) -> Result<(), WorkerExit> {
+        encode(&mut self.out, message).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+        self.answers
+            .write_all(&self.out)
+            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))
+    }
+
+    fn refuse(&mut self, reason: String) -> Result<i32, WorkerExit> {
+        let _ = self.send(&FromWorker::Refused { reason });
+        Ok(EXIT_REFUSED)
+    }
+}
+
+fn encode(out: &mut Vec<u8>, message: &FromWorker<'_>) -> Result<(), wire::FrameError> {
+    out.clear();
+    // The worker answers whatever size the function produced; the pool enforces its own limit.
+    wire::encode_into(out, message, usize::MAX)
+}
+
+fn outcome_of_error(error: &InvokeError) -> Outcome<'_> {
+    match error {
+        InvokeError::Panicked(panic) => Outcome::Panicked {
+            message: panic.message().to_string(),
+            location: panic.location().map(str::to_string),
+        },
+        InvokeError::BadArgument(why) => Outcome::BadArgument(why.clone()),
+        InvokeError::Unserializable(why) => Outcome::Unserializable(why.clone()),
+        InvokeError::UnknownFunction(name) => Outcome::UnknownFunction(name.clone()),
+    }
+}
+
+/// Makes a test binary usable as a process pool's worker.
+///
+/// libtest owns a test binary's `main`, so [`init`] cannot be its first line. This macro defines
+/// a test named `__futurepool_worker_entry` that calls [`init`]; a process pool started in a
+/// binary that contains it re-executes the binary with libtest arguments selecting just that
+/// test, which then serves the pool. In a normal test run the entry returns at once.
+///
+/// Put it once at the top level of each integration-test file (or unit-test module) that creates
+/// a `ProcessPool`, next to the `register!` of the functions the tests submit.
+///
+/// # Examples
+///
+/// ```
+/// // tests/my_pool_test.rs
+/// fn double(n: u64) -> u64 {
+///     n * 2
+/// }
+/// futurepool::register!(double);
+/// futurepool::test_support!();
+///
+/// #[test]
+/// fn doubles_in_a_worker_process() {
+///     let pool = futurepool::ProcessPool::new(1).unwrap();
+///     assert_eq!(pool.submit(double, 21).result(), Ok(42));
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[test]
+        fn __futurepool_worker_entry() {
+            $crate::init();
+        }
+
+        const _: () = {
+            #[$crate::__private::linkme::distributed_slice($crate::__private::TEST_ENTRIES)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static ENTRY: &str = "__futurepool_worker_entry";
+        };
+    };
+}
+
+/// The libtest filter of the worker entry, if a `test_support!` is linked into this binary.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static TEST_ENTRIES: [&'static str];
+
+/// The arguments a worker of this binary needs: none for a normal binary, a libtest filter for a
+/// test binary (see [`test_support!`](crate::test_support)).
+pub(crate) fn worker_args() -> Vec<&'static str> {
+    match TEST_ENTRIES.first() {
+        Some(entry) => vec![entry, "--nocapture", "--test-threads=1", "-q"],
+        None => Vec::new(),
+    }
+}

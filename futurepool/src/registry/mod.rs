@@ -1,0 +1,387 @@
+//! The function registry: plain `fn(A) -> R` functions under stable names, so a worker process or
+//! another machine can be told *which* function to run without sending a code address.
+//!
+//! [`register!`](crate::register) places one [`Registration`] per function in a link-time
+//! distributed slice (`linkme`): every registration in every crate linked into the binary ends up
+//! in one static array, with no life-before-main constructor and no central list to keep in sync.
+//! The first lookup builds the indexes below from it, once.
+//!
+//! Lookups go both ways:
+//! - the submitting side has a function pointer and needs its name: [`name_of`] (or [`index_of`])
+//!   looks it up by address *and* by the `TypeId` of its signature, so two functions that LLVM
+//!   merged into one body (identical code folding) but that have different types are never
+//!   confused;
+//! - the executing side has a name (or an index) and argument bytes: [`invoke`] (or
+//!   [`invoke_index`]) deserializes the argument with postcard, calls the function with panics
+//!   caught, and serializes whatever it returned (a plain `R`, or a whole `Result<R, E>` for
+//!   fallible functions, so the caller decides what `Err` means).
+//!
+//! [`build_id`] fingerprints the registry (names and signatures, in name order), so two processes
+//! that agree on it also agree on every index.
+
+use std::any::{type_name, TypeId};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::error::{Panic, Reason};
+use crate::executor::Payload;
+
+/// One `register!`ed function, as placed in the link-time slice. Not public API.
+#[doc(hidden)]
+pub struct Registration {
+    /// `module::path::function`, as `register!` spelled it.
+    pub name: &'static str,
+    /// Builds the type-erased function; called once, when the registry is first used.
+    pub describe: fn() -> Function,
+}
+
+/// Every registration linked into this binary.
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static REGISTRATIONS: [Registration];
+
+type Invoker = Box<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), InvokeError> + Send + Sync>;
+
+/// A registered function with its types erased. Not public API.
+#[doc(hidden)]
+pub struct Function {
+    address: usize,
+    signature: TypeId,
+    signature_name: &'static str,
+    invoke: Invoker,
+}
+
+/// Erases `f`'s types; what `register!` stores. Not public API.
+#[doc(hidden)]
+pub fn describe<A: Payload, R: Payload>(f: fn(A) -> R) -> Function {
+    Function {
+        address: f as usize,
+        signature: TypeId::of::<fn(A) -> R>(),
+        signature_name: type_name::<fn(A) -> R>(),
+        invoke: Box::new(move |arg_bytes, out| {
+            let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
+                InvokeError::BadArgument(format!(
+                    "cannot decode a `{}` from {} bytes: {e}",
+                    type_name::<A>(),
+                    arg_bytes.len()
+                ))
+            })?;
+            let value = crate::panic::catch(move || f(arg)).map_err(InvokeError::Panicked)?;
+            let start = out.len();
+            postcard::serialize_with_flavor(&value, crate::wire::AppendTo(out)).map_err(|e| {
+                out.truncate(start);
+                InvokeError::Unserializable(format!(
+                    "the `{}` it returned cannot be serialized: {e}",
+                    type_name::<R>()
+                ))
+            })
+        }),
+    }
+}
+
+/// Why [`invoke`] produced no result bytes. Each case is distinct so the caller can tell the
+/// user what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum InvokeError {
+    /// No function is registered under this name in this binary.
+    #[error("no function named `{0}` is registered in this binary (add it to `futurepool::register!`, and run the same build everywhere)")]
+    UnknownFunction(String),
+    /// The argument bytes do not decode as the function's argument type.
+    #[error("bad argument: {0}")]
+    BadArgument(String),
+    /// The function's return value could not be serialized.
+    #[error("unserializable result: {0}")]
+    Unserializable(String),
+    /// The function panicked.
+    #[error("panicked: {0}")]
+    Panicked(Panic),
+}
+
+struct Registry {
+    /// Sorted by name, so an index means the same function in every process with the same
+    /// [`build_id`].
+    functions: Vec<(&'static str, Function)>,
+    by_name: HashMap<&'static str, u32>,
+    by_address: HashMap<(usize, TypeId), u32>,
+    build_id: u64,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut functions: Vec<(&'static str, Function)> = REGISTRATIONS
+            .iter()
+            .map(|r| (r.name, (r.describe)()))
+            .collect();
+        functions.sort_by(|a, b| a.0.cmp(b.0));
+        // `register!(f, f)` registers the same function twice under one name: keep one.
+        functions.dedup_by(|a, b| a.0 == b.0);
+        let mut by_name = HashMap::with_capacity(functions.len());
+        let mut by_address = HashMap::with_capacity(functions.len());
+        let mut build_id = Fnv1a::new();
+        build_id.write(env!("CARGO_PKG_VERSION").as_bytes());
+        for (index, (name, function)) in functions.iter().enumerate() {
+            let index = u32::try_from(index).expect("fewer than 4 billion registered functions");
+            by_name.insert(*name, index);
+            by_address
+                .entry((function.address, function.signature))
+                .or_insert(index);
+            build_id.write(name.as_bytes());
+            build_id.write(&[0]);
+            build_id.write(function.signature_name.as_bytes());
+            build_id.write(&[0]);
+        }
+        Registry {
+            functions,
+            by_name,
+            by_address,
+            build_id: build_id.finish(),
+        }
+    })
+}
+
+fn not_registered<A: 'static, R: 'static>() -> Reason {
+    Reason::new(format!(
+        "the function of type `{}` that was submitted is not registered: add it to a \
+         `futurepool::register!(...)` list (any module of the binary) so worker processes can find it by name",
+        type_name::<fn(A) -> R>()
+    ))
+}
+
+/// The stable name `f` was registered under.
+///
+/// The cluster backend's entry point (the process pool sends indexes, see [`index_of`]).
+///
+/// # Errors
+///
+/// A [`Reason`] naming `f`'s type and telling the user to add `futurepool::register!` when `f`
+/// was never registered.
+#[allow(dead_code)]
+pub(crate) fn name_of<A: 'static, R: 'static>(f: fn(A) -> R) -> Result<&'static str, Reason> {
+    let index = index_of(f)?;
+    Ok(registry().functions[index as usize].0)
+}
+
+/// The position of `f` in this binary's registry, which is the same in every process with the
+/// same [`build_id`]. A cheaper identifier than the name for a local worker process.
+///
+/// # Errors
+///
+/// As [`name_of`].
+pub(crate) fn index_of<A: 'static, R: 'static>(f: fn(A) -> R) -> Result<u32, Reason> {
+    registry()
+        .by_address
+        .get(&(f as usize, TypeId::of::<fn(A) -> R>()))
+        .copied()
+        .ok_or_else(not_registered::<A, R>)
+}
+
+/// Runs the function registered as `name` on the postcard bytes of its argument and returns the
+/// postcard bytes of what it returned.
+///
+/// # Errors
+///
+/// A distinct [`InvokeError`] for an unknown name, argument bytes that do not decode, a return
+/// value that does not serialize, and a panic (with its message and location).
+#[allow(dead_code)] // The cluster backend's entry point; the process pool uses `invoke_index`.
+pub(crate) fn invoke(name: &str, arg: &[u8]) -> Result<Vec<u8>, InvokeError> {
+    let index = *registry()
+        .by_name
+        .get(name)
+        .ok_or_else(|| InvokeError::UnknownFunction(name.to_string()))?;
+    invoke_index(index, arg)
+}
+
+/// [`invoke`] by registry index (see [`index_of`]).
+///
+/// # Errors
+///
+/// As [`invoke`]; an index out of range is an unknown function.
+pub(crate) fn invoke_index(index: u32, arg: &[u8]) -> Result<Vec<u8>, InvokeError> {
+    let mut out = Vec::new();
+    invoke_index_into(index, arg, &mut out)?;
+    Ok(out)
+}
+
+/// [`invoke_index`], appending the result's bytes to `out` (left as it was on error), so a
+/// worker can answer a whole chunk from one buffer.
+///
+/// # Errors
+///
+/// As [`invoke`].
+pub(crate) fn invoke_index_into(
+    index: u32,
+    arg: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), InvokeError> {
+    let (_, function) = registry()
+        .functions
+        .get(index as usize)
+        .ok_or_else(|| InvokeError::UnknownFunction(format!("#{index}")))?;
+    (function.invoke)(arg, out)
+}
+
+/// A fingerprint of this binary's registry (futurepool's version, every registered name and
+/// signature). Two processes that agree on it agree on every name and index.
+pub(crate) fn build_id() -> u64 {
+    registry().build_id
+}
+
+/// FNV-1a, 64 bits: tiny, and stable across Rust releases (std's hashers promise neither).
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Registers plain functions so process pools and clusters can run them by name.
+///
+/// Each function must have the shape `fn(A) -> R` (use a tuple for several arguments), where the
+/// argument and the return value are serde-serializable ([`Payload`](crate::Payload)). A fallible
+/// function returns `Result<R, E>`; submit it with `submit_fallible` to get `E` as the task's own
+/// error. Each is registered under `module::path::name`, which must be the same in the submitting
+/// and the executing binary (a worker process re-runs the same executable, so it always is).
+///
+/// Put the `register!` anywhere in the binary (or in a library it links): registrations are
+/// collected at link time, so no list needs to be kept in `main`.
+///
+/// # Examples
+///
+/// ```
+/// fn square(n: u64) -> u64 {
+///     n * n
+/// }
+/// fn parse(text: String) -> Result<u32, String> {
+///     text.parse().map_err(|_| format!("not a number: {text}"))
+/// }
+///
+/// futurepool::register!(square, parse);
+/// ```
+#[macro_export]
+macro_rules! register {
+    ($($function:path),+ $(,)?) => {
+        $(
+            const _: () = {
+                #[$crate::__private::linkme::distributed_slice($crate::__private::REGISTRATIONS)]
+                #[linkme(crate = $crate::__private::linkme)]
+                static REGISTRATION: $crate::__private::Registration = $crate::__private::Registration {
+                    name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($function)),
+                    describe: || $crate::__private::describe($function),
+                };
+            };
+        )+
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(n: u64) -> u64 {
+        n * 2
+    }
+    fn checked_half(n: u64) -> Result<u64, String> {
+        if n % 2 == 0 {
+            Ok(n / 2)
+        } else {
+            Err(format!("{n} is odd"))
+        }
+    }
+    fn explode(_: ()) -> u8 {
+        panic!("kaboom")
+    }
+    fn not_registered_fn(n: u64) -> u64 {
+        n
+    }
+    /// A value whose serialization always fails, like a map with non-string keys in JSON.
+    #[derive(serde::Deserialize)]
+    struct Refuses;
+    impl serde::Serialize for Refuses {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("refused on purpose"))
+        }
+    }
+    fn failing_result(_: ()) -> Refuses {
+        Refuses
+    }
+
+    crate::register!(double, checked_half, explode, failing_result);
+
+    #[test]
+    fn names_are_module_path_and_function() {
+        assert_eq!(name_of(double), Ok("futurepool::registry::tests::double"));
+    }
+
+    #[test]
+    fn invoke_round_trips_plain_and_fallible_results() {
+        let name = name_of(double).unwrap();
+        let out = invoke(name, &postcard::to_allocvec(&21u64).unwrap()).unwrap();
+        assert_eq!(postcard::from_bytes::<u64>(&out).unwrap(), 42);
+
+        let name = name_of(checked_half).unwrap();
+        let out = invoke(name, &postcard::to_allocvec(&3u64).unwrap()).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<Result<u64, String>>(&out).unwrap(),
+            Err("3 is odd".to_string())
+        );
+    }
+
+    #[test]
+    fn unregistered_function_is_a_clear_error() {
+        let reason = name_of(not_registered_fn).unwrap_err();
+        assert!(reason.as_str().contains("fn(u64) -> u64"), "{reason}");
+        assert!(
+            reason.as_str().contains("futurepool::register!"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn each_invoke_failure_is_distinct() {
+        assert!(matches!(
+            invoke("no::such::function", &[]),
+            Err(InvokeError::UnknownFunction(_))
+        ));
+        let double = name_of(double).unwrap();
+        assert!(matches!(
+            invoke(double, &[]),
+            Err(InvokeError::BadArgument(_))
+        ));
+        let explode = name_of(explode).unwrap();
+        match invoke(explode, &[]) {
+            Err(InvokeError::Panicked(panic)) => {
+                assert_eq!(panic.message(), "kaboom");
+                assert!(panic.location().unwrap().contains("registry"));
+            }
+            other => panic!("expected a panic, got {other:?}"),
+        }
+        let failing = name_of(failing_result).unwrap();
+        assert!(matches!(
+            invoke(failing, &[]),
+            Err(InvokeError::Unserializable(_))
+        ));
+    }
+
+    #[test]
+    fn build_id_is_stable_within_a_process() {
+        assert_eq!(build_id(), build_id());
+        let index = index_of(double).unwrap();
+        assert_eq!(
+            registry().functions[index as usize].0,
+            name_of(double).unwrap()
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The messages exchanged between a process pool and its workers. See `README.md` for the
+//! conversation they make up.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// First bytes of every handshake, so a stray process on the pipe is recognised at once.
+pub(crate) const MAGIC: [u8; 8] = *b"futurepl";
+
+/// Bumped on any change to these messages.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// An already-serialized value, carried as raw bytes (postcard `bytes`: a length, then the bytes)
+/// and borrowed from the frame buffer when decoded, so a payload is never copied twice.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Debug for Bytes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.0.len())
+    }
+}
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BorrowedBytes;
+        impl<'de> Visitor<'de> for BorrowedBytes {
+            type Value = Bytes<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("borrowed bytes")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Bytes(v))
+            }
+        }
+        deserializer.deserialize_bytes(BorrowedBytes)
+    }
+}
+
+/// One call of a registered function: its index in the (identical) registry of both processes,
+/// and the serialized argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Call<'a> {
+    pub(crate) function: u32,
+    #[serde(borrow)]
+    pub(crate) arg: Bytes<'a>,
+}
+
+/// The pool's half of the handshake, its first frame to a new worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hello<'a> {
+    pub(crate) magic: [u8; 8],
+    pub(crate) protocol: u32,
+    /// [`registry::build_id`](crate::registry::build_id) of the pool's binary.
+    pub(crate) build_id: u64,
+    /// Run once before the first task; its failure breaks the pool.
+    #[serde(borrow)]
+    pub(crate) initializer: Option<Call<'a>>,
+    /// The worker exits after this many tasks (a chunk counts as one).
+    pub(crate) max_tasks: Option<u64>,
+    /// The largest frame either side sends or accepts.
+    pub(crate) max_frame: u64,
+}
+
+/// Pool → worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ToWorker<'a> {
+    /// The handshake; always the first frame.
+    #[serde(borrow)]
+    Hello(Hello<'a>),
+    /// Run one call; answered by [`FromWorker::Done`].
+    Run(Call<'a>),
+    /// Run one function over several arguments, in order; answered by [`FromWorker::ChunkDone`].
+    RunChunk {
+        function: u32,
+        #[serde(borrow)]
+        args: Vec<Bytes<'a>>,
+    },
+}
+
+/// How one call ended in the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Outcome<'a> {
+    /// The function returned; these are the postcard bytes of its return value.
+    #[serde(borrow)]
+    Returned(Bytes<'a>),
+    /// The function panicked.
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    /// The argument bytes did not decode in the worker.
+    BadArgument(String),
+    /// The return value did not serialize in the worker.
+    Unserializable(String),
+    /// The worker has no function with this index or name.
+    UnknownFunction(String),
+}
+
+/// Worker → pool. Answers to `Run`/`RunChunk` come back in the order the calls were sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum FromWorker<'a> {
+    /// Handshake accepted; with how the initializer (if any) ended. The pool judges that outcome
+    /// (a fallible initializer's `Err` is returned bytes) and either sends work or closes the pipe.
+    Ready {
+        pid: u32,
+        #[serde(borrow)]
+        initializer: Option<Outcome<'a>>,
+    },
+    /// The handshake was refused (wrong magic, protocol or build); the worker exits.
+    Refused { reason: String },
+    /// The answer to one `Run`.
+    Done(Outcome<'a>),
+    /// The answers to one `RunChunk`, one per argument, in order.
+    ChunkDone(Vec<Outcome<'a>>),
+}
