@@ -1,8 +1,8 @@
 //! The cluster backend against a real `redis-server`, with workers as child processes: the ten
 //! behaviours promised in `src/cluster/README.md`.
 //!
-//! This binary has its own `main` (`harness = false`): started with `FUTUREPOOL_TEST_WORKER` set it
-//! is a worker serving the functions registered below; otherwise it runs the tests, each with a
+//! This binary has its own `main` (`harness = false`): started with `FUTUREPOOL_CLUSTER_WORKER` set,
+//! `futurepool::init()` makes it a worker serving the functions registered below; otherwise it runs the tests, each with a
 //! private broker (AOF on, fsync on every write) on a free loopback port. Leases are 1–2 s so the
 //! recovery paths run quickly. Without `redis-server` the tests are skipped, saying so.
 
@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use futurepool::cluster::{self, ClusterPool, ServeOptions};
+use futurepool::cluster::{self, ClusterPool};
 use futurepool::{
     as_completed, wait, Executor, ReturnWhen, Shutdown, TaskError, ThreadPool, WorkerLoss,
 };
@@ -62,11 +62,9 @@ fn unregistered(n: u64) -> u64 {
 futurepool::register!(square, traced, checked_half, explode, poison);
 
 fn main() {
-    if let Ok(url) = std::env::var(WORKER_URL) {
-        serve_as_worker(&url);
-        return;
-    }
-    if !redis_available() {
+    // A worker started by a test (`FUTUREPOOL_CLUSTER_WORKER` set) serves here and exits.
+    futurepool::init();
+    if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(
             "\nskipping the cluster tests: `redis-server` was not found on PATH \
              (install it with `apt-get install -y redis-server`)"
@@ -119,15 +117,6 @@ fn main() {
     if !run(tests) {
         std::process::exit(101);
     }
-}
-
-fn serve_as_worker(url: &str) {
-    let var = |name: &str| std::env::var(name).expect(name);
-    let options = ServeOptions::default()
-        .pool(var(WORKER_POOL))
-        .threads(var(WORKER_THREADS).parse().expect("threads"))
-        .prefetch(var(WORKER_PREFETCH).parse().expect("prefetch"));
-    cluster::serve(url, options).expect("serve");
 }
 
 // ---- Test fixtures ----------------------------------------------------------------------------
