@@ -252,7 +252,10 @@ fn python_with_rq() -> Option<PathBuf> {
     if let Some(python) = std::env::var_os("FUTUREPOOL_BENCH_PYTHON").map(PathBuf::from) {
         return has_rq(&python).then_some(python);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-venv");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the bench crate is inside the workspace");
+    let venv = workspace.join("target/bench-venv");
     let python = venv.join("bin/python");
     if !has_rq(&python) {
         eprintln!("setting up {} with rq (once)...", venv.display());
