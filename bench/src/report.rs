@@ -236,24 +236,25 @@ fn measure_scaling() -> Result<Table, String> {
             let pool = ThreadPool::new(workers);
             let sum = pool
                 .map(crunch, inputs.iter().map(|&i| (i, rounds)))
-                .map(|r| r.expect("a CPU task failed on the thread pool"))
-                .fold(0, u64::wrapping_add);
+                .try_fold(0, |sum, r| r.map(|x| u64::wrapping_add(sum, x)))
+                .map_err(|e| format!("a CPU task failed on the thread pool: {e}"));
             pool.shutdown(Shutdown::default());
             sum
-        });
+        })?;
         let process_s = time_pool(|| {
-            let pool = ProcessPool::new(workers).expect("start the process pool");
+            let pool = ProcessPool::new(workers)
+                .map_err(|e| format!("cannot start the process pool: {e}"))?;
             let tasks: Vec<_> = inputs
                 .iter()
                 .map(|&i| pool.submit(crunch, (i, rounds)))
                 .collect();
             let sum = tasks
                 .iter()
-                .map(|t| t.result().expect("a CPU task failed on the process pool"))
-                .fold(0, u64::wrapping_add);
+                .try_fold(0, |sum, t| t.result().map(|x| u64::wrapping_add(sum, x)))
+                .map_err(|e| format!("a CPU task failed on the process pool: {e}"));
             pool.shutdown(Shutdown::default());
             sum
-        });
+        })?;
         for (tool, (seconds, sum)) in [("thread pool", thread_s), ("process pool", process_s)] {
             if sum != serial {
                 return Err(format!(
@@ -279,10 +280,10 @@ fn measure_scaling() -> Result<Table, String> {
     Ok(table)
 }
 
-fn time_pool(run: impl FnOnce() -> u64) -> (f64, u64) {
+fn time_pool(run: impl FnOnce() -> Result<u64, String>) -> Result<(f64, u64), String> {
     let started = Instant::now();
-    let sum = run();
-    (started.elapsed().as_secs_f64(), sum)
+    let sum = run()?;
+    Ok((started.elapsed().as_secs_f64(), sum))
 }
 
 /// The scaling job: `rounds` steps of a 64-bit mixing function seeded by the task number. Each
