@@ -7,9 +7,10 @@
 //! - On the process pool a runaway task is stopped by its own time limit: the worker is killed,
 //!   the task fails as timed out — something no thread can do to another thread.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futurepool::{ProcessPool, Shutdown, TaskError, ThreadPool};
+use futurepool::{ProcessPool, Shutdown, Task, TaskError, ThreadPool};
 use serde::Serialize;
 
 /// Tasks submitted beside the bad one; all must complete.
@@ -80,9 +81,9 @@ pub fn run() -> Result<IsolationSection, String> {
 fn thread_panic() -> Contained {
     // The panic is the point of the scenario: keep its message off stderr (the demo prints it
     // itself), but let any other panic through.
-    let previous = std::sync::Arc::new(std::panic::take_hook());
+    let previous = Arc::new(std::panic::take_hook());
     {
-        let previous = std::sync::Arc::clone(&previous);
+        let previous = Arc::clone(&previous);
         std::panic::set_hook(Box::new(move |info| {
             if info.payload().downcast_ref::<&str>() != Some(&PANIC_MESSAGE) {
                 previous(info);
@@ -97,15 +98,11 @@ fn thread_panic() -> Contained {
         .collect();
     let outcome = bad.result();
     let failed_after_s = started.elapsed().as_secs_f64();
-    let others_completed = others
-        .iter()
-        .enumerate()
-        .filter(|(i, t)| t.result() == Ok((*i as u32) * (*i as u32)))
-        .count() as u32;
+    let others_completed = count_squares(&others);
     let pool_usable_after = pool.submit(|| 42).result() == Ok(42);
     pool.shutdown(Shutdown::default());
     let _ = std::panic::take_hook();
-    if let Ok(previous) = std::sync::Arc::try_unwrap(previous) {
+    if let Ok(previous) = Arc::try_unwrap(previous) {
         std::panic::set_hook(previous);
     }
     let expected = matches!(&outcome, Err(TaskError::Panicked(p)) if p.message() == PANIC_MESSAGE);
@@ -165,7 +162,8 @@ fn runaway() -> Result<Contained, String> {
     ))
 }
 
-fn count_squares(tasks: &[futurepool::Task<u32>]) -> u32 {
+/// How many of `tasks` returned the square of their position, as each task here does.
+fn count_squares(tasks: &[Task<u32>]) -> u32 {
     tasks
         .iter()
         .zip(0u32..)
@@ -173,7 +171,6 @@ fn count_squares(tasks: &[futurepool::Task<u32>]) -> u32 {
         .count() as u32
 }
 
-#[allow(clippy::too_many_arguments)]
 fn contained<T>(
     pool: &'static str,
     task: &'static str,
