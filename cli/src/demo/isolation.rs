@@ -20,7 +20,7 @@ const NEIGHBOURS: u32 = 7;
 const TIME_LIMIT: Duration = Duration::from_millis(500);
 
 /// What the panic says, so the demo's panic hook can keep it off the terminal.
-const PANIC_MESSAGE: &str = "demo: task 3 found a corrupt record";
+const PANIC_MESSAGE: &str = "corrupt record in row 3";
 
 /// The isolation section's results.
 #[derive(Debug, Serialize)]

@@ -123,7 +123,11 @@ pub fn isolation(section: &IsolationSection) {
 
 fn contained(pool: &str, c: &Contained) {
     let error = c.error.as_deref().unwrap_or("it did not fail");
-    println!("   {pool}: a task that {} → {error}", c.task);
+    println!(
+        "   {pool}: a task that {} → {error} (after {})",
+        c.task,
+        seconds(c.failed_after_s)
+    );
     println!(
         "      {} of {} other tasks completed; a task submitted afterwards {}{}",
         c.others_completed,
@@ -189,7 +193,9 @@ fn failures(run: &Run) {
 }
 
 fn seconds(s: f64) -> String {
-    if s < 1.0 {
+    if s < 0.001 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
         format!("{:.0} ms", s * 1000.0)
     } else {
         format!("{s:.2} s")
@@ -236,6 +242,7 @@ mod tests {
     #[test]
     fn durations_read_naturally() {
         assert_eq!(seconds(0.2504), "250 ms");
+        assert_eq!(seconds(0.000_21), "210 µs");
         assert_eq!(seconds(2.5), "2.50 s");
         assert_eq!(times(9.66), "9.7×");
         assert_eq!(times(0.0), "failed");
