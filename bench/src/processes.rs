@@ -115,7 +115,7 @@ pub fn run() {
 
     let speedup = cpu_bound(&pool);
     rows.push(Row {
-        what: "16 x ~50 ms CPU tasks on 2 workers: speedup".into(),
+        what: "16 x ~50 ms CPU tasks on 2 workers: speedup (best of 3)".into(),
         ours: speedup,
         peers: vec![("python", python.get("cpu_speedup"))],
         unit: "x",
@@ -217,19 +217,25 @@ fn calibrate_spin() -> u64 {
     }
 }
 
+/// Best of three rounds each way: the machine is shared, and the best round is the one least
+/// disturbed by other processes.
 fn cpu_bound(pool: &ProcessPool) -> f64 {
     let iterations = calibrate_spin();
-    let started = Instant::now();
-    for _ in 0..16 {
-        std::hint::black_box(spin(std::hint::black_box(iterations)));
+    let mut serial = Duration::MAX;
+    let mut parallel = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        for _ in 0..16 {
+            std::hint::black_box(spin(std::hint::black_box(iterations)));
+        }
+        serial = serial.min(started.elapsed());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..16).map(|_| pool.submit(spin, iterations)).collect();
+        for task in tasks {
+            task.result().expect("spin");
+        }
+        parallel = parallel.min(started.elapsed());
     }
-    let serial = started.elapsed();
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..16).map(|_| pool.submit(spin, iterations)).collect();
-    for task in tasks {
-        task.result().expect("spin");
-    }
-    let parallel = started.elapsed();
     serial.as_secs_f64() / parallel.as_secs_f64()
 }
 
