@@ -1,16 +1,44 @@
-//! Side-by-side benchmarks of futurepool against its peers.
-//!
-//! `futurepool-bench processes`: the process pool against Python's `ProcessPoolExecutor` and
-//! `procspawn`.
+//! Side-by-side benchmarks of futurepool against its peers: `futurepool-bench <area> [options]`
+//! prints one table per area, with our figure, each peer's and the ratios;
+//! `futurepool-bench report` runs every area and writes `docs/bench/README.md` with charts.
 
+mod cluster;
+mod fetch;
 mod processes;
+mod report;
+mod svg;
+mod table;
+mod threads;
 
-fn main() {
-    // The process benchmarks re-run this binary as their workers.
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // First: the process-pool benchmarks re-execute this binary as their workers.
     futurepool::init();
+    // Likewise for procspawn, the process benchmark's peer.
     procspawn::init();
-    match std::env::args().nth(1).as_deref() {
-        Some("processes") => processes::run(),
-        _ => eprintln!("usage: futurepool-bench processes"),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("threads") => threads::run(rest),
+        Some("processes") => processes::run(rest),
+        Some("fetch") => fetch::run(rest),
+        Some("cluster") => cluster::run(),
+        // Internal: a worker process the cluster benchmark starts.
+        Some("cluster-worker") => cluster::worker(rest),
+        Some("all") => {
+            threads::run(&[]);
+            processes::run(&[]);
+            fetch::run(&[]);
+            cluster::run();
+        }
+        Some("report") => return report::main(rest),
+        _ => {
+            eprintln!(
+                "usage: futurepool-bench <threads|processes|fetch|cluster|all|report> [options]"
+            );
+            return ExitCode::from(2);
+        }
     }
+    ExitCode::SUCCESS
 }

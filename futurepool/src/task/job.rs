@@ -109,7 +109,8 @@ impl Job {
     }
 
     /// Runs the task here (unless it was cancelled meanwhile), then resolves it and tells its
-    /// listeners.
+    /// listeners. (Executors use [`run_with`](Job::run_with); tests and the loom models use this.)
+    #[cfg(test)]
     pub(crate) fn run(self) {
         self.0.run(&|| ())
     }

@@ -69,6 +69,8 @@ pub(super) struct State {
     started: usize,
     /// Submitters blocked on a full bounded queue.
     waiting_submitters: usize,
+    /// Workers spinning briefly for a job before they park (at most one at a time).
+    spinning: usize,
     pub(super) lifecycle: Lifecycle,
 }
 
@@ -81,6 +83,8 @@ pub(super) struct Shared {
     /// Written outside the lock (a worker counts itself idle before publishing its result, so the
     /// submitter that result wakes already sees it idle); read under it to decide on spawning.
     idle: AtomicUsize,
+    /// A copy of the queue length, written under the lock, that a spinning worker polls without it.
+    queued: AtomicUsize,
     /// Join handles of every worker started, joined by `shutdown(wait)`.
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -106,10 +110,12 @@ impl Shared {
                 workers: 0,
                 started: 0,
                 waiting_submitters: 0,
+                spinning: 0,
                 lifecycle: Lifecycle::Open,
             }),
             room: Condvar::new(),
             idle: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),
         })
     }
@@ -147,7 +153,14 @@ impl Shared {
             return Admission::Refused(job, state.lifecycle.clone());
         }
         state.jobs.push_back(job);
-        let wake = state.sleepers.pop();
+        self.queued.store(state.jobs.len(), Ordering::Relaxed);
+        // A spinning worker takes one job without being woken; wake a sleeper (a system call)
+        // only for jobs beyond that.
+        let wake = if state.jobs.len() > state.spinning {
+            state.sleepers.pop()
+        } else {
+            None
+        };
         // A new thread only when the queue holds more jobs than there are idle workers to take
         // them (semantics E3): one sleeping or finishing worker per queued job is enough.
         if wake.is_none()
@@ -195,8 +208,10 @@ impl Shared {
     /// should exit (the pool is shut down and drained, or broken).
     pub(super) fn next_job(&self, sleeper: &Arc<Sleeper>) -> Option<Job> {
         let mut state = self.lock();
+        let mut spun = false;
         loop {
             if let Some(job) = state.jobs.pop_front() {
+                self.queued.store(state.jobs.len(), Ordering::Relaxed);
                 self.idle.fetch_sub(1, Ordering::AcqRel);
                 let room = state.waiting_submitters > 0;
                 drop(state);
@@ -208,10 +223,42 @@ impl Shared {
             if !matches!(state.lifecycle, Lifecycle::Open) {
                 return None;
             }
+            // Before parking, one worker at a time spins a moment: a busy submitter usually
+            // queues the next job within a microsecond, and catching it here saves the submitter
+            // a wake-up system call and this worker a sleep.
+            if !spun && state.spinning == 0 {
+                state.spinning += 1;
+                drop(state);
+                self.spin_for_work();
+                state = self.lock();
+                state.spinning -= 1;
+                spun = true;
+                continue;
+            }
             state.sleepers.push(Arc::clone(sleeper));
             drop(state);
             sleeper.sleep();
+            spun = false;
             state = self.lock();
+        }
+    }
+
+    /// Returns once a job may be queued, or after a few microseconds of backing off (busy-waiting,
+    /// then yielding the core so a submitter sharing it can run).
+    fn spin_for_work(&self) {
+        const SPIN_ROUNDS: u32 = 7;
+        const YIELD_ROUNDS: u32 = 10;
+        for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
+            if self.queued.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            if round < SPIN_ROUNDS {
+                for _ in 0..1 << round {
+                    std::hint::spin_loop();
+                }
+            } else {
+                thread::yield_now();
+            }
         }
     }
 
@@ -245,6 +292,7 @@ impl Shared {
             state.lifecycle = Lifecycle::Broken(reason);
         }
         self.wake_everyone(state);
+        self.queued.store(0, Ordering::Relaxed);
         std::mem::take(&mut state.jobs)
     }
 
@@ -263,6 +311,7 @@ impl Shared {
         }
         self.wake_everyone(&mut state);
         if cancel_pending {
+            self.queued.store(0, Ordering::Relaxed);
             std::mem::take(&mut state.jobs)
         } else {
             VecDeque::new()

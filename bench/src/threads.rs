@@ -1,0 +1,527 @@
+//! `futurepool-bench threads`: the thread pool against tokio `spawn_blocking`, futures-executor's
+//! `ThreadPool`, the `threadpool` crate and rayon `spawn` (the last three with a `oneshot` channel
+//! per task to carry the result), and Python's `ThreadPoolExecutor` (`bench/python/threads.py`).
+//!
+//! Every pool has 2 workers. Figures:
+//! - throughput: submit 1,000,000 no-op tasks, then collect every result (best of 3 runs);
+//! - memory: resident bytes per pending no-op task, 1,000,000 queued behind blocked workers with
+//!   every handle kept (each implementation in a fresh child process, so freed memory of one run
+//!   cannot be reused by the next);
+//! - wake-up latency: submit to start of a task on an idle pool (workers parked), p50 and p99;
+//! - CPU-bound scaling: 16 tasks of about 50 ms of arithmetic, speedup over running them serially.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 2;
+const TASKS: usize = 1_000_000;
+const RUNS: usize = 3;
+const LATENCY_SAMPLES: usize = 2_000;
+const CPU_TASKS: usize = 16;
+const CPU_TASK_TIME: Duration = Duration::from_millis(50);
+
+/// The implementations compared, in table order.
+const PEERS: [&str; 5] = [
+    "futurepool",
+    "tokio spawn_blocking",
+    "futures-executor ThreadPool + oneshot",
+    "threadpool + oneshot",
+    "rayon spawn + oneshot",
+];
+
+pub fn run(args: &[String]) {
+    if let [flag, peer] = args {
+        match flag.as_str() {
+            "--memory-child" => {
+                println!("{}", memory_per_pending_task(peer));
+                // The blocked workers would make any pool's drop wait forever.
+                std::process::exit(0);
+            }
+            // Just one peer's throughput runs, e.g. under `perf record`.
+            "--cpu-only" => {
+                println!("speedups (futurepool, bare threads): {:.2?}", cpu_scaling());
+                return;
+            }
+            "--throughput-only" => {
+                println!("{peer}: {:.2} M tasks/s", best_throughput(peer) / 1e6);
+                return;
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "futurepool threads benchmark: {WORKERS} workers, {} cores, load average {} at start",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average()
+    );
+    let python = python_figures();
+
+    let mut table = Table::default();
+    let throughputs: Vec<f64> = PEERS.iter().map(|peer| best_throughput(peer)).collect();
+    for (peer, &tasks_per_s) in PEERS.iter().zip(&throughputs) {
+        table.row(
+            "throughput, 1M no-op tasks (higher is better)",
+            peer,
+            format!("{:.2} M tasks/s", tasks_per_s / 1e6),
+            throughputs[0] / tasks_per_s,
+        );
+    }
+    if let Some(p) = &python {
+        table.row(
+            "",
+            "Python ThreadPoolExecutor",
+            format!("{:.3} M tasks/s", p.throughput / 1e6),
+            throughputs[0] / p.throughput,
+        );
+    }
+
+    let memory: Vec<(&str, f64)> = ["futurepool", "tokio spawn_blocking", "threadpool + oneshot"]
+        .into_iter()
+        .filter_map(|peer| memory_in_child(peer).map(|bytes| (peer, bytes)))
+        .collect();
+    if let Some(&(_, ours)) = memory.first() {
+        for &(peer, bytes) in &memory {
+            table.row(
+                "memory per pending task, 1M queued (lower is better)",
+                peer,
+                format!("{bytes:.0} bytes"),
+                bytes / ours,
+            );
+        }
+        if let Some(p) = &python {
+            table.row(
+                "",
+                "Python ThreadPoolExecutor",
+                format!("{:.0} bytes", p.memory_per_task),
+                p.memory_per_task / ours,
+            );
+        }
+    }
+
+    let ours = latency_futurepool();
+    let tokio = latency_tokio();
+    for (peer, (p50, p99)) in [("futurepool", ours), ("tokio spawn_blocking", tokio)] {
+        table.row(
+            "wake-up latency on an idle pool, p50 / p99",
+            peer,
+            format!("{:.1} / {:.1} µs", p50, p99),
+            p50 / ours.0,
+        );
+    }
+    if let Some(p) = &python {
+        table.row(
+            "",
+            "Python ThreadPoolExecutor",
+            format!("{:.1} / {:.1} µs", p.latency_p50_us, p.latency_p99_us),
+            p.latency_p50_us / ours.0,
+        );
+    }
+
+    let (speedup, ceiling) = cpu_scaling();
+    table.row(
+        "CPU-bound speedup over serial, 16 × 50 ms on 2 workers",
+        "futurepool",
+        format!("{speedup:.2}×"),
+        f64::NAN,
+    );
+    table.row(
+        "",
+        "2 bare std threads, 8 tasks each (the machine's ceiling now)",
+        format!("{ceiling:.2}×"),
+        speedup / ceiling,
+    );
+    table.print();
+    if python.is_none() {
+        println!("(python3 or bench/python/threads.py not found: no Python figures)");
+    }
+}
+
+/// The 1-minute load average: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// One line per figure; the last column is how many times better futurepool is (peer ÷ ours for
+/// costs, ours ÷ peer for rates), so > 1 always means futurepool wins.
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 4]>,
+}
+
+impl Table {
+    fn row(&mut self, measure: &str, peer: &str, figure: String, futurepool_advantage: f64) {
+        let ratio = if futurepool_advantage.is_nan() || peer == "futurepool" {
+            "—".to_string()
+        } else {
+            format!("{futurepool_advantage:.2}×")
+        };
+        self.rows
+            .push([measure.to_string(), peer.to_string(), figure, ratio]);
+    }
+
+    fn print(&self) {
+        let header = [
+            "measure",
+            "implementation",
+            "figure",
+            "futurepool advantage",
+        ];
+        let mut widths = header.map(str::len);
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: [&str; 4]| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                .collect();
+            println!("| {} |", padded.join(" | "));
+        };
+        line(header);
+        let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+        println!("|-{}-|", rule.join("-|-"));
+        let mut last_measure = String::new();
+        for row in &self.rows {
+            let measure = if row[0] == last_measure || row[0].is_empty() {
+                ""
+            } else {
+                last_measure = row[0].clone();
+                &row[0]
+            };
+            line([measure, &row[1], &row[2], &row[3]]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throughput
+
+fn best_throughput(peer: &str) -> f64 {
+    let submit_and_collect: Box<dyn Fn(usize) -> Duration> = match peer {
+        "futurepool" => {
+            let pool = futurepool::ThreadPool::new(WORKERS);
+            Box::new(move |n| {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..n).map(|_| pool.submit(|| ())).collect();
+                for task in &tasks {
+                    task.result().unwrap();
+                }
+                drop(tasks);
+                start.elapsed()
+            })
+        }
+        "tokio spawn_blocking" => {
+            let runtime = tokio_runtime();
+            Box::new(move |n| {
+                let start = Instant::now();
+                let handles: Vec<_> = (0..n).map(|_| runtime.spawn_blocking(|| ())).collect();
+                runtime.block_on(async {
+                    for handle in handles {
+                        handle.await.unwrap();
+                    }
+                });
+                start.elapsed()
+            })
+        }
+        "futures-executor ThreadPool + oneshot" => {
+            let pool = futures_executor::ThreadPool::builder()
+                .pool_size(WORKERS)
+                .create()
+                .unwrap();
+            Box::new(move |n| {
+                with_oneshots(n, |send| {
+                    pool.spawn_ok(async move {
+                        let _ = send.send(());
+                    })
+                })
+            })
+        }
+        "threadpool + oneshot" => {
+            let pool = threadpool::ThreadPool::new(WORKERS);
+            Box::new(move |n| {
+                with_oneshots(n, |send| {
+                    pool.execute(move || {
+                        let _ = send.send(());
+                    })
+                })
+            })
+        }
+        "rayon spawn + oneshot" => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(WORKERS)
+                .build()
+                .unwrap();
+            Box::new(move |n| {
+                with_oneshots(n, |send| {
+                    pool.spawn(move || {
+                        let _ = send.send(());
+                    })
+                })
+            })
+        }
+        other => unreachable!("unknown peer {other}"),
+    };
+    submit_and_collect(10_000); // warm-up: start the workers
+    let best = (0..RUNS).map(|_| submit_and_collect(TASKS)).min().unwrap();
+    TASKS as f64 / best.as_secs_f64()
+}
+
+/// Submits `n` no-op tasks that each answer on their own oneshot channel, then receives every
+/// answer.
+fn with_oneshots(n: usize, spawn: impl Fn(oneshot::Sender<()>)) -> Duration {
+    let start = Instant::now();
+    let receivers: Vec<_> = (0..n)
+        .map(|_| {
+            let (send, receive) = oneshot::channel();
+            spawn(send);
+            receive
+        })
+        .collect();
+    for receiver in receivers {
+        receiver.recv().unwrap();
+    }
+    start.elapsed()
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(WORKERS)
+        .build()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+fn memory_in_child(peer: &str) -> Option<f64> {
+    let output = Command::new(std::env::current_exe().ok()?)
+        .args(["threads", "--memory-child", peer])
+        .output()
+        .ok()?;
+    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
+}
+
+fn resident_bytes() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: f64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096.0
+}
+
+/// Queues `TASKS` no-op tasks behind blocked workers, keeping every handle, and returns the growth
+/// of the resident set per task. Runs in a child process, which exits without dropping anything
+/// (its workers are blocked for good).
+fn memory_per_pending_task(peer: &str) -> f64 {
+    // Each worker gets one task that parks forever; once every worker has reported in, nothing
+    // submitted afterwards can start.
+    let (started_tx, started) = mpsc::channel::<()>();
+    let block_forever = move || {
+        started_tx.send(()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    };
+    let wait_for_workers = || {
+        for _ in 0..WORKERS {
+            started.recv().unwrap();
+        }
+    };
+    let grown = match peer {
+        "futurepool" => {
+            let pool = futurepool::ThreadPool::new(WORKERS);
+            for _ in 0..WORKERS {
+                pool.submit(block_forever.clone());
+            }
+            wait_for_workers();
+            let before = resident_bytes();
+            let mut handles = Vec::with_capacity(TASKS);
+            handles.extend((0..TASKS).map(|_| pool.submit(|| ())));
+            let grown = resident_bytes() - before;
+            std::mem::forget((pool, handles));
+            grown
+        }
+        "tokio spawn_blocking" => {
+            let runtime = tokio_runtime();
+            for _ in 0..WORKERS {
+                runtime.spawn_blocking(block_forever.clone());
+            }
+            wait_for_workers();
+            let before = resident_bytes();
+            let mut handles = Vec::with_capacity(TASKS);
+            handles.extend((0..TASKS).map(|_| runtime.spawn_blocking(|| ())));
+            let grown = resident_bytes() - before;
+            std::mem::forget((runtime, handles));
+            grown
+        }
+        "threadpool + oneshot" => {
+            let pool = threadpool::ThreadPool::new(WORKERS);
+            for _ in 0..WORKERS {
+                pool.execute(block_forever.clone());
+            }
+            wait_for_workers();
+            let before = resident_bytes();
+            let mut receivers = Vec::with_capacity(TASKS);
+            receivers.extend((0..TASKS).map(|_| {
+                let (send, receive) = oneshot::channel::<()>();
+                pool.execute(move || {
+                    let _ = send.send(());
+                });
+                receive
+            }));
+            let grown = resident_bytes() - before;
+            std::mem::forget((pool, receivers));
+            grown
+        }
+        other => unreachable!("no memory measurement for {other}"),
+    };
+    black_box(grown / TASKS as f64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wake-up latency
+
+/// Pause between samples, so the workers are parked (idle) when the next task arrives.
+const IDLE_PAUSE: Duration = Duration::from_micros(300);
+
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (at(0.50), at(0.99))
+}
+
+fn latency_futurepool() -> (f64, f64) {
+    let pool = futurepool::ThreadPool::new(WORKERS);
+    pool.submit(|| ()).wait();
+    let samples = (0..LATENCY_SAMPLES)
+        .map(|_| {
+            std::thread::sleep(IDLE_PAUSE);
+            let submitted = Instant::now();
+            let started = pool.submit(Instant::now).result().unwrap();
+            started - submitted
+        })
+        .collect();
+    percentiles(samples)
+}
+
+fn latency_tokio() -> (f64, f64) {
+    let runtime = tokio_runtime();
+    runtime.block_on(runtime.spawn_blocking(|| ())).unwrap();
+    let samples = (0..LATENCY_SAMPLES)
+        .map(|_| {
+            std::thread::sleep(IDLE_PAUSE);
+            let submitted = Instant::now();
+            let started = runtime
+                .block_on(runtime.spawn_blocking(Instant::now))
+                .unwrap();
+            started - submitted
+        })
+        .collect();
+    percentiles(samples)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU-bound scaling
+
+/// Arithmetic the optimiser cannot skip: `rounds` steps of a xorshift generator.
+fn burn(rounds: u64) -> u64 {
+    let mut x = black_box(0x2545_F491_4F6C_DD1D_u64);
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    black_box(x)
+}
+
+/// Speedups over serial of futurepool and of bare `std::thread`s doing the same split.
+fn cpu_scaling() -> (f64, f64) {
+    // Calibrate one task to about CPU_TASK_TIME.
+    let probe = 10_000_000;
+    let start = Instant::now();
+    burn(probe);
+    let rounds =
+        (probe as f64 * CPU_TASK_TIME.as_secs_f64() / start.elapsed().as_secs_f64()) as u64;
+
+    // Best of three of each, alternating, so a burst of load from elsewhere on the machine hurts
+    // both sides alike and rarely all three runs.
+    let pool = futurepool::ThreadPool::new(WORKERS);
+    let mut serial = Duration::MAX;
+    let mut parallel = Duration::MAX;
+    let mut plain_threads = Duration::MAX;
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        for _ in 0..CPU_TASKS {
+            burn(rounds);
+        }
+        serial = serial.min(start.elapsed());
+
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..CPU_TASKS)
+            .map(|_| pool.submit(move || burn(rounds)))
+            .collect();
+        for task in &tasks {
+            task.result().unwrap();
+        }
+        parallel = parallel.min(start.elapsed());
+
+        // The ceiling on this machine right now: the same split over bare threads.
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS {
+                scope.spawn(|| {
+                    for _ in 0..CPU_TASKS / WORKERS {
+                        burn(rounds);
+                    }
+                });
+            }
+        });
+        plain_threads = plain_threads.min(start.elapsed());
+    }
+    let serial = serial.as_secs_f64();
+    (
+        serial / parallel.as_secs_f64(),
+        serial / plain_threads.as_secs_f64(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python
+
+struct PythonFigures {
+    throughput: f64,
+    memory_per_task: f64,
+    latency_p50_us: f64,
+    latency_p99_us: f64,
+}
+
+/// Runs `bench/python/threads.py`, which prints `key=value` lines.
+fn python_figures() -> Option<PythonFigures> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/threads.py");
+    let output = Command::new("python3").arg(script).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8(output.stdout).ok()?;
+    let value = |key: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(PythonFigures {
+        throughput: value("throughput")?,
+        memory_per_task: value("memory_per_task")?,
+        latency_p50_us: value("latency_p50_us")?,
+        latency_p99_us: value("latency_p99_us")?,
+    })
+}

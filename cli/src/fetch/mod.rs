@@ -1,0 +1,199 @@
+//! `futurepool fetch`: the parallel page downloader of the `concurrent.futures` example, made into
+//! a tool — on futurepool's own [`ThreadPool`](futurepool::ThreadPool), one blocking request per worker.
+//!
+//! Layout:
+//! - `args.rs`: the command line;
+//! - `list.rs`: reading and validating the list (everything is checked before anything is fetched);
+//! - `naming.rs`: safe file names and extensions; `url.rs`: which URLs and redirects are followed;
+//! - `download.rs`: one entry — timeouts, redirects, retries (`retry.rs`), size limit;
+//!   `resolver.rs`: name lookups without a thread per request;
+//! - `output.rs`: partial files and atomic renames; `interrupt.rs`: Ctrl-C;
+//! - `run.rs`: the orchestration on the pool; `schedule.rs`: list order under `--per-host`;
+//! - `report.rs`: the JSON Lines report and the summary; `progress.rs`: the progress bar.
+//!
+//! [`run()`] is the entry point other commands reuse (the demo fetches its own pages through it).
+
+mod args;
+mod download;
+mod interrupt;
+mod list;
+mod naming;
+mod output;
+mod progress;
+mod report;
+mod resolver;
+mod retry;
+mod run;
+mod schedule;
+mod url;
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub(crate) use self::args::FetchArgs;
+pub(crate) use self::download::{DownloadSettings, Timeouts};
+pub(crate) use self::interrupt::Interrupt;
+pub(crate) use self::list::{parse as parse_list, Entry};
+pub(crate) use self::report::Summary;
+pub(crate) use self::run::run;
+
+use self::report::ReportTarget;
+
+/// Exit status for a run stopped by Ctrl-C (128 + SIGINT, what shells expect).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// How a run behaves, apart from what it fetches.
+#[derive(Debug, Clone)]
+pub(crate) struct FetchOptions {
+    /// Where every file goes; must exist.
+    pub(crate) dir: PathBuf,
+    /// Worker threads: concurrent requests.
+    pub(crate) jobs: usize,
+    /// Concurrent requests to one host; `None` for no cap below `jobs`.
+    pub(crate) per_host: Option<usize>,
+    pub(crate) skip_existing: bool,
+    /// Show a progress bar (when stderr is a terminal) and report failures as they happen.
+    pub(crate) progress: bool,
+    pub(crate) download: DownloadSettings,
+}
+
+/// An entry and the base name it is saved under.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) entry: Entry,
+    pub(crate) name: String,
+}
+
+/// Gives every entry its file name (see [`naming::assign_names`]).
+pub(crate) fn plan(entries: Vec<Entry>) -> Vec<Target> {
+    let names = naming::assign_names(&entries);
+    entries
+        .into_iter()
+        .zip(names)
+        .map(|(entry, name)| Target { entry, name })
+        .collect()
+}
+
+/// `futurepool fetch`: parse, validate, fetch, report; returns the exit status.
+pub(crate) fn main(args: FetchArgs) -> ExitCode {
+    match prepare(&args) {
+        Ok((options, targets, report)) => {
+            let interrupt = Interrupt::from_ctrl_c();
+            let quiet = args.quiet;
+            let summary = run(&options, targets, &interrupt);
+            finish(&summary, report.as_ref(), quiet)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type Prepared = (FetchOptions, Vec<Target>, Option<ReportTarget>);
+
+/// Everything that can be refused before the first request: exit status 2.
+fn prepare(args: &FetchArgs) -> Result<Prepared, String> {
+    // No LIST, or `-`: read standard input.
+    let from_stdin = args.list.as_deref().map_or(true, |p| p == Path::new("-"));
+    let source = match &args.list {
+        Some(path) if !from_stdin => path.display().to_string(),
+        _ => "<stdin>".to_owned(),
+    };
+    let input = read_list(args.list.as_deref().filter(|_| !from_stdin))
+        .map_err(|e| format!("futurepool: cannot read the list {source}: {e}"))?;
+    let entries = parse_list(&input).map_err(|errors| {
+        // Enough to fix a file in one pass without burying the terminal.
+        const SHOWN: usize = 50;
+        let mut message: Vec<String> = errors
+            .iter()
+            .take(SHOWN)
+            .map(|e| format!("futurepool: {source}:{}: {}", e.line, e.problem))
+            .collect();
+        if errors.len() > SHOWN {
+            message.push(format!("futurepool: … and {} more", errors.len() - SHOWN));
+        }
+        message.push(format!(
+            "futurepool: {} problem{} in {source}; nothing was fetched",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        ));
+        message.join("\n")
+    })?;
+    let report = args.report.as_deref().map(ReportTarget::from_arg);
+    if let Some(report) = &report {
+        report.check().map_err(|e| format!("futurepool: {e}"))?;
+    }
+    create_output_dir(&args.output)?;
+    let jobs = args.jobs as usize;
+    let per_host = args.per_host.map(|n| n as usize);
+    let options = FetchOptions {
+        dir: args.output.clone(),
+        jobs,
+        per_host,
+        skip_existing: args.skip_existing,
+        progress: !args.quiet,
+        download: DownloadSettings {
+            timeouts: Timeouts {
+                connect: args.connect_timeout,
+                stall: args.stall_timeout,
+                total: args.timeout,
+            },
+            retries: args.retries,
+            backoff: args.backoff,
+            max_size: args.max_size,
+            headers: args.headers.clone(),
+            idle_connections: per_host.unwrap_or(jobs).min(jobs),
+        },
+    };
+    Ok((options, plan(entries), report))
+}
+
+fn read_list(path: Option<&Path>) -> io::Result<Vec<u8>> {
+    match path {
+        Some(path) => fs::read(path),
+        None => {
+            let mut input = Vec::new();
+            io::stdin().lock().read_to_end(&mut input)?;
+            Ok(input)
+        }
+    }
+}
+
+fn create_output_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "futurepool: the output {} exists and is not a directory",
+            dir.display()
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "futurepool: cannot create the output directory {}: {e}",
+            dir.display()
+        )
+    })
+}
+
+/// Writes the report, prints the summary, and picks the exit status.
+fn finish(summary: &Summary, report: Option<&ReportTarget>, quiet: bool) -> ExitCode {
+    let mut report_failed = false;
+    if let Some(report) = report {
+        if let Err(e) = report.write(&summary.rows) {
+            eprintln!("futurepool: cannot write the report: {e}");
+            report_failed = true;
+        }
+    }
+    if !quiet {
+        eprintln!("{}", summary.line());
+    }
+    if summary.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if summary.failed() > 0 || report_failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

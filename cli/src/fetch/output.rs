@@ -1,0 +1,281 @@
+//! The output directory: partial files, atomic renames, and the cleanup Ctrl-C needs.
+//!
+//! A response is written to `DIR/.futurepool-PID-N.part` and renamed to its final name only once
+//! complete, so a file with a final name is always whole. Every partial file is registered here;
+//! [`OutputDir::close`] (on Ctrl-C) deletes them all and makes later creates and renames fail,
+//! under the same lock the rename takes, so nothing can appear under a final name afterwards.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::naming::{self, PARTIAL_PREFIX};
+
+/// Why a response could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    #[error("disk full: no space left for {}", path.display())]
+    DiskFull { path: PathBuf },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The run was interrupted; nothing more is written.
+    #[error("interrupted")]
+    Closed,
+}
+
+impl WriteError {
+    fn from_io(action: &'static str, path: &Path, source: io::Error) -> WriteError {
+        if is_disk_full(&source) {
+            WriteError::DiskFull {
+                path: path.to_owned(),
+            }
+        } else {
+            WriteError::Io {
+                action,
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    pub(crate) fn is_disk_full(&self) -> bool {
+        matches!(self, WriteError::DiskFull { .. })
+    }
+}
+
+/// ENOSPC, or EDQUOT (a quota is a full disk to its user).
+fn is_disk_full(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT)
+    )
+}
+
+/// The directory every file of a run goes to.
+pub(crate) struct OutputDir {
+    dir: PathBuf,
+    pid: u32,
+    next_partial: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    partials: HashSet<PathBuf>,
+    /// Final names used by this run, so two entries never overwrite each other.
+    claimed: HashSet<String>,
+    /// Where each entry (by key) was saved, so an interrupt can account for files renamed just
+    /// before it whose workers had not reported yet.
+    committed: HashMap<usize, PathBuf>,
+}
+
+impl OutputDir {
+    pub(crate) fn new(dir: PathBuf) -> OutputDir {
+        OutputDir {
+            dir,
+            pid: std::process::id(),
+            next_partial: AtomicU64::new(0),
+            state: Mutex::default(),
+        }
+    }
+
+    /// An existing file a response for `base_name` may have been saved under by an earlier run.
+    pub(crate) fn existing(&self, base_name: &str) -> Option<PathBuf> {
+        naming::possible_names(base_name)
+            .into_iter()
+            .map(|name| self.dir.join(name))
+            .find(|path| path.is_file())
+    }
+
+    /// Creates a new, empty partial file for the entry `key`.
+    pub(crate) fn create_partial(&self, key: usize) -> Result<PartialFile<'_>, WriteError> {
+        let id = self.next_partial.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .dir
+            .join(format!("{PARTIAL_PREFIX}{}-{id}.part", self.pid));
+        // Created under the lock so that `close` either sees it registered or runs first and
+        // makes this fail: no partial file can outlive an interrupt.
+        let mut state = self.lock();
+        if state.closed {
+            return Err(WriteError::Closed);
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| WriteError::from_io("create", &path, e))?;
+        state.partials.insert(path.clone());
+        Ok(PartialFile {
+            out: self,
+            key,
+            path,
+            file: Some(file),
+        })
+    }
+
+    /// Deletes every partial file and refuses all later writes and renames.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for path in state.partials.drain() {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Where entry `key`'s file was saved, if it was.
+    pub(crate) fn committed(&self, key: usize) -> Option<PathBuf> {
+        self.lock().committed.get(&key).cloned()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A download in progress: deleted on drop unless [`commit`](PartialFile::commit)ted.
+pub(crate) struct PartialFile<'a> {
+    out: &'a OutputDir,
+    key: usize,
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl PartialFile<'_> {
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
+        let file = self.file.as_mut().expect("the file is open until commit");
+        file.write_all(bytes)
+            .map_err(|e| WriteError::from_io("write", &self.path, e))
+    }
+
+    /// Renames the complete file to `name` (numbered if this run already saved a file by that
+    /// name) and returns its final path.
+    pub(crate) fn commit(mut self, name: &str) -> Result<PathBuf, WriteError> {
+        // No fsync: the promise is about interrupted and failed downloads (a final name is only
+        // ever given to a complete file), not about power loss, and an fsync per page would cost
+        // more than the whole download of a small page.
+        drop(self.file.take());
+        let mut state = self.out.lock();
+        if state.closed {
+            return Err(WriteError::Closed);
+        }
+        let name = naming::first_free(name, |candidate| state.claimed.contains(candidate));
+        let target = self.out.dir.join(&name);
+        fs::rename(&self.path, &target).map_err(|e| WriteError::from_io("save", &target, e))?;
+        state.partials.remove(&self.path);
+        state.claimed.insert(name);
+        state.committed.insert(self.key, target.clone());
+        Ok(target)
+    }
+}
+
+impl Drop for PartialFile<'_> {
+    fn drop(&mut self) {
+        let mut state = self.out.lock();
+        if state.partials.remove(&self.path) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("futurepool-output-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_committed_file_appears_whole_under_its_name_and_nothing_else_remains() {
+        let dir = temp_dir("commit");
+        let out = OutputDir::new(dir.clone());
+        let mut partial = out.create_partial(0).unwrap();
+        partial.write_all(b"hello").unwrap();
+        assert_eq!(listing(&dir).len(), 1, "only the partial file exists");
+        let path = partial.commit("page.html").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"hello");
+        assert_eq!(out.committed(0), Some(path));
+        assert_eq!(listing(&dir), ["page.html"]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_partial_file_is_deleted() {
+        let dir = temp_dir("drop");
+        let out = OutputDir::new(dir.clone());
+        let mut partial = out.create_partial(0).unwrap();
+        partial.write_all(b"half").unwrap();
+        drop(partial);
+        assert!(listing(&dir).is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn two_entries_with_the_same_final_name_do_not_overwrite_each_other() {
+        let dir = temp_dir("claim");
+        let out = OutputDir::new(dir.clone());
+        for body in [b"one", b"two"] {
+            let mut partial = out.create_partial(0).unwrap();
+            partial.write_all(body).unwrap();
+            partial.commit("a.html").unwrap();
+        }
+        assert_eq!(listing(&dir), ["a-2.html", "a.html"]);
+        assert_eq!(fs::read(dir.join("a-2.html")).unwrap(), b"two");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn close_deletes_partials_and_refuses_later_commits() {
+        let dir = temp_dir("close");
+        let out = OutputDir::new(dir.clone());
+        let mut partial = out.create_partial(0).unwrap();
+        partial.write_all(b"half").unwrap();
+        out.close();
+        assert!(listing(&dir).is_empty());
+        assert!(matches!(partial.commit("x"), Err(WriteError::Closed)));
+        assert!(matches!(out.create_partial(0), Err(WriteError::Closed)));
+        assert!(listing(&dir).is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn disk_full_and_quota_errors_are_named_as_such() {
+        for errno in [libc::ENOSPC, libc::EDQUOT] {
+            let error = WriteError::from_io(
+                "write",
+                Path::new("d/x"),
+                io::Error::from_raw_os_error(errno),
+            );
+            assert!(error.is_disk_full());
+            assert_eq!(error.to_string(), "disk full: no space left for d/x");
+        }
+        let other = WriteError::from_io(
+            "write",
+            Path::new("d/x"),
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert!(!other.is_disk_full());
+        assert!(other.to_string().starts_with("cannot write d/x: "));
+    }
+}

@@ -1,0 +1,339 @@
+//! The orchestration: entries go to futurepool's [`ThreadPool`] (one blocking request per
+//! worker), outcomes come back through task callbacks, and this thread keeps the rows, the
+//! progress bar, the `--per-host` schedule, and reacts to a full disk or Ctrl-C.
+//!
+//! This thread is woken only when it has something to do — an entry to dispatch, a failure to
+//! print, the progress bar to redraw, the end — not once per page: on a fast server every
+//! needless wake-up is a context switch per page.
+
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futurepool::{Shutdown, Task, TaskError, ThreadPool};
+
+use super::download::Downloader;
+use super::interrupt::Interrupt;
+use super::output::OutputDir;
+use super::progress::Progress;
+use super::report::{Row, Summary};
+use super::schedule::Scheduler;
+use super::{FetchOptions, Target};
+
+/// How often the progress bar is refreshed between wake-ups.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// A worker's answer for one entry.
+#[derive(Clone)]
+struct Outcome {
+    row: Row,
+    disk_full: bool,
+}
+
+/// Where task callbacks leave outcomes for the orchestrating thread.
+#[derive(Default)]
+struct Board {
+    state: Mutex<BoardState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct BoardState {
+    finished: Vec<(usize, Result<Outcome, TaskError>)>,
+    /// Submitted tasks whose outcome has not been posted.
+    outstanding: usize,
+    /// Wake the orchestrator for every outcome (it has entries waiting to be dispatched).
+    wake_on_each: bool,
+    interrupted: bool,
+}
+
+impl Board {
+    fn lock(&self) -> MutexGuard<'_, BoardState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn post(&self, index: usize, result: Result<Outcome, TaskError>) {
+        let mut state = self.lock();
+        let urgent = match &result {
+            Ok(outcome) => outcome.row.error.is_some() || outcome.disk_full,
+            Err(_) => true,
+        };
+        state.finished.push((index, result));
+        state.outstanding -= 1;
+        if urgent || state.wake_on_each || state.outstanding == 0 {
+            self.changed.notify_one();
+        }
+    }
+
+    fn interrupt(&self) {
+        self.lock().interrupted = true;
+        self.changed.notify_one();
+    }
+}
+
+/// Fetches every target into `options.dir` on a [`ThreadPool`] of `options.jobs` workers and
+/// returns one row per target, in list order. Stops early — promptly, partial files deleted — when
+/// `interrupt` triggers, and stops starting entries once the disk is full.
+pub(crate) fn run(
+    options: &FetchOptions,
+    targets: Vec<Target>,
+    interrupt: &Arc<Interrupt>,
+) -> Summary {
+    let started = Instant::now();
+    let total = targets.len();
+    let out = Arc::new(OutputDir::new(options.dir.clone()));
+    let progress = Progress::new(total, options.progress);
+    let mut rows: Vec<Option<Row>> = vec![None; total];
+
+    // --skip-existing is answered before any worker starts.
+    let mut to_fetch = Vec::with_capacity(total);
+    for (index, target) in targets.iter().enumerate() {
+        let existing = options
+            .skip_existing
+            .then(|| out.existing(&target.name))
+            .flatten();
+        match existing {
+            Some(path) => {
+                rows[index] = Some(skipped_row(target, &path));
+                progress.advance(0);
+            }
+            None => to_fetch.push(index),
+        }
+    }
+
+    let hosts = targets.iter().map(|t| t.entry.url.host_key()).collect();
+    let mut scheduler = Scheduler::new(hosts, to_fetch, options.per_host.unwrap_or(usize::MAX));
+    // Without a per-host cap everything is queued at once: workers never wait for this thread.
+    // With one, a few more than `jobs` are queued, so a finishing worker finds the next entry
+    // without waiting for this thread to wake up.
+    let max_in_flight = match options.per_host {
+        None => usize::MAX,
+        Some(_) => options.jobs * 2,
+    };
+    let targets: Arc<[Target]> = targets.into();
+    let downloader = Arc::new(Downloader::new(options.download.clone()));
+    let pool = ThreadPool::new(options.jobs);
+    let board = Arc::new(Board::default());
+    {
+        let board = board.clone();
+        interrupt.on_trigger(move || board.interrupt());
+    }
+
+    let mut in_flight: Vec<Option<Task<Outcome>>> = vec![None; total];
+    let mut in_flight_count = 0;
+    let mut stop_reason: Option<&'static str> = None;
+    let mut interrupted = false;
+    loop {
+        let mut dispatched = Vec::new();
+        while stop_reason.is_none() && in_flight_count + dispatched.len() < max_in_flight {
+            match scheduler.next() {
+                Some(index) => dispatched.push(index),
+                None => break,
+            }
+        }
+        let more_waiting = stop_reason.is_none() && scheduler.has_waiting();
+        {
+            let mut state = board.lock();
+            state.outstanding += dispatched.len();
+            state.wake_on_each = more_waiting;
+        }
+        for index in dispatched {
+            let task = submit(&pool, index, &targets, &downloader, &out, interrupt);
+            let board = board.clone();
+            task.add_done_callback(move |task| board.post(index, task.result()));
+            in_flight[index] = Some(task);
+            in_flight_count += 1;
+        }
+        if in_flight_count == 0 {
+            break;
+        }
+
+        let finished = {
+            let mut state = board.lock();
+            while state.finished.is_empty() && !state.interrupted {
+                state = if progress.is_visible() {
+                    board
+                        .changed
+                        .wait_timeout(state, PROGRESS_TICK)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                } else {
+                    board
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner)
+                };
+                progress.tick();
+            }
+            if state.interrupted {
+                interrupted = true;
+                break;
+            }
+            std::mem::take(&mut state.finished)
+        };
+        for (index, result) in finished {
+            if in_flight[index].take().is_none() {
+                continue;
+            }
+            in_flight_count -= 1;
+            scheduler.finished(index);
+            let target = &targets[index];
+            let cancelled = matches!(result, Err(TaskError::Cancelled));
+            let outcome = result.unwrap_or_else(|e| Outcome {
+                row: failed_row(target, &task_error_message(&e, stop_reason)),
+                disk_full: false,
+            });
+            let row = outcome.row;
+            if let (Some(error), false) = (&row.error, cancelled) {
+                progress.println(&format!(
+                    "futurepool: line {}: {}: {error}",
+                    row.line, row.url
+                ));
+            }
+            progress.advance(row.bytes);
+            if outcome.disk_full && stop_reason.is_none() {
+                stop_reason = Some("not attempted: the disk is full");
+                for task in in_flight.iter().flatten() {
+                    task.cancel();
+                }
+            }
+            rows[index] = Some(row);
+        }
+    }
+
+    if interrupted {
+        // Partial files go first; no worker can create or rename a file after this.
+        out.close();
+        pool.shutdown(Shutdown::default().wait(false).cancel_pending(true));
+        // Workers still inside a request finish it (bounded by the timeouts), find the output
+        // closed and exit; joining them would make Ctrl-C wait for the slowest server, so the
+        // pool is let go without the join its drop would do.
+        std::mem::forget(pool);
+        for (index, task) in in_flight.iter_mut().enumerate() {
+            if task.take().is_some() {
+                rows[index] = Some(match out.committed(index) {
+                    Some(path) => saved_late_row(&targets[index], &path),
+                    None => failed_row(&targets[index], "interrupted"),
+                });
+            }
+        }
+    }
+    let unstarted = if interrupted {
+        "not attempted: interrupted"
+    } else {
+        stop_reason.unwrap_or("not attempted")
+    };
+    progress.finish();
+    Summary {
+        rows: rows
+            .into_iter()
+            .enumerate()
+            .map(|(index, row)| row.unwrap_or_else(|| failed_row(&targets[index], unstarted)))
+            .collect(),
+        elapsed: started.elapsed(),
+        interrupted,
+    }
+}
+
+/// Queues one entry on the pool; the task's value is the entry's report row.
+fn submit(
+    pool: &ThreadPool,
+    index: usize,
+    targets: &Arc<[Target]>,
+    downloader: &Arc<Downloader>,
+    out: &Arc<OutputDir>,
+    interrupt: &Arc<Interrupt>,
+) -> Task<Outcome> {
+    let (targets, downloader, out, interrupt) = (
+        targets.clone(),
+        downloader.clone(),
+        out.clone(),
+        interrupt.clone(),
+    );
+    pool.submit(move || {
+        let target = &targets[index];
+        let started = Instant::now();
+        let fetched = downloader.fetch(index, &target.entry.url, &target.name, &out, &interrupt);
+        let elapsed_ms = millis(started.elapsed());
+        let disk_full = matches!(&fetched.result, Err(e) if e.is_disk_full());
+        let row = match fetched.result {
+            Ok(saved) => Row {
+                final_url: Some(saved.final_url.to_string()),
+                name: file_name(&saved.path),
+                path: Some(saved.path.display().to_string()),
+                status: Some(saved.status),
+                bytes: saved.bytes,
+                attempts: fetched.attempts,
+                elapsed_ms,
+                error: None,
+                ..failed_row(target, "")
+            },
+            Err(error) => Row {
+                status: error.status(),
+                attempts: fetched.attempts,
+                elapsed_ms,
+                ..failed_row(target, &error.to_string())
+            },
+        };
+        Outcome { row, disk_full }
+    })
+}
+
+fn task_error_message(error: &TaskError, stop_reason: Option<&str>) -> String {
+    match error {
+        TaskError::Cancelled => stop_reason.unwrap_or("not attempted").to_owned(),
+        TaskError::Panicked(panic) => format!("internal error: {panic}"),
+        other => format!("internal error: {other}"),
+    }
+}
+
+fn failed_row(target: &Target, error: &str) -> Row {
+    Row {
+        line: target.entry.line,
+        url: target.entry.url.to_string(),
+        final_url: None,
+        name: target.name.clone(),
+        path: None,
+        status: None,
+        bytes: 0,
+        attempts: 0,
+        elapsed_ms: 0,
+        error: Some(error.to_owned()),
+        skipped: false,
+    }
+}
+
+fn skipped_row(target: &Target, path: &Path) -> Row {
+    Row {
+        name: file_name(path),
+        path: Some(path.display().to_string()),
+        bytes: fs::metadata(path).map_or(0, |m| m.len()),
+        error: None,
+        skipped: true,
+        ..failed_row(target, "")
+    }
+}
+
+/// An entry whose file was renamed into place just as Ctrl-C arrived, before its worker
+/// reported: saved, though its status and timing never reached this thread.
+fn saved_late_row(target: &Target, path: &Path) -> Row {
+    Row {
+        name: file_name(path),
+        path: Some(path.display().to_string()),
+        bytes: fs::metadata(path).map_or(0, |m| m.len()),
+        attempts: 1,
+        error: None,
+        ..failed_row(target, "")
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

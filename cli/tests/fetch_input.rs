@@ -1,0 +1,258 @@
+//! `futurepool fetch`: the list, its validation, names, exit codes and bad usage.
+
+mod support;
+
+use std::fs;
+
+use support::{error_of, fetch, fetch_list, fetch_with_stdin, row, Reply, Scratch, TestServer};
+
+#[test]
+fn a_bad_list_exits_2_names_every_bad_line_and_fetches_nothing() {
+    let server = TestServer::routes(vec![("/ok", Reply::html("ok"))]);
+    let scratch = Scratch::new("bad-list");
+    let ok = server.url("/ok");
+    let lines = vec![
+        ok.clone(),                                          // 1: fine
+        format!(".. {ok}"),                                  // 2: leaves DIR
+        format!("/etc/passwd {ok}"),                         // 3: absolute path
+        format!("../escape {ok}"),                           // 4: separator
+        "ftp://example.invalid/x".to_owned(),                // 5: scheme
+        "file:///etc/passwd".to_owned(),                     // 6: scheme
+        format!("one two {ok}"),                             // 7: malformed line
+        format!("dup {ok}"),                                 // 8: first use of "dup"
+        format!("dup {ok}"),                                 // 9: duplicate
+        format!(r#"{{"name": "a\u0007b", "url": "{ok}"}}"#), // 10: control character
+        format!(r#"{{"name": "", "url": "{ok}"}}"#),         // 11: empty
+        r#"{"name": "x", "url": }"#.to_owned(),              // 12: malformed JSON
+        "not a url".to_owned(),                              // 13: three fields
+        "mailto:someone@example.invalid".to_owned(),         // 14: scheme
+    ];
+    let (run, rows) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    for line in [2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14] {
+        assert!(
+            run.stderr.contains(&format!("list.txt:{line}: ")),
+            "line {line} not named in:\n{}",
+            run.stderr
+        );
+    }
+    for line in [1, 8] {
+        assert!(
+            !run.stderr.contains(&format!("list.txt:{line}: ")),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(run
+        .stderr
+        .contains("\"..\" would leave the output directory"));
+    assert!(run
+        .stderr
+        .contains("\"../escape\" contains a path separator"));
+    assert!(run
+        .stderr
+        .contains("duplicate name \"dup\" (first used on line 8)"));
+    assert!(run.stderr.contains("only http and https"));
+    assert!(run.stderr.contains("12 problems"), "{}", run.stderr);
+    assert!(run.stderr.contains("nothing was fetched"));
+    assert!(server.requests().is_empty(), "a request was made");
+    assert!(!scratch.out().exists(), "the output directory was created");
+    assert!(rows.is_empty(), "no report for a list that was refused");
+}
+
+#[test]
+fn the_three_line_forms_comments_names_and_extensions() {
+    let server = TestServer::routes(vec![
+        ("/python", Reply::html("<p>python</p>")),
+        ("/docs/intro.html", Reply::html("intro")),
+        ("/data", Reply::bytes("application/json", b"{}".to_vec())),
+        (
+            "/raw",
+            Reply::bytes("application/x-unknown", b"raw".to_vec()),
+        ),
+        ("/a/page", Reply::html("first")),
+        ("/b/page", Reply::html("second")),
+        ("/", Reply::html("root")),
+    ]);
+    let scratch = Scratch::new("forms");
+    let lines = vec![
+        "# the classic example's pages".to_owned(),
+        format!("python {}", server.url("/python")),
+        String::new(),
+        format!("   {}   ", server.url("/docs/intro.html")),
+        format!(r#"{{"name": "data", "url": "{}"}}"#, server.url("/data")),
+        format!(r#"{{"url": "{}"}}"#, server.url("/raw")),
+        server.url("/a/page"),
+        server.url("/b/page#section"),
+        server.url("/"),
+    ];
+    let (run, rows) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        scratch.out_files(),
+        [
+            "data.json",
+            "index.html",
+            "intro.html",
+            "page-2.html",
+            "page.html",
+            "python.html",
+            "raw"
+        ]
+    );
+    assert_eq!(
+        fs::read_to_string(scratch.out().join("python.html")).unwrap(),
+        "<p>python</p>"
+    );
+    assert_eq!(
+        fs::read_to_string(scratch.out().join("page.html")).unwrap(),
+        "first"
+    );
+    assert_eq!(
+        fs::read_to_string(scratch.out().join("page-2.html")).unwrap(),
+        "second"
+    );
+    assert_eq!(rows.len(), 7, "one row per entry");
+    let python = row(&rows, 2);
+    assert_eq!(python["name"], "python.html");
+    assert_eq!(python["status"], 200);
+    assert_eq!(python["bytes"], 13);
+    assert_eq!(python["attempts"], 1);
+    assert!(python["elapsed_ms"].is_u64());
+    assert!(python["error"].is_null());
+    assert!(python["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("out/python.html"));
+    assert!(run.stderr.contains("saved 7, failed 0"), "{}", run.stderr);
+}
+
+#[test]
+fn reads_the_list_from_stdin() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("stdin");
+    let out = scratch.out();
+    let list = format!("page {}\n", server.url("/p"));
+    for args in [
+        vec!["-", "-o", out.to_str().unwrap()],
+        vec!["-o", out.to_str().unwrap()],
+    ] {
+        let _ = fs::remove_dir_all(&out);
+        let run = fetch_with_stdin(&args, &list);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert_eq!(scratch.out_files(), ["page.html"]);
+    }
+    let run = fetch_with_stdin(&["-o", out.to_str().unwrap()], "page ftp://x/\n");
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("<stdin>:1: "), "{}", run.stderr);
+}
+
+#[test]
+fn exit_status_is_1_when_some_fail_and_the_rest_are_saved() {
+    let server = TestServer::routes(vec![("/ok", Reply::html("ok"))]);
+    let scratch = Scratch::new("exit1");
+    let lines = vec![server.url("/ok"), server.url("/missing")];
+    let (run, rows) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(scratch.out_files(), ["ok.html"]);
+    assert_eq!(error_of(row(&rows, 2)), "HTTP 404 Not Found");
+    assert!(
+        run.stderr.contains("line 2: "),
+        "failures are named: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let scratch = Scratch::new("usage");
+    let list = scratch.list(&["http://127.0.0.1:9/".to_owned()]);
+    let list = list.to_str().unwrap();
+    let out = scratch.out();
+    let out = out.to_str().unwrap();
+    for (args, complaint) in [
+        (vec![list], "--output"),
+        (
+            vec![list, "-o", out, "--max-size", "12 parsecs"],
+            "unknown size unit",
+        ),
+        (vec![list, "-o", out, "-H", "no colon"], "Name: value"),
+        (vec![list, "-o", out, "-j", "0"], "--jobs"),
+        (vec![list, "-o", out, "--timeout", "0"], "--timeout"),
+        (vec![list, "-o", out, "--per-host", "0"], "--per-host"),
+        (vec![list, "-o", out, "--frobnicate"], "--frobnicate"),
+    ] {
+        let run = fetch(&args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(complaint), "{args:?}: {}", run.stderr);
+    }
+    let missing = scratch.join("no-such-list.txt");
+    let run = fetch(&[missing.to_str().unwrap(), "-o", out]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("cannot read the list"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_output_that_is_a_file_or_a_report_in_a_missing_directory_is_refused() {
+    let server = TestServer::routes(vec![]);
+    let scratch = Scratch::new("bad-output");
+    let list = scratch.list(&[server.url("/x")]);
+    let file = scratch.join("a-file");
+    fs::write(&file, "x").unwrap();
+    let run = fetch(&[list.to_str().unwrap(), "-o", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+    let report = scratch.join("missing/report.jsonl");
+    let out = scratch.out();
+    let run = fetch(&[
+        list.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("its directory does not exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn an_empty_list_saves_nothing_and_succeeds() {
+    let scratch = Scratch::new("empty");
+    let (run, rows) = fetch_list(&scratch, &["# nothing yet".to_owned()], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(rows.is_empty());
+    assert!(scratch.out_files().is_empty());
+}
+
+#[test]
+fn the_report_can_go_to_stdout() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("report-stdout");
+    let list = scratch.list(&[server.url("/p")]);
+    let out = scratch.out();
+    let run = fetch(&[
+        list.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--report",
+        "-",
+        "-q",
+    ]);
+    assert_eq!(run.code, Some(0));
+    let row: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(row["name"], "p.html");
+    assert!(
+        run.stderr.is_empty(),
+        "-q prints no summary: {}",
+        run.stderr
+    );
+}

@@ -1,0 +1,147 @@
+//! What the cluster needs from a broker, so that Redis Streams is one backend among possible
+//! others (a PostgreSQL one using `SELECT ... FOR UPDATE SKIP LOCKED` fits the same shape).
+//!
+//! The client and the workers only ever talk to a [`Connection`]; every method is one round trip
+//! (or one pipelined batch) and every method is safe to retry after a [`BrokerError::Unavailable`]:
+//! submits are idempotent per task id, completions publish at most once, heartbeats and reaps are
+//! naturally repeatable. That is what makes "reconnect with backoff and try again" correct.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A task on its way to the broker.
+#[derive(Debug, Clone)]
+pub(crate) struct NewTask {
+    /// Unique per task: `auto:CLIENT:SEQ`, or `id:USER_ID` for an explicit id.
+    pub(crate) id: Arc<str>,
+    /// The registered name of the function.
+    pub(crate) function: &'static str,
+    /// The postcard-encoded argument.
+    pub(crate) arg: Arc<[u8]>,
+}
+
+/// What the broker did with a submitted task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Submitted {
+    /// Queued now.
+    Queued,
+    /// A task with this id is already queued or running; this client now waits for it too.
+    AlreadyQueued,
+    /// A task with this id already finished: here is its outcome.
+    Finished(Vec<u8>),
+}
+
+/// An outcome addressed to one client.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub(crate) task_id: String,
+    pub(crate) outcome: Vec<u8>,
+}
+
+/// A task handed to a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// The broker's id of this queue entry (the stream entry id for Redis).
+    pub(crate) entry: String,
+    pub(crate) task_id: String,
+    pub(crate) function: String,
+    pub(crate) arg: Vec<u8>,
+}
+
+/// A finished task, to be published.
+#[derive(Debug, Clone)]
+pub(crate) struct Completion {
+    pub(crate) entry: String,
+    pub(crate) task_id: String,
+    pub(crate) outcome: Vec<u8>,
+}
+
+/// The pool-wide settings every worker follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolConfig {
+    pub(crate) lease: Duration,
+    pub(crate) max_deliveries: u32,
+    /// How long a published outcome (and so a task id's idempotency) is kept.
+    pub(crate) result_ttl: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            lease: Duration::from_secs(30),
+            max_deliveries: 3,
+            result_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What one reaper pass did.
+#[derive(Debug, Default)]
+pub(crate) struct Reaped {
+    /// Tasks of lost workers now delivered to this worker.
+    pub(crate) claimed: Vec<Delivery>,
+    /// Tasks that used up their deliveries and were failed and dead-lettered.
+    pub(crate) dead_lettered: u32,
+}
+
+/// Why a broker call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum BrokerError {
+    /// The broker cannot be reached, is restarting or loading its data: try again later.
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    /// The broker answered something this code does not understand.
+    #[error("unexpected answer from the broker: {0}")]
+    Protocol(String),
+}
+
+pub(crate) type BrokerResult<T> = Result<T, BrokerError>;
+
+/// One connection to the broker, used by one thread.
+pub(crate) trait Connection: Send {
+    /// Reads the pool's settings (defaults when none were stored).
+    fn config(&mut self) -> BrokerResult<PoolConfig>;
+    /// Stores the pool's settings for every worker.
+    fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()>;
+
+    /// A number no other client of this pool has, ever.
+    fn register_client(&mut self) -> BrokerResult<u64>;
+    /// Queues tasks (idempotently per id) for `client`; one answer per task, in order.
+    fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>>;
+    /// Waits up to `block` for outcomes addressed to `client` after `cursor` (an opaque position,
+    /// empty at first), advances `cursor` and forgets the outcomes it returned.
+    fn replies(
+        &mut self,
+        client: u64,
+        cursor: &mut String,
+        max: usize,
+        block: Duration,
+    ) -> BrokerResult<Vec<Reply>>;
+
+    /// Announces a worker; returns its unique name.
+    fn register_worker(&mut self, description: &str) -> BrokerResult<String>;
+    /// Waits up to `block` for at most `max` new tasks for `worker`.
+    fn fetch(&mut self, worker: &str, max: usize, block: Duration) -> BrokerResult<Vec<Delivery>>;
+    /// Publishes outcomes; for each, whether it was the first (a late duplicate is discarded).
+    fn complete(&mut self, completions: &[Completion]) -> BrokerResult<Vec<bool>>;
+    /// Records that `worker` is alive and extends the lease of each of `entries` it still holds;
+    /// returns the entries it no longer holds (reclaimed by another worker, or finished).
+    fn heartbeat(&mut self, worker: &str, entries: &[String]) -> BrokerResult<Vec<String>>;
+    /// Takes over up to `max_claims` tasks whose lease expired, and dead-letters those that used
+    /// up their deliveries.
+    fn reap(&mut self, worker: &str, config: PoolConfig, max_claims: usize)
+        -> BrokerResult<Reaped>;
+    /// Puts tasks this worker fetched but did not start back in the queue, as fresh deliveries.
+    fn release(&mut self, worker: &str, entries: &[String]) -> BrokerResult<()>;
+    /// Removes a worker that stopped cleanly (everything it ran is published) from the pool, and
+    /// puts back in the queue anything still delivered to it.
+    fn retire_worker(&mut self, worker: &str) -> BrokerResult<()>;
+
+    /// A snapshot of the pool for `futurepool cluster status`.
+    fn status(&mut self) -> BrokerResult<super::Status>;
+}
+
+/// Opens connections to one pool on one broker.
+pub(crate) trait Backend: Send + Sync {
+    fn connect(&self) -> BrokerResult<Box<dyn Connection>>;
+}

@@ -1,0 +1,826 @@
+//! The caller's side: [`ClusterPool`] queues tasks on the broker and resolves their handles when
+//! the outcomes come back.
+//!
+//! Two threads per pool, each with its own connection:
+//! - the *submitter* drains the outbox in batches (one script call per batch), retrying with
+//!   backoff while the broker is away — safe because submit is idempotent per task id;
+//! - the *listener* blocks on this client's reply stream and resolves handles as outcomes arrive.
+//!
+//! After any broker error either thread asks the submitter to submit again every task this client
+//! still waits for: a task whose queue entry was lost (a broker restarted from an older snapshot)
+//! is queued again, one that is queued or running just gains this client as a waiter again, and one
+//! that finished returns its stored outcome at once.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::backend::{Backend, BrokerError, Connection, NewTask, PoolConfig, Submitted};
+use super::backoff::Backoff;
+use super::outcome;
+use super::redis::{RedisBackend, MAX_BATCH};
+use super::{ClusterError, DEFAULT_POOL};
+use crate::error::{Reason, TaskError};
+use crate::executor::{Executor, Payload, Shutdown};
+use crate::map::{Map, MapUnordered};
+use crate::registry;
+use crate::task::Task;
+
+/// How long the listener blocks on the reply stream before checking whether it should stop.
+const LISTEN_BLOCK: Duration = Duration::from_millis(500);
+/// Outcomes read per round trip.
+const REPLY_BATCH: usize = 1024;
+/// Tasks a `map` keeps in flight by default: a cluster round trip is long, so it takes many tasks
+/// on the wire to keep remote workers busy (and batches large).
+const MAP_BUFFER: usize = 1024;
+
+/// An [`Executor`] whose tasks run on worker processes anywhere, through a Redis server.
+///
+/// Tasks are registered functions (see `futurepool::register!`) with serde arguments, exactly as
+/// for the process pool; the handles, `map`, `wait` and `as_completed` are the same as everywhere
+/// in futurepool. Workers are your own binary in worker mode ([`serve`](super::serve)).
+///
+/// What you can count on is spelled out in the module's README: at-least-once execution,
+/// exactly-once publication of each task's outcome, retries only for lost workers (up to
+/// `max_deliveries`), idempotent submission per task id, reconnection after a broker restart.
+///
+/// # Examples
+///
+/// ```no_run
+/// use futurepool::cluster::ClusterPool;
+///
+/// fn square(n: u64) -> u64 { n * n }
+/// futurepool::register!(square);
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     if std::env::args().any(|a| a == "--worker") {
+///         // Run this same binary with --worker on as many machines as you like.
+///         let options = futurepool::cluster::ServeOptions::default();
+///         return Ok(futurepool::cluster::serve("redis://127.0.0.1:6379/", options)?);
+///     }
+///     let pool = ClusterPool::connect("redis://127.0.0.1:6379/")?;
+///     let task = pool.submit(square, 12);
+///     assert_eq!(task.result()?, 144);
+///     Ok(())
+/// }
+/// ```
+pub struct ClusterPool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Settings for a [`ClusterPool`]; made by [`ClusterPool::builder`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let pool = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1:6379/")
+///     .pool("thumbnails")
+///     .lease(Duration::from_secs(10))
+///     .max_deliveries(5)
+///     .build()?;
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until .build()"]
+pub struct ClusterPoolBuilder {
+    url: String,
+    pool: String,
+    lease: Option<Duration>,
+    max_deliveries: Option<u32>,
+    result_ttl: Option<Duration>,
+}
+
+impl ClusterPoolBuilder {
+    /// The pool's name (default `"default"`): clients and workers of the same name share a queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1/").pool("reports");
+    /// # drop(b);
+    /// ```
+    pub fn pool(mut self, name: impl Into<String>) -> Self {
+        self.pool = name.into();
+        self
+    }
+
+    /// How long a worker may go without a heartbeat before its tasks are handed to another
+    /// worker (default 30 s). Workers heartbeat four times per lease, so only a worker that is
+    /// dead, stopped or cut off loses its tasks. A pool-wide setting: it is stored on the broker
+    /// and every worker of the pool follows it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1/").lease(Duration::from_secs(5));
+    /// # drop(b);
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease.max(Duration::from_millis(100)));
+        self
+    }
+
+    /// How many times a task is handed to a worker before, every one of them having been lost,
+    /// it fails with [`WorkerLoss::GaveUp`](crate::WorkerLoss::GaveUp) and is dead-lettered
+    /// (default 3, at least 1). A pool-wide setting stored on the broker, like the lease.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1/").max_deliveries(5);
+    /// # drop(b);
+    /// ```
+    pub fn max_deliveries(mut self, deliveries: u32) -> Self {
+        self.max_deliveries = Some(deliveries.max(1));
+        self
+    }
+
+    /// How long a finished task's outcome is kept on the broker (default 24 h). Within that time
+    /// submitting the same task id again returns the stored outcome instead of running it again.
+    /// A pool-wide setting stored on the broker, like the lease.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1/")
+    ///     .result_ttl(Duration::from_secs(3600));
+    /// # drop(b);
+    /// ```
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.result_ttl = Some(ttl.max(Duration::from_secs(1)));
+        self
+    }
+
+    /// Connects, stores the pool settings given, and starts the client's two threads.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::InvalidUrl`] for a URL the `redis` crate does not accept,
+    /// [`ClusterError::Unavailable`] when the broker cannot be reached now.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let pool = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1:6379/").build()?;
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn build(self) -> Result<ClusterPool, ClusterError> {
+        let backend =
+            RedisBackend::new(&self.url, &self.pool).map_err(ClusterError::invalid_url)?;
+        let mut connection = backend.connect()?;
+        if self.lease.is_some() || self.max_deliveries.is_some() || self.result_ttl.is_some() {
+            let stored = connection.config()?;
+            connection.store_config(PoolConfig {
+                lease: self.lease.unwrap_or(stored.lease),
+                max_deliveries: self.max_deliveries.unwrap_or(stored.max_deliveries),
+                result_ttl: self.result_ttl.unwrap_or(stored.result_ttl),
+            })?;
+        }
+        let client = connection.register_client()?;
+        let listener_connection = backend.connect()?;
+        let shared = Arc::new(Shared {
+            client,
+            pool: self.pool.clone(),
+            sequence: AtomicU64::new(0),
+            state: Mutex::new(ClientState::default()),
+            outbox_ready: Condvar::new(),
+            all_done: Condvar::new(),
+        });
+        let submitter = {
+            let shared = shared.clone();
+            spawn(&self.pool, "submit", move || submitter(&shared, connection))?
+        };
+        let listener = {
+            let shared = shared.clone();
+            spawn(&self.pool, "listen", move || {
+                listener(&shared, listener_connection)
+            })?
+        };
+        Ok(ClusterPool {
+            shared,
+            threads: Mutex::new(vec![submitter, listener]),
+        })
+    }
+}
+
+fn spawn(
+    pool: &str,
+    role: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, ClusterError> {
+    thread::Builder::new()
+        .name(format!("futurepool-cluster-{pool}-{role}"))
+        .spawn(body)
+        .map_err(|e| ClusterError::Unavailable(Reason::new(format!("cannot start a thread: {e}"))))
+}
+
+/// State shared by the pool's handle and its two threads.
+struct Shared {
+    client: u64,
+    pool: String,
+    sequence: AtomicU64,
+    state: Mutex<ClientState>,
+    /// Signalled when the outbox gains tasks, a full re-submit is wanted, or the pool stops.
+    outbox_ready: Condvar,
+    /// Signalled when the last unfinished handle finishes.
+    all_done: Condvar,
+}
+
+#[derive(Default)]
+struct ClientState {
+    shut_down: bool,
+    /// Tasks accepted but not yet on the broker.
+    outbox: Vec<NewTask>,
+    /// Every task this client waits for, by task id.
+    waiting: HashMap<Arc<str>, Waiting>,
+    /// Handles not yet done (a task submitted twice under one id has two).
+    unfinished: usize,
+    /// The broker had trouble: submit every waiting task again.
+    resubmit_all: bool,
+}
+
+struct Waiting {
+    task: NewTask,
+    handles: Vec<Box<dyn Handle>>,
+}
+
+/// A typed task handle behind a uniform face, so one map can hold tasks of every type.
+trait Handle: Send {
+    fn resolve(&self, outcome: &[u8]);
+    fn cancel(&self);
+}
+
+struct TypedHandle<R, E> {
+    task: Task<R, E>,
+    decode: fn(&[u8]) -> Result<R, TaskError<E>>,
+}
+
+impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<R, E> {
+    fn resolve(&self, outcome: &[u8]) {
+        // A handle the caller cancelled, or one already resolved, keeps its outcome.
+        self.task.resolve((self.decode)(outcome));
+    }
+
+    fn cancel(&self) {
+        self.task.cancel();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, ClientState> {
+        // The state stays consistent even if a thread panicked while holding the lock: every
+        // update is a single push, insert or counter change.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn next_task_id(&self) -> Arc<str> {
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        format!("auto:{}:{n}", self.client).into()
+    }
+
+    /// Resolves every handle waiting for `task_id` with `outcome` (a no-op for unknown ids: an
+    /// outcome this client already received through another path).
+    fn deliver(&self, task_id: &str, outcome: &[u8]) {
+        let waiting = self.lock().waiting.remove(task_id);
+        if let Some(waiting) = waiting {
+            for handle in waiting.handles {
+                handle.resolve(outcome);
+            }
+        }
+    }
+
+    fn handle_finished(&self) {
+        let mut state = self.lock();
+        state.unfinished -= 1;
+        if state.unfinished == 0 {
+            self.all_done.notify_all();
+            // The threads may be waiting to exit after a `shutdown(wait = false)`.
+            self.outbox_ready.notify_all();
+        }
+    }
+
+    fn request_resubmit(&self) {
+        self.lock().resubmit_all = true;
+        self.outbox_ready.notify_all();
+    }
+
+    /// True once the pool is shut down and nothing is left to wait for: the threads exit.
+    fn finished(state: &ClientState) -> bool {
+        state.shut_down && state.unfinished == 0
+    }
+}
+
+fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
+    let mut backoff = Backoff::new();
+    loop {
+        let batch = {
+            let mut state = shared.lock();
+            while state.outbox.is_empty() && !state.resubmit_all && !Shared::finished(&state) {
+                state = shared
+                    .outbox_ready
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            if Shared::finished(&state) {
+                return;
+            }
+            let take = state.outbox.len().min(MAX_BATCH * 4);
+            let mut batch: Vec<NewTask> = state.outbox.drain(..take).collect();
+            if std::mem::take(&mut state.resubmit_all) {
+                batch.extend(state.waiting.values().map(|w| w.task.clone()));
+            }
+            batch
+        };
+        let answers = loop {
+            match connection.submit(shared.client, &batch) {
+                Ok(answers) => break answers,
+                Err(error) => {
+                    if Shared::finished(&shared.lock()) {
+                        return;
+                    }
+                    report(&shared.pool, "submit", &error, &backoff);
+                    // The connection reconnects by itself on the next call.
+                    backoff.wait();
+                }
+            }
+        };
+        if !backoff.first_failure() {
+            // Back after an outage: tasks queued before it may need submitting again.
+            shared.request_resubmit();
+            backoff.reset();
+        }
+        for (task, answer) in batch.iter().zip(answers) {
+            if let Submitted::Finished(outcome) = answer {
+                shared.deliver(&task.id, &outcome);
+            }
+        }
+    }
+}
+
+fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
+    let mut cursor = String::new();
+    let mut backoff = Backoff::new();
+    loop {
+        if Shared::finished(&shared.lock()) {
+            return;
+        }
+        match connection.replies(shared.client, &mut cursor, REPLY_BATCH, LISTEN_BLOCK) {
+            Ok(replies) => {
+                if !backoff.first_failure() {
+                    shared.request_resubmit();
+                    backoff.reset();
+                }
+                for reply in replies {
+                    shared.deliver(&reply.task_id, &reply.outcome);
+                }
+            }
+            Err(error) => {
+                report(&shared.pool, "wait for results", &error, &backoff);
+                backoff.wait();
+            }
+        }
+    }
+}
+
+/// Tells the user once per outage that the broker is away (the threads keep trying).
+fn report(pool: &str, what: &str, error: &BrokerError, backoff: &Backoff) {
+    if backoff.first_failure() {
+        eprintln!("futurepool cluster {pool:?}: cannot {what} ({error}); retrying with backoff");
+    }
+}
+
+impl ClusterPool {
+    /// Connects to the pool `"default"` on the Redis server at `url`
+    /// (`redis://[user:password@]host[:port][/db]`, or `rediss://` with TLS support compiled in).
+    ///
+    /// # Errors
+    ///
+    /// As [`ClusterPoolBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn connect(url: &str) -> Result<ClusterPool, ClusterError> {
+        ClusterPool::builder(url).build()
+    }
+
+    /// A builder for a pool with a name, a lease, a retry budget or a result lifetime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let pool = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1:6379/")
+    ///     .pool("nightly")
+    ///     .build()?;
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn builder(url: &str) -> ClusterPoolBuilder {
+        ClusterPoolBuilder {
+            url: url.to_string(),
+            pool: DEFAULT_POOL.to_string(),
+            lease: None,
+            max_deliveries: None,
+            result_ttl: None,
+        }
+    }
+
+    /// Runs `f(arg)` on some worker and returns its task.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn double(x: i32) -> i32 { x * 2 }
+    /// futurepool::register!(double);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// assert_eq!(pool.submit(double, 21).result(), Ok(42));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+        self.submit_as(
+            None,
+            registry::name_of::<A, R>(f),
+            &arg,
+            outcome::decode::<R, _>,
+        )
+    }
+
+    /// Runs `f(arg)` on some worker; its `Err` becomes the task's own error
+    /// ([`TaskError::Failed`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn parse(s: String) -> Result<u32, String> { s.parse().map_err(|_| format!("bad: {s}")) }
+    /// futurepool::register!(parse);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let err = pool.submit_fallible(parse, "x".into()).result().unwrap_err();
+    /// assert_eq!(err, futurepool::TaskError::Failed("bad: x".to_string()));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_fallible<A: Payload, R: Payload, E: Payload>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Task<R, E> {
+        let name = registry::name_of::<A, Result<R, E>>(f);
+        self.submit_as(None, name, &arg, outcome::decode_fallible::<R, E>)
+    }
+
+    /// Like [`submit`](ClusterPool::submit), under a task id of your choosing: while a task with
+    /// this id is queued, running, or finished less than `result_ttl` ago, submitting it again
+    /// (from this or any other client) does not run it again — the new handle gets the same
+    /// outcome. Use it to make a retried request safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn charge(order: u64) -> bool { true }
+    /// futurepool::register!(charge);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let first = pool.submit_with_id("charge-order-77", charge, 77);
+    /// let retry = pool.submit_with_id("charge-order-77", charge, 77); // runs once
+    /// assert_eq!(first.result(), retry.result());
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_with_id<A: Payload, R: Payload>(
+        &self,
+        id: &str,
+        f: fn(A) -> R,
+        arg: A,
+    ) -> Task<R> {
+        let name = registry::name_of::<A, R>(f);
+        self.submit_as(Some(id), name, &arg, outcome::decode::<R, _>)
+    }
+
+    /// [`submit_fallible`](ClusterPool::submit_fallible) under a task id of your choosing; see
+    /// [`submit_with_id`](ClusterPool::submit_with_id).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn parse(s: String) -> Result<u32, String> { s.parse().map_err(|_| format!("bad: {s}")) }
+    /// futurepool::register!(parse);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let task = pool.submit_fallible_with_id("parse-1", parse, "1".into());
+    /// assert_eq!(task.result(), Ok(1));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_fallible_with_id<A: Payload, R: Payload, E: Payload>(
+        &self,
+        id: &str,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Task<R, E> {
+        let name = registry::name_of::<A, Result<R, E>>(f);
+        self.submit_as(Some(id), name, &arg, outcome::decode_fallible::<R, E>)
+    }
+
+    fn submit_as<A: Payload, R: Payload, E: Send + Sync + 'static, N: fmt::Display>(
+        &self,
+        id: Option<&str>,
+        name: Result<&'static str, N>,
+        arg: &A,
+        decode: fn(&[u8]) -> Result<R, TaskError<E>>,
+    ) -> Task<R, E> {
+        let function = match name {
+            Ok(function) => function,
+            Err(why) => {
+                return Task::resolved(Err(TaskError::Transfer(Reason::new(why.to_string()))))
+            }
+        };
+        let arg = match postcard::to_stdvec(arg) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
+                    "the argument of {function} does not serialize: {e}"
+                )))))
+            }
+        };
+        let task: Task<R, E> = Task::pending();
+        {
+            let mut state = self.shared.lock();
+            if state.shut_down {
+                return Task::resolved(Err(TaskError::ShutDown));
+            }
+            let id: Arc<str> = match id {
+                Some(id) => format!("id:{id}").into(),
+                None => self.shared.next_task_id(),
+            };
+            let handle = Box::new(TypedHandle {
+                task: task.clone(),
+                decode,
+            });
+            state.unfinished += 1;
+            if let Some(waiting) = state.waiting.get_mut(&id) {
+                // Already waited for by this client: one more handle, no second submit.
+                waiting.handles.push(handle);
+            } else {
+                let new = NewTask {
+                    id: id.clone(),
+                    function,
+                    arg: arg.into(),
+                };
+                state.outbox.push(new.clone());
+                state.waiting.insert(
+                    id,
+                    Waiting {
+                        task: new,
+                        handles: vec![handle],
+                    },
+                );
+                if state.outbox.len() == 1 {
+                    self.shared.outbox_ready.notify_all();
+                }
+            }
+        }
+        let shared: Weak<Shared> = Arc::downgrade(&self.shared);
+        task.add_done_callback(move |_| {
+            if let Some(shared) = shared.upgrade() {
+                shared.handle_finished();
+            }
+        });
+        task
+    }
+
+    /// Applies `f` to every input on the cluster and yields the results in input order: lazy and
+    /// bounded (1,024 tasks in flight by default; see [`Map::buffer`]), each item's error in its
+    /// place. Dropping the iterator cancels the handles not yet done; tasks already on the broker
+    /// may still run, their outcomes discarded.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn square(n: u64) -> u64 { n * n }
+    /// futurepool::register!(square);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let squares: Vec<u64> = pool.map(square, 0..1000).map(Result::unwrap).collect();
+    /// assert_eq!(squares[999], 998_001);
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn map<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+    ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R> + '_, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        Map::new(
+            inputs.into_iter(),
+            move |arg| self.submit(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
+    /// [`map`](ClusterPool::map) for a function returning `Result`: an `Err(e)` is yielded as
+    /// `Err(TaskError::Failed(e))` in its place.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn parse(s: String) -> Result<u8, String> { s.parse().map_err(|_| s) }
+    /// futurepool::register!(parse);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let parsed: Vec<_> = pool.map_fallible(parse, ["1".to_string(), "x".to_string()]).collect();
+    /// assert!(parsed[1].is_err());
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    // The closure type cannot be named (no `impl Trait` in type aliases on stable).
+    #[allow(clippy::type_complexity)]
+    pub fn map_fallible<A, R, E, I>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        inputs: I,
+    ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R, E> + '_, R, E>
+    where
+        A: Payload,
+        R: Payload,
+        E: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        Map::new(
+            inputs.into_iter(),
+            move |arg| self.submit_fallible(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
+    /// Like [`map`](ClusterPool::map), yielding results as they complete.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn square(n: u64) -> u64 { n * n }
+    /// futurepool::register!(square);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let total: u64 = pool.map_unordered(square, 0..100).map(Result::unwrap).sum();
+    /// assert_eq!(total, 328_350);
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn map_unordered<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        inputs: I,
+    ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R> + '_, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        MapUnordered::new(
+            inputs.into_iter(),
+            move |arg| self.submit(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
+    /// Like [`map_fallible`](ClusterPool::map_fallible), yielding results as they complete.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn parse(s: String) -> Result<u8, String> { s.parse().map_err(|_| s) }
+    /// futurepool::register!(parse);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let ok = pool.map_unordered_fallible(parse, ["1".to_string(), "2".to_string()]).flatten().count();
+    /// assert_eq!(ok, 2);
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn map_unordered_fallible<A, R, E, I>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        inputs: I,
+    ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R, E> + '_, R, E>
+    where
+        A: Payload,
+        R: Payload,
+        E: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        MapUnordered::new(
+            inputs.into_iter(),
+            move |arg| self.submit_fallible(f, arg),
+            MAP_BUFFER,
+        )
+    }
+
+    /// Stops accepting tasks; see [`Shutdown`]. With `cancel_pending`, every handle not yet
+    /// resolved is cancelled at once (tasks already on the broker may still run on a worker;
+    /// their outcomes are then discarded). With `wait`, blocks until every handle is resolved or
+    /// cancelled and the client's threads have exited. Safe to call many times.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::{Shutdown, TaskError};
+    /// fn one(_: ()) -> u8 { 1 }
+    /// futurepool::register!(one);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let task = pool.submit(one, ());
+    /// pool.shutdown(Shutdown::default());       // waits for `task`
+    /// assert_eq!(task.try_result(), Some(Ok(1)));
+    /// assert_eq!(pool.submit(one, ()).result(), Err(TaskError::ShutDown));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn shutdown(&self, how: Shutdown) {
+        let to_cancel: Vec<Box<dyn Handle>> = {
+            let mut state = self.shared.lock();
+            state.shut_down = true;
+            if how.cancels_pending() {
+                state.outbox.clear();
+                state.waiting.drain().flat_map(|(_, w)| w.handles).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        self.shared.outbox_ready.notify_all();
+        for handle in to_cancel {
+            handle.cancel();
+        }
+        if how.waits() {
+            let mut state = self.shared.lock();
+            while state.unfinished > 0 {
+                state = self
+                    .shared
+                    .all_done
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            drop(state);
+            let threads =
+                std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+            for thread in threads {
+                let _ = thread.join();
+            }
+        }
+    }
+
+    /// The pool's name on the broker.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// assert_eq!(pool.name(), "default");
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.shared.pool
+    }
+}
+
+impl Executor for ClusterPool {
+    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+        self.submit(f, arg)
+    }
+
+    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Task<R, E> {
+        self.submit_fallible(f, arg)
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        ClusterPool::shutdown(self, how)
+    }
+
+    fn default_map_buffer(&self) -> usize {
+        MAP_BUFFER
+    }
+}
+
+impl Drop for ClusterPool {
+    /// Like leaving Python's `with` block: waits for every task submitted.
+    fn drop(&mut self) {
+        self.shutdown(Shutdown::default());
+    }
+}
+
+impl fmt::Debug for ClusterPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("ClusterPool")
+            .field("pool", &self.shared.pool)
+            .field("client", &self.shared.client)
+            .field("waiting", &state.waiting.len())
+            .field("shut_down", &state.shut_down)
+            .finish()
+    }
+}

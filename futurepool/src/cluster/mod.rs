@@ -1,0 +1,87 @@
+//! Many machines, one pool: run registered functions on workers anywhere, through Redis Streams.
+//!
+//! Needs the `cluster` cargo feature. The caller's side is [`ClusterPool`], an
+//! [`Executor`](crate::Executor) like the thread and process pools: same task handles, same
+//! `wait`, `as_completed` and `map`. A worker is your own binary running [`serve`] (or started
+//! with `FUTUREPOOL_CLUSTER_WORKER=redis://host:port/` and calling `futurepool::init()`), each with a local
+//! pool of threads. [`status`] (and `futurepool cluster status URL`) shows the queue, the tasks in
+//! flight, the workers and the dead letters.
+//!
+//! Nothing here is a protocol of our own: the queue is a Redis stream, the pool a consumer group,
+//! the in-flight set the group's pending entries list, dead-worker recovery `XPENDING IDLE` +
+//! `XCLAIM` with the delivery count as the retry budget. `README.md` beside this file gives the
+//! key layout, the message flow and the guarantees, stated exactly.
+//!
+//! Layout:
+//! - `client.rs`: [`ClusterPool`] and its submitter and listener threads;
+//! - `worker.rs`: [`serve`]: fetcher, executors, completer, heartbeat and reaper;
+//! - `backend.rs`: the broker interface both sides use (a PostgreSQL backend would implement it);
+//! - `redis/`: the Redis Streams implementation, its Lua scripts and answer parsing;
+//! - `keys.rs`, `outcome.rs`: key names and the outcome encoding;
+//! - `status.rs`: [`status`]; `signals.rs`, `backoff.rs`: clean stops and reconnection.
+
+mod backend;
+mod backoff;
+mod client;
+mod keys;
+mod outcome;
+mod redis;
+mod signals;
+mod status;
+mod worker;
+
+pub use client::{ClusterPool, ClusterPoolBuilder};
+pub use status::{status, DeadLetter, Status, WorkerStatus};
+pub use worker::{serve, ServeOptions};
+
+#[allow(unused_imports)] // `futurepool::init()` calls it.
+pub(crate) use worker::serve_if_requested;
+
+use crate::error::Reason;
+use backend::BrokerError;
+
+/// The pool name used when none is given.
+pub const DEFAULT_POOL: &str = "default";
+
+/// Why a cluster pool, worker or status request could not talk to the broker.
+///
+/// Tasks never fail with this: once a task is accepted, broker outages only delay it (clients and
+/// workers reconnect with backoff).
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::cluster::{ClusterError, ClusterPool};
+/// match ClusterPool::connect("not a url") {
+///     Err(ClusterError::InvalidUrl(why)) => println!("{why}"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The URL does not name a Redis server.
+    #[error("invalid broker URL: {0}")]
+    InvalidUrl(Reason),
+    /// The broker cannot be reached (or is loading its data) right now.
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(Reason),
+    /// The broker answered something futurepool does not understand (is it Redis ≥ 6.2?).
+    #[error("unexpected answer from the broker: {0}")]
+    Protocol(Reason),
+}
+
+impl ClusterError {
+    fn invalid_url(why: String) -> Self {
+        ClusterError::InvalidUrl(Reason::new(why))
+    }
+}
+
+impl From<BrokerError> for ClusterError {
+    fn from(error: BrokerError) -> Self {
+        match error {
+            BrokerError::Unavailable(why) => ClusterError::Unavailable(Reason::new(why)),
+            BrokerError::Protocol(why) => ClusterError::Protocol(Reason::new(why)),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The outcome of a task as it travels from a worker to its clients, and as it is kept in the
+//! result key.
+//!
+//! One tag byte, then the payload. The tag format is this simple so the broker's own scripts can
+//! write an outcome too: when a task runs out of deliveries, the reaper script publishes
+//! `L<deliveries>` without any Rust code involved.
+//!
+//! | tag | payload | becomes |
+//! | --- | --- | --- |
+//! | `V` | postcard bytes of the function's return value | `Ok(value)` (or `Failed(e)` for a fallible function's `Err`) |
+//! | `P` | postcard `(message, location)` | `TaskError::Panicked` |
+//! | `T` | UTF-8 reason | `TaskError::Transfer` (unknown function, bad argument or result bytes) |
+//! | `L` | decimal delivery count | `TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries })` |
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Panic, Reason, TaskError, WorkerLoss};
+
+const VALUE: u8 = b'V';
+const PANICKED: u8 = b'P';
+const TRANSFER: u8 = b'T';
+const GAVE_UP: u8 = b'L';
+
+/// A value returned by the task function, already serialized.
+pub(crate) fn value(bytes: &[u8]) -> Vec<u8> {
+    tagged(VALUE, bytes)
+}
+
+/// The task function panicked.
+pub(crate) fn panicked(panic: &Panic) -> Vec<u8> {
+    let payload = postcard::to_stdvec(&(panic.message(), panic.location()))
+        .expect("a pair of strings always serializes");
+    tagged(PANICKED, &payload)
+}
+
+/// The task could not be run or its result could not be sent back.
+pub(crate) fn transfer(reason: &str) -> Vec<u8> {
+    tagged(TRANSFER, reason.as_bytes())
+}
+
+fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 1);
+    out.push(tag);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Decodes an outcome for a task whose function returns `R` directly.
+pub(crate) fn decode<R: DeserializeOwned, E>(bytes: &[u8]) -> Result<R, TaskError<E>> {
+    decode_value(bytes, |value: R| Ok(value))
+}
+
+/// Decodes an outcome for a task whose function returns `Result<R, E>`: its `Err` is the task's
+/// own failure.
+pub(crate) fn decode_fallible<R: DeserializeOwned, E: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<R, TaskError<E>> {
+    decode_value(bytes, |value: Result<R, E>| {
+        value.map_err(TaskError::Failed)
+    })
+}
+
+fn decode_value<V: DeserializeOwned, R, E>(
+    bytes: &[u8],
+    finish: impl FnOnce(V) -> Result<R, TaskError<E>>,
+) -> Result<R, TaskError<E>> {
+    let Some((&tag, payload)) = bytes.split_first() else {
+        return Err(garbled("an empty outcome"));
+    };
+    match tag {
+        VALUE => match postcard::from_bytes::<V>(payload) {
+            Ok(value) => finish(value),
+            Err(e) => Err(TaskError::Transfer(Reason::new(format!(
+                "the result from the worker does not decode as {}: {e} \
+                 (are the client and the workers built from the same code?)",
+                std::any::type_name::<V>()
+            )))),
+        },
+        PANICKED => match postcard::from_bytes::<(String, Option<String>)>(payload) {
+            Ok((message, location)) => Err(TaskError::Panicked(Panic::new(message, location))),
+            Err(_) => Err(garbled("a panic report that does not decode")),
+        },
+        TRANSFER => Err(TaskError::Transfer(Reason::new(
+            String::from_utf8_lossy(payload).into_owned(),
+        ))),
+        GAVE_UP => match std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(deliveries) => Err(TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries })),
+            None => Err(garbled("a dead-letter report without a delivery count")),
+        },
+        other => Err(garbled(&format!(
+            "an outcome with the unknown tag {other:#04x}"
+        ))),
+    }
+}
+
+fn garbled<E>(what: &str) -> TaskError<E> {
+    TaskError::Transfer(Reason::new(format!("the broker returned {what}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_round_trips() {
+        let bytes = value(&postcard::to_stdvec(&(7u32, "x".to_string())).unwrap());
+        assert_eq!(
+            decode::<(u32, String), ()>(&bytes),
+            Ok((7, "x".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_fallible_error_is_the_tasks_own_failure() {
+        let bytes = value(&postcard::to_stdvec(&Err::<u8, String>("no".into())).unwrap());
+        assert_eq!(
+            decode_fallible::<u8, String>(&bytes),
+            Err(TaskError::Failed("no".to_string()))
+        );
+    }
+
+    #[test]
+    fn a_panic_keeps_message_and_location() {
+        let bytes = panicked(&Panic::new("boom", Some("src/lib.rs:1:2".into())));
+        let Err(TaskError::Panicked(p)) = decode::<u8, ()>(&bytes) else {
+            panic!("not a panic");
+        };
+        assert_eq!(
+            (p.message(), p.location()),
+            ("boom", Some("src/lib.rs:1:2"))
+        );
+    }
+
+    #[test]
+    fn the_reapers_dead_letter_outcome_decodes() {
+        assert_eq!(
+            decode::<u8, ()>(b"L3"),
+            Err(TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries: 3 }))
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_transfer_error_not_a_panic() {
+        for bytes in [&b""[..], b"V", b"P\xff", b"Lx", b"?"] {
+            assert!(matches!(
+                decode::<u64, ()>(bytes),
+                Err(TaskError::Transfer(_))
+            ));
+        }
+    }
+}

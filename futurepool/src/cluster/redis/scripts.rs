@@ -1,0 +1,238 @@
+//! The Lua scripts that make each multi-key step atomic on the broker.
+//!
+//! Every script takes the queue stream as `KEYS[1]` (so Redis Cluster routes it to the pool's
+//! slot) and the pool's key prefix as `ARGV[1]`; the other keys it touches are derived from that
+//! prefix and share its hash tag, hence its slot.
+
+/// Publishes an outcome exactly once: the first `SET NX` on the result key wins; only the winner
+/// tells the waiting clients. Outcomes are gathered per client and sent as one reply entry per
+/// client per call (fields: task id → outcome), which keeps stream writes per batch, not per task.
+/// Shared by the completion and the reaper's dead-letter path.
+const PUBLISH: &str = r#"
+local function publish(prefix, task_id, outcome, ttl, replies)
+  if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
+    return 0
+  end
+  local waiters = prefix .. ':waiters:' .. task_id
+  for _, client in ipairs(redis.call('SMEMBERS', waiters)) do
+    local fields = replies[client]
+    if fields == nil then
+      fields = {}
+      replies[client] = fields
+    end
+    fields[#fields + 1] = task_id
+    fields[#fields + 1] = outcome
+  end
+  redis.call('DEL', waiters)
+  return 1
+end
+local function send_replies(prefix, replies, ttl)
+  for client, fields in pairs(replies) do
+    local stream = prefix .. ':replies:' .. client
+    redis.call('XADD', stream, '*', unpack(fields))
+    redis.call('PEXPIRE', stream, ttl)
+  end
+end
+local function result_ttl(prefix)
+  return redis.call('HGET', prefix .. ':config', 'result_ttl_ms') or '86400000'
+end
+local function owned_by(queue, group, entry, worker)
+  local p = redis.call('XPENDING', queue, group, entry, entry, 1)
+  return p[1] ~= nil and p[1][2] == worker
+end
+local function requeue(queue, group, entry)
+  local found = redis.call('XRANGE', queue, entry, entry)
+  redis.call('XACK', queue, group, entry)
+  redis.call('XDEL', queue, entry)
+  if found[1] then
+    redis.call('XADD', queue, '*', unpack(found[1][2]))
+    return 1
+  end
+  return 0
+end
+"#;
+
+/// ARGV: prefix, client, then (task id, function, argument) per task.
+/// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
+/// stored outcome when the task already finished.
+const SUBMIT: &str = r#"
+local prefix, client = ARGV[1], ARGV[2]
+local ttl = result_ttl(prefix)
+local answers, queued = {}, 0
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  local done = redis.call('GET', prefix .. ':result:' .. id)
+  if done then
+    answers[#answers + 1] = done
+  else
+    local waiters = prefix .. ':waiters:' .. id
+    local fresh = redis.call('EXISTS', waiters) == 0
+    redis.call('SADD', waiters, client)
+    redis.call('PEXPIRE', waiters, ttl)
+    if fresh then
+      redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2])
+      queued = queued + 1
+      answers[#answers + 1] = 0
+    else
+      answers[#answers + 1] = 1
+    end
+  end
+end
+if queued > 0 then redis.call('HINCRBY', prefix .. ':stats', 'submitted', queued) end
+return answers
+"#;
+
+/// ARGV: prefix, group, then (entry, task id, outcome) per completion.
+/// Returns per completion: 1 if it was published, 0 if it was a late duplicate.
+const COMPLETE: &str = r#"
+local prefix, group = ARGV[1], ARGV[2]
+local ttl = result_ttl(prefix)
+local answers, published, duplicates, entries, replies = {}, 0, 0, {}, {}
+for i = 3, #ARGV, 3 do
+  local first = publish(prefix, ARGV[i + 1], ARGV[i + 2], ttl, replies)
+  answers[#answers + 1] = first
+  if first == 1 then published = published + 1 else duplicates = duplicates + 1 end
+  entries[#entries + 1] = ARGV[i]
+end
+send_replies(prefix, replies, ttl)
+if #entries > 0 then
+  redis.call('XACK', KEYS[1], group, unpack(entries))
+  redis.call('XDEL', KEYS[1], unpack(entries))
+end
+if published > 0 then redis.call('HINCRBY', prefix .. ':stats', 'published', published) end
+if duplicates > 0 then redis.call('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
+return answers
+"#;
+
+/// ARGV: prefix, group, worker, then entries. Stamps the worker's heartbeat (broker clock) and
+/// resets the idle time of each entry the worker still owns (`XCLAIM ... JUSTID` does not count a
+/// delivery). Returns the entries it no longer owns.
+const HEARTBEAT: &str = r#"
+local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
+local now = redis.call('TIME')
+redis.call('HSET', prefix .. ':workers', worker, now[1] * 1000 + math.floor(now[2] / 1000))
+local claim, lost = {KEYS[1], group, worker, 0}, {}
+for i = 4, #ARGV do
+  if owned_by(KEYS[1], group, ARGV[i], worker) then
+    claim[#claim + 1] = ARGV[i]
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+if #claim > 4 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call('XCLAIM', unpack(claim))
+end
+return lost
+"#;
+
+/// ARGV: prefix, group, worker, lease_ms, max_deliveries, max_claims, scan.
+/// Entries idle for a whole lease belong to lost workers: those delivered `max_deliveries` times
+/// fail with `L<deliveries>` and go to the dead-letter stream; up to `max_claims` others are
+/// claimed by `worker` (which counts a delivery). Returns {claimed entries, dead-lettered count}.
+const REAP: &str = r#"
+local prefix, group, worker, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local max_deliveries, max_claims = tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl = result_ttl(prefix)
+local idle = redis.call('XPENDING', KEYS[1], group, 'IDLE', lease, '-', '+', ARGV[7])
+local claim, dead, replies = {}, 0, {}
+for _, p in ipairs(idle) do
+  local entry, owner, deliveries = p[1], p[2], p[4]
+  if deliveries >= max_deliveries then
+    local found = redis.call('XRANGE', KEYS[1], entry, entry)
+    redis.call('XACK', KEYS[1], group, entry)
+    redis.call('XDEL', KEYS[1], entry)
+    if found[1] then
+      local fields, raw = {}, found[1][2]
+      for j = 1, #raw, 2 do fields[raw[j]] = raw[j + 1] end
+      publish(prefix, fields['id'], 'L' .. deliveries, ttl, replies)
+      redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
+        'id', fields['id'], 'fn', fields['fn'], 'deliveries', deliveries, 'worker', owner)
+      dead = dead + 1
+    end
+  elseif #claim < max_claims then
+    claim[#claim + 1] = entry
+  end
+end
+send_replies(prefix, replies, ttl)
+local claimed = {}
+if #claim > 0 then
+  claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
+end
+if dead > 0 then redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
+return {claimed, dead}
+"#;
+
+/// ARGV: prefix, group, worker, then entries. Re-queues entries the worker still owns as fresh
+/// entries (delivery count back to zero: a clean stop is not a lost delivery).
+const RELEASE: &str = r#"
+local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
+local released = 0
+for i = 4, #ARGV do
+  local entry = ARGV[i]
+  if owned_by(KEYS[1], group, entry, worker) then
+    released = released + requeue(KEYS[1], group, entry)
+  end
+end
+if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
+return released
+"#;
+
+/// ARGV: prefix, group, worker. Forgets a worker that stopped cleanly, after it finished and
+/// published everything it ran. Entries still pending under its name were delivered by a read
+/// whose answer never reached it (a signal interrupted the read): they go back to the queue as
+/// fresh entries. The consumer is deleted only when it holds nothing (deleting a consumer drops
+/// its pending entries).
+const RETIRE: &str = r#"
+local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
+redis.call('HDEL', prefix .. ':workers', worker)
+redis.call('HDEL', prefix .. ':worker-info', worker)
+local orphans = redis.call('XPENDING', KEYS[1], group, '-', '+', 1000, worker)
+local released = 0
+for _, p in ipairs(orphans) do
+  released = released + requeue(KEYS[1], group, p[1])
+end
+if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
+if #orphans < 1000 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, worker)
+end
+return released
+"#;
+
+/// A script's source and the SHA1 the broker knows it by after `SCRIPT LOAD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Script {
+    Submit,
+    Complete,
+    Heartbeat,
+    Reap,
+    Release,
+    Retire,
+}
+
+impl Script {
+    pub(super) const ALL: [Script; 6] = [
+        Script::Submit,
+        Script::Complete,
+        Script::Heartbeat,
+        Script::Reap,
+        Script::Release,
+        Script::Retire,
+    ];
+
+    pub(super) fn source(self) -> String {
+        let body = match self {
+            Script::Submit => SUBMIT,
+            Script::Complete => COMPLETE,
+            Script::Heartbeat => HEARTBEAT,
+            Script::Reap => REAP,
+            Script::Release => RELEASE,
+            Script::Retire => RETIRE,
+        };
+        format!("{PUBLISH}{body}")
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}

@@ -1,0 +1,158 @@
+//! A snapshot of a pool as the broker sees it: what `futurepool cluster status` prints.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::backend::Backend;
+use super::redis::RedisBackend;
+use super::{ClusterError, DEFAULT_POOL};
+
+/// The state of one pool on the broker: its queue, its in-flight tasks, its workers and what was
+/// dead-lettered.
+///
+/// # Examples
+///
+/// ```no_run
+/// let status = futurepool::cluster::status("redis://127.0.0.1:6379/", "default")?;
+/// println!("{} queued, {} running on {} workers", status.queued, status.in_flight, status.workers.len());
+/// print!("{status}");
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// Tasks waiting for a worker.
+    pub queued: u64,
+    /// Tasks delivered to a worker and not yet finished (the pending entries list).
+    pub in_flight: u64,
+    /// Every worker that announced itself and has not stopped cleanly, plus any consumer that
+    /// still holds tasks.
+    pub workers: Vec<WorkerStatus>,
+    /// How many tasks are in the dead-letter stream (capped at about 10,000).
+    pub dead_lettered: u64,
+    /// The most recent dead-lettered tasks, newest first (at most 10).
+    pub recent_dead: Vec<DeadLetter>,
+    /// Tasks ever queued (a re-submitted task id counts once).
+    pub submitted: u64,
+    /// Outcomes published (the first completion of each task).
+    pub published: u64,
+    /// Late duplicate completions that were discarded.
+    pub duplicates: u64,
+    /// Tasks put back in the queue by workers that stopped cleanly before starting them.
+    pub released: u64,
+    /// How long a worker may stay silent before its tasks are given to another.
+    pub lease: Duration,
+    /// How many times a task is delivered before it is dead-lettered.
+    pub max_deliveries: u32,
+}
+
+/// One worker of a pool.
+///
+/// # Examples
+///
+/// ```no_run
+/// let status = futurepool::cluster::status("redis://127.0.0.1:6379/", "default")?;
+/// for worker in &status.workers {
+///     println!("{} holds {} tasks", worker.name, worker.in_flight);
+/// }
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStatus {
+    /// The worker's unique name (`host:pid-wN`).
+    pub name: String,
+    /// What the worker said about itself (host, process id, threads).
+    pub description: String,
+    /// How long ago its last heartbeat was (broker clock); `None` if it never sent one.
+    pub last_heartbeat: Option<Duration>,
+    /// Tasks it holds: running, or fetched and about to run.
+    pub in_flight: u64,
+}
+
+/// A task that used up its deliveries.
+///
+/// # Examples
+///
+/// ```no_run
+/// let status = futurepool::cluster::status("redis://127.0.0.1:6379/", "default")?;
+/// for dead in &status.recent_dead {
+///     println!("{} ({}) lost {} workers", dead.task_id, dead.function, dead.deliveries);
+/// }
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The task's id.
+    pub task_id: String,
+    /// The registered name of its function.
+    pub function: String,
+    /// How many times it was delivered.
+    pub deliveries: u32,
+    /// The worker that held it last.
+    pub worker: String,
+}
+
+/// Reads the status of pool `pool` (`"default"` unless you named it) on the broker at `url`.
+///
+/// # Errors
+///
+/// [`ClusterError::InvalidUrl`] or [`ClusterError::Unavailable`] when the broker cannot be asked.
+///
+/// # Examples
+///
+/// ```no_run
+/// let status = futurepool::cluster::status("redis://127.0.0.1:6379/", "default")?;
+/// assert!(status.max_deliveries >= 1);
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+pub fn status(url: &str, pool: &str) -> Result<Status, ClusterError> {
+    let pool = if pool.is_empty() { DEFAULT_POOL } else { pool };
+    let backend = RedisBackend::new(url, pool).map_err(ClusterError::invalid_url)?;
+    let mut connection = backend.connect()?;
+    Ok(connection.status()?)
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "queued        {}", self.queued)?;
+        writeln!(f, "in flight     {}", self.in_flight)?;
+        writeln!(
+            f,
+            "settings      lease {:?}, max deliveries {}",
+            self.lease, self.max_deliveries
+        )?;
+        writeln!(
+            f,
+            "counters      submitted {}, published {}, duplicates discarded {}, released {}",
+            self.submitted, self.published, self.duplicates, self.released
+        )?;
+        writeln!(f, "workers       {}", self.workers.len())?;
+        for w in &self.workers {
+            let beat = match w.last_heartbeat {
+                Some(age) => format!("heartbeat {:.1}s ago", age.as_secs_f64()),
+                None => "no heartbeat".to_string(),
+            };
+            let stale = match w.last_heartbeat {
+                Some(age) if age > self.lease => "  (silent longer than the lease: lost?)",
+                None => "  (holds tasks without a heartbeat: lost?)",
+                _ => "",
+            };
+            writeln!(
+                f,
+                "  {:<32} {:>5} in flight  {beat}  {}{stale}",
+                w.name, w.in_flight, w.description
+            )?;
+        }
+        writeln!(f, "dead-lettered {}", self.dead_lettered)?;
+        for d in &self.recent_dead {
+            writeln!(
+                f,
+                "  {}  {}  delivered {} times, last to {}",
+                d.task_id, d.function, d.deliveries, d.worker
+            )?;
+        }
+        Ok(())
+    }
+}
