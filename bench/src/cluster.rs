@@ -94,9 +94,24 @@ pub fn run() {
         .as_ref()
         .and_then(|py| rq_rate(py, &url, RQ_FORK_JOBS, "fork"));
 
+    // The same headline run with the broker persisting (AOF, fsync every second), as production
+    // would; last, so every other figure, RQ's included, is on the same non-persisting server.
+    let with_aof = redis.enable_aof().then(|| {
+        let pool = ClusterPool::builder(&url)
+            .pool("bench")
+            .build()
+            .expect("connect to the bench broker");
+        let _workers = Workers::start(&url, 2);
+        run_batch(&pool, 500);
+        run_batch(&pool, TASKS)
+    });
+
     println!("| 2 worker processes, no-op tasks | tasks/s | futurepool is |");
     println!("| --- | ---: | ---: |");
-    println!("| futurepool ClusterPool ({TASKS} tasks, {WORKER_THREADS} threads/worker) | {ours_two:.0} | |");
+    println!("| futurepool ClusterPool ({TASKS} tasks, {WORKER_THREADS} threads + prefetch 256 per worker) | {ours_two:.0} | |");
+    if let Some(rate) = with_aof {
+        println!("| futurepool ClusterPool, broker with AOF (fsync every second) | {rate:.0} | |");
+    }
     for (name, jobs, rate) in [
         ("RQ SimpleWorker", RQ_SIMPLE_JOBS, rq_simple),
         ("RQ Worker (forks per job)", RQ_FORK_JOBS, rq_fork),
@@ -175,6 +190,35 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+
+    /// Turns on AOF with `appendfsync everysec` and waits for the initial rewrite; false if
+    /// `redis-cli` is missing or the server refused.
+    fn enable_aof(&self) -> bool {
+        let cli = |args: &[&str]| {
+            Command::new("redis-cli")
+                .args(["-p", &self.port.to_string()])
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let set = cli(&["config", "set", "appendfsync", "everysec"]).is_some()
+            && cli(&["config", "set", "appendonly", "yes"]).is_some();
+        let start = Instant::now();
+        while set && start.elapsed() < Duration::from_secs(10) {
+            match cli(&["info", "persistence"]) {
+                Some(info)
+                    if info.contains("aof_rewrite_in_progress:0")
+                        && info.contains("aof_enabled:1") =>
+                {
+                    return true
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        false
+    }
 }
 
 impl Drop for Redis {
@@ -252,7 +296,10 @@ fn python_with_rq() -> Option<PathBuf> {
     if let Some(python) = std::env::var_os("FUTUREPOOL_BENCH_PYTHON").map(PathBuf::from) {
         return has_rq(&python).then_some(python);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-venv");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the bench crate is inside the workspace");
+    let venv = workspace.join("target/bench-venv");
     let python = venv.join("bin/python");
     if !has_rq(&python) {
         eprintln!("setting up {} with rq (once)...", venv.display());

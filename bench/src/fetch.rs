@@ -22,21 +22,44 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::table::{Better, Table, OURS};
+
 /// Entry point: `futurepool-bench fetch [--runs N]`.
 pub fn run(args: &[String]) {
-    let runs = match args {
-        [] => 3,
-        [flag, n] if flag == "--runs" => n.parse().expect("--runs takes a number"),
-        _ => {
-            eprintln!("usage: futurepool-bench fetch [--runs N]");
-            std::process::exit(2);
+    let mut runs = 3;
+    let mut json = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => runs = n,
+                _ => usage(),
+            },
+            "--json" => json = true,
+            _ => usage(),
+        }
+    }
+    // With --json, standard output carries only the table for `futurepool-bench report`; the
+    // human-readable table goes to stderr.
+    let say = |text: &str| {
+        if json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
         }
     };
     let scratch = Scratch::new();
     let futurepool = build_futurepool();
-    println!(
-        "outputs under {}; each figure is the median of {runs} runs\n",
+    say(&format!(
+        "outputs under {}; each figure is the median of {runs} runs\n\n",
         scratch.path.display()
+    ));
+    let mut table = Table::new(
+        "fetch",
+        format!(
+            "futurepool fetch against curl, aria2c and the classic Python script on loopback \
+             servers; median of {runs} runs, CPU and peak memory from wait4"
+        ),
     );
 
     let (pages, latency, jobs) = (200, Duration::from_millis(50), 10);
@@ -50,8 +73,36 @@ pub fn run(args: &[String]) {
         // Every worker busy for the whole run, each page costing exactly the server's latency.
         physical_limit: Some(latency * pages as u32 / jobs as u32),
     };
-    let table = measure_all(&workload, &futurepool, &scratch, runs);
-    print!("{}", render(&workload, &table));
+    let measured = measure_all(&workload, &futurepool, &scratch, runs);
+    say(&render(&workload, &measured));
+    add_rows(
+        &mut table,
+        &workload,
+        &measured,
+        "wall time",
+        "s",
+        Better::Lower,
+        |m, _| m.wall.as_secs_f64(),
+    );
+    if let Some(limit) = workload.physical_limit {
+        let wall = format!("{}: wall time", workload.title);
+        table.push(
+            &wall,
+            "physical limit",
+            limit.as_secs_f64(),
+            "s",
+            Better::Lower,
+        );
+    }
+    add_rows(
+        &mut table,
+        &workload,
+        &measured,
+        "CPU per page",
+        "ms",
+        Better::Lower,
+        |m, w| m.cpu.as_secs_f64() * 1000.0 / w.pages as f64,
+    );
 
     match Nginx::start(&scratch.path.join("nginx"), 5000, 2 * 1024) {
         Ok(nginx) => {
@@ -63,10 +114,65 @@ pub fn run(args: &[String]) {
                 jobs: 64,
                 physical_limit: None,
             };
-            let table = measure_all(&workload, &futurepool, &scratch, runs);
-            print!("\n{}", render(&workload, &table));
+            let measured = measure_all(&workload, &futurepool, &scratch, runs);
+            say(&format!("\n{}", render(&workload, &measured)));
+            add_rows(
+                &mut table,
+                &workload,
+                &measured,
+                "throughput",
+                "pages/s",
+                Better::Higher,
+                |m, w| w.pages as f64 / m.wall.as_secs_f64(),
+            );
+            add_rows(
+                &mut table,
+                &workload,
+                &measured,
+                "peak memory",
+                "MB",
+                Better::Lower,
+                |m, _| m.max_rss_kib as f64 / 1024.0,
+            );
         }
-        Err(why) => println!("\nnginx workload: nginx {why}"),
+        Err(why) => say(&format!("\nnginx workload: nginx {why}\n")),
+    }
+    table.compute_ratios();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&table).expect("a table serializes")
+        );
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: futurepool-bench fetch [--runs N] [--json]");
+    std::process::exit(2);
+}
+
+/// One row per peer for `measure` of `workload`; futurepool's row is named [`OURS`] so the table
+/// computes every peer's ratio against it, and a peer that did not run keeps its reason as a note.
+fn add_rows(
+    table: &mut Table,
+    workload: &Workload,
+    measured: &[(String, Outcome)],
+    measure: &str,
+    unit: &str,
+    better: Better,
+    value: impl Fn(&Measurement, &Workload) -> f64,
+) {
+    let name = format!("{}: {measure}", workload.title);
+    for (index, (peer, outcome)) in measured.iter().enumerate() {
+        let tool = if index == 0 { OURS } else { peer.as_str() };
+        match outcome {
+            Outcome::Measured(m) => {
+                table.push(&name, tool, value(m, workload), unit, better);
+            }
+            Outcome::Skipped(why) => {
+                table.push(&name, tool, 0.0, unit, better).note = Some(why.clone());
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Show what futurepool is for: downloads, a CPU-bound job and isolation, measured here.
     Demo(demo::DemoArgs),
-    /// Download a list of pages in parallel into a directory.
+    // Its help text is `FetchArgs`'s own doc comment.
     Fetch(fetch::FetchArgs),
     /// Inspect a cluster pool on its Redis broker.
     Cluster(cluster::ClusterArgs),

@@ -64,6 +64,12 @@ fn status_of_an_empty_pool_shows_every_section() {
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
+    // Looking created nothing: a mistyped pool name leaves no keys behind.
+    let keys = Command::new("redis-cli")
+        .args(["-p", &redis.1.to_string(), "dbsize"])
+        .output()
+        .expect("redis-cli comes with redis-server");
+    assert_eq!(String::from_utf8_lossy(&keys.stdout).trim(), "0");
 }
 
 #[test]

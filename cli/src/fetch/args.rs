@@ -6,12 +6,15 @@ use std::time::Duration;
 use clap::Args;
 use ureq::http::header::{HeaderName, HeaderValue};
 
-/// Download every page of a list in parallel, on futurepool's thread pool.
+/// Download a list of pages in parallel into a directory, on futurepool's thread pool.
 ///
 /// The list has one entry per line: `URL`, `NAME URL`, or a JSON object
 /// `{"name": ..., "url": ...}`; blank lines and lines starting with `#` are ignored. Each page is
 /// saved as DIR/NAME (plus an extension from its Content-Type when NAME has none), or under a
 /// safe name derived from its URL.
+///
+/// Nothing is written outside DIR, and a file appears under its final name only once complete.
+/// Ctrl-C stops at once, removes partial files and still writes the report.
 ///
 /// Exit status: 0 when every entry was saved, 1 when some failed (the rest are saved), 2 for bad
 /// usage or a bad list (nothing is fetched then), 130 when interrupted.

@@ -157,6 +157,16 @@ pub(crate) struct Saved {
     pub(crate) final_url: HttpUrl,
 }
 
+/// Where an entry's response goes.
+#[derive(Clone, Copy)]
+pub(crate) struct Destination<'a> {
+    /// The entry's index, which [`OutputDir::committed`] reports by.
+    pub(crate) key: usize,
+    /// The base name: saved under it, plus the Content-Type's extension when it has none.
+    pub(crate) name: &'a str,
+    pub(crate) out: &'a OutputDir,
+}
+
 /// What happened to one entry, over all its attempts.
 #[derive(Debug)]
 pub(crate) struct Fetched {
@@ -193,30 +203,24 @@ impl Downloader {
         Downloader { agent, settings }
     }
 
-    /// Fetches `url` into `out` under `base_name` (plus an extension from the Content-Type when
-    /// it has none), retrying what is worth retrying.
+    /// Fetches `url` to its destination, retrying what is worth retrying.
     pub(crate) fn fetch(
         &self,
-        key: usize,
         url: &HttpUrl,
-        base_name: &str,
-        out: &OutputDir,
+        destination: Destination<'_>,
         interrupt: &Interrupt,
     ) -> Fetched {
         thread_local! {
             /// Each worker's read buffer, allocated (and zeroed) once per thread, not per page.
             static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 32 * 1024]);
         }
-        BUFFER
-            .with_borrow_mut(|buffer| self.fetch_with(key, url, base_name, out, interrupt, buffer))
+        BUFFER.with_borrow_mut(|buffer| self.fetch_with(url, destination, interrupt, buffer))
     }
 
     fn fetch_with(
         &self,
-        key: usize,
         url: &HttpUrl,
-        base_name: &str,
-        out: &OutputDir,
+        destination: Destination<'_>,
         interrupt: &Interrupt,
         buffer: &mut [u8],
     ) -> Fetched {
@@ -232,7 +236,7 @@ impl Downloader {
                 };
             }
             attempts += 1;
-            let result = self.attempt(key, url, base_name, out, interrupt, buffer);
+            let result = self.attempt(url, destination, interrupt, buffer);
             let error = match result {
                 Err(error) if error.is_retryable() && attempts <= self.settings.retries => error,
                 result => return Fetched { result, attempts },
@@ -264,10 +268,8 @@ impl Downloader {
     /// One attempt: follow redirects to a final response, then save its body.
     fn attempt(
         &self,
-        key: usize,
         url: &HttpUrl,
-        base_name: &str,
-        out: &OutputDir,
+        destination: Destination<'_>,
         interrupt: &Interrupt,
         buffer: &mut [u8],
     ) -> Result<Saved, FetchError> {
@@ -279,7 +281,7 @@ impl Downloader {
             let status = response.status().as_u16();
             match status {
                 200..=299 => {
-                    return self.save(key, response, current, base_name, out, interrupt, buffer);
+                    return self.save(response, current, destination, interrupt, buffer);
                 }
                 301 | 302 | 303 | 307 | 308 => {
                     let location = response
@@ -341,14 +343,11 @@ impl Downloader {
         request.call().map_err(|e| self.classify(e, url, None, 0))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn save(
         &self,
-        key: usize,
         mut response: Response<Body>,
         url: HttpUrl,
-        base_name: &str,
-        out: &OutputDir,
+        destination: Destination<'_>,
         interrupt: &Interrupt,
         buffer: &mut [u8],
     ) -> Result<Saved, FetchError> {
@@ -372,7 +371,7 @@ impl Downloader {
                 decoded: false,
             });
         }
-        let mut partial = out.create_partial(key)?;
+        let mut partial = destination.out.create_partial(destination.key)?;
         let mut reader = response.body_mut().as_reader();
         let mut received: u64 = 0;
         loop {
@@ -397,7 +396,7 @@ impl Downloader {
         if let Some(expected) = expected.filter(|&e| e != received) {
             return Err(FetchError::Truncated { received, expected });
         }
-        let name = naming::final_name(base_name, content_type.as_deref());
+        let name = naming::final_name(destination.name, content_type.as_deref());
         let path = partial.commit(&name)?;
         Ok(Saved {
             path,

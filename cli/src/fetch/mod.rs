@@ -97,7 +97,7 @@ type Prepared = (FetchOptions, Vec<Target>, Option<ReportTarget>);
 /// Everything that can be refused before the first request: exit status 2.
 fn prepare(args: &FetchArgs) -> Result<Prepared, String> {
     // No LIST, or `-`: read standard input.
-    let from_stdin = args.list.as_deref().map_or(true, |p| p == Path::new("-"));
+    let from_stdin = args.list.as_deref().is_none_or(|p| p == Path::new("-"));
     let source = match &args.list {
         Some(path) if !from_stdin => path.display().to_string(),
         _ => "<stdin>".to_owned(),

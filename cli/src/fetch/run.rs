@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futurepool::{Shutdown, Task, TaskError, ThreadPool};
 
-use super::download::Downloader;
+use super::download::{Destination, Downloader};
 use super::interrupt::Interrupt;
 use super::output::OutputDir;
 use super::progress::Progress;
@@ -254,7 +254,12 @@ fn submit(
     pool.submit(move || {
         let target = &targets[index];
         let started = Instant::now();
-        let fetched = downloader.fetch(index, &target.entry.url, &target.name, &out, &interrupt);
+        let destination = Destination {
+            key: index,
+            name: &target.name,
+            out: &out,
+        };
+        let fetched = downloader.fetch(&target.entry.url, destination, &interrupt);
         let elapsed_ms = millis(started.elapsed());
         let disk_full = matches!(&fetched.result, Err(e) if e.is_disk_full());
         let row = match fetched.result {

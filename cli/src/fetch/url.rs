@@ -57,7 +57,7 @@ impl HttpUrl {
                 scheme: scheme.as_str().to_owned(),
             });
         }
-        if uri.host().map_or(true, str::is_empty) {
+        if uri.host().is_none_or(str::is_empty) {
             return Err(UrlError::NoHost {
                 url: text.to_owned(),
             });

@@ -34,7 +34,6 @@ pub use client::{ClusterPool, ClusterPoolBuilder};
 pub use status::{status, DeadLetter, Status, WorkerStatus};
 pub use worker::{serve, ServeOptions};
 
-#[allow(unused_imports)] // `futurepool::init()` calls it.
 pub(crate) use worker::serve_if_requested;
 
 use crate::error::Reason;

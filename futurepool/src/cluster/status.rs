@@ -109,7 +109,7 @@ pub struct DeadLetter {
 /// ```
 pub fn status(url: &str, pool: &str) -> Result<Status, ClusterError> {
     let pool = if pool.is_empty() { DEFAULT_POOL } else { pool };
-    let backend = RedisBackend::new(url, pool).map_err(ClusterError::invalid_url)?;
+    let backend = RedisBackend::observer(url, pool).map_err(ClusterError::invalid_url)?;
     let mut connection = backend.connect()?;
     Ok(connection.status()?)
 }

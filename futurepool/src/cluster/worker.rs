@@ -26,7 +26,6 @@ use crate::registry;
 const FETCH_BLOCK: Duration = Duration::from_millis(250);
 /// The environment variable that turns a program calling `futurepool::init()` into a cluster
 /// worker (`FUTUREPOOL_WORKER` is the process pool's).
-#[allow(dead_code)] // Read by `serve_if_requested`, which `futurepool::init()` calls.
 pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_CLUSTER_WORKER";
 
 /// How a worker runs: which pool, how many threads, how far ahead it fetches.
@@ -239,9 +238,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
 }
 
 /// Serves as a cluster worker if `FUTUREPOOL_CLUSTER_WORKER` names a Redis URL, then exits the process;
-/// returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL` and `FUTUREPOOL_THREADS`
-/// override the pool name and the thread count.
-#[allow(dead_code)] // Called by `futurepool::init()` once the process pool's `init` is merged.
+/// returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`, `FUTUREPOOL_THREADS` and
+/// `FUTUREPOOL_PREFETCH` override the pool name, the thread count and the prefetch.
 pub(crate) fn serve_if_requested() {
     let Ok(url) = std::env::var(WORKER_ENV) else {
         return;
@@ -254,11 +252,12 @@ pub(crate) fn serve_if_requested() {
     if let Ok(pool) = std::env::var("FUTUREPOOL_POOL") {
         options = options.pool(pool);
     }
-    if let Some(threads) = std::env::var("FUTUREPOOL_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-    {
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(threads) = number("FUTUREPOOL_THREADS") {
         options = options.threads(threads);
+    }
+    if let Some(prefetch) = number("FUTUREPOOL_PREFETCH") {
+        options = options.prefetch(prefetch);
     }
     match serve(&url, options) {
         Ok(()) => std::process::exit(0),

@@ -32,7 +32,9 @@ static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 static SERVING: AtomicBool = AtomicBool::new(false);
 
 /// Call this first in `main`: in a process a [`ProcessPool`](crate::ProcessPool) started as its
-/// worker, it serves the pool and never returns; anywhere else it returns at once.
+/// worker, it serves the pool and never returns; with the `cluster` feature and
+/// `FUTUREPOOL_CLUSTER_WORKER=redis://...` set, it serves that cluster pool until SIGTERM and
+/// exits (see `cluster::serve`); anywhere else it returns at once.
 ///
 /// A process pool runs tasks by starting *the same executable* again in worker mode, so every
 /// binary that creates a `ProcessPool` must call `init()` before doing anything else — otherwise
@@ -59,6 +61,9 @@ pub fn init() {
     if std::env::var_os(WORKER_ENV).is_some() && !SERVING.swap(true, Ordering::SeqCst) {
         std::process::exit(serve());
     }
+    // `FUTUREPOOL_CLUSTER_WORKER=redis://...`: serve a cluster pool instead, then exit.
+    #[cfg(feature = "cluster")]
+    crate::cluster::serve_if_requested();
 }
 
 /// Whether [`init`] ran in this process.

@@ -9,11 +9,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Environment variables that make this binary a worker instead of the test runner.
-pub const WORKER_URL: &str = "FUTUREPOOL_TEST_WORKER";
-pub const WORKER_POOL: &str = "FUTUREPOOL_TEST_POOL";
-pub const WORKER_THREADS: &str = "FUTUREPOOL_TEST_THREADS";
-pub const WORKER_PREFETCH: &str = "FUTUREPOOL_TEST_PREFETCH";
+/// Environment variables with which `futurepool::init()` makes this binary a cluster worker
+/// instead of the test runner.
+const WORKER_URL: &str = "FUTUREPOOL_CLUSTER_WORKER";
+const WORKER_POOL: &str = "FUTUREPOOL_POOL";
+const WORKER_THREADS: &str = "FUTUREPOOL_THREADS";
+const WORKER_PREFETCH: &str = "FUTUREPOOL_PREFETCH";
 
 /// Nothing in these tests should take this long; reaching it means a hang, reported as a failure.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -248,17 +249,36 @@ pub fn pids(log: &Path, event: &str, tag: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Runs the named tests one after another (each starts its own broker), printing libtest's
-/// format so `cargo test` output reads the same as elsewhere. Arguments that do not start with
-/// `-` filter by substring, as with libtest.
+/// Runs the named tests one after another (each starts its own broker), speaking enough of
+/// libtest's command line for `cargo test` and `cargo nextest`: `--list` (with `--format terse`,
+/// `--ignored`), name filters by substring or, with `--exact`, by name; other flags are ignored.
+/// Returns false if a test failed.
 pub fn run(tests: &[(&str, fn())]) -> bool {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    if flag("--list") {
+        // No test of this binary is ignored.
+        if !flag("--ignored") {
+            for (name, _) in tests {
+                println!("{name}: test");
+            }
+        }
+        return true;
+    }
+    let exact = flag("--exact");
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let selected: Vec<_> = tests
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .filter(|(name, _)| {
+            filters.is_empty()
+                || filters.iter().any(|f| {
+                    if exact {
+                        name == f
+                    } else {
+                        name.contains(f.as_str())
+                    }
+                })
+        })
         .collect();
     let started = Instant::now();
     println!("\nrunning {} tests", selected.len());

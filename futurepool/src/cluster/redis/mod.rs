@@ -29,6 +29,7 @@ pub(crate) const MAX_BATCH: usize = 256;
 pub(crate) struct RedisBackend {
     client: redis::Client,
     keys: Keys,
+    observe_only: bool,
 }
 
 impl RedisBackend {
@@ -38,6 +39,16 @@ impl RedisBackend {
         Ok(RedisBackend {
             client,
             keys: Keys::new(pool),
+            observe_only: false,
+        })
+    }
+
+    /// Connections that only look (for `status`): they create nothing, so asking about a pool
+    /// that does not exist leaves no trace.
+    pub(crate) fn observer(url: &str, pool: &str) -> Result<Self, String> {
+        Ok(RedisBackend {
+            observe_only: true,
+            ..RedisBackend::new(url, pool)?
         })
     }
 }
@@ -47,6 +58,7 @@ impl Backend for RedisBackend {
         let mut connection = RedisConnection {
             client: self.client.clone(),
             keys: self.keys.clone(),
+            observe_only: self.observe_only,
             link: None,
             shas: Vec::new(),
         };
@@ -60,6 +72,7 @@ impl Backend for RedisBackend {
 struct RedisConnection {
     client: redis::Client,
     keys: Keys,
+    observe_only: bool,
     link: Option<redis::Connection>,
     shas: Vec<String>,
 }
@@ -84,6 +97,9 @@ impl RedisConnection {
             load.cmd("SCRIPT").arg("LOAD").arg(script.source());
         }
         let shas: Vec<String> = load.query(&mut link)?;
+        if self.observe_only {
+            return Ok((link, shas));
+        }
         // The group must exist before any worker reads or any status is asked; start it at the
         // beginning of the stream so tasks queued before the first worker are not skipped.
         let created: Result<(), RedisError> = redis::cmd("XGROUP")
@@ -363,14 +379,14 @@ impl Connection for RedisConnection {
 
     fn status(&mut self) -> BrokerResult<Status> {
         let keys = self.keys.clone();
+        // A pool nobody used yet has no queue and no group: report it empty rather than fail.
+        let exists: bool = self.query(redis::cmd("EXISTS").arg(keys.queue()))?;
         let mut pipe = redis::pipe();
-        pipe.cmd("TIME")
-            .cmd("XLEN")
-            .arg(keys.queue())
-            .cmd("XPENDING")
-            .arg(keys.queue())
-            .arg(GROUP)
-            .cmd("HGETALL")
+        pipe.cmd("TIME").cmd("XLEN").arg(keys.queue());
+        if exists {
+            pipe.cmd("XPENDING").arg(keys.queue()).arg(GROUP);
+        }
+        pipe.cmd("HGETALL")
             .arg(keys.workers())
             .cmd("HGETALL")
             .arg(keys.worker_info())
@@ -384,7 +400,10 @@ impl Connection for RedisConnection {
             .arg(10)
             .cmd("HGETALL")
             .arg(keys.stats());
-        let raw: Vec<Value> = self.query_pipe(&pipe)?;
+        let mut raw: Vec<Value> = self.query_pipe(&pipe)?;
+        if !exists {
+            raw.insert(2, Value::Nil);
+        }
         let config = self.config()?;
         parse::status(raw, config).map_err(BrokerError::Protocol)
     }

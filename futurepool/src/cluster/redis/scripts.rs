@@ -126,7 +126,8 @@ end
 return lost
 "#;
 
-/// ARGV: prefix, group, worker, lease_ms, max_deliveries, max_claims, scan.
+/// ARGV: prefix, group, worker, lease_ms, max_deliveries, max_claims, scan. Also forgets workers
+/// silent for [`FORGET_AFTER_LEASES`] leases that hold no task.
 /// Entries idle for a whole lease belong to lost workers: those delivered `max_deliveries` times
 /// fail with `L<deliveries>` and go to the dead-letter stream; up to `max_claims` others are
 /// claimed by `worker` (which counts a delivery). Returns {claimed entries, dead-lettered count}.
@@ -160,6 +161,21 @@ if #claim > 0 then
   claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
 end
 if dead > 0 then redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
+-- Forget workers silent for FORGET_AFTER_LEASES leases that hold nothing: long gone (killed, or
+-- their machine lost), they would otherwise be listed forever.
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local forget_before = now_ms - tonumber(lease) * FORGET_AFTER_LEASES
+local beats = redis.call('HGETALL', prefix .. ':workers')
+for i = 1, #beats, 2 do
+  local name = beats[i]
+  if name ~= worker and tonumber(beats[i + 1]) < forget_before
+      and redis.call('XPENDING', KEYS[1], group, '-', '+', 1, name)[1] == nil then
+    redis.call('HDEL', prefix .. ':workers', name)
+    redis.call('HDEL', prefix .. ':worker-info', name)
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, name)
+  end
+end
 return {claimed, dead}
 "#;
 
@@ -199,6 +215,9 @@ end
 return released
 "#;
 
+/// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
+pub(super) const FORGET_AFTER_LEASES: u32 = 10;
+
 /// A script's source and the SHA1 the broker knows it by after `SCRIPT LOAD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Script {
@@ -229,7 +248,7 @@ impl Script {
             Script::Release => RELEASE,
             Script::Retire => RETIRE,
         };
-        format!("{PUBLISH}{body}")
+        format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
 
     pub(super) fn index(self) -> usize {
