@@ -218,6 +218,12 @@
 //! held, with [`TaskError::WorkerLost`] naming the signal or exit code; a new worker takes its
 //! place. Workers exit when your program does, even if it is killed.
 //!
+//! **In tests**, libtest owns `main`, so put [`test_support!()`](test_support) once in each test
+//! file that creates a `ProcessPool` (next to its `register!`): the workers then re-run the test
+//! binary selecting only the entry it defines. Process pools are Linux-only; elsewhere
+//! `ProcessPool` does not exist (a compile error, not a run-time surprise) and `init()` does
+//! nothing.
+//!
 //! # 8. Code that runs on any pool
 //!
 //! The [`Executor`] trait is what the thread pool, the process pool and the cluster have in
