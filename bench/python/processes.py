@@ -86,14 +86,17 @@ def cpu_speedup(ex):
             iterations = int(iterations * 0.050 / elapsed)
             break
         iterations *= 4
-    started = time.perf_counter()
-    for _ in range(16):
-        spin(iterations)
-    serial = time.perf_counter() - started
-    started = time.perf_counter()
-    for f in [ex.submit(spin, iterations) for _ in range(16)]:
-        f.result()
-    return serial / (time.perf_counter() - started)
+    serial = parallel = float("inf")
+    for _ in range(3):  # best of three: the machine is shared
+        started = time.perf_counter()
+        for _ in range(16):
+            spin(iterations)
+        serial = min(serial, time.perf_counter() - started)
+        started = time.perf_counter()
+        for f in [ex.submit(spin, iterations) for _ in range(16)]:
+            f.result()
+        parallel = min(parallel, time.perf_counter() - started)
+    return serial / parallel
 
 
 def main():

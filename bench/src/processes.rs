@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use futurepool::ProcessPool;
 
+use crate::table::{Better, Table, OURS};
+
 const WORKERS: usize = 2;
 
 fn noop(n: u64) -> u64 {
@@ -30,137 +32,113 @@ fn spin(iterations: u64) -> u64 {
 
 futurepool::register!(noop, spin);
 
-/// One measured figure of ours and the peers', printed as a row.
-struct Row {
-    what: String,
-    ours: f64,
-    peers: Vec<(&'static str, Option<f64>)>,
-    unit: &'static str,
-    higher_is_better: bool,
-}
+const PYTHON: &str = "Python ProcessPoolExecutor";
+const PROCSPAWN: &str = "procspawn Pool";
 
+/// Runs every measurement; prints the table, or with `--json` the table as JSON for `report`.
 pub fn run(args: &[String]) {
+    let json = args.iter().any(|a| a == "--json");
     let python = python_figures();
-    let mut rows = Vec::new();
+    let mut table = Table::new(
+        "processes",
+        format!(
+            "process pools of {WORKERS} workers: futurepool, {PYTHON} (bench/python/processes.py), \
+             {PROCSPAWN}"
+        ),
+    );
+    let mut add = |workload: &str, ours: f64, peers: &[(&str, Option<f64>)], unit: &str, better| {
+        table.push(workload, OURS, ours, unit, better);
+        for (tool, value) in peers {
+            match value {
+                Some(value) => {
+                    table.push(workload, tool, *value, unit, better);
+                }
+                None => table.push(workload, tool, 0.0, unit, better).note = Some("not run".into()),
+            }
+        }
+    };
 
     let startup = worker_startup();
-    rows.push(Row {
-        what: "worker start-up (new pool -> first result)".into(),
-        ours: startup.as_secs_f64() * 1e3,
-        peers: vec![("python", python.get("startup_ms"))],
-        unit: "ms",
-        higher_is_better: false,
-    });
+    add(
+        "worker start-up: new pool to first result (median of 5)",
+        startup.as_secs_f64() * 1e3,
+        &[(PYTHON, python.get("startup_ms"))],
+        "ms",
+        Better::Lower,
+    );
 
     let pool = warm_pool();
     let (p50, p99) = latency(&pool, 5_000);
-    rows.push(Row {
-        what: "one-task round trip p50".into(),
-        ours: p50.as_secs_f64() * 1e6,
-        peers: vec![("python", python.get("latency_p50_us"))],
-        unit: "µs",
-        higher_is_better: false,
-    });
-    rows.push(Row {
-        what: "one-task round trip p99".into(),
-        ours: p99.as_secs_f64() * 1e6,
-        peers: vec![("python", python.get("latency_p99_us"))],
-        unit: "µs",
-        higher_is_better: false,
-    });
-
-    let rate = unchunked(&pool, 200_000);
-    rows.push(Row {
-        what: "unchunked submit + result, no-op tasks".into(),
-        ours: rate,
-        peers: vec![
-            ("python", python.get("unchunked_per_s")),
-            ("procspawn", procspawn_rate(4_000)),
+    add(
+        "one-task round trip, p50",
+        p50.as_secs_f64() * 1e6,
+        &[(PYTHON, python.get("latency_p50_us"))],
+        "µs",
+        Better::Lower,
+    );
+    add(
+        "one-task round trip, p99",
+        p99.as_secs_f64() * 1e6,
+        &[(PYTHON, python.get("latency_p99_us"))],
+        "µs",
+        Better::Lower,
+    );
+    add(
+        "unchunked submit + result of no-op tasks (ours 200,000; Python 20,000; procspawn 4,000)",
+        unchunked(&pool, 200_000),
+        &[
+            (PYTHON, python.get("unchunked_per_s")),
+            (PROCSPAWN, procspawn_rate(4_000)),
         ],
-        unit: "tasks/s",
-        higher_is_better: true,
-    });
-
+        "tasks/s",
+        Better::Higher,
+    );
     let (rate, fds, rss) = pending(&pool, 100_000);
-    rows.push(Row {
-        what: "100,000 pending: rate".into(),
-        ours: rate,
-        peers: vec![("python", python.get("pending_per_s"))],
-        unit: "tasks/s",
-        higher_is_better: true,
-    });
-    rows.push(Row {
-        what: "100,000 pending: peak open fds".into(),
-        ours: fds as f64,
-        peers: vec![("python", python.get("pending_fds"))],
-        unit: "fds",
-        higher_is_better: false,
-    });
-    rows.push(Row {
-        what: "100,000 pending: peak RSS of the parent".into(),
-        ours: rss,
-        peers: vec![("python", python.get("pending_rss_mib"))],
-        unit: "MiB",
-        higher_is_better: false,
-    });
-
-    let rate = map_items(&pool, 1_000_000);
-    rows.push(Row {
-        what: "map 1,000,000 tiny items (auto chunks; python chunksize=1000)".into(),
-        ours: rate,
-        peers: vec![("python", python.get("map_items_per_s"))],
-        unit: "items/s",
-        higher_is_better: true,
-    });
-
-    let speedup = cpu_bound(&pool);
-    rows.push(Row {
-        what: "16 x ~50 ms CPU tasks on 2 workers: speedup".into(),
-        ours: speedup,
-        peers: vec![("python", python.get("cpu_speedup"))],
-        unit: "x",
-        higher_is_better: true,
-    });
+    add(
+        "100,000 pending no-op tasks: rate",
+        rate,
+        &[(PYTHON, python.get("pending_per_s"))],
+        "tasks/s",
+        Better::Higher,
+    );
+    add(
+        "100,000 pending no-op tasks: open descriptors",
+        fds as f64,
+        &[(PYTHON, python.get("pending_fds"))],
+        "fds",
+        Better::Lower,
+    );
+    add(
+        "100,000 pending no-op tasks: peak RSS of the parent",
+        rss,
+        &[(PYTHON, python.get("pending_rss_mib"))],
+        "MiB",
+        Better::Lower,
+    );
+    add(
+        "map of 1,000,000 tiny items (ours: automatic chunks; Python: chunksize=1000)",
+        map_items(&pool, 1_000_000),
+        &[(PYTHON, python.get("map_items_per_s"))],
+        "items/s",
+        Better::Higher,
+    );
+    add(
+        "16 CPU-bound tasks of ~50 ms: speedup over serial (best of 3)",
+        cpu_bound(&pool),
+        &[(PYTHON, python.get("cpu_speedup"))],
+        "x",
+        Better::Higher,
+    );
     drop(pool);
 
-    print_table(&rows);
-    if args.iter().any(|a| a == "--json") {
-        // For `futurepool-bench report`: the same rows, as one JSON line at the end.
+    if json {
         println!(
             "{}",
-            serde_json::to_string(&structured(&rows)).expect("a table always serializes")
+            serde_json::to_string(&table).expect("a table serializes")
         );
+    } else {
+        println!("{}", table.to_text());
     }
-}
-
-/// The rows in the report's shared form (`crate::table`).
-fn structured(rows: &[Row]) -> crate::table::Table {
-    use crate::table::Better;
-    let mut table = crate::table::Table::new(
-        "processes",
-        format!("{WORKERS} worker processes on every pool; Python is `ProcessPoolExecutor`."),
-    );
-    for row in rows {
-        let better = if row.higher_is_better {
-            Better::Higher
-        } else {
-            Better::Lower
-        };
-        table.push(&row.what, "futurepool", row.ours, row.unit, better);
-        for &(peer, value) in &row.peers {
-            let name = match peer {
-                "python" => "Python ProcessPoolExecutor",
-                "procspawn" => "procspawn Pool",
-                other => other,
-            };
-            let measured = table.push(&row.what, name, value.unwrap_or(0.0), row.unit, better);
-            if value.is_none() {
-                measured.note = Some("not measured".into());
-            }
-        }
-    }
-    table.compute_ratios();
-    table
 }
 
 fn warm_pool() -> ProcessPool {
@@ -254,19 +232,25 @@ fn calibrate_spin() -> u64 {
     }
 }
 
+/// Best of three rounds each way: the machine is shared, and the best round is the one least
+/// disturbed by other processes.
 fn cpu_bound(pool: &ProcessPool) -> f64 {
     let iterations = calibrate_spin();
-    let started = Instant::now();
-    for _ in 0..16 {
-        std::hint::black_box(spin(std::hint::black_box(iterations)));
+    let mut serial = Duration::MAX;
+    let mut parallel = Duration::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        for _ in 0..16 {
+            std::hint::black_box(spin(std::hint::black_box(iterations)));
+        }
+        serial = serial.min(started.elapsed());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..16).map(|_| pool.submit(spin, iterations)).collect();
+        for task in tasks {
+            task.result().expect("spin");
+        }
+        parallel = parallel.min(started.elapsed());
     }
-    let serial = started.elapsed();
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..16).map(|_| pool.submit(spin, iterations)).collect();
-    for task in tasks {
-        task.result().expect("spin");
-    }
-    let parallel = started.elapsed();
     serial.as_secs_f64() / parallel.as_secs_f64()
 }
 
@@ -327,44 +311,4 @@ fn python_figures() -> PythonFigures {
             })
             .collect(),
     )
-}
-
-fn print_table(rows: &[Row]) {
-    println!(
-        "{:<62} {:>14} {:>14} {:>9} {:>14} {:>9}",
-        "processes (2 workers)", "futurepool", "python", "ratio", "procspawn", "ratio"
-    );
-    for row in rows {
-        let mut line = format!("{:<62} {:>14}", row.what, format_value(row.ours, row.unit));
-        for name in ["python", "procspawn"] {
-            let peer = row
-                .peers
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, v)| *v);
-            match peer {
-                Some(value) => {
-                    let ratio = if row.higher_is_better {
-                        row.ours / value
-                    } else {
-                        value / row.ours
-                    };
-                    line += &format!(" {:>14} {:>8.1}x", format_value(value, row.unit), ratio);
-                }
-                None => line += &format!(" {:>14} {:>9}", "-", "-"),
-            }
-        }
-        println!("{line}");
-    }
-    println!("(ratio > 1 means futurepool is better: faster, fewer fds, less memory)");
-}
-
-fn format_value(value: f64, unit: &str) -> String {
-    if value >= 100_000.0 {
-        format!("{:.2}M {unit}", value / 1e6)
-    } else if value >= 100.0 {
-        format!("{value:.0} {unit}")
-    } else {
-        format!("{value:.2} {unit}")
-    }
 }

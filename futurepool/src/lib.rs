@@ -219,9 +219,13 @@
 //! place. Workers exit when your program does, even if it is killed.
 //!
 //! One task can have its own limit:
-//! [`submit_with_time_limit(f, arg, Some(limit))`](ProcessPool::submit_with_time_limit). In your
-//! own `cargo test` binaries, where libtest owns `main`, put [`test_support!()`](test_support) in
-//! the test file instead of calling `init()`.
+//! [`submit_with_time_limit(f, arg, Some(limit))`](ProcessPool::submit_with_time_limit).
+//!
+//! **In tests**, libtest owns `main`, so put [`test_support!()`](test_support) once in each test
+//! file that creates a `ProcessPool` (next to its `register!`): the workers then re-run the test
+//! binary selecting only the entry it defines. Process pools are Linux-only; elsewhere
+//! `ProcessPool` does not exist (a compile error, not a run-time surprise) and `init()` does
+//! nothing.
 //!
 //! # 8. Code that runs on any pool
 //!

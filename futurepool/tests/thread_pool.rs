@@ -340,3 +340,11 @@ fn a_pool_can_be_shared_by_reference_across_threads() {
     });
     assert_eq!(total, (0..400u64).sum());
 }
+
+#[test]
+fn the_pool_and_its_builder_can_move_between_threads() {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<ThreadPool>();
+    fn send<T: Send>() {}
+    send::<ThreadPoolBuilder>();
+}

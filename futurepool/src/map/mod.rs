@@ -68,6 +68,8 @@ impl Limits {
 ///   time yields `Err(TaskError::Timeout)`, the tasks in flight are cancelled, and iteration ends (M4);
 /// - dropping the iterator cancels the tasks that have not started.
 ///
+/// Values are read the way [`Task::result`] reads them, so `T` and `E` must be `Clone`.
+///
 /// # Examples
 ///
 /// ```

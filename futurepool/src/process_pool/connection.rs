@@ -4,8 +4,7 @@
 //! Each direction has its own thread so a large payload in one never waits for the other
 //! (no deadlock on 256 MiB either way), and each blocks only on its own pipe.
 
-use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, PipeReader, PipeWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::sync::Arc;
@@ -25,7 +24,7 @@ const ANSWER_BATCH: usize = 64;
 /// The writer: says hello, then sends calls whenever the worker has room and the queue has work.
 /// Returns (closing the pipe, which tells the worker to finish and exit) when the pool shuts
 /// down, breaks, or the worker is gone.
-pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: File) {
+pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
     let config = &shared.config;
     let hello = ToWorker::Hello(Hello {
         magic: wire::MAGIC,
@@ -228,7 +227,7 @@ fn take_batch(
 pub(super) fn run_reader(
     shared: Arc<Shared>,
     id: u64,
-    answers: File,
+    answers: PipeReader,
     mut child: Child,
     writer: JoinHandle<()>,
 ) {
@@ -296,7 +295,7 @@ pub(super) fn run_reader(
 fn handshake(
     shared: &Shared,
     id: u64,
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<PipeReader>,
     frame: &mut Vec<u8>,
 ) -> Result<(), Reason> {
     let program = shared.config.program.display();
@@ -344,7 +343,7 @@ fn handshake(
 fn serve_answers(
     shared: &Shared,
     id: u64,
-    reader: &mut BufReader<File>,
+    reader: &mut BufReader<PipeReader>,
     frames: &mut Vec<Vec<u8>>,
     max_frame: usize,
 ) -> Option<Reason> {

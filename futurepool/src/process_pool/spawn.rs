@@ -2,9 +2,8 @@
 //! death signal tied to the pool.
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::{self, PipeReader, PipeWriter};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,10 +13,8 @@ use super::worker::{ANSWERS_FD, CALLS_FD, WORKER_ENV};
 /// A started worker and the pool's ends of its pipes.
 pub(super) struct Spawned {
     pub(super) child: Child,
-    /// The write end of the worker's calls pipe.
-    pub(super) calls: File,
-    /// The read end of the worker's answers pipe.
-    pub(super) answers: File,
+    pub(super) calls: PipeWriter,
+    pub(super) answers: PipeReader,
 }
 
 /// Starts `program args...` as a worker.
@@ -25,8 +22,10 @@ pub(super) struct Spawned {
 /// Must be called from a thread that outlives the worker: Linux delivers the parent-death signal
 /// when the *thread* that forked exits, which is why only the pool's supervisor thread spawns.
 pub(super) fn spawn(program: &Path, args: &[OsString]) -> io::Result<Spawned> {
-    let (calls_reader, calls) = pipe()?;
-    let (answers, answers_writer) = pipe()?;
+    // `std::io::pipe` creates close-on-exec descriptors, so no other child (another worker, or a
+    // process the user starts) inherits them: a dead worker's pipe then reliably reads EOF.
+    let (calls_reader, calls) = io::pipe()?;
+    let (answers, answers_writer) = io::pipe()?;
     let child_calls = calls_reader.as_raw_fd();
     let child_answers = answers_writer.as_raw_fd();
     // SAFETY: getpid has no preconditions.
@@ -80,17 +79,4 @@ pub(super) fn spawn(program: &Path, args: &[OsString]) -> io::Result<Spawned> {
         calls,
         answers,
     })
-}
-
-/// A pipe as (read end, write end), both close-on-exec, so no other child (another worker, or a
-/// process the user starts) inherits them: a dead worker's pipe then reliably reads EOF.
-/// (`std::io::pipe` does the same from Rust 1.87; the crate supports 1.80.)
-fn pipe() -> io::Result<(File, File)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array it is given, which has room for two.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created by pipe2 and are owned by nothing else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
 }

@@ -11,7 +11,7 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::registry::{self, InvokeError};
-use crate::wire::{self, Bytes, FromWorker, Outcome, ToWorker};
+use crate::wire::{self, Bytes, FromWorker, Hello, Outcome, ToWorker};
 
 /// Set in a worker's environment by the pool that starts it.
 pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_WORKER";
@@ -131,23 +131,8 @@ impl Worker {
             Ok(ToWorker::Hello(hello)) => hello,
             _ => return self.refuse("the first frame was not a futurepool handshake".into()),
         };
-        if hello.magic != wire::MAGIC {
-            return self.refuse("the peer is not a futurepool process pool".into());
-        }
-        if hello.protocol != wire::PROTOCOL_VERSION {
-            return self.refuse(format!(
-                "protocol version mismatch: pool speaks {}, worker speaks {}",
-                hello.protocol,
-                wire::PROTOCOL_VERSION
-            ));
-        }
-        if hello.build_id != registry::build_id() {
-            return self.refuse(format!(
-                "build mismatch: the worker executable's registry ({:016x}) differs from the \
-                 pool's ({:016x}); was the binary rebuilt or replaced while running?",
-                registry::build_id(),
-                hello.build_id
-            ));
+        if let Err(reason) = check_hello(&hello, registry::build_id()) {
+            return self.refuse(reason);
         }
         let max_tasks = hello.max_tasks;
         let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
@@ -256,6 +241,28 @@ impl Worker {
     }
 }
 
+/// Accepts a pool's handshake only from the same protocol and the same build.
+fn check_hello(hello: &Hello<'_>, own_build_id: u64) -> Result<(), String> {
+    if hello.magic != wire::MAGIC {
+        return Err("the peer is not a futurepool process pool".into());
+    }
+    if hello.protocol != wire::PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version mismatch: pool speaks {}, worker speaks {}",
+            hello.protocol,
+            wire::PROTOCOL_VERSION
+        ));
+    }
+    if hello.build_id != own_build_id {
+        return Err(format!(
+            "build mismatch: the worker executable's registry ({own_build_id:016x}) differs from \
+             the pool's ({:016x}); was the binary rebuilt or replaced while running?",
+            hello.build_id
+        ));
+    }
+    Ok(())
+}
+
 fn encode(out: &mut Vec<u8>, message: &FromWorker<'_>) -> Result<(), wire::FrameError> {
     out.clear();
     // The worker answers whatever size the function produced; the pool enforces its own limit.
@@ -330,5 +337,35 @@ pub(crate) fn worker_args() -> Vec<&'static str> {
     match TEST_ENTRIES.first() {
         Some(entry) => vec![entry, "--nocapture", "--test-threads=1", "-q"],
         None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(magic: [u8; 8], protocol: u32, build_id: u64) -> Hello<'static> {
+        Hello {
+            magic,
+            protocol,
+            build_id,
+            initializer: None,
+            max_tasks: None,
+            max_frame: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn handshake_accepts_only_the_same_protocol_and_build() {
+        assert_eq!(
+            check_hello(&hello(wire::MAGIC, wire::PROTOCOL_VERSION, 7), 7),
+            Ok(())
+        );
+        let stranger = check_hello(&hello(*b"notours!", wire::PROTOCOL_VERSION, 7), 7);
+        assert!(stranger.unwrap_err().contains("not a futurepool"));
+        let old = check_hello(&hello(wire::MAGIC, wire::PROTOCOL_VERSION + 1, 7), 7);
+        assert!(old.unwrap_err().contains("protocol version mismatch"));
+        let rebuilt = check_hello(&hello(wire::MAGIC, wire::PROTOCOL_VERSION, 8), 7);
+        assert!(rebuilt.unwrap_err().contains("build mismatch"));
     }
 }

@@ -61,13 +61,15 @@ pub(crate) enum CancelAttempt {
     TooLate,
 }
 
+/// Registered listeners; boxed so a task nobody waits on pays one pointer for them.
+type ListenerList<T, E> = Option<Box<Vec<Listener<T, E>>>>;
+
 /// The shared heart of a task. Owned by the task's `Arc`; see `README.md` for the protocol.
 pub(crate) struct Core<T, E> {
     state: AtomicUsize,
     /// Written once, by the thread that set `RESOLVING`, before it publishes `FINISHED`.
     outcome: UnsafeCell<MaybeUninit<Result<T, TaskError<E>>>>,
-    /// Boxed so a task nobody waits on pays one pointer for it.
-    listeners: Mutex<Option<Box<Vec<Listener<T, E>>>>>,
+    listeners: Mutex<ListenerList<T, E>>,
 }
 
 // SAFETY: the outcome slot is written by exactly one thread (the one that set RESOLVING) before the
@@ -179,7 +181,7 @@ impl<T, E> Core<T, E> {
         )
     }
 
-    fn lock_listeners(&self) -> MutexGuard<'_, Option<Box<Vec<Listener<T, E>>>>> {
+    fn lock_listeners(&self) -> MutexGuard<'_, ListenerList<T, E>> {
         // A poisoned lock only means a panic happened while the list was being edited; the list
         // itself is always valid, so carry on with it.
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
