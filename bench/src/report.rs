@@ -29,6 +29,9 @@ const AREAS: [(&str, &str); 4] = [
 /// Worker counts of the scaling chart.
 const SCALING_WORKERS: [usize; 4] = [1, 2, 3, 4];
 
+/// The scaling chart's reference: the job split over plain `std::thread`s, no pool.
+const BARE_THREADS: &str = "bare std threads (the machine's ceiling now)";
+
 /// Tasks of the scaling job; each is about 50 ms of arithmetic on one core.
 const SCALING_TASKS: usize = 16;
 
@@ -255,7 +258,35 @@ fn measure_scaling() -> Result<Table, String> {
             pool.shutdown(Shutdown::default());
             sum
         })?;
-        for (tool, (seconds, sum)) in [("thread pool", thread_s), ("process pool", process_s)] {
+        // The same split over bare std threads, measured alongside: what the machine itself gave
+        // at that moment, so a busy machine shows as a low ceiling rather than a slow pool.
+        let bare_s = time_pool(|| {
+            let sum = std::thread::scope(|scope| {
+                let shares: Vec<_> = (0..workers)
+                    .map(|first| {
+                        let inputs = &inputs;
+                        scope.spawn(move || {
+                            inputs
+                                .iter()
+                                .skip(first)
+                                .step_by(workers)
+                                .map(|&i| crunch((i, rounds)))
+                                .fold(0, u64::wrapping_add)
+                        })
+                    })
+                    .collect();
+                shares
+                    .into_iter()
+                    .map(|share| share.join().expect("a bare thread panicked"))
+                    .fold(0, u64::wrapping_add)
+            });
+            Ok(sum)
+        })?;
+        for (tool, (seconds, sum)) in [
+            ("thread pool", thread_s),
+            ("process pool", process_s),
+            (BARE_THREADS, bare_s),
+        ] {
             if sum != serial {
                 return Err(format!(
                     "the {tool} computed a different result with {workers} workers"
@@ -377,12 +408,16 @@ fn scaling_chart(table: &Table) -> String {
     };
     svg::line_chart(
         "Speedup against worker count, CPU-bound job",
-        &format!("{SCALING_TASKS} tasks of ~50 ms; ideal = min(workers, CPUs)"),
+        &format!(
+            "{SCALING_TASKS} tasks of ~50 ms; ideal = min(workers, CPUs); bare std threads = what \
+             the machine gave during the run"
+        ),
         "workers",
         "speedup over serial",
         &[
             series("thread pool", "#1c7ed6", false),
             series("process pool", "#d9480f", false),
+            series(BARE_THREADS, "#2f9e44", true),
             series("ideal", "#adb5bd", true),
         ],
     )

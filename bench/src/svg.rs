@@ -116,9 +116,18 @@ pub fn line_chart(
     y_label: &str,
     series: &[Series],
 ) -> String {
-    let (width, height) = (640.0, 400.0);
-    let (left, right, top, bottom) = (64.0, 170.0, 60.0, 52.0);
-    let plot_w = width - left - right;
+    let (plot_w, height) = (420.0, 400.0);
+    let (left, top, bottom) = (64.0, 60.0, 52.0);
+    // The legend sits on the right; its width follows the longest name (about 0.55 em a char).
+    let longest_name = series
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let right = 70.0 + longest_name as f64 * 7.2;
+    let width = (left + plot_w + right)
+        .max(32.0 + subtitle.chars().count() as f64 * 6.6)
+        .ceil();
     let plot_h = height - top - bottom;
     let points = series.iter().flat_map(|s| s.points.iter());
     let x_min = points.clone().map(|p| p.0).fold(f64::INFINITY, f64::min);
