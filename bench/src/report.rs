@@ -96,7 +96,7 @@ fn run(options: &Options) -> Result<PathBuf, String> {
         options
             .only
             .as_ref()
-            .map_or(true, |only| only.iter().any(|a| a == area))
+            .is_none_or(|only| only.iter().any(|a| a == area))
     };
     fs::create_dir_all(&options.out)
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
@@ -278,8 +278,6 @@ fn time_pool(run: impl FnOnce() -> u64) -> (f64, u64) {
 
 /// The scaling job: `rounds` steps of a 64-bit mixing function seeded by the task number. Each
 /// step depends on the last, so the compiler cannot shortcut or vectorize it.
-// `#[inline(never)]`: one address per function, which the registry's lookup relies on.
-#[inline(never)]
 fn crunch((seed, rounds): (u64, u64)) -> u64 {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for _ in 0..rounds {

@@ -21,7 +21,10 @@ fn count_primes((start, end): (u64, u64)) -> u64 {
 futurepool::register!(count_primes);
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn main() {

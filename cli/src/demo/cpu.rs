@@ -51,13 +51,13 @@ pub fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
     let mut divisor = 3u64;
     // `divisor <= n / divisor` is `divisor² <= n` without overflow near u64::MAX.
     while divisor <= n / divisor {
-        if n % divisor == 0 {
+        if n.is_multiple_of(divisor) {
             return false;
         }
         divisor += 2;

@@ -213,7 +213,7 @@ pub fn bar(value: f64, max: f64, width: usize) -> String {
     }
     let eighths = ((value / max).min(1.0) * (width * 8) as f64).round() as usize;
     let mut bar = "█".repeat(eighths / 8);
-    if eighths % 8 != 0 {
+    if !eighths.is_multiple_of(8) {
         bar.push(EIGHTHS[eighths % 8]);
     }
     bar
