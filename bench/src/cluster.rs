@@ -16,11 +16,6 @@ use std::time::{Duration, Instant};
 use futurepool::cluster::{self, ClusterPool, ServeOptions};
 
 /// The task: nothing, so the figures measure the cluster machinery alone.
-///
-/// `inline(never)`: an optimized build may give a tiny function a private copy in each codegen
-/// unit, each with its own address, and the registry finds functions by address (see the report
-/// on the registry); a function that is never inlined has exactly one.
-#[inline(never)]
 fn noop(_: u32) {}
 
 futurepool::register!(noop);

@@ -20,6 +20,23 @@ use crate::{Map, MapUnordered, Task};
 pub trait Payload: Serialize + DeserializeOwned + Send + Sync + 'static {}
 impl<P: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for P {}
 
+/// A function any executor can run: a plain `fn` item such as `square` in `pool.submit_fn(square, 3)`.
+///
+/// Blanket-implemented. The process pool and the cluster find the function by its *item type*
+/// (every `fn` item has its own zero-sized type), which is exact whatever the optimizer does;
+/// closures satisfy the bound too but are not registered, so those executors fail such a task with
+/// [`TaskError::Transfer`](crate::TaskError::Transfer) naming the fix.
+///
+/// # Examples
+///
+/// ```
+/// fn check<F: futurepool::TaskFn<u8, u16>>(_: F) {}
+/// fn widen(x: u8) -> u16 { x.into() }
+/// check(widen);
+/// ```
+pub trait TaskFn<A, R>: Fn(A) -> R + Copy + Send + Sync + 'static {}
+impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> TaskFn<A, R> for F {}
+
 /// How to shut an executor down (Python's `shutdown(wait, cancel_futures)`).
 ///
 /// The default waits for every accepted task and cancels nothing — what dropping a pool does.
@@ -98,7 +115,7 @@ impl Shutdown {
 /// An executor of plain functions: the common ground of the thread pool, the process pool and the
 /// cluster, so the same code can run on any of them.
 ///
-/// Work is a `fn(A) -> R` plus its argument. The thread pool calls it directly; the process pool
+/// Work is a plain function ([`TaskFn`]) plus its argument. The thread pool calls it directly; the process pool
 /// and the cluster send its registered name and the serialized argument to a worker, which is why
 /// arguments and results are [`Payload`]s and why those executors need the function registered
 /// (see `futurepool::register!`).
@@ -127,7 +144,11 @@ pub trait Executor {
     /// fn double(x: i32) -> i32 { x * 2 }
     /// assert_eq!(ThreadPool::new(1).submit_fn(double, 21).result(), Ok(42));
     /// ```
-    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R>;
+    fn submit_fn<F, A, R>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload;
 
     /// Runs `f(arg)`, whose `Err` becomes the task's own error
     /// ([`TaskError::Failed`](crate::TaskError::Failed)).
@@ -141,11 +162,12 @@ pub trait Executor {
     /// let err = pool.submit_fallible_fn(parse, "x".into()).result().unwrap_err();
     /// assert_eq!(err, TaskError::Failed("not a number: x".to_string()));
     /// ```
-    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Task<R, E>;
+    fn submit_fallible_fn<F, A, R, E>(&self, f: F, arg: A) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload;
 
     /// Shuts the executor down; see [`Shutdown`]. Safe to call many times.
     ///
@@ -186,13 +208,10 @@ pub trait Executor {
     /// let cubes: Vec<u64> = pool.map_fn(cube, 1..=3).map(Result::unwrap).collect();
     /// assert_eq!(cubes, [1, 8, 27]);
     /// ```
-    fn map_fn<A, R, I>(
-        &self,
-        f: fn(A) -> R,
-        inputs: I,
-    ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R>, R>
+    fn map_fn<F, A, R, I>(&self, f: F, inputs: I) -> Map<I::IntoIter, impl FnMut(A) -> Task<R>, R>
     where
         Self: Sized,
+        F: TaskFn<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -216,13 +235,14 @@ pub trait Executor {
     /// let total: u32 = pool.map_unordered_fn(half, [2, 4, 6]).map(Result::unwrap).sum();
     /// assert_eq!(total, 6);
     /// ```
-    fn map_unordered_fn<A, R, I>(
+    fn map_unordered_fn<F, A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         inputs: I,
     ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R>, R>
     where
         Self: Sized,
+        F: TaskFn<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,

@@ -349,7 +349,7 @@ mod wait;
 mod wire;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
-pub use executor::{Executor, Payload, Shutdown};
+pub use executor::{Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
 pub use task::{Task, TaskFuture};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};

@@ -9,7 +9,7 @@ fn square(n: u64) -> u64 {
     n * n
 }
 fn checked_half(n: u64) -> Result<u64, String> {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         Ok(n / 2)
     } else {
         Err(format!("{n} is odd"))

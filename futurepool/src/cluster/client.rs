@@ -24,7 +24,7 @@ use super::outcome;
 use super::redis::{RedisBackend, MAX_BATCH};
 use super::{ClusterError, DEFAULT_POOL};
 use crate::error::{Reason, TaskError};
-use crate::executor::{Executor, Payload, Shutdown};
+use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::map::{Map, MapUnordered};
 use crate::registry;
 use crate::task::Task;
@@ -447,10 +447,10 @@ impl ClusterPool {
     /// assert_eq!(pool.submit(double, 21).result(), Ok(42));
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
-    pub fn submit<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+    pub fn submit<F: TaskFn<A, R>, A: Payload, R: Payload>(&self, f: F, arg: A) -> Task<R> {
         self.submit_as(
             None,
-            registry::name_of::<A, R>(f),
+            registry::name_of_item(f),
             &arg,
             outcome::decode::<R, _>,
         )
@@ -469,12 +469,14 @@ impl ClusterPool {
     /// assert_eq!(err, futurepool::TaskError::Failed("bad: x".to_string()));
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
-    pub fn submit_fallible<A: Payload, R: Payload, E: Payload>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Task<R, E> {
-        let name = registry::name_of::<A, Result<R, E>>(f);
+    pub fn submit_fallible<F, A, R, E>(&self, f: F, arg: A) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
+        let name = registry::name_of_item(f);
         self.submit_as(None, name, &arg, outcome::decode_fallible::<R, E>)
     }
 
@@ -494,13 +496,13 @@ impl ClusterPool {
     /// assert_eq!(first.result(), retry.result());
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
-    pub fn submit_with_id<A: Payload, R: Payload>(
-        &self,
-        id: &str,
-        f: fn(A) -> R,
-        arg: A,
-    ) -> Task<R> {
-        let name = registry::name_of::<A, R>(f);
+    pub fn submit_with_id<F, A, R>(&self, id: &str, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        let name = registry::name_of_item(f);
         self.submit_as(Some(id), name, &arg, outcome::decode::<R, _>)
     }
 
@@ -517,13 +519,14 @@ impl ClusterPool {
     /// assert_eq!(task.result(), Ok(1));
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
-    pub fn submit_fallible_with_id<A: Payload, R: Payload, E: Payload>(
-        &self,
-        id: &str,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Task<R, E> {
-        let name = registry::name_of::<A, Result<R, E>>(f);
+    pub fn submit_fallible_with_id<F, A, R, E>(&self, id: &str, f: F, arg: A) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
+        let name = registry::name_of_item(f);
         self.submit_as(Some(id), name, &arg, outcome::decode_fallible::<R, E>)
     }
 
@@ -785,15 +788,22 @@ impl ClusterPool {
 }
 
 impl Executor for ClusterPool {
-    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+    fn submit_fn<F, A, R>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
         self.submit(f, arg)
     }
 
-    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Task<R, E> {
+    fn submit_fallible_fn<F, A, R, E>(&self, f: F, arg: A) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
         self.submit_fallible(f, arg)
     }
 

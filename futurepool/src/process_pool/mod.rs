@@ -24,7 +24,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::error::{Reason, TaskError};
-use crate::executor::{Executor, Payload, Shutdown};
+use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::registry;
 use crate::task::Task;
 
@@ -541,15 +541,22 @@ impl std::fmt::Debug for ProcessPool {
 }
 
 impl Executor for ProcessPool {
-    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+    fn submit_fn<F, A, R>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
         self.submit(f, arg)
     }
 
-    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Task<R, E> {
+    fn submit_fallible_fn<F, A, R, E>(&self, f: F, arg: A) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
         self.submit_fallible(f, arg)
     }
 

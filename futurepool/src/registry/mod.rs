@@ -9,8 +9,8 @@
 //! Lookups go both ways:
 //! - the submitting side has the function and needs its name. [`name_of_item`] /
 //!   [`index_of_item`] key on the `TypeId` of the function's *item type* (every `fn` item has a
-//!   unique zero-sized type): exact, whatever the optimizer does. [`name_of`] / [`index_of`],
-//!   for callers that only have a `fn` pointer, key on the address *and* the `TypeId` of the
+//!   unique zero-sized type): exact, whatever the optimizer does. [`index_of`], for callers that
+//!   only have a `fn` pointer, key on the address *and* the `TypeId` of the
 //!   signature, so two functions LLVM merged into one body (identical code folding) are never
 //!   confused. Addresses are best effort: Rust does not promise a function one address, and an
 //!   optimized build may give a small function a private copy per codegen unit, so a pointer can
@@ -170,26 +170,14 @@ fn not_registered(what: &str, pointer: bool) -> Reason {
     ))
 }
 
-/// The stable name `f` was registered under, from a `fn` pointer (best effort; see the module
-/// docs). The cluster backend's entry point for `Executor::submit_fn`.
+/// The stable name the function `f` was registered under, exactly (by its item type; a `fn`
+/// pointer falls back to its address, best effort). The cluster's entry point.
 ///
 /// # Errors
 ///
 /// A [`Reason`] naming `f`'s type and telling the user to add `futurepool::register!` when `f`
 /// is not found.
-#[allow(dead_code)]
-pub(crate) fn name_of<A: 'static, R: 'static>(f: fn(A) -> R) -> Result<&'static str, Reason> {
-    let index = index_of(f)?;
-    Ok(registry().functions[index as usize].0)
-}
-
-/// The stable name the function `f` was registered under, exactly (by its item type); a `fn`
-/// pointer falls back to [`name_of`].
-///
-/// # Errors
-///
-/// As [`name_of`], naming the function.
-#[allow(dead_code)]
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) fn name_of_item<F, A, R>(f: F) -> Result<&'static str, Reason>
 where
     F: Fn(A) -> R + 'static,
@@ -206,7 +194,7 @@ where
 ///
 /// # Errors
 ///
-/// As [`name_of`].
+/// A [`Reason`] naming `f`'s type and telling the user to add `futurepool::register!`.
 pub(crate) fn index_of<A: 'static, R: 'static>(f: fn(A) -> R) -> Result<u32, Reason> {
     registry()
         .by_address
@@ -220,7 +208,7 @@ pub(crate) fn index_of<A: 'static, R: 'static>(f: fn(A) -> R) -> Result<u32, Rea
 ///
 /// # Errors
 ///
-/// As [`name_of`], naming the function.
+/// As [`name_of_item`].
 pub(crate) fn index_of_item<F, A, R>(f: F) -> Result<u32, Reason>
 where
     F: Fn(A) -> R + 'static,
@@ -243,7 +231,7 @@ where
 ///
 /// A distinct [`InvokeError`] for an unknown name, argument bytes that do not decode, a return
 /// value that does not serialize, and a panic (with its message and location).
-#[allow(dead_code)] // The cluster backend's entry point; the process pool uses `invoke_index`.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))] // The cluster's entry point; the process pool uses `invoke_index`.
 pub(crate) fn invoke(name: &str, arg: &[u8]) -> Result<Vec<u8>, InvokeError> {
     let index = *registry()
         .by_name
@@ -354,7 +342,7 @@ mod tests {
         n * 2
     }
     fn checked_half(n: u64) -> Result<u64, String> {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             Ok(n / 2)
         } else {
             Err(format!("{n} is odd"))
@@ -404,7 +392,7 @@ mod tests {
 
     #[test]
     fn unregistered_function_is_a_clear_error() {
-        let reason = name_of(not_registered_fn).unwrap_err();
+        let reason = name_of_item(not_registered_fn as fn(u64) -> u64).unwrap_err();
         assert!(reason.as_str().contains("fn(u64) -> u64"), "{reason}");
         assert!(
             reason.as_str().contains("futurepool::register!"),
@@ -455,6 +443,6 @@ mod tests {
             Ok("futurepool::registry::tests::double")
         );
         let pointer: fn(u64) -> u64 = double;
-        assert_eq!(name_of_item(pointer), name_of(pointer));
+        assert_eq!(index_of_item(pointer), index_of(pointer));
     }
 }

@@ -453,6 +453,7 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
     }
 
     /// A task that is already finished with this outcome (e.g. refused at submit).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // The cluster's; pools use `Job::reject`.
     pub(crate) fn resolved(outcome: Result<T, TaskError<E>>) -> Self {
         let task = Task::pending();
         task.resolve(outcome);

@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::executor::{Executor, Payload, Shutdown};
+use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::task::{Job, Task};
 
 pub use self::builder::ThreadPoolBuilder;
@@ -215,15 +215,22 @@ impl fmt::Debug for ThreadPool {
 }
 
 impl Executor for ThreadPool {
-    fn submit_fn<A: Payload, R: Payload>(&self, f: fn(A) -> R, arg: A) -> Task<R> {
+    fn submit_fn<F, A, R>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
         self.submit(move || f(arg))
     }
 
-    fn submit_fallible_fn<A: Payload, R: Payload, E: Payload>(
-        &self,
-        f: fn(A) -> Result<R, E>,
-        arg: A,
-    ) -> Task<R, E> {
+    fn submit_fallible_fn<F, A, R, E>(&self, f: F, arg: A) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
         self.submit_fallible(move || f(arg))
     }
 
