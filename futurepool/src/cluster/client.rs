@@ -612,12 +612,13 @@ impl ClusterPool {
     /// assert_eq!(squares[999], 998_001);
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
-    pub fn map<A, R, I>(
+    pub fn map<F, A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         inputs: I,
     ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R> + '_, R>
     where
+        F: TaskFn<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -644,12 +645,13 @@ impl ClusterPool {
     /// ```
     // The closure type cannot be named (no `impl Trait` in type aliases on stable).
     #[allow(clippy::type_complexity)]
-    pub fn map_fallible<A, R, E, I>(
+    pub fn map_fallible<F, A, R, E, I>(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         inputs: I,
     ) -> Map<I::IntoIter, impl FnMut(A) -> Task<R, E> + '_, R, E>
     where
+        F: TaskFn<A, Result<R, E>>,
         A: Payload,
         R: Payload,
         E: Payload,
@@ -674,12 +676,13 @@ impl ClusterPool {
     /// assert_eq!(total, 328_350);
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
-    pub fn map_unordered<A, R, I>(
+    pub fn map_unordered<F, A, R, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         inputs: I,
     ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R> + '_, R>
     where
+        F: TaskFn<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -704,12 +707,13 @@ impl ClusterPool {
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
     #[allow(clippy::type_complexity)]
-    pub fn map_unordered_fallible<A, R, E, I>(
+    pub fn map_unordered_fallible<F, A, R, E, I>(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         inputs: I,
     ) -> MapUnordered<I::IntoIter, impl FnMut(A) -> Task<R, E> + '_, R, E>
     where
+        F: TaskFn<A, Result<R, E>>,
         A: Payload,
         R: Payload,
         E: Payload,

@@ -258,12 +258,7 @@ impl ThreadPool {
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         T: Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let submit = move |item| {
-            let f = Arc::clone(&f);
-            self.submit(move || f(item))
-        };
-        Map::new(inputs.into_iter(), submit, self.default_buffer())
+        self.map_fallible(move |item| Ok::<T, Infallible>(f(item)), inputs)
     }
 
     /// Like [`map`](ThreadPool::map) for a function returning `Result`: an `Err(e)` is yielded as
@@ -324,12 +319,7 @@ impl ThreadPool {
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         T: Send + Sync + 'static,
     {
-        let f = Arc::new(f);
-        let submit = move |item| {
-            let f = Arc::clone(&f);
-            self.submit(move || f(item))
-        };
-        MapUnordered::new(inputs.into_iter(), submit, self.default_buffer())
+        self.map_unordered_fallible(move |item| Ok::<T, Infallible>(f(item)), inputs)
     }
 
     /// [`map_unordered`](ThreadPool::map_unordered) for a function returning `Result`.
