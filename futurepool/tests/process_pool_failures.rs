@@ -440,6 +440,31 @@ fn kill_workers_stops_running_tasks() {
     stop("kill");
 }
 
+/// Regression: a call taken by a worker's writer just as `terminate_workers` stopped that worker
+/// was put back on the queue after shutdown had drained it, and no worker was left to run it, so
+/// `terminate_workers` waited forever (a third of the runs of its doctest hung). Stopping right
+/// after a task starts, many times over, must always end with the task failed as lost.
+#[test]
+fn stopping_workers_right_after_a_task_starts_never_hangs() {
+    for round in 0..20 {
+        let pool = ProcessPool::new(1).unwrap();
+        let stuck = pool.submit(sleep_ms, 60_000);
+        while !stuck.is_running() {
+            std::thread::yield_now();
+        }
+        if round % 2 == 0 {
+            pool.terminate_workers();
+        } else {
+            pool.kill_workers();
+        }
+        let outcome = stuck.result_timeout(Duration::from_secs(30));
+        assert!(
+            matches!(outcome, Err(TaskError::WorkerLost(_))),
+            "round {round}: {outcome:?}"
+        );
+    }
+}
+
 #[test]
 fn crash_with_big_data_in_the_pipe_does_not_hang() {
     // CPython test_deadlock.py: test_crash_big_data.

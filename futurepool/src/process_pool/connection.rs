@@ -127,6 +127,7 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                 .expect("a call within the frame limit always encodes");
         }
         // Record the calls as in flight *before* their bytes leave: an answer can only follow.
+        let mut refused = Vec::new();
         let alive = {
             let mut state = shared.lock();
             match state.workers.iter_mut().find(|s| s.id == id) {
@@ -152,11 +153,12 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                     if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
                         slot.taking -= batch.len();
                     }
-                    shared.requeue(&mut state, batch.drain(..));
+                    refused = shared.requeue(&mut state, batch.drain(..));
                     false
                 }
             }
         };
+        settle(refused);
         if !alive || calls.write_all(&buffer).is_err() {
             // The reader sees the pipe end and settles everything in flight.
             return;
@@ -461,15 +463,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>) {
     }
     if !requeue.is_empty() {
         let mut state = shared.lock();
-        if let Some(reason) = state.broken.clone() {
-            failed.extend(
-                requeue
-                    .into_iter()
-                    .map(|p| (p.sink, TaskError::PoolBroken(reason.clone()))),
-            );
-        } else {
-            shared.requeue(&mut state, requeue.into_iter());
-        }
+        failed.extend(shared.requeue(&mut state, requeue.into_iter()));
     }
     settle(failed);
     // Only now does the worker disappear: a waiting shutdown sees every task settled.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::error::{Reason, TaskError};
+use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::wire::Outcome;
 
 use super::sink::Sink;
@@ -221,15 +221,31 @@ impl Shared {
     }
 
     /// Puts entries a dead worker never started back at the front of the queue, in order.
+    ///
+    /// A pool that is broken, or whose workers are being stopped (`terminate_workers`,
+    /// `kill_workers`), will start no worker to run them, and a queue that already went through
+    /// shutdown's drain would never empty: those entries are handed back to be failed (with
+    /// [`settle`], outside the lock) instead of waiting forever.
+    #[must_use = "refused entries must be settled"]
     pub(super) fn requeue(
         &self,
         state: &mut State,
         entries: impl DoubleEndedIterator<Item = Pending>,
-    ) {
+    ) -> Rejected {
+        if let Some(reason) = &state.broken {
+            let error = TaskError::PoolBroken(reason.clone());
+            return entries.map(|p| (p.sink, error.clone())).collect();
+        }
+        if state.stopping {
+            // Taken by a worker that was being stopped: from the caller's side it was running.
+            let error = TaskError::WorkerLost(WorkerLoss::Disconnected);
+            return entries.map(|p| (p.sink, error.clone())).collect();
+        }
         for entry in entries.rev() {
             state.queue.push_front(entry);
         }
         self.dispatch(state);
+        Vec::new()
     }
 
     /// After the queue grew or capacity appeared: wakes writers that can take work, and asks the
