@@ -235,14 +235,19 @@ fn dropping_the_handle_does_not_cancel_the_work() {
 
 #[test]
 fn predicates_agree_with_each_other_at_every_instant() {
-    // F3: is_done == finished or cancelled; never running and done at once.
+    // F3: is_done == finished or cancelled; never running and done at once. The three calls are
+    // three instants, so read them in an order where a task moving on between reads cannot make
+    // a correct answer look wrong: done and cancelled are terminal, so `cancelled` read first must
+    // still be `done` read next, and `done` read before `running` rules running out.
     let pool = ThreadPool::new(2);
     let tasks: Vec<_> = (0..200).map(|i| pool.submit(move || i)).collect();
     for _ in 0..50 {
         for task in &tasks {
-            let (running, done, cancelled) =
-                (task.is_running(), task.is_done(), task.is_cancelled());
-            assert!(!(running && done) && (!cancelled || done));
+            let cancelled = task.is_cancelled();
+            let done = task.is_done();
+            let running = task.is_running();
+            assert!(!cancelled || done, "a cancelled task is done");
+            assert!(!(done && running), "a done task is not running");
         }
     }
     for (i, task) in tasks.iter().enumerate() {
