@@ -49,7 +49,7 @@ fn random_sigkills_lose_only_the_tasks_that_were_running() {
         let (pool, done) = (pool.clone(), done.clone());
         std::thread::spawn(move || {
             let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id());
-            let mut kills = 0;
+            let (mut kills, mut last_victim) = (0, None);
             while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
                 let pids = pool.worker_pids();
@@ -58,9 +58,10 @@ fn random_sigkills_lose_only_the_tasks_that_were_running() {
                     // SAFETY: signalling a worker process of our own pool.
                     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
                     kills += 1;
+                    last_victim = Some(victim);
                 }
             }
-            kills
+            (kills, last_victim)
         })
     };
 
@@ -73,7 +74,7 @@ fn random_sigkills_lose_only_the_tasks_that_were_running() {
         }
     }
     done.store(true, Ordering::SeqCst);
-    let kills = killer.join().unwrap();
+    let (kills, last_victim) = killer.join().unwrap();
     println!("{ok} succeeded, {lost} lost with their worker, {kills} workers killed");
     assert_eq!(ok + lost, TASKS);
     assert!(
@@ -85,7 +86,16 @@ fn random_sigkills_lose_only_the_tasks_that_were_running() {
         TASKS,
         "each resolved exactly once"
     );
-    // Still usable afterwards.
+    // Still usable afterwards. The last kill may have landed after every task resolved; a call
+    // sent before the pool noticed that death would be lost with it, so wait until it has.
+    let noticed_by = Instant::now() + Duration::from_secs(30);
+    while last_victim.is_some_and(|pid| pool.worker_pids().contains(&pid)) {
+        assert!(
+            Instant::now() < noticed_by,
+            "the pool never noticed a killed worker"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(pool.submit(noop, 7).result(), Ok(7));
 }
 

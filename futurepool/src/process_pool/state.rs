@@ -220,7 +220,8 @@ impl Shared {
         Ok(())
     }
 
-    /// Puts entries a dead worker never started back at the front of the queue, in order.
+    /// Puts entries a dead worker never started back at the front of the queue, in order,
+    /// marked as started (their tasks are running from the caller's side).
     ///
     /// A pool that is broken, or whose workers are being stopped (`terminate_workers`,
     /// `kill_workers`), will start no worker to run them, and a queue that already went through
@@ -241,7 +242,10 @@ impl Shared {
             let error = TaskError::WorkerLost(WorkerLoss::Disconnected);
             return entries.map(|p| (p.sink, error.clone())).collect();
         }
-        for entry in entries.rev() {
+        for mut entry in entries.rev() {
+            // It was taken by a worker, so its task is already marked running: the next worker
+            // must not try to start it again (that attempt fails, and would read as cancelled).
+            entry.started = true;
             state.queue.push_front(entry);
         }
         self.dispatch(state);
