@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{Panic, Reason, TaskError};
+use crate::error::{Panic, Reason, TaskError, WorkerLoss};
 use crate::task::Task;
 use crate::wire::Outcome;
 
@@ -128,6 +128,23 @@ where
     }
 }
 
+/// What a task gets if the pool ever drops its sink without an outcome: a bug in the pool, but
+/// one that must surface as an error rather than as a task that never resolves.
+fn dropped_unresolved<E>() -> TaskError<E> {
+    TaskError::WorkerLost(WorkerLoss::Disconnected)
+}
+
+/// The last line of defence for "no task vanishes": a sink dropped without `finish`, `fail` or
+/// `cancel` fails its task instead of leaving it pending forever. After any of those (or for a
+/// task cancelled by its caller) the task is done and this does nothing.
+impl<R, E, D> Drop for TaskSink<R, E, D> {
+    fn drop(&mut self) {
+        if !self.task.is_done() {
+            self.task.resolve(Err(dropped_unresolved()));
+        }
+    }
+}
+
 /// The value of one map chunk: each item's outcome, in input order.
 pub(crate) type ChunkResults<R, E> = Vec<Result<R, TaskError<E>>>;
 
@@ -175,6 +192,16 @@ impl<R, E, D> ChunkSink<R, E, D> {
     }
 }
 
+/// As for [`TaskSink`]: a chunk dropped unresolved fails every item, never hangs the map.
+impl<R, E, D> Drop for ChunkSink<R, E, D> {
+    fn drop(&mut self) {
+        if !self.task.is_done() {
+            let outcomes = self.merge(std::iter::repeat_with(|| Err(dropped_unresolved())));
+            self.task.resolve(Ok(outcomes));
+        }
+    }
+}
+
 impl<R, E, D> Sink for ChunkSink<R, E, D>
 where
     R: Send + Sync + 'static,
@@ -200,5 +227,47 @@ where
     fn fail(self: Box<Self>, error: TaskError) {
         let outcomes = self.merge(std::iter::repeat_with(|| Err(error.clone().widen())));
         self.task.resolve(Ok(outcomes));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_dropped_unresolved_fails_its_task_instead_of_hanging_it() {
+        let task = Task::<u8>::pending();
+        drop(TaskSink::<u8, Infallible, Plain>::new(task.clone()));
+        assert_eq!(
+            task.try_result(),
+            Some(Err(TaskError::WorkerLost(WorkerLoss::Disconnected)))
+        );
+    }
+
+    #[test]
+    fn dropping_the_sink_of_a_done_task_changes_nothing() {
+        let cancelled = Task::<u8>::pending();
+        assert!(cancelled.cancel());
+        drop(TaskSink::<u8, Infallible, Plain>::new(cancelled.clone()));
+        assert_eq!(cancelled.try_result(), Some(Err(TaskError::Cancelled)));
+
+        let failed = Task::<u8>::pending();
+        Box::new(TaskSink::<u8, Infallible, Plain>::new(failed.clone())).fail(TaskError::ShutDown);
+        assert_eq!(failed.try_result(), Some(Err(TaskError::ShutDown)));
+    }
+
+    #[test]
+    fn a_chunk_dropped_unresolved_fails_every_item() {
+        let task = Task::<ChunkResults<u8, Infallible>>::pending();
+        drop(ChunkSink::<u8, Infallible, Plain>::new(
+            task.clone(),
+            3,
+            Vec::new(),
+        ));
+        let items = task.try_result().unwrap().unwrap();
+        assert_eq!(items.len(), 3);
+        assert!(items
+            .iter()
+            .all(|item| *item == Err(TaskError::WorkerLost(WorkerLoss::Disconnected))));
     }
 }
