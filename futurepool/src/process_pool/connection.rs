@@ -15,6 +15,7 @@ use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::registry;
 use crate::wire::{self, Bytes, Call, FromWorker, Hello, ToWorker};
 
+use super::items;
 use super::sink::Answer;
 use super::state::{capacity, settle, InFlight, KillCause, Pending, Phase, Shared, Work};
 
@@ -116,9 +117,17 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                             arg
                         })
                         .collect();
-                    ToWorker::RunChunk {
-                        function: *function,
-                        args,
+                    if pending.time_limit.is_some() {
+                        // Timed per item; see `items.rs`.
+                        ToWorker::RunChunkEach {
+                            function: *function,
+                            args,
+                        }
+                    } else {
+                        ToWorker::RunChunk {
+                            function: *function,
+                            args,
+                        }
                     }
                 }
             };
@@ -141,6 +150,7 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                         work: p.work,
                         sink: p.sink,
                         time_limit: p.time_limit,
+                        answered: Vec::new(),
                     }));
                     if limited {
                         // The supervisor times the call at the front; tell it there is one.
@@ -380,11 +390,25 @@ fn serve_answers(
             let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) else {
                 return Some(Reason::new("the worker was removed while answering"));
             };
-            if slot.in_flight.len() < count {
-                return Some(Reason::new("protocol error: more answers than calls"));
-            }
             shared.record_service(now.saturating_duration_since(slot.front_started), count);
-            sinks.extend(slot.in_flight.drain(..count).map(|f| f.sink));
+            for (index, frame) in frames[..count].iter().enumerate() {
+                let Some(front) = slot.in_flight.front_mut() else {
+                    return Some(Reason::new("protocol error: more answers than calls"));
+                };
+                if front.by_item() {
+                    // One item of a chunk answered item by item (`items.rs`).
+                    front.answered.push(frame.clone());
+                    if front.answered.len() < items::item_count(&front.work) {
+                        continue;
+                    }
+                    let entry = slot.in_flight.pop_front().expect("the front exists");
+                    sinks.push(Answered::Items(entry));
+                } else {
+                    let entry = slot.in_flight.pop_front().expect("the front exists");
+                    sinks.push(Answered::Frame(entry.sink, index));
+                }
+            }
+            // The next call, or the next item of a chunk answered item by item, starts now.
             slot.front_started = now;
             if slot
                 .in_flight
@@ -399,7 +423,14 @@ fn serve_answers(
                 slot.writer_wake.notify_one();
             }
             drop(state);
-            for (sink, frame) in sinks.drain(..).zip(frames.iter()) {
+            for answered in sinks.drain(..) {
+                let (sink, frame) = match answered {
+                    Answered::Frame(sink, frame) => (sink, &frames[frame]),
+                    Answered::Items(entry) => {
+                        items::finish(entry);
+                        continue;
+                    }
+                };
                 match postcard::from_bytes::<FromWorker<'_>>(frame) {
                     Ok(FromWorker::Done(outcome)) => sink.finish(Answer::One(outcome)),
                     Ok(FromWorker::ChunkDone(outcomes)) => sink.finish(Answer::Chunk(outcomes)),
@@ -413,6 +444,13 @@ fn serve_answers(
             return None;
         }
     }
+}
+
+/// An entry the worker finished answering: by one frame (its index in the batch), or a chunk
+/// answered item by item, whose frames it holds.
+enum Answered {
+    Frame(Box<dyn super::sink::Sink>, usize),
+    Items(InFlight),
 }
 
 /// After the worker exited: fails the call it was running, requeues those it never started,
@@ -440,15 +478,26 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>) {
     };
     let mut held = held.into_iter();
     let mut failed = Vec::new();
+    let mut requeue = Vec::new();
     if let Some(running) = held.next() {
         let error = match kill {
             Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
             Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
             _ => TaskError::WorkerLost(loss),
         };
-        failed.push((running.sink, error));
+        if running.by_item() {
+            // Only the running item fails; the ones after it never started (`items.rs`).
+            if let Some(rest) = items::settle_running(running, error) {
+                if stopping {
+                    failed.push((rest.sink, TaskError::WorkerLost(loss)));
+                } else {
+                    requeue.push(rest);
+                }
+            }
+        } else {
+            failed.push((running.sink, error));
+        }
     }
-    let mut requeue = Vec::new();
     for entry in held {
         if stopping {
             failed.push((entry.sink, TaskError::WorkerLost(loss)));

@@ -11,6 +11,7 @@
 
 mod builder;
 mod connection;
+mod items;
 mod map;
 mod sink;
 mod spawn;
@@ -277,7 +278,10 @@ impl ProcessPool {
         R: Payload,
     {
         let task = Task::pending();
-        let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(task.clone()));
+        let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
+            task.clone(),
+            self.shared.callbacks.clone(),
+        ));
         self.submit_call(f, &arg, sink, limit);
         task
     }
@@ -312,7 +316,10 @@ impl ProcessPool {
         E: Payload,
     {
         let task = Task::pending();
-        let sink = Box::new(TaskSink::<R, E, Fallible>::new(task.clone()));
+        let sink = Box::new(TaskSink::<R, E, Fallible>::new(
+            task.clone(),
+            self.shared.callbacks.clone(),
+        ));
         self.submit_call(f, &arg, sink, limit);
         task
     }
@@ -403,6 +410,9 @@ impl ProcessPool {
         }
         if how.waits() {
             self.wait_for_supervisor();
+            // Every task is settled; their done-callbacks run on the callback threads. (Called
+            // from one of those — a callback dropping the pool — this does not wait for itself.)
+            self.shared.callbacks.wait_idle();
         }
     }
 

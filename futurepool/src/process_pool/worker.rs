@@ -191,6 +191,36 @@ impl Worker {
                         .collect();
                     encode(&mut self.out, &FromWorker::ChunkDone(outcomes))
                 }
+                Ok(ToWorker::RunChunkEach { function, args }) => {
+                    // One frame per item, written before the next item starts, so the pool
+                    // times each item and knows which ones a killed worker finished.
+                    for arg in &args {
+                        self.results.clear();
+                        let result =
+                            registry::invoke_index_into(function, arg.0, &mut self.results);
+                        let outcome = match &result {
+                            Ok(()) => Outcome::Returned(Bytes(&self.results)),
+                            Err(error) => outcome_of_error(error),
+                        };
+                        encode(&mut self.out, &FromWorker::ItemDone(outcome))
+                            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+                        if self.out.len() > max_frame {
+                            let why = format!(
+                                "the result's {} bytes exceed the pool's maximum frame size of \
+                                 {max_frame} bytes",
+                                self.out.len()
+                            );
+                            let outcome = Outcome::Unserializable(why);
+                            encode(&mut self.out, &FromWorker::ItemDone(outcome))
+                                .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+                        }
+                        self.answers
+                            .write_all(&self.out)
+                            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+                    }
+                    answered += 1;
+                    continue;
+                }
                 Ok(ToWorker::Hello(_)) | Err(_) => {
                     eprintln!("futurepool worker: malformed call from the pool; exiting");
                     return Err(WorkerExit(EXIT_BROKEN_PIPE));

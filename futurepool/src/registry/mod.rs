@@ -70,22 +70,37 @@ where
         signature: TypeId::of::<fn(A) -> R>(),
         signature_name: type_name::<fn(A) -> R>(),
         invoke: Box::new(move |arg_bytes, out| {
-            let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
-                InvokeError::BadArgument(format!(
-                    "cannot decode a `{}` from {} bytes: {e}",
-                    type_name::<A>(),
-                    arg_bytes.len()
-                ))
-            })?;
-            let value = crate::panic::catch(move || f(arg)).map_err(InvokeError::Panicked)?;
             let start = out.len();
-            postcard::serialize_with_flavor(&value, crate::wire::AppendTo(out)).map_err(|e| {
-                out.truncate(start);
-                InvokeError::Unserializable(format!(
-                    "the `{}` it returned cannot be serialized: {e}",
-                    type_name::<R>()
-                ))
+            // Every step below runs user code — the argument's `Deserialize`, the function, the
+            // `Drop` of its argument, the result's `Serialize` and `Drop` — on a thread that
+            // serves other calls after this one (a pool's worker process, a cluster worker). A
+            // panic in any of them fails this call alone, as `Panicked` with its message and
+            // location; only a panic *while unwinding* (a second panic) can still abort.
+            let result = crate::panic::catch(|| {
+                let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
+                    InvokeError::BadArgument(format!(
+                        "cannot decode a `{}` from {} bytes: {e}",
+                        type_name::<A>(),
+                        arg_bytes.len()
+                    ))
+                })?;
+                let value = f(arg);
+                postcard::serialize_with_flavor(&value, crate::wire::AppendTo(&mut *out)).map_err(
+                    |e| {
+                        InvokeError::Unserializable(format!(
+                            "the `{}` it returned cannot be serialized: {e}",
+                            type_name::<R>()
+                        ))
+                    },
+                )?;
+                drop(value);
+                Ok(())
             })
+            .unwrap_or_else(|panic| Err(InvokeError::Panicked(panic)));
+            if result.is_err() {
+                out.truncate(start);
+            }
+            result
         }),
     }
 }

@@ -8,6 +8,7 @@
 //! - `README.md`: the protocol, and why no wake-up can be lost.
 
 mod core;
+mod deferred;
 mod future;
 mod job;
 mod listeners;
@@ -24,6 +25,7 @@ use crate::loom::thread;
 use crate::panic;
 
 use self::core::{CancelAttempt, Core, Snapshot};
+pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
 pub(crate) use self::job::Job;
 use self::job::{ErasedJob, NoJob, TaskCell};
 pub(crate) use self::listeners::Notify;
@@ -432,13 +434,48 @@ impl<T, E> Task<T, E> {
         self.core().try_start()
     }
 
-    fn run_listeners(&self) {
+    /// [`resolve`](Task::resolve) for a thread that must not run user code (a process pool's
+    /// reader): sets the outcome and wakes every waiter here, but hands the done-callbacks back,
+    /// with the task, to be run on another thread. `None` if this call did not resolve the task
+    /// or it has no callbacks. Callbacks keep their order and still run exactly once: a callback
+    /// registered after this returns finds the task done and runs at once in its caller (F4).
+    pub(crate) fn resolve_deferred(
+        &self,
+        outcome: Result<T, TaskError<E>>,
+    ) -> Option<Deferred<T, E>> {
+        if !self.core().try_claim() {
+            return None;
+        }
+        if self.core().publish(outcome) {
+            self.wake_and_take_callbacks()
+        } else {
+            None
+        }
+    }
+
+    /// [`cancel`](Task::cancel), deferring the callbacks as
+    /// [`resolve_deferred`](Task::resolve_deferred) does.
+    pub(crate) fn cancel_deferred(&self) -> Option<Deferred<T, E>> {
+        match self.core().try_cancel() {
+            CancelAttempt::Cancelled {
+                had_listeners: true,
+            } => self.wake_and_take_callbacks(),
+            _ => None,
+        }
+    }
+
+    /// Wakes every waiter and returns the callbacks, in registration order, still to run.
+    fn wake_and_take_callbacks(&self) -> Option<Deferred<T, E>> {
         let mut callbacks = Vec::new();
         for listener in self.core().take_listeners() {
             callbacks.extend(listener.wake());
         }
-        for callback in callbacks {
-            run_callback(callback, self);
+        (!callbacks.is_empty()).then(|| Deferred::new(self.clone(), callbacks))
+    }
+
+    fn run_listeners(&self) {
+        if let Some(deferred) = self.wake_and_take_callbacks() {
+            deferred.run_here();
         }
     }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize, Serializer};
 /// First bytes of every handshake, so a stray process on the pipe is recognised at once.
 pub(crate) const MAGIC: [u8; 8] = *b"futurepl";
 
-/// Bumped on any change to these messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change to these messages. 2: `RunChunkEach` / `ItemDone`.
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// An already-serialized value, carried as raw bytes (postcard `bytes`: a length, then the bytes)
 /// and borrowed from the frame buffer when decoded, so a payload is never copied twice.
@@ -84,6 +84,14 @@ pub(crate) enum ToWorker<'a> {
         #[serde(borrow)]
         args: Vec<Bytes<'a>>,
     },
+    /// As `RunChunk`, but answered item by item: one [`FromWorker::ItemDone`] per argument,
+    /// each written before the next item starts. Used when a time limit applies, so the limit
+    /// is timed per item and a worker killed part-way has said which items it finished.
+    RunChunkEach {
+        function: u32,
+        #[serde(borrow)]
+        args: Vec<Bytes<'a>>,
+    },
 }
 
 /// How one call ended in the worker.
@@ -121,4 +129,7 @@ pub(crate) enum FromWorker<'a> {
     Done(Outcome<'a>),
     /// The answers to one `RunChunk`, one per argument, in order.
     ChunkDone(Vec<Outcome<'a>>),
+    /// The answer to one item of a `RunChunkEach`; the items' answers come in order, and the
+    /// last one completes the chunk.
+    ItemDone(Outcome<'a>),
 }

@@ -1,0 +1,568 @@
+//! Hostile user code in a process pool (issue 9, cases 5, 6, 7, 9 and 14): `Serialize`,
+//! `Deserialize` and `Drop` impls that panic on either side of the pipe, maps whose chunks are
+//! cancelled or killed, done-callbacks that block or drop the pool, and per-item time limits.
+//! Every test runs under a watchdog, so a hang fails it.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use futurepool::{ProcessPool, Shutdown, TaskError, WorkerLoss};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use support::within;
+
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// Hostile values.
+
+/// Serializes fine; its `Deserialize` panics. Only the parent ever decodes a result, so as a
+/// result it panics in the parent's reader path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct PanicsWhenDecoded(u32);
+
+impl<'de> Deserialize<'de> for PanicsWhenDecoded {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let _ = u32::deserialize(deserializer)?;
+        panic!("PanicsWhenDecoded refuses to be decoded");
+    }
+}
+
+/// Serializes fine; its `Deserialize` panics: as an argument it panics in the worker.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct ArgPanicsWhenDecoded(u32);
+
+impl<'de> Deserialize<'de> for ArgPanicsWhenDecoded {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let _ = u32::deserialize(deserializer)?;
+        panic!("the argument refuses to be decoded");
+    }
+}
+
+/// Its `Serialize` panics: as a result it panics in the worker after the function returned.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct PanicsWhenEncoded(u32);
+
+impl Serialize for PanicsWhenEncoded {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("PanicsWhenEncoded refuses to be encoded");
+    }
+}
+
+/// Panics when dropped, but only where it was made by the worker's function (`armed`): the copy
+/// the parent decodes is harmless.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct DropBomb {
+    n: u32,
+    #[serde(skip)]
+    armed: bool,
+}
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        if self.armed {
+            self.armed = false;
+            panic!("DropBomb {} went off", self.n);
+        }
+    }
+}
+
+/// An argument that panics when dropped in the worker (where it was decoded), never in the
+/// parent (where it was only encoded).
+#[derive(Debug, Clone, PartialEq)]
+struct ArgDropBomb {
+    n: u32,
+    armed: bool,
+}
+
+impl Serialize for ArgDropBomb {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.n.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ArgDropBomb {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(ArgDropBomb {
+            n: u32::deserialize(deserializer)?,
+            armed: true,
+        })
+    }
+}
+
+impl Drop for ArgDropBomb {
+    fn drop(&mut self) {
+        if self.armed {
+            self.armed = false;
+            panic!("ArgDropBomb {} went off", self.n);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registered functions.
+
+fn identity(n: u32) -> u32 {
+    n
+}
+fn undecodable_result(n: u32) -> PanicsWhenDecoded {
+    PanicsWhenDecoded(n)
+}
+fn undecodable_error(n: u32) -> Result<u32, PanicsWhenDecoded> {
+    Err(PanicsWhenDecoded(n))
+}
+fn takes_undecodable_arg(arg: ArgPanicsWhenDecoded) -> u32 {
+    arg.0
+}
+fn unencodable_result(n: u32) -> PanicsWhenEncoded {
+    PanicsWhenEncoded(n)
+}
+fn returns_a_drop_bomb(n: u32) -> DropBomb {
+    DropBomb { n, armed: true }
+}
+fn drops_its_argument(arg: ArgDropBomb) -> u32 {
+    arg.n
+}
+fn nap_then_identity((ms, n): (u64, u32)) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    n
+}
+/// Sleeps, then records that it ran by appending `n` to the file `path` (one line each), so a
+/// test can tell whether an item ran twice.
+fn nap_and_record((path, ms, n): (String, u64, u32)) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .unwrap();
+    writeln!(file, "{n}").unwrap();
+    n
+}
+
+futurepool::register!(
+    identity,
+    undecodable_result,
+    undecodable_error,
+    takes_undecodable_arg,
+    unencodable_result,
+    returns_a_drop_bomb,
+    drops_its_argument,
+    nap_then_identity,
+    nap_and_record,
+);
+futurepool::test_support!();
+
+/// The pool still serves, on the worker(s) it already had.
+fn assert_still_serves(pool: &ProcessPool, workers: u64) {
+    assert_eq!(pool.submit(identity, 41).result(), Ok(41));
+    let out: Vec<_> = pool.map(identity, 0..10).chunksize(3).collect();
+    assert_eq!(out, (0..10).map(Ok).collect::<Vec<_>>());
+    assert_eq!(
+        pool.workers_started(),
+        workers,
+        "no worker was lost or replaced"
+    );
+}
+
+fn assert_panicked<T: std::fmt::Debug, E: std::fmt::Debug>(
+    outcome: &Result<T, TaskError<E>>,
+    message: &str,
+) {
+    match outcome {
+        Err(TaskError::Panicked(panic)) => {
+            assert!(panic.message().contains(message), "{panic:?}");
+            assert!(
+                panic
+                    .location()
+                    .is_some_and(|l| l.contains("hostile_process_usercode.rs")),
+                "the panic's location is the user's impl: {panic:?}"
+            );
+        }
+        other => panic!("expected a panic with {message:?}, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 5: a user `Deserialize` panicking in the parent.
+
+#[test]
+fn deserialize_panic_in_parent_fails_only_that_task() {
+    within(WATCHDOG, "a result whose Deserialize panics", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let outcome = pool.submit(undecodable_result, 1).result();
+        assert_panicked(&outcome, "refuses to be decoded");
+        // The same worker's next answers are still read.
+        let again = pool.submit(undecodable_result, 2);
+        let fine = pool.submit(identity, 3);
+        assert_panicked(&again.result(), "refuses to be decoded");
+        assert_eq!(fine.result(), Ok(3));
+        assert_still_serves(&pool, 1);
+    });
+}
+
+#[test]
+fn deserialize_panic_of_an_error_type_in_parent_fails_only_that_task() {
+    within(WATCHDOG, "an Err whose Deserialize panics", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let outcome = pool.submit_fallible(undecodable_error, 1).result();
+        assert_panicked(&outcome, "refuses to be decoded");
+        assert_still_serves(&pool, 1);
+    });
+}
+
+#[test]
+fn deserialize_panic_of_chunk_items_in_parent_fails_each_item_in_place() {
+    within(WATCHDOG, "map items whose Deserialize panics", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let out: Vec<_> = pool.map(undecodable_result, 0..7).chunksize(3).collect();
+        assert_eq!(out.len(), 7);
+        for outcome in &out {
+            assert_panicked(outcome, "refuses to be decoded");
+        }
+        let workers = pool.workers_started();
+        assert!(workers <= 2);
+        assert_still_serves(&pool, workers);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 6: user `Deserialize`, `Serialize` and `Drop` panicking in the worker.
+
+#[test]
+fn argument_deserialize_panic_in_worker_fails_only_that_task() {
+    within(WATCHDOG, "an argument whose Deserialize panics", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let outcome = pool
+            .submit(takes_undecodable_arg, ArgPanicsWhenDecoded(1))
+            .result();
+        assert_panicked(&outcome, "the argument refuses to be decoded");
+        assert_still_serves(&pool, 1);
+    });
+}
+
+#[test]
+fn result_serialize_panic_in_worker_fails_only_that_task() {
+    within(WATCHDOG, "a result whose Serialize panics", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let outcome = pool.submit(unencodable_result, 1).result();
+        assert_panicked(&outcome, "refuses to be encoded");
+        assert_still_serves(&pool, 1);
+    });
+}
+
+#[test]
+fn drop_panic_of_the_returned_value_in_worker_fails_only_that_task() {
+    within(WATCHDOG, "a returned value whose Drop panics", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let outcome = pool.submit(returns_a_drop_bomb, 1).result();
+        assert_panicked(&outcome, "DropBomb 1 went off");
+        assert_still_serves(&pool, 1);
+    });
+}
+
+#[test]
+fn drop_panic_of_the_argument_in_worker_fails_only_that_task() {
+    within(WATCHDOG, "an argument whose Drop panics", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let arg = ArgDropBomb { n: 4, armed: false };
+        let outcome = pool.submit(drops_its_argument, arg).result();
+        assert_panicked(&outcome, "ArgDropBomb 4 went off");
+        assert_still_serves(&pool, 1);
+    });
+}
+
+#[test]
+fn a_five_item_map_of_panicking_values_yields_five_outcomes_and_loses_no_worker() {
+    within(WATCHDOG, "maps of values that panic in the worker", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let out: Vec<_> = pool.map(returns_a_drop_bomb, 0..5).collect();
+        assert_eq!(out.len(), 5);
+        for (n, outcome) in out.iter().enumerate() {
+            assert_panicked(outcome, &format!("DropBomb {n} went off"));
+        }
+        let out: Vec<_> = pool.map(unencodable_result, 0..5).chunksize(2).collect();
+        assert_eq!(out.len(), 5);
+        out.iter()
+            .for_each(|o| assert_panicked(o, "refuses to be encoded"));
+        let args = (0..5).map(ArgPanicsWhenDecoded);
+        let out: Vec<_> = pool.map(takes_undecodable_arg, args).chunksize(5).collect();
+        assert_eq!(out.len(), 5);
+        out.iter()
+            .for_each(|o| assert_panicked(o, "the argument refuses to be decoded"));
+        let args = (0..5).map(|n| ArgDropBomb { n, armed: false });
+        let out: Vec<_> = pool.map(drops_its_argument, args).chunksize(3).collect();
+        assert_eq!(out.len(), 5);
+        for (n, outcome) in out.iter().enumerate() {
+            assert_panicked(outcome, &format!("ArgDropBomb {n} went off"));
+        }
+        let workers = pool.workers_started();
+        assert!(workers <= 2, "{workers} workers started: some were lost");
+        assert_still_serves(&pool, workers);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 7: a map yields exactly one outcome per input, in its own place, whatever happens to
+// its chunks.
+
+/// How a test interrupts a map half-way.
+#[derive(Clone, Copy, Debug)]
+enum Interrupt {
+    CancelPending,
+    Terminate,
+}
+
+fn interrupt(pool: &ProcessPool, how: Interrupt) {
+    match how {
+        Interrupt::CancelPending => {
+            pool.shutdown(Shutdown::default().cancel_pending(true).wait(false))
+        }
+        Interrupt::Terminate => pool.terminate_workers(),
+    }
+}
+
+fn ordered_map_interrupted(inputs: u32, nap_ms: u64, how: Interrupt) {
+    let pool = ProcessPool::new(2).unwrap();
+    let mut out = Vec::new();
+    let map = pool
+        .map(nap_then_identity, (0..inputs).map(|n| (nap_ms, n)))
+        .chunksize(4)
+        .buffer(inputs as usize);
+    for (taken, outcome) in map.enumerate() {
+        if taken == 5 {
+            interrupt(&pool, how);
+        }
+        out.push(outcome);
+    }
+    assert_eq!(
+        out.len(),
+        inputs as usize,
+        "one outcome per input ({how:?})"
+    );
+    let mut failed = 0;
+    for (position, outcome) in out.iter().enumerate() {
+        match outcome {
+            Ok(value) => assert_eq!(*value, position as u32, "item {position} ({how:?})"),
+            Err(
+                TaskError::Cancelled
+                | TaskError::ShutDown
+                | TaskError::WorkerLost(WorkerLoss::Signaled(_) | WorkerLoss::Disconnected),
+            ) => failed += 1,
+            Err(other) => panic!("item {position}: unexpected {other:?} ({how:?})"),
+        }
+    }
+    println!("{how:?}: {failed} of {inputs} items did not run");
+}
+
+fn unordered_map_interrupted(inputs: u32, nap_ms: u64, how: Interrupt) {
+    let pool = ProcessPool::new(2).unwrap();
+    let mut values = HashSet::new();
+    let mut count = 0;
+    let map = pool
+        .map_unordered(nap_then_identity, (0..inputs).map(|n| (nap_ms, n)))
+        .chunksize(4)
+        .buffer(inputs as usize);
+    for (taken, outcome) in map.enumerate() {
+        if taken == 5 {
+            interrupt(&pool, how);
+        }
+        count += 1;
+        if let Ok(value) = outcome {
+            assert!(value < inputs && values.insert(value), "{value} ({how:?})");
+        }
+    }
+    assert_eq!(count, inputs as usize, "one outcome per input ({how:?})");
+}
+
+#[test]
+fn a_cancelled_map_chunk_yields_one_outcome_per_input_in_its_place() {
+    within(WATCHDOG, "ordered maps cancelled half-way", || {
+        ordered_map_interrupted(40, 20, Interrupt::CancelPending);
+        ordered_map_interrupted(2_000, 0, Interrupt::CancelPending);
+    });
+}
+
+#[test]
+fn a_terminated_map_chunk_yields_one_outcome_per_input_in_its_place() {
+    within(WATCHDOG, "ordered maps terminated half-way", || {
+        ordered_map_interrupted(40, 20, Interrupt::Terminate);
+        ordered_map_interrupted(2_000, 0, Interrupt::Terminate);
+    });
+}
+
+#[test]
+fn an_interrupted_unordered_map_yields_one_outcome_per_input() {
+    within(WATCHDOG, "unordered maps interrupted half-way", || {
+        for how in [Interrupt::CancelPending, Interrupt::Terminate] {
+            unordered_map_interrupted(40, 20, how);
+            unordered_map_interrupted(2_000, 0, how);
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 9: done-callbacks never run on a thread the pool needs.
+
+#[test]
+fn a_callback_that_drops_the_last_pool_handle_does_not_deadlock() {
+    within(WATCHDOG, "a callback dropping the last pool", || {
+        let pool = Arc::new(ProcessPool::new(1).unwrap());
+        let task = pool.submit(nap_then_identity, (300, 1));
+        let (dropped_tx, dropped) = mpsc::channel();
+        let last = pool.clone();
+        task.add_done_callback(move |_| {
+            drop(last);
+            dropped_tx.send(()).unwrap();
+        });
+        drop(pool);
+        assert_eq!(task.result(), Ok(1));
+        dropped
+            .recv()
+            .expect("the callback dropped the pool and returned");
+    });
+}
+
+#[test]
+fn a_callback_that_waits_for_another_task_of_the_same_pool_completes() {
+    within(WATCHDOG, "a callback waiting on the same pool", || {
+        let pool = Arc::new(ProcessPool::new(1).unwrap());
+        let (result_tx, result) = mpsc::channel();
+        let first = pool.submit(identity, 1);
+        let inner = pool.clone();
+        first.add_done_callback(move |_| {
+            let second = inner.submit(identity, 2);
+            result_tx.send(second.result()).unwrap();
+        });
+        assert_eq!(first.result(), Ok(1));
+        assert_eq!(result.recv().unwrap(), Ok(2));
+    });
+}
+
+#[test]
+fn a_blocked_callback_does_not_hold_back_other_tasks_callbacks() {
+    within(WATCHDOG, "one callback blocked on another's", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let (release_tx, release) = mpsc::channel::<()>();
+        let (done_tx, done) = mpsc::channel();
+        let first = pool.submit(identity, 1);
+        let first_done = done_tx.clone();
+        first.add_done_callback(move |_| {
+            // Blocks until the second task's callback runs.
+            release.recv().unwrap();
+            first_done.send(1).unwrap();
+        });
+        first.wait();
+        let second = pool.submit(identity, 2);
+        second.add_done_callback(move |_| {
+            release_tx.send(()).unwrap();
+            done_tx.send(2).unwrap();
+        });
+        let mut order = vec![done.recv().unwrap(), done.recv().unwrap()];
+        order.sort();
+        assert_eq!(order, [1, 2]);
+    });
+}
+
+#[test]
+fn callbacks_of_process_tasks_run_once_each_in_registration_order() {
+    within(WATCHDOG, "many callbacks", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let task = pool.submit(identity, n);
+                let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+                for i in 0..3 {
+                    let (order, runs) = (order.clone(), runs.clone());
+                    task.add_done_callback(move |_| {
+                        order.lock().unwrap().push(i);
+                        runs.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+                (task, order)
+            })
+            .collect();
+        drop(pool);
+        for (task, order) in &tasks {
+            assert!(task.is_done());
+            // Callbacks run after the outcome is set, so wait for them a little.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while order.lock().unwrap().len() < 3 {
+                assert!(std::time::Instant::now() < deadline, "callbacks never ran");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(*order.lock().unwrap(), [0, 1, 2]);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 600);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 14: a time limit is per item, whatever the chunk size.
+
+#[test]
+fn time_limit_applies_to_each_map_item_not_the_whole_chunk() {
+    within(WATCHDOG, "a time-limited map of long chunks", || {
+        // Each chunk takes 4 s, each item 100 ms, the limit is 2 s.
+        let pool = ProcessPool::builder()
+            .max_workers(2)
+            .time_limit(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let out: Vec<_> = pool
+            .map(nap_then_identity, (0..40).map(|n| (100, n)))
+            .chunksize(40)
+            .collect();
+        assert_eq!(out, (0..40).map(Ok).collect::<Vec<_>>());
+        // Unordered and with the automatic chunk size (the README's quick start).
+        let mut out: Vec<u32> = pool
+            .map_unordered(nap_then_identity, (0..40).map(|n| (100, n)))
+            .map(Result::unwrap)
+            .collect();
+        out.sort();
+        assert_eq!(out, (0..40).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn a_time_limit_kill_mid_chunk_keeps_answered_items_and_runs_the_rest_once() {
+    within(WATCHDOG, "a time limit firing inside a chunk", || {
+        let record = std::env::temp_dir().join(format!(
+            "futurepool-time-limit-chunk-{}.txt",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&record);
+        let path = record.to_string_lossy().into_owned();
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .time_limit(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let naps = [10, 10, 60_000, 10, 10, 60_000, 10];
+        let out: Vec<_> = pool
+            .map(
+                nap_and_record,
+                naps.iter()
+                    .enumerate()
+                    .map(|(n, &ms)| (path.clone(), ms, n as u32)),
+            )
+            .chunksize(naps.len())
+            .collect();
+        let limit = Err(TaskError::TimeLimit(Duration::from_secs(1)));
+        assert_eq!(
+            out,
+            [Ok(0), Ok(1), limit.clone(), Ok(3), Ok(4), limit, Ok(6)]
+        );
+        let ran = std::fs::read_to_string(&record).unwrap();
+        let mut ran: Vec<u32> = ran.lines().map(|l| l.parse().unwrap()).collect();
+        ran.sort();
+        assert_eq!(ran, [0, 1, 3, 4, 6], "each finished item ran exactly once");
+        let _ = std::fs::remove_file(&record);
+    });
+}
