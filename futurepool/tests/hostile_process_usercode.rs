@@ -33,6 +33,18 @@ impl<'de> Deserialize<'de> for PanicsWhenDecoded {
     }
 }
 
+/// Decodes in the parent only when even: odd ones panic there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct OddPanicsWhenDecoded(u32);
+
+impl<'de> Deserialize<'de> for OddPanicsWhenDecoded {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(deserializer)?;
+        assert!(n % 2 == 0, "odd {n} refuses to be decoded");
+        Ok(OddPanicsWhenDecoded(n))
+    }
+}
+
 /// Serializes fine; its `Deserialize` panics: as an argument it panics in the worker.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct ArgPanicsWhenDecoded(u32);
@@ -113,6 +125,9 @@ fn identity(n: u32) -> u32 {
 fn undecodable_result(n: u32) -> PanicsWhenDecoded {
     PanicsWhenDecoded(n)
 }
+fn odd_undecodable_result(n: u32) -> OddPanicsWhenDecoded {
+    OddPanicsWhenDecoded(n)
+}
 fn undecodable_error(n: u32) -> Result<u32, PanicsWhenDecoded> {
     Err(PanicsWhenDecoded(n))
 }
@@ -149,6 +164,7 @@ futurepool::register!(
     identity,
     undecodable_result,
     undecodable_error,
+    odd_undecodable_result,
     takes_undecodable_arg,
     unencodable_result,
     returns_a_drop_bomb,
@@ -228,6 +244,40 @@ fn deserialize_panic_of_chunk_items_in_parent_fails_each_item_in_place() {
         let workers = pool.workers_started();
         assert!(workers <= 2);
         assert_still_serves(&pool, workers);
+    });
+}
+
+#[test]
+fn deserialize_panics_of_some_chunk_items_fail_those_items_only() {
+    within(WATCHDOG, "a chunk with some undecodable items", || {
+        let pool = ProcessPool::new(1).unwrap();
+        for time_limit in [None, Some(Duration::from_secs(600))] {
+            let out: Vec<_> = match time_limit {
+                None => pool
+                    .map(odd_undecodable_result, 0..9)
+                    .chunksize(9)
+                    .collect(),
+                Some(_) => {
+                    let pool = ProcessPool::builder()
+                        .max_workers(1)
+                        .time_limit(Duration::from_secs(600))
+                        .build()
+                        .unwrap();
+                    pool.map(odd_undecodable_result, 0..9)
+                        .chunksize(9)
+                        .collect()
+                }
+            };
+            assert_eq!(out.len(), 9);
+            for (n, outcome) in out.iter().enumerate() {
+                if n % 2 == 0 {
+                    assert_eq!(*outcome, Ok(OddPanicsWhenDecoded(n as u32)));
+                } else {
+                    assert_panicked(outcome, &format!("odd {n} refuses to be decoded"));
+                }
+            }
+        }
+        assert_still_serves(&pool, 1);
     });
 }
 

@@ -73,8 +73,11 @@ type ChunkMapUnordered<'a, I, R, E> =
 ///
 /// Made by [`ProcessPool::map`] and [`ProcessPool::map_fallible`]. Inputs travel in chunks (one
 /// round trip each; see [`chunksize`](ProcessMap::chunksize)) and results come back one per
-/// input, exactly like [`Map`]: lazy and bounded, each item's error in its place (a chunk whose
-/// worker was lost yields that error for each of its items), an optional timeout.
+/// input, exactly like [`Map`]: lazy and bounded, each item's error in its place, an optional
+/// timeout. Whatever happens to a chunk — cancelled by a shutdown, its worker lost, a time limit,
+/// a result that does not decode — it yields exactly one outcome per item, each in its own
+/// input's place (a chunk whose worker was lost yields that error for each item it had not
+/// answered).
 ///
 /// # Examples
 ///
@@ -126,7 +129,9 @@ macro_rules! chunked_map_methods {
             /// a size from the input's length: about four chunks per worker, at most 1,024
             /// items each (64 for inputs of unknown length). Larger chunks mean fewer round
             /// trips; smaller ones balance uneven work better and stream results sooner. A
-            /// pool's time limit applies to a whole chunk.
+            /// pool's time limit applies to each item, whatever the chunk size: under a time
+            /// limit the worker answers item by item, and an item killed by the limit fails
+            /// alone (the items after it run on another worker).
             ///
             /// # Panics
             ///

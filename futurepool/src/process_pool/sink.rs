@@ -83,6 +83,36 @@ pub(super) fn outcome_into<R, E, D: Decode<R, E>>(
     match outcome {
         Outcome::Returned(bytes) => crate::panic::catch(|| D::decode(bytes.0))
             .unwrap_or_else(|panic| Err(TaskError::Panicked(panic))),
+        other => outcome_into_unguarded::<R, E, D>(other),
+    }
+}
+
+/// Every item's outcome, each decoded as by [`outcome_into`]. One guard covers a run of items,
+/// keeping the cost of `catch_unwind` off each tiny item; the items decoded before a panic are
+/// kept outside the guarded closure (never dropped while unwinding), the panicking item fails
+/// alone, and decoding resumes after it.
+fn chunk_outcomes_into<R, E, D: Decode<R, E>>(
+    outcomes: &[Outcome<'_>],
+) -> Vec<Result<R, TaskError<E>>> {
+    let mut decoded = Vec::with_capacity(outcomes.len());
+    while decoded.len() < outcomes.len() {
+        let from = decoded.len();
+        let run = crate::panic::catch(|| {
+            for outcome in &outcomes[from..] {
+                decoded.push(outcome_into_unguarded::<R, E, D>(outcome));
+            }
+        });
+        if let Err(panic) = run {
+            decoded.push(Err(TaskError::Panicked(panic)));
+        }
+    }
+    decoded
+}
+
+/// [`outcome_into`] without its guard: only for callers that catch panics themselves.
+fn outcome_into_unguarded<R, E, D: Decode<R, E>>(outcome: &Outcome<'_>) -> Result<R, TaskError<E>> {
+    match outcome {
+        Outcome::Returned(bytes) => D::decode(bytes.0),
         Outcome::Panicked { message, location } => Err(TaskError::Panicked(Panic::new(
             message.clone(),
             location.clone(),
@@ -288,7 +318,10 @@ where
 
     fn finish(mut self: Box<Self>, answer: Answer<'_>) {
         let outcomes = match answer {
-            Answer::Chunk(outcomes) => self.merge(outcomes.iter().map(outcome_into::<R, E, D>)),
+            Answer::Chunk(outcomes) => {
+                let decoded = chunk_outcomes_into::<R, E, D>(&outcomes);
+                self.merge(decoded.into_iter())
+            }
             Answer::One(_) => self.merge(std::iter::empty()),
         };
         self.task().resolve(Ok(outcomes));
@@ -300,7 +333,7 @@ where
 
     fn settle_prefix(&mut self, answered: &[Outcome<'_>], running: TaskError) {
         self.settled
-            .extend(answered.iter().map(outcome_into::<R, E, D>));
+            .extend(chunk_outcomes_into::<R, E, D>(answered));
         self.settled.push(Err(running.widen()));
     }
 }

@@ -381,7 +381,55 @@ mod tests {
         Refuses
     }
 
-    crate::register!(double, checked_half, explode, failing_result);
+    /// Panics when the worker side drops it: after the function returned and it was encoded.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct DropBomb;
+    impl Drop for DropBomb {
+        fn drop(&mut self) {
+            panic!("dropped a bomb");
+        }
+    }
+    fn returns_a_drop_bomb(_: ()) -> DropBomb {
+        DropBomb
+    }
+    /// Encodes as a `u8`, but its `Serialize` panics.
+    #[derive(serde::Deserialize)]
+    struct PanicsWhenEncoded;
+    impl serde::Serialize for PanicsWhenEncoded {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("will not encode")
+        }
+    }
+    fn unencodable(_: ()) -> PanicsWhenEncoded {
+        PanicsWhenEncoded
+    }
+
+    crate::register!(
+        double,
+        checked_half,
+        explode,
+        failing_result,
+        returns_a_drop_bomb,
+        unencodable
+    );
+
+    #[test]
+    fn a_panic_in_serialize_or_drop_of_the_result_fails_only_that_call() {
+        for (function, message) in [
+            (
+                index_of_item(returns_a_drop_bomb).unwrap(),
+                "dropped a bomb",
+            ),
+            (index_of_item(unencodable).unwrap(), "will not encode"),
+        ] {
+            let mut out = vec![1, 2, 3];
+            match invoke_index_into(function, &[], &mut out) {
+                Err(InvokeError::Panicked(panic)) => assert_eq!(panic.message(), message),
+                other => panic!("expected a panic, got {other:?}"),
+            }
+            assert_eq!(out, [1, 2, 3], "nothing of the failed call is left behind");
+        }
+    }
 
     #[test]
     fn names_are_module_path_and_function() {

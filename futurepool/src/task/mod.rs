@@ -367,6 +367,12 @@ impl<T, E> Task<T, E> {
     /// after its waiters are woken and outside any lock. A panicking callback is caught and reported
     /// on stderr; later callbacks still run.
     ///
+    /// A [`ProcessPool`](crate::ProcessPool) task is finished by one of the pool's own threads,
+    /// which must never wait for user code; its callbacks run on one of futurepool's callback
+    /// threads instead (named `futurepool-callback-N`; a new one starts whenever a callback is
+    /// queued and all are busy, so a callback may block, wait for other tasks of the same pool,
+    /// or drop the pool). The pool's `shutdown(wait)` returns once they have all run.
+    ///
     /// # Examples
     ///
     /// ```
