@@ -143,6 +143,13 @@ fn returns_a_drop_bomb(n: u32) -> DropBomb {
 fn drops_its_argument(arg: ArgDropBomb) -> u32 {
     arg.n
 }
+fn abort_on_seven(n: u32) -> u32 {
+    if n == 7 {
+        std::process::abort();
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    n
+}
 fn nap_then_identity((ms, n): (u64, u32)) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     n
@@ -171,6 +178,7 @@ futurepool::register!(
     drops_its_argument,
     nap_then_identity,
     nap_and_record,
+    abort_on_seven,
 );
 futurepool::test_support!();
 
@@ -456,6 +464,59 @@ fn an_interrupted_unordered_map_yields_one_outcome_per_input() {
     });
 }
 
+/// Workers SIGKILLed at random while maps run, with and without a time limit (which changes
+/// how chunks are answered): every input still yields one outcome, in its place.
+#[test]
+fn maps_whose_workers_are_killed_at_random_yield_one_outcome_per_input_in_place() {
+    within(WATCHDOG, "maps under random SIGKILLs", || {
+        for time_limit in [None, Some(Duration::from_secs(600))] {
+            let mut builder = ProcessPool::builder().max_workers(3);
+            if let Some(limit) = time_limit {
+                builder = builder.time_limit(limit);
+            }
+            let pool = Arc::new(builder.build().unwrap());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let killer = {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut kills = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(30));
+                        if let Some(&pid) = pool.worker_pids().get(kills % 3) {
+                            // SAFETY: signalling a worker process of our own pool.
+                            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                            kills += 1;
+                        }
+                    }
+                    kills
+                })
+            };
+            let inputs = 600u32;
+            let ordered: Vec<_> = pool
+                .map(nap_then_identity, (0..inputs).map(|n| (1, n)))
+                .chunksize(8)
+                .collect();
+            let unordered = pool
+                .map_unordered(nap_then_identity, (0..inputs).map(|n| (1, n)))
+                .chunksize(8)
+                .count();
+            stop.store(true, Ordering::SeqCst);
+            let kills = killer.join().unwrap();
+            assert_eq!(ordered.len(), inputs as usize, "{time_limit:?}");
+            assert_eq!(unordered, inputs as usize, "{time_limit:?}");
+            let mut lost = 0;
+            for (position, outcome) in ordered.iter().enumerate() {
+                match outcome {
+                    Ok(value) => assert_eq!(*value, position as u32),
+                    Err(TaskError::WorkerLost(_)) => lost += 1,
+                    Err(other) => panic!("item {position}: unexpected {other:?}"),
+                }
+            }
+            println!("{time_limit:?}: {kills} kills, {lost} of {inputs} items lost");
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Case 9: done-callbacks never run on a thread the pool needs.
 
@@ -615,4 +676,71 @@ fn a_time_limit_kill_mid_chunk_keeps_answered_items_and_runs_the_rest_once() {
         assert_eq!(ran, [0, 1, 3, 4, 6], "each finished item ran exactly once");
         let _ = std::fs::remove_file(&record);
     });
+}
+
+#[test]
+fn a_worker_crash_mid_chunk_under_a_time_limit_fails_only_the_running_item() {
+    within(WATCHDOG, "a crash inside a time-limited chunk", || {
+        let pool = ProcessPool::builder()
+            .max_workers(2)
+            .time_limit(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let out: Vec<_> = pool.map(abort_on_seven, 0..20).chunksize(5).collect();
+        for (n, outcome) in out.iter().enumerate() {
+            if n == 7 {
+                assert_eq!(
+                    *outcome,
+                    Err(TaskError::WorkerLost(WorkerLoss::Signaled(6))),
+                    "item {n}"
+                );
+            } else {
+                assert_eq!(*outcome, Ok(n as u32), "item {n}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_time_limit_kill_mid_chunk_during_shutdown_still_runs_the_rest() {
+    within(
+        WATCHDOG,
+        "a time limit firing inside a chunk during shutdown",
+        || {
+            let pool = Arc::new(
+                ProcessPool::builder()
+                    .max_workers(1)
+                    .time_limit(Duration::from_secs(1))
+                    .build()
+                    .unwrap(),
+            );
+            // Shuts down (without cancelling) while the second item runs, most likely; if the
+            // machine is slow to start the worker, before the chunk starts: the outcome is the same.
+            let stopper = {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    pool.shutdown(Shutdown::default().wait(false));
+                })
+            };
+            let naps = [10, 60_000, 10, 10];
+            let out: Vec<_> = pool
+                .map(
+                    nap_then_identity,
+                    naps.iter().enumerate().map(|(n, &ms)| (ms, n as u32)),
+                )
+                .chunksize(naps.len())
+                .collect();
+            stopper.join().unwrap();
+            assert_eq!(
+                out,
+                [
+                    Ok(0),
+                    Err(TaskError::TimeLimit(Duration::from_secs(1))),
+                    Ok(2),
+                    Ok(3)
+                ]
+            );
+        },
+    );
 }

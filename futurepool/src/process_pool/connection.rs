@@ -390,13 +390,15 @@ fn serve_answers(
             let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) else {
                 return Some(Reason::new("the worker was removed while answering"));
             };
-            shared.record_service(now.saturating_duration_since(slot.front_started), count);
+            let elapsed = now.saturating_duration_since(slot.front_started);
+            let mut item_frames = false;
             for (index, frame) in frames[..count].iter().enumerate() {
                 let Some(front) = slot.in_flight.front_mut() else {
                     return Some(Reason::new("protocol error: more answers than calls"));
                 };
                 if front.by_item() {
                     // One item of a chunk answered item by item (`items.rs`).
+                    item_frames = true;
                     front.answered.push(frame.clone());
                     if front.answered.len() < items::item_count(&front.work) {
                         continue;
@@ -407,6 +409,11 @@ fn serve_answers(
                     let entry = slot.in_flight.pop_front().expect("the front exists");
                     sinks.push(Answered::Frame(entry.sink, index));
                 }
+            }
+            if !item_frames {
+                // An item's time says nothing of how long a whole call takes, so chunks
+                // answered item by item do not feed the pipeline estimate.
+                shared.record_service(elapsed, count);
             }
             // The next call, or the next item of a chunk answered item by item, starts now.
             slot.front_started = now;
