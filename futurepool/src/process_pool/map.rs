@@ -222,6 +222,9 @@ macro_rules! chunked_map_methods {
                     match self.chunks.next()? {
                         Ok(results) => self.current = results.into_iter(),
                         // A map-level error (its timeout): one error, then the map has ended.
+                        // Never a chunk's failure: a chunk task always finishes with one
+                        // outcome per item (see `ChunkSink`), which is what keeps every later
+                        // result paired with its own input.
                         Err(error) => return Some(Err(error.widen())),
                     }
                 }

@@ -368,8 +368,9 @@ impl ProcessPool {
 
     /// Shuts the pool down: later submits fail with [`TaskError::ShutDown`]; with
     /// `cancel_pending`, queued tasks are cancelled at once; running ones finish. With `wait`,
-    /// returns once every accepted task is settled and every worker has exited. Safe to call
-    /// many times (semantics E2).
+    /// returns once every accepted task is settled, their done-callbacks have run (unless it is
+    /// called from one of them) and every worker has exited. Safe to call many times
+    /// (semantics E2).
     ///
     /// # Examples
     ///
