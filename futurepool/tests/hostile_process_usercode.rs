@@ -116,6 +116,38 @@ impl Drop for ArgDropBomb {
     }
 }
 
+/// A value of many faults, picked by `n % 5`: 1 panics when encoded (in the worker), 2 when
+/// decoded (in the parent), 3 when the worker drops it; 0 and 4 behave.
+#[derive(Debug, Clone, PartialEq)]
+struct Chaos {
+    n: u32,
+    armed: bool,
+}
+
+impl Serialize for Chaos {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        assert!(self.n % 5 != 1, "chaos {} will not encode", self.n);
+        self.n.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Chaos {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(deserializer)?;
+        assert!(n % 5 != 2, "chaos {n} will not decode");
+        Ok(Chaos { n, armed: false })
+    }
+}
+
+impl Drop for Chaos {
+    fn drop(&mut self) {
+        if self.armed && self.n % 5 == 3 {
+            self.armed = false;
+            panic!("chaos {} will not drop", self.n);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registered functions.
 
@@ -142,6 +174,9 @@ fn returns_a_drop_bomb(n: u32) -> DropBomb {
 }
 fn drops_its_argument(arg: ArgDropBomb) -> u32 {
     arg.n
+}
+fn chaotic(n: u32) -> Chaos {
+    Chaos { n, armed: true }
 }
 fn abort_on_seven(n: u32) -> u32 {
     if n == 7 {
@@ -179,8 +214,50 @@ futurepool::register!(
     nap_then_identity,
     nap_and_record,
     abort_on_seven,
+    chaotic,
 );
 futurepool::test_support!();
+
+/// SIGKILLs one of `pool`'s workers every `period` until the returned flag is set; returns
+/// the number of kills when joined. Only workers seen for at least `settled` are picked: a
+/// worker killed before its handshake breaks the pool by design (a worker that cannot start),
+/// which is not what these tests are about.
+fn spawn_killer(
+    pool: Arc<ProcessPool>,
+    period: Duration,
+    settled: Duration,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<usize>,
+) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let killer = std::thread::spawn(move || {
+        let mut first_seen = std::collections::HashMap::new();
+        let mut kills = 0;
+        while !stopped.load(Ordering::SeqCst) {
+            std::thread::sleep(period);
+            let now = std::time::Instant::now();
+            let pids = pool.worker_pids();
+            first_seen.retain(|pid, _| pids.contains(pid));
+            for &pid in &pids {
+                first_seen.entry(pid).or_insert(now);
+            }
+            let victim = pids
+                .iter()
+                .filter(|pid| now.duration_since(first_seen[*pid]) >= settled)
+                .nth(kills % pids.len().max(1));
+            if let Some(&pid) = victim {
+                // SAFETY: signalling a worker process of our own pool.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                first_seen.remove(&pid);
+                kills += 1;
+            }
+        }
+        kills
+    });
+    (stop, killer)
+}
 
 /// The pool still serves, on the worker(s) it already had.
 fn assert_still_serves(pool: &ProcessPool, workers: u64) {
@@ -475,29 +552,18 @@ fn maps_whose_workers_are_killed_at_random_yield_one_outcome_per_input_in_place(
                 builder = builder.time_limit(limit);
             }
             let pool = Arc::new(builder.build().unwrap());
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let killer = {
-                let (pool, stop) = (pool.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut kills = 0;
-                    while !stop.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(30));
-                        if let Some(&pid) = pool.worker_pids().get(kills % 3) {
-                            // SAFETY: signalling a worker process of our own pool.
-                            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                            kills += 1;
-                        }
-                    }
-                    kills
-                })
-            };
-            let inputs = 600u32;
+            let (stop, killer) = spawn_killer(
+                pool.clone(),
+                Duration::from_millis(30),
+                Duration::from_millis(200),
+            );
+            let inputs = 1_200u32;
             let ordered: Vec<_> = pool
-                .map(nap_then_identity, (0..inputs).map(|n| (1, n)))
+                .map(nap_then_identity, (0..inputs).map(|n| (2, n)))
                 .chunksize(8)
                 .collect();
             let unordered = pool
-                .map_unordered(nap_then_identity, (0..inputs).map(|n| (1, n)))
+                .map_unordered(nap_then_identity, (0..inputs).map(|n| (2, n)))
                 .chunksize(8)
                 .count();
             stop.store(true, Ordering::SeqCst);
@@ -743,4 +809,77 @@ fn a_time_limit_kill_mid_chunk_during_shutdown_still_runs_the_rest() {
             );
         },
     );
+}
+
+/// Hostile user code everywhere at once: values panicking in `Serialize`, `Deserialize` and
+/// `Drop`, callbacks that panic or submit to the same pool and wait, maps of such values, and a
+/// worker SIGKILLed now and then. Every task and item resolves exactly once, with the outcome
+/// its value calls for, and the pool still serves.
+#[test]
+fn hostile_user_code_chaos_never_hangs_or_loses_a_result() {
+    within(Duration::from_secs(300), "hostile user code chaos", || {
+        let pool = Arc::new(ProcessPool::new(3).unwrap());
+        let (stop, killer) = spawn_killer(
+            pool.clone(),
+            Duration::from_millis(150),
+            Duration::from_millis(500),
+        );
+        let check = |n: u32, outcome: &Result<Chaos, TaskError>| match (n % 5, outcome) {
+            (0 | 4, Ok(value)) => assert_eq!(value.n, n),
+            (1, Err(TaskError::Panicked(p))) => assert!(p.message().contains("will not encode")),
+            (2, Err(TaskError::Panicked(p))) => assert!(p.message().contains("will not decode")),
+            (3, Err(TaskError::Panicked(p))) => assert!(p.message().contains("will not drop")),
+            (_, Err(TaskError::WorkerLost(WorkerLoss::Signaled(9)))) => {}
+            other => panic!("item {n}: unexpected {other:?}"),
+        };
+        let callbacks = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..1_500u32)
+            .map(|n| {
+                let task = pool.submit(chaotic, n);
+                let (counted, inner) = (callbacks.clone(), pool.clone());
+                task.add_done_callback(move |_| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    match n % 50 {
+                        7 => panic!("callback {n} panics"),
+                        // Submits to the same pool and waits: needs the pool's threads free.
+                        11 => {
+                            let _ = inner.submit(identity, n).result();
+                        }
+                        _ => {}
+                    }
+                });
+                task
+            })
+            .collect();
+        let mapped: Vec<_> = pool.map(chaotic, 0..1_500u32).chunksize(16).collect();
+        assert_eq!(mapped.len(), 1_500);
+        for (n, outcome) in mapped.iter().enumerate() {
+            check(n as u32, outcome);
+        }
+        for (n, task) in tasks.iter().enumerate() {
+            check(n as u32, &task.result());
+        }
+        stop.store(true, Ordering::SeqCst);
+        killer.join().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while callbacks.load(Ordering::SeqCst) < tasks.len() {
+            assert!(std::time::Instant::now() < deadline, "callbacks never ran");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            callbacks.load(Ordering::SeqCst),
+            tasks.len(),
+            "each exactly once"
+        );
+        // Still serves once the last killed worker has been noticed and replaced.
+        let out: Vec<_> = (0..20).map(|n| pool.submit(identity, n)).collect();
+        for (n, task) in out.iter().enumerate() {
+            match task.result() {
+                Ok(value) => assert_eq!(value, n as u32),
+                Err(TaskError::WorkerLost(_)) => {}
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(pool.submit(identity, 99).result(), Ok(99));
+    });
 }
