@@ -237,6 +237,33 @@ mod tests {
     }
 
     #[test]
+    fn callbacks_handed_over_from_many_threads_each_run_once_before_wait_idle_returns() {
+        let group = Arc::new(CallbackGroup::default());
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let submitters: Vec<_> = (0..8)
+            .map(|_| {
+                let (group, runs) = (group.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        let task = Task::<u8>::pending();
+                        let runs = runs.clone();
+                        task.add_done_callback(move |_| {
+                            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        });
+                        group.spawn(task.resolve_deferred(Ok(0)).expect("a callback"));
+                    }
+                })
+            })
+            .collect();
+        for submitter in submitters {
+            submitter.join().unwrap();
+        }
+        group.wait_idle();
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 4_000);
+        assert!(runner().lock().threads <= MAX_THREADS);
+    }
+
+    #[test]
     fn deferred_callbacks_run_in_order_after_waiters_see_the_outcome() {
         let group = Arc::new(CallbackGroup::default());
         let task = Task::<u8>::pending();
