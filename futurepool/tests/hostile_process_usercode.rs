@@ -33,6 +33,21 @@ impl<'de> Deserialize<'de> for PanicsWhenDecoded {
     }
 }
 
+/// An argument whose `Serialize` panics when odd: it panics in the parent, at submit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct OddPanicsWhenEncoded(u32);
+
+impl Serialize for OddPanicsWhenEncoded {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        assert!(
+            self.0.is_multiple_of(2),
+            "odd argument {} refuses to be encoded",
+            self.0
+        );
+        self.0.serialize(serializer)
+    }
+}
+
 /// Decodes in the parent only when even: odd ones panic there.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct OddPanicsWhenDecoded(u32);
@@ -166,6 +181,9 @@ fn undecodable_error(n: u32) -> Result<u32, PanicsWhenDecoded> {
 fn takes_undecodable_arg(arg: ArgPanicsWhenDecoded) -> u32 {
     arg.0
 }
+fn takes_odd_unencodable_arg(arg: OddPanicsWhenEncoded) -> u32 {
+    arg.0
+}
 fn unencodable_result(n: u32) -> PanicsWhenEncoded {
     PanicsWhenEncoded(n)
 }
@@ -208,6 +226,7 @@ futurepool::register!(
     undecodable_error,
     odd_undecodable_result,
     takes_undecodable_arg,
+    takes_odd_unencodable_arg,
     unencodable_result,
     returns_a_drop_bomb,
     drops_its_argument,
@@ -364,6 +383,35 @@ fn deserialize_panics_of_some_chunk_items_fail_those_items_only() {
         }
         assert_still_serves(&pool, 1);
     });
+}
+
+#[test]
+fn argument_serialize_panic_in_parent_fails_only_that_task_or_item() {
+    within(
+        WATCHDOG,
+        "arguments whose Serialize panics at submit",
+        || {
+            let pool = ProcessPool::new(1).unwrap();
+            let outcome = pool
+                .submit(takes_odd_unencodable_arg, OddPanicsWhenEncoded(1))
+                .result();
+            assert_panicked(&outcome, "odd argument 1 refuses to be encoded");
+            let args = (0..9).map(OddPanicsWhenEncoded);
+            let out: Vec<_> = pool
+                .map(takes_odd_unencodable_arg, args)
+                .chunksize(9)
+                .collect();
+            assert_eq!(out.len(), 9);
+            for (n, outcome) in out.iter().enumerate() {
+                if n % 2 == 0 {
+                    assert_eq!(*outcome, Ok(n as u32));
+                } else {
+                    assert_panicked(outcome, &format!("odd argument {n} refuses to be encoded"));
+                }
+            }
+            assert_still_serves(&pool, 1);
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -452,23 +452,37 @@ impl ProcessPool {
             }
         };
         // Every argument back to back in one buffer: one allocation per chunk, not per item.
+        // The user's `Serialize` may fail (that item is a `Transfer` error) or panic (that item
+        // is `Panicked`); either way only that item fails. One guard covers a run of items.
         let mut args = Vec::new();
         let mut ends = Vec::with_capacity(items.len());
         let mut holes = Vec::new();
-        for (position, item) in items.iter().enumerate() {
-            let start = args.len();
-            match postcard::serialize_with_flavor(item, crate::wire::AppendTo(&mut args)) {
-                Ok(()) => ends.push(args.len()),
-                Err(e) => {
-                    args.truncate(start);
-                    holes.push((
-                        position,
-                        Reason::new(format!(
-                            "the argument (a `{}`) does not serialize: {e}",
-                            std::any::type_name::<A>()
-                        )),
-                    ));
+        let mut position = 0;
+        while position < items.len() {
+            let run = crate::panic::catch(|| {
+                while let Some(item) = items.get(position) {
+                    let start = args.len();
+                    match postcard::serialize_with_flavor(item, crate::wire::AppendTo(&mut args)) {
+                        Ok(()) => ends.push(args.len()),
+                        Err(e) => {
+                            args.truncate(start);
+                            holes.push((
+                                position,
+                                TaskError::Transfer(Reason::new(format!(
+                                    "the argument (a `{}`) does not serialize: {e}",
+                                    std::any::type_name::<A>()
+                                ))),
+                            ));
+                        }
+                    }
+                    position += 1;
                 }
+            });
+            if let Err(panic) = run {
+                // `position` is the item whose `Serialize` panicked: drop its partial bytes.
+                args.truncate(ends.last().copied().unwrap_or(0));
+                holes.push((position, TaskError::Panicked(panic)));
+                position += 1;
             }
         }
         let sink = Box::new(ChunkSink::<R, E, D>::new(task.clone(), items.len(), holes));

@@ -330,15 +330,22 @@ impl ProcessPool {
         A: Payload,
         R: 'static,
     {
-        let work = registry::index_of_item(f).and_then(|function| {
-            let arg = postcard::to_allocvec(arg).map_err(|e| {
-                Reason::new(format!(
-                    "the argument (a `{}`) does not serialize: {e}",
-                    std::any::type_name::<A>()
-                ))
-            })?;
-            Ok(Work::One { function, arg })
+        // The argument's `Serialize` is the user's: a panic in it fails this task alone.
+        let work = crate::panic::catch(|| {
+            registry::index_of_item(f).and_then(|function| {
+                let arg = postcard::to_allocvec(arg).map_err(|e| {
+                    Reason::new(format!(
+                        "the argument (a `{}`) does not serialize: {e}",
+                        std::any::type_name::<A>()
+                    ))
+                })?;
+                Ok(Work::One { function, arg })
+            })
         });
+        let work = match work {
+            Ok(work) => work,
+            Err(panic) => return sink.fail(TaskError::Panicked(panic)),
+        };
         match work {
             Ok(work) => self.enqueue(work, sink, limit),
             Err(reason) => sink.fail(TaskError::Transfer(reason)),

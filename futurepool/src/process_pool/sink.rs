@@ -231,8 +231,9 @@ pub(super) struct ChunkSink<R, E, D> {
     /// Always `Some` until the sink is dropped.
     task: Option<Task<ChunkResults<R, E>, Infallible>>,
     len: usize,
-    /// Items that never left (their argument did not serialize), by position, with why.
-    holes: Vec<(usize, Reason)>,
+    /// Items that never left (their argument did not serialize, or its `Serialize` panicked),
+    /// by position, with their error.
+    holes: Vec<(usize, TaskError)>,
     /// Outcomes of the first sent items, already settled (a chunk whose worker died part-way
     /// through; see [`Sink::settle_prefix`]). The next answer continues after them.
     settled: Vec<Result<R, TaskError<E>>>,
@@ -243,7 +244,7 @@ impl<R, E, D> ChunkSink<R, E, D> {
     pub(super) fn new(
         task: Task<ChunkResults<R, E>, Infallible>,
         len: usize,
-        holes: Vec<(usize, Reason)>,
+        holes: Vec<(usize, TaskError)>,
     ) -> Self {
         ChunkSink {
             task: Some(task),
@@ -267,9 +268,9 @@ impl<R, E, D> ChunkSink<R, E, D> {
         let mut holes = self.holes.iter().peekable();
         (0..self.len)
             .map(|position| match holes.peek() {
-                Some((at, reason)) if *at == position => {
+                Some((at, error)) if *at == position => {
                     holes.next();
-                    Err(TaskError::Transfer(reason.clone()))
+                    Err(error.clone().widen())
                 }
                 _ => sent.next().unwrap_or_else(|| {
                     Err(transfer(
