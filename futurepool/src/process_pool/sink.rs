@@ -32,10 +32,7 @@ pub(super) trait Sink: Send {
     /// the outcomes of the items it `answered`, fails the item after them (the one that was
     /// running) with `running`, and leaves the rest to a later `finish`/`fail` of this same sink
     /// (they go back to the queue, or fail). Only chunks are sent item by item.
-    fn settle_prefix(&mut self, answered: &[Outcome<'_>], running: TaskError) {
-        let _ = (answered, running);
-        unreachable!("only a chunk is answered item by item");
-    }
+    fn settle_prefix(&mut self, answered: &[Outcome<'_>], running: TaskError);
 }
 
 /// How the bytes a function returned become a task's outcome.
@@ -194,6 +191,12 @@ where
 
     fn fail(self: Box<Self>, error: TaskError) {
         self.resolve(Err(error.widen()));
+    }
+
+    /// Never called (a single call is not answered item by item); if it were, the task would
+    /// fail with the running item's error rather than take a pool thread down.
+    fn settle_prefix(&mut self, _answered: &[Outcome<'_>], running: TaskError) {
+        self.resolve(Err(running.widen()));
     }
 }
 
