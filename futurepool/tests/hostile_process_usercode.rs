@@ -931,3 +931,24 @@ fn hostile_user_code_chaos_never_hangs_or_loses_a_result() {
         assert_eq!(pool.submit(identity, 99).result(), Ok(99));
     });
 }
+
+#[test]
+fn dropping_the_pool_waits_for_the_callbacks_of_its_tasks() {
+    within(WATCHDOG, "drop waiting for callbacks", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let ran = Arc::new(AtomicUsize::new(0));
+        for n in 0..20 {
+            let ran = ran.clone();
+            pool.submit(identity, n).add_done_callback(move |_| {
+                std::thread::sleep(Duration::from_millis(50));
+                ran.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        drop(pool);
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            20,
+            "like Python's shutdown(wait=True)"
+        );
+    });
+}
