@@ -24,8 +24,8 @@ use crate::loom::thread;
 use crate::panic;
 
 use self::core::{CancelAttempt, Core, Snapshot};
-pub(crate) use self::job::Job;
 use self::job::{ErasedJob, NoJob, TaskCell};
+pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
 
@@ -159,7 +159,7 @@ impl<T, E> Task<T, E> {
         match self.core().try_cancel() {
             CancelAttempt::Cancelled { had_listeners } => {
                 if had_listeners {
-                    self.run_listeners();
+                    self.run_listeners(&|| ());
                 }
                 true
             }
@@ -418,11 +418,22 @@ impl<T, E> Task<T, E> {
 
     /// Sets the outcome, if nobody did before; returns whether this call did. Used by executors.
     pub(crate) fn resolve(&self, outcome: Result<T, TaskError<E>>) -> bool {
+        self.resolve_then(outcome, &|| ())
+    }
+
+    /// Like [`resolve`](Task::resolve), calling `before_callbacks` after the waiters are woken and
+    /// before the first callback runs in this thread, if any does. A thread pool's worker uses it
+    /// to stop counting itself idle while it runs callbacks (user code that may submit and wait).
+    pub(crate) fn resolve_then(
+        &self,
+        outcome: Result<T, TaskError<E>>,
+        before_callbacks: &dyn Fn(),
+    ) -> bool {
         if !self.core().try_claim() {
             return false;
         }
         if self.core().publish(outcome) {
-            self.run_listeners();
+            self.run_listeners(before_callbacks);
         }
         true
     }
@@ -432,10 +443,13 @@ impl<T, E> Task<T, E> {
         self.core().try_start()
     }
 
-    fn run_listeners(&self) {
+    fn run_listeners(&self, before_callbacks: &dyn Fn()) {
         let mut callbacks = Vec::new();
         for listener in self.core().take_listeners() {
             callbacks.extend(listener.wake());
+        }
+        if !callbacks.is_empty() {
+            before_callbacks();
         }
         for callback in callbacks {
             run_callback(callback, self);

@@ -140,8 +140,11 @@ impl ThreadPool {
     /// - With [`cancel_pending`](Shutdown::cancel_pending), every queued task is cancelled at once
     ///   (its waiters woken, its callbacks run in this thread); running tasks finish. Otherwise the
     ///   workers drain the queue first.
-    /// - With [`wait`](Shutdown::wait) (the default), returns once every worker has exited. Called
-    ///   from a task of this very pool, it joins the other workers and lets its own go.
+    /// - With [`wait`](Shutdown::wait) (the default), returns once every worker has exited; any
+    ///   number of threads may wait at once. Called from a task (or callback) of this very pool,
+    ///   it waits until every *other* worker has finished or is itself waiting in `shutdown`
+    ///   (so two tasks shutting their pool down do not wait for each other), and its own task
+    ///   goes on; a `shutdown(wait)` outside the pool waits for that task too.
     ///
     /// # Examples
     ///
@@ -162,7 +165,8 @@ impl ThreadPool {
             job.cancel();
         }
         if how.waits() {
-            self.shared.join_workers();
+            self.shared
+                .wait_for_workers(worker::is_worker_of(&self.shared));
         }
     }
 
