@@ -35,6 +35,14 @@ use self::shared::{Config, Shared};
 /// leaving Python's `with ThreadPoolExecutor() as pool:` block. Share a pool between threads by
 /// reference (it is `Sync`) or in an `Arc`.
 ///
+/// # Warning: waiting on the pool from inside it
+///
+/// A task or done-callback may submit to its own pool and wait for the result; the pool starts
+/// another worker for it if `max_workers` allows (a worker running callbacks is not counted
+/// idle). But a waiting worker does not run other tasks, so with `max_workers = 1`, or once every
+/// worker is waiting, such a wait never ends: use
+/// [`result_timeout`](crate::Task::result_timeout) there, or leave a worker free.
+///
 /// # Examples
 ///
 /// ```

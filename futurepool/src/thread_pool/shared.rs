@@ -49,8 +49,10 @@ impl Sleeper {
 
     /// Parks until [`wake`](Sleeper::wake) is called (spurious unparks are ignored).
     pub(super) fn sleep(&self) {
-        // A compare-exchange rather than `swap(false)`: the same on real hardware, and loom 0.7's
-        // `AtomicBool::swap` does not return the previous value, which would hide the wake-up.
+        // A compare-exchange rather than `swap(false)`: the same here on real hardware, but under
+        // loom 0.7.3 a `swap(false)` looping around `park` misses the `store(true)` made before
+        // the `unpark` that woke it (a two-thread probe of just that loop deadlocks; with
+        // `compare_exchange` it passes), so the model would report a lost wake-up std cannot have.
         while self
             .woken
             .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
