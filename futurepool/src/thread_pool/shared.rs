@@ -463,3 +463,58 @@ pub(super) fn reject_all(jobs: VecDeque<Job>, reason: &Reason) {
         job.reject(TaskError::PoolBroken(reason.clone()));
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shared(max_workers: usize) -> Arc<Shared> {
+        Shared::new(Config {
+            max_workers,
+            thread_name_prefix: "replacement-test".into(),
+            initializer: None,
+            max_queued: None,
+        })
+    }
+
+    /// The last line of defence of issue 9 case 17: a worker thread that dies anyway (a panic that
+    /// escaped every guard) while a job is queued is replaced, so the job still runs.
+    #[test]
+    fn a_worker_that_dies_with_work_queued_is_replaced() {
+        let shared = shared(1);
+        let (task, job) = Job::new(|| Ok::<_, Infallible>(5));
+        {
+            // As if a worker was running (and counted busy) when it died: the submit started
+            // no thread, because one existed.
+            let mut state = shared.lock();
+            state.workers = 1;
+            state.jobs.push_back(job);
+        }
+        shared.worker_exited(false, true);
+        assert_eq!(task.result_timeout(Duration::from_secs(60)), Ok(5));
+        shared.close(false);
+        shared.wait_for_workers(false);
+        assert_eq!(shared.worker_count(), 0);
+    }
+
+    /// A worker that exits normally starts nothing, even with a job queued (its pool's other
+    /// workers, or the submit, account for that job).
+    #[test]
+    fn a_worker_that_exits_normally_is_not_replaced() {
+        let shared = shared(2);
+        let (task, job) = Job::new(|| Ok::<_, Infallible>(1));
+        {
+            let mut state = shared.lock();
+            state.workers = 1;
+            state.jobs.push_back(job);
+        }
+        shared.worker_exited(false, false);
+        assert_eq!(shared.worker_count(), 0);
+        assert!(!task.is_done());
+        for job in shared.close(true) {
+            job.cancel();
+        }
+        assert!(task.is_cancelled());
+    }
+}
