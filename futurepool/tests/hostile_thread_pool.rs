@@ -326,3 +326,81 @@ fn many_panicking_drops_never_lose_a_worker_or_a_task() {
         assert!(ran.load(Ordering::SeqCst) > 0);
     });
 }
+
+// The pool's last handle dropped on one of its own workers: its drop is a shutdown(wait) from
+// inside the pool, which must neither join itself nor wait forever.
+
+#[test]
+fn a_callback_that_drops_the_last_pool_handle_does_not_hang() {
+    within(LIMIT, "the last handle dropped in a callback", || {
+        let pool = Arc::new(ThreadPool::new(2));
+        let (release, hold) = gate();
+        let task = pool.submit(hold);
+        let (dropped_tx, dropped) = mpsc::channel();
+        let last = Arc::clone(&pool);
+        task.add_done_callback(move |_| {
+            drop(last);
+            dropped_tx.send(()).unwrap();
+        });
+        drop(pool);
+        release.send(()).unwrap();
+        dropped.recv().unwrap();
+        assert_eq!(task.result(), Ok(()));
+    });
+}
+
+#[test]
+fn a_task_holding_the_last_pool_handle_does_not_hang() {
+    within(LIMIT, "the last handle dropped in a task", || {
+        let pool = Arc::new(ThreadPool::new(2));
+        let (release, hold) = gate();
+        let last = Arc::clone(&pool);
+        let task = pool.submit(move || {
+            hold();
+            drop(last);
+            "dropped"
+        });
+        drop(pool);
+        release.send(()).unwrap();
+        assert_eq!(task.result(), Ok("dropped"));
+    });
+}
+
+// A waker is user code too (an async runtime's, or anyone's): one that panics must not stop the
+// other waiters of the same task from being woken, nor kill the worker.
+
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("waker panic");
+    }
+}
+
+#[test]
+fn a_panicking_waker_does_not_strand_the_tasks_other_waiters() {
+    within(LIMIT, "waiters behind a panicking waker", || {
+        use std::future::{Future, IntoFuture};
+        let pool = ThreadPool::new(1);
+        let (release, hold) = gate();
+        let task = pool.submit(move || {
+            hold();
+            9
+        });
+        let waker = std::task::Waker::from(Arc::new(PanickingWaker));
+        let mut future = std::pin::pin!(task.clone().into_future());
+        assert!(future
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+            .is_pending());
+        let waiter = {
+            let task = task.clone();
+            std::thread::spawn(move || task.result())
+        };
+        // Let the waiter register behind the waker (it works either way).
+        std::thread::sleep(Duration::from_millis(100));
+        release.send(()).unwrap();
+        assert_eq!(waiter.join().unwrap(), Ok(9));
+        assert_eq!(pool.submit(|| 10).result(), Ok(10), "the worker lives on");
+    });
+}

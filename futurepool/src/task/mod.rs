@@ -446,7 +446,16 @@ impl<T, E> Task<T, E> {
     fn run_listeners(&self, before_callbacks: &dyn Fn()) {
         let mut callbacks = Vec::new();
         for listener in self.core().take_listeners() {
-            callbacks.extend(listener.wake());
+            if matches!(listener, Listener::Waker { .. }) {
+                // A waker is user code (an async runtime's, or anyone's): one that panics must
+                // not strand the waiters after it, nor unwind through the thread completing the
+                // task (a pool's worker).
+                if let Err(panic) = panic::catch(|| listener.wake()) {
+                    eprintln!("futurepool: a waker panicked and was caught: {panic}");
+                }
+            } else {
+                callbacks.extend(listener.wake());
+            }
         }
         if !callbacks.is_empty() {
             before_callbacks();
