@@ -434,6 +434,13 @@ impl Shared {
                 continue;
             }
             if state.workers == 0 && state.joining == 0 {
+                // Every worker counts itself out of `idle` as it exits: a leftover here would mean
+                // the accounting that decides on new threads drifted.
+                debug_assert_eq!(
+                    self.idle.load(Ordering::Acquire),
+                    0,
+                    "idle workers miscounted"
+                );
                 return;
             }
             state = wait(&self.exited, state);
