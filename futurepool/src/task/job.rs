@@ -40,7 +40,7 @@ pub(crate) struct NoJob;
 impl ErasedJob for NoJob {}
 
 /// What a thread pool's worker learns from the task it runs, so that it counts itself idle exactly
-/// while it runs no user code (see `thread_pool/README.md`, "Idle accounting").
+/// while it runs no user code (see `thread_pool/README.md`, "Who runs user code, and idle accounting").
 pub(crate) trait WorkerHooks {
     /// The closure has returned (or the task was found cancelled and its captures dropped), and
     /// the outcome is not yet visible: count the worker idle, so the submitter the outcome wakes
@@ -143,7 +143,7 @@ impl Job {
     }
 
     /// Runs the task here (unless it was cancelled meanwhile), then resolves it and tells its
-    /// listeners. (Executors use [`run_with`](Job::run_with); tests and the loom models use this.)
+    /// listeners. (Executors use [`run_on`](Job::run_on); tests and the loom models use this.)
     #[cfg(test)]
     pub(crate) fn run(self) {
         self.0.run(&NoHooks)

@@ -87,9 +87,9 @@ pub(super) fn run(shared: Arc<Shared>) {
     while let Some(job) = worker.shared.next_job(&sleeper) {
         // `next_job` counted this worker busy when it took the job.
         worker.counted_idle.set(false);
-        // `run_on` guards every piece of user code itself (closure, drops, callbacks); this
-        // catch is the net under the rest (a waker that panics, say), so nothing a task does can
-        // end the worker. A plain `catch_unwind`: free unless something panics.
+        // `run_on` guards every piece of user code itself (closure, drops, wakers, callbacks);
+        // this catch is the net under whatever else might unwind, so no task can end the worker.
+        // A plain `catch_unwind`: free unless something panics.
         if let Err(payload) = std_panic::catch_unwind(AssertUnwindSafe(|| job.run_on(&worker))) {
             report_escaped(payload);
         }
