@@ -26,8 +26,8 @@ use crate::panic;
 
 use self::core::{CancelAttempt, Core, Snapshot};
 pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
-pub(crate) use self::job::Job;
 use self::job::{ErasedJob, NoJob, TaskCell};
+pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
 
@@ -161,7 +161,7 @@ impl<T, E> Task<T, E> {
         match self.core().try_cancel() {
             CancelAttempt::Cancelled { had_listeners } => {
                 if had_listeners {
-                    self.run_listeners();
+                    self.run_listeners(&|| ());
                 }
                 true
             }
@@ -426,11 +426,22 @@ impl<T, E> Task<T, E> {
 
     /// Sets the outcome, if nobody did before; returns whether this call did. Used by executors.
     pub(crate) fn resolve(&self, outcome: Result<T, TaskError<E>>) -> bool {
+        self.resolve_then(outcome, &|| ())
+    }
+
+    /// Like [`resolve`](Task::resolve), calling `before_callbacks` after the waiters are woken and
+    /// before the first callback runs in this thread, if any does. A thread pool's worker uses it
+    /// to stop counting itself idle while it runs callbacks (user code that may submit and wait).
+    pub(crate) fn resolve_then(
+        &self,
+        outcome: Result<T, TaskError<E>>,
+        before_callbacks: &dyn Fn(),
+    ) -> bool {
         if !self.core().try_claim() {
             return false;
         }
         if self.core().publish(outcome) {
-            self.run_listeners();
+            self.run_listeners(before_callbacks);
         }
         true
     }
@@ -472,6 +483,8 @@ impl<T, E> Task<T, E> {
 
     /// Wakes every waiter and returns the callbacks, in registration order, still to run.
     fn wake_and_take_callbacks(&self) -> Option<Deferred<T, E>> {
+        // `Listener::wake` runs each async waker guarded, so a panicking one strands no waiter
+        // after it and never unwinds through the thread completing the task.
         let mut callbacks = Vec::new();
         for listener in self.core().take_listeners() {
             callbacks.extend(listener.wake());
@@ -479,8 +492,11 @@ impl<T, E> Task<T, E> {
         (!callbacks.is_empty()).then(|| Deferred::new(self.clone(), callbacks))
     }
 
-    fn run_listeners(&self) {
+    /// Wakes every waiter, then runs the callbacks here; `before_callbacks` runs first, only if
+    /// there are callbacks (a thread-pool worker stops counting itself idle there).
+    fn run_listeners(&self, before_callbacks: &dyn Fn()) {
         if let Some(deferred) = self.wake_and_take_callbacks() {
+            before_callbacks();
             deferred.run_here();
         }
     }
