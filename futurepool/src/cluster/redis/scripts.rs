@@ -33,8 +33,32 @@ local function send_replies(prefix, replies, ttl)
     redis.call('PEXPIRE', stream, ttl)
   end
 end
+-- The stored TTL, if it is a valid one: a value another program wrote ("1h", 1e19) must not make
+-- every SET PX fail, which would stall the whole pool. Same range as RESULT_TTL_RANGE in Rust.
 local function result_ttl(prefix)
-  return redis.call('HGET', prefix .. ':config', 'result_ttl_ms') or '86400000'
+  local ttl = tonumber(redis.call('HGET', prefix .. ':config', 'result_ttl_ms'))
+  if ttl == nil or ttl ~= math.floor(ttl) or ttl < 1000 or ttl > 31536000000 then
+    return 86400000
+  end
+  return ttl
+end
+local function fields_of(raw)
+  local fields = {}
+  for j = 1, #raw - 1, 2 do fields[raw[j]] = raw[j + 1] end
+  return fields
+end
+-- Records a task that will not run again in the dead-letter stream, with the reason, and tells
+-- its clients (if the entry names a task id) with `outcome`.
+local function dead_letter(prefix, entry, fields, deliveries, worker, reason, outcome, ttl, replies)
+  local id = fields['id']
+  if type(id) == 'string' and id ~= '' then
+    publish(prefix, id, outcome, ttl, replies)
+  else
+    id = ''
+  end
+  redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
+    'id', id, 'fn', fields['fn'] or '', 'deliveries', deliveries, 'worker', worker,
+    'entry', entry, 'reason', reason)
 end
 local function owned_by(queue, group, entry, worker)
   local p = redis.call('XPENDING', queue, group, entry, entry, 1)
@@ -52,14 +76,15 @@ local function requeue(queue, group, entry)
 end
 "#;
 
-/// ARGV: prefix, client, then (task id, function, argument) per task.
+/// ARGV: prefix, client, then (task id, function, argument, signature fingerprint) per task.
+/// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
+/// that waits or runs longer than `result_ttl` still reaches its clients.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
 /// stored outcome when the task already finished.
 const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
-local ttl = result_ttl(prefix)
 local answers, queued = {}, 0
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -68,9 +93,9 @@ for i = 3, #ARGV, 3 do
     local waiters = prefix .. ':waiters:' .. id
     local fresh = redis.call('EXISTS', waiters) == 0
     redis.call('SADD', waiters, client)
-    redis.call('PEXPIRE', waiters, ttl)
     if fresh then
-      redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2])
+      redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
+        'sig', ARGV[i + 3])
       queued = queued + 1
       answers[#answers + 1] = 0
     else
@@ -136,7 +161,7 @@ local prefix, group, worker, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_deliveries, max_claims = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl = result_ttl(prefix)
 local idle = redis.call('XPENDING', KEYS[1], group, 'IDLE', lease, '-', '+', ARGV[7])
-local claim, dead, replies = {}, 0, {}
+local claim, dead, malformed, replies = {}, 0, 0, {}
 for _, p in ipairs(idle) do
   local entry, owner, deliveries = p[1], p[2], p[4]
   if deliveries >= max_deliveries then
@@ -144,11 +169,16 @@ for _, p in ipairs(idle) do
     redis.call('XACK', KEYS[1], group, entry)
     redis.call('XDEL', KEYS[1], entry)
     if found[1] then
-      local fields, raw = {}, found[1][2]
-      for j = 1, #raw, 2 do fields[raw[j]] = raw[j + 1] end
-      publish(prefix, fields['id'], 'L' .. deliveries, ttl, replies)
-      redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
-        'id', fields['id'], 'fn', fields['fn'], 'deliveries', deliveries, 'worker', owner)
+      local fields = fields_of(found[1][2])
+      local reason = 'lost its worker ' .. deliveries .. (deliveries == 1 and ' time' or ' times')
+      for _, name in ipairs({'id', 'fn', 'arg'}) do
+        if fields[name] == nil then
+          reason = 'malformed entry: it has no `' .. name .. '` field'
+          malformed = malformed + 1
+          break
+        end
+      end
+      dead_letter(prefix, entry, fields, deliveries, owner, reason, 'L' .. deliveries, ttl, replies)
       dead = dead + 1
     end
   elseif #claim < max_claims then
@@ -161,6 +191,7 @@ if #claim > 0 then
   claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
 end
 if dead > 0 then redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
+if malformed > 0 then redis.call('HINCRBY', prefix .. ':stats', 'malformed', malformed) end
 -- Forget workers silent for FORGET_AFTER_LEASES leases that hold nothing: long gone (killed, or
 -- their machine lost), they would otherwise be listed forever.
 local now = redis.call('TIME')
@@ -169,7 +200,8 @@ local forget_before = now_ms - tonumber(lease) * FORGET_AFTER_LEASES
 local beats = redis.call('HGETALL', prefix .. ':workers')
 for i = 1, #beats, 2 do
   local name = beats[i]
-  if name ~= worker and tonumber(beats[i + 1]) < forget_before
+  -- A stamp that is not a number (written by something else) counts as ancient.
+  if name ~= worker and (tonumber(beats[i + 1]) or 0) < forget_before
       and redis.call('XPENDING', KEYS[1], group, '-', '+', 1, name)[1] == nil then
     redis.call('HDEL', prefix .. ':workers', name)
     redis.call('HDEL', prefix .. ':worker-info', name)
@@ -215,6 +247,35 @@ end
 return released
 "#;
 
+/// ARGV: prefix, group, worker, then (entry, reason) per entry. Dead-letters queue entries that
+/// are not tasks futurepool can run (missing or non-UTF-8 fields): each is removed from the queue
+/// and recorded in `:dead` with its reason, and a client waiting for the task id it names (if any)
+/// gets a transfer error. Returns how many were dead-lettered.
+const DEAD_LETTER: &str = r#"
+local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
+local ttl = result_ttl(prefix)
+local replies, dead = {}, 0
+for i = 4, #ARGV - 1, 2 do
+  local entry, reason = ARGV[i], ARGV[i + 1]
+  local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
+  local deliveries = pending[1] and pending[1][4] or 0
+  local found = redis.call('XRANGE', KEYS[1], entry, entry)
+  redis.call('XACK', KEYS[1], group, entry)
+  redis.call('XDEL', KEYS[1], entry)
+  if found[1] then
+    dead_letter(prefix, entry, fields_of(found[1][2]), deliveries, worker, reason,
+      'T' .. 'the worker could not run this task: ' .. reason, ttl, replies)
+    dead = dead + 1
+  end
+end
+send_replies(prefix, replies, ttl)
+if dead > 0 then
+  redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', dead)
+  redis.call('HINCRBY', prefix .. ':stats', 'malformed', dead)
+end
+return dead
+"#;
+
 /// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
 pub(super) const FORGET_AFTER_LEASES: u32 = 10;
 
@@ -227,16 +288,18 @@ pub(super) enum Script {
     Reap,
     Release,
     Retire,
+    DeadLetter,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 6] = [
+    pub(super) const ALL: [Script; 7] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
         Script::Reap,
         Script::Release,
         Script::Retire,
+        Script::DeadLetter,
     ];
 
     pub(super) fn source(self) -> String {
@@ -247,6 +310,7 @@ impl Script {
             Script::Reap => REAP,
             Script::Release => RELEASE,
             Script::Retire => RETIRE,
+            Script::DeadLetter => DEAD_LETTER,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }

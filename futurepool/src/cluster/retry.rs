@@ -1,0 +1,189 @@
+//! How every broker call of the cluster is retried (the README's "What is retried").
+//!
+//! One rule for every loop: a transient error (the broker is unreachable, restarting, loading) is
+//! logged — one line per failed attempt — and retried with backoff, for at most the loop's
+//! patience; a permanent one ends the loop with the error. A failure that looks transient but
+//! repeats while the broker answers `PING` is not an outage: the broker refuses that data (a
+//! server closes the link on a value larger than `proto-max-bulk-len`), so [`send_pinning`] sends
+//! the items one by one and pins the refusal on the ones that cause it; the rest go through.
+
+use std::time::{Duration, Instant};
+
+use super::backend::{BrokerError, BrokerResult, Connection};
+use super::backoff::Backoff;
+
+/// Failed attempts of one call, while `PING` succeeds, after which the data is taken to be what
+/// the broker refuses.
+const SUSPICIONS: u32 = 2;
+
+/// Why a retry loop ended without success.
+#[derive(Debug, Clone)]
+pub(crate) enum Stop {
+    /// A permanent error: stop, with it.
+    Fatal(BrokerError),
+    /// The loop's patience ran out, or its owner is stopping.
+    GaveUp(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Fatal(error) => write!(f, "{error}"),
+            Stop::GaveUp(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The state of one retry loop: who it is (for the log), its backoff, and how long the current
+/// outage has lasted.
+#[derive(Debug)]
+pub(crate) struct Retry {
+    label: String,
+    backoff: Backoff,
+    outage_since: Option<Instant>,
+    patience: Duration,
+    recovered: bool,
+}
+
+impl Retry {
+    /// `label` starts each log line (e.g. `futurepool worker "jobs"`); `patience` bounds one
+    /// outage (`Duration::MAX`: no bound, for loops bounded otherwise).
+    pub(crate) fn new(label: impl Into<String>, patience: Duration) -> Self {
+        Retry {
+            label: label.into(),
+            backoff: Backoff::new(),
+            outage_since: None,
+            patience,
+            recovered: false,
+        }
+    }
+
+    /// After a failed attempt to `what`: logs it and sleeps (transient), or ends the loop
+    /// (permanent, or the outage outlasted the patience).
+    pub(crate) fn failed(&mut self, what: &str, error: BrokerError) -> Result<(), Stop> {
+        if !error.is_transient() {
+            return Err(Stop::Fatal(error));
+        }
+        let since = *self.outage_since.get_or_insert_with(Instant::now);
+        let lasted = since.elapsed();
+        if lasted >= self.patience {
+            return Err(Stop::GaveUp(format!(
+                "gave up trying to {what} after {lasted:.1?} of failures (last: {error})"
+            )));
+        }
+        let (attempt, delay) = self.backoff.next();
+        eprintln!(
+            "{}: cannot {what} ({error}); attempt {attempt} failed, retrying in {delay:?}",
+            self.label
+        );
+        std::thread::sleep(delay);
+        Ok(())
+    }
+
+    /// After a success; true if it ended an outage (callers re-synchronise then).
+    pub(crate) fn succeeded(&mut self) -> bool {
+        let recovered = self.outage_since.take().is_some();
+        if recovered {
+            eprintln!("{}: the broker answers again", self.label);
+            self.backoff.reset();
+            self.recovered = true;
+        }
+        recovered
+    }
+
+    /// Whether an outage ended since the last call.
+    pub(crate) fn take_recovered(&mut self) -> bool {
+        std::mem::take(&mut self.recovered)
+    }
+}
+
+/// One broker call on a batch of items: one answer per item.
+pub(crate) type Send<'a, T, A> = dyn FnMut(&mut dyn Connection, &[T]) -> BrokerResult<Vec<A>> + 'a;
+
+/// What became of one item sent by [`send_pinning`].
+pub(crate) type Pinned<A> = Result<A, String>;
+
+/// Sends `items` with `send` — one call for all of them, the only call on the normal path — and
+/// returns one answer per item. If the broker refuses the call (an error reply, or a failure that
+/// repeats while it answers `PING`), the items are sent one at a time, so the refusal is pinned
+/// on the item(s) that cause it (`Err(reason)`) and the others still go through.
+///
+/// # Errors
+///
+/// [`Stop::Fatal`] for an error no item can get past (the broker refuses this client),
+/// [`Stop::GaveUp`] when the outage outlasts `retry`'s patience or `stop` says so.
+pub(crate) fn send_pinning<T, A>(
+    connection: &mut dyn Connection,
+    what: &str,
+    items: &[T],
+    send: &mut Send<'_, T, A>,
+    retry: &mut Retry,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<Pinned<A>>, Stop> {
+    match attempt(connection, what, items, send, retry, stop)? {
+        Ok(answers) => Ok(answers.into_iter().map(Ok).collect()),
+        Err(reason) if items.len() == 1 => Ok(vec![Err(reason)]),
+        Err(reason) => {
+            eprintln!(
+                "futurepool cluster: the broker refused a batch of {} ({reason}); sending them one by one",
+                items.len()
+            );
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let one = attempt(
+                    connection,
+                    what,
+                    std::slice::from_ref(item),
+                    send,
+                    retry,
+                    stop,
+                )?;
+                out.push(one.and_then(|mut answers| {
+                    answers
+                        .pop()
+                        .ok_or_else(|| "the broker gave no answer".to_string())
+                }));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// One call, retried while transient: `Ok(Ok(answers))`, or `Ok(Err(reason))` when the broker
+/// refuses these items.
+fn attempt<T, A>(
+    connection: &mut dyn Connection,
+    what: &str,
+    items: &[T],
+    send: &mut Send<'_, T, A>,
+    retry: &mut Retry,
+    stop: &dyn Fn() -> bool,
+) -> Result<Result<Vec<A>, String>, Stop> {
+    let mut suspicions = 0;
+    loop {
+        if stop() {
+            return Err(Stop::GaveUp(format!("stopped while trying to {what}")));
+        }
+        match send(connection, items) {
+            Ok(answers) => {
+                retry.succeeded();
+                return Ok(Ok(answers));
+            }
+            Err(error @ BrokerError::Refused(_)) => return Err(Stop::Fatal(error)),
+            Err(error) if !error.is_transient() => return Ok(Err(error.to_string())),
+            Err(error) => {
+                let shown = error.to_string();
+                retry.failed(what, error)?;
+                if connection.ping().is_ok() {
+                    suspicions += 1;
+                    if suspicions >= SUSPICIONS {
+                        return Ok(Err(format!(
+                            "{shown}, {suspicions} times while the broker answered other commands: \
+                             it refuses this data"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
