@@ -4,6 +4,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futurepool::cluster;
+
 struct Redis(Child, u16);
 
 impl Redis {
@@ -150,4 +152,64 @@ fn an_unreachable_broker_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("broker is unavailable"), "{err}");
+}
+
+#[test]
+fn status_shows_dead_lettered_malformed_entries_with_their_reasons() {
+    let Some(redis) = Redis::start() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}/", redis.1);
+    // A worker of pool "intake", in this process (it runs until the test process ends).
+    let worker_url = url.clone();
+    std::thread::spawn(move || {
+        let options = cluster::ServeOptions::default()
+            .pool("intake")
+            .threads(1)
+            .handle_signals(false);
+        let _ = cluster::serve(&worker_url, options);
+    });
+    let queue = "{futurepool:intake}:queue";
+    let start = Instant::now();
+    while redis_cli(redis.1, &["EXISTS", queue]) != "1" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the worker did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Entries another program wrote: no `id`, no `fn`.
+    redis_cli(redis.1, &["XADD", queue, "*", "fn", "resize", "arg", ""]);
+    redis_cli(redis.1, &["XADD", queue, "*", "id", "job-7", "arg", ""]);
+    let text = loop {
+        let out = futurepool(&["cluster", "status", &url, "--pool", "intake"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        if text.contains("dead-lettered 2") {
+            break text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never dead-lettered:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("(2 malformed entries ever)"), "{text}");
+    assert!(
+        text.contains("(no id)  resize  malformed entry: it has no `id` field"),
+        "{text}"
+    );
+    assert!(
+        text.contains("job-7  (no fn)  malformed entry: it has no `fn` field"),
+        "{text}"
+    );
+    assert!(
+        text.contains("queued        0"),
+        "the queue is clean again:\n{text}"
+    );
 }

@@ -187,3 +187,164 @@ fn attempt<T, A>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::backend::{
+        Completion, Delivery, NewTask, PoolConfig, Reaped, Reply, Submitted,
+    };
+
+    /// A broker that answers `PING`, and refuses any call carrying a "big" item the way Redis
+    /// refuses a value over `proto-max-bulk-len`: by dropping the link (an I/O error).
+    struct Picky {
+        ping_ok: bool,
+    }
+
+    impl Connection for Picky {
+        fn ping(&mut self) -> BrokerResult<()> {
+            if self.ping_ok {
+                Ok(())
+            } else {
+                Err(BrokerError::Unavailable("Connection refused".into()))
+            }
+        }
+        fn max_payload(&mut self) -> usize {
+            usize::MAX
+        }
+        fn config(&mut self, _: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)> {
+            unimplemented!()
+        }
+        fn store_config(&mut self, _: PoolConfig) -> BrokerResult<()> {
+            unimplemented!()
+        }
+        fn register_client(&mut self) -> BrokerResult<u64> {
+            unimplemented!()
+        }
+        fn submit(&mut self, _: u64, _: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
+            unimplemented!()
+        }
+        fn replies(
+            &mut self,
+            _: u64,
+            _: &mut String,
+            _: usize,
+            _: Duration,
+        ) -> BrokerResult<Vec<Reply>> {
+            unimplemented!()
+        }
+        fn register_worker(&mut self, _: &str) -> BrokerResult<String> {
+            unimplemented!()
+        }
+        fn fetch(&mut self, _: &str, _: usize, _: Duration) -> BrokerResult<Vec<Delivery>> {
+            unimplemented!()
+        }
+        fn complete(&mut self, _: &[Completion]) -> BrokerResult<Vec<bool>> {
+            unimplemented!()
+        }
+        fn heartbeat(&mut self, _: &str, _: &[String]) -> BrokerResult<Vec<String>> {
+            unimplemented!()
+        }
+        fn reap(&mut self, _: &str, _: PoolConfig, _: usize) -> BrokerResult<Reaped> {
+            unimplemented!()
+        }
+        fn release(&mut self, _: &str, _: &[String]) -> BrokerResult<()> {
+            unimplemented!()
+        }
+        fn retire_worker(&mut self, _: &str) -> BrokerResult<()> {
+            unimplemented!()
+        }
+        fn status(&mut self) -> BrokerResult<Option<crate::cluster::Status>> {
+            unimplemented!()
+        }
+        fn pools(&mut self) -> BrokerResult<Vec<String>> {
+            unimplemented!()
+        }
+        fn live_workers(&mut self, _: Duration) -> BrokerResult<usize> {
+            unimplemented!()
+        }
+    }
+
+    #[test]
+    fn a_refused_item_fails_alone_even_when_the_broker_only_drops_the_link() {
+        let calls = Cell::new(0);
+        let mut send = |_: &mut dyn Connection, items: &[&str]| {
+            calls.set(calls.get() + 1);
+            if items.contains(&"big") {
+                Err(BrokerError::Unavailable("Connection reset by peer".into()))
+            } else {
+                Ok(items.iter().map(|i| i.len()).collect())
+            }
+        };
+        let mut retry = Retry::new("test", Duration::from_secs(60));
+        let items = ["a", "big", "ccc"];
+        let answers = send_pinning(
+            &mut Picky { ping_ok: true },
+            "send",
+            &items,
+            &mut send,
+            &mut retry,
+            &|| false,
+        )
+        .unwrap();
+        assert_eq!(answers[0], Ok(1));
+        assert!(answers[1]
+            .as_ref()
+            .unwrap_err()
+            .contains("refuses this data"));
+        assert_eq!(answers[2], Ok(3));
+        assert!(
+            calls.get() < 10,
+            "a bounded number of calls: {}",
+            calls.get()
+        );
+    }
+
+    #[test]
+    fn an_error_reply_is_pinned_at_once_and_a_refused_client_is_fatal() {
+        let mut send = |_: &mut dyn Connection, items: &[u8]| match items {
+            [2] => Err(BrokerError::Rejected(
+                "ERR Protocol error: invalid bulk length".into(),
+            )),
+            [3] => Err(BrokerError::Refused("NOAUTH".into())),
+            _ if items.contains(&2) => Err(BrokerError::Rejected("ERR too big".into())),
+            _ => Ok(items.to_vec()),
+        };
+        let mut retry = Retry::new("test", Duration::from_secs(60));
+        let answers = send_pinning(
+            &mut Picky { ping_ok: true },
+            "send",
+            &[1, 2],
+            &mut send,
+            &mut retry,
+            &|| false,
+        )
+        .unwrap();
+        assert_eq!(answers[0], Ok(1));
+        assert!(answers[1].is_err());
+        let fatal = send_pinning(
+            &mut Picky { ping_ok: true },
+            "send",
+            &[3],
+            &mut send,
+            &mut retry,
+            &|| false,
+        );
+        assert!(matches!(fatal, Err(Stop::Fatal(BrokerError::Refused(_)))));
+    }
+
+    #[test]
+    fn an_outage_longer_than_the_patience_gives_up() {
+        let mut send = |_: &mut dyn Connection, _: &[u8]| -> BrokerResult<Vec<u8>> {
+            Err(BrokerError::Unavailable("Connection refused".into()))
+        };
+        let mut retry = Retry::new("test", Duration::from_millis(100));
+        // PING fails too: an outage, not a refusal of the data.
+        let mut down = Picky { ping_ok: false };
+        let outcome = send_pinning(&mut down, "send", &[1], &mut send, &mut retry, &|| false);
+        assert!(matches!(outcome, Err(Stop::GaveUp(_))), "{outcome:?}");
+    }
+}
