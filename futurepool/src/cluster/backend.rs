@@ -59,6 +59,9 @@ pub(crate) struct Completion {
     pub(crate) entry: String,
     pub(crate) task_id: String,
     pub(crate) outcome: Vec<u8>,
+    /// For a task the worker could not run at all (unknown function, undecodable argument,
+    /// signature mismatch): why, recorded in the dead letters too.
+    pub(crate) dead_letter: Option<String>,
 }
 
 /// The pool-wide settings every worker follows.

@@ -325,6 +325,8 @@ enum Failure {
     Timeout,
     /// The broker refused this client for good.
     Broken(Reason),
+    /// Decoding the outcome panicked (in the result's `Deserialize`).
+    Panicked(crate::error::Panic),
 }
 
 struct TypedHandle<R, E> {
@@ -346,6 +348,7 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<
         self.task.resolve(Err(match failure {
             Failure::Timeout => TaskError::Timeout,
             Failure::Broken(why) => TaskError::PoolBroken(why.clone()),
+            Failure::Panicked(panic) => TaskError::Panicked(panic.clone()),
         }));
     }
 }
@@ -370,7 +373,11 @@ impl Shared {
         let waiting = self.lock().waiting.remove(task_id);
         if let Some(waiting) = waiting {
             for handle in waiting.handles {
-                handle.resolve(outcome);
+                // Decoding runs the result's `Deserialize`, and a handle the caller cancelled
+                // drops the decoded value: user code, on the thread every task depends on.
+                if let Err(panic) = crate::panic::catch(|| handle.resolve(outcome)) {
+                    handle.fail(&Failure::Panicked(panic));
+                }
             }
         }
     }

@@ -31,8 +31,9 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// How many tasks are in the dead-letter stream (capped at about 10,000).
     pub dead_lettered: u64,
-    /// Queue entries that were not tasks futurepool can run (missing or non-UTF-8 fields, written
-    /// by something else) and were dead-lettered, ever.
+    /// Queue entries that were not tasks a worker could run — missing or non-UTF-8 fields
+    /// (written by something else), an argument that does not decode, a function the worker
+    /// does not have, a signature mismatch — and were dead-lettered, ever.
     pub malformed: u64,
     /// Pool settings stored on the broker that are not valid (each names the setting; the
     /// default is used instead).
@@ -196,7 +197,11 @@ impl fmt::Display for Status {
             } else {
                 d.reason.clone()
             };
-            writeln!(f, "  {id}  {function}  {reason}, last held by {}", d.worker)?;
+            if d.worker.is_empty() {
+                writeln!(f, "  {id}  {function}  {reason}")?;
+            } else {
+                writeln!(f, "  {id}  {function}  {reason}, last held by {}", d.worker)?;
+            }
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ use super::{outcome, signals, ClusterError, DEFAULT_POOL};
 use crate::error::{Panic, Reason};
 use crate::registry;
 
+/// Most tasks one fetch asks for.
+const MAX_FETCH: usize = 4096;
 /// How long one fetch blocks on an empty queue before checking for a stop signal.
 const FETCH_BLOCK: Duration = Duration::from_millis(250);
 /// After a stop signal, how long publishing and releasing may keep retrying a broker that does
@@ -30,6 +32,9 @@ const FETCH_BLOCK: Duration = Duration::from_millis(250);
 const STOP_PATIENCE: Duration = Duration::from_secs(10);
 /// Default for [`ServeOptions::patience`].
 const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
+/// Bounds of [`ServeOptions::threads`] and [`ServeOptions::prefetch`].
+const MAX_THREADS: usize = 4096;
+const MAX_PREFETCH: usize = 100_000;
 /// The environment variable that turns a program calling `futurepool::init()` into a cluster
 /// worker (`FUTUREPOOL_WORKER` is the process pool's).
 pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_CLUSTER_WORKER";
@@ -165,7 +170,30 @@ impl ServeOptions {
     }
 
     fn capacity(&self) -> usize {
-        self.threads + self.prefetch.unwrap_or(4 * self.threads)
+        self.threads
+            .saturating_add(self.prefetch.unwrap_or(self.threads.saturating_mul(4)))
+    }
+
+    /// Checks the options before anything starts; the error names the option and its range.
+    fn validate(&self) -> Result<(), ClusterError> {
+        let invalid = |why: String| Err(ClusterError::InvalidSetting(Reason::new(why)));
+        if self.threads > MAX_THREADS {
+            return invalid(format!(
+                "threads({}) is out of range: it must be between 1 and {MAX_THREADS}",
+                self.threads
+            ));
+        }
+        if let Some(prefetch) = self.prefetch.filter(|&p| p > MAX_PREFETCH) {
+            return invalid(format!(
+                "prefetch({prefetch}) is out of range: it must be at most {MAX_PREFETCH}"
+            ));
+        }
+        if self.max_payload == Some(0) {
+            return invalid(
+                "max_payload(0) would fail every result: give a number of bytes >= 1".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -181,7 +209,9 @@ impl ServeOptions {
 ///
 /// # Errors
 ///
-/// [`ClusterError::InvalidUrl`] for a URL that cannot name a Redis server;
+/// [`ClusterError::InvalidSetting`] for an option out of range (more than 4,096 threads, a
+/// prefetch over 100,000, `max_payload(0)`); [`ClusterError::InvalidUrl`] for a URL that cannot
+/// name a Redis server;
 /// [`ClusterError::Refused`] when the broker refuses this worker (no or wrong password);
 /// [`ClusterError::Rejected`] when the broker rejects what the worker needs (e.g. the queue key
 /// holds another type); [`ClusterError::GaveUp`] when the broker stayed unreachable longer than
@@ -199,6 +229,7 @@ impl ServeOptions {
 /// }
 /// ```
 pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
+    options.validate()?;
     let backend = RedisBackend::new(url, &options.pool).map_err(ClusterError::invalid_url)?;
     if options.handle_signals {
         signals::install();
@@ -278,6 +309,7 @@ fn stop(
     let (unstarted, running, fatal) = {
         let mut state = shared.lock();
         state.stopping = true;
+        state.stopping_since = Some(std::time::Instant::now());
         let unstarted: Vec<Delivery> = state.local.drain(..).collect();
         for delivery in &unstarted {
             state.entries.remove(&delivery.entry);
@@ -391,11 +423,20 @@ pub(crate) fn serve_if_requested() {
     if let Some(pool) = pool {
         options = options.pool(pool);
     }
-    let number = |value: Option<String>| value.and_then(|v| v.parse().ok());
-    if let Some(threads) = number(threads) {
+    let number = |name: &str, value: Option<String>| -> Option<usize> {
+        let value = value?;
+        match value.trim().parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                eprintln!("futurepool worker: {name}={value:?} is not a whole number of tasks");
+                std::process::exit(2);
+            }
+        }
+    };
+    if let Some(threads) = number("FUTUREPOOL_THREADS", threads) {
         options = options.threads(threads);
     }
-    if let Some(prefetch) = number(prefetch) {
+    if let Some(prefetch) = number("FUTUREPOOL_PREFETCH", prefetch) {
         options = options.prefetch(prefetch);
     }
     match serve(&url, options) {
@@ -437,6 +478,8 @@ struct State {
     finished: Vec<Completion>,
     executors_running: usize,
     stopping: bool,
+    /// When the stop began: publishing gives up [`STOP_PATIENCE`] after it.
+    stopping_since: Option<std::time::Instant>,
     /// The permanent error that stops this worker.
     fatal: Option<ClusterError>,
 }
@@ -463,8 +506,14 @@ impl Worker {
         self.wake_all();
     }
 
-    fn failed(&self) -> bool {
-        self.lock().fatal.is_some()
+    /// Whether publishing should give up: a permanent error, or a stop that began more than
+    /// [`STOP_PATIENCE`] ago (the leases hand what is left to other workers).
+    fn abandoning(&self) -> bool {
+        let state = self.lock();
+        state.fatal.is_some()
+            || state
+                .stopping_since
+                .is_some_and(|since| since.elapsed() >= STOP_PATIENCE)
     }
 
     fn accept(&self, deliveries: Vec<Delivery>) {
@@ -561,7 +610,7 @@ fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
         if free == 0 {
             continue;
         }
-        match connection.fetch(&worker.name, free, FETCH_BLOCK) {
+        match connection.fetch(&worker.name, free.min(MAX_FETCH), FETCH_BLOCK) {
             Ok(deliveries) => {
                 retry.succeeded();
                 worker.accept(deliveries);
@@ -610,6 +659,7 @@ impl Drop for Running {
             outcome: outcome::transfer(
                 "the worker thread running this task died (a panic outside the task's guard)",
             ),
+            dead_letter: None,
         });
         let replaced = {
             self.worker.lock().executors_running -= 1;
@@ -649,12 +699,13 @@ fn executor(worker: &Arc<Worker>) {
             task_id: delivery.task_id.clone(),
             finished: false,
         };
-        let outcome = run(&delivery, worker.max_payload);
+        let (outcome, dead_letter) = run(&delivery, worker.max_payload);
         running.finished = true;
         worker.finish(Completion {
             entry: delivery.entry,
             task_id: delivery.task_id,
             outcome,
+            dead_letter,
         });
     }
 }
@@ -662,14 +713,23 @@ fn executor(worker: &Arc<Worker>) {
 /// Runs one task through the registry; every way it can end becomes an outcome. Everything that
 /// touches user code — the argument's `Deserialize`, the function, the result's `Serialize` and
 /// `Drop` — runs under a panic guard here, whatever the registry itself guards.
-fn run(delivery: &Delivery, max_payload: usize) -> Vec<u8> {
+fn run(delivery: &Delivery, max_payload: usize) -> (Vec<u8>, Option<String>) {
     if let Some(refusal) = signature_mismatch(delivery) {
-        return outcome::transfer(&refusal);
+        return (outcome::transfer(&refusal), Some(refusal));
     }
     let outcome = match crate::panic::catch(|| registry::invoke(&delivery.function, &delivery.arg))
     {
         Ok(Ok(bytes)) => outcome::value(&bytes),
         Ok(Err(registry::InvokeError::Panicked(panic))) => outcome::panicked(&panic),
+        // A task this worker cannot run at all: its client hears why, and the dead letters
+        // keep a record of it.
+        Ok(Err(
+            error @ (registry::InvokeError::UnknownFunction(_)
+            | registry::InvokeError::BadArgument(_)),
+        )) => {
+            let why = error.to_string();
+            return (outcome::transfer(&why), Some(why));
+        }
         Ok(Err(other)) => outcome::transfer(&other.to_string()),
         Err(panic) => outcome::panicked(&Panic::new(
             format!(
@@ -680,15 +740,16 @@ fn run(delivery: &Delivery, max_payload: usize) -> Vec<u8> {
         )),
     };
     if outcome.len() > max_payload {
-        return outcome::transfer(&format!(
+        let refusal = outcome::transfer(&format!(
             "the result of {} is {} bytes, more than the {max_payload} the broker accepts (its \
              proto-max-bulk-len, or ServeOptions::max_payload): return a reference to the data \
              (a path, a key, a URL) instead",
             delivery.function,
             outcome.len() - 1
         ));
+        return (refusal, None);
     }
-    outcome
+    (outcome, None)
 }
 
 /// Why this worker must not run `delivery`: its client's function of that name has another
@@ -709,7 +770,7 @@ fn signature_mismatch(delivery: &Delivery) -> Option<String> {
 
 fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
     let mut retry = Retry::new(worker.label.clone(), worker.patience);
-    let stop = || worker.failed();
+    let stop = || worker.abandoning();
     loop {
         let batch = {
             let mut state = worker.lock();
@@ -721,10 +782,6 @@ fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
                     .completed
                     .wait(state)
                     .unwrap_or_else(|p| p.into_inner());
-            }
-            if state.stopping {
-                // Stopping: do not wait long for a broker that does not answer.
-                retry = Retry::new(worker.label.clone(), STOP_PATIENCE.min(worker.patience));
             }
             std::mem::take(&mut state.finished)
         };

@@ -81,6 +81,26 @@ pub fn deserialize_bomb(_: DeserializeBomb) -> u8 {
     0
 }
 
+/// A result whose `Deserialize` panics: on the client, in its listener thread.
+#[derive(Clone)]
+pub struct ClientBomb;
+
+impl Serialize for ClientBomb {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientBomb {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("boom in the client's Deserialize")
+    }
+}
+
+pub fn client_bomb(_: ()) -> ClientBomb {
+    ClientBomb
+}
+
 /// Starts this same binary as a plain program (`--list`, which prints the test names and exits)
 /// and reports whether it exited within 20 s; a child that turned into a worker never exits.
 pub fn start_a_futurepool_program(_: ()) -> bool {
@@ -109,6 +129,7 @@ futurepool::register!(
     drop_bomb,
     serialize_bomb,
     deserialize_bomb,
+    client_bomb,
     start_a_futurepool_program
 );
 
@@ -411,7 +432,8 @@ fn entries_without_id_or_fn_are_dead_lettered_with_a_reason() {
 }
 
 /// 6. Entries with a non-UTF-8 `id` or `fn` are dead-lettered with that reason at once, not
-///    skipped and later reported as "lost a worker".
+///    skipped and later reported as "lost a worker"; so are entries with an undecodable argument
+///    or an unknown function (their clients get a transfer error too).
 fn entries_with_non_utf8_fields_are_dead_lettered_not_reported_lost() {
     let world = World::new("non-utf8");
     let pool = world.client(LEASE, 3);
@@ -439,13 +461,57 @@ fn entries_with_non_utf8_fields_are_dead_lettered_not_reported_lost() {
         b"arg",
         b"",
     ]);
+    // Well-formed entries the worker cannot run: an argument that does not decode, a function
+    // this build does not have.
+    let name = format!("{}::scale", module_path!());
+    world.broker.command(&[
+        b"XADD",
+        queue.as_bytes(),
+        b"*",
+        b"id",
+        b"id:undecodable",
+        b"fn",
+        name.as_bytes(),
+        b"arg",
+        b"\xff",
+    ]);
+    world.broker.cmd(&[
+        "XADD",
+        &queue,
+        "*",
+        "id",
+        "id:unknown",
+        "fn",
+        "nope",
+        "arg",
+        "",
+    ]);
     assert_eq!(pool.submit(scale, 4).result_timeout(PATIENCE), Ok(9));
-    wait_for("both to be dead-lettered", || world.status().malformed == 2);
+    wait_for("all four to be dead-lettered", || {
+        world.status().malformed == 4
+    });
     let status = world.status();
-    for dead in &status.recent_dead {
-        assert!(dead.reason.contains("not UTF-8"), "{dead:?}");
-        assert!(!dead.reason.contains("lost"), "{dead:?}");
-    }
+    let reasons: Vec<&str> = status
+        .recent_dead
+        .iter()
+        .map(|d| d.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| r.contains("not UTF-8")).count(),
+        2,
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("bad argument")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("no function named `nope`")),
+        "{reasons:?}"
+    );
+    assert!(!reasons.iter().any(|r| r.contains("lost")), "{reasons:?}");
     assert_eq!(status.queued + status.in_flight, 0);
 }
 
@@ -494,7 +560,8 @@ fn an_unparsable_stored_lease_is_named_and_recovery_keeps_working() {
 
 /// 8. A panic in a result's `Drop` or `Serialize`, or in an argument's `Deserialize`, fails that
 ///    task (panicked or transfer) and the single-threaded worker runs the next task; SIGTERM
-///    still stops it cleanly.
+///    still stops it cleanly. A panic in the result's `Deserialize` on the client fails only that
+///    task too.
 fn panics_in_drop_serialize_deserialize_fail_their_task_and_the_worker_carries_on() {
     let world = World::new("bombs");
     let pool = world.client(LEASE, 3);
@@ -527,6 +594,14 @@ fn panics_in_drop_serialize_deserialize_fail_their_task_and_the_worker_carries_o
         "Deserialize",
     );
     assert_eq!(pool.submit(scale, 3).result_timeout(PATIENCE), Ok(7));
+    // The client decodes results on its listener thread: a panic there fails only that task.
+    failed(
+        pool.submit(client_bomb, ())
+            .result_timeout(PATIENCE)
+            .map(drop),
+        "client",
+    );
+    assert_eq!(pool.submit(scale, 4).result_timeout(PATIENCE), Ok(9));
     worker.signal(libc::SIGTERM);
     assert!(worker.wait().success(), "SIGTERM still works");
 }

@@ -501,7 +501,8 @@ impl Connection for RedisConnection {
                 command
                     .arg(&completion.entry)
                     .arg(&completion.task_id)
-                    .arg(&completion.outcome);
+                    .arg(&completion.outcome)
+                    .arg(completion.dead_letter.as_deref().unwrap_or(""));
             }
             let raw: Vec<i64> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|first| first == 1));

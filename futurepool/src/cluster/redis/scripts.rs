@@ -14,7 +14,11 @@ local function publish(prefix, task_id, outcome, ttl, replies)
     return 0
   end
   local waiters = prefix .. ':waiters:' .. task_id
-  for _, client in ipairs(redis.call('SMEMBERS', waiters)) do
+  -- pcall: a waiters key of another type (written by something else) must not abort the
+  -- script half-way (Redis keeps what a failed script already wrote); nobody is told then.
+  local clients = redis.pcall('SMEMBERS', waiters)
+  if type(clients) ~= 'table' or clients.err then clients = {} end
+  for _, client in ipairs(clients) do
     local fields = replies[client]
     if fields == nil then
       fields = {}
@@ -26,11 +30,13 @@ local function publish(prefix, task_id, outcome, ttl, replies)
   redis.call('DEL', waiters)
   return 1
 end
+-- A reply stream expires only to collect the streams of clients that are gone: at least a day
+-- after its last write, however short `result_ttl` is, so a slow or paused client loses nothing.
 local function send_replies(prefix, replies, ttl)
   for client, fields in pairs(replies) do
     local stream = prefix .. ':replies:' .. client
-    redis.call('XADD', stream, '*', unpack(fields))
-    redis.call('PEXPIRE', stream, ttl)
+    redis.pcall('XADD', stream, '*', unpack(fields))
+    redis.pcall('PEXPIRE', stream, math.max(ttl, 86400000))
   end
 end
 -- The stored TTL, if it is a valid one: a value another program wrote ("1h", 1e19) must not make
@@ -107,13 +113,23 @@ if queued > 0 then redis.call('HINCRBY', prefix .. ':stats', 'submitted', queued
 return answers
 "#;
 
-/// ARGV: prefix, group, then (entry, task id, outcome) per completion.
-/// Returns per completion: 1 if it was published, 0 if it was a late duplicate.
+/// ARGV: prefix, group, then (entry, task id, outcome, dead-letter reason or '') per completion.
+/// Returns per completion: 1 if it was published, 0 if it was a late duplicate. A completion with
+/// a reason (a task the worker could not run at all) is also recorded in the dead letters.
 const COMPLETE: &str = r#"
 local prefix, group = ARGV[1], ARGV[2]
 local ttl = result_ttl(prefix)
 local answers, published, duplicates, entries, replies = {}, 0, 0, {}, {}
-for i = 3, #ARGV, 3 do
+local refused = 0
+for i = 3, #ARGV, 4 do
+  if ARGV[i + 3] ~= '' then
+    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    local fields = found[1] and fields_of(found[1][2]) or {}
+    redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
+      'id', ARGV[i + 1], 'fn', fields['fn'] or '', 'deliveries', 1, 'worker', '',
+      'entry', ARGV[i], 'reason', ARGV[i + 3])
+    refused = refused + 1
+  end
   local first = publish(prefix, ARGV[i + 1], ARGV[i + 2], ttl, replies)
   answers[#answers + 1] = first
   if first == 1 then published = published + 1 else duplicates = duplicates + 1 end
@@ -126,6 +142,10 @@ if #entries > 0 then
 end
 if published > 0 then redis.call('HINCRBY', prefix .. ':stats', 'published', published) end
 if duplicates > 0 then redis.call('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
+if refused > 0 then
+  redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', refused)
+  redis.call('HINCRBY', prefix .. ':stats', 'malformed', refused)
+end
 return answers
 "#;
 
