@@ -432,7 +432,7 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
         format!("futurepool cluster {:?}", shared.pool),
         Duration::MAX,
     );
-    let stop = || Shared::finished(&shared.lock());
+    let stop = |_| Shared::finished(&shared.lock());
     loop {
         let batch = {
             let mut state = shared.lock();

@@ -18,6 +18,9 @@
 //! - `backend.rs`: the broker interface both sides use (a PostgreSQL backend would implement it);
 //! - `redis/`: the Redis Streams implementation, its Lua scripts and answer parsing;
 //! - `keys.rs`, `outcome.rs`: key names and the outcome encoding;
+//! - `retry.rs`: the retry rule every broker call follows — transient errors are logged and
+//!   retried with backoff within a bound, permanent ones stop the loop with the error, and a
+//!   refused batch is sent item by item so only the refused task fails;
 //! - `status.rs`: [`status`]; `signals.rs`, `backoff.rs`: clean stops and reconnection.
 
 mod backend;

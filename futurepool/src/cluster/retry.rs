@@ -91,6 +91,12 @@ impl Retry {
         recovered
     }
 
+    /// How long the current outage has lasted (zero when there is none).
+    pub(crate) fn outage(&self) -> Duration {
+        self.outage_since
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
     /// Whether an outage ended since the last call.
     pub(crate) fn take_recovered(&mut self) -> bool {
         std::mem::take(&mut self.recovered)
@@ -111,14 +117,15 @@ pub(crate) type Pinned<A> = Result<A, String>;
 /// # Errors
 ///
 /// [`Stop::Fatal`] for an error no item can get past (the broker refuses this client),
-/// [`Stop::GaveUp`] when the outage outlasts `retry`'s patience or `stop` says so.
+/// [`Stop::GaveUp`] when the outage outlasts `retry`'s patience or `stop` (given how long the
+/// outage has lasted) says so.
 pub(crate) fn send_pinning<T, A>(
     connection: &mut dyn Connection,
     what: &str,
     items: &[T],
     send: &mut Send<'_, T, A>,
     retry: &mut Retry,
-    stop: &dyn Fn() -> bool,
+    stop: &dyn Fn(Duration) -> bool,
 ) -> Result<Vec<Pinned<A>>, Stop> {
     match attempt(connection, what, items, send, retry, stop)? {
         Ok(answers) => Ok(answers.into_iter().map(Ok).collect()),
@@ -157,13 +164,10 @@ fn attempt<T, A>(
     items: &[T],
     send: &mut Send<'_, T, A>,
     retry: &mut Retry,
-    stop: &dyn Fn() -> bool,
+    stop: &dyn Fn(Duration) -> bool,
 ) -> Result<Result<Vec<A>, String>, Stop> {
     let mut suspicions = 0;
     loop {
-        if stop() {
-            return Err(Stop::GaveUp(format!("stopped while trying to {what}")));
-        }
         match send(connection, items) {
             Ok(answers) => {
                 retry.succeeded();
@@ -174,6 +178,12 @@ fn attempt<T, A>(
             Err(error) => {
                 let shown = error.to_string();
                 retry.failed(what, error)?;
+                if stop(retry.outage()) {
+                    return Err(Stop::GaveUp(format!(
+                        "stopped trying to {what} after {:.1?} of failures ({shown})",
+                        retry.outage()
+                    )));
+                }
                 if connection.ping().is_ok() {
                     suspicions += 1;
                     if suspicions >= SUSPICIONS {
@@ -287,7 +297,7 @@ mod tests {
             &items,
             &mut send,
             &mut retry,
-            &|| false,
+            &|_| false,
         )
         .unwrap();
         assert_eq!(answers[0], Ok(1));
@@ -320,7 +330,7 @@ mod tests {
             &[1, 2],
             &mut send,
             &mut retry,
-            &|| false,
+            &|_| false,
         )
         .unwrap();
         assert_eq!(answers[0], Ok(1));
@@ -331,7 +341,7 @@ mod tests {
             &[3],
             &mut send,
             &mut retry,
-            &|| false,
+            &|_| false,
         );
         assert!(matches!(fatal, Err(Stop::Fatal(BrokerError::Refused(_)))));
     }
@@ -344,7 +354,7 @@ mod tests {
         let mut retry = Retry::new("test", Duration::from_millis(100));
         // PING fails too: an outage, not a refusal of the data.
         let mut down = Picky { ping_ok: false };
-        let outcome = send_pinning(&mut down, "send", &[1], &mut send, &mut retry, &|| false);
+        let outcome = send_pinning(&mut down, "send", &[1], &mut send, &mut retry, &|_| false);
         assert!(matches!(outcome, Err(Stop::GaveUp(_))), "{outcome:?}");
     }
 }

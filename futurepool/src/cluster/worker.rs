@@ -309,13 +309,12 @@ fn stop(
     let (unstarted, running, fatal) = {
         let mut state = shared.lock();
         state.stopping = true;
-        state.stopping_since = Some(std::time::Instant::now());
         let unstarted: Vec<Delivery> = state.local.drain(..).collect();
         for delivery in &unstarted {
             state.entries.remove(&delivery.entry);
         }
         state.held -= unstarted.len();
-        let running = state.held - state.finished.len();
+        let running = state.held.saturating_sub(state.finished.len());
         (unstarted, running, state.fatal.clone())
     };
     shared.wake_all();
@@ -335,14 +334,12 @@ fn stop(
         unstarted.len(),
         plural(unstarted.len() as u64, "task goes", "tasks go"),
     );
-    let patience = if fatal.is_some() {
-        Duration::ZERO
-    } else {
-        STOP_PATIENCE
-    };
+    // Each step of the stop gets a short budget of its own; after it the leases recover whatever
+    // could not be released or signed off.
+    let patience = |fatal: bool| if fatal { Duration::ZERO } else { STOP_PATIENCE };
     if !unstarted.is_empty() {
         let entries: Vec<String> = unstarted.into_iter().map(|d| d.entry).collect();
-        let mut retry = Retry::new(shared.label.clone(), patience);
+        let mut retry = Retry::new(shared.label.clone(), patience(fatal.is_some()));
         // If the broker is away for long, give up: the lease hands these tasks to others anyway.
         while let Err(error) = fetcher.release(&shared.name, &entries) {
             if let Err(stop) = retry.failed("release unstarted tasks", error) {
@@ -363,7 +360,7 @@ fn stop(
     // A permanent error met while stopping is the outcome too.
     let fatal = shared.lock().fatal.clone();
     // Everything this worker ran is published; hand back anything else it still holds.
-    let mut retry = Retry::new(shared.label.clone(), patience);
+    let mut retry = Retry::new(shared.label.clone(), patience(fatal.is_some()));
     while let Err(error) = fetcher.retire_worker(&shared.name) {
         if let Err(stop) = retry.failed("sign off", error) {
             eprintln!(
@@ -478,8 +475,6 @@ struct State {
     finished: Vec<Completion>,
     executors_running: usize,
     stopping: bool,
-    /// When the stop began: publishing gives up [`STOP_PATIENCE`] after it.
-    stopping_since: Option<std::time::Instant>,
     /// The permanent error that stops this worker.
     fatal: Option<ClusterError>,
 }
@@ -506,14 +501,12 @@ impl Worker {
         self.wake_all();
     }
 
-    /// Whether publishing should give up: a permanent error, or a stop that began more than
-    /// [`STOP_PATIENCE`] ago (the leases hand what is left to other workers).
-    fn abandoning(&self) -> bool {
+    /// Whether publishing should give up, the broker having failed for `outage`: after a
+    /// permanent error, or while stopping once the outage lasts [`STOP_PATIENCE`] (the leases
+    /// hand what is left to other workers).
+    fn abandoning(&self, outage: Duration) -> bool {
         let state = self.lock();
-        state.fatal.is_some()
-            || state
-                .stopping_since
-                .is_some_and(|since| since.elapsed() >= STOP_PATIENCE)
+        state.fatal.is_some() || (state.stopping && outage >= STOP_PATIENCE)
     }
 
     fn accept(&self, deliveries: Vec<Delivery>) {
@@ -770,7 +763,7 @@ fn signature_mismatch(delivery: &Delivery) -> Option<String> {
 
 fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
     let mut retry = Retry::new(worker.label.clone(), worker.patience);
-    let stop = || worker.abandoning();
+    let stop = |outage| worker.abandoning(outage);
     loop {
         let batch = {
             let mut state = worker.lock();

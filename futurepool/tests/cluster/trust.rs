@@ -140,6 +140,10 @@ pub const TESTS: &[(&str, fn())] = &[
         a_result_larger_than_the_broker_accepts_fails_only_its_task,
     ),
     (
+        "sigterm_stops_a_worker_whose_broker_is_gone",
+        sigterm_stops_a_worker_whose_broker_is_gone,
+    ),
+    (
         "an_argument_larger_than_the_broker_accepts_fails_at_once",
         an_argument_larger_than_the_broker_accepts_fails_at_once,
     ),
@@ -250,6 +254,29 @@ fn a_result_larger_than_the_broker_accepts_fails_only_its_task() {
         assert!(stderr.contains("serving pool \"big-result\""), "{stderr}");
         assert!(stderr.contains(": stopped"), "{stderr}");
     }
+}
+
+/// 1 (SIGTERM). A worker told to stop while its broker is gone does not retry publishing forever:
+///    it gives up after a short budget (the lease recovers the task) and exits.
+fn sigterm_stops_a_worker_whose_broker_is_gone() {
+    let mut world = World::new("gone");
+    let pool = world.client(LEASE, 3);
+    let mut worker = world.worker(1, 0);
+    let _task = pool.submit(traced, world.job("orphan", 1500));
+    wait_for("the task to start", || {
+        count(world.log(), "start", "orphan") == 1
+    });
+    world.broker.kill();
+    worker.signal(libc::SIGTERM);
+    let status = worker.wait();
+    assert!(status.success(), "a clean stop, bounded: {status:?}");
+    let stderr = stderr_of(&world);
+    assert!(
+        stderr.contains("retrying in"),
+        "each attempt was logged: {stderr}"
+    );
+    // The broker is gone for good: cancel rather than wait for it.
+    pool.shutdown(futurepool::Shutdown::default().cancel_pending(true));
 }
 
 /// 2. An argument larger than the broker accepts fails that task at once; later submits go on.
