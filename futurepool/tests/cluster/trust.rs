@@ -381,6 +381,30 @@ fn out_of_range_settings_are_refused_at_build_and_bad_stored_ones_do_not_stall()
         "{:?}",
         status.problems
     );
+
+    // Keys of the wrong type or content, as another program might leave them: the settings
+    // hash, the counters, the dead letters. The pool still runs tasks.
+    let world = World::new("broken-keys");
+    let key = |name: &str| format!("{{futurepool:{}}}:{name}", world.pool);
+    world.broker.cmd(&["SET", &key("config"), "not a hash"]);
+    world
+        .broker
+        .cmd(&["HSET", &key("stats"), "submitted", "many", "published", "x"]);
+    world.broker.cmd(&["SET", &key("dead"), "not a stream"]);
+    let pool = plain_client(&world);
+    let _worker = world.worker(2, 4);
+    let tasks: Vec<_> = (0..20).map(|n| pool.submit(scale, n)).collect();
+    for (n, task) in tasks.iter().enumerate() {
+        assert_eq!(task.result_timeout(PATIENCE), Ok(2 * n as u64 + 1));
+    }
+}
+
+/// A client of `world`'s pool that stores no settings.
+fn plain_client(world: &World) -> ClusterPool {
+    ClusterPool::builder(&world.broker.url())
+        .pool(&world.pool)
+        .build()
+        .expect("connect")
 }
 
 fn queue(world: &World) -> String {

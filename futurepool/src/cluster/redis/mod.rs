@@ -313,13 +313,26 @@ impl RedisConnection {
 
 impl Connection for RedisConnection {
     fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)> {
-        let raw: Vec<Value> = self.query(
+        let read: BrokerResult<Vec<Value>> = self.query(
             redis::cmd("HMGET")
                 .arg(self.keys.config())
                 .arg("lease_ms")
                 .arg("max_deliveries")
                 .arg("result_ttl_ms"),
-        )?;
+        );
+        let raw = match read {
+            Ok(raw) => raw,
+            // Another program replaced the settings hash with something else.
+            Err(BrokerError::Rejected(why)) => {
+                let problem = format!(
+                    "the pool settings key {} cannot be read ({why}): using the last valid \
+                     settings until a client stores valid ones",
+                    self.keys.config()
+                );
+                return Ok((fallback, vec![problem]));
+            }
+            Err(error) => return Err(error),
+        };
         let mut raw = raw.into_iter();
         let mut problems = Vec::new();
         let defaults = PoolConfig::default();

@@ -3,6 +3,11 @@
 //! Every script takes the queue stream as `KEYS[1]` (so Redis Cluster routes it to the pool's
 //! slot) and the pool's key prefix as `ARGV[1]`; the other keys it touches are derived from that
 //! prefix and share its hash tag, hence its slot.
+//!
+//! Redis does not roll back a script that fails half-way, so a script must not fail on a key some
+//! other program broke: bookkeeping (counters, dead letters, the worker list, reply streams, the
+//! stored TTL) goes through `redis.pcall` and is skipped when its key holds another type; only
+//! the queue itself is allowed to fail a script (then nothing can work, and the worker stops).
 
 /// Publishes an outcome exactly once: the first `SET NX` on the result key wins; only the winner
 /// tells the waiting clients. Outcomes are gathered per client and sent as one reply entry per
@@ -42,7 +47,8 @@ end
 -- The stored TTL, if it is a valid one: a value another program wrote ("1h", 1e19) must not make
 -- every SET PX fail, which would stall the whole pool. Same range as RESULT_TTL_RANGE in Rust.
 local function result_ttl(prefix)
-  local ttl = tonumber(redis.call('HGET', prefix .. ':config', 'result_ttl_ms'))
+  local raw = redis.pcall('HGET', prefix .. ':config', 'result_ttl_ms')
+  local ttl = type(raw) == 'string' and tonumber(raw) or nil
   if ttl == nil or ttl ~= math.floor(ttl) or ttl < 1000 or ttl > 31536000000 then
     return 86400000
   end
@@ -62,7 +68,7 @@ local function dead_letter(prefix, entry, fields, deliveries, worker, reason, ou
   else
     id = ''
   end
-  redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
+  redis.pcall('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
     'id', id, 'fn', fields['fn'] or '', 'deliveries', deliveries, 'worker', worker,
     'entry', entry, 'reason', reason)
 end
@@ -109,7 +115,7 @@ for i = 3, #ARGV, 4 do
     end
   end
 end
-if queued > 0 then redis.call('HINCRBY', prefix .. ':stats', 'submitted', queued) end
+if queued > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'submitted', queued) end
 return answers
 "#;
 
@@ -125,7 +131,7 @@ for i = 3, #ARGV, 4 do
   if ARGV[i + 3] ~= '' then
     local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
     local fields = found[1] and fields_of(found[1][2]) or {}
-    redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
+    redis.pcall('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
       'id', ARGV[i + 1], 'fn', fields['fn'] or '', 'deliveries', 1, 'worker', '',
       'entry', ARGV[i], 'reason', ARGV[i + 3])
     refused = refused + 1
@@ -140,11 +146,11 @@ if #entries > 0 then
   redis.call('XACK', KEYS[1], group, unpack(entries))
   redis.call('XDEL', KEYS[1], unpack(entries))
 end
-if published > 0 then redis.call('HINCRBY', prefix .. ':stats', 'published', published) end
-if duplicates > 0 then redis.call('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
+if published > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'published', published) end
+if duplicates > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
 if refused > 0 then
-  redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', refused)
-  redis.call('HINCRBY', prefix .. ':stats', 'malformed', refused)
+  redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', refused)
+  redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', refused)
 end
 return answers
 "#;
@@ -155,7 +161,7 @@ return answers
 const HEARTBEAT: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local now = redis.call('TIME')
-redis.call('HSET', prefix .. ':workers', worker, now[1] * 1000 + math.floor(now[2] / 1000))
+redis.pcall('HSET', prefix .. ':workers', worker, now[1] * 1000 + math.floor(now[2] / 1000))
 local claim, lost = {KEYS[1], group, worker, 0}, {}
 for i = 4, #ARGV do
   if owned_by(KEYS[1], group, ARGV[i], worker) then
@@ -210,21 +216,22 @@ local claimed = {}
 if #claim > 0 then
   claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
 end
-if dead > 0 then redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
-if malformed > 0 then redis.call('HINCRBY', prefix .. ':stats', 'malformed', malformed) end
+if dead > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
+if malformed > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', malformed) end
 -- Forget workers silent for FORGET_AFTER_LEASES leases that hold nothing: long gone (killed, or
 -- their machine lost), they would otherwise be listed forever.
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 local forget_before = now_ms - tonumber(lease) * FORGET_AFTER_LEASES
-local beats = redis.call('HGETALL', prefix .. ':workers')
+local beats = redis.pcall('HGETALL', prefix .. ':workers')
+if type(beats) ~= 'table' or beats.err then beats = {} end
 for i = 1, #beats, 2 do
   local name = beats[i]
   -- A stamp that is not a number (written by something else) counts as ancient.
   if name ~= worker and (tonumber(beats[i + 1]) or 0) < forget_before
       and redis.call('XPENDING', KEYS[1], group, '-', '+', 1, name)[1] == nil then
-    redis.call('HDEL', prefix .. ':workers', name)
-    redis.call('HDEL', prefix .. ':worker-info', name)
+    redis.pcall('HDEL', prefix .. ':workers', name)
+    redis.pcall('HDEL', prefix .. ':worker-info', name)
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, name)
   end
 end
@@ -242,7 +249,7 @@ for i = 4, #ARGV do
     released = released + requeue(KEYS[1], group, entry)
   end
 end
-if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
+if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
 return released
 "#;
 
@@ -253,14 +260,14 @@ return released
 /// its pending entries).
 const RETIRE: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
-redis.call('HDEL', prefix .. ':workers', worker)
-redis.call('HDEL', prefix .. ':worker-info', worker)
+redis.pcall('HDEL', prefix .. ':workers', worker)
+redis.pcall('HDEL', prefix .. ':worker-info', worker)
 local orphans = redis.call('XPENDING', KEYS[1], group, '-', '+', 1000, worker)
 local released = 0
 for _, p in ipairs(orphans) do
   released = released + requeue(KEYS[1], group, p[1])
 end
-if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
+if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
 if #orphans < 1000 then
   redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, worker)
 end
@@ -290,8 +297,8 @@ for i = 4, #ARGV - 1, 2 do
 end
 send_replies(prefix, replies, ttl)
 if dead > 0 then
-  redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', dead)
-  redis.call('HINCRBY', prefix .. ':stats', 'malformed', dead)
+  redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', dead)
+  redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', dead)
 end
 return dead
 "#;
