@@ -174,8 +174,10 @@ impl fmt::Display for Status {
         }
         writeln!(
             f,
-            "dead-lettered {} ({} malformed entries ever)",
-            self.dead_lettered, self.malformed
+            "dead-lettered {} ({} malformed {} ever)",
+            self.dead_lettered,
+            self.malformed,
+            plural(self.malformed, "entry", "entries")
         )?;
         for d in &self.recent_dead {
             let id = if d.task_id.is_empty() {

@@ -344,9 +344,10 @@ fn stop(
         while let Err(error) = fetcher.release(&shared.name, &entries) {
             if let Err(stop) = retry.failed("release unstarted tasks", error) {
                 eprintln!(
-                    "{}: could not release {} tasks ({stop}); their leases will expire",
+                    "{}: could not release {} {} ({stop}); their leases will expire",
                     shared.label,
-                    entries.len()
+                    entries.len(),
+                    plural(entries.len() as u64, "task", "tasks"),
                 );
                 break;
             }
@@ -710,8 +711,18 @@ fn run(delivery: &Delivery, max_payload: usize) -> (Vec<u8>, Option<String>) {
     if let Some(refusal) = signature_mismatch(delivery) {
         return (outcome::transfer(&refusal), Some(refusal));
     }
+    let too_large = |bytes: usize| {
+        outcome::transfer(&format!(
+            "the result of {} is {bytes} bytes, more than the {max_payload} the broker accepts \
+             (its proto-max-bulk-len, or ServeOptions::max_payload): return a reference to the \
+             data (a path, a key, a URL) instead",
+            delivery.function,
+        ))
+    };
     let outcome = match crate::panic::catch(|| registry::invoke(&delivery.function, &delivery.arg))
     {
+        // Checked before the tagged copy: a result of hundreds of megabytes is not copied again.
+        Ok(Ok(bytes)) if bytes.len() >= max_payload => return (too_large(bytes.len()), None),
         Ok(Ok(bytes)) => outcome::value(&bytes),
         Ok(Err(registry::InvokeError::Panicked(panic))) => outcome::panicked(&panic),
         // A task this worker cannot run at all: its client hears why, and the dead letters
@@ -733,14 +744,8 @@ fn run(delivery: &Delivery, max_payload: usize) -> (Vec<u8>, Option<String>) {
         )),
     };
     if outcome.len() > max_payload {
-        let refusal = outcome::transfer(&format!(
-            "the result of {} is {} bytes, more than the {max_payload} the broker accepts (its \
-             proto-max-bulk-len, or ServeOptions::max_payload): return a reference to the data \
-             (a path, a key, a URL) instead",
-            delivery.function,
-            outcome.len() - 1
-        ));
-        return (refusal, None);
+        // A panic message or an error too large to publish.
+        return (too_large(outcome.len()), None);
     }
     (outcome, None)
 }
@@ -836,10 +841,11 @@ fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
         match published {
             Ok(()) => {}
             Err(Stop::GaveUp(why)) if worker.lock().stopping => eprintln!(
-                "{}: {why}; {} results are lost, their tasks are delivered again when their \
-                 leases expire",
+                "{}: {why}; {} {} lost: delivered again when {} expire",
                 worker.label,
-                batch.len()
+                batch.len(),
+                plural(batch.len() as u64, "result is", "results are"),
+                plural(batch.len() as u64, "its lease", "their leases"),
             ),
             Err(stop) => worker.fail(stop.into()),
         }

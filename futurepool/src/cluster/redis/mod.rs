@@ -263,9 +263,11 @@ impl RedisConnection {
                     }
                 }
                 Err(error) => eprintln!(
-                    "futurepool worker {worker}: could not dead-letter {} malformed entries ({error}); \
-                     the reaper will meet them again",
-                    batch.len()
+                    "futurepool worker {worker}: could not dead-letter {} malformed {} \
+                     ({error}); the reaper will meet {} again",
+                    batch.len(),
+                    if batch.len() == 1 { "entry" } else { "entries" },
+                    if batch.len() == 1 { "it" } else { "them" },
                 ),
             }
         }
@@ -665,5 +667,37 @@ impl Connection for RedisConnection {
             .filter_map(parse::number)
             .filter(|&beat| now_ms.saturating_sub(beat) < within_ms)
             .count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(redact("redis://:s3cret@h:6379/"), "redis://:***@h:6379/");
+        assert_eq!(redact("redis://user:s3cret@h/"), "redis://user:***@h/");
+        assert_eq!(redact("redis://h:6379/"), "redis://h:6379/");
+        let error = open_client("redis://:s3cret@h:notaport/").err().unwrap();
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(error.contains(URL_FORM), "{error}");
+    }
+
+    #[test]
+    fn batches_bound_both_count_and_bytes() {
+        let sizes = vec![1usize; 600];
+        let runs = batches(&sizes, |&n| n);
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [256, 256, 88]
+        );
+        let sizes = [MAX_BATCH_BYTES, 1, MAX_BATCH_BYTES * 3, 1, 1];
+        let runs = batches(&sizes, |&n| n);
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [1, 1, 1, 2]
+        );
+        assert!(batches(&[0u8; 0], |_| 1).is_empty());
     }
 }
