@@ -91,6 +91,13 @@ impl Retry {
         recovered
     }
 
+    /// Ends a run of failures that turned out to be the broker refusing some data, not an
+    /// outage: nothing to re-synchronise afterwards.
+    fn refusal_pinned(&mut self) {
+        self.outage_since = None;
+        self.backoff.reset();
+    }
+
     /// How long the current outage has lasted (zero when there is none).
     pub(crate) fn outage(&self) -> Duration {
         self.outage_since
@@ -187,6 +194,7 @@ fn attempt<T, A>(
                 if connection.ping().is_ok() {
                     suspicions += 1;
                     if suspicions >= SUSPICIONS {
+                        retry.refusal_pinned();
                         return Ok(Err(format!(
                             "{shown}, {suspicions} times while the broker answered other commands: \
                              it refuses this data"
