@@ -391,9 +391,9 @@ const WORKER_VARIABLES: [&str; 4] = [
     "FUTUREPOOL_PREFETCH",
 ];
 
-/// Serves as a cluster worker if `FUTUREPOOL_CLUSTER_WORKER` names a Redis URL, then exits the
-/// process (status 0 after a clean stop, 2 with the error on stderr otherwise); returns
-/// otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`, `FUTUREPOOL_THREADS` and
+/// Serves as a cluster worker if `FUTUREPOOL_CLUSTER_WORKER` is set, then exits the process
+/// (status 0 after a clean stop, 2 with the error on stderr otherwise, e.g. for a value that is
+/// not a Redis URL); returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`, `FUTUREPOOL_THREADS` and
 /// `FUTUREPOOL_PREFETCH` override the pool name, the thread count and the prefetch.
 ///
 /// The variables are removed from the environment once read: a task that starts another
@@ -413,9 +413,11 @@ pub(crate) fn serve_if_requested() {
         // reading the environment concurrently.
         std::env::remove_var(name);
     }
-    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
-    {
-        return;
+    // Set but unusable: say so and exit rather than run as the main program, which a process
+    // started as a worker must not do (`serve` names what is wrong with a bad URL).
+    if url.trim().is_empty() {
+        eprintln!("futurepool worker: {WORKER_ENV} is set but empty: give it a Redis URL");
+        std::process::exit(2);
     }
     let mut options = ServeOptions::default();
     if let Some(pool) = pool {
