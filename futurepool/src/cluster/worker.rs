@@ -637,21 +637,20 @@ fn start_executor(worker: &Arc<Worker>) -> Result<thread::JoinHandle<()>, Cluste
 /// The task an executor is running. If the thread unwinds anyway — something outside
 /// [`run`]'s guard panicked — dropping this publishes a failure for the task (so its lease is
 /// not renewed for a task nobody runs) and starts a replacement executor.
-struct Running {
-    worker: Arc<Worker>,
-    entry: String,
-    task_id: String,
-    finished: bool,
+struct Running<'a> {
+    worker: &'a Arc<Worker>,
+    /// Taken back when the task ends normally.
+    delivery: Option<Delivery>,
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if self.finished {
+        let Some(delivery) = self.delivery.take() else {
             return;
-        }
+        };
         self.worker.finish(Completion {
-            entry: std::mem::take(&mut self.entry),
-            task_id: std::mem::take(&mut self.task_id),
+            entry: delivery.entry,
+            task_id: delivery.task_id,
             outcome: outcome::transfer(
                 "the worker thread running this task died (a panic outside the task's guard)",
             ),
@@ -659,7 +658,7 @@ impl Drop for Running {
         });
         let replaced = {
             self.worker.lock().executors_running -= 1;
-            start_executor(&self.worker)
+            start_executor(self.worker)
         };
         if replaced.is_err() && self.worker.lock().executors_running == 0 {
             self.worker.fail(ClusterError::Unavailable(Reason::new(
@@ -690,13 +689,12 @@ fn executor(worker: &Arc<Worker>) {
             }
         };
         let mut running = Running {
-            worker: worker.clone(),
-            entry: delivery.entry.clone(),
-            task_id: delivery.task_id.clone(),
-            finished: false,
+            worker,
+            delivery: Some(delivery),
         };
-        let (outcome, dead_letter) = run(&delivery, worker.max_payload);
-        running.finished = true;
+        let task = running.delivery.as_ref().expect("just set");
+        let (outcome, dead_letter) = run(task, worker.max_payload);
+        let delivery = running.delivery.take().expect("still held");
         worker.finish(Completion {
             entry: delivery.entry,
             task_id: delivery.task_id,
