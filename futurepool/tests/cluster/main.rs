@@ -65,6 +65,9 @@ futurepool::register!(square, traced, checked_half, explode, poison);
 fn main() {
     // A worker started by a test (`FUTUREPOOL_CLUSTER_WORKER` set) serves here and exits.
     futurepool::init();
+    if let Ok(spec) = std::env::var(trust::ORPHAN_CLIENT) {
+        trust::orphan_client(&spec);
+    }
     // Install futurepool's panic-location hook now: installed lazily, it would first be needed
     // while a failing test unwinds (dropping its pool resolves handles under a panic guard), and
     // a panic hook cannot be changed from a panicking thread (the process would abort).
