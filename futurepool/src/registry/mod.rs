@@ -290,6 +290,33 @@ pub(crate) fn build_id() -> u64 {
     registry().build_id
 }
 
+/// The signature (`fn(A) -> R`, with full type paths) of the function registered as `name`, and a
+/// short fingerprint of it (16 hex digits). The cluster sends the fingerprint with each task, so a
+/// worker whose function of that name has other argument, result or error types refuses the task
+/// instead of decoding its bytes as something else. Type names come from
+/// `std::any::type_name`, so both sides must be built by the same compiler version.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) fn signature_of(name: &str) -> Option<(&'static str, &'static str)> {
+    static SIGNATURES: OnceLock<HashMap<&'static str, (String, &'static str)>> = OnceLock::new();
+    let signatures = SIGNATURES.get_or_init(|| {
+        registry()
+            .functions
+            .iter()
+            .map(|(name, function)| {
+                let mut hash = Fnv1a::new();
+                hash.write(function.signature_name.as_bytes());
+                (
+                    *name,
+                    (format!("{:016x}", hash.finish()), function.signature_name),
+                )
+            })
+            .collect()
+    });
+    signatures
+        .get(name)
+        .map(|(fingerprint, signature)| (fingerprint.as_str(), *signature))
+}
+
 /// FNV-1a, 64 bits: tiny, and stable across Rust releases (std's hashers promise neither).
 struct Fnv1a(u64);
 
