@@ -82,9 +82,13 @@ fn ctrl_c_stops_at_once_removes_partial_files_and_still_writes_the_report() {
         assert!(row(&rows, line)["error"].is_null());
     }
     for line in [2, 3] {
-        assert_eq!(error_of(row(&rows, line)), "interrupted");
-        assert!(row(&rows, line)["path"].is_null());
+        let cut = row(&rows, line);
+        assert_eq!(error_of(cut), "interrupted");
+        assert!(cut["path"].is_null());
+        assert_eq!(cut["attempts"], 1, "the attempt in flight counts: {cut}");
+        assert!(cut["elapsed_ms"].as_u64().unwrap() > 0, "{cut}");
     }
+    assert_eq!(row(&rows, 2)["name"], "hung");
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
 
@@ -116,7 +120,7 @@ fn skip_existing_fetches_only_what_is_missing() {
         assert_eq!(row(&rows, line)["skipped"], true);
         assert!(row(&rows, line)["path"].is_string());
     }
-    assert_eq!(row(&rows, 1)["name"], "alpha.html");
+    assert_eq!(row(&rows, 1)["name"], "alpha");
     assert_eq!(row(&rows, 3)["skipped"], false);
     assert!(
         run.stderr.contains("saved 1, failed 0, skipped 2"),

@@ -114,7 +114,10 @@ fn the_three_line_forms_comments_names_and_extensions() {
     );
     assert_eq!(rows.len(), 7, "one row per entry");
     let python = row(&rows, 2);
-    assert_eq!(python["name"], "python.html");
+    assert_eq!(
+        python["name"], "python",
+        "the entry's name; the file is `path`"
+    );
     assert_eq!(python["status"], 200);
     assert_eq!(python["bytes"], 13);
     assert_eq!(python["attempts"], 1);
@@ -249,10 +252,98 @@ fn the_report_can_go_to_stdout() {
     ]);
     assert_eq!(run.code, Some(0));
     let row: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    assert_eq!(row["name"], "p.html");
+    assert_eq!(row["name"], "p");
+    assert!(row["path"].as_str().unwrap().ends_with("p.html"));
     assert!(
         run.stderr.is_empty(),
         "-q prints no summary: {}",
         run.stderr
     );
+}
+
+#[test]
+fn names_do_not_depend_on_which_download_finishes_first() {
+    // Line 1 (`x`, served as HTML) finishes last; line 2 is explicitly `x.html`.
+    let server = TestServer::routes(vec![
+        (
+            "/first",
+            Reply::html("first").delivered(support::Delivery::Delay(
+                std::time::Duration::from_millis(300),
+            )),
+        ),
+        ("/second", Reply::html("second")),
+        ("/x", Reply::html("third")),
+    ]);
+    let scratch = Scratch::new("names-race");
+    let lines = vec![
+        format!("x {}", server.url("/first")),
+        format!("x.html {}", server.url("/second")),
+        server.url("/x"),
+    ];
+    for _ in 0..2 {
+        let (run, rows) = fetch_list(&scratch, &lines, &["-j", "3"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert_eq!(scratch.out_files(), ["x", "x-2.html", "x.html"]);
+        let out = scratch.out();
+        assert_eq!(fs::read_to_string(out.join("x.html")).unwrap(), "second");
+        assert_eq!(fs::read_to_string(out.join("x")).unwrap(), "first");
+        assert_eq!(fs::read_to_string(out.join("x-2.html")).unwrap(), "third");
+        assert_eq!(row(&rows, 1)["name"], "x");
+        assert_eq!(row(&rows, 2)["name"], "x.html");
+        assert_eq!(row(&rows, 3)["name"], "x-2");
+    }
+    // Each entry finds its own file, not the other's.
+    fs::remove_file(scratch.out().join("x")).unwrap();
+    let (run, rows) = fetch_list(&scratch, &lines, &["--skip-existing"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["skipped"], false, "x.html is line 2's file");
+    assert_eq!(row(&rows, 2)["skipped"], true);
+    assert_eq!(row(&rows, 3)["skipped"], true);
+    assert_eq!(server.requests_for("/first").len(), 3);
+    assert_eq!(server.requests_for("/second").len(), 2);
+}
+
+#[test]
+fn a_name_without_room_for_its_extension_is_refused_before_fetching() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("long-name");
+    let lines = vec![
+        format!("{} {}", "n".repeat(249), server.url("/p")),
+        format!("{} {}", "n".repeat(251), server.url("/p")),
+        format!("{}.txt {}", "t".repeat(251), server.url("/p")),
+    ];
+    let (run, _) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("list.txt:2: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("room for an extension"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("list.txt:1: ") && !run.stderr.contains("list.txt:3: "));
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn names_with_direction_overrides_or_invisible_characters_are_refused() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("bidi-name");
+    let url = server.url("/p");
+    let lines = vec![
+        format!("fine {url}"),
+        format!("invoice\u{202e}gpj.exe {url}"),
+        format!("zero\u{200b}width {url}"),
+        format!(r#"{{"name": "iso\u2066late", "url": "{url}"}}"#),
+        format!("bom\u{feff} {url}"),
+    ];
+    let (run, _) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    for (line, code) in [(2, "U+202E"), (3, "U+200B"), (4, "U+2066"), (5, "U+FEFF")] {
+        assert!(
+            run.stderr.contains(&format!("list.txt:{line}: ")) && run.stderr.contains(code),
+            "line {line}: {}",
+            run.stderr
+        );
+    }
+    assert!(server.requests().is_empty());
 }

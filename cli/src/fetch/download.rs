@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::io::{self, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::header::{self, HeaderName, HeaderValue};
@@ -12,7 +13,7 @@ use ureq::unversioned::transport::DefaultConnector;
 use ureq::{Agent, Body, Timeout};
 
 use super::interrupt::Interrupt;
-use super::naming;
+use super::naming::EntryName;
 use super::output::{OutputDir, WriteError};
 use super::resolver::CachingResolver;
 use super::retry::{self, Backoff, MAX_RETRY_AFTER};
@@ -62,6 +63,8 @@ pub(crate) enum FetchError {
     },
     #[error("HTTP {status}{}: the server asked to retry after {} s, longer than the {} s this tool waits", reason_suffix(*status), wait.as_secs(), MAX_RETRY_AFTER.as_secs())]
     RetryAfterTooLong { status: u16, wait: Duration },
+    #[error("cannot resolve host {host}")]
+    Resolve { host: String },
     #[error("cannot connect to {host}: {reason}")]
     Connect { host: String, reason: String },
     #[error("connect timeout: no connection to {host} within {}", seconds(*after))]
@@ -162,8 +165,8 @@ pub(crate) struct Saved {
 pub(crate) struct Destination<'a> {
     /// The entry's index, which [`OutputDir::committed`] reports by.
     pub(crate) key: usize,
-    /// The base name: saved under it, plus the Content-Type's extension when it has none.
-    pub(crate) name: &'a str,
+    /// Saved under its base, plus the Content-Type's extension when allowed.
+    pub(crate) name: &'a EntryName,
     pub(crate) out: &'a OutputDir,
 }
 
@@ -204,17 +207,22 @@ impl Downloader {
     }
 
     /// Fetches `url` to its destination, retrying what is worth retrying.
+    ///
+    /// `attempts` counts attempts as they start, so an interrupted entry reports how many it made.
     pub(crate) fn fetch(
         &self,
         url: &HttpUrl,
         destination: Destination<'_>,
         interrupt: &Interrupt,
+        attempts: &AtomicU32,
     ) -> Fetched {
         thread_local! {
             /// Each worker's read buffer, allocated (and zeroed) once per thread, not per page.
             static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 32 * 1024]);
         }
-        BUFFER.with_borrow_mut(|buffer| self.fetch_with(url, destination, interrupt, buffer))
+        BUFFER.with_borrow_mut(|buffer| {
+            self.fetch_with(url, destination, interrupt, attempts, buffer)
+        })
     }
 
     fn fetch_with(
@@ -222,6 +230,7 @@ impl Downloader {
         url: &HttpUrl,
         destination: Destination<'_>,
         interrupt: &Interrupt,
+        started: &AtomicU32,
         buffer: &mut [u8],
     ) -> Fetched {
         let backoff = Backoff {
@@ -236,6 +245,7 @@ impl Downloader {
                 };
             }
             attempts += 1;
+            started.store(attempts, Ordering::Relaxed);
             let result = self.attempt(url, destination, interrupt, buffer);
             let error = match result {
                 Err(error) if error.is_retryable() && attempts <= self.settings.retries => error,
@@ -340,6 +350,18 @@ impl Downloader {
                 request = request.header(name, value);
             }
         }
+        // `user:pass@` in the list's URL: Basic auth for that origin only, unless -H gave one.
+        if let Some((user, password)) = original.credentials() {
+            let given = self
+                .settings
+                .headers
+                .iter()
+                .any(|(name, _)| name == header::AUTHORIZATION);
+            if same_origin && !given {
+                let token = base64(format!("{user}:{password}").as_bytes());
+                request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
+            }
+        }
         request.call().map_err(|e| self.classify(e, url, None, 0))
     }
 
@@ -358,6 +380,15 @@ impl Downloader {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let encoded = headers.contains_key(header::CONTENT_ENCODING);
+        // RFC 9112 §6.3: a sender must not send both; a response that does is a smuggling
+        // vector, and neither length can be trusted.
+        if headers.contains_key(header::TRANSFER_ENCODING)
+            && headers.contains_key(header::CONTENT_LENGTH)
+        {
+            return Err(FetchError::Protocol(
+                "the response has both Content-Length and Transfer-Encoding".to_owned(),
+            ));
+        }
         // Only an unencoded length counts body bytes as they will be written.
         let expected = headers
             .get(header::CONTENT_LENGTH)
@@ -385,6 +416,11 @@ impl Downloader {
                 Err(e) => return Err(self.classify(e.into(), &url, expected, received)),
             };
             received += n as u64;
+            if expected.is_some_and(|e| received > e) {
+                return Err(FetchError::Protocol(
+                    "the body is longer than its Content-Length".to_owned(),
+                ));
+            }
             if received > max_size {
                 return Err(FetchError::TooLarge {
                     limit: max_size,
@@ -396,7 +432,7 @@ impl Downloader {
         if let Some(expected) = expected.filter(|&e| e != received) {
             return Err(FetchError::Truncated { received, expected });
         }
-        let name = naming::final_name(destination.name, content_type.as_deref());
+        let name = destination.name.final_name(content_type.as_deref());
         let path = partial.commit(&name)?;
         Ok(Saved {
             path,
@@ -429,9 +465,8 @@ impl Downloader {
             ureq::Error::Timeout(_) => FetchError::TotalTimeout {
                 after: timeouts.total,
             },
-            ureq::Error::HostNotFound => FetchError::Connect {
-                host,
-                reason: "host not found".to_owned(),
+            ureq::Error::HostNotFound => FetchError::Resolve {
+                host: url.host().to_owned(),
             },
             ureq::Error::ConnectionFailed => FetchError::Connect {
                 host,
@@ -469,8 +504,45 @@ impl Downloader {
     }
 }
 
+/// Standard base64 with padding (RFC 4648 §4), for the Basic scheme: a dozen lines instead of
+/// a dependency.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (input, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("Aladdin:open sesame", "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+        ] {
+            assert_eq!(super::base64(input.as_bytes()), encoded);
+        }
+    }
+
     use super::*;
 
     #[test]

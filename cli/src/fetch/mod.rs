@@ -59,11 +59,11 @@ pub(crate) struct FetchOptions {
     pub(crate) download: DownloadSettings,
 }
 
-/// An entry and the base name it is saved under.
+/// An entry and the name it is saved under, decided before anything is fetched.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) entry: Entry,
-    pub(crate) name: String,
+    pub(crate) name: naming::EntryName,
 }
 
 /// Gives every entry its file name (see [`naming::assign_names`]).

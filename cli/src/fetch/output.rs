@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::naming::{self, PARTIAL_PREFIX};
+use super::naming::{EntryName, PARTIAL_PREFIX};
 
 /// Why a response could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +70,6 @@ pub(crate) struct OutputDir {
 struct State {
     closed: bool,
     partials: HashSet<PathBuf>,
-    /// Final names used by this run, so two entries never overwrite each other.
-    claimed: HashSet<String>,
     /// Where each entry (by key) was saved, so an interrupt can account for files renamed just
     /// before it whose workers had not reported yet.
     committed: HashMap<usize, PathBuf>,
@@ -87,9 +85,9 @@ impl OutputDir {
         }
     }
 
-    /// An existing file a response for `base_name` may have been saved under by an earlier run.
-    pub(crate) fn existing(&self, base_name: &str) -> Option<PathBuf> {
-        naming::possible_names(base_name)
+    /// An existing file a response for `name` may have been saved under by an earlier run.
+    pub(crate) fn existing(&self, name: &EntryName) -> Option<PathBuf> {
+        name.possible_names()
             .into_iter()
             .map(|name| self.dir.join(name))
             .find(|path| path.is_file())
@@ -155,8 +153,8 @@ impl PartialFile<'_> {
             .map_err(|e| WriteError::from_io("write", &self.path, e))
     }
 
-    /// Renames the complete file to `name` (numbered if this run already saved a file by that
-    /// name) and returns its final path.
+    /// Renames the complete file to `name` and returns its final path. Names are unique per
+    /// entry by construction (`naming::assign_names`), never by which entry renames first.
     pub(crate) fn commit(mut self, name: &str) -> Result<PathBuf, WriteError> {
         // No fsync: the promise is about interrupted and failed downloads (a final name is only
         // ever given to a complete file), not about power loss, and an fsync per page would cost
@@ -166,11 +164,9 @@ impl PartialFile<'_> {
         if state.closed {
             return Err(WriteError::Closed);
         }
-        let name = naming::first_free(name, |candidate| state.claimed.contains(candidate));
-        let target = self.out.dir.join(&name);
+        let target = self.out.dir.join(name);
         fs::rename(&self.path, &target).map_err(|e| WriteError::from_io("save", &target, e))?;
         state.partials.remove(&self.path);
-        state.claimed.insert(name);
         state.committed.insert(self.key, target.clone());
         Ok(target)
     }
@@ -228,20 +224,6 @@ mod tests {
         partial.write_all(b"half").unwrap();
         drop(partial);
         assert!(listing(&dir).is_empty());
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn two_entries_with_the_same_final_name_do_not_overwrite_each_other() {
-        let dir = temp_dir("claim");
-        let out = OutputDir::new(dir.clone());
-        for body in [b"one", b"two"] {
-            let mut partial = out.create_partial(0).unwrap();
-            partial.write_all(body).unwrap();
-            partial.commit("a.html").unwrap();
-        }
-        assert_eq!(listing(&dir), ["a-2.html", "a.html"]);
-        assert_eq!(fs::read(dir.join("a-2.html")).unwrap(), b"two");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -18,7 +18,8 @@ pub(crate) struct Row {
     pub(crate) url: String,
     /// Where the page was finally fetched from, after redirects (null unless saved).
     pub(crate) final_url: Option<String>,
-    /// File name saved under, or that would have been used.
+    /// The entry's name: its NAME, or the one derived from its URL (the saved file, with any
+    /// extension from the Content-Type, is `path`).
     pub(crate) name: String,
     /// Path of the saved (or, with `--skip-existing`, already present) file; null on failure.
     pub(crate) path: Option<String>,
@@ -82,6 +83,14 @@ impl Summary {
         } else {
             0.0
         };
+        // A slow run must not read "(0 pages/s)" when it saved something.
+        let rate = if rate == 0.0 || rate >= 9.95 {
+            format!("{rate:.0}")
+        } else if rate >= 0.095 {
+            format!("{rate:.1}")
+        } else {
+            format!("{rate:.2}")
+        };
         let skipped = match self.skipped() {
             0 => String::new(),
             n => format!(", skipped {n}"),
@@ -92,7 +101,7 @@ impl Summary {
             ""
         };
         format!(
-            "saved {}, failed {}{skipped}, {} in {seconds:.2} s ({rate:.0} pages/s){interrupted}",
+            "saved {}, failed {}{skipped}, {} in {seconds:.2} s ({rate} pages/s){interrupted}",
             self.saved(),
             self.failed(),
             format_size(self.bytes()),
@@ -204,8 +213,13 @@ mod tests {
         );
         assert_eq!(
             summary.line(),
-            "saved 2, failed 1, skipped 1, 2 KiB in 2.00 s (1 pages/s)"
+            "saved 2, failed 1, skipped 1, 2 KiB in 2.00 s (1.0 pages/s)"
         );
+        let slow = Summary {
+            elapsed: Duration::from_secs(4),
+            ..summary
+        };
+        assert!(slow.line().contains("(0.5 pages/s)"), "{}", slow.line());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use futurepool::{Shutdown, Task, TaskError, ThreadPool};
@@ -112,6 +113,7 @@ pub(crate) fn run(
         Some(_) => options.jobs * 2,
     };
     let targets: Arc<[Target]> = targets.into();
+    let live: Arc<[Live]> = (0..total).map(|_| Live::default()).collect();
     let downloader = Arc::new(Downloader::new(options.download.clone()));
     let pool = ThreadPool::new(options.jobs);
     let board = Arc::new(Board::default());
@@ -139,7 +141,7 @@ pub(crate) fn run(
             state.wake_on_each = more_waiting;
         }
         for index in dispatched {
-            let task = submit(&pool, index, &targets, &downloader, &out, interrupt);
+            let task = submit(&pool, index, &targets, &live, &downloader, &out, interrupt);
             let board = board.clone();
             task.add_done_callback(move |task| board.post(index, task.result()));
             in_flight[index] = Some(task);
@@ -212,9 +214,15 @@ pub(crate) fn run(
         std::mem::forget(pool);
         for (index, task) in in_flight.iter_mut().enumerate() {
             if task.take().is_some() {
-                rows[index] = Some(match out.committed(index) {
+                let (attempts, elapsed_ms) = live[index].so_far();
+                let row = match out.committed(index) {
                     Some(path) => saved_late_row(&targets[index], &path),
                     None => failed_row(&targets[index], "interrupted"),
+                };
+                rows[index] = Some(Row {
+                    attempts: attempts.max(row.attempts),
+                    elapsed_ms,
+                    ..row
                 });
             }
         }
@@ -236,36 +244,57 @@ pub(crate) fn run(
     }
 }
 
+/// What a worker has done so far for an entry, readable while it runs: an entry cut short by
+/// Ctrl-C still reports its attempts and time.
+#[derive(Default)]
+struct Live {
+    attempts: AtomicU32,
+    started: OnceLock<Instant>,
+}
+
+impl Live {
+    fn so_far(&self) -> (u32, u64) {
+        let elapsed = self.started.get().map_or(0, |s| millis(s.elapsed()));
+        (self.attempts.load(Ordering::Relaxed), elapsed)
+    }
+}
+
 /// Queues one entry on the pool; the task's value is the entry's report row.
 fn submit(
     pool: &ThreadPool,
     index: usize,
     targets: &Arc<[Target]>,
+    live: &Arc<[Live]>,
     downloader: &Arc<Downloader>,
     out: &Arc<OutputDir>,
     interrupt: &Arc<Interrupt>,
 ) -> Task<Outcome> {
-    let (targets, downloader, out, interrupt) = (
+    let (targets, live, downloader, out, interrupt) = (
         targets.clone(),
+        live.clone(),
         downloader.clone(),
         out.clone(),
         interrupt.clone(),
     );
     pool.submit(move || {
         let target = &targets[index];
-        let started = Instant::now();
+        let started = *live[index].started.get_or_init(Instant::now);
         let destination = Destination {
             key: index,
             name: &target.name,
             out: &out,
         };
-        let fetched = downloader.fetch(&target.entry.url, destination, &interrupt);
+        let fetched = downloader.fetch(
+            &target.entry.url,
+            destination,
+            &interrupt,
+            &live[index].attempts,
+        );
         let elapsed_ms = millis(started.elapsed());
         let disk_full = matches!(&fetched.result, Err(e) if e.is_disk_full());
         let row = match fetched.result {
             Ok(saved) => Row {
                 final_url: Some(saved.final_url.to_string()),
-                name: file_name(&saved.path),
                 path: Some(saved.path.display().to_string()),
                 status: Some(saved.status),
                 bytes: saved.bytes,
@@ -298,7 +327,7 @@ fn failed_row(target: &Target, error: &str) -> Row {
         line: target.entry.line,
         url: target.entry.url.to_string(),
         final_url: None,
-        name: target.name.clone(),
+        name: target.name.base.clone(),
         path: None,
         status: None,
         bytes: 0,
@@ -311,7 +340,6 @@ fn failed_row(target: &Target, error: &str) -> Row {
 
 fn skipped_row(target: &Target, path: &Path) -> Row {
     Row {
-        name: file_name(path),
         path: Some(path.display().to_string()),
         bytes: fs::metadata(path).map_or(0, |m| m.len()),
         error: None,
@@ -324,19 +352,12 @@ fn skipped_row(target: &Target, path: &Path) -> Row {
 /// reported: saved, though its status and timing never reached this thread.
 fn saved_late_row(target: &Target, path: &Path) -> Row {
     Row {
-        name: file_name(path),
         path: Some(path.display().to_string()),
         bytes: fs::metadata(path).map_or(0, |m| m.len()),
         attempts: 1,
         error: None,
         ..failed_row(target, "")
     }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn millis(d: Duration) -> u64 {
