@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::header::{self, HeaderName, HeaderValue};
 use ureq::http::Response;
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
 use ureq::{Agent, Body, Timeout};
 
 use super::interrupt::Interrupt;
@@ -17,6 +17,7 @@ use super::naming::EntryName;
 use super::output::{OutputDir, WriteError};
 use super::resolver::CachingResolver;
 use super::retry::{self, Backoff, MAX_RETRY_AFTER};
+use super::stale::{self, TraceConnector};
 use super::url::{HttpUrl, UrlError};
 
 /// Redirects followed before giving up (curl's and browsers' order of magnitude).
@@ -202,7 +203,8 @@ impl Downloader {
             .input_buffer_size(64 * 1024)
             .output_buffer_size(16 * 1024)
             .build();
-        let agent = Agent::with_parts(config, DefaultConnector::new(), CachingResolver::default());
+        let connector = DefaultConnector::new().chain(TraceConnector);
+        let agent = Agent::with_parts(config, connector, CachingResolver::default());
         Downloader { agent, settings }
     }
 
@@ -338,12 +340,34 @@ impl Downloader {
                 after: timeouts.total,
             });
         }
-        let mut request = self
-            .agent
-            .get(url.as_uri())
-            .config()
-            .timeout_global(Some(remaining))
-            .build();
+        let request = |fresh: bool| {
+            let mut config = self
+                .agent
+                .get(url.as_uri())
+                .config()
+                .timeout_global(Some(remaining));
+            if fresh {
+                // No pooled connection is old enough to qualify: a new one is made (and the
+                // idle ones to this origin, as stale as the one that failed, are dropped).
+                config = config.max_idle_age(Duration::ZERO);
+            }
+            self.headers(config.build(), url, original)
+        };
+        stale::begin();
+        match request(false).call() {
+            Err(error) if stale::is_stale(&error, stale::trace()) => request(true)
+                .call()
+                .map_err(|e| self.classify(e, url, None, 0)),
+            result => result.map_err(|e| self.classify(e, url, None, 0)),
+        }
+    }
+
+    fn headers(
+        &self,
+        mut request: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+        url: &HttpUrl,
+        original: &HttpUrl,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
         let same_origin = url.same_origin(original);
         for (name, value) in &self.settings.headers {
             if same_origin || !CREDENTIAL_HEADERS.contains(name) {
@@ -362,7 +386,7 @@ impl Downloader {
                 request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
             }
         }
-        request.call().map_err(|e| self.classify(e, url, None, 0))
+        request
     }
 
     fn save(

@@ -6,7 +6,8 @@
 //! - `list.rs`: reading and validating the list (everything is checked before anything is fetched);
 //! - `naming.rs`: safe file names and extensions; `url.rs`: which URLs and redirects are followed;
 //! - `download.rs`: one entry — timeouts, redirects, retries (`retry.rs`), size limit;
-//!   `resolver.rs`: name lookups without a thread per request;
+//!   `resolver.rs`: name lookups without a thread per request; `stale.rs`: telling a pooled
+//!   connection the server closed from a failing server;
 //! - `output.rs`: partial files and atomic renames; `interrupt.rs`: Ctrl-C;
 //! - `run.rs`: the orchestration on the pool; `schedule.rs`: list order under `--per-host`;
 //! - `report.rs`: the JSON Lines report and the summary; `progress.rs`: the progress bar.
@@ -25,6 +26,7 @@ mod resolver;
 mod retry;
 mod run;
 mod schedule;
+mod stale;
 mod url;
 
 use std::fs;

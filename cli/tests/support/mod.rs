@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use server::{Delivery, Reply, TestServer};
+pub use server::{Delivery, Keepalive, Reply, TestServer};
 
 /// A scratch directory, removed when dropped.
 pub struct Scratch {
