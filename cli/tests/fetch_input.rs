@@ -174,7 +174,6 @@ fn bad_usage_exits_2() {
     let out = scratch.out();
     let out = out.to_str().unwrap();
     for (args, complaint) in [
-        (vec![list], "--output"),
         (
             vec![list, "-o", out, "--max-size", "12 parsecs"],
             "unknown size unit",
@@ -183,6 +182,16 @@ fn bad_usage_exits_2() {
         (vec![list, "-o", out, "-j", "0"], "--jobs"),
         (vec![list, "-o", out, "--timeout", "0"], "--timeout"),
         (vec![list, "-o", out, "--per-host", "0"], "--per-host"),
+        (vec![list, "-o", out, "--rate", "fast"], "--rate"),
+        (
+            vec![list, "-o", out, "--limit-rate", "1 parsec"],
+            "--limit-rate",
+        ),
+        (
+            vec![list, "-o", out, "--proxy", "socks5://p:1"],
+            "not supported",
+        ),
+        (vec!["-", "-", "-o", out], "more than once"),
         (vec![list, "-o", out, "--frobnicate"], "--frobnicate"),
     ] {
         let run = fetch(&args);
@@ -345,5 +354,90 @@ fn names_with_direction_overrides_or_invisible_characters_are_refused() {
             run.stderr
         );
     }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn urls_as_arguments_and_several_lists_go_to_the_current_directory_by_default() {
+    let server = TestServer::routes(vec![
+        ("/a", Reply::html("a")),
+        ("/b", Reply::html("b")),
+        ("/c", Reply::html("c")),
+        ("/d", Reply::html("d")),
+    ]);
+    let scratch = Scratch::new("arguments");
+    let first = scratch.join("first.txt");
+    let second = scratch.join("second.txt");
+    fs::write(&first, format!("b {}\n", server.url("/b"))).unwrap();
+    fs::write(&second, format!("# comment\nc {}\n", server.url("/c"))).unwrap();
+    let cwd = scratch.join("cwd");
+    fs::create_dir_all(&cwd).unwrap();
+    let report = scratch.join("report.jsonl");
+    let run = support::fetch_in(
+        &cwd,
+        &[
+            &server.url("/a"),
+            first.to_str().unwrap(),
+            second.to_str().unwrap(),
+            &server.url("/d"),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        support::files_in(&cwd),
+        ["a.html", "b.html", "c.html", "d.html"],
+        "-o defaults to the current directory"
+    );
+    let rows = support::read_report(&report);
+    let places: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            let source = r["source"].as_str().unwrap();
+            let source = source.rsplit('/').next().unwrap().to_owned();
+            (source, r["line"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("<args>".to_owned(), 1),
+            ("<args>".to_owned(), 2),
+            ("first.txt".to_owned(), 1),
+            ("second.txt".to_owned(), 2)
+        ]
+    );
+}
+
+#[test]
+fn a_name_used_in_two_lists_is_refused_with_both_places() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("two-lists");
+    let first = scratch.join("first.txt");
+    let second = scratch.join("second.txt");
+    fs::write(&first, format!("same {}\n", server.url("/p"))).unwrap();
+    fs::write(&second, format!("same {}\nftp://x/y\n", server.url("/p"))).unwrap();
+    let out = scratch.out();
+    let run = fetch(&[
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        "not-a-scheme://h/",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("second.txt:1: duplicate name \"same\""),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("first.txt:1)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("second.txt:2: unsupported scheme"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("URL argument 1: "), "{}", run.stderr);
     assert!(server.requests().is_empty());
 }

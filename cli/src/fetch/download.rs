@@ -14,7 +14,9 @@ use ureq::{Agent, Body, Timeout};
 
 use super::interrupt::Interrupt;
 use super::naming::EntryName;
-use super::output::{OutputDir, WriteError};
+use super::output::{OutputDir, ResumeMeta, WriteError};
+use super::polite::{Bandwidth, HostRate};
+use super::proxy::Proxies;
 use super::resolver::CachingResolver;
 use super::retry::{self, Backoff, MAX_RETRY_AFTER};
 use super::stale::{self, TraceConnector};
@@ -52,6 +54,35 @@ pub(crate) struct DownloadSettings {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// Connections kept open per host; the pool should hold one per concurrent request.
     pub(crate) idle_connections: usize,
+    /// `--continue`: keep partial files and resume them.
+    pub(crate) resume: bool,
+    /// `--rate`: requests per second per host.
+    pub(crate) rate: Option<f64>,
+    /// `--limit-rate`: bytes per second, all downloads together.
+    pub(crate) limit_rate: Option<u64>,
+    pub(crate) proxies: Proxies,
+}
+
+impl Default for DownloadSettings {
+    /// The command's defaults.
+    fn default() -> Self {
+        DownloadSettings {
+            timeouts: Timeouts {
+                connect: Duration::from_secs(10),
+                stall: Duration::from_secs(20),
+                total: Duration::from_secs(60),
+            },
+            retries: 3,
+            backoff: Duration::from_secs(1),
+            max_size: 100 << 20,
+            headers: Vec::new(),
+            idle_connections: 10,
+            resume: false,
+            rate: None,
+            limit_rate: None,
+            proxies: Proxies::default(),
+        }
+    }
 }
 
 /// Why an entry was not saved. The message is what the user and the report see.
@@ -90,6 +121,11 @@ pub(crate) enum FetchError {
     RedirectWithoutLocation(u16),
     #[error("unexpected HTTP {0} response")]
     UnexpectedStatus(u16),
+    /// A resumed download the server answered with the wrong range: retried from zero.
+    #[error("cannot resume: {0}; the next attempt starts from the beginning")]
+    BadRange(String),
+    #[error("proxy: {0}")]
+    Proxy(String),
     #[error("malformed response: {0}")]
     Protocol(String),
     #[error("cannot decode the body: {0}")]
@@ -110,6 +146,7 @@ impl FetchError {
             | FetchError::Stalled { .. }
             | FetchError::TotalTimeout { .. }
             | FetchError::Truncated { .. }
+            | FetchError::BadRange(_)
             | FetchError::ConnectionLost(_) => true,
             _ => false,
         }
@@ -152,13 +189,36 @@ fn seconds(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-/// A saved response.
+/// A saved response (or, after a 304, the file it confirmed).
 #[derive(Debug, Clone)]
 pub(crate) struct Saved {
     pub(crate) path: PathBuf,
     pub(crate) status: u16,
+    /// Body bytes written by this attempt.
     pub(crate) bytes: u64,
     pub(crate) final_url: HttpUrl,
+    /// A conditional request got 304: the file was left as it was.
+    pub(crate) not_modified: bool,
+    /// Bytes a previous run had left that this one continued after.
+    pub(crate) resumed_from: u64,
+    /// The final response's validators, for `--update`.
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+}
+
+/// `--update`: the copy on disk and what its response said about its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Conditional {
+    pub(crate) path: PathBuf,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+}
+
+/// A `--continue` request for the rest of a kept partial file.
+#[derive(Debug, Clone)]
+struct Resume {
+    offset: u64,
+    if_range: String,
 }
 
 /// Where an entry's response goes.
@@ -169,6 +229,8 @@ pub(crate) struct Destination<'a> {
     /// Saved under its base, plus the Content-Type's extension when allowed.
     pub(crate) name: &'a EntryName,
     pub(crate) out: &'a OutputDir,
+    /// Ask only for a newer version than this (`--update`).
+    pub(crate) conditional: Option<&'a Conditional>,
 }
 
 /// What happened to one entry, over all its attempts.
@@ -182,6 +244,8 @@ pub(crate) struct Fetched {
 pub(crate) struct Downloader {
     agent: Agent,
     settings: DownloadSettings,
+    rate: Option<HostRate>,
+    bandwidth: Option<Bandwidth>,
 }
 
 impl Downloader {
@@ -197,6 +261,9 @@ impl Downloader {
             .max_idle_connections(settings.idle_connections.max(1))
             .max_idle_connections_per_host(settings.idle_connections.max(1))
             .user_agent(concat!("futurepool/", env!("CARGO_PKG_VERSION")))
+            // ureq would read one proxy for every scheme from the environment; `Proxies`
+            // chooses per request.
+            .proxy(None)
             // ureq's 128 KiB per direction per connection is sized for a few connections; at
             // -j 64 it was most of the memory. The input buffer still holds the largest response
             // head accepted (64 KiB); the output buffer holds a request head.
@@ -205,7 +272,12 @@ impl Downloader {
             .build();
         let connector = DefaultConnector::new().chain(TraceConnector);
         let agent = Agent::with_parts(config, connector, CachingResolver::default());
-        Downloader { agent, settings }
+        Downloader {
+            agent,
+            rate: settings.rate.map(HostRate::new),
+            bandwidth: settings.limit_rate.map(Bandwidth::new),
+            settings,
+        }
     }
 
     /// Fetches `url` to its destination, retrying what is worth retrying.
@@ -285,15 +357,53 @@ impl Downloader {
         interrupt: &Interrupt,
         buffer: &mut [u8],
     ) -> Result<Saved, FetchError> {
-        let deadline = Instant::now() + self.settings.timeouts.total;
+        let deadline = Instant::now()
+            .checked_add(self.settings.timeouts.total)
+            .unwrap_or_else(far_future);
+        let resume = self.resume_point(url, destination);
+        // A partial file is not the page: only a complete copy is asked about.
+        let conditional = destination.conditional.filter(|_| resume.is_none());
         let mut current = url.clone();
         let mut visited = vec![url.clone()];
         loop {
-            let response = self.get(&current, url, deadline)?;
+            let request = Extra {
+                conditional,
+                resume: resume.as_ref(),
+            };
+            let response = self.get(&current, url, deadline, interrupt, request)?;
             let status = response.status().as_u16();
             match status {
+                304 if conditional.is_some() => {
+                    let known = conditional.expect("checked");
+                    let (etag, last_modified) = validators(response.headers());
+                    return Ok(Saved {
+                        path: known.path.clone(),
+                        status,
+                        bytes: 0,
+                        final_url: current,
+                        not_modified: true,
+                        resumed_from: 0,
+                        // A 304 may repeat the validators or leave them out.
+                        etag: etag.or_else(|| known.etag.clone()),
+                        last_modified: last_modified.or_else(|| known.last_modified.clone()),
+                    });
+                }
+                416 if resume.is_some() => {
+                    destination.out.discard_resumable(&destination.name.base);
+                    return Err(FetchError::BadRange(
+                        "the server refused the range of the kept partial file (HTTP 416)"
+                            .to_owned(),
+                    ));
+                }
                 200..=299 => {
-                    return self.save(response, current, destination, interrupt, buffer);
+                    return self.save(
+                        response,
+                        current,
+                        destination,
+                        interrupt,
+                        buffer,
+                        resume.as_ref(),
+                    );
                 }
                 301 | 302 | 303 | 307 | 308 => {
                     let location = response
@@ -327,31 +437,64 @@ impl Downloader {
         }
     }
 
+    /// With `--continue`: the kept partial file of this entry, if it is of this URL and has a
+    /// validator `If-Range` can use (a strong ETag, or else Last-Modified). Anything else is
+    /// discarded, and the page is fetched whole.
+    fn resume_point(&self, url: &HttpUrl, destination: Destination<'_>) -> Option<Resume> {
+        if !self.settings.resume {
+            return None;
+        }
+        let name = &destination.name.base;
+        let (offset, meta) = destination.out.resumable(name)?;
+        let if_range = meta
+            .etag
+            .filter(|etag| !etag.starts_with("W/"))
+            .or(meta.last_modified);
+        match if_range {
+            Some(if_range) if offset > 0 && meta.url == url.to_string() => {
+                Some(Resume { offset, if_range })
+            }
+            _ => {
+                destination.out.discard_resumable(name);
+                None
+            }
+        }
+    }
+
     fn get(
         &self,
         url: &HttpUrl,
         original: &HttpUrl,
         deadline: Instant,
+        interrupt: &Interrupt,
+        extra: Extra<'_>,
     ) -> Result<Response<Body>, FetchError> {
         let timeouts = self.settings.timeouts;
+        if let Some(rate) = &self.rate {
+            if !rate.acquire(&url.host_key(), interrupt) {
+                return Err(FetchError::Interrupted);
+            }
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(FetchError::TotalTimeout {
                 after: timeouts.total,
             });
         }
+        let proxy = self.settings.proxies.for_url(url);
         let request = |fresh: bool| {
             let mut config = self
                 .agent
                 .get(url.as_uri())
                 .config()
-                .timeout_global(Some(remaining));
+                .timeout_global(Some(remaining))
+                .proxy(proxy.clone());
             if fresh {
                 // No pooled connection is old enough to qualify: a new one is made (and the
                 // idle ones to this origin, as stale as the one that failed, are dropped).
                 config = config.max_idle_age(Duration::ZERO);
             }
-            self.headers(config.build(), url, original)
+            self.headers(config.build(), url, original, extra)
         };
         stale::begin();
         match request(false).call() {
@@ -367,6 +510,7 @@ impl Downloader {
         mut request: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
         url: &HttpUrl,
         original: &HttpUrl,
+        extra: Extra<'_>,
     ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
         let same_origin = url.same_origin(original);
         for (name, value) in &self.settings.headers {
@@ -386,6 +530,23 @@ impl Downloader {
                 request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
             }
         }
+        if let Some(known) = extra.conditional {
+            if let Some(etag) = &known.etag {
+                request = request.header(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(date) = &known.last_modified {
+                request = request.header(header::IF_MODIFIED_SINCE, date);
+            }
+        }
+        if self.settings.resume {
+            // Byte offsets must count the bytes as stored: no content coding.
+            request = request.header(header::ACCEPT_ENCODING, "identity");
+        }
+        if let Some(resume) = extra.resume {
+            request = request
+                .header(header::RANGE, format!("bytes={}-", resume.offset))
+                .header(header::IF_RANGE, &resume.if_range);
+        }
         request
     }
 
@@ -396,6 +557,7 @@ impl Downloader {
         destination: Destination<'_>,
         interrupt: &Interrupt,
         buffer: &mut [u8],
+        resume: Option<&Resume>,
     ) -> Result<Saved, FetchError> {
         let status = response.status().as_u16();
         let headers = response.headers();
@@ -403,6 +565,7 @@ impl Downloader {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let (etag, last_modified) = validators(headers);
         let encoded = headers.contains_key(header::CONTENT_ENCODING);
         // RFC 9112 §6.3: a sender must not send both; a response that does is a smuggling
         // vector, and neither length can be trusted.
@@ -419,14 +582,64 @@ impl Downloader {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .filter(|_| !encoded);
+        // 206: the rest of the kept file, checked against Content-Range; any other 2xx is the
+        // whole page (the server ignored the range, or If-Range found the page changed).
+        let (offset, total) = match (status, resume) {
+            (206, Some(resume)) => {
+                let range = headers
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                match parse_content_range(range) {
+                    Some((start, end, total))
+                        if start == resume.offset
+                            && !encoded
+                            && expected.is_none_or(|e| e == end + 1 - start) =>
+                    {
+                        (start, total)
+                    }
+                    _ => {
+                        destination.out.discard_resumable(&destination.name.base);
+                        return Err(FetchError::BadRange(format!(
+                            "asked for bytes from {}, the server sent Content-Range {range:?}",
+                            resume.offset
+                        )));
+                    }
+                }
+            }
+            (206, None) => {
+                return Err(FetchError::Protocol(
+                    "HTTP 206 Partial Content to a request for the whole page".to_owned(),
+                ))
+            }
+            _ => (0, None),
+        };
         let max_size = self.settings.max_size;
-        if expected.is_some_and(|length| length > max_size) {
+        if expected.is_some_and(|length| offset.saturating_add(length) > max_size) {
             return Err(FetchError::TooLarge {
                 limit: max_size,
                 decoded: false,
             });
         }
-        let mut partial = destination.out.create_partial(destination.key)?;
+        let strong_etag = etag.as_ref().filter(|e| !e.starts_with("W/"));
+        let resumable =
+            self.settings.resume && !encoded && (strong_etag.is_some() || last_modified.is_some());
+        let mut partial = if resumable {
+            let meta = ResumeMeta {
+                url: url.to_string(),
+                etag: etag.clone(),
+                last_modified: last_modified.clone(),
+            };
+            let base = &destination.name.base;
+            destination
+                .out
+                .open_resumable(destination.key, base, offset > 0, &meta)?
+        } else {
+            if resume.is_some() {
+                destination.out.discard_resumable(&destination.name.base);
+            }
+            destination.out.create_partial(destination.key)?
+        };
         let mut reader = response.body_mut().as_reader();
         let mut received: u64 = 0;
         loop {
@@ -445,16 +658,27 @@ impl Downloader {
                     "the body is longer than its Content-Length".to_owned(),
                 ));
             }
-            if received > max_size {
+            if offset + received > max_size {
                 return Err(FetchError::TooLarge {
                     limit: max_size,
                     decoded: true,
                 });
             }
             partial.write_all(&buffer[..n])?;
+            if let Some(bandwidth) = &self.bandwidth {
+                if !bandwidth.consume(n, interrupt) {
+                    return Err(FetchError::Interrupted);
+                }
+            }
         }
         if let Some(expected) = expected.filter(|&e| e != received) {
             return Err(FetchError::Truncated { received, expected });
+        }
+        if let Some(total) = total.filter(|&t| t != offset + received) {
+            return Err(FetchError::Truncated {
+                received: offset + received,
+                expected: total,
+            });
         }
         let name = destination.name.final_name(content_type.as_deref());
         let path = partial.commit(&name)?;
@@ -463,6 +687,10 @@ impl Downloader {
             status,
             bytes: received,
             final_url: url,
+            not_modified: false,
+            resumed_from: offset,
+            etag,
+            last_modified,
         })
     }
 
@@ -518,6 +746,7 @@ impl Downloader {
                 },
                 _ => FetchError::ConnectionLost(e.to_string()),
             },
+            ureq::Error::ConnectProxyFailed(why) => FetchError::Proxy(why),
             ureq::Error::Decompress(kind, e) => FetchError::Decode(format!("{kind}: {e}")),
             ureq::Error::Protocol(e) => FetchError::Protocol(e.to_string()),
             ureq::Error::LargeResponseHeader(size, limit) => FetchError::Protocol(format!(
@@ -526,6 +755,46 @@ impl Downloader {
             other => FetchError::Protocol(other.to_string()),
         }
     }
+}
+
+/// What a request carries beyond the URL and the user's headers.
+#[derive(Clone, Copy)]
+struct Extra<'a> {
+    conditional: Option<&'a Conditional>,
+    resume: Option<&'a Resume>,
+}
+
+/// ETag and Last-Modified of a response.
+fn validators(headers: &header::HeaderMap) -> (Option<String>, Option<String>) {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    (get(header::ETAG), get(header::LAST_MODIFIED))
+}
+
+/// `bytes START-END/TOTAL` (TOTAL may be `*`): start, end (inclusive) and total.
+fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let range = value.trim().strip_prefix("bytes ")?;
+    let (span, total) = range.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        n => Some(n.parse::<u64>().ok()?),
+    };
+    (start <= end && total.is_none_or(|t| end < t)).then_some((start, end, total))
+}
+
+/// A deadline a year away, for a `--timeout` too large to add to now (it never happens with
+/// the parser's limit, but the sum is checked all the same).
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(86_400 * 365))
+        .unwrap_or(now)
 }
 
 /// Standard base64 with padding (RFC 4648 §4), for the Basic scheme: a dozen lines instead of
@@ -553,6 +822,17 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn content_ranges() {
+        use super::parse_content_range as parse;
+        assert_eq!(parse("bytes 10-19/20"), Some((10, 19, Some(20))));
+        assert_eq!(parse("bytes 0-0/*"), Some((0, 0, None)));
+        assert_eq!(parse("bytes 10-19/15"), None);
+        assert_eq!(parse("bytes 5-4/10"), None);
+        assert_eq!(parse("items 0-1/2"), None);
+        assert_eq!(parse(""), None);
+    }
+
     #[test]
     fn base64_matches_rfc_4648() {
         for (input, encoded) in [

@@ -295,6 +295,7 @@ mod tests {
 
     fn entry(line: usize, name: Option<&str>, url: &str) -> Entry {
         Entry {
+            source: "list".into(),
             line,
             name: name.map(str::to_owned),
             url: HttpUrl::parse(url).unwrap(),

@@ -116,7 +116,71 @@ impl OutputDir {
             key,
             path,
             file: Some(file),
+            meta: None,
         })
+    }
+
+    /// What `--continue` can resume for the entry named `name`: the bytes a previous run left
+    /// and the validators of the response they came from.
+    pub(crate) fn resumable(&self, name: &str) -> Option<(u64, ResumeMeta)> {
+        let (part, meta) = self.resume_paths(name);
+        let meta: ResumeMeta = serde_json::from_slice(&fs::read(meta).ok()?).ok()?;
+        let size = fs::metadata(part).ok().filter(|m| m.is_file())?.len();
+        Some((size, meta))
+    }
+
+    /// Opens the partial file `--continue` keeps for the entry named `name`: truncated, or kept
+    /// and appended to when `append`. `meta` (the response's URL and validators) is written
+    /// beside it first, so a later run knows what the bytes are. Unlike [`create_partial`]'s,
+    /// this file survives a failure and Ctrl-C.
+    ///
+    /// [`create_partial`]: OutputDir::create_partial
+    pub(crate) fn open_resumable(
+        &self,
+        key: usize,
+        name: &str,
+        append: bool,
+        meta: &ResumeMeta,
+    ) -> Result<PartialFile<'_>, WriteError> {
+        let (path, meta_path) = self.resume_paths(name);
+        let state = self.lock();
+        if state.closed {
+            return Err(WriteError::Closed);
+        }
+        let text = serde_json::to_vec(meta).expect("plain strings serialize");
+        fs::write(&meta_path, text).map_err(|e| WriteError::from_io("write", &meta_path, e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)
+            .map_err(|e| WriteError::from_io("create", &path, e))?;
+        drop(state);
+        Ok(PartialFile {
+            out: self,
+            key,
+            path,
+            file: Some(file),
+            meta: Some(meta_path),
+        })
+    }
+
+    /// Drops what `--continue` kept for `name` (the server's page changed, or it is complete).
+    pub(crate) fn discard_resumable(&self, name: &str) {
+        let (part, meta) = self.resume_paths(name);
+        let _ = fs::remove_file(part);
+        let _ = fs::remove_file(meta);
+    }
+
+    /// `.futurepool-resume-HASH.part` and `.meta`: named by a hash of the entry's name, which
+    /// is stable across runs and short whatever the name's length.
+    fn resume_paths(&self, name: &str) -> (PathBuf, PathBuf) {
+        let stem = format!("{PARTIAL_PREFIX}resume-{:016x}", fnv1a(name.as_bytes()));
+        (
+            self.dir.join(format!("{stem}.part")),
+            self.dir.join(format!("{stem}.meta")),
+        )
     }
 
     /// Deletes every partial file and refuses all later writes and renames.
@@ -138,12 +202,30 @@ impl OutputDir {
     }
 }
 
-/// A download in progress: deleted on drop unless [`commit`](PartialFile::commit)ted.
+/// What a kept partial file holds: the bytes of `url`'s response with these validators.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ResumeMeta {
+    pub(crate) url: String,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+}
+
+/// FNV-1a, 64 bits: a hash that, unlike std's, is the same in every build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A download in progress: deleted on drop unless [`commit`](PartialFile::commit)ted — or,
+/// for a `--continue` file, kept for the next run.
 pub(crate) struct PartialFile<'a> {
     out: &'a OutputDir,
     key: usize,
     path: PathBuf,
     file: Option<File>,
+    /// The sidecar of a file `--continue` keeps; `None` for an ordinary partial file.
+    meta: Option<PathBuf>,
 }
 
 impl PartialFile<'_> {
@@ -167,6 +249,9 @@ impl PartialFile<'_> {
         let target = self.out.dir.join(name);
         fs::rename(&self.path, &target).map_err(|e| WriteError::from_io("save", &target, e))?;
         state.partials.remove(&self.path);
+        if let Some(meta) = &self.meta {
+            let _ = fs::remove_file(meta);
+        }
         state.committed.insert(self.key, target.clone());
         Ok(target)
     }
@@ -224,6 +309,34 @@ mod tests {
         partial.write_all(b"half").unwrap();
         drop(partial);
         assert!(listing(&dir).is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_resumable_file_survives_failure_and_close_and_is_appended_to() {
+        let dir = temp_dir("resume");
+        let out = OutputDir::new(dir.clone());
+        let meta = ResumeMeta {
+            url: "http://h/x".into(),
+            etag: Some("\"v1\"".into()),
+            last_modified: None,
+        };
+        let mut partial = out.open_resumable(0, "x", false, &meta).unwrap();
+        partial.write_all(b"hel").unwrap();
+        drop(partial);
+        out.close();
+        let out = OutputDir::new(dir.clone());
+        assert_eq!(out.resumable("x"), Some((3, meta.clone())));
+        assert_eq!(out.resumable("y"), None);
+        let mut partial = out.open_resumable(0, "x", true, &meta).unwrap();
+        partial.write_all(b"lo").unwrap();
+        partial.commit("x.html").unwrap();
+        assert_eq!(fs::read(dir.join("x.html")).unwrap(), b"hello");
+        assert_eq!(
+            listing(&dir),
+            ["x.html"],
+            "the sidecar goes with the commit"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -13,7 +13,9 @@ use super::args::format_size;
 /// One input entry's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Row {
-    /// Line of the entry in the list.
+    /// The list the entry came from (`<stdin>`, `<args>` for URL arguments).
+    pub(crate) source: String,
+    /// Line of the entry in that list.
     pub(crate) line: usize,
     pub(crate) url: String,
     /// Where the page was finally fetched from, after redirects (null unless saved).
@@ -25,14 +27,18 @@ pub(crate) struct Row {
     pub(crate) path: Option<String>,
     /// HTTP status of the final response, if one arrived.
     pub(crate) status: Option<u16>,
-    /// Body bytes saved (decoded).
+    /// Body bytes written by this run (decoded).
     pub(crate) bytes: u64,
+    /// Bytes a previous run left that `--continue` resumed after.
+    pub(crate) resumed_from: u64,
     pub(crate) attempts: u32,
     pub(crate) elapsed_ms: u64,
     /// Null on success, else what went wrong.
     pub(crate) error: Option<String>,
     /// True when `--skip-existing` found the file and nothing was fetched.
     pub(crate) skipped: bool,
+    /// True when `--update` asked and the server said 304: the file was left as it was.
+    pub(crate) not_modified: bool,
 }
 
 impl Row {
@@ -55,8 +61,12 @@ impl Summary {
     pub(crate) fn saved(&self) -> usize {
         self.rows
             .iter()
-            .filter(|r| !r.is_failure() && !r.skipped)
+            .filter(|r| !r.is_failure() && !r.skipped && !r.not_modified)
             .count()
+    }
+
+    pub(crate) fn not_modified(&self) -> usize {
+        self.rows.iter().filter(|r| r.not_modified).count()
     }
 
     pub(crate) fn skipped(&self) -> usize {
@@ -94,6 +104,10 @@ impl Summary {
         let skipped = match self.skipped() {
             0 => String::new(),
             n => format!(", skipped {n}"),
+        };
+        let skipped = match self.not_modified() {
+            0 => skipped,
+            n => format!("{skipped}, not modified {n}"),
         };
         let interrupted = if self.interrupted {
             " — interrupted"
@@ -181,6 +195,7 @@ mod tests {
 
     fn row(error: Option<&str>, skipped: bool, bytes: u64) -> Row {
         Row {
+            source: "list.txt".into(),
             line: 1,
             url: "http://h/".into(),
             final_url: None,
@@ -188,10 +203,12 @@ mod tests {
             path: error.is_none().then(|| "out/index.html".into()),
             status: Some(200),
             bytes,
+            resumed_from: 0,
             attempts: 1,
             elapsed_ms: 5,
             error: error.map(str::to_owned),
             skipped,
+            not_modified: false,
         }
     }
 
@@ -237,14 +254,20 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2);
         for key in [
+            "source",
+            "line",
             "url",
+            "final_url",
             "name",
             "path",
             "status",
             "bytes",
+            "resumed_from",
             "attempts",
             "elapsed_ms",
             "error",
+            "skipped",
+            "not_modified",
         ] {
             assert!(lines[0].get(key).is_some(), "missing {key}");
         }

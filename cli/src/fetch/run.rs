@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use futurepool::{Shutdown, Task, TaskError, ThreadPool};
 
-use super::download::{Destination, Downloader};
+use super::download::{Conditional, Destination, Downloader};
 use super::interrupt::Interrupt;
 use super::output::OutputDir;
 use super::progress::Progress;
 use super::report::{Row, Summary};
 use super::schedule::Scheduler;
+use super::state::{Remembered, State};
 use super::{FetchOptions, Target};
 
 /// How often the progress bar is refreshed between wake-ups.
@@ -30,6 +31,8 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 struct Outcome {
     row: Row,
     disk_full: bool,
+    /// What `--update` should remember of the response.
+    remember: Option<Remembered>,
 }
 
 /// Where task callbacks leave outcomes for the orchestrating thread.
@@ -103,6 +106,29 @@ pub(crate) fn run(
         }
     }
 
+    // --update: ask conditionally for what the state file knows and the directory still has.
+    let mut state = None;
+    let mut conditionals: Vec<Option<Conditional>> = vec![None; total];
+    if options.update {
+        let (loaded, warning) = State::load(&options.dir);
+        if let Some(warning) = warning {
+            progress.println(&format!("futurepool: {warning}"));
+        }
+        for (index, target) in targets.iter().enumerate() {
+            conditionals[index] = loaded
+                .get(&target.name.base)
+                .filter(|r| r.url == target.entry.url.to_string() && r.has_validator())
+                .map(|r| Conditional {
+                    path: options.dir.join(&r.file),
+                    etag: r.etag.clone(),
+                    last_modified: r.last_modified.clone(),
+                })
+                .filter(|c| c.path.is_file());
+        }
+        state = Some(loaded);
+    }
+    let conditionals: Arc<[Option<Conditional>]> = conditionals.into();
+
     let hosts = targets.iter().map(|t| t.entry.url.host_key()).collect();
     let mut scheduler = Scheduler::new(hosts, to_fetch, options.per_host.unwrap_or(usize::MAX));
     // Without a per-host cap everything is queued at once: workers never wait for this thread.
@@ -141,7 +167,15 @@ pub(crate) fn run(
             state.wake_on_each = more_waiting;
         }
         for index in dispatched {
-            let task = submit(&pool, index, &targets, &live, &downloader, &out, interrupt);
+            let shared = Shared {
+                targets: &targets,
+                conditionals: &conditionals,
+                live: &live,
+                downloader: &downloader,
+                out: &out,
+                interrupt,
+            };
+            let task = submit(&pool, index, &shared);
             let board = board.clone();
             task.add_done_callback(move |task| board.post(index, task.result()));
             in_flight[index] = Some(task);
@@ -185,7 +219,15 @@ pub(crate) fn run(
             let outcome = result.unwrap_or_else(|e| Outcome {
                 row: failed_row(target, &task_error_message(&e, stop_reason)),
                 disk_full: false,
+                remember: None,
             });
+            if let (Some(state), Some(remember)) = (&mut state, outcome.remember) {
+                match remember.etag.is_some() || remember.last_modified.is_some() {
+                    true => state.set(&target.name.base, remember),
+                    // Saved without a validator: nothing to ask with next time.
+                    false => state.forget(&target.name.base),
+                }
+            }
             let row = outcome.row;
             if let (Some(error), false) = (&row.error, cancelled) {
                 progress.println(&format!(
@@ -233,6 +275,14 @@ pub(crate) fn run(
         stop_reason.unwrap_or("not attempted")
     };
     progress.finish();
+    if let Some(state) = &state {
+        if let Err(e) = state.save(&options.dir) {
+            eprintln!(
+                "futurepool: cannot write the --update state in {}: {e}",
+                options.dir.display()
+            );
+        }
+    }
     Summary {
         rows: rows
             .into_iter()
@@ -259,23 +309,24 @@ impl Live {
     }
 }
 
+/// What every task of a run shares.
+struct Shared<'a> {
+    targets: &'a Arc<[Target]>,
+    conditionals: &'a Arc<[Option<Conditional>]>,
+    live: &'a Arc<[Live]>,
+    downloader: &'a Arc<Downloader>,
+    out: &'a Arc<OutputDir>,
+    interrupt: &'a Arc<Interrupt>,
+}
+
 /// Queues one entry on the pool; the task's value is the entry's report row.
-fn submit(
-    pool: &ThreadPool,
-    index: usize,
-    targets: &Arc<[Target]>,
-    live: &Arc<[Live]>,
-    downloader: &Arc<Downloader>,
-    out: &Arc<OutputDir>,
-    interrupt: &Arc<Interrupt>,
-) -> Task<Outcome> {
-    let (targets, live, downloader, out, interrupt) = (
-        targets.clone(),
-        live.clone(),
-        downloader.clone(),
-        out.clone(),
-        interrupt.clone(),
-    );
+fn submit(pool: &ThreadPool, index: usize, shared: &Shared<'_>) -> Task<Outcome> {
+    let targets = shared.targets.clone();
+    let conditionals = shared.conditionals.clone();
+    let live = shared.live.clone();
+    let downloader = shared.downloader.clone();
+    let out = shared.out.clone();
+    let interrupt = shared.interrupt.clone();
     pool.submit(move || {
         let target = &targets[index];
         let started = *live[index].started.get_or_init(Instant::now);
@@ -283,6 +334,7 @@ fn submit(
             key: index,
             name: &target.name,
             out: &out,
+            conditional: conditionals[index].as_ref(),
         };
         let fetched = downloader.fetch(
             &target.entry.url,
@@ -292,17 +344,32 @@ fn submit(
         );
         let elapsed_ms = millis(started.elapsed());
         let disk_full = matches!(&fetched.result, Err(e) if e.is_disk_full());
+        let mut remember = None;
         let row = match fetched.result {
-            Ok(saved) => Row {
-                final_url: Some(saved.final_url.to_string()),
-                path: Some(saved.path.display().to_string()),
-                status: Some(saved.status),
-                bytes: saved.bytes,
-                attempts: fetched.attempts,
-                elapsed_ms,
-                error: None,
-                ..failed_row(target, "")
-            },
+            Ok(saved) => {
+                remember = Some(Remembered {
+                    url: target.entry.url.to_string(),
+                    file: saved
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    etag: saved.etag.clone(),
+                    last_modified: saved.last_modified.clone(),
+                });
+                Row {
+                    final_url: Some(saved.final_url.to_string()),
+                    path: Some(saved.path.display().to_string()),
+                    status: Some(saved.status),
+                    bytes: saved.bytes,
+                    resumed_from: saved.resumed_from,
+                    attempts: fetched.attempts,
+                    elapsed_ms,
+                    error: None,
+                    not_modified: saved.not_modified,
+                    ..failed_row(target, "")
+                }
+            }
             Err(error) => Row {
                 status: error.status(),
                 attempts: fetched.attempts,
@@ -310,7 +377,11 @@ fn submit(
                 ..failed_row(target, &error.to_string())
             },
         };
-        Outcome { row, disk_full }
+        Outcome {
+            row,
+            disk_full,
+            remember,
+        }
     })
 }
 
@@ -324,6 +395,7 @@ fn task_error_message(error: &TaskError, stop_reason: Option<&str>) -> String {
 
 fn failed_row(target: &Target, error: &str) -> Row {
     Row {
+        source: target.entry.source.to_string(),
         line: target.entry.line,
         url: target.entry.url.to_string(),
         final_url: None,
@@ -331,10 +403,12 @@ fn failed_row(target: &Target, error: &str) -> Row {
         path: None,
         status: None,
         bytes: 0,
+        resumed_from: 0,
         attempts: 0,
         elapsed_ms: 0,
         error: Some(error.to_owned()),
         skipped: false,
+        not_modified: false,
     }
 }
 

@@ -104,6 +104,10 @@ impl HttpUrl {
         self.url.port_or_known_default().unwrap_or(80)
     }
 
+    pub(crate) fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
     /// `host:port`, with the scheme's default port filled in: the unit of `--per-host` and
     /// `--rate`.
     pub(crate) fn host_key(&self) -> String {

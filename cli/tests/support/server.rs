@@ -98,6 +98,12 @@ impl Reply {
         Reply::bytes("text/html", encoder.finish().unwrap()).header("Content-Encoding", "gzip")
     }
 
+    /// The same reply with another status line.
+    pub fn status_code(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
