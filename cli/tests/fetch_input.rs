@@ -441,3 +441,61 @@ fn a_name_used_in_two_lists_is_refused_with_both_places() {
     assert!(run.stderr.contains("URL argument 1: "), "{}", run.stderr);
     assert!(server.requests().is_empty());
 }
+
+#[test]
+fn reading_the_list_from_a_terminal_prints_a_hint_instead_of_waiting_silently() {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::process::Stdio;
+
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors; name, termios and winsize may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are new and owned by nothing else; each File closes its own.
+    let (mut terminal, slave) =
+        unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
+    let scratch = Scratch::new("terminal");
+    let out = scratch.out();
+    let mut child = support::command()
+        .args(["-o", out.to_str().unwrap()])
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (said, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = stderr.read(&mut byte) {
+            text.push(byte[0]);
+            if text.ends_with(b"Ctrl-D") {
+                let _ = said.send(String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+    });
+    let hint = heard
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("no hint on stderr while reading the list from a terminal");
+    assert!(
+        hint.contains("reading the list from the terminal"),
+        "{hint}"
+    );
+    terminal.write_all(b"\x04").unwrap(); // Ctrl-D on an empty line: end of input
+    let output = support::wait_bounded(child);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "an empty list from the terminal"
+    );
+}

@@ -113,7 +113,7 @@ pub(crate) struct FetchArgs {
     pub(crate) quiet: bool,
 }
 
-const AFTER_HELP: &str = "\
+pub(crate) const AFTER_HELP: &str = "\
 Report fields (--report, one JSON object per entry, in list order):
   source        the LIST the entry came from (`<stdin>`, or `<args>` for URL arguments)
   line          its line in that list (its position among the URL arguments)

@@ -271,6 +271,14 @@ mod tests {
         ] {
             assert!(lines[0].get(key).is_some(), "missing {key}");
         }
+        // --help documents every field a row has, under its own name.
+        let documented = super::super::args::AFTER_HELP;
+        for key in lines[0].as_object().unwrap().keys() {
+            assert!(
+                documented.contains(&format!("\n  {key} ")),
+                "--help does not list the report field {key}"
+            );
+        }
         assert_eq!(lines[1]["path"], serde_json::Value::Null);
         assert_eq!(lines[1]["error"], "boom");
     }
