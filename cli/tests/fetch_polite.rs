@@ -33,6 +33,28 @@ fn rate_spaces_the_requests_to_one_host() {
 }
 
 #[test]
+fn a_host_waiting_for_its_rate_slot_holds_no_worker() {
+    let slow = TestServer::start(|_, _| Reply::html("a"));
+    let other = TestServer::start(|_, _| Reply::html("b"));
+    let scratch = Scratch::new("rate-other-host");
+    let mut lines: Vec<String> = (0..4).map(|i| slow.url(&format!("/a{i}"))).collect();
+    lines.extend((0..2).map(|i| other.url(&format!("/b{i}"))));
+    let (run, _) = fetch_list(&scratch, &lines, &["-j", "2", "--rate", "1/s"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let mut slow_arrivals: Vec<Instant> = slow.requests().iter().map(|r| r.arrived).collect();
+    slow_arrivals.sort();
+    // The first host's third request is due two seconds in; the other host's two requests do
+    // not wait behind it for a worker.
+    for request in other.requests() {
+        assert!(
+            request.arrived < slow_arrivals[2],
+            "{} waited behind the rate-limited host",
+            request.path
+        );
+    }
+}
+
+#[test]
 fn limit_rate_caps_the_bandwidth_of_the_whole_run() {
     let page = vec![b'x'; 100 << 10];
     let server = TestServer::routes(vec![

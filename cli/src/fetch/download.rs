@@ -1,7 +1,7 @@
 //! One entry, start to finish: GET with timeouts, redirects followed by hand (so every hop is
 //! checked), retries with backoff, the size limit on decoded bytes, and the atomic write.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -231,6 +231,9 @@ pub(crate) struct Destination<'a> {
     pub(crate) out: &'a OutputDir,
     /// Ask only for a newer version than this (`--update`).
     pub(crate) conditional: Option<&'a Conditional>,
+    /// True while the orchestrator has already taken the `--rate` slot of the first request;
+    /// the request that uses it sets it false.
+    pub(crate) rate_prepaid: &'a Cell<bool>,
 }
 
 /// What happened to one entry, over all its attempts.
@@ -278,6 +281,11 @@ impl Downloader {
             bandwidth: settings.limit_rate.map(Bandwidth::new),
             settings,
         }
+    }
+
+    /// `--rate`'s buckets, which the orchestrator consults before it starts an entry.
+    pub(crate) fn host_rate(&self) -> Option<&HostRate> {
+        self.rate.as_ref()
     }
 
     /// Fetches `url` to its destination, retrying what is worth retrying.
@@ -370,7 +378,8 @@ impl Downloader {
                 conditional,
                 resume: resume.as_ref(),
             };
-            let response = self.get(&current, url, deadline, interrupt, request)?;
+            let prepaid = destination.rate_prepaid;
+            let response = self.get(&current, url, deadline, interrupt, prepaid, request)?;
             let status = response.status().as_u16();
             match status {
                 304 if conditional.is_some() => {
@@ -467,10 +476,11 @@ impl Downloader {
         original: &HttpUrl,
         deadline: Instant,
         interrupt: &Interrupt,
+        prepaid: &Cell<bool>,
         extra: Extra<'_>,
     ) -> Result<Response<Body>, FetchError> {
         let timeouts = self.settings.timeouts;
-        if let Some(rate) = &self.rate {
+        if let Some(rate) = self.rate.as_ref().filter(|_| !prepaid.replace(false)) {
             if !rate.acquire(&url.host_key(), interrupt) {
                 return Err(FetchError::Interrupted);
             }

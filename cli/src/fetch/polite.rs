@@ -53,6 +53,24 @@ impl HostRate {
         }
     }
 
+    /// Takes `host`'s request slot if it is due now; else says when it will be.
+    pub(crate) fn try_acquire(&self, host: &str, now: Instant) -> Result<(), Instant> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = hosts.entry(host.to_owned()).or_insert(Bucket { due: now });
+        if bucket.due > now {
+            return Err(bucket.due);
+        }
+        let interval = Duration::from_secs_f64(1.0 / self.per_second);
+        bucket.reserve(now, interval, Duration::ZERO);
+        Ok(())
+    }
+
+    /// When `host`'s next request slot is due (now or earlier if it is free).
+    pub(crate) fn due(&self, host: &str) -> Option<Instant> {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.get(host).map(|bucket| bucket.due)
+    }
+
     /// Waits for `host`'s next request slot; false if interrupted first.
     pub(crate) fn acquire(&self, host: &str, interrupt: &Interrupt) -> bool {
         let now = Instant::now();

@@ -6,9 +6,10 @@
 //! print, the progress bar to redraw, the end — not once per page: on a fast server every
 //! needless wake-up is a context switch per page.
 
+use std::cell::Cell;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,8 @@ use super::report::{Row, Summary};
 use super::schedule::Scheduler;
 use super::state::{Remembered, State};
 use super::{FetchOptions, Target};
+
+const DISK_FULL_STOP: &str = "not attempted: the disk is full";
 
 /// How often the progress bar is refreshed between wake-ups.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
@@ -134,9 +137,9 @@ pub(crate) fn run(
     // Without a per-host cap everything is queued at once: workers never wait for this thread.
     // With one, a few more than `jobs` are queued, so a finishing worker finds the next entry
     // without waiting for this thread to wake up.
-    let max_in_flight = match options.per_host {
-        None => usize::MAX,
-        Some(_) => options.jobs * 2,
+    let max_in_flight = match (options.per_host, options.download.rate) {
+        (None, None) => usize::MAX,
+        _ => options.jobs * 2,
     };
     let targets: Arc<[Target]> = targets.into();
     let live: Arc<[Live]> = (0..total).map(|_| Live::default()).collect();
@@ -152,14 +155,27 @@ pub(crate) fn run(
     let mut in_flight_count = 0;
     let mut stop_reason: Option<&'static str> = None;
     let mut interrupted = false;
+    // With --rate, an entry starts only when its host's slot is due, so a host that must wait
+    // holds no worker; the slot taken here is the entry's first request's.
+    let host_rate = downloader.host_rate();
+    let disk_full = Arc::new(AtomicBool::new(false));
     loop {
+        let now = Instant::now();
+        let slot = |host: &str| host_rate.is_none_or(|r| r.try_acquire(host, now).is_ok());
         let mut dispatched = Vec::new();
         while stop_reason.is_none() && in_flight_count + dispatched.len() < max_in_flight {
-            match scheduler.next() {
+            match scheduler.next_when(slot) {
                 Some(index) => dispatched.push(index),
                 None => break,
             }
         }
+        // When the next held-back entry's slot comes due, if nothing wakes this thread first.
+        let next_due = host_rate.and_then(|rate| {
+            scheduler
+                .timed_hosts()
+                .filter_map(|host| rate.due(host))
+                .min()
+        });
         let more_waiting = stop_reason.is_none() && scheduler.has_waiting();
         {
             let mut state = board.lock();
@@ -168,6 +184,7 @@ pub(crate) fn run(
         }
         for index in dispatched {
             let shared = Shared {
+                disk_full: &disk_full,
                 targets: &targets,
                 conditionals: &conditionals,
                 live: &live,
@@ -181,24 +198,30 @@ pub(crate) fn run(
             in_flight[index] = Some(task);
             in_flight_count += 1;
         }
-        if in_flight_count == 0 {
+        if in_flight_count == 0 && (next_due.is_none() || stop_reason.is_some()) {
             break;
         }
 
         let finished = {
             let mut state = board.lock();
             while state.finished.is_empty() && !state.interrupted {
-                state = if progress.is_visible() {
-                    board
-                        .changed
-                        .wait_timeout(state, PROGRESS_TICK)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                } else {
-                    board
+                let until_due = next_due.map(|due| due.saturating_duration_since(Instant::now()));
+                if until_due.is_some_and(|d| d.is_zero()) {
+                    break;
+                }
+                let tick = progress.is_visible().then_some(PROGRESS_TICK);
+                state = match tick.into_iter().chain(until_due).min() {
+                    Some(timeout) => {
+                        board
+                            .changed
+                            .wait_timeout(state, timeout)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => board
                         .changed
                         .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner),
                 };
                 progress.tick();
             }
@@ -237,7 +260,7 @@ pub(crate) fn run(
             }
             progress.advance(row.bytes);
             if outcome.disk_full && stop_reason.is_none() {
-                stop_reason = Some("not attempted: the disk is full");
+                stop_reason = Some(DISK_FULL_STOP);
                 for task in in_flight.iter().flatten() {
                     task.cancel();
                 }
@@ -311,6 +334,9 @@ impl Live {
 
 /// What every task of a run shares.
 struct Shared<'a> {
+    /// Set by the first worker that finds the disk full: later entries are not started, even
+    /// those a worker takes before this thread has cancelled them.
+    disk_full: &'a Arc<AtomicBool>,
     targets: &'a Arc<[Target]>,
     conditionals: &'a Arc<[Option<Conditional>]>,
     live: &'a Arc<[Live]>,
@@ -321,6 +347,7 @@ struct Shared<'a> {
 
 /// Queues one entry on the pool; the task's value is the entry's report row.
 fn submit(pool: &ThreadPool, index: usize, shared: &Shared<'_>) -> Task<Outcome> {
+    let disk_full_seen = shared.disk_full.clone();
     let targets = shared.targets.clone();
     let conditionals = shared.conditionals.clone();
     let live = shared.live.clone();
@@ -329,12 +356,21 @@ fn submit(pool: &ThreadPool, index: usize, shared: &Shared<'_>) -> Task<Outcome>
     let interrupt = shared.interrupt.clone();
     pool.submit(move || {
         let target = &targets[index];
+        if disk_full_seen.load(Ordering::SeqCst) {
+            return Outcome {
+                row: failed_row(target, DISK_FULL_STOP),
+                disk_full: false,
+                remember: None,
+            };
+        }
         let started = *live[index].started.get_or_init(Instant::now);
+        let rate_prepaid = Cell::new(downloader.host_rate().is_some());
         let destination = Destination {
             key: index,
             name: &target.name,
             out: &out,
             conditional: conditionals[index].as_ref(),
+            rate_prepaid: &rate_prepaid,
         };
         let fetched = downloader.fetch(
             &target.entry.url,
@@ -344,6 +380,9 @@ fn submit(pool: &ThreadPool, index: usize, shared: &Shared<'_>) -> Task<Outcome>
         );
         let elapsed_ms = millis(started.elapsed());
         let disk_full = matches!(&fetched.result, Err(e) if e.is_disk_full());
+        if disk_full {
+            disk_full_seen.store(true, Ordering::SeqCst);
+        }
         let mut remember = None;
         let row = match fetched.result {
             Ok(saved) => {
