@@ -22,6 +22,10 @@ use super::retry::{self, Backoff, MAX_RETRY_AFTER};
 use super::stale::{self, TraceConnector};
 use super::url::{HttpUrl, UrlError};
 
+/// The largest response head accepted (status line and headers), and so the size of each
+/// connection's input buffer.
+const RESPONSE_HEAD_LIMIT: usize = 32 * 1024;
+
 /// Redirects followed before giving up (curl's and browsers' order of magnitude).
 pub(crate) const MAX_REDIRECTS: u32 = 10;
 
@@ -268,10 +272,13 @@ impl Downloader {
             // chooses per request.
             .proxy(None)
             // ureq's 128 KiB per direction per connection is sized for a few connections; at
-            // -j 64 it was most of the memory. The input buffer still holds the largest response
-            // head accepted (64 KiB); the output buffer holds a request head.
-            .input_buffer_size(64 * 1024)
-            .output_buffer_size(16 * 1024)
+            // -j 64 it was most of the memory. The input buffer holds the whole response head,
+            // so it is also the limit on it: 32 KiB, well above what servers send (nginx and
+            // Apache refuse to send more than 8-16 KiB of headers by default). The output
+            // buffer must hold the longest request line: a URL of up to about 8 KiB.
+            .input_buffer_size(RESPONSE_HEAD_LIMIT)
+            .max_response_header_size(RESPONSE_HEAD_LIMIT)
+            .output_buffer_size(8 * 1024)
             .build();
         let connector = DefaultConnector::new().chain(TraceConnector);
         let agent = Agent::with_parts(config, connector, CachingResolver::default());
@@ -300,7 +307,7 @@ impl Downloader {
     ) -> Fetched {
         thread_local! {
             /// Each worker's read buffer, allocated (and zeroed) once per thread, not per page.
-            static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 32 * 1024]);
+            static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 16 * 1024]);
         }
         BUFFER.with_borrow_mut(|buffer| {
             self.fetch_with(url, destination, interrupt, attempts, buffer)
@@ -495,7 +502,7 @@ impl Downloader {
         let request = |fresh: bool| {
             let mut config = self
                 .agent
-                .get(url.as_uri())
+                .get(url.as_str())
                 .config()
                 .timeout_global(Some(remaining))
                 .proxy(proxy.clone());

@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,8 +14,10 @@ use super::args::format_size;
 /// One input entry's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Row {
-    /// The list the entry came from (`<stdin>`, `<args>` for URL arguments).
-    pub(crate) source: String,
+    /// The list the entry came from (`<stdin>`, `<args>` for URL arguments); shared with the
+    /// entry, not copied into every row.
+    #[serde(serialize_with = "shared_str")]
+    pub(crate) source: Arc<str>,
     /// Line of the entry in that list.
     pub(crate) line: usize,
     pub(crate) url: String,
@@ -39,6 +42,10 @@ pub(crate) struct Row {
     pub(crate) skipped: bool,
     /// True when `--update` asked and the server said 304: the file was left as it was.
     pub(crate) not_modified: bool,
+}
+
+fn shared_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
 }
 
 impl Row {

@@ -7,6 +7,7 @@
 //! needless wake-up is a context switch per page.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -50,8 +51,9 @@ struct BoardState {
     finished: Vec<(usize, Result<Outcome, TaskError>)>,
     /// Submitted tasks whose outcome has not been posted.
     outstanding: usize,
-    /// Wake the orchestrator for every outcome (it has entries waiting to be dispatched).
-    wake_on_each: bool,
+    /// Wake the orchestrator once no more than this many tasks are outstanding (it has entries
+    /// waiting to be dispatched); `None` when everything is dispatched.
+    refill_at: Option<usize>,
     interrupted: bool,
 }
 
@@ -68,7 +70,8 @@ impl Board {
         };
         state.finished.push((index, result));
         state.outstanding -= 1;
-        if urgent || state.wake_on_each || state.outstanding == 0 {
+        let refill = state.refill_at.is_some_and(|at| state.outstanding <= at);
+        if urgent || refill || state.outstanding == 0 {
             self.changed.notify_one();
         }
     }
@@ -111,8 +114,10 @@ pub(crate) fn run(
 
     // --update: ask conditionally for what the state file knows and the directory still has.
     let mut state = None;
-    let mut conditionals: Vec<Option<Conditional>> = vec![None; total];
+    // Empty without --update: one slot per entry is memory a long list does not need.
+    let mut conditionals: Vec<Option<Conditional>> = Vec::new();
     if options.update {
+        conditionals = vec![None; total];
         let (loaded, warning) = State::load(&options.dir);
         if let Some(warning) = warning {
             progress.println(&format!("futurepool: {warning}"));
@@ -132,16 +137,32 @@ pub(crate) fn run(
     }
     let conditionals: Arc<[Option<Conditional>]> = conditionals.into();
 
-    let hosts = targets.iter().map(|t| t.entry.url.host_key()).collect();
+    let mut interned: HashMap<String, Arc<str>> = HashMap::new();
+    let hosts = targets
+        .iter()
+        .map(|t| {
+            let key = t.entry.url.host_key();
+            interned
+                .entry(key)
+                .or_insert_with_key(|k| k.as_str().into())
+                .clone()
+        })
+        .collect();
     let mut scheduler = Scheduler::new(hosts, to_fetch, options.per_host.unwrap_or(usize::MAX));
-    // Without a per-host cap everything is queued at once: workers never wait for this thread.
-    // With one, a few more than `jobs` are queued, so a finishing worker finds the next entry
-    // without waiting for this thread to wake up.
-    let max_in_flight = match (options.per_host, options.download.rate) {
-        (None, None) => usize::MAX,
-        _ => options.jobs * 2,
+    // Entries are queued a window at a time, never the whole list: 5,000 queued tasks were
+    // most of the memory of a run. Without a per-host cap or a rate the window is wide and this
+    // thread is woken only when it is half empty, so workers never wait for it and it wakes
+    // once per many pages, not once per page. With a cap or a rate, list order and host slots
+    // are decided here, so a few more than `jobs` are queued and it is woken for every outcome.
+    let (max_in_flight, refill_at) = match (options.per_host, options.download.rate) {
+        (None, None) => {
+            let window = (options.jobs * 4).max(64);
+            (window, window / 2)
+        }
+        _ => (options.jobs * 2, usize::MAX),
     };
-    let targets: Arc<[Target]> = targets.into();
+    // Not an `Arc<[Target]>`: that would copy the whole list once more.
+    let targets: Arc<Vec<Target>> = Arc::new(targets);
     let live: Arc<[Live]> = (0..total).map(|_| Live::default()).collect();
     let downloader = Arc::new(Downloader::new(options.download.clone()));
     let pool = ThreadPool::new(options.jobs);
@@ -180,7 +201,7 @@ pub(crate) fn run(
         {
             let mut state = board.lock();
             state.outstanding += dispatched.len();
-            state.wake_on_each = more_waiting;
+            state.refill_at = more_waiting.then_some(refill_at);
         }
         for index in dispatched {
             let shared = Shared {
@@ -337,7 +358,7 @@ struct Shared<'a> {
     /// Set by the first worker that finds the disk full: later entries are not started, even
     /// those a worker takes before this thread has cancelled them.
     disk_full: &'a Arc<AtomicBool>,
-    targets: &'a Arc<[Target]>,
+    targets: &'a Arc<Vec<Target>>,
     conditionals: &'a Arc<[Option<Conditional>]>,
     live: &'a Arc<[Live]>,
     downloader: &'a Arc<Downloader>,
@@ -369,7 +390,7 @@ fn submit(pool: &ThreadPool, index: usize, shared: &Shared<'_>) -> Task<Outcome>
             key: index,
             name: &target.name,
             out: &out,
-            conditional: conditionals[index].as_ref(),
+            conditional: conditionals.get(index).and_then(Option::as_ref),
             rate_prepaid: &rate_prepaid,
         };
         let fetched = downloader.fetch(
@@ -434,7 +455,7 @@ fn task_error_message(error: &TaskError, stop_reason: Option<&str>) -> String {
 
 fn failed_row(target: &Target, error: &str) -> Row {
     Row {
-        source: target.entry.source.to_string(),
+        source: target.entry.source.clone(),
         line: target.entry.line,
         url: target.entry.url.to_string(),
         final_url: None,

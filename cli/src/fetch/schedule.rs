@@ -4,22 +4,24 @@
 //! worker) until it is.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Hands out entry indices, at most `cap` at a time per host.
 pub(crate) struct Scheduler {
     ready: VecDeque<usize>,
-    hosts: Vec<String>,
+    /// Shared per host, not one string per entry: a list has thousands of entries.
+    hosts: Vec<Arc<str>>,
     cap: usize,
-    active: HashMap<String, usize>,
-    blocked: HashMap<String, VecDeque<usize>>,
+    active: HashMap<Arc<str>, usize>,
+    blocked: HashMap<Arc<str>, VecDeque<usize>>,
     /// Entries waiting for their host's `--rate` slot, in list order per host.
-    timed: HashMap<String, VecDeque<usize>>,
+    timed: HashMap<Arc<str>, VecDeque<usize>>,
 }
 
 impl Scheduler {
     /// `hosts[i]` is entry `i`'s host; `order` lists the entries to run, first first.
     pub(crate) fn new(
-        hosts: Vec<String>,
+        hosts: Vec<Arc<str>>,
         order: impl IntoIterator<Item = usize>,
         cap: usize,
     ) -> Self {
@@ -77,12 +79,16 @@ impl Scheduler {
         None
     }
 
-    /// Hosts with entries waiting for their `--rate` slot.
+    /// Hosts with entries waiting for their `--rate` slot, and below their `--per-host` cap:
+    /// those whose slot coming due lets an entry start (the others wait for a
+    /// [`finished`](Self::finished)).
     pub(crate) fn timed_hosts(&self) -> impl Iterator<Item = &str> {
         self.timed
             .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(h, _)| h.as_str())
+            .filter(|(host, queue)| {
+                !queue.is_empty() && self.active.get(*host).is_none_or(|&a| a < self.cap)
+            })
+            .map(|(h, _)| &**h)
     }
 
     /// Entry `entry` is done; the first entry waiting for its host becomes ready.
@@ -119,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_busy_host_lets_other_hosts_go_first() {
-        let hosts = ["a", "a", "a", "b"].map(String::from).to_vec();
+        let hosts = ["a", "a", "a", "b"].map(Arc::from).to_vec();
         let mut s = Scheduler::new(hosts, 0..4, 2);
         assert_eq!([s.next(), s.next(), s.next()], [Some(0), Some(1), Some(3)]);
         assert_eq!(s.next(), None, "entry 2 waits for host a");
@@ -132,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_host_without_a_slot_waits_without_holding_up_others_or_its_own_order() {
-        let hosts = ["a", "a", "b", "a"].map(String::from).to_vec();
+        let hosts = ["a", "a", "b", "a"].map(Arc::from).to_vec();
         let mut s = Scheduler::new(hosts, 0..4, usize::MAX);
         let mut a_open = true;
         let mut slot = |host: &str| host == "b" || std::mem::replace(&mut a_open, false);
@@ -153,7 +159,7 @@ mod tests {
 
     #[test]
     fn waiting_counts_ready_and_blocked_entries() {
-        let hosts = ["a", "a"].map(String::from).to_vec();
+        let hosts = ["a", "a"].map(Arc::from).to_vec();
         let mut s = Scheduler::new(hosts, 0..2, 1);
         assert!(s.has_waiting());
         assert_eq!(s.next(), Some(0));

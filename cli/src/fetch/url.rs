@@ -30,10 +30,9 @@ pub(crate) enum UrlError {
 pub(crate) struct HttpUrl {
     /// Credentials removed, fragment removed: what is sent and shown.
     url: Url,
-    /// The same, as ureq takes it.
-    uri: Uri,
-    /// `user:password` from the URL as written, percent-decoded.
-    credentials: Option<(String, String)>,
+    /// `user:password` from the URL as written, percent-decoded (boxed: rare, and a list holds
+    /// thousands of URLs).
+    credentials: Option<Box<(String, String)>>,
 }
 
 impl HttpUrl {
@@ -66,32 +65,30 @@ impl HttpUrl {
         // A fragment is never sent to the server.
         url.set_fragment(None);
         let credentials = (!url.username().is_empty() || url.password().is_some()).then(|| {
-            (
+            Box::new((
                 decode(url.username()),
                 decode(url.password().unwrap_or_default()),
-            )
+            ))
         });
         // Cannot fail for an http(s) URL with a host.
         let _ = url.set_username("");
         let _ = url.set_password(None);
-        let uri: Uri = url.as_str().parse().map_err(|e| malformed(&e))?;
-        Ok(HttpUrl {
-            url,
-            uri,
-            credentials,
-        })
+        // What ureq will parse it into, checked now rather than at request time.
+        url.as_str().parse::<Uri>().map_err(|e| malformed(&e))?;
+        Ok(HttpUrl { url, credentials })
     }
 
-    /// The URL as sent on the wire (no credentials, no fragment).
-    pub(crate) fn as_uri(&self) -> &Uri {
-        &self.uri
+    /// The URL as sent on the wire (no credentials, no fragment); [`parse`](Self::parse)
+    /// checked that it is a valid `http::Uri`.
+    pub(crate) fn as_str(&self) -> &str {
+        self.url.as_str()
     }
 
     /// `user` and `password` the URL was written with, percent-decoded.
     pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
         self.credentials
             .as_ref()
-            .map(|(u, p)| (u.as_str(), p.as_str()))
+            .map(|pair| (pair.0.as_str(), pair.1.as_str()))
     }
 
     /// The host as sent (lower-cased, IDNA-encoded, IPv6 in brackets), without port.
@@ -276,7 +273,7 @@ mod tests {
     fn credentials_are_kept_apart_and_never_shown() {
         let with = url("http://us%40er:p%3Ass@h/x");
         assert_eq!(with.to_string(), "http://h/x");
-        assert_eq!(with.as_uri().to_string(), "http://h/x");
+        assert_eq!(with.as_str(), "http://h/x");
         assert_eq!(with.credentials(), Some(("us@er", "p:ss")));
         let redirected = url("http://h/").join("http://u:secret@other/y").unwrap();
         assert_eq!(redirected.to_string(), "http://other/y");

@@ -263,6 +263,9 @@ impl Shared {
 }
 
 fn serve(shared: &Shared, stream: TcpStream) {
+    // Bounded: a client that connects and sends nothing does not keep this thread forever.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
     let Some(request) = read_request(&stream) else {
         return;
     };
