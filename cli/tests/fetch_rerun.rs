@@ -49,7 +49,7 @@ fn update_asks_conditionally_and_a_304_leaves_the_file_untouched() {
     assert_eq!(row(&rows, 1)["not_modified"], false);
     let state = fs::read_to_string(scratch.out().join(".futurepool-state.json")).unwrap();
     assert!(
-        state.contains(r#""etag": "\"v1\"""#) && state.contains("page.html"),
+        state.contains(r#""etag":"\"v1\"""#) && state.contains("page.html"),
         "{state}"
     );
     let page = scratch.out().join("page.html");

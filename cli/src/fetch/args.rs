@@ -117,7 +117,7 @@ pub(crate) const AFTER_HELP: &str = "\
 Report fields (--report, one JSON object per entry, in list order):
   source        the LIST the entry came from (`<stdin>`, or `<args>` for URL arguments)
   line          its line in that list (its position among the URL arguments)
-  url           the URL as given (never with a password)
+  url           the URL (normalized; never with a password)
   final_url     where the page was fetched from after redirects (null unless saved)
   name          the entry's name: its NAME, or the one derived from the URL
   path          the saved file (with any extension from the Content-Type); null on failure

@@ -1,7 +1,8 @@
 //! `--update`'s memory: `DIR/.futurepool-state.json`, what each entry's last response said
 //! about its version, so the next run can ask "has it changed?" instead of fetching it again.
 //!
-//! Format (version 1), one JSON object, keys sorted so that reruns give the same bytes:
+//! Format (version 1): one JSON object on one line, keys sorted so that reruns give the same
+//! bytes (shown here spread out):
 //!
 //! ```json
 //! {"version": 1, "entries": {
@@ -121,7 +122,7 @@ impl State {
             version: VERSION,
             entries: self.entries.clone(),
         };
-        let text = serde_json::to_vec_pretty(&disk).map_err(io::Error::other)?;
+        let text = serde_json::to_vec(&disk).map_err(io::Error::other)?;
         let written = fs::write(&partial, text).and_then(|()| fs::rename(&partial, &path));
         if written.is_err() {
             let _ = fs::remove_file(&partial);
