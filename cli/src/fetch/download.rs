@@ -307,7 +307,7 @@ impl Downloader {
     ) -> Fetched {
         thread_local! {
             /// Each worker's read buffer, allocated (and zeroed) once per thread, not per page.
-            static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 16 * 1024]);
+            static BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 8 * 1024]);
         }
         BUFFER.with_borrow_mut(|buffer| {
             self.fetch_with(url, destination, interrupt, attempts, buffer)
