@@ -270,3 +270,49 @@ fn a_206_that_does_not_continue_the_file_is_refused() {
     );
     assert!(run.stderr.is_empty() || !run.stderr.contains("yyyy"));
 }
+
+#[test]
+fn update_remembers_what_was_saved_before_ctrl_c() {
+    use std::process::Stdio;
+    let server = TestServer::routes(vec![
+        ("/fast", Reply::html("fast").header("ETag", "\"f1\"")),
+        (
+            "/never",
+            Reply::html("never").delivered(Delivery::NeverAnswer),
+        ),
+    ]);
+    let scratch = Scratch::new("update-ctrl-c");
+    let list = scratch.list(&[
+        format!("fast {}", server.url("/fast")),
+        format!("never {}", server.url("/never")),
+    ]);
+    let out = scratch.out();
+    let child = support::command()
+        .args([
+            list.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--update",
+        ])
+        .args(["--timeout", "600", "--stall-timeout", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_for_requests("/never", 1);
+    support::eventually("the fast page is saved", || out.join("fast.html").exists());
+    // The worker posts its outcome just after the rename; without a progress bar nothing
+    // wakes the orchestrator for it, so the interrupt is what makes it read it.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = support::wait_bounded(child);
+    assert_eq!(output.status.code(), Some(130));
+    let state = fs::read_to_string(out.join(".futurepool-state.json")).unwrap();
+    assert!(
+        state.contains("fast.html") && state.contains("f1"),
+        "{state}"
+    );
+    assert!(!state.contains("never"), "{state}");
+}

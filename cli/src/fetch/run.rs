@@ -27,6 +27,9 @@ use super::{FetchOptions, Target};
 
 const DISK_FULL_STOP: &str = "not attempted: the disk is full";
 
+/// How long Ctrl-C waits for the report of an entry whose file was already renamed.
+const REPORT_GRACE: Duration = Duration::from_secs(1);
+
 /// How often the progress bar is refreshed between wake-ups.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
 
@@ -246,10 +249,9 @@ pub(crate) fn run(
                 };
                 progress.tick();
             }
-            if state.interrupted {
-                interrupted = true;
-                break;
-            }
+            // Outcomes already posted are complete, interrupt or not: their rows and their
+            // --update state are kept, not guessed from the output directory.
+            interrupted = state.interrupted;
             std::mem::take(&mut state.finished)
         };
         for (index, result) in finished {
@@ -265,13 +267,7 @@ pub(crate) fn run(
                 disk_full: false,
                 remember: None,
             });
-            if let (Some(state), Some(remember)) = (&mut state, outcome.remember) {
-                match remember.etag.is_some() || remember.last_modified.is_some() {
-                    true => state.set(&target.name.base, remember),
-                    // Saved without a validator: nothing to ask with next time.
-                    false => state.forget(&target.name.base),
-                }
-            }
+            remember(state.as_mut(), target, outcome.remember);
             let row = outcome.row;
             if let (Some(error), false) = (&row.error, cancelled) {
                 progress.println(&format!(
@@ -288,6 +284,9 @@ pub(crate) fn run(
             }
             rows[index] = Some(row);
         }
+        if interrupted {
+            break;
+        }
     }
 
     if interrupted {
@@ -299,9 +298,19 @@ pub(crate) fn run(
         // pool is let go without the join its drop would do.
         std::mem::forget(pool);
         for (index, task) in in_flight.iter_mut().enumerate() {
-            if task.take().is_some() {
+            if let Some(task) = task.take() {
+                // A file renamed just before the interrupt: its worker has nothing left to do
+                // but report, so its real row (and --update state) is worth a short wait.
+                let committed = out.committed(index);
+                if committed.is_some() && task.wait_timeout(REPORT_GRACE) {
+                    if let Ok(outcome) = task.result() {
+                        remember(state.as_mut(), &targets[index], outcome.remember);
+                        rows[index] = Some(outcome.row);
+                        continue;
+                    }
+                }
                 let (attempts, elapsed_ms) = live[index].so_far();
-                let row = match out.committed(index) {
+                let row = match committed {
                     Some(path) => saved_late_row(&targets[index], &path),
                     None => failed_row(&targets[index], "interrupted"),
                 };
@@ -350,6 +359,17 @@ impl Live {
     fn so_far(&self) -> (u32, u64) {
         let elapsed = self.started.get().map_or(0, |s| millis(s.elapsed()));
         (self.attempts.load(Ordering::Relaxed), elapsed)
+    }
+}
+
+/// `--update`: what to remember of an entry's outcome.
+fn remember(state: Option<&mut State>, target: &Target, remembered: Option<Remembered>) {
+    if let (Some(state), Some(remembered)) = (state, remembered) {
+        match remembered.etag.is_some() || remembered.last_modified.is_some() {
+            true => state.set(&target.name.base, remembered),
+            // Saved without a validator: nothing to ask with next time.
+            false => state.forget(&target.name.base),
+        }
     }
 }
 
