@@ -316,3 +316,81 @@ fn update_remembers_what_was_saved_before_ctrl_c() {
     );
     assert!(!state.contains("never"), "{state}");
 }
+
+#[test]
+fn a_206_body_longer_than_its_range_never_reaches_the_kept_file() {
+    let page: Vec<u8> = (0..100).map(|i| b'a' + (i % 26) as u8).collect();
+    let served = page.clone();
+    let server = TestServer::start(move |request, earlier| {
+        let whole =
+            Reply::bytes("application/octet-stream", served.clone()).header("ETag", "\"e\"");
+        match (earlier, request.header("range")) {
+            (0, _) => whole.delivered(Delivery::CloseAfter(40)),
+            // The right range, but no length and far more body than it covers.
+            (1, Some(_)) => Reply::bytes("application/octet-stream", vec![b'!'; 500])
+                .header("ETag", "\"e\"")
+                .header("Content-Range", "bytes 40-99/100")
+                .status_code(206)
+                .without_length(),
+            (_, Some(_)) => Reply::bytes("application/octet-stream", served[40..].to_vec())
+                .header("ETag", "\"e\"")
+                .header("Content-Range", "bytes 40-99/100")
+                .status_code(206),
+            (_, None) => whole,
+        }
+    });
+    let scratch = Scratch::new("long-206");
+    let lines = vec![format!("blob {}", server.url("/blob"))];
+    let args = ["-c", "--retries", "0"];
+    let (run, _) = fetch_list(&scratch, &lines, &args);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let (run, rows) = fetch_list(&scratch, &lines, &args);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        error_of(row(&rows, 1)).starts_with("malformed response: "),
+        "{rows:?}"
+    );
+    let kept: Vec<u64> = scratch
+        .out_files()
+        .iter()
+        .filter(|n| n.ends_with(".part"))
+        .map(|n| fs::metadata(scratch.out().join(n)).unwrap().len())
+        .collect();
+    assert!(
+        kept.iter().all(|&len| len <= 60),
+        "bytes beyond the range were kept: {kept:?}"
+    );
+    let (run, _) = fetch_list(&scratch, &lines, &args);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(fs::read(scratch.out().join("blob")).unwrap(), page);
+}
+
+#[test]
+fn a_state_file_naming_a_file_outside_the_entry_is_not_trusted() {
+    let version = Arc::new(AtomicUsize::new(1));
+    let server = versioned(version);
+    let scratch = Scratch::new("update-hostile-state");
+    let outside = scratch.join("outside.html");
+    fs::write(&outside, "not the page").unwrap();
+    fs::create_dir_all(scratch.out()).unwrap();
+    let state = format!(
+        r#"{{"version":1,"entries":{{"page":{{"url":"{}","file":"../outside.html","etag":"\"v1\""}}}}}}"#,
+        server.url("/p")
+    );
+    fs::write(scratch.out().join(".futurepool-state.json"), state).unwrap();
+    let (run, rows) = fetch_list(
+        &scratch,
+        &[format!("page {}", server.url("/p"))],
+        &["--update"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        !conditional(&server.requests()[0]),
+        "asked about a file outside DIR"
+    );
+    assert_eq!(row(&rows, 1)["not_modified"], false);
+    assert!(row(&rows, 1)["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("out/page.html"));
+}

@@ -74,7 +74,7 @@ pub(crate) struct FetchArgs {
 
     /// Bandwidth for the whole run, all downloads together, in bytes per second (same units
     /// as --max-size: `500K`, `2MiB`).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_bandwidth)]
     pub(crate) limit_rate: Option<u64>,
 
     /// Resume: a download that fails or is interrupted keeps its partial file, and the next
@@ -139,6 +139,16 @@ Examples:
   futurepool fetch https://example.com/a https://example.com/b
   futurepool fetch pages.txt more.txt -o out -j 20 --report report.jsonl
   futurepool fetch pages.txt -o out --update --rate 5/s -c";
+
+/// A positive size, for `--limit-rate`.
+fn parse_bandwidth(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err(format!(
+            "{text:?}: expected a positive number of bytes per second"
+        )),
+        n => Ok(n),
+    }
+}
 
 /// Requests per second: `2`, `0.5`, `2/s`, `30/m`, `100/h`.
 fn parse_rate(text: &str) -> Result<f64, String> {

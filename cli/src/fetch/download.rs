@@ -601,7 +601,7 @@ impl Downloader {
             .filter(|_| !encoded);
         // 206: the rest of the kept file, checked against Content-Range; any other 2xx is the
         // whole page (the server ignored the range, or If-Range found the page changed).
-        let (offset, total) = match (status, resume) {
+        let (offset, total, expected) = match (status, resume) {
             (206, Some(resume)) => {
                 let range = headers
                     .get(header::CONTENT_RANGE)
@@ -613,7 +613,9 @@ impl Downloader {
                             && !encoded
                             && expected.is_none_or(|e| e == end + 1 - start) =>
                     {
-                        (start, total)
+                        // The range's length bounds the body even without Content-Length:
+                        // nothing beyond it may reach the kept file.
+                        (start, total, Some(end + 1 - start))
                     }
                     _ => {
                         destination.out.discard_resumable(&destination.name.base);
@@ -629,7 +631,7 @@ impl Downloader {
                     "HTTP 206 Partial Content to a request for the whole page".to_owned(),
                 ))
             }
-            _ => (0, None),
+            _ => (0, None, expected),
         };
         let max_size = self.settings.max_size;
         if expected.is_some_and(|length| offset.saturating_add(length) > max_size) {
@@ -672,7 +674,8 @@ impl Downloader {
             received += n as u64;
             if expected.is_some_and(|e| received > e) {
                 return Err(FetchError::Protocol(
-                    "the body is longer than its Content-Length".to_owned(),
+                    "the body is longer than announced (Content-Length or Content-Range)"
+                        .to_owned(),
                 ));
             }
             if offset + received > max_size {

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -124,8 +125,12 @@ impl OutputDir {
     /// and the validators of the response they came from.
     pub(crate) fn resumable(&self, name: &str) -> Option<(u64, ResumeMeta)> {
         let (part, meta) = self.resume_paths(name);
+        // Regular files only: a symlink planted under these names must not lead a write
+        // outside DIR.
+        let regular = |path: &Path| fs::symlink_metadata(path).ok().filter(|m| m.is_file());
+        regular(&meta)?;
         let meta: ResumeMeta = serde_json::from_slice(&fs::read(meta).ok()?).ok()?;
-        let size = fs::metadata(part).ok().filter(|m| m.is_file())?.len();
+        let size = regular(&part)?.len();
         Some((size, meta))
     }
 
@@ -148,12 +153,22 @@ impl OutputDir {
             return Err(WriteError::Closed);
         }
         let text = serde_json::to_vec(meta).expect("plain strings serialize");
-        fs::write(&meta_path, text).map_err(|e| WriteError::from_io("write", &meta_path, e))?;
+        // O_NOFOLLOW: a symlink planted under these names fails the open instead of leading
+        // the write outside DIR.
+        OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&meta_path)
+            .and_then(|mut file| file.write_all(&text))
+            .map_err(|e| WriteError::from_io("write", &meta_path, e))?;
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .append(append)
             .truncate(!append)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| WriteError::from_io("create", &path, e))?;
         drop(state);
@@ -338,6 +353,27 @@ mod tests {
             "the sidecar goes with the commit"
         );
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_resume_file_is_not_followed() {
+        let dir = temp_dir("resume-symlink");
+        let outside = temp_dir("resume-symlink-target").join("victim");
+        fs::write(&outside, b"precious").unwrap();
+        let out = OutputDir::new(dir.clone());
+        let (part, meta_path) = out.resume_paths("x");
+        std::os::unix::fs::symlink(&outside, &part).unwrap();
+        let meta = ResumeMeta {
+            url: "http://h/x".into(),
+            etag: Some("\"v\"".into()),
+            last_modified: None,
+        };
+        fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        assert_eq!(out.resumable("x"), None, "a symlink is not a partial file");
+        assert!(out.open_resumable(0, "x", true, &meta).is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(outside.parent().unwrap()).unwrap();
     }
 
     #[test]

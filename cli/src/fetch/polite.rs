@@ -29,7 +29,11 @@ impl Bucket {
         tolerance: Duration,
     ) -> (Duration, Duration) {
         let start = self.due.max(now);
-        self.due = start + cost;
+        // A sum past what Instant holds (a rate of one per millennium) saturates at a year.
+        self.due = start
+            .checked_add(cost)
+            .or_else(|| start.checked_add(Duration::from_secs(365 * 86_400)))
+            .unwrap_or(start);
         let wait_until = |due: Instant| {
             due.checked_sub(tolerance)
                 .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))

@@ -126,9 +126,12 @@ pub(crate) fn run(
             progress.println(&format!("futurepool: {warning}"));
         }
         for (index, target) in targets.iter().enumerate() {
+            // Only a file this entry can have been saved under: a state file edited to name
+            // `../x` or another entry's file vouches for nothing.
             conditionals[index] = loaded
                 .get(&target.name.base)
                 .filter(|r| r.url == target.entry.url.to_string() && r.has_validator())
+                .filter(|r| target.name.possible_names().contains(&r.file))
                 .map(|r| Conditional {
                     path: options.dir.join(&r.file),
                     etag: r.etag.clone(),

@@ -17,8 +17,8 @@
 //! renamed); a missing or unreadable state only means everything is fetched again.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -123,7 +123,15 @@ impl State {
             entries: self.entries.clone(),
         };
         let text = serde_json::to_vec(&disk).map_err(io::Error::other)?;
-        let written = fs::write(&partial, text).and_then(|()| fs::rename(&partial, &path));
+        // A leftover of a crashed run with the same pid goes first; then the file must be
+        // new, so a symlink planted under its name is never written through.
+        let _ = fs::remove_file(&partial);
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .and_then(|mut file| file.write_all(&text))
+            .and_then(|()| fs::rename(&partial, &path));
         if written.is_err() {
             let _ = fs::remove_file(&partial);
         }
