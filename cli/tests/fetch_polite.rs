@@ -76,7 +76,7 @@ fn limit_rate_caps_the_bandwidth_of_the_whole_run() {
 }
 
 #[test]
-fn http_proxy_tunnels_http_urls_and_no_proxy_bypasses_it() {
+fn http_proxy_forwards_http_urls_and_no_proxy_bypasses_it() {
     let server = TestServer::routes(vec![("/p", Reply::html("through the proxy"))]);
     let proxy = TestProxy::start();
     let scratch = Scratch::new("http-proxy");
@@ -86,10 +86,16 @@ fn http_proxy_tunnels_http_urls_and_no_proxy_bypasses_it() {
     let (run, rows) = fetch_list_env(&scratch, &lines, &[], &env);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(row(&rows, 1)["error"].is_null());
+    // Forwarded in absolute form, as curl and wget do for http:// (no CONNECT to port 80,
+    // which squid and others refuse by default); the origin sees the right Host.
     let seen = proxy.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert_eq!(seen[0].method, "CONNECT");
-    assert_eq!(seen[0].target, server.addr().to_string());
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].target, server.url("/p"));
+    assert_eq!(
+        server.requests_for("/p")[0].header("host"),
+        Some(server.addr().to_string().as_str())
+    );
     assert_eq!(
         std::fs::read_to_string(scratch.out().join("p.html")).unwrap(),
         "through the proxy"
@@ -109,9 +115,29 @@ fn http_proxy_tunnels_http_urls_and_no_proxy_bypasses_it() {
         assert_eq!(proxy.requests().len(), 1, "{env:?} went through the proxy");
     }
 
-    // The fixture also forwards absolute-form requests, as curl and wget send for http://.
+    // The fixture's forwarding, checked on its own.
     let forwarded = forward_get(&proxy, &server.url("/p"));
     assert!(forwarded.ends_with("through the proxy"), "{forwarded}");
+}
+
+#[test]
+fn forwarding_carries_many_pages_through_one_proxy() {
+    let server = TestServer::start(|request, _| Reply::html(&format!("page {}", request.path)));
+    let proxy = TestProxy::start();
+    let scratch = Scratch::new("forward-many");
+    let lines: Vec<String> = (0..20).map(|i| server.url(&format!("/p{i}"))).collect();
+    let (run, rows) = fetch_list(&scratch, &lines, &["--proxy", &proxy.url(), "-j", "4"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(rows.len(), 20);
+    assert_eq!(proxy.requests().len(), 20);
+    assert!(proxy
+        .requests()
+        .iter()
+        .all(|r| r.method == "GET" && r.target.starts_with("http://")));
+    for i in 0..20 {
+        let saved = std::fs::read_to_string(scratch.out().join(format!("p{i}.html"))).unwrap();
+        assert_eq!(saved, format!("page /p{i}"));
+    }
 }
 
 #[test]

@@ -132,8 +132,8 @@ Report fields (--report, one JSON object per entry, in list order):
 
 Proxies: http_proxy for http:// URLs, https_proxy (or HTTPS_PROXY) for https://, all_proxy
 (or ALL_PROXY) for both; no_proxy (or NO_PROXY) lists hosts to reach directly (`*`, a host, or
-a domain, which covers its subdomains). --proxy overrides them all. Both kinds of URL are
-tunnelled with CONNECT.
+a domain, which covers its subdomains). --proxy overrides them all. http:// URLs are
+forwarded to the proxy (`GET http://...`), https:// URLs tunnelled with CONNECT.
 
 Examples:
   futurepool fetch https://example.com/a https://example.com/b

@@ -16,11 +16,11 @@ use super::interrupt::Interrupt;
 use super::naming::EntryName;
 use super::output::{OutputDir, ResumeMeta, WriteError};
 use super::polite::{Bandwidth, HostRate};
-use super::proxy::Proxies;
+use super::proxy::{Proxies, Route};
 use super::resolver::CachingResolver;
 use super::retry::{self, Backoff, MAX_RETRY_AFTER};
 use super::stale::{self, TraceConnector};
-use super::url::{HttpUrl, UrlError};
+use super::url::{redact, HttpUrl, UrlError};
 
 /// The largest response head accepted (status line and headers), and so the size of each
 /// connection's input buffer.
@@ -437,6 +437,15 @@ impl Downloader {
                     visited.push(next.clone());
                     current = next;
                 }
+                // Only a proxy sends it (forwarding http:// URLs); CONNECT refusals come as
+                // ureq's ConnectProxyFailed.
+                407 => {
+                    return Err(FetchError::Proxy(
+                        "the proxy answered HTTP 407 Proxy Authentication Required (give its \
+                         credentials as http://user:password@host:port)"
+                            .to_owned(),
+                    ))
+                }
                 400.. => {
                     let retry_after = response
                         .headers()
@@ -498,27 +507,64 @@ impl Downloader {
                 after: timeouts.total,
             });
         }
-        let proxy = self.settings.proxies.for_url(url);
+        let route = self.settings.proxies.route(url);
+        let (target, tunnel, forward) = match &route {
+            Route::Direct => (url.as_str().to_owned(), None, None),
+            Route::Tunnel(proxy) => (url.as_str().to_owned(), Some(proxy.clone()), None),
+            // To the proxy, for the target's path; the transport wrapper puts the whole URL in
+            // the request line.
+            Route::Forward(forward) => {
+                let path = &url.as_str()[url.origin_len()..];
+                (format!("{}{path}", forward.base), None, Some(forward))
+            }
+        };
         let request = |fresh: bool| {
             let mut config = self
                 .agent
-                .get(url.as_str())
+                .get(&target)
                 .config()
                 .timeout_global(Some(remaining))
-                .proxy(proxy.clone());
+                .proxy(tunnel.clone());
             if fresh {
                 // No pooled connection is old enough to qualify: a new one is made (and the
                 // idle ones to this origin, as stale as the one that failed, are dropped).
                 config = config.max_idle_age(Duration::ZERO);
             }
-            self.headers(config.build(), url, original, extra)
+            let mut request = self.headers(config.build(), url, original, extra);
+            if let Some(forward) = forward {
+                request = request.header(header::HOST, url.authority());
+                if let Some((user, password)) = &forward.credentials {
+                    let token = base64(format!("{user}:{password}").as_bytes());
+                    request = request.header(header::PROXY_AUTHORIZATION, format!("Basic {token}"));
+                }
+            }
+            request
+        };
+        let send = |fresh: bool| {
+            stale::forward_next_request(forward.map(|_| url.as_str().to_owned()));
+            let result = request(fresh).call();
+            // Not consumed if the call failed before sending: it must not reach another request.
+            stale::forward_next_request(None);
+            result
+        };
+        let classify = |e| match (forward, self.classify(e, url, None, 0)) {
+            (Some(forward), FetchError::Connect { reason, .. }) => FetchError::Proxy(format!(
+                "cannot connect to {}: {reason}",
+                redact(&forward.base)
+            )),
+            (Some(forward), FetchError::ConnectTimeout { after, .. }) => {
+                FetchError::Proxy(format!(
+                    "no connection to {} within {}",
+                    redact(&forward.base),
+                    seconds(after)
+                ))
+            }
+            (_, error) => error,
         };
         stale::begin();
-        match request(false).call() {
-            Err(error) if stale::is_stale(&error, stale::trace()) => request(true)
-                .call()
-                .map_err(|e| self.classify(e, url, None, 0)),
-            result => result.map_err(|e| self.classify(e, url, None, 0)),
+        match send(false) {
+            Err(error) if stale::is_stale(&error, stale::trace()) => send(true).map_err(classify),
+            result => result.map_err(classify),
         }
     }
 

@@ -4,9 +4,11 @@
 //! for both, and `no_proxy`/`NO_PROXY` for the hosts reached directly.
 //!
 //! ureq itself reads one proxy for every scheme from the environment; the agent is built with
-//! none and each request gets its own here. ureq tunnels both schemes with CONNECT (it has no
-//! absolute-form forwarding), which is what a proxy for https needs and what most proxies accept
-//! for http too.
+//! none and each request gets its own route here: https:// URLs are tunnelled with CONNECT
+//! (ureq's proxy support), http:// URLs are forwarded in absolute form (`GET http://host/path`),
+//! as curl and wget do — many proxies (squid by default) allow CONNECT to port 443 only.
+//! ureq cannot forward, so `Downloader::get` sends the request to the proxy and `stale.rs`'s
+//! transport wrapper rewrites its request line.
 
 use ureq::Proxy;
 
@@ -19,6 +21,25 @@ pub(crate) struct ProxyError {
     url: String,
     from: String,
     reason: String,
+}
+
+/// How one request travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Route {
+    Direct,
+    /// CONNECT through this proxy (https:// URLs).
+    Tunnel(Proxy),
+    /// Absolute-form request to this proxy (http:// URLs).
+    Forward(Forward),
+}
+
+/// A proxy that http:// requests are sent to in absolute form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Forward {
+    /// `http://host:port` (or https://, for a TLS proxy).
+    pub(crate) base: String,
+    /// For `Proxy-Authorization: Basic`.
+    pub(crate) credentials: Option<(String, String)>,
 }
 
 /// The proxy settings of a run.
@@ -82,6 +103,36 @@ impl Proxies {
             self.http.as_ref()
         }?;
         (!self.is_direct(url.host())).then(|| proxy.clone())
+    }
+
+    /// How a request for `url` travels.
+    pub(crate) fn route(&self, url: &HttpUrl) -> Route {
+        match self.for_url(url) {
+            None => Route::Direct,
+            Some(proxy) if url.is_https() => Route::Tunnel(proxy),
+            Some(proxy) => {
+                let host = proxy.host();
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host.to_owned()
+                };
+                let scheme = match proxy.protocol() {
+                    ureq::ProxyProtocol::Https => "https",
+                    _ => "http",
+                };
+                let credentials = proxy.username().map(|user| {
+                    (
+                        user.to_owned(),
+                        proxy.password().unwrap_or_default().to_owned(),
+                    )
+                });
+                Route::Forward(Forward {
+                    base: format!("{scheme}://{host}:{}", proxy.port()),
+                    credentials,
+                })
+            }
+        }
     }
 
     /// curl's no_proxy rules: `*` matches everything; an entry matches the host itself and,
@@ -179,6 +230,23 @@ mod tests {
             "HTTP_PROXY is ignored"
         );
         assert_eq!(Proxies::default().for_url(&url("http://h/")), None);
+    }
+
+    #[test]
+    fn http_urls_are_forwarded_and_https_urls_tunnelled() {
+        let proxies = Proxies::given("http://u:p@proxy:3128").unwrap();
+        assert_eq!(
+            proxies.route(&url("http://h/")),
+            Route::Forward(Forward {
+                base: "http://proxy:3128".into(),
+                credentials: Some(("u".into(), "p".into())),
+            })
+        );
+        assert!(matches!(
+            proxies.route(&url("https://h/")),
+            Route::Tunnel(_)
+        ));
+        assert_eq!(Proxies::default().route(&url("http://h/")), Route::Direct);
     }
 
     #[test]

@@ -18,6 +18,15 @@ use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTi
 
 thread_local! {
     static TRACE: Cell<Trace> = const { Cell::new(Trace { connected: false, received: false }) };
+    /// The absolute URL the next request line on this thread must carry (forwarding through
+    /// an http proxy); taken by the first transmit.
+    static FORWARD: Cell<Option<String>> = const { Cell::new(None) };
+}
+
+/// Makes the next request sent on this thread go out in absolute form, `GET http://… HTTP/1.1`
+/// (or, with `None`, cancels that).
+pub(crate) fn forward_next_request(absolute: Option<String>) {
+    FORWARD.with(|f| f.set(absolute));
 }
 
 /// What the current thread's call did on the wire.
@@ -111,7 +120,22 @@ impl Transport for Traced {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        self.inner.transmit_output(amount, timeout)
+        let Some(absolute) = FORWARD.with(Cell::take) else {
+            return self.inner.transmit_output(amount, timeout);
+        };
+        // The request head starts here: its target (`/path?query`) becomes the absolute URL.
+        // The line grows, so the bytes go out through the output buffer in pieces.
+        let written = &self.inner.buffers().output()[..amount];
+        let head = absolute_form(written, &absolute);
+        let mut sent = 0;
+        while sent < head.len() {
+            let buffer = self.inner.buffers().output();
+            let n = buffer.len().min(head.len() - sent);
+            buffer[..n].copy_from_slice(&head[sent..sent + n]);
+            self.inner.transmit_output(n, timeout)?;
+            sent += n;
+        }
+        Ok(())
     }
 
     fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
@@ -131,9 +155,39 @@ impl Transport for Traced {
     }
 }
 
+/// `METHOD /path HTTP/1.1\r\n…` with the target replaced by `absolute`; anything that does not
+/// look like a request line is left alone.
+fn absolute_form(head: &[u8], absolute: &str) -> Vec<u8> {
+    let Some(first) = head.iter().position(|&b| b == b' ') else {
+        return head.to_vec();
+    };
+    let rest = &head[first + 1..];
+    let Some(end) = rest.iter().position(|&b| b == b' ') else {
+        return head.to_vec();
+    };
+    if !rest.starts_with(b"/") {
+        return head.to_vec();
+    }
+    let mut out = Vec::with_capacity(head.len() + absolute.len());
+    out.extend_from_slice(&head[..=first]);
+    out.extend_from_slice(absolute.as_bytes());
+    out.extend_from_slice(&rest[end..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_line_gets_the_absolute_url() {
+        let head = b"GET /a?b=c HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(
+            absolute_form(head, "http://h:8/a?b=c"),
+            b"GET http://h:8/a?b=c HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        assert_eq!(absolute_form(b"garbage", "http://h/"), b"garbage");
+    }
 
     #[test]
     fn only_a_silent_failure_on_a_reused_connection_is_stale() {

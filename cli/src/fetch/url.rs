@@ -101,6 +101,20 @@ impl HttpUrl {
         self.url.port_or_known_default().unwrap_or(80)
     }
 
+    /// `host[:port]` as in the URL (the port only if not the scheme's default): a Host header.
+    pub(crate) fn authority(&self) -> String {
+        match self.url.port() {
+            Some(port) => format!("{}:{port}", self.host()),
+            None => self.host().to_owned(),
+        }
+    }
+
+    /// Bytes of `scheme://authority` at the start of [`as_str`](Self::as_str); the rest is the
+    /// path and query.
+    pub(crate) fn origin_len(&self) -> usize {
+        self.url.as_str().len() - self.url[url::Position::BeforePath..].len()
+    }
+
     pub(crate) fn is_https(&self) -> bool {
         self.url.scheme() == "https"
     }
@@ -218,6 +232,15 @@ mod tests {
         ));
         assert!(HttpUrl::parse("http://exa mple.com/").is_err());
         assert!(HttpUrl::parse("http://:80/").is_err());
+    }
+
+    #[test]
+    fn authority_and_path_split_where_the_path_starts() {
+        let u = url("http://h:8080/a/b?c=d");
+        assert_eq!(u.authority(), "h:8080");
+        assert_eq!(&u.as_str()[u.origin_len()..], "/a/b?c=d");
+        assert_eq!(url("http://h/").authority(), "h");
+        assert_eq!(url("http://[::1]:9/").authority(), "[::1]:9");
     }
 
     #[test]
