@@ -23,8 +23,10 @@ use super::stale::{self, TraceConnector};
 use super::url::{redact, HttpUrl, UrlError};
 
 /// The largest response head accepted (status line and headers), and so the size of each
-/// connection's input buffer.
-const RESPONSE_HEAD_LIMIT: usize = 32 * 1024;
+/// connection's input buffer: Node.js's HTTP client default, and twice what nginx or Apache in
+/// front of an application pass on by default. A larger head fails with a message naming this
+/// limit. At -j 64 each halving of it is 1 MB.
+const RESPONSE_HEAD_LIMIT: usize = 16 * 1024;
 
 /// Redirects followed before giving up (curl's and browsers' order of magnitude).
 pub(crate) const MAX_REDIRECTS: u32 = 10;
@@ -273,11 +275,12 @@ impl Downloader {
             .proxy(None)
             // ureq's 128 KiB per direction per connection is sized for a few connections; at
             // -j 64 it was most of the memory. The input buffer holds the whole response head,
-            // so it is also the limit on it: 32 KiB, well above what servers send (nginx and
-            // Apache refuse to send more than 8-16 KiB of headers by default). The output
-            // buffer must hold the longest request line: a URL of up to about 8 KiB.
+            // so it is also the limit on it. The output buffer must hold the longest request
+            // line: a URL of up to about 8 KiB.
             .input_buffer_size(RESPONSE_HEAD_LIMIT)
-            .max_response_header_size(RESPONSE_HEAD_LIMIT)
+            // One byte less than the buffer: a full buffer without a complete head must read
+            // as "too large", not as a connection that stopped making progress.
+            .max_response_header_size(RESPONSE_HEAD_LIMIT - 1)
             .output_buffer_size(8 * 1024)
             .build();
         let connector = DefaultConnector::new().chain(TraceConnector);
@@ -815,8 +818,9 @@ impl Downloader {
             ureq::Error::ConnectProxyFailed(why) => FetchError::Proxy(why),
             ureq::Error::Decompress(kind, e) => FetchError::Decode(format!("{kind}: {e}")),
             ureq::Error::Protocol(e) => FetchError::Protocol(e.to_string()),
-            ureq::Error::LargeResponseHeader(size, limit) => FetchError::Protocol(format!(
-                "response headers of {size} bytes exceed the {limit}-byte limit"
+            ureq::Error::LargeResponseHeader(..) => FetchError::Protocol(format!(
+                "the response headers exceed this tool's limit of {} KiB",
+                RESPONSE_HEAD_LIMIT / 1024
             )),
             other => FetchError::Protocol(other.to_string()),
         }

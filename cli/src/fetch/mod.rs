@@ -87,6 +87,7 @@ pub(crate) fn plan(entries: Vec<Entry>) -> Vec<Target> {
 
 /// `futurepool fetch`: parse, validate, fetch, report; returns the exit status.
 pub(crate) fn main(args: FetchArgs) -> ExitCode {
+    fewer_malloc_arenas();
     match prepare(&args) {
         Ok((options, targets, report)) => {
             let interrupt = Interrupt::from_ctrl_c();
@@ -232,6 +233,19 @@ fn read_stdin() -> io::Result<Vec<u8>> {
     let mut input = Vec::new();
     stdin.lock().read_to_end(&mut input)?;
     Ok(input)
+}
+
+/// glibc gives threads up to 8 malloc arenas per core, and each keeps the high-water mark of
+/// the per-request garbage of the threads using it: with -j 64 that was about 1 MB of the
+/// peak. Two arenas hold it to two high-water marks; the per-thread caches in front of them
+/// keep the workers from contending (no slowdown measured at -j 64 over 5,000 pages).
+fn fewer_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator; it is called before
+    // this command starts any thread, and a refusal (return value 0) changes nothing.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 fn create_output_dir(dir: &Path) -> Result<(), String> {
