@@ -82,9 +82,13 @@ fn ctrl_c_stops_at_once_removes_partial_files_and_still_writes_the_report() {
         assert!(row(&rows, line)["error"].is_null());
     }
     for line in [2, 3] {
-        assert_eq!(error_of(row(&rows, line)), "interrupted");
-        assert!(row(&rows, line)["path"].is_null());
+        let cut = row(&rows, line);
+        assert_eq!(error_of(cut), "interrupted");
+        assert!(cut["path"].is_null());
+        assert_eq!(cut["attempts"], 1, "the attempt in flight counts: {cut}");
+        assert!(cut["elapsed_ms"].as_u64().unwrap() > 0, "{cut}");
     }
+    assert_eq!(row(&rows, 2)["name"], "hung");
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
 
@@ -116,7 +120,7 @@ fn skip_existing_fetches_only_what_is_missing() {
         assert_eq!(row(&rows, line)["skipped"], true);
         assert!(row(&rows, line)["path"].is_string());
     }
-    assert_eq!(row(&rows, 1)["name"], "alpha.html");
+    assert_eq!(row(&rows, 1)["name"], "alpha");
     assert_eq!(row(&rows, 3)["skipped"], false);
     assert!(
         run.stderr.contains("saved 1, failed 0, skipped 2"),
@@ -222,4 +226,52 @@ exit $code"#;
         ["1.html"],
         "only the complete page is there; no partial file"
     );
+}
+
+#[test]
+fn ctrl_c_with_continue_keeps_the_partial_file_and_the_next_run_resumes_it() {
+    let page: Vec<u8> = (0..1000).map(|i| b'a' + (i % 26) as u8).collect();
+    let served = page.clone();
+    let server = TestServer::start(move |request, _| match request.header("range") {
+        None => Reply::bytes("text/plain", served.clone())
+            .header("ETag", "\"same\"")
+            .delivered(Delivery::HangAfter(500)),
+        Some(_) => Reply::bytes("text/plain", served[500..].to_vec())
+            .header("ETag", "\"same\"")
+            .header("Content-Range", "bytes 500-999/1000")
+            .status_code(206),
+    });
+    let scratch = Scratch::new("ctrl-c-continue");
+    let list = scratch.list(&[format!("big {}", server.url("/big"))]);
+    let out = scratch.out();
+    let child = support::command()
+        .args([list.to_str().unwrap(), "-o", out.to_str().unwrap(), "-c"])
+        .args(["--timeout", "600", "--stall-timeout", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("half the body is on disk", || {
+        files_in(&out).iter().any(|name| {
+            name.ends_with(".part") && fs::metadata(out.join(name)).is_ok_and(|m| m.len() == 500)
+        })
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = wait_bounded(child);
+    assert_eq!(output.status.code(), Some(130));
+    let kept = files_in(&out);
+    assert_eq!(
+        kept.len(),
+        2,
+        "the partial file and its sidecar stay: {kept:?}"
+    );
+
+    let (run, rows) = fetch_list(&scratch, &[format!("big {}", server.url("/big"))], &["-c"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["resumed_from"], 500);
+    assert_eq!(fs::read(out.join("big.txt")).unwrap(), page);
+    assert_eq!(files_in(&out), ["big.txt"]);
 }

@@ -275,3 +275,47 @@ fn a_host_that_never_accepts_the_connection_fails_after_the_connect_timeout() {
     );
     drop(queued);
 }
+
+#[test]
+fn content_length_with_chunked_encoding_is_a_malformed_response() {
+    let server = TestServer::routes(vec![(
+        "/both",
+        Reply::status(200)
+            .header("Content-Type", "text/html")
+            .header("Content-Length", "3")
+            .header("Transfer-Encoding", "chunked")
+            .body(b"5\r\nhello\r\n0\r\n\r\n".to_vec()),
+    )]);
+    let scratch = Scratch::new("length-and-chunked");
+    let (run, rows) = fetch_list(&scratch, &[server.url("/both")], &NO_RETRY);
+    assert_eq!(run.code, Some(1));
+    let error = error_of(row(&rows, 1));
+    assert!(error.starts_with("malformed response: "), "{error}");
+    assert!(scratch.out_files().is_empty());
+}
+
+#[test]
+fn response_headers_over_the_limit_are_named_as_such() {
+    let server = TestServer::routes(vec![
+        (
+            "/big",
+            Reply::html("x").header("X-Padding", &"p".repeat(20_000)),
+        ),
+        (
+            "/fine",
+            Reply::html("x").header("X-Padding", &"p".repeat(12_000)),
+        ),
+    ]);
+    let scratch = Scratch::new("big-head");
+    let (run, rows) = fetch_list(
+        &scratch,
+        &[server.url("/big"), server.url("/fine")],
+        &NO_RETRY,
+    );
+    assert_eq!(run.code, Some(1));
+    assert_eq!(
+        error_of(row(&rows, 1)),
+        "malformed response: the response headers exceed this tool's limit of 16 KiB"
+    );
+    assert!(row(&rows, 2)["error"].is_null(), "{:?}", row(&rows, 2));
+}

@@ -307,3 +307,68 @@ fn per_host_caps_concurrent_requests_to_one_host() {
         "the cap holds even when the server would take 3"
     );
 }
+
+#[test]
+fn passwords_in_urls_are_never_printed_or_reported() {
+    let other = TestServer::routes(vec![("/landing", Reply::html("landed"))]);
+    let landing = format!("http://intruder:hunter2@{}/landing", other.addr());
+    let server = TestServer::start(move |request, _| match request.path.as_str() {
+        "/away" => Reply::redirect(302, &landing),
+        "/private" => Reply::html("private"),
+        "/missing" => Reply::status(404),
+        _ => Reply::status(404),
+    });
+    let scratch = Scratch::new("credentials");
+    let with_password = |path: &str| {
+        server
+            .url(path)
+            .replacen("http://", "http://alice:s3cret@", 1)
+    };
+    let lines = vec![
+        with_password("/away"),
+        with_password("/private"),
+        with_password("/missing"),
+    ];
+    let (run, rows) = fetch_list(&scratch, &lines, &["--retries", "0"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let report = std::fs::read_to_string(scratch.join("report.jsonl")).unwrap();
+    for secret in ["s3cret", "hunter2", "alice", "intruder"] {
+        assert!(!report.contains(secret), "{secret} in the report: {report}");
+        assert!(
+            !run.stderr.contains(secret),
+            "{secret} printed: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(row(&rows, 1)["final_url"], other.url("/landing"));
+    // The list's credentials are Basic auth for their own origin, and go nowhere else.
+    let private = &server.requests_for("/private")[0];
+    assert_eq!(
+        private.header("authorization"),
+        Some("Basic YWxpY2U6czNjcmV0"),
+        "alice:s3cret"
+    );
+    let landed = &other.requests_for("/landing")[0];
+    assert_eq!(
+        landed.header("authorization"),
+        None,
+        "forwarded to another host"
+    );
+}
+
+#[test]
+fn an_unknown_host_reads_cannot_resolve_host() {
+    let scratch = Scratch::new("dns");
+    let (run, rows) = fetch_list(
+        &scratch,
+        &["http://no-such-host.invalid/page".to_owned()],
+        &["--connect-timeout", "20"],
+    );
+    assert_eq!(run.code, Some(1));
+    let failed = row(&rows, 1);
+    assert_eq!(error_of(failed), "cannot resolve host no-such-host.invalid");
+    assert_eq!(
+        failed["attempts"], 1,
+        "a name that does not resolve is not retried"
+    );
+}

@@ -114,7 +114,10 @@ fn the_three_line_forms_comments_names_and_extensions() {
     );
     assert_eq!(rows.len(), 7, "one row per entry");
     let python = row(&rows, 2);
-    assert_eq!(python["name"], "python.html");
+    assert_eq!(
+        python["name"], "python",
+        "the entry's name; the file is `path`"
+    );
     assert_eq!(python["status"], 200);
     assert_eq!(python["bytes"], 13);
     assert_eq!(python["attempts"], 1);
@@ -171,7 +174,6 @@ fn bad_usage_exits_2() {
     let out = scratch.out();
     let out = out.to_str().unwrap();
     for (args, complaint) in [
-        (vec![list], "--output"),
         (
             vec![list, "-o", out, "--max-size", "12 parsecs"],
             "unknown size unit",
@@ -180,6 +182,16 @@ fn bad_usage_exits_2() {
         (vec![list, "-o", out, "-j", "0"], "--jobs"),
         (vec![list, "-o", out, "--timeout", "0"], "--timeout"),
         (vec![list, "-o", out, "--per-host", "0"], "--per-host"),
+        (vec![list, "-o", out, "--rate", "fast"], "--rate"),
+        (
+            vec![list, "-o", out, "--limit-rate", "1 parsec"],
+            "--limit-rate",
+        ),
+        (
+            vec![list, "-o", out, "--proxy", "socks5://p:1"],
+            "not supported",
+        ),
+        (vec!["-", "-", "-o", out], "more than once"),
         (vec![list, "-o", out, "--frobnicate"], "--frobnicate"),
     ] {
         let run = fetch(&args);
@@ -249,10 +261,241 @@ fn the_report_can_go_to_stdout() {
     ]);
     assert_eq!(run.code, Some(0));
     let row: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    assert_eq!(row["name"], "p.html");
+    assert_eq!(row["name"], "p");
+    assert!(row["path"].as_str().unwrap().ends_with("p.html"));
     assert!(
         run.stderr.is_empty(),
         "-q prints no summary: {}",
         run.stderr
+    );
+}
+
+#[test]
+fn names_do_not_depend_on_which_download_finishes_first() {
+    // Line 1 (`x`, served as HTML) finishes last; line 2 is explicitly `x.html`.
+    let server = TestServer::routes(vec![
+        (
+            "/first",
+            Reply::html("first").delivered(support::Delivery::Delay(
+                std::time::Duration::from_millis(300),
+            )),
+        ),
+        ("/second", Reply::html("second")),
+        ("/x", Reply::html("third")),
+    ]);
+    let scratch = Scratch::new("names-race");
+    let lines = vec![
+        format!("x {}", server.url("/first")),
+        format!("x.html {}", server.url("/second")),
+        server.url("/x"),
+    ];
+    for _ in 0..2 {
+        let (run, rows) = fetch_list(&scratch, &lines, &["-j", "3"]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert_eq!(scratch.out_files(), ["x", "x-2.html", "x.html"]);
+        let out = scratch.out();
+        assert_eq!(fs::read_to_string(out.join("x.html")).unwrap(), "second");
+        assert_eq!(fs::read_to_string(out.join("x")).unwrap(), "first");
+        assert_eq!(fs::read_to_string(out.join("x-2.html")).unwrap(), "third");
+        assert_eq!(row(&rows, 1)["name"], "x");
+        assert_eq!(row(&rows, 2)["name"], "x.html");
+        assert_eq!(row(&rows, 3)["name"], "x-2");
+    }
+    // Each entry finds its own file, not the other's.
+    fs::remove_file(scratch.out().join("x")).unwrap();
+    let (run, rows) = fetch_list(&scratch, &lines, &["--skip-existing"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["skipped"], false, "x.html is line 2's file");
+    assert_eq!(row(&rows, 2)["skipped"], true);
+    assert_eq!(row(&rows, 3)["skipped"], true);
+    assert_eq!(server.requests_for("/first").len(), 3);
+    assert_eq!(server.requests_for("/second").len(), 2);
+}
+
+#[test]
+fn a_name_without_room_for_its_extension_is_refused_before_fetching() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("long-name");
+    let lines = vec![
+        format!("{} {}", "n".repeat(249), server.url("/p")),
+        format!("{} {}", "n".repeat(251), server.url("/p")),
+        format!("{}.txt {}", "t".repeat(251), server.url("/p")),
+    ];
+    let (run, _) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("list.txt:2: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("room for an extension"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("list.txt:1: ") && !run.stderr.contains("list.txt:3: "));
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn names_with_direction_overrides_or_invisible_characters_are_refused() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("bidi-name");
+    let url = server.url("/p");
+    let lines = vec![
+        format!("fine {url}"),
+        format!("invoice\u{202e}gpj.exe {url}"),
+        format!("zero\u{200b}width {url}"),
+        format!(r#"{{"name": "iso\u2066late", "url": "{url}"}}"#),
+        format!("bom\u{feff} {url}"),
+    ];
+    let (run, _) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    for (line, code) in [(2, "U+202E"), (3, "U+200B"), (4, "U+2066"), (5, "U+FEFF")] {
+        assert!(
+            run.stderr.contains(&format!("list.txt:{line}: ")) && run.stderr.contains(code),
+            "line {line}: {}",
+            run.stderr
+        );
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn urls_as_arguments_and_several_lists_go_to_the_current_directory_by_default() {
+    let server = TestServer::routes(vec![
+        ("/a", Reply::html("a")),
+        ("/b", Reply::html("b")),
+        ("/c", Reply::html("c")),
+        ("/d", Reply::html("d")),
+    ]);
+    let scratch = Scratch::new("arguments");
+    let first = scratch.join("first.txt");
+    let second = scratch.join("second.txt");
+    fs::write(&first, format!("b {}\n", server.url("/b"))).unwrap();
+    fs::write(&second, format!("# comment\nc {}\n", server.url("/c"))).unwrap();
+    let cwd = scratch.join("cwd");
+    fs::create_dir_all(&cwd).unwrap();
+    let report = scratch.join("report.jsonl");
+    let run = support::fetch_in(
+        &cwd,
+        &[
+            &server.url("/a"),
+            first.to_str().unwrap(),
+            second.to_str().unwrap(),
+            &server.url("/d"),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        support::files_in(&cwd),
+        ["a.html", "b.html", "c.html", "d.html"],
+        "-o defaults to the current directory"
+    );
+    let rows = support::read_report(&report);
+    let places: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            let source = r["source"].as_str().unwrap();
+            let source = source.rsplit('/').next().unwrap().to_owned();
+            (source, r["line"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("<args>".to_owned(), 1),
+            ("<args>".to_owned(), 2),
+            ("first.txt".to_owned(), 1),
+            ("second.txt".to_owned(), 2)
+        ]
+    );
+}
+
+#[test]
+fn a_name_used_in_two_lists_is_refused_with_both_places() {
+    let server = TestServer::routes(vec![("/p", Reply::html("p"))]);
+    let scratch = Scratch::new("two-lists");
+    let first = scratch.join("first.txt");
+    let second = scratch.join("second.txt");
+    fs::write(&first, format!("same {}\n", server.url("/p"))).unwrap();
+    fs::write(&second, format!("same {}\nftp://x/y\n", server.url("/p"))).unwrap();
+    let out = scratch.out();
+    let run = fetch(&[
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        "not-a-scheme://h/",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("second.txt:1: duplicate name \"same\""),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("first.txt:1)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("second.txt:2: unsupported scheme"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("URL argument 1: "), "{}", run.stderr);
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn reading_the_list_from_a_terminal_prints_a_hint_instead_of_waiting_silently() {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::process::Stdio;
+
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors; name, termios and winsize may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are new and owned by nothing else; each File closes its own.
+    let (mut terminal, slave) =
+        unsafe { (fs::File::from_raw_fd(master), fs::File::from_raw_fd(slave)) };
+    let scratch = Scratch::new("terminal");
+    let out = scratch.out();
+    let mut child = support::command()
+        .args(["-o", out.to_str().unwrap()])
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (said, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = stderr.read(&mut byte) {
+            text.push(byte[0]);
+            if text.ends_with(b"Ctrl-D") {
+                let _ = said.send(String::from_utf8_lossy(&text).into_owned());
+            }
+        }
+    });
+    let hint = heard
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("no hint on stderr while reading the list from a terminal");
+    assert!(
+        hint.contains("reading the list from the terminal"),
+        "{hint}"
+    );
+    terminal.write_all(b"\x04").unwrap(); // Ctrl-D on an empty line: end of input
+    let output = support::wait_bounded(child);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "an empty list from the terminal"
     );
 }

@@ -155,6 +155,7 @@ fn fetch_pages(jobs: &[PageJob], dir: &Path, workers: usize) -> Vec<Result<u64, 
         per_host: None,
         skip_existing: false,
         progress: false,
+        update: false,
         download: download_settings(workers),
     };
     let interrupt = Arc::new(Interrupt::default());
@@ -182,6 +183,7 @@ fn download_settings(workers: usize) -> DownloadSettings {
         max_size: 16 << 20,
         headers: Vec::new(),
         idle_connections: workers,
+        ..DownloadSettings::default()
     }
 }
 

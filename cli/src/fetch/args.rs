@@ -6,27 +6,31 @@ use std::time::Duration;
 use clap::Args;
 use ureq::http::header::{HeaderName, HeaderValue};
 
-/// Download a list of pages in parallel into a directory, on futurepool's thread pool.
+/// Download pages in parallel into a directory, on futurepool's thread pool.
 ///
-/// The list has one entry per line: `URL`, `NAME URL`, or a JSON object
+/// Pages come from URL arguments and from LIST files (`-` or no argument at all reads standard
+/// input). A list has one entry per line: `URL`, `NAME URL`, or a JSON object
 /// `{"name": ..., "url": ...}`; blank lines and lines starting with `#` are ignored. Each page is
-/// saved as DIR/NAME (plus an extension from its Content-Type when NAME has none), or under a
-/// safe name derived from its URL.
+/// saved as DIR/NAME (plus an extension from its Content-Type when NAME has none and that name
+/// is no other entry's), or under a safe name derived from its URL. Names are decided before
+/// anything is fetched, in list order, so reruns give the same names.
 ///
 /// Nothing is written outside DIR, and a file appears under its final name only once complete.
-/// Ctrl-C stops at once, removes partial files and still writes the report.
+/// Ctrl-C stops at once, removes partial files (keeps them with --continue) and still writes
+/// the report.
 ///
-/// Exit status: 0 when every entry was saved, 1 when some failed (the rest are saved), 2 for bad
-/// usage or a bad list (nothing is fetched then), 130 when interrupted.
+/// Exit status: 0 when every entry was saved (or skipped, or not modified), 1 when some failed
+/// (the rest are saved), 2 for bad usage or a bad list (nothing is fetched then), 130 when
+/// interrupted.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  futurepool fetch pages.txt -o out -j 20 --report report.jsonl")]
+#[command(after_help = AFTER_HELP)]
 pub(crate) struct FetchArgs {
-    /// The list of pages; `-` or nothing reads standard input.
-    #[arg(value_name = "LIST|-")]
-    pub(crate) list: Option<PathBuf>,
+    /// URLs to fetch and LIST files to read (`-` reads standard input, as does giving neither).
+    #[arg(value_name = "URL|LIST|-")]
+    pub(crate) inputs: Vec<String>,
 
     /// Directory to save pages in (created if missing). Nothing is ever written outside it.
-    #[arg(short, long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
     pub(crate) output: PathBuf,
 
     /// Concurrent downloads: the thread pool's size.
@@ -63,8 +67,35 @@ pub(crate) struct FetchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) per_host: Option<u32>,
 
-    /// Write one JSON line per entry (url, name, path, status, bytes, attempts, elapsed_ms, error)
-    /// to FILE; `-` writes to standard output.
+    /// Requests per second allowed to one host (host:port), redirects and retries included:
+    /// `2`, `2/s`, `30/m`, `100/h`. Requests are spaced evenly (a token bucket holding one).
+    #[arg(long, value_name = "N[/s]", value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
+
+    /// Bandwidth for the whole run, all downloads together, in bytes per second (same units
+    /// as --max-size: `500K`, `2MiB`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bandwidth)]
+    pub(crate) limit_rate: Option<u64>,
+
+    /// Resume: a download that fails or is interrupted keeps its partial file, and the next
+    /// run asks for the rest (Range + If-Range). A server that answers 200 instead of 206, or
+    /// whose page changed, sends it whole again.
+    #[arg(short = 'c', long = "continue")]
+    pub(crate) resume: bool,
+
+    /// Fetch only what changed: remember each entry's ETag and Last-Modified in
+    /// DIR/.futurepool-state.json and ask with If-None-Match / If-Modified-Since; a 304 leaves
+    /// the file untouched and is reported as not_modified.
+    #[arg(short = 'N', long)]
+    pub(crate) update: bool,
+
+    /// Proxy for every request (`http://[user:pass@]host:port`), instead of the http_proxy,
+    /// https_proxy, all_proxy and no_proxy environment variables.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+
+    /// Write one JSON line per entry to FILE (fields listed below); `-` writes to standard
+    /// output.
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
 
@@ -80,6 +111,64 @@ pub(crate) struct FetchArgs {
     /// No progress bar and no summary (failures are still reported on stderr).
     #[arg(short, long)]
     pub(crate) quiet: bool,
+}
+
+pub(crate) const AFTER_HELP: &str = "\
+Report fields (--report, one JSON object per entry, in list order):
+  source        the LIST the entry came from (`<stdin>`, or `<args>` for URL arguments)
+  line          its line in that list (its position among the URL arguments)
+  url           the URL (normalized; never with a password)
+  final_url     where the page was fetched from after redirects (null unless saved)
+  name          the entry's name: its NAME, or the one derived from the URL
+  path          the saved file (with any extension from the Content-Type); null on failure
+  status        HTTP status of the final response, if one arrived
+  bytes         body bytes written by this run (decoded)
+  resumed_from  bytes already on disk that --continue resumed after (0 otherwise)
+  attempts      attempts made (a resend after a stale pooled connection is not one)
+  elapsed_ms    time spent on the entry
+  error         null on success, else what went wrong
+  skipped       true when --skip-existing found the file and nothing was fetched
+  not_modified  true when --update's conditional request got 304 (file untouched)
+
+Proxies: http_proxy for http:// URLs, https_proxy (or HTTPS_PROXY) for https://, all_proxy
+(or ALL_PROXY) for both; no_proxy (or NO_PROXY) lists hosts to reach directly (`*`, a host, or
+a domain, which covers its subdomains). --proxy overrides them all. http:// URLs are
+forwarded to the proxy (`GET http://...`), https:// URLs tunnelled with CONNECT.
+
+Examples:
+  futurepool fetch https://example.com/a https://example.com/b
+  futurepool fetch pages.txt more.txt -o out -j 20 --report report.jsonl
+  futurepool fetch pages.txt -o out --update --rate 5/s -c";
+
+/// A positive size, for `--limit-rate`.
+fn parse_bandwidth(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err(format!(
+            "{text:?}: expected a positive number of bytes per second"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// Requests per second: `2`, `0.5`, `2/s`, `30/m`, `100/h`.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let (number, per) = match text.trim().split_once('/') {
+        Some((n, unit)) => (n.trim(), unit.trim()),
+        None => (text.trim(), "s"),
+    };
+    let seconds = match per {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        _ => return Err(format!("{text:?}: expected N, N/s, N/m or N/h")),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: {number:?} is not a number"))?;
+    if !(n > 0.0 && n <= 1e6) {
+        return Err(format!("{text:?}: expected a positive rate"));
+    }
+    Ok(n / seconds)
 }
 
 /// Seconds, fractions allowed: `30`, `0.5`.
@@ -187,6 +276,17 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("NaN").is_err());
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("2"), Ok(2.0));
+        assert_eq!(parse_rate("2/s"), Ok(2.0));
+        assert_eq!(parse_rate("30/m"), Ok(0.5));
+        assert_eq!(parse_rate("3600/h"), Ok(1.0));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("2/fortnight").is_err());
+        assert!(parse_rate("fast").is_err());
     }
 
     #[test]

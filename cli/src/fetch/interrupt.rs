@@ -76,10 +76,18 @@ impl Interrupt {
 
     /// Sleeps for `pause` unless interrupted first; returns true if interrupted.
     pub(crate) fn sleep(&self, pause: Duration) -> bool {
-        let deadline = Instant::now() + pause;
+        // No deadline (a pause too long to add): sleep until interrupted.
+        let deadline = Instant::now().checked_add(pause);
         let mut state = self.lock();
         while !state.triggered {
             let now = Instant::now();
+            let Some(deadline) = deadline else {
+                state = self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
             if now >= deadline {
                 return false;
             }

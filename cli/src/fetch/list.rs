@@ -5,6 +5,7 @@
 //! number, so a user fixes the file in one pass.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -14,7 +15,10 @@ use super::url::{HttpUrl, UrlError};
 /// One line of the list, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
-    /// 1-based line number in the list, for messages and the report.
+    /// The list it came from: a path, `<stdin>`, or `<args>` for URL arguments.
+    pub(crate) source: Arc<str>,
+    /// 1-based line number in that list (position among the URL arguments), for messages and
+    /// the report.
     pub(crate) line: usize,
     /// The file name the user asked for, if any (already checked by [`naming::validate_name`]).
     pub(crate) name: Option<String>,
@@ -34,14 +38,16 @@ pub(crate) enum LineProblem {
     Url(#[from] UrlError),
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("duplicate name {name:?} (first used on line {first_line})")]
-    DuplicateName { name: String, first_line: usize },
+    #[error("duplicate name {name:?} (first used on {first})")]
+    DuplicateName { name: String, first: String },
 }
 
 /// A problem and the line it is on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {problem}")]
 pub(crate) struct LineError {
+    /// The list (named `list`, not `source`, which thiserror reserves for causes).
+    pub(crate) list: Arc<str>,
     pub(crate) line: usize,
     pub(crate) problem: LineProblem,
 }
@@ -56,15 +62,35 @@ struct JsonEntry {
     url: String,
 }
 
+/// The name URL arguments are reported under.
+pub(crate) const ARGS: &str = "<args>";
+
 /// Parses and validates a whole list; returns every entry, or every problem found.
 pub(crate) fn parse(input: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
+    let (entries, mut errors) = parse_source("<list>", input);
+    errors.extend(duplicates(&entries));
+    errors.sort_by_key(|e| e.line);
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Every entry of one list, and every problem in it (names are not yet checked against each
+/// other: see [`duplicates`]).
+pub(crate) fn parse_source(source: &str, input: &[u8]) -> (Vec<Entry>, Vec<LineError>) {
+    let source: Arc<str> = source.into();
     let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     let mut entries = Vec::new();
     let mut errors = Vec::new();
-    let mut first_use: HashMap<String, usize> = HashMap::new();
     for (index, raw) in input.split(|&b| b == b'\n').enumerate() {
         let line = index + 1;
-        let fail = |problem: LineProblem| LineError { line, problem };
+        let fail = |problem: LineProblem| LineError {
+            list: source.clone(),
+            line,
+            problem,
+        };
         let Ok(text) = std::str::from_utf8(raw) else {
             errors.push(fail(LineProblem::NotUtf8));
             continue;
@@ -74,27 +100,66 @@ pub(crate) fn parse(input: &[u8]) -> Result<Vec<Entry>, Vec<LineError>> {
             continue;
         }
         match parse_line(text) {
-            Ok((name, url)) => {
-                if let Some(name) = &name {
-                    if let Some(&first_line) = first_use.get(name) {
-                        errors.push(fail(LineProblem::DuplicateName {
-                            name: name.clone(),
-                            first_line,
-                        }));
-                        continue;
-                    }
-                    first_use.insert(name.clone(), line);
-                }
-                entries.push(Entry { line, name, url });
-            }
+            Ok((name, url)) => entries.push(Entry {
+                source: source.clone(),
+                line,
+                name,
+                url,
+            }),
             Err(problem) => errors.push(fail(problem)),
         }
     }
-    if errors.is_empty() {
-        Ok(entries)
-    } else {
-        Err(errors)
+    (entries, errors)
+}
+
+/// URL arguments as entries of the pseudo-list `<args>`.
+pub(crate) fn from_arguments(urls: &[&str]) -> (Vec<Entry>, Vec<LineError>) {
+    let source: Arc<str> = ARGS.into();
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for (index, url) in urls.iter().enumerate() {
+        match HttpUrl::parse(url) {
+            Ok(url) => entries.push(Entry {
+                source: source.clone(),
+                line: index + 1,
+                name: None,
+                url,
+            }),
+            Err(e) => errors.push(LineError {
+                list: source.clone(),
+                line: index + 1,
+                problem: e.into(),
+            }),
+        }
     }
+    (entries, errors)
+}
+
+/// A NAME used twice, in one list or across several, refused at its second use.
+pub(crate) fn duplicates(entries: &[Entry]) -> Vec<LineError> {
+    let mut first_use: HashMap<&str, &Entry> = HashMap::new();
+    let mut errors = Vec::new();
+    for entry in entries {
+        let Some(name) = &entry.name else { continue };
+        match first_use.get(name.as_str()) {
+            Some(first) => errors.push(LineError {
+                list: entry.source.clone(),
+                line: entry.line,
+                problem: LineProblem::DuplicateName {
+                    name: name.clone(),
+                    first: if first.source == entry.source {
+                        format!("line {}", first.line)
+                    } else {
+                        format!("{}:{}", first.source, first.line)
+                    },
+                },
+            }),
+            None => {
+                first_use.insert(name, entry);
+            }
+        }
+    }
+    errors
 }
 
 fn parse_line(text: &str) -> Result<(Option<String>, HttpUrl), LineProblem> {
@@ -166,7 +231,7 @@ mod tests {
             found[4].1,
             LineProblem::DuplicateName {
                 name: "x".into(),
-                first_line: 6
+                first: "line 6".into()
             }
         );
     }
@@ -182,6 +247,19 @@ mod tests {
     fn json_names_are_validated_too() {
         let found = problems("{\"name\": \"/etc/passwd\", \"url\": \"http://h/\"}\n");
         assert!(matches!(found[0].1, LineProblem::Name(_)));
+    }
+
+    #[test]
+    fn a_name_used_in_two_lists_is_a_duplicate() {
+        let (mut entries, _) = parse_source("a.txt", b"x http://h/1\n");
+        entries.extend(parse_source("b.txt", b"\nx http://h/2\n").0);
+        let found = duplicates(&entries);
+        assert_eq!(found.len(), 1);
+        assert_eq!((&*found[0].list, found[0].line), ("b.txt", 2));
+        assert!(found[0]
+            .problem
+            .to_string()
+            .contains("first used on a.txt:1"));
     }
 
     #[test]

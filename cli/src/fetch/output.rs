@@ -8,11 +8,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::naming::{self, PARTIAL_PREFIX};
+use super::naming::{EntryName, PARTIAL_PREFIX};
 
 /// Why a response could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +71,6 @@ pub(crate) struct OutputDir {
 struct State {
     closed: bool,
     partials: HashSet<PathBuf>,
-    /// Final names used by this run, so two entries never overwrite each other.
-    claimed: HashSet<String>,
     /// Where each entry (by key) was saved, so an interrupt can account for files renamed just
     /// before it whose workers had not reported yet.
     committed: HashMap<usize, PathBuf>,
@@ -87,9 +86,9 @@ impl OutputDir {
         }
     }
 
-    /// An existing file a response for `base_name` may have been saved under by an earlier run.
-    pub(crate) fn existing(&self, base_name: &str) -> Option<PathBuf> {
-        naming::possible_names(base_name)
+    /// An existing file a response for `name` may have been saved under by an earlier run.
+    pub(crate) fn existing(&self, name: &EntryName) -> Option<PathBuf> {
+        name.possible_names()
             .into_iter()
             .map(|name| self.dir.join(name))
             .find(|path| path.is_file())
@@ -118,7 +117,85 @@ impl OutputDir {
             key,
             path,
             file: Some(file),
+            meta: None,
         })
+    }
+
+    /// What `--continue` can resume for the entry named `name`: the bytes a previous run left
+    /// and the validators of the response they came from.
+    pub(crate) fn resumable(&self, name: &str) -> Option<(u64, ResumeMeta)> {
+        let (part, meta) = self.resume_paths(name);
+        // Regular files only: a symlink planted under these names must not lead a write
+        // outside DIR.
+        let regular = |path: &Path| fs::symlink_metadata(path).ok().filter(|m| m.is_file());
+        regular(&meta)?;
+        let meta: ResumeMeta = serde_json::from_slice(&fs::read(meta).ok()?).ok()?;
+        let size = regular(&part)?.len();
+        Some((size, meta))
+    }
+
+    /// Opens the partial file `--continue` keeps for the entry named `name`: truncated, or kept
+    /// and appended to when `append`. `meta` (the response's URL and validators) is written
+    /// beside it first, so a later run knows what the bytes are. Unlike [`create_partial`]'s,
+    /// this file survives a failure and Ctrl-C.
+    ///
+    /// [`create_partial`]: OutputDir::create_partial
+    pub(crate) fn open_resumable(
+        &self,
+        key: usize,
+        name: &str,
+        append: bool,
+        meta: &ResumeMeta,
+    ) -> Result<PartialFile<'_>, WriteError> {
+        let (path, meta_path) = self.resume_paths(name);
+        let state = self.lock();
+        if state.closed {
+            return Err(WriteError::Closed);
+        }
+        let text = serde_json::to_vec(meta).expect("plain strings serialize");
+        // O_NOFOLLOW: a symlink planted under these names fails the open instead of leading
+        // the write outside DIR.
+        OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&meta_path)
+            .and_then(|mut file| file.write_all(&text))
+            .map_err(|e| WriteError::from_io("write", &meta_path, e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| WriteError::from_io("create", &path, e))?;
+        drop(state);
+        Ok(PartialFile {
+            out: self,
+            key,
+            path,
+            file: Some(file),
+            meta: Some(meta_path),
+        })
+    }
+
+    /// Drops what `--continue` kept for `name` (the server's page changed, or it is complete).
+    pub(crate) fn discard_resumable(&self, name: &str) {
+        let (part, meta) = self.resume_paths(name);
+        let _ = fs::remove_file(part);
+        let _ = fs::remove_file(meta);
+    }
+
+    /// `.futurepool-resume-HASH.part` and `.meta`: named by a hash of the entry's name, which
+    /// is stable across runs and short whatever the name's length.
+    fn resume_paths(&self, name: &str) -> (PathBuf, PathBuf) {
+        let stem = format!("{PARTIAL_PREFIX}resume-{:016x}", fnv1a(name.as_bytes()));
+        (
+            self.dir.join(format!("{stem}.part")),
+            self.dir.join(format!("{stem}.meta")),
+        )
     }
 
     /// Deletes every partial file and refuses all later writes and renames.
@@ -140,12 +217,30 @@ impl OutputDir {
     }
 }
 
-/// A download in progress: deleted on drop unless [`commit`](PartialFile::commit)ted.
+/// What a kept partial file holds: the bytes of `url`'s response with these validators.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ResumeMeta {
+    pub(crate) url: String,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+}
+
+/// FNV-1a, 64 bits: a hash that, unlike std's, is the same in every build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A download in progress: deleted on drop unless [`commit`](PartialFile::commit)ted — or,
+/// for a `--continue` file, kept for the next run.
 pub(crate) struct PartialFile<'a> {
     out: &'a OutputDir,
     key: usize,
     path: PathBuf,
     file: Option<File>,
+    /// The sidecar of a file `--continue` keeps; `None` for an ordinary partial file.
+    meta: Option<PathBuf>,
 }
 
 impl PartialFile<'_> {
@@ -155,8 +250,8 @@ impl PartialFile<'_> {
             .map_err(|e| WriteError::from_io("write", &self.path, e))
     }
 
-    /// Renames the complete file to `name` (numbered if this run already saved a file by that
-    /// name) and returns its final path.
+    /// Renames the complete file to `name` and returns its final path. Names are unique per
+    /// entry by construction (`naming::assign_names`), never by which entry renames first.
     pub(crate) fn commit(mut self, name: &str) -> Result<PathBuf, WriteError> {
         // No fsync: the promise is about interrupted and failed downloads (a final name is only
         // ever given to a complete file), not about power loss, and an fsync per page would cost
@@ -166,11 +261,12 @@ impl PartialFile<'_> {
         if state.closed {
             return Err(WriteError::Closed);
         }
-        let name = naming::first_free(name, |candidate| state.claimed.contains(candidate));
-        let target = self.out.dir.join(&name);
+        let target = self.out.dir.join(name);
         fs::rename(&self.path, &target).map_err(|e| WriteError::from_io("save", &target, e))?;
         state.partials.remove(&self.path);
-        state.claimed.insert(name);
+        if let Some(meta) = &self.meta {
+            let _ = fs::remove_file(meta);
+        }
         state.committed.insert(self.key, target.clone());
         Ok(target)
     }
@@ -232,17 +328,52 @@ mod tests {
     }
 
     #[test]
-    fn two_entries_with_the_same_final_name_do_not_overwrite_each_other() {
-        let dir = temp_dir("claim");
+    fn a_resumable_file_survives_failure_and_close_and_is_appended_to() {
+        let dir = temp_dir("resume");
         let out = OutputDir::new(dir.clone());
-        for body in [b"one", b"two"] {
-            let mut partial = out.create_partial(0).unwrap();
-            partial.write_all(body).unwrap();
-            partial.commit("a.html").unwrap();
-        }
-        assert_eq!(listing(&dir), ["a-2.html", "a.html"]);
-        assert_eq!(fs::read(dir.join("a-2.html")).unwrap(), b"two");
+        let meta = ResumeMeta {
+            url: "http://h/x".into(),
+            etag: Some("\"v1\"".into()),
+            last_modified: None,
+        };
+        let mut partial = out.open_resumable(0, "x", false, &meta).unwrap();
+        partial.write_all(b"hel").unwrap();
+        drop(partial);
+        out.close();
+        let out = OutputDir::new(dir.clone());
+        assert_eq!(out.resumable("x"), Some((3, meta.clone())));
+        assert_eq!(out.resumable("y"), None);
+        let mut partial = out.open_resumable(0, "x", true, &meta).unwrap();
+        partial.write_all(b"lo").unwrap();
+        partial.commit("x.html").unwrap();
+        assert_eq!(fs::read(dir.join("x.html")).unwrap(), b"hello");
+        assert_eq!(
+            listing(&dir),
+            ["x.html"],
+            "the sidecar goes with the commit"
+        );
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_planted_as_the_resume_file_is_not_followed() {
+        let dir = temp_dir("resume-symlink");
+        let outside = temp_dir("resume-symlink-target").join("victim");
+        fs::write(&outside, b"precious").unwrap();
+        let out = OutputDir::new(dir.clone());
+        let (part, meta_path) = out.resume_paths("x");
+        std::os::unix::fs::symlink(&outside, &part).unwrap();
+        let meta = ResumeMeta {
+            url: "http://h/x".into(),
+            etag: Some("\"v\"".into()),
+            last_modified: None,
+        };
+        fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        assert_eq!(out.resumable("x"), None, "a symlink is not a partial file");
+        assert!(out.open_resumable(0, "x", true, &meta).is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"precious");
+        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(outside.parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,25 +14,38 @@ use super::args::format_size;
 /// One input entry's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Row {
-    /// Line of the entry in the list.
+    /// The list the entry came from (`<stdin>`, `<args>` for URL arguments); shared with the
+    /// entry, not copied into every row.
+    #[serde(serialize_with = "shared_str")]
+    pub(crate) source: Arc<str>,
+    /// Line of the entry in that list.
     pub(crate) line: usize,
     pub(crate) url: String,
     /// Where the page was finally fetched from, after redirects (null unless saved).
     pub(crate) final_url: Option<String>,
-    /// File name saved under, or that would have been used.
+    /// The entry's name: its NAME, or the one derived from its URL (the saved file, with any
+    /// extension from the Content-Type, is `path`).
     pub(crate) name: String,
     /// Path of the saved (or, with `--skip-existing`, already present) file; null on failure.
     pub(crate) path: Option<String>,
     /// HTTP status of the final response, if one arrived.
     pub(crate) status: Option<u16>,
-    /// Body bytes saved (decoded).
+    /// Body bytes written by this run (decoded).
     pub(crate) bytes: u64,
+    /// Bytes a previous run left that `--continue` resumed after.
+    pub(crate) resumed_from: u64,
     pub(crate) attempts: u32,
     pub(crate) elapsed_ms: u64,
     /// Null on success, else what went wrong.
     pub(crate) error: Option<String>,
     /// True when `--skip-existing` found the file and nothing was fetched.
     pub(crate) skipped: bool,
+    /// True when `--update` asked and the server said 304: the file was left as it was.
+    pub(crate) not_modified: bool,
+}
+
+fn shared_str<S: serde::Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(text)
 }
 
 impl Row {
@@ -54,8 +68,12 @@ impl Summary {
     pub(crate) fn saved(&self) -> usize {
         self.rows
             .iter()
-            .filter(|r| !r.is_failure() && !r.skipped)
+            .filter(|r| !r.is_failure() && !r.skipped && !r.not_modified)
             .count()
+    }
+
+    pub(crate) fn not_modified(&self) -> usize {
+        self.rows.iter().filter(|r| r.not_modified).count()
     }
 
     pub(crate) fn skipped(&self) -> usize {
@@ -82,9 +100,21 @@ impl Summary {
         } else {
             0.0
         };
+        // A slow run must not read "(0 pages/s)" when it saved something.
+        let rate = if rate == 0.0 || rate >= 9.95 {
+            format!("{rate:.0}")
+        } else if rate >= 0.095 {
+            format!("{rate:.1}")
+        } else {
+            format!("{rate:.2}")
+        };
         let skipped = match self.skipped() {
             0 => String::new(),
             n => format!(", skipped {n}"),
+        };
+        let skipped = match self.not_modified() {
+            0 => skipped,
+            n => format!("{skipped}, not modified {n}"),
         };
         let interrupted = if self.interrupted {
             " — interrupted"
@@ -92,7 +122,7 @@ impl Summary {
             ""
         };
         format!(
-            "saved {}, failed {}{skipped}, {} in {seconds:.2} s ({rate:.0} pages/s){interrupted}",
+            "saved {}, failed {}{skipped}, {} in {seconds:.2} s ({rate} pages/s){interrupted}",
             self.saved(),
             self.failed(),
             format_size(self.bytes()),
@@ -172,6 +202,7 @@ mod tests {
 
     fn row(error: Option<&str>, skipped: bool, bytes: u64) -> Row {
         Row {
+            source: "list.txt".into(),
             line: 1,
             url: "http://h/".into(),
             final_url: None,
@@ -179,10 +210,12 @@ mod tests {
             path: error.is_none().then(|| "out/index.html".into()),
             status: Some(200),
             bytes,
+            resumed_from: 0,
             attempts: 1,
             elapsed_ms: 5,
             error: error.map(str::to_owned),
             skipped,
+            not_modified: false,
         }
     }
 
@@ -204,8 +237,13 @@ mod tests {
         );
         assert_eq!(
             summary.line(),
-            "saved 2, failed 1, skipped 1, 2 KiB in 2.00 s (1 pages/s)"
+            "saved 2, failed 1, skipped 1, 2 KiB in 2.00 s (1.0 pages/s)"
         );
+        let slow = Summary {
+            elapsed: Duration::from_secs(4),
+            ..summary
+        };
+        assert!(slow.line().contains("(0.5 pages/s)"), "{}", slow.line());
     }
 
     #[test]
@@ -223,16 +261,30 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2);
         for key in [
+            "source",
+            "line",
             "url",
+            "final_url",
             "name",
             "path",
             "status",
             "bytes",
+            "resumed_from",
             "attempts",
             "elapsed_ms",
             "error",
+            "skipped",
+            "not_modified",
         ] {
             assert!(lines[0].get(key).is_some(), "missing {key}");
+        }
+        // --help documents every field a row has, under its own name.
+        let documented = super::super::args::AFTER_HELP;
+        for key in lines[0].as_object().unwrap().keys() {
+            assert!(
+                documented.contains(&format!("\n  {key} ")),
+                "--help does not list the report field {key}"
+            );
         }
         assert_eq!(lines[1]["path"], serde_json::Value::Null);
         assert_eq!(lines[1]["error"], "boom");

@@ -63,7 +63,15 @@ impl Resolver for CachingResolver {
             }
             return Ok(addresses);
         }
-        let addresses = self.lookup.resolve(uri, config, timeout)?;
+        // getaddrinfo's failures ("failed to lookup address information: …") all mean the
+        // name did not resolve; a timeout stays a timeout.
+        let addresses = self
+            .lookup
+            .resolve(uri, config, timeout)
+            .map_err(|e| match e {
+                ureq::Error::Io(_) => ureq::Error::HostNotFound,
+                other => other,
+            })?;
         self.known
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

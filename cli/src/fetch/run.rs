@@ -6,20 +6,29 @@
 //! print, the progress bar to redraw, the end — not once per page: on a fast server every
 //! needless wake-up is a context switch per page.
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use futurepool::{Shutdown, Task, TaskError, ThreadPool};
 
-use super::download::{Destination, Downloader};
+use super::download::{Conditional, Destination, Downloader};
 use super::interrupt::Interrupt;
 use super::output::OutputDir;
 use super::progress::Progress;
 use super::report::{Row, Summary};
 use super::schedule::Scheduler;
+use super::state::{Remembered, State};
 use super::{FetchOptions, Target};
+
+const DISK_FULL_STOP: &str = "not attempted: the disk is full";
+
+/// How long Ctrl-C waits for the report of an entry whose file was already renamed.
+const REPORT_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the progress bar is refreshed between wake-ups.
 const PROGRESS_TICK: Duration = Duration::from_millis(100);
@@ -29,6 +38,8 @@ const PROGRESS_TICK: Duration = Duration::from_millis(100);
 struct Outcome {
     row: Row,
     disk_full: bool,
+    /// What `--update` should remember of the response.
+    remember: Option<Remembered>,
 }
 
 /// Where task callbacks leave outcomes for the orchestrating thread.
@@ -43,8 +54,9 @@ struct BoardState {
     finished: Vec<(usize, Result<Outcome, TaskError>)>,
     /// Submitted tasks whose outcome has not been posted.
     outstanding: usize,
-    /// Wake the orchestrator for every outcome (it has entries waiting to be dispatched).
-    wake_on_each: bool,
+    /// Wake the orchestrator once no more than this many tasks are outstanding (it has entries
+    /// waiting to be dispatched); `None` when everything is dispatched.
+    refill_at: Option<usize>,
     interrupted: bool,
 }
 
@@ -61,7 +73,8 @@ impl Board {
         };
         state.finished.push((index, result));
         state.outstanding -= 1;
-        if urgent || state.wake_on_each || state.outstanding == 0 {
+        let refill = state.refill_at.is_some_and(|at| state.outstanding <= at);
+        if urgent || refill || state.outstanding == 0 {
             self.changed.notify_one();
         }
     }
@@ -102,16 +115,61 @@ pub(crate) fn run(
         }
     }
 
-    let hosts = targets.iter().map(|t| t.entry.url.host_key()).collect();
+    // --update: ask conditionally for what the state file knows and the directory still has.
+    let mut state = None;
+    // Empty without --update: one slot per entry is memory a long list does not need.
+    let mut conditionals: Vec<Option<Conditional>> = Vec::new();
+    if options.update {
+        conditionals = vec![None; total];
+        let (loaded, warning) = State::load(&options.dir);
+        if let Some(warning) = warning {
+            progress.println(&format!("futurepool: {warning}"));
+        }
+        for (index, target) in targets.iter().enumerate() {
+            // Only a file this entry can have been saved under: a state file edited to name
+            // `../x` or another entry's file vouches for nothing.
+            conditionals[index] = loaded
+                .get(&target.name.base)
+                .filter(|r| r.url == target.entry.url.to_string() && r.has_validator())
+                .filter(|r| target.name.possible_names().contains(&r.file))
+                .map(|r| Conditional {
+                    path: options.dir.join(&r.file),
+                    etag: r.etag.clone(),
+                    last_modified: r.last_modified.clone(),
+                })
+                .filter(|c| c.path.is_file());
+        }
+        state = Some(loaded);
+    }
+    let conditionals: Arc<[Option<Conditional>]> = conditionals.into();
+
+    let mut interned: HashMap<String, Arc<str>> = HashMap::new();
+    let hosts = targets
+        .iter()
+        .map(|t| {
+            let key = t.entry.url.host_key();
+            interned
+                .entry(key)
+                .or_insert_with_key(|k| k.as_str().into())
+                .clone()
+        })
+        .collect();
     let mut scheduler = Scheduler::new(hosts, to_fetch, options.per_host.unwrap_or(usize::MAX));
-    // Without a per-host cap everything is queued at once: workers never wait for this thread.
-    // With one, a few more than `jobs` are queued, so a finishing worker finds the next entry
-    // without waiting for this thread to wake up.
-    let max_in_flight = match options.per_host {
-        None => usize::MAX,
-        Some(_) => options.jobs * 2,
+    // Entries are queued a window at a time, never the whole list: 5,000 queued tasks were
+    // most of the memory of a run. Without a per-host cap or a rate the window is wide and this
+    // thread is woken only when it is half empty, so workers never wait for it and it wakes
+    // once per many pages, not once per page. With a cap or a rate, list order and host slots
+    // are decided here, so a few more than `jobs` are queued and it is woken for every outcome.
+    let (max_in_flight, refill_at) = match (options.per_host, options.download.rate) {
+        (None, None) => {
+            let window = (options.jobs * 4).max(64);
+            (window, window / 2)
+        }
+        _ => (options.jobs * 2, usize::MAX),
     };
-    let targets: Arc<[Target]> = targets.into();
+    // Not an `Arc<[Target]>`: that would copy the whole list once more.
+    let targets: Arc<Vec<Target>> = Arc::new(targets);
+    let live: Arc<[Live]> = (0..total).map(|_| Live::default()).collect();
     let downloader = Arc::new(Downloader::new(options.download.clone()));
     let pool = ThreadPool::new(options.jobs);
     let board = Arc::new(Board::default());
@@ -124,52 +182,79 @@ pub(crate) fn run(
     let mut in_flight_count = 0;
     let mut stop_reason: Option<&'static str> = None;
     let mut interrupted = false;
+    // With --rate, an entry starts only when its host's slot is due, so a host that must wait
+    // holds no worker; the slot taken here is the entry's first request's.
+    let host_rate = downloader.host_rate();
+    let disk_full = Arc::new(AtomicBool::new(false));
     loop {
+        let now = Instant::now();
+        let slot = |host: &str| host_rate.is_none_or(|r| r.try_acquire(host, now).is_ok());
         let mut dispatched = Vec::new();
         while stop_reason.is_none() && in_flight_count + dispatched.len() < max_in_flight {
-            match scheduler.next() {
+            match scheduler.next_when(slot) {
                 Some(index) => dispatched.push(index),
                 None => break,
             }
         }
+        // When the next held-back entry's slot comes due, if nothing wakes this thread first.
+        let next_due = host_rate.and_then(|rate| {
+            scheduler
+                .timed_hosts()
+                .filter_map(|host| rate.due(host))
+                .min()
+        });
         let more_waiting = stop_reason.is_none() && scheduler.has_waiting();
         {
             let mut state = board.lock();
             state.outstanding += dispatched.len();
-            state.wake_on_each = more_waiting;
+            state.refill_at = more_waiting.then_some(refill_at);
         }
         for index in dispatched {
-            let task = submit(&pool, index, &targets, &downloader, &out, interrupt);
+            let shared = Shared {
+                disk_full: &disk_full,
+                targets: &targets,
+                conditionals: &conditionals,
+                live: &live,
+                downloader: &downloader,
+                out: &out,
+                interrupt,
+            };
+            let task = submit(&pool, index, &shared);
             let board = board.clone();
             task.add_done_callback(move |task| board.post(index, task.result()));
             in_flight[index] = Some(task);
             in_flight_count += 1;
         }
-        if in_flight_count == 0 {
+        if in_flight_count == 0 && (next_due.is_none() || stop_reason.is_some()) {
             break;
         }
 
         let finished = {
             let mut state = board.lock();
             while state.finished.is_empty() && !state.interrupted {
-                state = if progress.is_visible() {
-                    board
-                        .changed
-                        .wait_timeout(state, PROGRESS_TICK)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                } else {
-                    board
+                let until_due = next_due.map(|due| due.saturating_duration_since(Instant::now()));
+                if until_due.is_some_and(|d| d.is_zero()) {
+                    break;
+                }
+                let tick = progress.is_visible().then_some(PROGRESS_TICK);
+                state = match tick.into_iter().chain(until_due).min() {
+                    Some(timeout) => {
+                        board
+                            .changed
+                            .wait_timeout(state, timeout)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => board
                         .changed
                         .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner),
                 };
                 progress.tick();
             }
-            if state.interrupted {
-                interrupted = true;
-                break;
-            }
+            // Outcomes already posted are complete, interrupt or not: their rows and their
+            // --update state are kept, not guessed from the output directory.
+            interrupted = state.interrupted;
             std::mem::take(&mut state.finished)
         };
         for (index, result) in finished {
@@ -183,7 +268,9 @@ pub(crate) fn run(
             let outcome = result.unwrap_or_else(|e| Outcome {
                 row: failed_row(target, &task_error_message(&e, stop_reason)),
                 disk_full: false,
+                remember: None,
             });
+            remember(state.as_mut(), target, outcome.remember);
             let row = outcome.row;
             if let (Some(error), false) = (&row.error, cancelled) {
                 progress.println(&format!(
@@ -193,12 +280,15 @@ pub(crate) fn run(
             }
             progress.advance(row.bytes);
             if outcome.disk_full && stop_reason.is_none() {
-                stop_reason = Some("not attempted: the disk is full");
+                stop_reason = Some(DISK_FULL_STOP);
                 for task in in_flight.iter().flatten() {
                     task.cancel();
                 }
             }
             rows[index] = Some(row);
+        }
+        if interrupted {
+            break;
         }
     }
 
@@ -211,10 +301,26 @@ pub(crate) fn run(
         // pool is let go without the join its drop would do.
         std::mem::forget(pool);
         for (index, task) in in_flight.iter_mut().enumerate() {
-            if task.take().is_some() {
-                rows[index] = Some(match out.committed(index) {
+            if let Some(task) = task.take() {
+                // A file renamed just before the interrupt: its worker has nothing left to do
+                // but report, so its real row (and --update state) is worth a short wait.
+                let committed = out.committed(index);
+                if committed.is_some() && task.wait_timeout(REPORT_GRACE) {
+                    if let Ok(outcome) = task.result() {
+                        remember(state.as_mut(), &targets[index], outcome.remember);
+                        rows[index] = Some(outcome.row);
+                        continue;
+                    }
+                }
+                let (attempts, elapsed_ms) = live[index].so_far();
+                let row = match committed {
                     Some(path) => saved_late_row(&targets[index], &path),
                     None => failed_row(&targets[index], "interrupted"),
+                };
+                rows[index] = Some(Row {
+                    attempts: attempts.max(row.attempts),
+                    elapsed_ms,
+                    ..row
                 });
             }
         }
@@ -225,6 +331,14 @@ pub(crate) fn run(
         stop_reason.unwrap_or("not attempted")
     };
     progress.finish();
+    if let Some(state) = &state {
+        if let Err(e) = state.save(&options.dir) {
+            eprintln!(
+                "futurepool: cannot write the --update state in {}: {e}",
+                options.dir.display()
+            );
+        }
+    }
     Summary {
         rows: rows
             .into_iter()
@@ -236,44 +350,109 @@ pub(crate) fn run(
     }
 }
 
+/// What a worker has done so far for an entry, readable while it runs: an entry cut short by
+/// Ctrl-C still reports its attempts and time.
+#[derive(Default)]
+struct Live {
+    attempts: AtomicU32,
+    started: OnceLock<Instant>,
+}
+
+impl Live {
+    fn so_far(&self) -> (u32, u64) {
+        let elapsed = self.started.get().map_or(0, |s| millis(s.elapsed()));
+        (self.attempts.load(Ordering::Relaxed), elapsed)
+    }
+}
+
+/// `--update`: what to remember of an entry's outcome.
+fn remember(state: Option<&mut State>, target: &Target, remembered: Option<Remembered>) {
+    if let (Some(state), Some(remembered)) = (state, remembered) {
+        match remembered.etag.is_some() || remembered.last_modified.is_some() {
+            true => state.set(&target.name.base, remembered),
+            // Saved without a validator: nothing to ask with next time.
+            false => state.forget(&target.name.base),
+        }
+    }
+}
+
+/// What every task of a run shares.
+struct Shared<'a> {
+    /// Set by the first worker that finds the disk full: later entries are not started, even
+    /// those a worker takes before this thread has cancelled them.
+    disk_full: &'a Arc<AtomicBool>,
+    targets: &'a Arc<Vec<Target>>,
+    conditionals: &'a Arc<[Option<Conditional>]>,
+    live: &'a Arc<[Live]>,
+    downloader: &'a Arc<Downloader>,
+    out: &'a Arc<OutputDir>,
+    interrupt: &'a Arc<Interrupt>,
+}
+
 /// Queues one entry on the pool; the task's value is the entry's report row.
-fn submit(
-    pool: &ThreadPool,
-    index: usize,
-    targets: &Arc<[Target]>,
-    downloader: &Arc<Downloader>,
-    out: &Arc<OutputDir>,
-    interrupt: &Arc<Interrupt>,
-) -> Task<Outcome> {
-    let (targets, downloader, out, interrupt) = (
-        targets.clone(),
-        downloader.clone(),
-        out.clone(),
-        interrupt.clone(),
-    );
+fn submit(pool: &ThreadPool, index: usize, shared: &Shared<'_>) -> Task<Outcome> {
+    let disk_full_seen = shared.disk_full.clone();
+    let targets = shared.targets.clone();
+    let conditionals = shared.conditionals.clone();
+    let live = shared.live.clone();
+    let downloader = shared.downloader.clone();
+    let out = shared.out.clone();
+    let interrupt = shared.interrupt.clone();
     pool.submit(move || {
         let target = &targets[index];
-        let started = Instant::now();
+        if disk_full_seen.load(Ordering::SeqCst) {
+            return Outcome {
+                row: failed_row(target, DISK_FULL_STOP),
+                disk_full: false,
+                remember: None,
+            };
+        }
+        let started = *live[index].started.get_or_init(Instant::now);
+        let rate_prepaid = Cell::new(downloader.host_rate().is_some());
         let destination = Destination {
             key: index,
             name: &target.name,
             out: &out,
+            conditional: conditionals.get(index).and_then(Option::as_ref),
+            rate_prepaid: &rate_prepaid,
         };
-        let fetched = downloader.fetch(&target.entry.url, destination, &interrupt);
+        let fetched = downloader.fetch(
+            &target.entry.url,
+            destination,
+            &interrupt,
+            &live[index].attempts,
+        );
         let elapsed_ms = millis(started.elapsed());
         let disk_full = matches!(&fetched.result, Err(e) if e.is_disk_full());
+        if disk_full {
+            disk_full_seen.store(true, Ordering::SeqCst);
+        }
+        let mut remember = None;
         let row = match fetched.result {
-            Ok(saved) => Row {
-                final_url: Some(saved.final_url.to_string()),
-                name: file_name(&saved.path),
-                path: Some(saved.path.display().to_string()),
-                status: Some(saved.status),
-                bytes: saved.bytes,
-                attempts: fetched.attempts,
-                elapsed_ms,
-                error: None,
-                ..failed_row(target, "")
-            },
+            Ok(saved) => {
+                remember = Some(Remembered {
+                    url: target.entry.url.to_string(),
+                    file: saved
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    etag: saved.etag.clone(),
+                    last_modified: saved.last_modified.clone(),
+                });
+                Row {
+                    final_url: Some(saved.final_url.to_string()),
+                    path: Some(saved.path.display().to_string()),
+                    status: Some(saved.status),
+                    bytes: saved.bytes,
+                    resumed_from: saved.resumed_from,
+                    attempts: fetched.attempts,
+                    elapsed_ms,
+                    error: None,
+                    not_modified: saved.not_modified,
+                    ..failed_row(target, "")
+                }
+            }
             Err(error) => Row {
                 status: error.status(),
                 attempts: fetched.attempts,
@@ -281,7 +460,11 @@ fn submit(
                 ..failed_row(target, &error.to_string())
             },
         };
-        Outcome { row, disk_full }
+        Outcome {
+            row,
+            disk_full,
+            remember,
+        }
     })
 }
 
@@ -295,23 +478,25 @@ fn task_error_message(error: &TaskError, stop_reason: Option<&str>) -> String {
 
 fn failed_row(target: &Target, error: &str) -> Row {
     Row {
+        source: target.entry.source.clone(),
         line: target.entry.line,
         url: target.entry.url.to_string(),
         final_url: None,
-        name: target.name.clone(),
+        name: target.name.base.clone(),
         path: None,
         status: None,
         bytes: 0,
+        resumed_from: 0,
         attempts: 0,
         elapsed_ms: 0,
         error: Some(error.to_owned()),
         skipped: false,
+        not_modified: false,
     }
 }
 
 fn skipped_row(target: &Target, path: &Path) -> Row {
     Row {
-        name: file_name(path),
         path: Some(path.display().to_string()),
         bytes: fs::metadata(path).map_or(0, |m| m.len()),
         error: None,
@@ -324,19 +509,12 @@ fn skipped_row(target: &Target, path: &Path) -> Row {
 /// reported: saved, though its status and timing never reached this thread.
 fn saved_late_row(target: &Target, path: &Path) -> Row {
     Row {
-        name: file_name(path),
         path: Some(path.display().to_string()),
         bytes: fs::metadata(path).map_or(0, |m| m.len()),
         attempts: 1,
         error: None,
         ..failed_row(target, "")
     }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn millis(d: Duration) -> u64 {

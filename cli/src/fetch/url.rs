@@ -1,11 +1,16 @@
-//! URLs the downloader accepts: absolute `http` and `https` only, and how a redirect's `Location`
-//! resolves against the URL that sent it.
+//! Which URLs the downloader follows — the policy only; parsing, joining, IDNA hosts and
+//! percent-encoding are the `url` crate's (WHATWG URL, what browsers and reqwest follow).
+//!
+//! The policy: absolute `http` and `https` URLs with a host; credentials (`user:pass@`) are
+//! never part of a request line, a message or the report. A list URL's credentials become a
+//! Basic `Authorization` header sent to that origin only; a redirect's are dropped.
 
 use std::fmt;
 
-use ureq::http::uri::{Scheme, Uri};
+use ureq::http::Uri;
+use url::Url;
 
-/// Why a URL was refused.
+/// Why a URL was refused. Every URL in a message has its credentials removed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum UrlError {
     /// Not a URL at all (the parser's complaint is included).
@@ -14,175 +19,186 @@ pub(crate) enum UrlError {
     /// A scheme other than http or https, e.g. `file://` or `ftp://`.
     #[error("unsupported scheme {scheme:?} in {url:?}: only http and https are fetched")]
     UnsupportedScheme { url: String, scheme: String },
-    /// `http:///path` and the like.
+    /// `http://:80/` and the like.
     #[error("URL {url:?} has no host")]
     NoHost { url: String },
 }
 
-/// An absolute `http` or `https` URL.
+/// An absolute `http` or `https` URL, without fragment and without credentials; the
+/// credentials it was written with, if any, are kept apart.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct HttpUrl {
-    uri: Uri,
+    /// Credentials removed, fragment removed: what is sent and shown.
+    url: Url,
+    /// `user:password` from the URL as written, percent-decoded (boxed: rare, and a list holds
+    /// thousands of URLs).
+    credentials: Option<Box<(String, String)>>,
 }
 
 impl HttpUrl {
     /// Parses `text`, refusing anything but an absolute http(s) URL with a host.
     pub(crate) fn parse(text: &str) -> Result<HttpUrl, UrlError> {
+        HttpUrl::from_url(Url::parse(text.trim()), text)
+    }
+
+    fn from_url(parsed: Result<Url, url::ParseError>, text: &str) -> Result<HttpUrl, UrlError> {
         let malformed = |reason: &dyn fmt::Display| UrlError::Malformed {
-            url: text.to_owned(),
+            url: redact(text),
             reason: reason.to_string(),
         };
-        // Named before parsing: the parser refuses `file:///x` as malformed, but the user should
-        // hear that the scheme is the problem.
-        if let Some((scheme, _)) = text.split_once(':').filter(|(s, _)| is_scheme_name(s)) {
-            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-                return Err(UrlError::UnsupportedScheme {
-                    url: text.to_owned(),
-                    scheme: scheme.to_owned(),
-                });
+        let mut url = parsed.map_err(|e| match e {
+            url::ParseError::RelativeUrlWithoutBase => {
+                malformed(&"not an absolute URL (expected http://… or https://…)")
             }
-        }
-        // A fragment is never sent to the server; dropping it here keeps the parser (which rejects
-        // '#') from refusing perfectly good links copied from a browser.
-        let without_fragment = text.split('#').next().unwrap_or_default();
-        let uri: Uri = without_fragment.parse().map_err(|e| malformed(&e))?;
-        let Some(scheme) = uri.scheme() else {
-            return Err(malformed(
-                &"not an absolute URL (expected http://… or https://…)",
-            ));
-        };
-        if *scheme != Scheme::HTTP && *scheme != Scheme::HTTPS {
+            url::ParseError::EmptyHost => UrlError::NoHost { url: redact(text) },
+            other => malformed(&other),
+        })?;
+        if url.scheme() != "http" && url.scheme() != "https" {
             return Err(UrlError::UnsupportedScheme {
-                url: text.to_owned(),
-                scheme: scheme.as_str().to_owned(),
+                url: redact(text),
+                scheme: url.scheme().to_owned(),
             });
         }
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(UrlError::NoHost {
-                url: text.to_owned(),
-            });
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(UrlError::NoHost { url: redact(text) });
         }
-        Ok(HttpUrl { uri })
+        // A fragment is never sent to the server.
+        url.set_fragment(None);
+        let credentials = (!url.username().is_empty() || url.password().is_some()).then(|| {
+            Box::new((
+                decode(url.username()),
+                decode(url.password().unwrap_or_default()),
+            ))
+        });
+        // Cannot fail for an http(s) URL with a host.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        // What ureq will parse it into, checked now rather than at request time.
+        url.as_str().parse::<Uri>().map_err(|e| malformed(&e))?;
+        Ok(HttpUrl { url, credentials })
     }
 
-    /// The URL as sent on the wire.
-    pub(crate) fn as_uri(&self) -> &Uri {
-        &self.uri
+    /// The URL as sent on the wire (no credentials, no fragment); [`parse`](Self::parse)
+    /// checked that it is a valid `http::Uri`.
+    pub(crate) fn as_str(&self) -> &str {
+        self.url.as_str()
     }
 
-    /// `host:port`, lower-cased, with the scheme's default port filled in: the unit of `--per-host`.
+    /// `user` and `password` the URL was written with, percent-decoded.
+    pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
+        self.credentials
+            .as_ref()
+            .map(|pair| (pair.0.as_str(), pair.1.as_str()))
+    }
+
+    /// The host as sent (lower-cased, IDNA-encoded, IPv6 in brackets), without port.
+    pub(crate) fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+
+    /// The port, the scheme's default filled in.
+    pub(crate) fn port(&self) -> u16 {
+        self.url.port_or_known_default().unwrap_or(80)
+    }
+
+    /// `host[:port]` as in the URL (the port only if not the scheme's default): a Host header.
+    pub(crate) fn authority(&self) -> String {
+        match self.url.port() {
+            Some(port) => format!("{}:{port}", self.host()),
+            None => self.host().to_owned(),
+        }
+    }
+
+    /// Bytes of `scheme://authority` at the start of [`as_str`](Self::as_str); the rest is the
+    /// path and query.
+    pub(crate) fn origin_len(&self) -> usize {
+        self.url.as_str().len() - self.url[url::Position::BeforePath..].len()
+    }
+
+    pub(crate) fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
+    /// `host:port`, with the scheme's default port filled in: the unit of `--per-host` and
+    /// `--rate`.
     pub(crate) fn host_key(&self) -> String {
-        let host = self.uri.host().unwrap_or_default().to_ascii_lowercase();
-        let port = self.uri.port_u16().unwrap_or(self.default_port());
-        format!("{host}:{port}")
-    }
-
-    fn default_port(&self) -> u16 {
-        if self.uri.scheme() == Some(&Scheme::HTTPS) {
-            443
-        } else {
-            80
-        }
+        format!("{}:{}", self.host(), self.port())
     }
 
     /// Scheme, host and port: a redirect that changes any of them leaves the origin the user's
     /// credentials were meant for.
     pub(crate) fn same_origin(&self, other: &HttpUrl) -> bool {
-        self.uri.scheme() == other.uri.scheme() && self.host_key() == other.host_key()
+        self.url.origin() == other.url.origin()
     }
 
     /// The path without its query, percent-encoded as in the URL.
     pub(crate) fn path(&self) -> &str {
-        self.uri.path()
+        self.url.path()
     }
 
-    /// Resolves a `Location` header value against this URL (RFC 3986 §5.2, the cases servers
-    /// send: absolute, scheme-relative, absolute-path, relative-path and query-only).
+    /// Resolves a `Location` header value against this URL. Credentials in it are dropped:
+    /// a server cannot make this tool send a password the user did not give for that origin.
     pub(crate) fn join(&self, location: &str) -> Result<HttpUrl, UrlError> {
         let location = location.trim();
-        let scheme = self.uri.scheme_str().unwrap_or("http");
-        let authority = self.uri.authority().map(|a| a.as_str()).unwrap_or_default();
-        let has_scheme = location
-            .split_once(':')
-            .is_some_and(|(s, _)| is_scheme_name(s));
-        let absolute = if has_scheme {
-            location.to_owned()
-        } else if let Some(rest) = location.strip_prefix("//") {
-            format!("{scheme}://{rest}")
-        } else if location.starts_with('/') {
-            format!("{scheme}://{authority}{location}")
-        } else if location.starts_with('?') {
-            format!("{scheme}://{authority}{}{location}", self.uri.path())
-        } else if location.is_empty() {
+        if location.is_empty() {
             return Err(UrlError::Malformed {
-                url: location.to_owned(),
+                url: String::new(),
                 reason: "empty Location".to_owned(),
             });
-        } else {
-            let path = self.uri.path();
-            let directory = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-            format!(
-                "{scheme}://{authority}{}",
-                remove_dot_segments(&format!("{directory}{location}"))
-            )
-        };
-        HttpUrl::parse(&absolute)
-    }
-}
-
-/// RFC 3986 §3.1: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
-fn is_scheme_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-}
-
-/// Collapses `.` and `..` segments of a relative reference merged with its base path.
-fn remove_dot_segments(path_and_query: &str) -> String {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
-    };
-    let mut out: Vec<&str> = Vec::new();
-    let segments: Vec<&str> = path.split('/').collect();
-    for (i, segment) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
-        match *segment {
-            "." => {
-                if last {
-                    out.push("");
-                }
-            }
-            ".." => {
-                if out.len() > 1 {
-                    out.pop();
-                }
-                if last {
-                    out.push("");
-                }
-            }
-            s => out.push(s),
         }
+        let mut joined = HttpUrl::from_url(self.url.join(location), location)?;
+        joined.credentials = None;
+        Ok(joined)
     }
-    let mut joined = out.join("/");
-    if !joined.starts_with('/') {
-        joined.insert(0, '/');
+}
+
+fn decode(text: &str) -> String {
+    String::from_utf8_lossy(&percent_decode(text)).into_owned()
+}
+
+/// `%XX` sequences to bytes; a `%` not followed by two hex digits stays as it is.
+pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
     }
-    match query {
-        Some(q) => format!("{joined}?{q}"),
-        None => joined,
+    out
+}
+
+/// `text` with any `user:pass@` after the scheme removed, for messages about URLs that did not
+/// even parse.
+pub(crate) fn redact(text: &str) -> String {
+    let Some(start) = text.find("://").map(|i| i + 3) else {
+        return text.to_owned();
+    };
+    let rest = &text[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &text[..start], &rest[at + 1..]),
+        None => text.to_owned(),
     }
 }
 
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.uri.fmt(f)
+        f.write_str(self.url.as_str())
     }
 }
 
 impl fmt::Debug for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HttpUrl({})", self.uri)
+        write!(f, "HttpUrl({})", self.url)
     }
 }
 
@@ -207,15 +223,37 @@ mod tests {
             Err(UrlError::UnsupportedScheme { .. })
         ));
         assert!(matches!(
+            HttpUrl::parse("mailto:someone@example.com"),
+            Err(UrlError::UnsupportedScheme { .. })
+        ));
+        assert!(matches!(
             HttpUrl::parse("example.com/x"),
             Err(UrlError::Malformed { .. })
         ));
         assert!(HttpUrl::parse("http://exa mple.com/").is_err());
+        assert!(HttpUrl::parse("http://:80/").is_err());
+    }
+
+    #[test]
+    fn authority_and_path_split_where_the_path_starts() {
+        let u = url("http://h:8080/a/b?c=d");
+        assert_eq!(u.authority(), "h:8080");
+        assert_eq!(&u.as_str()[u.origin_len()..], "/a/b?c=d");
+        assert_eq!(url("http://h/").authority(), "h");
+        assert_eq!(url("http://[::1]:9/").authority(), "[::1]:9");
     }
 
     #[test]
     fn drops_the_fragment() {
         assert_eq!(url("http://h/p#frag").to_string(), "http://h/p");
+    }
+
+    #[test]
+    fn international_hosts_are_idna_encoded() {
+        assert_eq!(
+            url("http://Bücher.example/").host(),
+            "xn--bcher-kva.example"
+        );
     }
 
     #[test]
@@ -252,5 +290,20 @@ mod tests {
         assert!(url("http://h/a").same_origin(&url("http://H:80/b")));
         assert!(!url("http://h/a").same_origin(&url("https://h/a")));
         assert!(!url("http://h/a").same_origin(&url("http://h:81/a")));
+    }
+
+    #[test]
+    fn credentials_are_kept_apart_and_never_shown() {
+        let with = url("http://us%40er:p%3Ass@h/x");
+        assert_eq!(with.to_string(), "http://h/x");
+        assert_eq!(with.as_str(), "http://h/x");
+        assert_eq!(with.credentials(), Some(("us@er", "p:ss")));
+        let redirected = url("http://h/").join("http://u:secret@other/y").unwrap();
+        assert_eq!(redirected.to_string(), "http://other/y");
+        assert_eq!(redirected.credentials(), None, "a redirect's are dropped");
+        let refused = HttpUrl::parse("ftp://u:secret@h/x").unwrap_err();
+        assert!(!refused.to_string().contains("secret"), "{refused}");
+        assert_eq!(redact("http://u:p@h/a@b"), "http://h/a@b");
+        assert_eq!(redact("not a url"), "not a url");
     }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports)] // Each test binary uses a different part of the support code.
 
+pub mod proxy;
 pub mod server;
 
 use std::fs;
@@ -12,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use server::{Delivery, Reply, TestServer};
+pub use server::{Delivery, Keepalive, Reply, TestServer};
 
 /// A scratch directory, removed when dropped.
 pub struct Scratch {
@@ -93,10 +94,39 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_futurepool")
 }
 
+/// Proxy variables are removed from every run's environment, so a test sees only the proxies
+/// it sets.
+const PROXY_VARIABLES: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
+/// `futurepool fetch` with a clean proxy environment.
+pub fn command() -> Command {
+    let mut command = Command::new(binary());
+    command.arg("fetch");
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// `futurepool fetch ARGS` with `stdin` piped in.
 pub fn fetch_with_stdin(args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(binary())
-        .arg("fetch")
+    fetch_with_env(args, stdin, &[])
+}
+
+/// `futurepool fetch ARGS` with `stdin` piped in and `env` set.
+pub fn fetch_with_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    let mut command = command();
+    command.envs(env.iter().copied());
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -117,12 +147,35 @@ pub fn fetch(args: &[&str]) -> Run {
     fetch_with_stdin(args, "")
 }
 
+/// `futurepool fetch ARGS` run in the directory `cwd`, with no input.
+pub fn fetch_in(cwd: &Path, args: &[&str]) -> Run {
+    let child = command()
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_bounded(child).into()
+}
+
 /// Runs `futurepool fetch LIST -o OUT --report REPORT ARGS` in `scratch`; returns the run and the
 /// report rows.
 pub fn fetch_list(
     scratch: &Scratch,
     lines: &[String],
     args: &[&str],
+) -> (Run, Vec<serde_json::Value>) {
+    fetch_list_env(scratch, lines, args, &[])
+}
+
+/// [`fetch_list`] with `env` set.
+pub fn fetch_list_env(
+    scratch: &Scratch,
+    lines: &[String],
+    args: &[&str],
+    env: &[(&str, &str)],
 ) -> (Run, Vec<serde_json::Value>) {
     let list = scratch.list(lines);
     let report = scratch.join("report.jsonl");
@@ -139,7 +192,7 @@ pub fn fetch_list(
     .collect::<Vec<_>>();
     all.extend(args.iter().map(|a| a.to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let run = fetch(&refs);
+    let run = fetch_with_env(&refs, "", env);
     let rows = read_report(&report);
     (run, rows)
 }

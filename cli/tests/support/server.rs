@@ -98,6 +98,12 @@ impl Reply {
         Reply::bytes("text/html", encoder.finish().unwrap()).header("Content-Encoding", "gzip")
     }
 
+    /// The same reply with another status line.
+    pub fn status_code(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
@@ -123,8 +129,22 @@ impl Reply {
 /// `handler(request, n)`: `n` is how many earlier requests had the same path.
 type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
 
+/// What the server does with a connection after a complete response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keepalive {
+    /// Says `Connection: close` and closes: one request per connection.
+    Announced,
+    /// Says nothing and closes right after the response, like a server whose keep-alive
+    /// timeout is zero: a client that pools the connection races the FIN.
+    CloseSilently,
+    /// Says nothing, keeps the connection, and when the next request arrives on it closes it
+    /// unanswered with a reset: every reuse fails, deterministically, before any response byte.
+    DropReused,
+}
+
 struct Shared {
     handler: Box<Handler>,
+    keepalive: Keepalive,
     log: Mutex<Vec<Request>>,
     stopping: AtomicBool,
     stopped: (Mutex<bool>, Condvar),
@@ -138,10 +158,19 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static) -> TestServer {
+        TestServer::start_with(Keepalive::Announced, handler)
+    }
+
+    /// A server that treats finished connections as `keepalive` says.
+    pub fn start_with(
+        keepalive: Keepalive,
+        handler: impl Fn(&Request, usize) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
+            keepalive,
             log: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             stopped: (Mutex::new(false), Condvar::new()),
@@ -234,6 +263,9 @@ impl Shared {
 }
 
 fn serve(shared: &Shared, stream: TcpStream) {
+    // Bounded: a client that connects and sends nothing does not keep this thread forever.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
     let Some(request) = read_request(&stream) else {
         return;
     };
@@ -244,7 +276,19 @@ fn serve(shared: &Shared, stream: TcpStream) {
         earlier
     };
     let reply = (shared.handler)(&request, earlier);
-    let _ = respond(shared, stream, reply);
+    let Ok(Some(stream)) = respond(shared, stream, reply) else {
+        return;
+    };
+    match shared.keepalive {
+        Keepalive::Announced | Keepalive::CloseSilently => drop(stream),
+        Keepalive::DropReused => {
+            // Bounded: a client that never reuses the connection is let go after a while.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut byte = [0u8; 1];
+            let _ = stream.peek(&mut byte);
+            reset(stream);
+        }
+    }
 }
 
 fn read_request(stream: &TcpStream) -> Option<Request> {
@@ -272,8 +316,17 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
     })
 }
 
-fn respond(shared: &Shared, mut stream: TcpStream, reply: Reply) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} Test\r\nConnection: close\r\n", reply.status);
+/// Writes the reply; hands the stream back if the response was complete and the connection is
+/// still open.
+fn respond(
+    shared: &Shared,
+    mut stream: TcpStream,
+    reply: Reply,
+) -> std::io::Result<Option<TcpStream>> {
+    let mut head = format!("HTTP/1.1 {} Test\r\n", reply.status);
+    if shared.keepalive == Keepalive::Announced {
+        head.push_str("Connection: close\r\n");
+    }
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -290,22 +343,22 @@ fn respond(shared: &Shared, mut stream: TcpStream, reply: Reply) -> std::io::Res
         Delivery::Normal => {}
         Delivery::Delay(pause) => {
             if !shared.pause(Some(pause)) {
-                return Ok(());
+                return Ok(None);
             }
         }
         Delivery::NeverAnswer => {
             shared.pause(None);
-            return Ok(());
+            return Ok(None);
         }
         Delivery::Trickle(interval) => {
             stream.write_all(head.as_bytes())?;
             for byte in body {
                 stream.write_all(&[*byte])?;
                 if !shared.pause(Some(interval)) {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
-            return Ok(());
+            return Ok(None);
         }
         Delivery::HangAfter(n) | Delivery::CloseAfter(n) | Delivery::ResetAfter(n) => {
             stream.write_all(head.as_bytes())?;
@@ -318,12 +371,13 @@ fn respond(shared: &Shared, mut stream: TcpStream, reply: Reply) -> std::io::Res
                 Delivery::CloseAfter(_) => stream.shutdown(Shutdown::Both)?,
                 _ => reset(stream),
             }
-            return Ok(());
+            return Ok(None);
         }
     }
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
-    stream.flush()
+    stream.flush()?;
+    Ok(Some(stream))
 }
 
 /// Closes with SO_LINGER = 0, which makes the kernel send RST instead of FIN.
