@@ -252,8 +252,10 @@
 //!
 //! # 9. Async code
 //!
-//! A [`Task`] is also a future: `.await` it from any async runtime to run blocking work on a pool
-//! without blocking the runtime's threads.
+//! A [`Task`] is also a [`Future`](std::future::Future): `.await` it from any async runtime to run
+//! blocking work on a pool without blocking the runtime's threads, or hand tasks to combinators
+//! such as `futures::future::join_all` and `select_all`. Dropping a task's future only stops
+//! waiting; the work goes on (see "Cancel safety" in [`Task`]'s `Future` implementation).
 //!
 //! ```
 //! use futurepool::{TaskError, ThreadPool};
@@ -351,7 +353,7 @@ mod wire;
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
-pub use task::{Task, TaskFuture};
+pub use task::Task;
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
@@ -370,6 +372,11 @@ pub use process_pool::{
 /// ```
 #[cfg(not(target_os = "linux"))]
 pub fn init() {}
+
+// The package README's examples run as doc tests, so what crates.io shows stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// What `register!` expands to; not public API.
 #[doc(hidden)]

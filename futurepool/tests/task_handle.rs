@@ -296,9 +296,6 @@ fn awaiting_a_cancelled_task_gives_cancelled() {
     let held = held_pool();
     let task = held.pool.submit(|| 1);
     task.cancel();
-    assert_eq!(
-        block_on(async move { task.await }),
-        Err(TaskError::Cancelled)
-    );
+    assert_eq!(block_on(task), Err(TaskError::Cancelled));
     held.release.send(()).unwrap();
 }
