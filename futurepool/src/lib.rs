@@ -222,8 +222,8 @@
 //! [`submit_with_time_limit(f, arg, Some(limit))`](ProcessPool::submit_with_time_limit).
 //!
 //! **In tests**, libtest owns `main`, so put [`test_support!()`](test_support) once in each test
-//! file that creates a `ProcessPool` (next to its `register!`): the workers then re-run the test
-//! binary selecting only the entry it defines. Process pools are Linux-only; elsewhere
+//! file that creates a `ProcessPool` (next to its `register!`): a worker started from the test
+//! binary then serves before libtest starts, so `cargo test` shows your tests only. Process pools are Linux-only; elsewhere
 //! `ProcessPool` does not exist (a compile error, not a run-time surprise) and `init()` does
 //! nothing.
 //!
@@ -382,7 +382,7 @@ struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     #[cfg(target_os = "linux")]
-    pub use crate::process_pool::TEST_ENTRIES;
+    pub use crate::process_pool::test_support_start;
     pub use crate::registry::{describe, Function, Registration, REGISTRATIONS};
     pub use linkme;
 

@@ -32,7 +32,7 @@ pub use self::builder::ProcessPoolBuilder;
 pub use self::map::{ProcessMap, ProcessMapUnordered};
 pub use self::worker::init;
 #[doc(hidden)]
-pub use self::worker::TEST_ENTRIES;
+pub use self::worker::test_support_start;
 
 use self::sink::{Fallible, Plain, Sink, TaskSink};
 use self::state::{Config, KillCause, Pending, Shared, Work};

@@ -275,6 +275,15 @@ pub(crate) fn build_id() -> u64 {
     registry().build_id
 }
 
+/// The name of the function at registry index `index` (see [`index_of`]), for messages.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // The process pool's worker names its panics.
+pub(crate) fn name_at(index: u32) -> Option<&'static str> {
+    registry()
+        .functions
+        .get(index as usize)
+        .map(|(name, _)| *name)
+}
+
 /// FNV-1a, 64 bits: tiny, and stable across Rust releases (std's hashers promise neither).
 struct Fnv1a(u64);
 
