@@ -19,6 +19,7 @@ mod supervisor;
 mod worker;
 
 use std::convert::Infallible;
+use std::fmt;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -109,7 +110,8 @@ pub struct ProcessPool {
 /// // No `futurepool::init()` in this program's main:
 /// assert!(matches!(ProcessPool::new(1), Err(ProcessPoolError::NotInitialized)));
 /// ```
-#[derive(Debug, thiserror::Error)]
+// `Debug` is written out below: `.unwrap()` prints it, and it must carry the fix too.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessPoolError {
     /// `futurepool::init()` was not called. Workers re-run this executable, and without `init()`
@@ -126,9 +128,6 @@ pub enum ProcessPoolError {
          `futurepool::init()` first; refusing to start more workers"
     )]
     InsideUninitializedWorker,
-    /// `max_workers` was 0.
-    #[error("a process pool needs at least one worker")]
-    NoWorkers,
     /// The initializer is not registered or its argument does not serialize.
     #[error("bad initializer: {0}")]
     Initializer(Reason),
@@ -140,12 +139,33 @@ pub enum ProcessPoolError {
     Thread(std::io::Error),
 }
 
+impl fmt::Debug for ProcessPoolError {
+    /// The variant and its message, so `.unwrap()` of `NotInitialized` says what to do (a derived
+    /// `Debug` printed only `NotInitialized`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            ProcessPoolError::NotInitialized => "NotInitialized",
+            ProcessPoolError::InsideUninitializedWorker => "InsideUninitializedWorker",
+            ProcessPoolError::Initializer(_) => "Initializer",
+            ProcessPoolError::NoExecutable(_) => "NoExecutable",
+            ProcessPoolError::Thread(_) => "Thread",
+        };
+        write!(f, "{variant}: {self}")
+    }
+}
+
 impl ProcessPool {
     /// A pool of at most `max_workers` worker processes, with default settings.
     ///
     /// # Errors
     ///
     /// See [`ProcessPoolError`].
+    ///
+    /// # Panics
+    ///
+    /// If `max_workers` is 0, at the caller's line, as [`ThreadPool::new`](crate::ThreadPool::new)
+    /// does (a count that makes the pool useless is a bug in the calling code; what the
+    /// environment can make fail is an error).
     ///
     /// # Examples
     ///
@@ -154,6 +174,7 @@ impl ProcessPool {
     /// let pool = futurepool::ProcessPool::new(4).unwrap();
     /// assert_eq!(pool.max_workers(), 4);
     /// ```
+    #[track_caller]
     pub fn new(max_workers: usize) -> Result<ProcessPool, ProcessPoolError> {
         ProcessPool::builder().max_workers(max_workers).build()
     }
