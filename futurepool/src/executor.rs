@@ -11,6 +11,18 @@ use crate::{Map, MapUnordered, Task};
 ///
 /// Blanket-implemented; you never implement it yourself.
 ///
+/// # Serde attributes that fail off-thread
+///
+/// Process pools and the cluster encode payloads with [postcard](https://docs.rs/postcard),
+/// which is compact because it does not describe itself. Serde features that need a
+/// self-describing format therefore compile, work on a thread pool (which never serializes), and
+/// fail at run time with [`TaskError::Transfer`](crate::TaskError::Transfer) on processes and the
+/// cluster: `#[serde(untagged)]`, `#[serde(flatten)]`, internally or adjacently tagged enums
+/// (`#[serde(tag = "...")]`), `skip_serializing_if` (the reader cannot know a field was
+/// skipped), and types that call `deserialize_any` (such as `serde_json::Value`). Use plain
+/// structs and externally tagged enums (serde's default), `Option` fields instead of skipped ones,
+/// and a `String` or `Vec<u8>` of JSON for free-form data.
+///
 /// # Examples
 ///
 /// ```
@@ -23,9 +35,11 @@ impl<P: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for P {}
 /// A function any executor can run: a plain `fn` item such as `square` in `pool.submit_fn(square, 3)`.
 ///
 /// Blanket-implemented. The process pool and the cluster find the function by its *item type*
-/// (every `fn` item has its own zero-sized type), which is exact whatever the optimizer does;
-/// closures satisfy the bound too but are not registered, so those executors fail such a task with
-/// [`TaskError::Transfer`](crate::TaskError::Transfer) naming the fix.
+/// (every `fn` item has its own zero-sized type), which is exact whatever the optimizer does; a
+/// value coerced to a `fn` pointer falls back to its address, best effort. Closures satisfy the
+/// bound too but cannot be registered, so those executors fail such a task with
+/// [`TaskError::Transfer`](crate::TaskError::Transfer): make the closure a named `fn` and pass
+/// what it captured in the argument (a tuple for several values).
 ///
 /// # Examples
 ///

@@ -334,8 +334,12 @@
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// docs.rs (nightly, `--cfg docsrs`): badges such as "Available on crate feature cluster only" on
+// feature- and platform-gated items. Stable builds never see the attribute.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
 mod error;
 mod executor;
@@ -358,6 +362,7 @@ pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub use process_pool::{
     init, ProcessMap, ProcessMapUnordered, ProcessPool, ProcessPoolBuilder, ProcessPoolError,
 };

@@ -1,4 +1,4 @@
-//! The task handle (semantics F1–F6), ported from CPython's `test_concurrent_futures/test_future.py`.
+//! The task handle, ported from CPython's `test_concurrent_futures/test_future.py`.
 
 use std::future::Future;
 use std::pin::pin;

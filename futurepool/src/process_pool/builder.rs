@@ -151,7 +151,7 @@ impl ProcessPoolBuilder {
     }
 
     /// Each worker exits after this many tasks (a `map` chunk counts as one) and is replaced
-    /// while work remains: a cure for leaks in code you do not control (semantics P5).
+    /// while work remains: a cure for leaks in code you do not control (Python's `max_tasks_per_child`).
     ///
     /// # Panics
     ///

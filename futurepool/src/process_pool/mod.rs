@@ -50,10 +50,21 @@ const FRAME_OVERHEAD: usize = 64;
 ///
 /// - Work is a plain function `fn(A) -> R` registered with [`register!`](crate::register), with
 ///   a serde-serializable argument and result ([`Payload`]). Pass the function itself
-///   (`pool.submit(crunch, 42)`): it is identified exactly by its type. A `fn` pointer (as the
-///   [`Executor`] trait passes) is looked up by address, which an optimized build does not
-///   always preserve for tiny functions; the error says so if it misses. Workers are this same executable
-///   started again; [`init`] as the first line of `main` turns such a start into a worker.
+///   (`pool.submit(crunch, 42)`, or through the [`Executor`] trait, which passes it on
+///   unchanged): it is found by its *item type* (every `fn` item has its own), exactly, whatever
+///   the optimizer does. Only a value already coerced to a `fn` pointer
+///   (`let f: fn(u64) -> u64 = crunch;`) is looked up by address, which an optimized build does
+///   not always preserve for tiny functions; the error says so if it misses. A closure cannot be
+///   registered: make it a named `fn` and pass what it captured as (part of) the argument.
+///   Workers are this same executable started again; [`init`] as the first line of `main` turns
+///   such a start into a worker.
+/// - Arguments and results cross in [postcard](https://docs.rs/postcard), a compact format that
+///   does not describe itself, so serde attributes that need a self-describing format compile
+///   but fail at run time here (and on the cluster), though they work on a thread pool:
+///   `#[serde(untagged)]`, `#[serde(flatten)]`, internally or adjacently tagged enums
+///   (`#[serde(tag = ...)]`), `skip_serializing_if`, and anything that calls
+///   `deserialize_any` (`serde_json::Value`). Such a task fails with [`TaskError::Transfer`],
+///   whose message names these as the likely cause.
 /// - Workers start on demand (at most one per submit, only when none is idle) and are reused.
 /// - A panic fails its task with the message and location; the worker lives on.
 /// - A worker that dies (killed, `abort()`, segfault, `exit`) fails only the task it was running,
@@ -347,8 +358,9 @@ impl ProcessPool {
         let work = registry::index_of_item(f).and_then(|function| {
             let arg = postcard::to_allocvec(arg).map_err(|e| {
                 Reason::new(format!(
-                    "the argument (a `{}`) does not serialize: {e}",
-                    std::any::type_name::<A>()
+                    "the argument (a `{}`) does not serialize: {e}{}",
+                    std::any::type_name::<A>(),
+                    crate::wire::postcard_hint(&e)
                 ))
             })?;
             Ok(Work::One { function, arg })
@@ -383,7 +395,7 @@ impl ProcessPool {
     /// Shuts the pool down: later submits fail with [`TaskError::ShutDown`]; with
     /// `cancel_pending`, queued tasks are cancelled at once; running ones finish. With `wait`,
     /// returns once every accepted task is settled and every worker has exited. Safe to call
-    /// many times (semantics E2).
+    /// many times.
     ///
     /// # Examples
     ///
@@ -440,7 +452,7 @@ impl ProcessPool {
 
     /// Shuts down with `cancel_pending`, then sends `SIGTERM` to every worker and waits for
     /// them: tasks they were running fail with [`TaskError::WorkerLost`]. Safe to repeat;
-    /// afterwards submits fail with [`TaskError::ShutDown`] (semantics P6).
+    /// afterwards submits fail with [`TaskError::ShutDown`].
     ///
     /// # Examples
     ///

@@ -72,9 +72,10 @@ where
         invoke: Box::new(move |arg_bytes, out| {
             let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
                 InvokeError::BadArgument(format!(
-                    "cannot decode a `{}` from {} bytes: {e}",
+                    "cannot decode a `{}` from {} bytes: {e}{}",
                     type_name::<A>(),
-                    arg_bytes.len()
+                    arg_bytes.len(),
+                    crate::wire::postcard_hint(&e)
                 ))
             })?;
             let value = crate::panic::catch(move || f(arg)).map_err(InvokeError::Panicked)?;
@@ -82,8 +83,9 @@ where
             postcard::serialize_with_flavor(&value, crate::wire::AppendTo(out)).map_err(|e| {
                 out.truncate(start);
                 InvokeError::Unserializable(format!(
-                    "the `{}` it returned cannot be serialized: {e}",
-                    type_name::<R>()
+                    "the `{}` it returned cannot be serialized: {e}{}",
+                    type_name::<R>(),
+                    crate::wire::postcard_hint(&e)
                 ))
             })
         }),
@@ -163,10 +165,17 @@ fn not_registered(what: &str, pointer: bool) -> Reason {
     } else {
         ""
     };
+    // A closure's type name ends in `{{closure}}`; `register!` takes only named functions.
+    let what_to_do = if what.contains("{{closure}}") {
+        "a closure cannot be registered: make it a named `fn(A) -> R`, pass what it captured in \
+         its argument (a tuple for several values), and add that function to a \
+         `futurepool::register!(...)` list (any module of the binary)"
+    } else {
+        "add it to a `futurepool::register!(...)` list (any module of the binary) so worker \
+         processes can find it by name"
+    };
     Reason::new(format!(
-        "the function `{what}` that was submitted is not registered: add it to a \
-         `futurepool::register!(...)` list (any module of the binary) so worker processes can \
-         find it by name{hint}"
+        "the function `{what}` that was submitted is not registered: {what_to_do}{hint}"
     ))
 }
 
