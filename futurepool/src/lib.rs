@@ -250,6 +250,10 @@
 //! assert_eq!(total_words(&ThreadPool::new(2), docs), 3);
 //! ```
 //!
+//! To pick the pool at run time (from a flag or a config file), wrap it in an [`AnyExecutor`]:
+//! `let pool: AnyExecutor = if isolate { ProcessPool::new(4)?.into() } else { ThreadPool::new(4).into() };`
+//! — an `Executor` itself, so `total_words(&pool, docs)` works the same.
+//!
 //! # 9. Async code
 //!
 //! A [`Task`] is also a [`Future`](std::future::Future): `.await` it from any async runtime to run
@@ -282,6 +286,25 @@
 //!
 //! let pool = ThreadPool::new(2);
 //! assert_eq!(block_on(sizes(&pool)), Ok((1024, 2048)));
+//! ```
+//!
+//! **With tokio and a process pool**, do not use `#[tokio::main]`: it builds the runtime, with
+//! its worker threads, *before* your `main` body runs, so `init()` comes second and every worker
+//! process would start tokio's threads before turning into a worker. Call `init()` first in a
+//! plain `main`, then build the runtime:
+//!
+//! ```
+//! fn square(n: u64) -> u64 { n * n }
+//! futurepool::register!(square);
+//!
+//! fn main() {
+//!     futurepool::init(); // a worker process serves here, before any runtime exists
+//!     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+//!     runtime.block_on(async {
+//!         let pool = futurepool::ProcessPool::new(2).expect("start the workers");
+//!         assert_eq!(pool.submit(square, 12).await, Ok(144));
+//!     });
+//! }
 //! ```
 //!
 //! # 10. The cluster
@@ -355,7 +378,7 @@ mod wait;
 mod wire;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
-pub use executor::{Executor, Payload, Shutdown, TaskFn};
+pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
 pub use task::Task;
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};

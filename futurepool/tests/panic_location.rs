@@ -121,3 +121,18 @@ fn resume_unwind_says_no_hook_ran_and_stacks_no_hooks() {
         assert_located_here(&panic_of(pool.submit(|| panic!("plain")).result()));
     });
 }
+
+#[test]
+fn location_survives_a_hook_installed_inside_a_tokio_runtime() {
+    let _turn = one_at_a_time();
+    support::within(LIMIT, "panics awaited under tokio", || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            quiet_hook();
+            let pool = ThreadPool::new(1);
+            assert_located_here(&panic_of(pool.submit(|| panic!("first")).await));
+            quiet_hook();
+            assert_located_here(&panic_of(pool.submit(|| panic!("second")).await));
+        });
+    });
+}

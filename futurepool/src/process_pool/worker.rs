@@ -42,6 +42,10 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 /// refuses to start without it. Test binaries use
 /// [`test_support!`](crate::test_support) instead, since libtest owns their `main`.
 ///
+/// "First" means before anything that starts threads or does work: with tokio, call `init()` in
+/// a plain `main` and build the runtime after it, rather than using `#[tokio::main]` (which
+/// starts the runtime's threads before `main`'s body); see the crate docs, "Async code".
+///
 /// # Examples
 ///
 /// ```
