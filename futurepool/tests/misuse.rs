@@ -7,6 +7,7 @@
 mod support;
 
 use std::panic::{self, Location};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,4 +74,35 @@ fn unwrapping_not_initialized_prints_the_fix() {
         debug.contains("futurepool::init()") && debug.contains("test_support!"),
         "{debug}"
     );
+}
+
+#[test]
+#[ignore = "helper: run in a child process by a_worker_without_init_cannot_start_workers"]
+fn helper_create_pool_as_uninitialized_worker() {
+    let outcome = ProcessPool::new(1);
+    assert!(
+        matches!(outcome, Err(ProcessPoolError::InsideUninitializedWorker)),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_worker_without_init_cannot_start_workers() {
+    // Stands for a binary whose main forgot `futurepool::init()` (this one has no
+    // `test_support!`, which would be its `init()`): started as a worker, its main runs and
+    // tries to create a pool of its own. That must fail, not fork forever.
+    support::within(LIMIT, "a worker without init", || {
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "helper_create_pool_as_uninitialized_worker",
+                "--exact",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env("FUTUREPOOL_WORKER", "1")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
 }
