@@ -291,16 +291,24 @@
 //! **With tokio and a process pool**, do not use `#[tokio::main]`: it builds the runtime, with
 //! its worker threads, *before* your `main` body runs, so `init()` comes second and every worker
 //! process would start tokio's threads before turning into a worker. Call `init()` first in a
-//! plain `main`, then build the runtime:
+//! plain `main`, then build the runtime (this crate does not depend on tokio, so the example is
+//! not compiled here; the same shape with `futures::executor::block_on` runs as a test below):
+//!
+//! ```ignore
+//! fn main() {
+//!     futurepool::init(); // a worker process serves here, before any runtime exists
+//!     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+//!     runtime.block_on(async_main());
+//! }
+//! ```
 //!
 //! ```
 //! fn square(n: u64) -> u64 { n * n }
 //! futurepool::register!(square);
 //!
 //! fn main() {
-//!     futurepool::init(); // a worker process serves here, before any runtime exists
-//!     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
-//!     runtime.block_on(async {
+//!     futurepool::init();
+//!     futures::executor::block_on(async {
 //!         let pool = futurepool::ProcessPool::new(2).expect("start the workers");
 //!         assert_eq!(pool.submit(square, 12).await, Ok(144));
 //!     });

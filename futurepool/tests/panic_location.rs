@@ -123,11 +123,10 @@ fn resume_unwind_says_no_hook_ran_and_stacks_no_hooks() {
 }
 
 #[test]
-fn location_survives_a_hook_installed_inside_a_tokio_runtime() {
+fn location_survives_a_hook_installed_inside_async_code() {
     let _turn = one_at_a_time();
-    support::within(LIMIT, "panics awaited under tokio", || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
+    support::within(LIMIT, "panics awaited from async code", || {
+        futures::executor::block_on(async {
             quiet_hook();
             let pool = ThreadPool::new(1);
             assert_located_here(&panic_of(pool.submit(|| panic!("first")).await));

@@ -368,7 +368,10 @@ fn outcome_of_error(error: &InvokeError) -> Outcome<'_> {
 /// is how the `ctor` crate works. What std would have set up by `main` and a worker depends on is
 /// redone first: `SIGPIPE` is ignored, as std's runtime does, so a write to a closed pipe is an
 /// error and not a kill. Nothing in the constructor unwinds: the worker catches every task's
-/// panic, and it leaves with `std::process::exit`.
+/// panic, and it leaves with `std::process::exit`. One difference remains: std installs its
+/// main-thread stack-overflow handler only in its own start-up, so a task that overflows the
+/// stack ends such a worker with `SIGSEGV` rather than std's message and `SIGABRT`; either way
+/// only that task fails, with [`TaskError::WorkerLost`](crate::TaskError::WorkerLost).
 ///
 /// # Examples
 ///
