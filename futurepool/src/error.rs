@@ -196,6 +196,8 @@ pub struct Panic(Arc<PanicDetails>);
 struct PanicDetails {
     message: String,
     location: Option<String>,
+    /// Why `location` is `None`, when futurepool knows (see [`Panic::location`]).
+    missing_location: Option<&'static str>,
 }
 
 impl Panic {
@@ -212,6 +214,16 @@ impl Panic {
         Panic(Arc::new(PanicDetails {
             message: message.into(),
             location,
+            missing_location: None,
+        }))
+    }
+
+    /// This panic, noting why its location is unknown; `Display` shows it.
+    pub(crate) fn with_missing_location(self, why: &'static str) -> Self {
+        Panic(Arc::new(PanicDetails {
+            message: self.0.message.clone(),
+            location: None,
+            missing_location: Some(why),
         }))
     }
 
@@ -250,6 +262,21 @@ impl Panic {
 
     /// Where the panic happened, as `file:line:column`, when it was recorded.
     ///
+    /// futurepool learns a location from a panic hook it installs in front of the program's. It
+    /// is `None` only when no hook of futurepool's saw the panic: the program replaced the panic
+    /// hook while the task ran (later tasks have their location again), the panic was raised with
+    /// `std::panic::resume_unwind` (which runs no hook), or the program installed a hook that
+    /// does not call the one it replaced. The panic's `Display` then says which. A program that
+    /// sets its own hook keeps every location by chaining the previous one:
+    ///
+    /// ```
+    /// let previous = std::panic::take_hook();
+    /// std::panic::set_hook(Box::new(move |info| {
+    ///     // ... your own reporting ...
+    ///     previous(info); // futurepool's hook (if installed) records the location here
+    /// }));
+    /// ```
+    ///
     /// # Examples
     ///
     /// ```
@@ -265,6 +292,8 @@ impl fmt::Display for Panic {
         f.write_str(&self.0.message)?;
         if let Some(location) = &self.0.location {
             write!(f, " (at {location})")?;
+        } else if let Some(why) = self.0.missing_location {
+            write!(f, " (location unknown: {why})")?;
         }
         Ok(())
     }
@@ -275,6 +304,7 @@ impl fmt::Debug for Panic {
         f.debug_struct("Panic")
             .field("message", &self.0.message)
             .field("location", &self.0.location)
+            .field("missing_location", &self.0.missing_location)
             .finish()
     }
 }

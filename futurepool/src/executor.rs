@@ -11,6 +11,18 @@ use crate::{Map, MapUnordered, Task};
 ///
 /// Blanket-implemented; you never implement it yourself.
 ///
+/// # Serde attributes that fail off-thread
+///
+/// Process pools and the cluster encode payloads with [postcard](https://docs.rs/postcard),
+/// which is compact because it does not describe itself. Serde features that need a
+/// self-describing format therefore compile, work on a thread pool (which never serializes), and
+/// fail at run time with [`TaskError::Transfer`](crate::TaskError::Transfer) on processes and the
+/// cluster: `#[serde(untagged)]`, `#[serde(flatten)]`, internally or adjacently tagged enums
+/// (`#[serde(tag = "...")]`), `skip_serializing_if` (the reader cannot know a field was
+/// skipped), and types that call `deserialize_any` (such as `serde_json::Value`). Use plain
+/// structs and externally tagged enums (serde's default), `Option` fields instead of skipped ones,
+/// and a `String` or `Vec<u8>` of JSON for free-form data.
+///
 /// # Examples
 ///
 /// ```
@@ -23,9 +35,11 @@ impl<P: Serialize + DeserializeOwned + Send + Sync + 'static> Payload for P {}
 /// A function any executor can run: a plain `fn` item such as `square` in `pool.submit_fn(square, 3)`.
 ///
 /// Blanket-implemented. The process pool and the cluster find the function by its *item type*
-/// (every `fn` item has its own zero-sized type), which is exact whatever the optimizer does;
-/// closures satisfy the bound too but are not registered, so those executors fail such a task with
-/// [`TaskError::Transfer`](crate::TaskError::Transfer) naming the fix.
+/// (every `fn` item has its own zero-sized type), which is exact whatever the optimizer does; a
+/// value coerced to a `fn` pointer falls back to its address, best effort. Closures satisfy the
+/// bound too but cannot be registered, so those executors fail such a task with
+/// [`TaskError::Transfer`](crate::TaskError::Transfer): make the closure a named `fn` and pass
+/// what it captured in the argument (a tuple for several values).
 ///
 /// # Examples
 ///
@@ -133,6 +147,15 @@ impl Shutdown {
 /// }
 ///
 /// assert_eq!(sum_of_squares(&ThreadPool::new(2), 4), 0 + 1 + 4 + 9);
+/// ```
+///
+/// # Choosing the pool at run time
+///
+/// The methods are generic, so `Executor` is not dyn-compatible; [`AnyExecutor`] is the form to
+/// choose a backend at run time with (it says why it is an enum and not a trait object):
+///
+/// ```compile_fail,E0038
+/// fn takes_any(pool: &dyn futurepool::Executor) {}
 /// ```
 pub trait Executor {
     /// Runs `f(arg)` and returns its task.
@@ -252,5 +275,133 @@ pub trait Executor {
             move |arg| self.submit_fn(f, arg),
             self.default_map_buffer(),
         )
+    }
+}
+
+/// A pool chosen at run time: any of futurepool's executors behind one type, itself an
+/// [`Executor`].
+///
+/// `Executor` cannot be a trait object (`dyn Executor` is error E0038): its methods are generic
+/// over the function, argument and result types, and a vtable holds one entry per method, not
+/// one per type. A type-erased trait object would have to serialize every argument even on
+/// threads and hand back tasks that only mirror the real ones (so `cancel` and `is_running`
+/// could not keep their meaning). `AnyExecutor` is the dyn-compatible form without those costs:
+/// an enum of the executors futurepool has, each variant forwarding to its pool, so every task
+/// behaves exactly as on that pool. Choose the variant at run time; pass `&AnyExecutor` (or
+/// `impl Executor`) around.
+///
+/// For an executor of your own, write the same kind of enum with it as one more variant.
+///
+/// # Examples
+///
+/// The backend picked from configuration:
+///
+/// ```
+/// use futurepool::{AnyExecutor, Executor, ThreadPool};
+///
+/// fn checksum(data: Vec<u8>) -> u32 {
+///     data.iter().map(|&b| u32::from(b)).sum()
+/// }
+/// futurepool::register!(checksum);
+///
+/// fn pick(isolate: bool, workers: usize) -> AnyExecutor {
+///     if isolate {
+///         #[cfg(target_os = "linux")]
+///         return futurepool::ProcessPool::new(workers).expect("start workers").into();
+///     }
+///     ThreadPool::new(workers).into()
+/// }
+///
+/// fn main() {
+///     futurepool::init(); // needed once a ProcessPool may be chosen
+///     let isolate = std::env::args().any(|a| a == "--isolate");
+///     let pool: AnyExecutor = pick(isolate, 2);
+///     let sums: Vec<u32> = pool
+///         .map_fn(checksum, vec![vec![1, 2], vec![3]])
+///         .map(Result::unwrap)
+///         .collect();
+///     assert_eq!(sums, [3, 3]);
+///     // The same code on processes:
+///     # #[cfg(target_os = "linux")]
+///     # {
+///     let processes = pick(true, 1);
+///     assert_eq!(processes.submit_fn(checksum, vec![4]).result(), Ok(4));
+///     # }
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyExecutor {
+    /// A [`ThreadPool`](crate::ThreadPool).
+    Threads(crate::ThreadPool),
+    /// A [`ProcessPool`](crate::ProcessPool) (Linux only).
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+    Processes(crate::ProcessPool),
+    /// A [`ClusterPool`](crate::cluster::ClusterPool) (the `cluster` feature).
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    Cluster(crate::cluster::ClusterPool),
+}
+
+/// Forwards one expression to whichever pool `$self` holds.
+macro_rules! on_each_pool {
+    ($self:expr, $pool:ident => $body:expr) => {
+        match $self {
+            AnyExecutor::Threads($pool) => $body,
+            #[cfg(target_os = "linux")]
+            AnyExecutor::Processes($pool) => $body,
+            #[cfg(feature = "cluster")]
+            AnyExecutor::Cluster($pool) => $body,
+        }
+    };
+}
+
+impl Executor for AnyExecutor {
+    fn submit_fn<F, A, R>(&self, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        on_each_pool!(self, pool => pool.submit_fn(f, arg))
+    }
+
+    fn submit_fallible_fn<F, A, R, E>(&self, f: F, arg: A) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
+        on_each_pool!(self, pool => pool.submit_fallible_fn(f, arg))
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        on_each_pool!(self, pool => Executor::shutdown(pool, how))
+    }
+
+    fn default_map_buffer(&self) -> usize {
+        on_each_pool!(self, pool => pool.default_map_buffer())
+    }
+}
+
+impl From<crate::ThreadPool> for AnyExecutor {
+    fn from(pool: crate::ThreadPool) -> Self {
+        AnyExecutor::Threads(pool)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl From<crate::ProcessPool> for AnyExecutor {
+    fn from(pool: crate::ProcessPool) -> Self {
+        AnyExecutor::Processes(pool)
+    }
+}
+
+#[cfg(feature = "cluster")]
+impl From<crate::cluster::ClusterPool> for AnyExecutor {
+    fn from(pool: crate::cluster::ClusterPool) -> Self {
+        AnyExecutor::Cluster(pool)
     }
 }

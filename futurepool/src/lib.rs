@@ -222,8 +222,8 @@
 //! [`submit_with_time_limit(f, arg, Some(limit))`](ProcessPool::submit_with_time_limit).
 //!
 //! **In tests**, libtest owns `main`, so put [`test_support!()`](test_support) once in each test
-//! file that creates a `ProcessPool` (next to its `register!`): the workers then re-run the test
-//! binary selecting only the entry it defines. Process pools are Linux-only; elsewhere
+//! file that creates a `ProcessPool` (next to its `register!`): a worker started from the test
+//! binary then serves before libtest starts, so `cargo test` shows your tests only. Process pools are Linux-only; elsewhere
 //! `ProcessPool` does not exist (a compile error, not a run-time surprise) and `init()` does
 //! nothing.
 //!
@@ -250,10 +250,16 @@
 //! assert_eq!(total_words(&ThreadPool::new(2), docs), 3);
 //! ```
 //!
+//! To pick the pool at run time (from a flag or a config file), wrap it in an [`AnyExecutor`]:
+//! `let pool: AnyExecutor = if isolate { ProcessPool::new(4)?.into() } else { ThreadPool::new(4).into() };`
+//! — an `Executor` itself, so `total_words(&pool, docs)` works the same.
+//!
 //! # 9. Async code
 //!
-//! A [`Task`] is also a future: `.await` it from any async runtime to run blocking work on a pool
-//! without blocking the runtime's threads.
+//! A [`Task`] is also a [`Future`](std::future::Future): `.await` it from any async runtime to run
+//! blocking work on a pool without blocking the runtime's threads, or hand tasks to combinators
+//! such as `futures::future::join_all` and `select_all`. Dropping a task's future only stops
+//! waiting; the work goes on (see "Cancel safety" in [`Task`]'s `Future` implementation).
 //!
 //! ```
 //! use futurepool::{TaskError, ThreadPool};
@@ -280,6 +286,33 @@
 //!
 //! let pool = ThreadPool::new(2);
 //! assert_eq!(block_on(sizes(&pool)), Ok((1024, 2048)));
+//! ```
+//!
+//! **With tokio and a process pool**, do not use `#[tokio::main]`: it builds the runtime, with
+//! its worker threads, *before* your `main` body runs, so `init()` comes second and every worker
+//! process would start tokio's threads before turning into a worker. Call `init()` first in a
+//! plain `main`, then build the runtime (this crate does not depend on tokio, so the example is
+//! not compiled here; the same shape with `futures::executor::block_on` runs as a test below):
+//!
+//! ```ignore
+//! fn main() {
+//!     futurepool::init(); // a worker process serves here, before any runtime exists
+//!     let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+//!     runtime.block_on(async_main());
+//! }
+//! ```
+//!
+//! ```
+//! fn square(n: u64) -> u64 { n * n }
+//! futurepool::register!(square);
+//!
+//! fn main() {
+//!     futurepool::init();
+//!     futures::executor::block_on(async {
+//!         let pool = futurepool::ProcessPool::new(2).expect("start the workers");
+//!         assert_eq!(pool.submit(square, 12).await, Ok(144));
+//!     });
+//! }
 //! ```
 //!
 //! # 10. The cluster
@@ -332,8 +365,12 @@
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// docs.rs (nightly, `--cfg docsrs`): badges such as "Available on crate feature cluster only" on
+// feature- and platform-gated items. Stable builds never see the attribute.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub mod cluster;
 mod error;
 mod executor;
@@ -349,13 +386,14 @@ mod wait;
 mod wire;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
-pub use executor::{Executor, Payload, Shutdown, TaskFn};
+pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
-pub use task::{Task, TaskFuture};
+pub use task::Task;
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub use process_pool::{
     init, ProcessMap, ProcessMapUnordered, ProcessPool, ProcessPoolBuilder, ProcessPoolError,
 };
@@ -371,11 +409,16 @@ pub use process_pool::{
 #[cfg(not(target_os = "linux"))]
 pub fn init() {}
 
+// The package README's examples run as doc tests, so what crates.io shows stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// What `register!` expands to; not public API.
 #[doc(hidden)]
 pub mod __private {
     #[cfg(target_os = "linux")]
-    pub use crate::process_pool::TEST_ENTRIES;
+    pub use crate::process_pool::test_support_start;
     pub use crate::registry::{describe, Function, Registration, REGISTRATIONS};
     pub use linkme;
 

@@ -1,4 +1,4 @@
-//! `as_completed` (semantics A1), ported from CPython's
+//! `as_completed`, ported from CPython's
 //! `test_concurrent_futures/test_as_completed.py`.
 
 use std::sync::{mpsc, Arc, Weak};

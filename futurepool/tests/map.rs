@@ -1,4 +1,4 @@
-//! `map` and `map_unordered` (semantics M1–M4), ported from CPython's `executor.py` map tests and
+//! `map` and `map_unordered`, ported from CPython's `executor.py` map tests and
 //! the Python 3.14 `buffersize` tests.
 
 use std::collections::HashSet;

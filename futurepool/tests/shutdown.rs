@@ -1,4 +1,4 @@
-//! Shutting a pool down (semantics E1, E2), ported from CPython's
+//! Shutting a pool down (submit after shutdown, repeated shutdowns), ported from CPython's
 //! `test_concurrent_futures/test_shutdown.py`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -98,7 +98,7 @@ fn dropping_the_pool_waits_for_every_accepted_task() {
     let pool = ThreadPool::new(2);
     for _ in 0..100 {
         let finished = Arc::clone(&finished);
-        // Handles dropped at once: the work still runs (semantics F6).
+        // Handles dropped at once: the work still runs.
         pool.submit(move || {
             std::thread::yield_now();
             finished.fetch_add(1, Ordering::SeqCst);

@@ -1,4 +1,4 @@
-//! The task handle (semantics F1–F6), ported from CPython's `test_concurrent_futures/test_future.py`.
+//! The task handle, ported from CPython's `test_concurrent_futures/test_future.py`.
 
 use std::future::Future;
 use std::pin::pin;
@@ -305,9 +305,6 @@ fn awaiting_a_cancelled_task_gives_cancelled() {
     let held = held_pool();
     let task = held.pool.submit(|| 1);
     task.cancel();
-    assert_eq!(
-        block_on(async move { task.await }),
-        Err(TaskError::Cancelled)
-    );
+    assert_eq!(block_on(task), Err(TaskError::Cancelled));
     held.release.send(()).unwrap();
 }

@@ -1,4 +1,4 @@
-//! The thread pool's own behaviour (semantics E3–E6), ported from CPython's
+//! The thread pool's own behaviour, ported from CPython's
 //! `test_concurrent_futures/test_thread_pool.py` and `executor.py`.
 
 use std::collections::HashSet;

@@ -1,4 +1,4 @@
-//! `wait` (semantics W1, W2), ported from CPython's `test_concurrent_futures/test_wait.py`.
+//! `wait`, ported from CPython's `test_concurrent_futures/test_wait.py`.
 
 use std::sync::mpsc;
 use std::time::Duration;

@@ -9,8 +9,9 @@
 //!
 //! Nothing here is a protocol of our own: the queue is a Redis stream, the pool a consumer group,
 //! the in-flight set the group's pending entries list, dead-worker recovery `XPENDING IDLE` +
-//! `XCLAIM` with the delivery count as the retry budget. `README.md` beside this file gives the
-//! key layout, the message flow and the guarantees, stated exactly.
+//! `XCLAIM` with the delivery count as the retry budget. The design note below (the
+//! repository's `futurepool/src/cluster/README.md`) gives the key layout, the message flow and the
+//! guarantees, stated exactly.
 //!
 //! Layout:
 //! - `client.rs`: [`ClusterPool`] and its submitter and listener threads;
@@ -22,6 +23,10 @@
 //!   retried with backoff within a bound, permanent ones stop the loop with the error, and a
 //!   refused batch is sent item by item so only the refused task fails;
 //! - `status.rs`: [`status`]; `signals.rs`, `backoff.rs`: clean stops and reconnection.
+//!
+//! ---
+//!
+#![doc = include_str!("README.md")]
 
 mod backend;
 mod backoff;

@@ -27,7 +27,7 @@ pub use self::unordered::MapUnordered;
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     buffer: usize,
-    /// When the map was created; a timeout counts from here (semantics M4).
+    /// When the map was created; a timeout counts from here.
     created: Instant,
     deadline: Option<Instant>,
 }
@@ -62,10 +62,10 @@ impl Limits {
 ///
 /// - nothing is submitted until the first call to `next`; then at most
 ///   [`buffer`](Map::buffer) tasks are in flight, topped up as results are taken, so an endless
-///   input works and memory stays flat (semantics M2);
-/// - each item yields `Ok(value)` or its own `Err` in its place, and iteration goes on (M3);
+///   input works and memory stays flat;
+/// - each item yields `Ok(value)` or its own `Err` in its place, and iteration goes on;
 /// - with a [`timeout`](Map::timeout), measured from the map's creation, the first item not done in
-///   time yields `Err(TaskError::Timeout)`, the tasks in flight are cancelled, and iteration ends (M4);
+///   time yields `Err(TaskError::Timeout)`, the tasks in flight are cancelled, and iteration ends;
 /// - dropping the iterator cancels the tasks that have not started.
 ///
 /// Values are read the way [`Task::result`] reads them, so `T` and `E` must be `Clone`.

@@ -90,7 +90,17 @@ impl ProcessPoolBuilder {
     /// let builder = futurepool::ProcessPool::builder().max_workers(4);
     /// # drop(builder);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0, at the caller's line, as for a thread pool (see
+    /// [`ThreadPool::new`](crate::ThreadPool::new) for the rule).
+    #[track_caller]
     pub fn max_workers(mut self, n: usize) -> Self {
+        assert!(
+            n > 0,
+            "a process pool needs at least one worker: max_workers must be at least 1"
+        );
         self.max_workers = n;
         self
     }
@@ -141,7 +151,7 @@ impl ProcessPoolBuilder {
     }
 
     /// Each worker exits after this many tasks (a `map` chunk counts as one) and is replaced
-    /// while work remains: a cure for leaks in code you do not control (semantics P5).
+    /// while work remains: a cure for leaks in code you do not control (Python's `max_tasks_per_child`).
     ///
     /// # Panics
     ///
@@ -241,9 +251,6 @@ impl ProcessPoolBuilder {
         }
         if !worker::init_called() && worker::worker_args().is_empty() {
             return Err(ProcessPoolError::NotInitialized);
-        }
-        if self.max_workers == 0 {
-            return Err(ProcessPoolError::NoWorkers);
         }
         let initializer = match self.initializer {
             None => None,

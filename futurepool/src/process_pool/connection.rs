@@ -216,8 +216,8 @@ fn take_batch(
         let Some(pending) = state.queue.pop_front() else {
             break;
         };
-        // Marking it running is what makes a later cancel() refuse (semantics F1): from here
-        // the call belongs to a worker.
+        // Marking it running is what makes a later cancel() refuse (a running task cannot be
+        // cancelled): from here the call belongs to a worker.
         if pending.started || pending.sink.start() {
             batch.push(pending);
         } else {
@@ -251,7 +251,7 @@ pub(super) fn run_reader(
     let violation = match handshake {
         Ok(()) => serve_answers(&shared, id, &mut reader, &mut frames, max_frame),
         Err(reason) => {
-            // A worker that cannot start breaks the pool: no respawn storm (semantics P3, E5).
+            // A worker that cannot start breaks the pool: no respawn storm.
             // Unless the pool itself stopped it on purpose.
             let rejected = {
                 let mut state = shared.lock();

@@ -1,4 +1,4 @@
-//! `map` on a process pool: items grouped into chunks, one round trip per chunk (semantics M5),
+//! `map` on a process pool: items grouped into chunks, one round trip per chunk,
 //! on top of the shared lazy, bounded [`Map`] / [`MapUnordered`] machinery, then flattened back
 //! to one result per input.
 
@@ -182,7 +182,7 @@ macro_rules! chunked_map_methods {
 
             /// Gives up once `timeout` has passed since the map was created: the first result
             /// not ready by then is `Err(TaskError::Timeout)`, the chunks in flight are cancelled
-            /// and iteration ends (semantics M4).
+            /// and iteration ends.
             ///
             /// # Examples
             ///
@@ -281,7 +281,7 @@ impl ProcessPool {
     }
 
     /// [`map`](ProcessPool::map) for a function returning `Result`: each `Err(e)` is yielded as
-    /// `Err(TaskError::Failed(e))` in its place, and iteration goes on (semantics M3).
+    /// `Err(TaskError::Failed(e))` in its place, and iteration goes on.
     ///
     /// # Examples
     ///

@@ -20,6 +20,7 @@ mod supervisor;
 mod worker;
 
 use std::convert::Infallible;
+use std::fmt;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -33,7 +34,7 @@ pub use self::builder::ProcessPoolBuilder;
 pub use self::map::{ProcessMap, ProcessMapUnordered};
 pub use self::worker::init;
 #[doc(hidden)]
-pub use self::worker::TEST_ENTRIES;
+pub use self::worker::test_support_start;
 
 use self::sink::{Fallible, Plain, Sink, TaskSink};
 use self::state::{Config, KillCause, Pending, Shared, Work};
@@ -50,10 +51,21 @@ const FRAME_OVERHEAD: usize = 64;
 ///
 /// - Work is a plain function `fn(A) -> R` registered with [`register!`](crate::register), with
 ///   a serde-serializable argument and result ([`Payload`]). Pass the function itself
-///   (`pool.submit(crunch, 42)`): it is identified exactly by its type. A `fn` pointer (as the
-///   [`Executor`] trait passes) is looked up by address, which an optimized build does not
-///   always preserve for tiny functions; the error says so if it misses. Workers are this same executable
-///   started again; [`init`] as the first line of `main` turns such a start into a worker.
+///   (`pool.submit(crunch, 42)`, or through the [`Executor`] trait, which passes it on
+///   unchanged): it is found by its *item type* (every `fn` item has its own), exactly, whatever
+///   the optimizer does. Only a value already coerced to a `fn` pointer
+///   (`let f: fn(u64) -> u64 = crunch;`) is looked up by address, which an optimized build does
+///   not always preserve for tiny functions; the error says so if it misses. A closure cannot be
+///   registered: make it a named `fn` and pass what it captured as (part of) the argument.
+///   Workers are this same executable started again; [`init`] as the first line of `main` turns
+///   such a start into a worker.
+/// - Arguments and results cross in [postcard](https://docs.rs/postcard), a compact format that
+///   does not describe itself, so serde attributes that need a self-describing format compile
+///   but fail at run time here (and on the cluster), though they work on a thread pool:
+///   `#[serde(untagged)]`, `#[serde(flatten)]`, internally or adjacently tagged enums
+///   (`#[serde(tag = ...)]`), `skip_serializing_if`, and anything that calls
+///   `deserialize_any` (`serde_json::Value`). Such a task fails with [`TaskError::Transfer`],
+///   whose message names these as the likely cause.
 /// - Workers start on demand (at most one per submit, only when none is idle) and are reused.
 /// - A panic fails its task with the message and location; the worker lives on.
 /// - A worker that dies (killed, `abort()`, segfault, `exit`) fails only the task it was running,
@@ -110,7 +122,8 @@ pub struct ProcessPool {
 /// // No `futurepool::init()` in this program's main:
 /// assert!(matches!(ProcessPool::new(1), Err(ProcessPoolError::NotInitialized)));
 /// ```
-#[derive(Debug, thiserror::Error)]
+// `Debug` is written out below: `.unwrap()` prints it, and it must carry the fix too.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessPoolError {
     /// `futurepool::init()` was not called. Workers re-run this executable, and without `init()`
@@ -127,9 +140,6 @@ pub enum ProcessPoolError {
          `futurepool::init()` first; refusing to start more workers"
     )]
     InsideUninitializedWorker,
-    /// `max_workers` was 0.
-    #[error("a process pool needs at least one worker")]
-    NoWorkers,
     /// The initializer is not registered or its argument does not serialize.
     #[error("bad initializer: {0}")]
     Initializer(Reason),
@@ -141,12 +151,33 @@ pub enum ProcessPoolError {
     Thread(std::io::Error),
 }
 
+impl fmt::Debug for ProcessPoolError {
+    /// The variant and its message, so `.unwrap()` of `NotInitialized` says what to do (a derived
+    /// `Debug` printed only `NotInitialized`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = match self {
+            ProcessPoolError::NotInitialized => "NotInitialized",
+            ProcessPoolError::InsideUninitializedWorker => "InsideUninitializedWorker",
+            ProcessPoolError::Initializer(_) => "Initializer",
+            ProcessPoolError::NoExecutable(_) => "NoExecutable",
+            ProcessPoolError::Thread(_) => "Thread",
+        };
+        write!(f, "{variant}: {self}")
+    }
+}
+
 impl ProcessPool {
     /// A pool of at most `max_workers` worker processes, with default settings.
     ///
     /// # Errors
     ///
     /// See [`ProcessPoolError`].
+    ///
+    /// # Panics
+    ///
+    /// If `max_workers` is 0, at the caller's line, as [`ThreadPool::new`](crate::ThreadPool::new)
+    /// does (a count that makes the pool useless is a bug in the calling code; what the
+    /// environment can make fail is an error).
     ///
     /// # Examples
     ///
@@ -155,6 +186,7 @@ impl ProcessPool {
     /// let pool = futurepool::ProcessPool::new(4).unwrap();
     /// assert_eq!(pool.max_workers(), 4);
     /// ```
+    #[track_caller]
     pub fn new(max_workers: usize) -> Result<ProcessPool, ProcessPoolError> {
         ProcessPool::builder().max_workers(max_workers).build()
     }
@@ -335,8 +367,9 @@ impl ProcessPool {
             registry::index_of_item(f).and_then(|function| {
                 let arg = postcard::to_allocvec(arg).map_err(|e| {
                     Reason::new(format!(
-                        "the argument (a `{}`) does not serialize: {e}",
-                        std::any::type_name::<A>()
+                        "the argument (a `{}`) does not serialize: {e}{}",
+                        std::any::type_name::<A>(),
+                        crate::wire::postcard_hint(&e)
                     ))
                 })?;
                 Ok(Work::One { function, arg })
@@ -376,8 +409,7 @@ impl ProcessPool {
     /// Shuts the pool down: later submits fail with [`TaskError::ShutDown`]; with
     /// `cancel_pending`, queued tasks are cancelled at once; running ones finish. With `wait`,
     /// returns once every accepted task is settled, their done-callbacks have run (unless it is
-    /// called from one of them) and every worker has exited. Safe to call many times
-    /// (semantics E2).
+    /// called from one of them) and every worker has exited. Safe to call many times.
     ///
     /// # Examples
     ///
@@ -437,7 +469,7 @@ impl ProcessPool {
 
     /// Shuts down with `cancel_pending`, then sends `SIGTERM` to every worker and waits for
     /// them: tasks they were running fail with [`TaskError::WorkerLost`]. Safe to repeat;
-    /// afterwards submits fail with [`TaskError::ShutDown`] (semantics P6).
+    /// afterwards submits fail with [`TaskError::ShutDown`].
     ///
     /// # Examples
     ///

@@ -63,8 +63,9 @@ impl<R: DeserializeOwned, E: DeserializeOwned> Decode<R, E> for Fallible {
 
 fn undecodable<T, E>(error: postcard::Error) -> TaskError<E> {
     TaskError::Transfer(Reason::new(format!(
-        "the worker's result does not decode as `{}`: {error}",
-        std::any::type_name::<T>()
+        "the worker's result does not decode as `{}`: {error}{}",
+        std::any::type_name::<T>(),
+        crate::wire::postcard_hint(&error)
     )))
 }
 

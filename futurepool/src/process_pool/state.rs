@@ -268,8 +268,8 @@ impl Shared {
     }
 
     /// After the queue grew or capacity appeared: wakes writers that can take work, and asks the
-    /// supervisor for a worker when the queue outgrows the idle and starting ones (semantics P1:
-    /// idle workers are reused; at most `max_workers`).
+    /// supervisor for a worker when the queue outgrows the idle and starting ones (idle
+    /// workers are reused; at most `max_workers`).
     pub(super) fn dispatch(&self, state: &mut State) {
         if state.queue.is_empty() {
             return;

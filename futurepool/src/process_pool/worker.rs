@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::registry::{self, InvokeError};
 use crate::wire::{self, Bytes, FromWorker, Hello, Outcome, ToWorker};
@@ -41,6 +41,10 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 /// each worker would run the program's own `main`. [`ProcessPool::new`](crate::ProcessPool::new)
 /// refuses to start without it. Test binaries use
 /// [`test_support!`](crate::test_support) instead, since libtest owns their `main`.
+///
+/// "First" means before anything that starts threads or does work: with tokio, call `init()` in
+/// a plain `main` and build the runtime after it, rather than using `#[tokio::main]` (which
+/// starts the runtime's threads before `main`'s body); see the crate docs, "Async code".
 ///
 /// # Examples
 ///
@@ -79,6 +83,7 @@ pub(crate) fn is_uninitialized_worker() -> bool {
 
 /// Serves calls until the pool closes the pipe; returns the exit code.
 fn serve() -> i32 {
+    install_worker_panic_hook();
     // Tasks may start processes of their own; they must not inherit the pipes, or the pool would
     // not see end-of-file when this worker dies.
     for fd in [CALLS_FD, ANSWERS_FD] {
@@ -136,9 +141,11 @@ impl Worker {
         }
         let max_tasks = hello.max_tasks;
         let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
-        let initializer = hello
-            .initializer
-            .map(|call| registry::invoke_index(call.function, call.arg.0));
+        let initializer = hello.initializer.map(|call| {
+            running(call.function, || {
+                registry::invoke_index(call.function, call.arg.0)
+            })
+        });
         let initializer = initializer.as_ref().map(|result| match result {
             Ok(bytes) => Outcome::Returned(Bytes(bytes)),
             Err(error) => outcome_of_error(error),
@@ -159,8 +166,9 @@ impl Worker {
             let answer = match postcard::from_bytes::<ToWorker<'_>>(&self.frame) {
                 Ok(ToWorker::Run(call)) => {
                     self.results.clear();
-                    let result =
-                        registry::invoke_index_into(call.function, call.arg.0, &mut self.results);
+                    let result = running(call.function, || {
+                        registry::invoke_index_into(call.function, call.arg.0, &mut self.results)
+                    });
                     let outcome = match &result {
                         Ok(()) => Outcome::Returned(Bytes(&self.results)),
                         Err(error) => outcome_of_error(error),
@@ -173,8 +181,10 @@ impl Worker {
                     let ends: Vec<_> = args
                         .iter()
                         .map(|arg| {
-                            registry::invoke_index_into(function, arg.0, &mut self.results)
-                                .map(|()| self.results.len())
+                            running(function, || {
+                                registry::invoke_index_into(function, arg.0, &mut self.results)
+                            })
+                            .map(|()| self.results.len())
                         })
                         .collect();
                     let mut start = 0;
@@ -271,6 +281,62 @@ impl Worker {
     }
 }
 
+/// The registry index of the function this worker is running, [`NOT_RUNNING`] between calls. A
+/// worker runs one call at a time, so a panic anywhere in the process (also on a thread the task
+/// started) happens during this call.
+static RUNNING: AtomicU32 = AtomicU32::new(NOT_RUNNING);
+const NOT_RUNNING: u32 = u32::MAX;
+
+/// Runs `call` as the function with registry index `function`, for the panic message.
+fn running<R>(function: u32, call: impl FnOnce() -> R) -> R {
+    RUNNING.store(function, Ordering::Relaxed);
+    let result = call();
+    RUNNING.store(NOT_RUNNING, Ordering::Relaxed);
+    result
+}
+
+/// Replaces the default panic message (`thread 'main' (PID) panicked at ...`, which reads as if
+/// the parent program had panicked, since a worker shares its stderr) with one that names the
+/// worker process and the function it was running. The task's error carries the same message and
+/// location back to the pool; this line is for whoever reads stderr.
+fn install_worker_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("Box<dyn Any>");
+        let location = info
+            .location()
+            .map_or_else(|| "an unknown location".to_string(), |l| l.to_string());
+        let function = match RUNNING.load(Ordering::Relaxed) {
+            NOT_RUNNING => String::new(),
+            index => format!(
+                " running `{}`",
+                registry::name_at(index).unwrap_or("an unregistered function")
+            ),
+        };
+        let thread = std::thread::current();
+        let thread = match thread.name() {
+            Some(name) if name != "main" => format!(", thread '{name}'"),
+            _ => String::new(),
+        };
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace = match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => format!("stack backtrace:\n{backtrace}\n"),
+            _ => String::new(),
+        };
+        // One write, so lines from several workers do not interleave.
+        let _ = write!(
+            std::io::stderr().lock(),
+            "futurepool worker process {pid}{function}{thread} panicked at {location}:\n\
+             {message}\n{backtrace}",
+            pid = std::process::id(),
+        );
+    }));
+}
+
 /// Accepts a pool's handshake only from the same protocol and the same build.
 fn check_hello(hello: &Hello<'_>, own_build_id: u64) -> Result<(), String> {
     if hello.magic != wire::MAGIC {
@@ -313,13 +379,29 @@ fn outcome_of_error(error: &InvokeError) -> Outcome<'_> {
 
 /// Makes a test binary usable as a process pool's worker.
 ///
-/// libtest owns a test binary's `main`, so [`init`] cannot be its first line. This macro defines
-/// a test named `__futurepool_worker_entry` that calls [`init`]; a process pool started in a
-/// binary that contains it re-executes the binary with libtest arguments selecting just that
-/// test, which then serves the pool. In a normal test run the entry returns at once.
+/// libtest owns a test binary's `main`, so [`init`] cannot be its first line. This macro puts a
+/// function in the binary's ELF constructor list (`.init_array`), which the loader runs before
+/// `main`: in a process a pool started as its worker, it serves the pool there and exits, so
+/// libtest never starts in a worker; in every other run it only notes that the binary can serve
+/// (as [`init`] does) and returns. A `cargo test` therefore shows your tests only: no extra test,
+/// and no libtest output from the workers.
 ///
-/// Put it once at the top level of each integration-test file (or unit-test module) that creates
-/// a `ProcessPool`, next to the `register!` of the functions the tests submit.
+/// Put it once in each test binary that creates a `ProcessPool` (an integration-test file, or a
+/// unit-test module), next to the `register!` of the functions the tests submit. Test code only:
+/// in a library that other programs link, use [`init`] in their `main` instead. Linux only (where
+/// process pools exist); elsewhere it expands to nothing.
+///
+/// # Why running before `main` is sound here
+///
+/// The loader runs `.init_array` entries after every shared library (libc included) is
+/// initialized, with the environment and descriptors in place, which is all a worker uses; this
+/// is how the `ctor` crate works. What std would have set up by `main` and a worker depends on is
+/// redone first: `SIGPIPE` is ignored, as std's runtime does, so a write to a closed pipe is an
+/// error and not a kill. Nothing in the constructor unwinds: the worker catches every task's
+/// panic, and it leaves with `std::process::exit`. One difference remains: std installs its
+/// main-thread stack-overflow handler only in its own start-up, so a task that overflows the
+/// stack ends such a worker with `SIGSEGV` rather than std's message and `SIGABRT`; either way
+/// only that task fails, with [`TaskError::WorkerLost`](crate::TaskError::WorkerLost).
 ///
 /// # Examples
 ///
@@ -343,31 +425,38 @@ fn outcome_of_error(error: &InvokeError) -> Outcome<'_> {
 #[macro_export]
 macro_rules! test_support {
     () => {
-        #[test]
-        fn __futurepool_worker_entry() {
-            $crate::init();
-        }
-
+        #[cfg(target_os = "linux")]
         const _: () = {
-            #[$crate::__private::linkme::distributed_slice($crate::__private::TEST_ENTRIES)]
-            #[linkme(crate = $crate::__private::linkme)]
-            static ENTRY: &str = "__futurepool_worker_entry";
+            // SAFETY: see "Why running before `main` is sound here" in `test_support!`'s docs.
+            #[used]
+            #[unsafe(link_section = ".init_array")]
+            static FUTUREPOOL_TEST_SUPPORT: extern "C" fn() = {
+                extern "C" fn futurepool_test_support() {
+                    $crate::__private::test_support_start();
+                }
+                futurepool_test_support
+            };
         };
     };
 }
 
-/// The libtest filter of the worker entry, if a `test_support!` is linked into this binary.
+/// What a `test_support!` constructor runs before libtest's `main`: in a worker, serve and exit;
+/// otherwise note that this binary can serve, as [`init`] does, so `ProcessPool::new` accepts it.
 #[doc(hidden)]
-#[linkme::distributed_slice]
-pub static TEST_ENTRIES: [&'static str];
-
-/// The arguments a worker of this binary needs: none for a normal binary, a libtest filter for a
-/// test binary (see [`test_support!`](crate::test_support)).
-pub(crate) fn worker_args() -> Vec<&'static str> {
-    match TEST_ENTRIES.first() {
-        Some(entry) => vec![entry, "--nocapture", "--test-threads=1", "-q"],
-        None => Vec::new(),
+pub fn test_support_start() {
+    INIT_CALLED.store(true, Ordering::SeqCst);
+    if std::env::var_os(WORKER_ENV).is_some() && !SERVING.swap(true, Ordering::SeqCst) {
+        // std ignores SIGPIPE before calling `main`; we run before that.
+        // SAFETY: setting a signal's disposition to SIG_IGN runs no code of ours in a handler.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        std::process::exit(serve());
     }
+}
+
+/// The arguments a worker of this binary needs: none. A normal binary's worker turns into one in
+/// [`init`]; a test binary's in its `test_support!` constructor, before libtest parses anything.
+pub(crate) fn worker_args() -> Vec<&'static str> {
+    Vec::new()
 }
 
 #[cfg(test)]

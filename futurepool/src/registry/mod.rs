@@ -79,17 +79,19 @@ where
             let result = crate::panic::catch(|| {
                 let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
                     InvokeError::BadArgument(format!(
-                        "cannot decode a `{}` from {} bytes: {e}",
+                        "cannot decode a `{}` from {} bytes: {e}{}",
                         type_name::<A>(),
-                        arg_bytes.len()
+                        arg_bytes.len(),
+                        crate::wire::postcard_hint(&e)
                     ))
                 })?;
                 let value = f(arg);
                 postcard::serialize_with_flavor(&value, crate::wire::AppendTo(&mut *out)).map_err(
                     |e| {
                         InvokeError::Unserializable(format!(
-                            "the `{}` it returned cannot be serialized: {e}",
-                            type_name::<R>()
+                            "the `{}` it returned cannot be serialized: {e}{}",
+                            type_name::<R>(),
+                            crate::wire::postcard_hint(&e)
                         ))
                     },
                 )?;
@@ -178,10 +180,17 @@ fn not_registered(what: &str, pointer: bool) -> Reason {
     } else {
         ""
     };
+    // A closure's type name ends in `{{closure}}`; `register!` takes only named functions.
+    let what_to_do = if what.contains("{{closure}}") {
+        "a closure cannot be registered: make it a named `fn(A) -> R`, pass what it captured in \
+         its argument (a tuple for several values), and add that function to a \
+         `futurepool::register!(...)` list (any module of the binary)"
+    } else {
+        "add it to a `futurepool::register!(...)` list (any module of the binary) so worker \
+         processes can find it by name"
+    };
     Reason::new(format!(
-        "the function `{what}` that was submitted is not registered: add it to a \
-         `futurepool::register!(...)` list (any module of the binary) so worker processes can \
-         find it by name{hint}"
+        "the function `{what}` that was submitted is not registered: {what_to_do}{hint}"
     ))
 }
 
@@ -315,6 +324,15 @@ pub(crate) fn signature_of(name: &str) -> Option<(&'static str, &'static str)> {
     signatures
         .get(name)
         .map(|(fingerprint, signature)| (fingerprint.as_str(), *signature))
+}
+
+/// The name of the function at registry index `index` (see [`index_of`]), for messages.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // The process pool's worker names its panics.
+pub(crate) fn name_at(index: u32) -> Option<&'static str> {
+    registry()
+        .functions
+        .get(index as usize)
+        .map(|(name, _)| *name)
 }
 
 /// FNV-1a, 64 bits: tiny, and stable across Rust releases (std's hashers promise neither).

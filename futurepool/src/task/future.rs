@@ -1,91 +1,105 @@
-//! `.await` on a task from async code (Python needs `asyncio.wrap_future` for this).
+//! A task is a future: `.await` it from async code (Python needs `asyncio.wrap_future` for this),
+//! or hand it to any combinator that takes a `Future` (`join_all`, `select`, `select!`, ...).
+//!
+//! Why `Future` on the handle itself, not `IntoFuture` to a separate type: combinators take
+//! `impl Future`, and `.await` alone is not enough for them. The price is one `u64` in each handle
+//! (the id of its waker registration), so a handle polled many times keeps one registration, not
+//! one per poll, and dropping it removes that registration.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::error::TaskError;
 
 use super::listeners::{next_listener_id, Listener};
-use super::Task;
+use super::{Task, NO_WAKER};
 
-/// The future returned by `task.into_future()`, i.e. what `task.await` polls.
+/// Polling a task waits for its outcome without blocking the thread: the same outcome
+/// [`Task::result`] returns, once the task is done.
 ///
-/// It resolves to the same outcome [`Task::result`] returns. Dropping it only stops waiting; the
-/// task goes on.
+/// # Cancel safety
+///
+/// Dropping the future, or not polling it again (a `select!` branch that lost), only stops
+/// *waiting*: the task goes on and its outcome stays readable from every other handle. Polling
+/// again after completion returns the outcome again (a task's outcome can be read any number of
+/// times), so a handle polled by reference (`&mut task`) inside a `select!` loop is safe too.
+/// To stop the work itself, call [`Task::cancel`] (on a clone, if the handle was moved into the
+/// combinator).
+///
+/// `futures::select!` takes only `FusedFuture`s: write `task.fuse()` (from `futures::FutureExt`)
+/// as for any other plain future; `tokio::select!`, `join_all`, `select` and `select_all` take a
+/// task as it is.
 ///
 /// # Examples
 ///
+/// `futures::future::join_all` and `select` take tasks directly:
+///
 /// ```
-/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     use std::task::{Context, Poll, Waker};
-/// #     let mut f = std::pin::pin!(f);
-/// #     let mut cx = Context::from_waker(Waker::noop());
-/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } std::thread::yield_now(); }
-/// # }
-/// let pool = futurepool::ThreadPool::new(2);
-/// let task = pool.submit(|| 40 + 2);
-/// let value = block_on(async move { task.await });
-/// assert_eq!(value.unwrap(), 42);
+/// use futures::future::{join_all, select, Either};
+/// use futurepool::ThreadPool;
+///
+/// let pool = ThreadPool::new(2);
+/// futures::executor::block_on(async {
+///     let tasks: Vec<_> = (1..=3u64).map(|n| pool.submit(move || n * 10)).collect();
+///     let values: Vec<u64> = join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+///     assert_eq!(values, [10, 20, 30]);
+///
+///     let (release, gate) = std::sync::mpsc::channel::<()>();
+///     let slow = pool.submit(move || gate.recv().is_ok());
+///     let fast = pool.submit(|| true);
+///     match select(slow.clone(), fast).await {
+///         Either::Right((fast_value, _unfinished_slow)) => assert_eq!(fast_value, Ok(true)),
+///         Either::Left(_) => unreachable!("`slow` waits for `release`"),
+///     }
+///     // Losing the race cancelled nothing: `slow` still runs and finishes.
+///     release.send(()).unwrap();
+///     assert_eq!(slow.await, Ok(true));
+/// });
 /// ```
-#[must_use = "futures do nothing unless polled"]
-pub struct TaskFuture<T, E> {
-    task: Task<T, E>,
-    /// The registration of our waker on the task, once we had to wait.
-    listener: Option<u64>,
-}
-
-impl<T: Clone, E: Clone> IntoFuture for Task<T, E> {
-    type Output = Result<T, TaskError<E>>;
-    type IntoFuture = TaskFuture<T, E>;
-
-    fn into_future(self) -> TaskFuture<T, E> {
-        TaskFuture {
-            task: self,
-            listener: None,
-        }
-    }
-}
-
-impl<T: Clone, E: Clone> Future for TaskFuture<T, E> {
+impl<T: Clone, E: Clone> Future for Task<T, E> {
     type Output = Result<T, TaskError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // `Task` is `Unpin` (an `Arc` and an integer), so the pin guarantees nothing we need.
         let this = self.get_mut();
-        if let Some(outcome) = this.task.outcome_now() {
+        if let Some(outcome) = this.outcome_now() {
             return Poll::Ready(outcome);
         }
-        let refreshed = this.listener.and_then(|id| {
-            this.task.core().with_listener(id, |listener| {
-                if let Listener::Waker { waker, .. } = listener {
-                    waker.clone_from(cx.waker());
-                }
+        let refreshed = (this.waker != NO_WAKER)
+            .then(|| {
+                this.core().with_listener(this.waker, |listener| {
+                    if let Listener::Waker { waker, .. } = listener {
+                        waker.clone_from(cx.waker());
+                    }
+                })
             })
-        });
+            .flatten();
         if refreshed.is_none() {
             let id = next_listener_id();
             let listener = Listener::Waker {
                 id,
                 waker: cx.waker().clone(),
             };
-            if this.task.core().register(listener).is_err() {
+            if this.core().register(listener).is_err() {
                 // Done between our check and the registration.
-                return Poll::Ready(this.task.outcome_now().expect("done"));
+                this.waker = NO_WAKER;
+                return Poll::Ready(this.outcome_now().expect("done"));
             }
-            this.listener = Some(id);
+            this.waker = id;
         }
         // Done after we registered: the waker may or may not have fired; answer now either way.
-        match this.task.outcome_now() {
+        match this.outcome_now() {
             Some(outcome) => Poll::Ready(outcome),
             None => Poll::Pending,
         }
     }
 }
 
-impl<T, E> Drop for TaskFuture<T, E> {
+impl<T, E> Drop for Task<T, E> {
     fn drop(&mut self) {
-        if let Some(id) = self.listener.take() {
-            self.task.unregister(id);
+        if self.waker != NO_WAKER {
+            self.unregister(self.waker);
         }
     }
 }

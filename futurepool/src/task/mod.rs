@@ -31,8 +31,6 @@ pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
 
-pub use self::future::TaskFuture;
-
 /// A handle to a unit of work submitted to a pool: Python's `Future`, for Rust.
 ///
 /// A `Task` is cheap to clone (one reference count), `Send` and `Sync`; every clone sees the same
@@ -66,19 +64,30 @@ pub use self::future::TaskFuture;
 /// ```
 pub struct Task<T, E = Infallible> {
     cell: Arc<TaskCell<T, E, dyn ErasedJob>>,
+    /// The id of this handle's waker registration on the task, once polling it as a future had
+    /// to wait; [`NO_WAKER`] otherwise. Private to this handle: a clone starts without one, and
+    /// dropping the handle removes it (see `future.rs`).
+    waker: u64,
 }
+
+/// [`Task::waker`] when no waker is registered (listener ids start at 1).
+const NO_WAKER: u64 = 0;
 
 impl<T, E> Clone for Task<T, E> {
     fn clone(&self) -> Self {
         Task {
             cell: self.cell.clone(),
+            waker: NO_WAKER,
         }
     }
 }
 
 impl<T, E> Task<T, E> {
     fn from_cell<J: ErasedJob + 'static>(cell: Arc<TaskCell<T, E, J>>) -> Self {
-        Task { cell }
+        Task {
+            cell,
+            waker: NO_WAKER,
+        }
     }
 
     fn core(&self) -> &Core<T, E> {
@@ -590,7 +599,8 @@ mod tests {
             "{}",
             std::mem::size_of::<Cell>()
         );
-        assert_eq!(std::mem::size_of::<Task<()>>(), 16);
+        // The cell pointer and the future's waker registration id.
+        assert_eq!(std::mem::size_of::<Task<()>>(), 24);
         assert_eq!(std::mem::size_of::<Job>(), 16);
     }
 

@@ -61,7 +61,8 @@ impl ThreadPoolBuilder {
     ///
     /// # Panics
     ///
-    /// If `n` is 0: a pool without workers could never run anything.
+    /// If `n` is 0 (a pool without workers could never run anything), at the caller's line; see
+    /// [`ThreadPool::new`](crate::ThreadPool::new) for the rule.
     ///
     /// # Examples
     ///
@@ -69,9 +70,12 @@ impl ThreadPoolBuilder {
     /// let pool = futurepool::ThreadPool::builder().max_workers(3).build();
     /// assert_eq!(pool.max_workers(), 3);
     /// ```
+    #[track_caller]
     pub fn max_workers(mut self, n: usize) -> Self {
-        self.max_workers =
-            Some(NonZeroUsize::new(n).expect("a thread pool needs at least one worker"));
+        self.max_workers = Some(
+            NonZeroUsize::new(n)
+                .expect("a thread pool needs at least one worker: max_workers must be at least 1"),
+        );
         self
     }
 
@@ -160,7 +164,7 @@ impl ThreadPoolBuilder {
     ///
     /// # Panics
     ///
-    /// If `n` is 0: a submit could then never complete.
+    /// If `n` is 0 (a submit could then never complete), at the caller's line.
     ///
     /// # Examples
     ///
@@ -169,6 +173,7 @@ impl ThreadPoolBuilder {
     /// let tasks: Vec<_> = (0..10).map(|i| pool.submit(move || i)).collect(); // waits for room
     /// assert_eq!(tasks[9].result(), Ok(9));
     /// ```
+    #[track_caller]
     pub fn max_queued(mut self, n: usize) -> Self {
         self.max_queued = Some(NonZeroUsize::new(n).expect("max_queued must be at least 1"));
         self

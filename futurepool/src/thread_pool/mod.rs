@@ -63,7 +63,14 @@ impl ThreadPool {
     ///
     /// # Panics
     ///
-    /// If `max_workers` is 0.
+    /// If `max_workers` is 0, at the caller's line. The same rule holds for every pool: a count
+    /// that makes the pool useless (0 workers) is a bug in the calling code and panics, like
+    /// [`ProcessPool::new(0)`](crate::ProcessPool::new); what the *environment* can make fail (a
+    /// missing `init()`, no executable, a broker that is down) is a returned error.
+    ///
+    /// ```should_panic
+    /// let pool = futurepool::ThreadPool::new(0); // panics: "a thread pool needs at least one worker"
+    /// ```
     ///
     /// # Examples
     ///
@@ -72,6 +79,7 @@ impl ThreadPool {
     /// assert_eq!(pool.max_workers(), 8);
     /// assert_eq!(pool.worker_count(), 0, "threads start on demand");
     /// ```
+    #[track_caller]
     pub fn new(max_workers: usize) -> Self {
         Self::builder().max_workers(max_workers).build()
     }

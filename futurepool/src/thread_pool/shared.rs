@@ -187,7 +187,7 @@ impl Shared {
             None
         };
         // A new thread only when the queue holds more jobs than there are idle workers to take
-        // them (semantics E3): one sleeping or finishing worker per queued job is enough.
+        // them (like Python, at most one per submit): one sleeping or finishing worker per queued job is enough.
         if wake.is_none()
             && state.jobs.len() > self.idle.load(Ordering::Acquire)
             && state.workers < self.config.max_workers
