@@ -226,7 +226,7 @@ pub(crate) type ChunkResults<R, E> = Vec<Result<R, TaskError<E>>>;
 
 /// One chunk of a map: a task whose value holds each item's outcome.
 ///
-/// The rule that keeps a map's results paired with its inputs (semantics T2): whatever happens
+/// The rule that keeps a map's results paired with its inputs: whatever happens
 /// to a chunk — cancelled, its worker lost, a time limit, an undecodable answer — its task
 /// *finishes* with exactly one outcome per item, in item order, each item with its own error
 /// value. A chunk task is never left cancelled by the pool (only the map itself cancels one, as

@@ -301,7 +301,7 @@ impl Shared {
     /// A worker counted idle (by [`mark_idle`](Shared::mark_idle)) is about to run user code
     /// after all: the finished task's callbacks. It stops counting as idle,
     /// and a submit that started no thread because it counted on this worker gets one now
-    /// (semantics E3 still holds: that submit started none). Without this, a callback that
+    /// (still at most one new thread per submit, never above `max_workers`: that submit started none). Without this, a callback that
     /// submits to its own pool and waits would wait for itself (issue 9, case 15).
     pub(super) fn mark_busy(self: &Arc<Self>) {
         let mut state = self.lock();
