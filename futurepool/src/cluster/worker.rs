@@ -248,6 +248,10 @@ pub(crate) fn serve_if_requested() {
     {
         return;
     }
+    // A program a task starts must not become a cluster worker too (issue 9, case 11). Sound
+    // despite `remove_var`'s race with concurrent `getenv`: this runs inside `init()`, the first
+    // line of `main`, before the program or this worker has started a thread.
+    std::env::remove_var(WORKER_ENV);
     let mut options = ServeOptions::default();
     if let Ok(pool) = std::env::var("FUTUREPOOL_POOL") {
         options = options.pool(pool);

@@ -299,8 +299,12 @@ enum HandshakeFailure {
 
 /// How a worker's conversation ended, before it is reaped.
 enum Conversation {
-    Served { violation: Option<Reason> },
+    Served {
+        violation: Option<Reason>,
+    },
     HandshakeFailed(HandshakeFailure),
+    /// The reader itself panicked (a bug).
+    Panicked(Reason),
 }
 
 /// The reader: completes the handshake, resolves answers in order, and when the worker dies (the
@@ -321,12 +325,10 @@ pub(super) fn run_reader(
     let mut reader = BufReader::with_capacity(64 * 1024, answers);
     let conversation =
         crate::panic::catch(|| converse(&shared, id, &mut reader)).unwrap_or_else(|panic| {
-            Conversation::Served {
-                violation: Some(Reason::new(format!(
-                    "internal error: the thread reading the worker's answers panicked ({panic}); \
+            Conversation::Panicked(Reason::new(format!(
+                "internal error: the thread reading the worker's answers panicked ({panic}); \
                  please report this bug"
-                ))),
-            }
+            )))
         });
     let answers = reader.into_inner();
     let process = answers.process();
@@ -340,13 +342,8 @@ pub(super) fn run_reader(
                     violation: Some(reason),
                 },
                 _,
-            ) => {
-                if reason.as_str().starts_with("internal error") {
-                    KillCause::Internal(reason.clone())
-                } else {
-                    KillCause::Misbehaved(reason.clone())
-                }
-            }
+            ) => KillCause::Misbehaved(reason.clone()),
+            (Conversation::Panicked(reason), _) => KillCause::Internal(reason.clone()),
             (_, End::ClosedByWorker) => KillCause::AnswersClosed,
             // A handshake that failed on a malformed or refused frame: the worker is done.
             _ => KillCause::Misbehaved(Reason::new("the handshake failed")),

@@ -23,7 +23,7 @@ pub(super) const EOF_GRACE: Duration = Duration::from_secs(1);
 /// anything beyond comes from a descendant that escaped its process group.
 const DEFAULT_PIPE_CAPACITY: usize = 1 << 20;
 
-/// Whether `pidfd_open` works here; checked by each call (it is cheap and only at spawn).
+/// A pidfd for `pid`, or `None` where the kernel has none (then the callers poll `waitid`).
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and returns a new descriptor or -1; it touches no
     // memory of ours.
@@ -343,5 +343,83 @@ impl CallsTap {
     pub(super) fn wait(&self, timeout: Duration) {
         let mut fds = [pollfd(self.pipe.as_raw_fd())];
         poll(&mut fds, Some(timeout));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Child, Command};
+
+    use super::*;
+
+    fn sleeper(seconds: &str) -> Child {
+        Command::new("sleep").arg(seconds).spawn().unwrap()
+    }
+
+    /// Both ways of learning a death: the pidfd, and the `waitid` fallback for kernels without.
+    fn watchers(pid: u32) -> [Process; 2] {
+        [Process::watch(pid), Process { pid, pidfd: None }]
+    }
+
+    #[test]
+    fn exit_is_seen_with_and_without_a_pidfd_and_the_child_stays_reapable() {
+        let mut child = sleeper("0.3");
+        for process in watchers(child.id()) {
+            assert!(!process.wait_exit(Some(Duration::from_millis(1))));
+        }
+        for process in watchers(child.id()) {
+            assert!(process.wait_exit(Some(Duration::from_secs(60))));
+            assert!(process.has_exited());
+        }
+        // WNOWAIT left it for the reaper.
+        assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn answer_stream_ends_at_death_although_someone_holds_the_pipe_open() {
+        for fallback in [false, true] {
+            let mut child = sleeper("0.3");
+            let (reader, mut writer) = io::pipe().unwrap();
+            writer.write_all(b"last words").unwrap();
+            let process = match fallback {
+                false => Process::watch(child.id()),
+                true => Process {
+                    pid: child.id(),
+                    pidfd: None,
+                },
+            };
+            let mut answers = AnswerPipe::new(reader, process).unwrap();
+            let mut got = Vec::new();
+            // `writer` stays open (a forked child holding it): the death ends the stream.
+            answers.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"last words");
+            assert_eq!(answers.end(), End::Dead);
+            drop(writer);
+            child.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn end_of_file_while_the_process_lives_is_a_closed_pipe() {
+        let mut child = sleeper("60");
+        let (reader, writer) = io::pipe().unwrap();
+        drop(writer);
+        let mut answers = AnswerPipe::new(reader, Process::watch(child.id())).unwrap();
+        assert_eq!(answers.read(&mut [0; 16]).unwrap(), 0);
+        assert_eq!(answers.end(), End::ClosedByWorker);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn calls_tap_counts_what_nobody_read() {
+        let (reader, mut writer) = io::pipe().unwrap();
+        let mut tap = CallsTap::new(reader).unwrap();
+        assert_eq!(tap.drain(), 0);
+        writer.write_all(&[1; 100_000][..60_000]).unwrap();
+        assert_eq!(tap.drain(), 60_000);
+        drop(writer);
+        assert_eq!(tap.drain(), 0, "end-of-file is not data");
     }
 }
