@@ -63,6 +63,16 @@ fn fork_and_sleep(ms: (u64, u64)) -> u32 {
     std::thread::sleep(Duration::from_millis(parent_ms));
     1
 }
+/// Forks; the child returns from the task too (into the worker's loop) after `child_ms`.
+fn fork_and_return(child_ms: u64) -> u32 {
+    // SAFETY: the child only sleeps (usleep is async-signal-safe) and returns.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe { libc::usleep((child_ms * 1000) as libc::useconds_t) };
+        return 2;
+    }
+    1
+}
 /// Starts `sleep 300` as a grandchild, writes its pid to `path`, then sleeps 60 s.
 fn start_grandchild(path: String) -> u32 {
     // Never waited for: it must outlive this task, and die with the worker's process group.
@@ -114,6 +124,7 @@ futurepool::register!(
     sleep_ms,
     wreck_descriptor,
     fork_and_sleep,
+    fork_and_return,
     start_grandchild,
     stop_myself,
     ignore_sigterm,
@@ -331,6 +342,20 @@ fn forked_child_holding_the_pipes_does_not_delay_drop() {
             "{:?}",
             start.elapsed()
         );
+    });
+}
+
+#[test]
+fn forked_child_returning_from_a_task_never_answers_or_takes_calls() {
+    within(WATCHDOG, "a forked child back in the worker's loop", || {
+        let pool = ProcessPool::new(1).unwrap();
+        assert_eq!(pool.submit(fork_and_return, 200).result(), Ok(1));
+        // While the child sleeps and after it returned, every call goes to the worker, once.
+        for round in 0..20u64 {
+            assert_eq!(pool.submit(double, round).result(), Ok(round * 2));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pool.workers_started(), 1);
     });
 }
 

@@ -40,6 +40,8 @@ pub(crate) fn parent_died_signal() -> i32 {
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 static SERVING: AtomicBool = AtomicBool::new(false);
+/// True in a child a task `fork()`ed off this worker (set by a `pthread_atfork` handler).
+static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// Call this first in `main`: in a process a [`ProcessPool`](crate::ProcessPool) started as its
 /// worker, it serves the pool and never returns; with the `cluster` feature and
@@ -112,6 +114,12 @@ fn serve(pool: Option<libc::pid_t>) -> i32 {
         }
     }
     die_with_the_pool(pool);
+    extern "C" fn mark_forked() {
+        FORKED.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: registers an async-signal-safe child handler (one atomic store), run by libc's
+    // fork() in the child.
+    unsafe { libc::pthread_atfork(None, None, Some(mark_forked)) };
     // SAFETY: the pool placed its pipe ends on these descriptors for this process, which owns
     // them from here on; nothing else in the process refers to them.
     let (calls, answers) = unsafe { (File::from_raw_fd(CALLS_FD), File::from_raw_fd(ANSWERS_FD)) };
@@ -299,6 +307,13 @@ impl Worker {
                     None => FromWorker::Done(outcome()),
                 };
                 encode(&mut self.out, &message).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+            }
+            if FORKED.load(Ordering::Relaxed) {
+                // A task forked without exec and this is the child, back from the task: it
+                // must not answer, nor read the worker's calls. It leaves without running
+                // anything more (no atexit handlers, no destructors).
+                // SAFETY: _exit ends this process at once; nothing here needs cleaning up.
+                unsafe { libc::_exit(0) };
             }
             // Answer before reading the next call: the pool relies on this order to know which
             // call was running if this process dies (see wire/README.md).
