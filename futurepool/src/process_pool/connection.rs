@@ -502,7 +502,12 @@ fn handshake(
     let program = shared.config.program.display();
     match wire::read_into(reader, frame, shared.config.max_frame) {
         Ok(true) => {}
-        Ok(false) | Err(_) => return Err(HandshakeFailure::Ended),
+        Ok(false) | Err(wire::FrameError::Truncated) => return Err(HandshakeFailure::Ended),
+        Err(error) => {
+            return Err(HandshakeFailure::Broken(Reason::new(format!(
+                "the handshake of worker process `{program}` could not be read: {error}"
+            ))))
+        }
     }
     match postcard::from_bytes::<FromWorker<'_>>(frame) {
         Ok(FromWorker::Ready { pid, initializer }) => {

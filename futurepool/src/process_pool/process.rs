@@ -305,9 +305,10 @@ impl Read for AnswerPipe {
 /// The pool's own copy of the read end of a worker's calls pipe: once the worker is dead it
 /// reads what the worker never did, so the pool knows which calls never reached it.
 ///
-/// It shares the worker's open file description (a `dup`), so it must stay blocking (the flag
-/// is shared, and the worker reads blocking); it reads only after `poll` says there is data, and
-/// only once the worker is dead, when nobody else reads.
+/// It is a second open file description of the pipe, opened non-blocking through `/proc`; where
+/// `/proc` is missing it is a `dup` of the worker's, which must stay blocking (the flag would be
+/// shared with the worker's reads). Either way it reads only after `poll` says there is data,
+/// and only once the worker is dead, when nobody else should read.
 pub(super) struct CallsTap {
     pipe: PipeReader,
     scratch: Vec<u8>,
@@ -332,9 +333,9 @@ impl CallsTap {
             if !poll(&mut fds, Some(Duration::ZERO)) || fds[0].revents & libc::POLLIN == 0 {
                 return total;
             }
-            match self.pipe.read(&mut self.scratch) {
-                Ok(0) | Err(_) => return total,
-                Ok(n) => total += n as u64,
+            match read_now(&mut self.pipe, &mut self.scratch) {
+                Ok(Some(0) | None) | Err(_) => return total,
+                Ok(Some(n)) => total += n as u64,
             }
         }
     }

@@ -3,7 +3,8 @@
 
 use std::ffi::OsString;
 use std::io::{self, PipeReader, PipeWriter};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,17 @@ pub(super) struct Spawned {
     pub(super) answers: PipeReader,
 }
 
+/// A second, non-blocking open file description of the pipe `reader` reads (a `dup` would share
+/// the worker's, and its blocking flag); through `/proc`, which opens a pipe anew.
+fn reopen_nonblocking(reader: &PipeReader) -> io::Result<PipeReader> {
+    let path = format!("/proc/self/fd/{}", reader.as_raw_fd());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    Ok(PipeReader::from(OwnedFd::from(file)))
+}
+
 /// Starts `program args...` as a worker.
 ///
 /// Must be called from a thread that outlives the worker: Linux delivers the parent-death signal
@@ -30,7 +42,7 @@ pub(super) fn spawn(program: &Path, args: &[OsString]) -> io::Result<Spawned> {
     let (answers, answers_writer) = io::pipe()?;
     // Kept by the pool: after the worker died, what is still in the pipe never reached it. It
     // also means a write to a dead worker never fails with EPIPE: the call stays readable here.
-    let calls_tap = calls_reader.try_clone()?;
+    let calls_tap = reopen_nonblocking(&calls_reader).or_else(|_| calls_reader.try_clone())?;
     let child_calls = calls_reader.as_raw_fd();
     let child_answers = answers_writer.as_raw_fd();
     // SAFETY: getpid has no preconditions.
@@ -99,4 +111,30 @@ pub(super) fn spawn(program: &Path, args: &[OsString]) -> io::Result<Spawned> {
         calls_tap,
         answers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    #[test]
+    fn reopened_calls_pipe_reads_the_same_pipe_without_blocking_the_original() {
+        let (reader, mut writer) = io::pipe().unwrap();
+        let mut copy = reopen_nonblocking(&reader).unwrap();
+        writer.write_all(b"call").unwrap();
+        let mut got = [0u8; 8];
+        assert_eq!(copy.read(&mut got).unwrap(), 4);
+        assert_eq!(&got[..4], b"call");
+        let empty = copy.read(&mut got).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+        // SAFETY: fcntl F_GETFL on a descriptor we own.
+        let flags = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETFL) };
+        assert_eq!(
+            flags & libc::O_NONBLOCK,
+            0,
+            "the worker's end stays blocking"
+        );
+    }
 }
