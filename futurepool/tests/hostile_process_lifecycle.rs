@@ -104,6 +104,22 @@ fn init_with_blob(blob: Vec<u8>) {
 fn init_len(_: ()) -> usize {
     *INIT_LEN.lock().unwrap()
 }
+/// A result whose `Deserialize` panics, in the parent, on the pool's reader thread.
+#[derive(Debug, Clone, PartialEq)]
+struct DecodeBomb;
+impl serde::Serialize for DecodeBomb {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+impl<'de> serde::Deserialize<'de> for DecodeBomb {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("DecodeBomb went off while decoding")
+    }
+}
+fn returns_decode_bomb(_: ()) -> DecodeBomb {
+    DecodeBomb
+}
 /// The environment a program started by a task sees, as `NAME=value` lines.
 fn child_env(_: ()) -> String {
     let out = Command::new("env").output().unwrap();
@@ -132,6 +148,7 @@ futurepool::register!(
     init_len,
     child_env,
     run_nested_pool_program,
+    returns_decode_bomb,
 );
 futurepool::test_support!();
 
@@ -726,4 +743,27 @@ fn call_queued_at_a_stopped_worker_killed_before_reading_it_runs_on_another() {
             }
         },
     );
+}
+
+// ---- An internal thread that panics anyway: the pool notices ----
+
+#[test]
+fn panic_on_the_reader_thread_fails_what_it_held_and_the_pool_goes_on() {
+    within(WATCHDOG, "a panic on the pool's reader thread", || {
+        let pool = ProcessPool::new(1).unwrap();
+        // Whoever guards the decoding (the sink, or the reader's backstop), the task resolves.
+        let bomb = pool.submit(returns_decode_bomb, ());
+        assert!(bomb.result().is_err());
+        // If the reader's backstop caught it, the worker is killed (the pool cannot trust a
+        // conversation its reader lost track of): a call sent to it just before fails as lost.
+        let next = pool.submit(double, 1).result();
+        assert!(
+            matches!(next, Ok(2) | Err(TaskError::WorkerLost(_))),
+            "{next:?}"
+        );
+        for n in 0..5u64 {
+            assert_eq!(pool.submit(double, n).result(), Ok(n * 2));
+        }
+        drop(pool); // returns: no worker is left unsettled
+    });
 }
