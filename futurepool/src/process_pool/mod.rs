@@ -76,7 +76,8 @@ const FRAME_OVERHEAD: usize = 64;
 ///
 /// # Platforms
 ///
-/// Linux only (it relies on `prctl(PR_SET_PDEATHSIG)` and fixed pipe descriptors); on other
+/// Linux only (it relies on `prctl(PR_SET_PDEATHSIG)`, process groups, fixed pipe descriptors
+/// and pidfds, Linux 5.3+, with a polling fallback on older kernels); on other
 /// platforms `ProcessPool` does not exist, so code using it fails to compile there rather than at
 /// run time. The registry, the thread pool and the cluster backend are portable.
 ///
