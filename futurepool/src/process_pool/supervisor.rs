@@ -244,18 +244,36 @@ fn start_threads(shared: &Arc<Shared>, id: u64, spawned: Spawned) -> std::io::Re
         }
     };
     let reader_shared = shared.clone();
-    thread::Builder::new()
+    // Handed over through a slot, so that if the thread cannot start, the child is still here
+    // to be killed and reaped rather than dropped with the closure.
+    let parts = Arc::new(std::sync::Mutex::new(Some((
+        answers, calls_tap, child, writer, written,
+    ))));
+    let theirs = parts.clone();
+    let started = thread::Builder::new()
         .name(format!("futurepool-process-{id}-reader"))
         .spawn(move || {
-            run_reader(
-                reader_shared,
-                id,
-                answers,
-                calls_tap,
-                child,
-                writer,
-                written,
-            )
-        })
-        .map(drop)
+            let parts = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some((answers, calls_tap, child, writer, written)) = parts {
+                run_reader(
+                    reader_shared,
+                    id,
+                    answers,
+                    calls_tap,
+                    child,
+                    writer,
+                    written,
+                );
+            }
+        });
+    match started {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let parts = parts.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some((_, _, mut child, _, _)) = parts {
+                kill(&mut child);
+            }
+            Err(error)
+        }
+    }
 }
