@@ -53,6 +53,8 @@ pub struct ProcessPoolBuilder {
     program: Option<PathBuf>,
     start_timeout: Duration,
     terminate_grace: Duration,
+    #[cfg(test)]
+    fault: Option<super::state::Fault>,
 }
 
 #[derive(Debug)]
@@ -73,6 +75,8 @@ impl Default for ProcessPoolBuilder {
             program: None,
             start_timeout: Duration::from_secs(60),
             terminate_grace: DEFAULT_TERMINATE_GRACE,
+            #[cfg(test)]
+            fault: None,
         }
     }
 }
@@ -243,6 +247,13 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Makes one of the pool's own threads panic once, to test that the pool survives it.
+    #[cfg(test)]
+    pub(super) fn inject_fault(mut self, fault: super::state::Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
     /// Builds the pool. No worker starts until the first task is submitted.
     ///
     /// # Errors
@@ -303,6 +314,10 @@ impl ProcessPoolBuilder {
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
             terminate_grace: self.terminate_grace,
+            #[cfg(test)]
+            fault: self.fault,
+            #[cfg(test)]
+            fault_fired: Default::default(),
         };
         ProcessPool::start(config)
     }

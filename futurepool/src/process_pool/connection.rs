@@ -143,6 +143,8 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
         if batch.is_empty() {
             continue;
         }
+        #[cfg(test)]
+        super::state::inject(config, super::state::Fault::Writer);
         buffer.clear();
         offsets.clear();
         for pending in &batch {
@@ -404,6 +406,8 @@ fn converse(shared: &Shared, id: u64, reader: &mut BufReader<AnswerPipe>) -> Con
     if let Err(failure) = handshake(shared, id, reader, &mut frames[0]) {
         return Conversation::HandshakeFailed(failure);
     }
+    #[cfg(test)]
+    super::state::inject(&shared.config, super::state::Fault::Reader);
     let violation = serve_answers(shared, id, reader, &mut frames, max_frame);
     // A dead worker's last frame may be cut short: that is its death, which its exit status
     // explains, not a protocol violation.

@@ -21,6 +21,9 @@ mod state;
 mod supervisor;
 mod worker;
 
+#[cfg(test)]
+mod fault_tests;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::thread;

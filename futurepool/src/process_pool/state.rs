@@ -31,6 +31,28 @@ pub(super) struct Config {
     pub(super) max_frame: usize,
     pub(super) start_timeout: Duration,
     pub(super) terminate_grace: Duration,
+    /// A panic to inject into one of the pool's own threads, once (tests of the backstops).
+    #[cfg(test)]
+    pub(super) fault: Option<Fault>,
+    #[cfg(test)]
+    pub(super) fault_fired: std::sync::atomic::AtomicBool,
+}
+
+/// Where `Config::fault` strikes.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    Writer,
+    Reader,
+    Supervisor,
+}
+
+/// Panics, once per pool, if the test configured `fault` here.
+#[cfg(test)]
+pub(super) fn inject(config: &Config, fault: Fault) {
+    if config.fault == Some(fault) && !config.fault_fired.swap(true, Ordering::SeqCst) {
+        panic!("injected fault: {fault:?}");
+    }
 }
 
 /// A registered function run once in each worker before its first task.

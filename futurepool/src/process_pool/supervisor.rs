@@ -129,6 +129,10 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                 }
             }
             Phase::Ready => {
+                #[cfg(test)]
+                if !slot.in_flight.is_empty() {
+                    super::state::inject(&shared.config, super::state::Fault::Supervisor);
+                }
                 let limit = slot.in_flight.front().and_then(|f| f.time_limit);
                 let deadline = limit.and_then(|l| slot.front_started.checked_add(l));
                 if let (Some(limit), Some(deadline)) = (limit, deadline) {
