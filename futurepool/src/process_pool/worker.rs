@@ -101,8 +101,8 @@ pub(crate) fn is_uninitialized_worker() -> bool {
 
 /// Serves calls until the pool closes the pipe; returns the exit code.
 fn serve(pool: Option<libc::pid_t>) -> i32 {
-    // Tasks may start processes of their own; they must not inherit the pipes, or the pool would
-    // not see end-of-file when this worker dies.
+    // Tasks may start processes of their own; they must not inherit the pipes (the pool learns of
+    // this worker's death from the process, but an heir could still read calls or write junk).
     for fd in [CALLS_FD, ANSWERS_FD] {
         // SAFETY: fcntl on an integer descriptor has no memory effects; a closed fd gives EBADF.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
@@ -165,7 +165,8 @@ fn die_with_the_pool(pool: Option<libc::pid_t>) {
     let parent = unsafe { libc::getppid() };
     let Some(pool) = pool.filter(|&pool| pool == parent) else {
         // Started through a launcher that forked (the pool is not our parent), or the pool
-        // already died (we were re-parented; the death signal, default action, then ends us).
+        // already died (we were re-parented, and the death signal has ended us or is ending us
+        // through the handler).
         return;
     };
     let watch = move || {
