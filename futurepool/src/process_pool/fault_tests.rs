@@ -17,7 +17,17 @@ fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
-crate::register!(double, sleep_ms);
+fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+/// Closes the worker's answer descriptor, then sleeps.
+fn close_answers(_: ()) -> u32 {
+    // SAFETY: deliberately hostile; a plain system call on an integer.
+    unsafe { libc::close(4) };
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+crate::register!(double, sleep_ms, pid, close_answers);
 crate::test_support!();
 
 /// Runs `body` on its own thread; fails the test if it has not returned within a minute.
@@ -86,5 +96,27 @@ fn supervisor_panic_breaks_the_pool_instead_of_hanging_it() {
             other => panic!("expected a broken pool, got {other:?}"),
         }
         drop(pool); // returns: the supervisor still ends the pool
+    });
+}
+
+#[test]
+fn without_pidfds_deaths_time_limits_and_closed_pipes_are_still_handled() {
+    within("a pool on a kernel without pidfds", || {
+        let pool = pool_with(Fault::NoPidfd);
+        let worker = pool.submit(pid, ()).result().unwrap();
+        // SAFETY: SIGKILL to the pool's own idle worker.
+        unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(
+            pool.submit(double, 2).result(),
+            Ok(4),
+            "a new worker serves"
+        );
+        let limit = Duration::from_millis(300);
+        let slow = pool.submit_with_time_limit(sleep_ms, 60_000, Some(limit));
+        assert_eq!(slow.result(), Err(TaskError::TimeLimit(limit)));
+        let wrecked = pool.submit(close_answers, ());
+        assert!(matches!(wrecked.result(), Err(TaskError::WorkerLost(_))));
+        assert_eq!(pool.submit(double, 3).result(), Ok(6));
+        drop(pool);
     });
 }

@@ -68,6 +68,12 @@ impl Process {
         }
     }
 
+    /// Watches `pid` as on a kernel without pidfds (tests of the fallback).
+    #[cfg(test)]
+    pub(super) fn watch_without_pidfd(pid: u32) -> Process {
+        Process { pid, pidfd: None }
+    }
+
     pub(super) fn pid(&self) -> u32 {
         self.pid
     }

@@ -45,6 +45,8 @@ pub(super) enum Fault {
     Writer,
     Reader,
     Supervisor,
+    /// Not a panic: the reader watches its worker as if the kernel had no pidfds.
+    NoPidfd,
 }
 
 /// Panics, once per pool, if the test configured `fault` here.

@@ -225,7 +225,15 @@ fn start_threads(shared: &Arc<Shared>, id: u64, spawned: Spawned) -> std::io::Re
         super::process::signal_group(child.id(), libc::SIGKILL);
         let _ = child.wait();
     };
-    let pipes = AnswerPipe::new(answers, Process::watch(child.id()))
+    #[cfg(test)]
+    let process = if shared.config.fault == Some(super::state::Fault::NoPidfd) {
+        Process::watch_without_pidfd(child.id())
+    } else {
+        Process::watch(child.id())
+    };
+    #[cfg(not(test))]
+    let process = Process::watch(child.id());
+    let pipes = AnswerPipe::new(answers, process)
         .and_then(|answers| Ok((answers, CallsTap::new(calls_tap)?)));
     let (answers, calls_tap) = match pipes {
         Ok(pipes) => pipes,
