@@ -43,6 +43,17 @@ fn within<T: Send + 'static>(what: &str, body: impl FnOnce() -> T + Send + 'stat
     }
 }
 
+/// Gone, or a zombie waiting to be reaped.
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
 fn pool_with(fault: Fault) -> ProcessPool {
     ProcessPool::builder()
         .max_workers(1)
@@ -106,6 +117,11 @@ fn without_pidfds_deaths_time_limits_and_closed_pipes_are_still_handled() {
         let worker = pool.submit(pid, ()).result().unwrap();
         // SAFETY: SIGKILL to the pool's own idle worker.
         unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+        // Dead (a zombie until the pool reaps it) before the next call is sent: it cannot have
+        // received it, and the pool, noticing within its polling interval, sends it elsewhere.
+        while !is_dead(worker) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(
             pool.submit(double, 2).result(),
             Ok(4),
