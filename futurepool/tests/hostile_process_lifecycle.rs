@@ -101,6 +101,9 @@ static INIT_LEN: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 fn init_with_blob(blob: Vec<u8>) {
     *INIT_LEN.lock().unwrap() = blob.len();
 }
+fn slow_init(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
 fn init_len(_: ()) -> usize {
     *INIT_LEN.lock().unwrap()
 }
@@ -146,6 +149,7 @@ futurepool::register!(
     ignore_sigterm,
     init_with_blob,
     init_len,
+    slow_init,
     child_env,
     run_nested_pool_program,
     returns_decode_bomb,
@@ -606,6 +610,33 @@ fn initializer_argument_over_the_frame_limit_is_refused_by_build() {
         }
         other => panic!("expected a refused initializer, got {other:?}"),
     }
+}
+
+#[test]
+fn slow_initializer_is_named_as_the_cause_of_a_start_timeout() {
+    within(
+        WATCHDOG,
+        "an initializer slower than the start timeout",
+        || {
+            let pool = ProcessPool::builder()
+                .max_workers(1)
+                .initializer(slow_init, 60_000)
+                .start_timeout(Duration::from_millis(500))
+                .build()
+                .unwrap();
+            match pool.submit(double, 1).result() {
+                Err(TaskError::PoolBroken(reason)) => {
+                    let text = reason.as_str();
+                    assert!(text.contains("initializer did not finish"), "{text}");
+                    assert!(
+                        !text.contains("futurepool::init()"),
+                        "misleading hint: {text}"
+                    );
+                }
+                other => panic!("expected a broken pool, got {other:?}"),
+            }
+        },
+    );
 }
 
 // ---- Case 11: worker variables never leak to programs a task starts ----

@@ -440,19 +440,20 @@ fn fail_handshake(
 ) {
     let program = shared.config.program.display();
     let mut state = shared.lock();
-    let kill = state
-        .workers
-        .iter()
-        .find(|s| s.id == id)
-        .and_then(|s| s.kill.clone());
+    let slot = state.workers.iter().find(|s| s.id == id);
+    let kill = slot.and_then(|s| s.kill.clone());
+    let accepted = slot.is_some_and(|s| s.accepted);
     let reason = match (kill, failure) {
         // The pool stopped it on purpose.
         (Some(KillCause::Stopped), _) => return,
+        (Some(KillCause::StartTimeout), _) if accepted => Reason::new(format!(
+            "the initializer did not finish within the start timeout of {:?} in worker process \
+             `{program}`, which was killed; raise it with `ProcessPoolBuilder::start_timeout`",
+            shared.config.start_timeout
+        )),
         (Some(KillCause::StartTimeout), _) => Reason::new(format!(
-            "worker process `{program}` did not complete the handshake within {:?} and was \
-             killed; is `futurepool::init()` the first line of `main` (or \
-             `futurepool::test_support!()` in this test binary), or does the initializer take \
-             longer than `start_timeout`?",
+            "worker process `{program}` did not answer the handshake within {:?} and was \
+             killed; {INIT_HINT}",
             shared.config.start_timeout
         )),
         (_, HandshakeFailure::Broken(reason)) => reason.clone(),
@@ -504,14 +505,22 @@ fn handshake(
     frame: &mut Vec<u8>,
 ) -> Result<(), HandshakeFailure> {
     let program = shared.config.program.display();
-    match wire::read_into(reader, frame, shared.config.max_frame) {
-        Ok(true) => {}
-        Ok(false) | Err(wire::FrameError::Truncated) => return Err(HandshakeFailure::Ended),
-        Err(error) => {
-            return Err(HandshakeFailure::Broken(Reason::new(format!(
+    let mut read_frame =
+        |frame: &mut Vec<u8>| match wire::read_into(reader, frame, shared.config.max_frame) {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(wire::FrameError::Truncated) => Err(HandshakeFailure::Ended),
+            Err(error) => Err(HandshakeFailure::Broken(Reason::new(format!(
                 "the handshake of worker process `{program}` could not be read: {error}"
-            ))))
+            )))),
+        };
+    read_frame(frame)?;
+    if let Ok(FromWorker::Accepted) = postcard::from_bytes::<FromWorker<'_>>(frame) {
+        let mut state = shared.lock();
+        if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
+            slot.accepted = true;
         }
+        drop(state);
+        read_frame(frame)?;
     }
     match postcard::from_bytes::<FromWorker<'_>>(frame) {
         Ok(FromWorker::Ready { pid, initializer }) => {

@@ -153,6 +153,8 @@ pub(super) struct Slot {
     /// never fires early.
     pub(super) front_started: Instant,
     pub(super) kill: Option<KillCause>,
+    /// It accepted the handshake (so it reached `init()`); its initializer may still run.
+    pub(super) accepted: bool,
     /// `terminate_workers` sent SIGTERM: at this instant the supervisor sends SIGKILL.
     pub(super) escalate_at: Option<Instant>,
     /// The reader is reaping the process: its pid may be reused, never signal it again.

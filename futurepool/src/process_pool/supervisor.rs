@@ -167,6 +167,7 @@ fn start_worker<'a>(
         sent: 0,
         front_started: Instant::now(),
         kill: None,
+        accepted: false,
         escalate_at: None,
         reaping: false,
         writer_wake: Default::default(),

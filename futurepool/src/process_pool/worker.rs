@@ -231,6 +231,11 @@ impl Worker {
         }
         let max_tasks = hello.max_tasks;
         let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
+        // Field by field: `hello` still borrows the frame.
+        encode(&mut self.out, &FromWorker::Accepted).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+        self.answers
+            .write_all(&self.out)
+            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
         let initializer = hello
             .initializer
             .map(|call| registry::invoke_index(call.function, call.arg.0));

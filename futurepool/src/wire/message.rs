@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 pub(crate) const MAGIC: [u8; 8] = *b"futurepl";
 
 /// Bumped on any change to these messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// An already-serialized value, carried as raw bytes (postcard `bytes`: a length, then the bytes)
 /// and borrowed from the frame buffer when decoded, so a payload is never copied twice.
@@ -121,4 +121,8 @@ pub(crate) enum FromWorker<'a> {
     Done(Outcome<'a>),
     /// The answers to one `RunChunk`, one per argument, in order.
     ChunkDone(Vec<Outcome<'a>>),
+    /// The handshake was accepted and the initializer (if any) starts now; `Ready` follows. It
+    /// lets the pool say, when a worker misses its start timeout, whether the initializer was
+    /// slow or the program never reached `init()`.
+    Accepted,
 }
