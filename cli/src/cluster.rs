@@ -30,7 +30,7 @@ pub fn main(args: ClusterArgs) -> ExitCode {
     match args.command {
         ClusterCommand::Status { url, pool } => match cluster::status(&url, &pool) {
             Ok(status) => {
-                println!("pool          {pool} at {url}");
+                println!("pool          {pool} at {}", redact(&url));
                 print!("{status}");
                 ExitCode::SUCCESS
             }
@@ -39,5 +39,28 @@ pub fn main(args: ClusterArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `url` with its password replaced by `***`: a status report is often pasted into tickets.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) if credentials.contains(':') => {
+                let user = credentials.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_is_not_printed() {
+        assert_eq!(super::redact("redis://u:pw@h:1/"), "redis://u:***@h:1/");
+        assert_eq!(super::redact("redis://h:1/"), "redis://h:1/");
     }
 }

@@ -380,6 +380,26 @@ fn forked_child_returning_from_a_task_never_answers_or_takes_calls() {
     });
 }
 
+#[test]
+fn forked_child_returning_from_a_chunk_item_never_answers_or_takes_calls() {
+    within(WATCHDOG, "a forked child back in a by-item chunk", || {
+        // A time limit makes the chunk go item by item: each item's answer is its own frame,
+        // which the child must not write either.
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .time_limit(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let out: Vec<_> = pool.map(fork_and_return, [200; 4]).chunksize(4).collect();
+        assert_eq!(out, [Ok(1), Ok(1), Ok(1), Ok(1)]);
+        for round in 0..20u64 {
+            assert_eq!(pool.submit(double, round).result(), Ok(round * 2));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pool.workers_started(), 1);
+    });
+}
+
 // ---- Case 3: the whole process tree dies with its worker ----
 
 fn grandchild_dies_with(how: &str) {
@@ -771,6 +791,84 @@ fn call_queued_at_a_stopped_worker_killed_before_reading_it_runs_on_another() {
                 // ...and never will.
                 unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
                 assert_eq!(task.result(), Ok(round * 2), "round {round}");
+            }
+        },
+    );
+}
+
+/// A pool whose map chunks go item by item (`RunChunkEach`): a time limit does that.
+fn by_item_pool() -> ProcessPool {
+    ProcessPool::builder()
+        .max_workers(1)
+        .time_limit(Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+/// `0..8` offset by `round * 100`, doubled by a map in one chunk of eight.
+fn doubled_chunk(pool: &ProcessPool, round: u64) -> Vec<Result<u64, TaskError>> {
+    let inputs = (0..8).map(move |n| round * 100 + n);
+    pool.map(double, inputs).chunksize(8).collect()
+}
+
+fn expected_doubles(round: u64) -> Vec<Result<u64, TaskError>> {
+    (0..8).map(|n| Ok((round * 100 + n) * 2)).collect()
+}
+
+#[test]
+fn by_item_chunk_sent_to_a_killed_idle_worker_runs_whole_on_another() {
+    within(
+        WATCHDOG,
+        "a time-limited map after an idle worker was SIGKILLed",
+        || {
+            let pool = by_item_pool();
+            for round in 0..5 {
+                let worker = pool.submit(pid, ()).result().unwrap();
+                // SAFETY: plain system call; the worker is idle and alive.
+                unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+                // Dead before the chunk is written: none of its items can have started.
+                while !is_gone(worker) {
+                    std::thread::yield_now();
+                }
+                assert_eq!(
+                    doubled_chunk(&pool, round),
+                    expected_doubles(round),
+                    "round {round}"
+                );
+            }
+        },
+    );
+}
+
+#[test]
+fn by_item_chunk_queued_at_a_stopped_worker_killed_before_reading_it_runs_whole_on_another() {
+    within(
+        WATCHDOG,
+        "a time-limited chunk left unread in a killed worker's pipe",
+        || {
+            let pool = by_item_pool();
+            for round in 0..5 {
+                let worker = pool.submit(pid, ()).result().unwrap();
+                // SAFETY: plain system calls on the pool's idle worker.
+                unsafe { libc::kill(worker as libc::pid_t, libc::SIGSTOP) };
+                while !all_threads_stopped(worker) {
+                    std::thread::yield_now();
+                }
+                // Most likely the chunk is written to the stopped worker, which cannot read it,
+                // before this kill; if the machine is slow it goes to the replacement instead.
+                // Either way no item started on the killed worker.
+                let killer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(200));
+                    // SAFETY: plain system call; the stopped worker cannot exit on its own, so
+                    // the pid is still the pool's.
+                    unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+                });
+                assert_eq!(
+                    doubled_chunk(&pool, round),
+                    expected_doubles(round),
+                    "round {round}"
+                );
+                killer.join().unwrap();
             }
         },
     );

@@ -198,8 +198,17 @@ fn callbacks_run_once_in_registration_order_in_the_completing_thread() {
     }
     held.release.send(()).unwrap();
     drop(held.pool);
-    let expected: Vec<_> = (0..5).map(|n| (n, "futurepool-0".to_string())).collect();
-    assert_eq!(*order.lock().unwrap(), expected);
+    let order = order.lock().unwrap();
+    assert_eq!(
+        order.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    let worker = &order[0].1;
+    assert!(
+        worker.starts_with("futurepool-") && worker.ends_with("-0"),
+        "{worker}"
+    );
+    assert!(order.iter().all(|(_, thread)| thread == worker));
 }
 
 #[test]

@@ -66,7 +66,8 @@ fn idle_thread_is_reused_for_sequential_tasks() {
         .map(|_| pool.submit(thread_name).result().unwrap())
         .collect();
     assert_eq!(pool.worker_count(), 1);
-    assert_eq!(names, ["futurepool-0", "futurepool-0", "futurepool-0"]);
+    assert!(names[0].ends_with("-0"), "{names:?}");
+    assert!(names.iter().all(|name| *name == names[0]), "{names:?}");
 }
 
 #[test]
@@ -117,10 +118,34 @@ fn threads_are_named_prefix_dash_number() {
     assert_eq!(names, ["crawler-0", "crawler-1"]);
 }
 
+/// The default prefix `futurepool-{k}`, `k` the pool's number.
+fn is_default_name(name: &str, worker: usize) -> bool {
+    let Some(rest) = name.strip_prefix("futurepool-") else {
+        return false;
+    };
+    let Some((pool, n)) = rest.split_once('-') else {
+        return false;
+    };
+    pool.parse::<usize>().is_ok() && n == worker.to_string()
+}
+
 #[test]
-fn default_thread_name_prefix_is_futurepool() {
+fn default_thread_name_prefix_is_futurepool_and_the_pools_number() {
     let pool = ThreadPool::new(1);
-    assert_eq!(pool.submit(thread_name).result().unwrap(), "futurepool-0");
+    let name = pool.submit(thread_name).result().unwrap();
+    assert!(is_default_name(&name, 0), "{name}");
+}
+
+#[test]
+fn two_default_pools_threads_have_different_names() {
+    // Issue 12: both used to be `futurepool-0`.
+    let (a, b) = (ThreadPool::new(1), ThreadPool::new(1));
+    let (a, b) = (
+        a.submit(thread_name).result().unwrap(),
+        b.submit(thread_name).result().unwrap(),
+    );
+    assert!(is_default_name(&a, 0) && is_default_name(&b, 0), "{a} {b}");
+    assert_ne!(a, b);
 }
 
 #[test]
@@ -151,7 +176,10 @@ fn a_panic_fails_the_task_and_the_worker_lives_on() {
         }
         other => panic!("expected a panic, got {other:?}"),
     }
-    assert_eq!(pool.submit(thread_name).result().unwrap(), "futurepool-0");
+    assert!(is_default_name(
+        &pool.submit(thread_name).result().unwrap(),
+        0
+    ));
     assert_eq!(pool.worker_count(), 1, "the same worker survived");
 }
 

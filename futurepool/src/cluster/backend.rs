@@ -18,6 +18,9 @@ pub(crate) struct NewTask {
     pub(crate) function: &'static str,
     /// The postcard-encoded argument.
     pub(crate) arg: Arc<[u8]>,
+    /// A fingerprint of the function's argument and result types, so a worker built with another
+    /// signature under the same name refuses the task instead of decoding it as something else.
+    pub(crate) signature: &'static str,
 }
 
 /// What the broker did with a submitted task.
@@ -46,6 +49,8 @@ pub(crate) struct Delivery {
     pub(crate) task_id: String,
     pub(crate) function: String,
     pub(crate) arg: Vec<u8>,
+    /// The client's fingerprint of the function's signature (absent from older clients' tasks).
+    pub(crate) signature: Option<String>,
 }
 
 /// A finished task, to be published.
@@ -54,6 +59,9 @@ pub(crate) struct Completion {
     pub(crate) entry: String,
     pub(crate) task_id: String,
     pub(crate) outcome: Vec<u8>,
+    /// For a task the worker could not run at all (unknown function, undecodable argument,
+    /// signature mismatch): why, recorded in the dead letters too.
+    pub(crate) dead_letter: Option<String>,
 }
 
 /// The pool-wide settings every worker follows.
@@ -63,6 +71,45 @@ pub(crate) struct PoolConfig {
     pub(crate) max_deliveries: u32,
     /// How long a published outcome (and so a task id's idempotency) is kept.
     pub(crate) result_ttl: Duration,
+}
+
+/// The accepted range of each pool setting: outside them a duration overflows the broker's
+/// millisecond arithmetic, or the pool cannot work (a lease shorter than a round trip).
+pub(crate) const LEASE_RANGE: (Duration, Duration) = (
+    Duration::from_millis(100),
+    Duration::from_secs(7 * 24 * 3600),
+);
+pub(crate) const RESULT_TTL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600));
+pub(crate) const MAX_DELIVERIES_RANGE: (u32, u32) = (1, 1000);
+
+impl PoolConfig {
+    /// Checks every setting; the error names the setting, its value and the accepted range.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        check_duration("lease", self.lease, LEASE_RANGE)?;
+        check_duration("result_ttl", self.result_ttl, RESULT_TTL_RANGE)?;
+        let (low, high) = MAX_DELIVERIES_RANGE;
+        if !(low..=high).contains(&self.max_deliveries) {
+            return Err(format!(
+                "max_deliveries({}) is out of range: it must be between {low} and {high}",
+                self.max_deliveries
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_duration(
+    name: &str,
+    value: Duration,
+    (low, high): (Duration, Duration),
+) -> Result<(), String> {
+    if value < low || value > high {
+        return Err(format!(
+            "{name}({value:?}) is out of range: it must be between {low:?} and {high:?}"
+        ));
+    }
+    Ok(())
 }
 
 impl Default for PoolConfig {
@@ -84,23 +131,41 @@ pub(crate) struct Reaped {
     pub(crate) dead_lettered: u32,
 }
 
-/// Why a broker call failed.
+/// Why a broker call failed, sorted by what the caller must do about it (see the README's
+/// "What is retried").
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum BrokerError {
     /// The broker cannot be reached, is restarting or loading its data: try again later.
     #[error("the broker is unavailable: {0}")]
     Unavailable(String),
-    /// The broker answered something this code does not understand.
+    /// The broker refuses this client (no or wrong password, no permission): no command will
+    /// succeed until the configuration changes. Permanent.
+    #[error("the broker refuses this client: {0}")]
+    Refused(String),
+    /// The broker answered this one command with an error (a value larger than it accepts, a key
+    /// of the wrong type, a script error). Permanent for that command and its data.
+    #[error("the broker rejected the command: {0}")]
+    Rejected(String),
+    /// The broker answered something this code does not understand. Permanent.
     #[error("unexpected answer from the broker: {0}")]
     Protocol(String),
+}
+
+impl BrokerError {
+    /// Whether trying the same call again later can succeed.
+    pub(crate) fn is_transient(&self) -> bool {
+        matches!(self, BrokerError::Unavailable(_))
+    }
 }
 
 pub(crate) type BrokerResult<T> = Result<T, BrokerError>;
 
 /// One connection to the broker, used by one thread.
 pub(crate) trait Connection: Send {
-    /// Reads the pool's settings (defaults when none were stored).
-    fn config(&mut self) -> BrokerResult<PoolConfig>;
+    /// Reads the pool's settings: defaults for those never stored, and for each stored value
+    /// that is not valid, its value in `fallback` (the last valid one this process saw) plus a
+    /// message naming the setting: a bad value written by another program must not stop the pool.
+    fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)>;
     /// Stores the pool's settings for every worker.
     fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()>;
 
@@ -137,8 +202,19 @@ pub(crate) trait Connection: Send {
     /// puts back in the queue anything still delivered to it.
     fn retire_worker(&mut self, worker: &str) -> BrokerResult<()>;
 
-    /// A snapshot of the pool for `futurepool cluster status`.
-    fn status(&mut self) -> BrokerResult<super::Status>;
+    /// A snapshot of the pool for `futurepool cluster status`; `None` if no client or worker
+    /// ever used this pool on this broker.
+    fn status(&mut self) -> BrokerResult<Option<super::Status>>;
+    /// The names of the pools on this broker (a bounded scan: to suggest a name).
+    fn pools(&mut self) -> BrokerResult<Vec<String>>;
+
+    /// A cheap command that proves the broker answers (used to tell "the broker is down" from
+    /// "the broker refuses this data").
+    fn ping(&mut self) -> BrokerResult<()>;
+    /// The largest value (argument or outcome) the broker accepts in one command.
+    fn max_payload(&mut self) -> usize;
+    /// How many workers heartbeated within the last `within`.
+    fn live_workers(&mut self, within: Duration) -> BrokerResult<usize>;
 }
 
 /// Opens connections to one pool on one broker.

@@ -20,20 +20,16 @@ impl Backoff {
         }
     }
 
-    /// Sleeps before the next attempt; returns how many attempts failed in a row so far.
-    pub(crate) fn wait(&mut self) -> u32 {
-        std::thread::sleep(self.next);
-        self.next = (self.next * 2).min(LONGEST);
-        self.failures += 1;
-        self.failures
+    /// Counts a failed attempt; returns how many failed in a row so far and how long to wait
+    /// before the next one.
+    pub(crate) fn next(&mut self) -> (u32, Duration) {
+        let delay = self.next;
+        self.next = self.next.saturating_mul(2).min(LONGEST);
+        self.failures = self.failures.saturating_add(1);
+        (self.failures, delay)
     }
 
     pub(crate) fn reset(&mut self) {
         *self = Backoff::new();
-    }
-
-    /// True on the first failure of a run: the moment to tell the user once, not every retry.
-    pub(crate) fn first_failure(&self) -> bool {
-        self.failures == 0
     }
 }

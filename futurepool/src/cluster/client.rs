@@ -16,12 +16,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::backend::{Backend, BrokerError, Connection, NewTask, PoolConfig, Submitted};
-use super::backoff::Backoff;
+use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
 use super::outcome;
 use super::redis::{RedisBackend, MAX_BATCH};
+use super::retry::{send_pinning, Retry, Stop};
+use super::status::plural;
 use super::{ClusterError, DEFAULT_POOL};
 use crate::error::{Reason, TaskError};
 use crate::executor::{Executor, Payload, Shutdown, TaskFn};
@@ -33,6 +34,8 @@ use crate::task::Task;
 const LISTEN_BLOCK: Duration = Duration::from_millis(500);
 /// Outcomes read per round trip.
 const REPLY_BATCH: usize = 1024;
+/// How often a `shutdown(wait)` that is still waiting says what it waits for.
+const SAY_EVERY: Duration = Duration::from_secs(5);
 /// Tasks a `map` keeps in flight by default: a cluster round trip is long, so it takes many tasks
 /// on the wire to keep remote workers busy (and batches large).
 const MAP_BUFFER: usize = 1024;
@@ -93,6 +96,7 @@ pub struct ClusterPoolBuilder {
     lease: Option<Duration>,
     max_deliveries: Option<u32>,
     result_ttl: Option<Duration>,
+    max_payload: Option<usize>,
 }
 
 impl ClusterPoolBuilder {
@@ -121,14 +125,16 @@ impl ClusterPoolBuilder {
     /// let b = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1/").lease(Duration::from_secs(5));
     /// # drop(b);
     /// ```
+    ///
+    /// Between 100 ms and 7 days; [`build`](Self::build) refuses anything else.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = Some(lease.max(Duration::from_millis(100)));
+        self.lease = Some(lease);
         self
     }
 
     /// How many times a task is handed to a worker before, every one of them having been lost,
     /// it fails with [`WorkerLoss::GaveUp`](crate::WorkerLoss::GaveUp) and is dead-lettered
-    /// (default 3, at least 1). A pool-wide setting stored on the broker, like the lease.
+    /// (default 3; between 1 and 1,000). A pool-wide setting stored on the broker, like the lease.
     ///
     /// # Examples
     ///
@@ -137,13 +143,15 @@ impl ClusterPoolBuilder {
     /// # drop(b);
     /// ```
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
-        self.max_deliveries = Some(deliveries.max(1));
+        self.max_deliveries = Some(deliveries);
         self
     }
 
     /// How long a finished task's outcome is kept on the broker (default 24 h). Within that time
     /// submitting the same task id again returns the stored outcome instead of running it again.
-    /// A pool-wide setting stored on the broker, like the lease.
+    /// A pool-wide setting stored on the broker, like the lease. Between 1 s and 365 days. It
+    /// counts from the task's completion: a task that waits or runs longer still reaches its
+    /// clients.
     ///
     /// # Examples
     ///
@@ -154,7 +162,22 @@ impl ClusterPoolBuilder {
     /// # drop(b);
     /// ```
     pub fn result_ttl(mut self, ttl: Duration) -> Self {
-        self.result_ttl = Some(ttl.max(Duration::from_secs(1)));
+        self.result_ttl = Some(ttl);
+        self
+    }
+
+    /// The largest serialized argument this client sends (default: what the broker accepts, its
+    /// `proto-max-bulk-len`, 512 MiB unless configured otherwise). A larger argument fails its
+    /// task at once with [`TaskError::Transfer`] instead of reaching the broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = futurepool::cluster::ClusterPool::builder("redis://127.0.0.1/").max_payload(1 << 20);
+    /// # drop(b);
+    /// ```
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = Some(bytes);
         self
     }
 
@@ -162,8 +185,10 @@ impl ClusterPoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`ClusterError::InvalidUrl`] for a URL the `redis` crate does not accept,
-    /// [`ClusterError::Unavailable`] when the broker cannot be reached now.
+    /// [`ClusterError::InvalidSetting`] for a setting out of its range (checked before
+    /// connecting), [`ClusterError::InvalidUrl`] for a URL that does not name a Redis server,
+    /// [`ClusterError::Unavailable`] when the broker cannot be reached now,
+    /// [`ClusterError::Refused`] when it refuses this client (password, ACL).
     ///
     /// # Examples
     ///
@@ -172,22 +197,48 @@ impl ClusterPoolBuilder {
     /// # Ok::<(), futurepool::cluster::ClusterError>(())
     /// ```
     pub fn build(self) -> Result<ClusterPool, ClusterError> {
+        let asked = PoolConfig {
+            lease: self.lease.unwrap_or(PoolConfig::default().lease),
+            max_deliveries: self
+                .max_deliveries
+                .unwrap_or(PoolConfig::default().max_deliveries),
+            result_ttl: self.result_ttl.unwrap_or(PoolConfig::default().result_ttl),
+        };
+        asked
+            .validate()
+            .map_err(|why| ClusterError::InvalidSetting(Reason::new(why)))?;
+        if self.max_payload == Some(0) {
+            return Err(ClusterError::InvalidSetting(Reason::new(
+                "max_payload(0) would refuse every task: give a number of bytes >= 1",
+            )));
+        }
         let backend =
             RedisBackend::new(&self.url, &self.pool).map_err(ClusterError::invalid_url)?;
         let mut connection = backend.connect()?;
-        if self.lease.is_some() || self.max_deliveries.is_some() || self.result_ttl.is_some() {
-            let stored = connection.config()?;
-            connection.store_config(PoolConfig {
-                lease: self.lease.unwrap_or(stored.lease),
-                max_deliveries: self.max_deliveries.unwrap_or(stored.max_deliveries),
-                result_ttl: self.result_ttl.unwrap_or(stored.result_ttl),
-            })?;
+        let (stored, problems) = connection.config(PoolConfig::default())?;
+        for problem in problems {
+            eprintln!("futurepool cluster {:?}: {problem}", self.pool);
         }
+        let config = PoolConfig {
+            lease: self.lease.unwrap_or(stored.lease),
+            max_deliveries: self.max_deliveries.unwrap_or(stored.max_deliveries),
+            result_ttl: self.result_ttl.unwrap_or(stored.result_ttl),
+        };
+        if self.lease.is_some() || self.max_deliveries.is_some() || self.result_ttl.is_some() {
+            connection.store_config(config)?;
+        }
+        let broker_limit = connection.max_payload();
+        let max_payload = self
+            .max_payload
+            .map_or(broker_limit, |m| m.min(broker_limit));
         let client = connection.register_client()?;
         let listener_connection = backend.connect()?;
         let shared = Arc::new(Shared {
             client,
             pool: self.pool.clone(),
+            lease: config.lease,
+            max_payload,
+            backend,
             sequence: AtomicU64::new(0),
             state: Mutex::new(ClientState::default()),
             outbox_ready: Condvar::new(),
@@ -225,6 +276,12 @@ fn spawn(
 struct Shared {
     client: u64,
     pool: String,
+    /// The pool's lease: how long `shutdown(wait)` waits while no worker is alive.
+    lease: Duration,
+    /// The largest argument sent (the broker's limit, or less if the builder said so).
+    max_payload: usize,
+    /// For `shutdown(wait)`'s checks on the workers.
+    backend: RedisBackend,
     sequence: AtomicU64,
     state: Mutex<ClientState>,
     /// Signalled when the outbox gains tasks, a full re-submit is wanted, or the pool stops.
@@ -244,6 +301,9 @@ struct ClientState {
     unfinished: usize,
     /// The broker had trouble: submit every waiting task again.
     resubmit_all: bool,
+    /// Set when the broker refused this client for good (NOAUTH, a reply stream of the wrong
+    /// type...): every waiting task failed with it, and later submits fail at once.
+    broken: Option<Reason>,
 }
 
 struct Waiting {
@@ -255,6 +315,18 @@ struct Waiting {
 trait Handle: Send {
     fn resolve(&self, outcome: &[u8]);
     fn cancel(&self);
+    /// Resolves the handle without an outcome from the broker.
+    fn fail(&self, failure: &Failure);
+}
+
+/// Why a handle resolves without an outcome from the broker.
+enum Failure {
+    /// The client stopped waiting (the task may still be queued on the broker).
+    Timeout,
+    /// The broker refused this client for good.
+    Broken(Reason),
+    /// Decoding the outcome panicked (in the result's `Deserialize`).
+    Panicked(crate::error::Panic),
 }
 
 struct TypedHandle<R, E> {
@@ -270,6 +342,14 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<
 
     fn cancel(&self) {
         self.task.cancel();
+    }
+
+    fn fail(&self, failure: &Failure) {
+        self.task.resolve(Err(match failure {
+            Failure::Timeout => TaskError::Timeout,
+            Failure::Broken(why) => TaskError::PoolBroken(why.clone()),
+            Failure::Panicked(panic) => TaskError::Panicked(panic.clone()),
+        }));
     }
 }
 
@@ -293,7 +373,11 @@ impl Shared {
         let waiting = self.lock().waiting.remove(task_id);
         if let Some(waiting) = waiting {
             for handle in waiting.handles {
-                handle.resolve(outcome);
+                // Decoding runs the result's `Deserialize`, and a handle the caller cancelled
+                // drops the decoded value: user code, on the thread every task depends on.
+                if let Err(panic) = crate::panic::catch(|| handle.resolve(outcome)) {
+                    handle.fail(&Failure::Panicked(panic));
+                }
             }
         }
     }
@@ -319,8 +403,36 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// The broker refused this client for good: every task waiting fails with `why`, and so does
+    /// every later submit.
+    fn break_pool(&self, why: String) {
+        eprintln!(
+            "futurepool cluster {:?}: {why}; failing every waiting task",
+            self.pool
+        );
+        let reason = Reason::new(why);
+        let handles: Vec<Box<dyn Handle>> = {
+            let mut state = self.lock();
+            state.broken = Some(reason.clone());
+            state.outbox.clear();
+            state.waiting.drain().flat_map(|(_, w)| w.handles).collect()
+        };
+        let failure = Failure::Broken(reason);
+        for handle in handles {
+            handle.fail(&failure);
+        }
+    }
+}
+
 fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
-    let mut backoff = Backoff::new();
+    // Bounded by the pool's life: once shut down, `shutdown(wait)` stops waiting when no worker
+    // is alive, and the loop ends with the last handle.
+    let mut retry = Retry::new(
+        format!("futurepool cluster {:?}", shared.pool),
+        Duration::MAX,
+    );
+    let stop = |_| Shared::finished(&shared.lock());
     loop {
         let batch = {
             let mut state = shared.lock();
@@ -340,27 +452,40 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
             }
             batch
         };
-        let answers = loop {
-            match connection.submit(shared.client, &batch) {
-                Ok(answers) => break answers,
-                Err(error) => {
-                    if Shared::finished(&shared.lock()) {
-                        return;
-                    }
-                    report(&shared.pool, "submit", &error, &backoff);
-                    // The connection reconnects by itself on the next call.
-                    backoff.wait();
-                }
+        let client = shared.client;
+        let mut send = |c: &mut dyn Connection, tasks: &[NewTask]| c.submit(client, tasks);
+        let answers = match send_pinning(
+            connection.as_mut(),
+            "submit tasks",
+            &batch,
+            &mut send,
+            &mut retry,
+            &stop,
+        ) {
+            Ok(answers) => answers,
+            Err(Stop::GaveUp(_)) => return,
+            Err(Stop::Fatal(error)) => {
+                shared.break_pool(error.to_string());
+                continue;
             }
         };
-        if !backoff.first_failure() {
+        if retry.take_recovered() {
             // Back after an outage: tasks queued before it may need submitting again.
             shared.request_resubmit();
-            backoff.reset();
         }
         for (task, answer) in batch.iter().zip(answers) {
-            if let Submitted::Finished(outcome) = answer {
-                shared.deliver(&task.id, &outcome);
+            match answer {
+                Ok(Submitted::Finished(outcome)) => shared.deliver(&task.id, &outcome),
+                Ok(_) => {}
+                // This task's data is what the broker refuses: it fails, the others go on.
+                Err(why) => shared.deliver(
+                    &task.id,
+                    &outcome::transfer(&format!(
+                        "the broker refused the task ({} bytes of argument for {}): {why}",
+                        task.arg.len(),
+                        task.function
+                    )),
+                ),
             }
         }
     }
@@ -368,33 +493,34 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
 
 fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
     let mut cursor = String::new();
-    let mut backoff = Backoff::new();
+    // Bounded like the submitter's.
+    let mut retry = Retry::new(
+        format!("futurepool cluster {:?}", shared.pool),
+        Duration::MAX,
+    );
     loop {
         if Shared::finished(&shared.lock()) {
             return;
         }
         match connection.replies(shared.client, &mut cursor, REPLY_BATCH, LISTEN_BLOCK) {
             Ok(replies) => {
-                if !backoff.first_failure() {
+                if retry.succeeded() {
                     shared.request_resubmit();
-                    backoff.reset();
                 }
                 for reply in replies {
                     shared.deliver(&reply.task_id, &reply.outcome);
                 }
             }
-            Err(error) => {
-                report(&shared.pool, "wait for results", &error, &backoff);
-                backoff.wait();
-            }
+            Err(error) => match retry.failed("wait for results", error) {
+                Ok(()) => {}
+                Err(Stop::GaveUp(_)) => return,
+                Err(Stop::Fatal(error)) => {
+                    // No outcome can reach this client any more.
+                    shared.break_pool(format!("cannot read results: {error}"));
+                    std::thread::sleep(LISTEN_BLOCK);
+                }
+            },
         }
-    }
-}
-
-/// Tells the user once per outage that the broker is away (the threads keep trying).
-fn report(pool: &str, what: &str, error: &BrokerError, backoff: &Backoff) {
-    if backoff.first_failure() {
-        eprintln!("futurepool cluster {pool:?}: cannot {what} ({error}); retrying with backoff");
     }
 }
 
@@ -433,6 +559,7 @@ impl ClusterPool {
             lease: None,
             max_deliveries: None,
             result_ttl: None,
+            max_payload: None,
         }
     }
 
@@ -551,11 +678,25 @@ impl ClusterPool {
                 )))))
             }
         };
+        if arg.len() > self.shared.max_payload {
+            return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
+                "the argument of {function} is {} bytes, more than the {} the broker accepts \
+                 (its proto-max-bulk-len, or ClusterPoolBuilder::max_payload): send a reference \
+                 to the data (a path, a key, a URL) instead",
+                arg.len(),
+                self.shared.max_payload
+            )))));
+        }
+        // Registered (the name was found), so it has a signature.
+        let signature = registry::signature_of(function).map_or("", |(fingerprint, _)| fingerprint);
         let task: Task<R, E> = Task::pending();
         {
             let mut state = self.shared.lock();
             if state.shut_down {
                 return Task::resolved(Err(TaskError::ShutDown));
+            }
+            if let Some(why) = &state.broken {
+                return Task::resolved(Err(TaskError::PoolBroken(why.clone())));
             }
             let id: Arc<str> = match id {
                 Some(id) => format!("id:{id}").into(),
@@ -574,6 +715,7 @@ impl ClusterPool {
                     id: id.clone(),
                     function,
                     arg: arg.into(),
+                    signature,
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(
@@ -760,20 +902,111 @@ impl ClusterPool {
             handle.cancel();
         }
         if how.waits() {
-            let mut state = self.shared.lock();
-            while state.unfinished > 0 {
-                state = self
-                    .shared
-                    .all_done
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-            drop(state);
+            self.wait_for_outcomes();
             let threads =
                 std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
             for thread in threads {
                 let _ = thread.join();
             }
+        }
+    }
+
+    /// Waits until every handle is resolved — or until no worker has been alive for a whole
+    /// lease: nobody would run the tasks, so waiting could last forever. The tasks then stay
+    /// queued on the broker for workers that start later (their outcomes are kept `result_ttl`
+    /// under their ids) and their handles here resolve with [`TaskError::Timeout`]. While it
+    /// waits it says so on stderr every few seconds.
+    fn wait_for_outcomes(&self) {
+        let shared = &self.shared;
+        let tick = (shared.lease / 4).clamp(Duration::from_millis(25), Duration::from_secs(1));
+        let started = Instant::now();
+        let mut last_said: Option<Instant> = None;
+        let mut none_alive_since: Option<Instant> = None;
+        let mut checker: Option<Box<dyn Connection>> = None;
+        loop {
+            let waiting = {
+                let state = shared.lock();
+                let (state, _) = shared
+                    .all_done
+                    .wait_timeout_while(state, tick, |s| s.unfinished > 0)
+                    .unwrap_or_else(|p| p.into_inner());
+                if state.unfinished == 0 {
+                    return;
+                }
+                state.unfinished
+            };
+            if started.elapsed() < tick {
+                continue;
+            }
+            if checker.is_none() {
+                checker = shared.backend.connect().ok();
+            }
+            let alive = match checker.as_mut().map(|c| c.live_workers(shared.lease)) {
+                Some(Ok(alive)) => Some(alive),
+                _ => {
+                    checker = None;
+                    None
+                }
+            };
+            if alive.unwrap_or(0) > 0 {
+                none_alive_since = None;
+            } else {
+                none_alive_since.get_or_insert_with(Instant::now);
+            }
+            let gone = none_alive_since.map_or(Duration::ZERO, |since| since.elapsed());
+            if gone >= shared.lease {
+                self.stop_waiting(alive.is_some());
+                return;
+            }
+            if last_said.is_none_or(|at| at.elapsed() >= SAY_EVERY) {
+                last_said = Some(Instant::now());
+                let workers = match alive {
+                    Some(0) => format!(
+                        "no worker is alive; giving up in {:.1?} if none starts",
+                        shared.lease.saturating_sub(gone)
+                    ),
+                    Some(n) => format!("{n} live {}", plural(n as u64, "worker", "workers")),
+                    None => "the broker is unreachable".to_string(),
+                };
+                eprintln!(
+                    "futurepool cluster {:?}: shutting down, waiting for {waiting} {} ({workers})",
+                    shared.pool,
+                    plural(waiting as u64, "task", "tasks")
+                );
+            }
+        }
+    }
+
+    /// Gives up waiting: every unresolved handle resolves with `Timeout`; the tasks on the broker
+    /// stay queued.
+    fn stop_waiting(&self, broker_reachable: bool) {
+        let (handles, unsent) = {
+            let mut state = self.shared.lock();
+            let unsent = state.outbox.len();
+            state.outbox.clear();
+            let handles: Vec<Box<dyn Handle>> =
+                state.waiting.drain().flat_map(|(_, w)| w.handles).collect();
+            (handles, unsent)
+        };
+        let why = if broker_reachable {
+            "no worker has been alive for a whole lease"
+        } else {
+            "the broker has been unreachable for a whole lease"
+        };
+        eprintln!(
+            "futurepool cluster {:?}: stopped waiting for {} {}: {why}; those on the broker stay \
+             queued for workers that start later{}",
+            self.shared.pool,
+            handles.len(),
+            plural(handles.len() as u64, "task", "tasks"),
+            if unsent > 0 {
+                format!(" ({unsent} never reached it and are dropped)")
+            } else {
+                String::new()
+            }
+        );
+        for handle in handles {
+            handle.fail(&Failure::Timeout);
         }
     }
 

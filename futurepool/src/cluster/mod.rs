@@ -18,6 +18,9 @@
 //! - `backend.rs`: the broker interface both sides use (a PostgreSQL backend would implement it);
 //! - `redis/`: the Redis Streams implementation, its Lua scripts and answer parsing;
 //! - `keys.rs`, `outcome.rs`: key names and the outcome encoding;
+//! - `retry.rs`: the retry rule every broker call follows — transient errors are logged and
+//!   retried with backoff within a bound, permanent ones stop the loop with the error, and a
+//!   refused batch is sent item by item so only the refused task fails;
 //! - `status.rs`: [`status`]; `signals.rs`, `backoff.rs`: clean stops and reconnection.
 
 mod backend;
@@ -26,6 +29,7 @@ mod client;
 mod keys;
 mod outcome;
 mod redis;
+mod retry;
 mod signals;
 mod status;
 mod worker;
@@ -42,10 +46,11 @@ use backend::BrokerError;
 /// The pool name used when none is given.
 pub const DEFAULT_POOL: &str = "default";
 
-/// Why a cluster pool, worker or status request could not talk to the broker.
+/// Why a cluster pool, worker or status request could not start, or why a worker stopped.
 ///
 /// Tasks never fail with this: once a task is accepted, broker outages only delay it (clients and
-/// workers reconnect with backoff).
+/// workers reconnect with backoff), and a task the broker refuses fails on its own with
+/// [`TaskError::Transfer`](crate::TaskError::Transfer).
 ///
 /// # Examples
 ///
@@ -68,6 +73,24 @@ pub enum ClusterError {
     /// The broker answered something futurepool does not understand (is it Redis ≥ 6.2?).
     #[error("unexpected answer from the broker: {0}")]
     Protocol(Reason),
+    /// The broker refuses this client: no password or a wrong one (NOAUTH, WRONGPASS), or no
+    /// permission (NOPERM). Permanent: fix the URL or the broker's ACL.
+    #[error("the broker refuses this client: {0}")]
+    Refused(Reason),
+    /// The broker rejected a command with an error that retrying cannot fix, e.g. the pool's
+    /// queue key holds another type of value (WRONGTYPE).
+    #[error("the broker rejected a command: {0}")]
+    Rejected(Reason),
+    /// A pool setting is out of range (the message names the setting and the accepted range).
+    #[error("invalid setting: {0}")]
+    InvalidSetting(Reason),
+    /// `status` was asked about a pool no client or worker ever used on this broker.
+    #[error("{0}")]
+    NoSuchPool(Reason),
+    /// The broker stayed unreachable for longer than the worker's patience
+    /// ([`ServeOptions::patience`]).
+    #[error("gave up on the broker: {0}")]
+    GaveUp(Reason),
 }
 
 impl ClusterError {
@@ -81,6 +104,17 @@ impl From<BrokerError> for ClusterError {
         match error {
             BrokerError::Unavailable(why) => ClusterError::Unavailable(Reason::new(why)),
             BrokerError::Protocol(why) => ClusterError::Protocol(Reason::new(why)),
+            BrokerError::Refused(why) => ClusterError::Refused(Reason::new(why)),
+            BrokerError::Rejected(why) => ClusterError::Rejected(Reason::new(why)),
+        }
+    }
+}
+
+impl From<retry::Stop> for ClusterError {
+    fn from(stop: retry::Stop) -> Self {
+        match stop {
+            retry::Stop::Fatal(error) => error.into(),
+            retry::Stop::GaveUp(why) => ClusterError::GaveUp(Reason::new(why)),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::backend::Backend;
 use super::redis::RedisBackend;
 use super::{ClusterError, DEFAULT_POOL};
+use crate::error::Reason;
 
 /// The state of one pool on the broker: its queue, its in-flight tasks, its workers and what was
 /// dead-lettered.
@@ -30,6 +31,13 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// How many tasks are in the dead-letter stream (capped at about 10,000).
     pub dead_lettered: u64,
+    /// Queue entries that were not tasks a worker could run — missing or non-UTF-8 fields
+    /// (written by something else), an argument that does not decode, a function the worker
+    /// does not have, a signature mismatch — and were dead-lettered, ever.
+    pub malformed: u64,
+    /// Pool settings stored on the broker that are not valid (each names the setting; the
+    /// default is used instead).
+    pub problems: Vec<String>,
     /// The most recent dead-lettered tasks, newest first (at most 10).
     pub recent_dead: Vec<DeadLetter>,
     /// Tasks ever queued (a re-submitted task id counts once).
@@ -92,13 +100,16 @@ pub struct DeadLetter {
     pub deliveries: u32,
     /// The worker that held it last.
     pub worker: String,
+    /// Why it was dead-lettered: its workers were lost, or the entry is malformed (and how).
+    pub reason: String,
 }
 
 /// Reads the status of pool `pool` (`"default"` unless you named it) on the broker at `url`.
 ///
 /// # Errors
 ///
-/// [`ClusterError::InvalidUrl`] or [`ClusterError::Unavailable`] when the broker cannot be asked.
+/// [`ClusterError::InvalidUrl`] or [`ClusterError::Unavailable`] when the broker cannot be asked,
+/// [`ClusterError::NoSuchPool`] when no client or worker ever used a pool of that name there.
 ///
 /// # Examples
 ///
@@ -111,7 +122,20 @@ pub fn status(url: &str, pool: &str) -> Result<Status, ClusterError> {
     let pool = if pool.is_empty() { DEFAULT_POOL } else { pool };
     let backend = RedisBackend::observer(url, pool).map_err(ClusterError::invalid_url)?;
     let mut connection = backend.connect()?;
-    Ok(connection.status()?)
+    match connection.status()? {
+        Some(status) => Ok(status),
+        None => {
+            let pools = connection.pools().unwrap_or_default();
+            let known = if pools.is_empty() {
+                "there is no futurepool pool on this broker".to_string()
+            } else {
+                format!("pools on this broker: {}", pools.join(", "))
+            };
+            Err(ClusterError::NoSuchPool(Reason::new(format!(
+                "no pool named {pool:?} exists on this broker ({known})"
+            ))))
+        }
+    }
 }
 
 impl fmt::Display for Status {
@@ -145,14 +169,51 @@ impl fmt::Display for Status {
                 w.name, w.in_flight, w.description
             )?;
         }
-        writeln!(f, "dead-lettered {}", self.dead_lettered)?;
+        for problem in &self.problems {
+            writeln!(f, "problem       {problem}")?;
+        }
+        writeln!(
+            f,
+            "dead-lettered {} ({} malformed {} ever)",
+            self.dead_lettered,
+            self.malformed,
+            plural(self.malformed, "entry", "entries")
+        )?;
         for d in &self.recent_dead {
-            writeln!(
-                f,
-                "  {}  {}  delivered {} times, last to {}",
-                d.task_id, d.function, d.deliveries, d.worker
-            )?;
+            let id = if d.task_id.is_empty() {
+                "(no id)"
+            } else {
+                &d.task_id
+            };
+            let function = if d.function.is_empty() {
+                "(no fn)"
+            } else {
+                &d.function
+            };
+            let reason = if d.reason.is_empty() {
+                format!(
+                    "delivered {} {}",
+                    d.deliveries,
+                    plural(u64::from(d.deliveries), "time", "times")
+                )
+            } else {
+                d.reason.clone()
+            };
+            if d.worker.is_empty() {
+                writeln!(f, "  {id}  {function}  {reason}")?;
+            } else {
+                writeln!(f, "  {id}  {function}  {reason}, last held by {}", d.worker)?;
+            }
         }
         Ok(())
+    }
+}
+
+/// `singular` for 1, else `plural`.
+pub(crate) fn plural(n: u64, singular: &'static str, plural: &'static str) -> &'static str {
+    if n == 1 {
+        singular
+    } else {
+        plural
     }
 }

@@ -13,17 +13,28 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::backend::{Backend, BrokerError, Completion, Connection, Delivery, PoolConfig};
-use super::backoff::Backoff;
-use super::redis::RedisBackend;
+use super::redis::{redact, RedisBackend};
+use super::retry::{send_pinning, Retry, Stop};
+use super::status::plural;
 use super::{outcome, signals, ClusterError, DEFAULT_POOL};
-use crate::error::Reason;
+use crate::error::{Panic, Reason};
 use crate::registry;
 
+/// Most tasks one fetch asks for.
+const MAX_FETCH: usize = 4096;
 /// How long one fetch blocks on an empty queue before checking for a stop signal.
 const FETCH_BLOCK: Duration = Duration::from_millis(250);
+/// After a stop signal, how long publishing and releasing may keep retrying a broker that does
+/// not answer (the lease then hands the tasks to other workers anyway).
+const STOP_PATIENCE: Duration = Duration::from_secs(10);
+/// Default for [`ServeOptions::patience`].
+const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
+/// Bounds of [`ServeOptions::threads`] and [`ServeOptions::prefetch`].
+const MAX_THREADS: usize = 4096;
+const MAX_PREFETCH: usize = 100_000;
 /// The environment variable that turns a program calling `futurepool::init()` into a cluster
 /// worker (`FUTUREPOOL_WORKER` is the process pool's).
 pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_CLUSTER_WORKER";
@@ -43,6 +54,8 @@ pub struct ServeOptions {
     threads: usize,
     prefetch: Option<usize>,
     handle_signals: bool,
+    max_payload: Option<usize>,
+    patience: Duration,
 }
 
 impl Default for ServeOptions {
@@ -52,6 +65,8 @@ impl Default for ServeOptions {
             threads: thread::available_parallelism().map_or(1, |n| n.get()),
             prefetch: None,
             handle_signals: true,
+            max_payload: None,
+            patience: DEFAULT_PATIENCE,
         }
     }
 }
@@ -122,8 +137,63 @@ impl ServeOptions {
         self
     }
 
+    /// The largest serialized result this worker publishes (default: what the broker accepts,
+    /// its `proto-max-bulk-len`). A larger result fails its task with
+    /// [`TaskError::Transfer`](crate::TaskError::Transfer), naming the size and the limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = futurepool::cluster::ServeOptions::default().max_payload(64 << 20);
+    /// # drop(options);
+    /// ```
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = Some(bytes);
+        self
+    }
+
+    /// How long the broker may stay unreachable before the worker gives up and [`serve`] returns
+    /// [`ClusterError::GaveUp`] (default 10 minutes; `Duration::MAX`: never). Each failed attempt
+    /// is logged on stderr meanwhile; tasks the worker held go to other workers when their lease
+    /// expires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = futurepool::cluster::ServeOptions::default().patience(Duration::from_secs(60));
+    /// # drop(options);
+    /// ```
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
     fn capacity(&self) -> usize {
-        self.threads + self.prefetch.unwrap_or(4 * self.threads)
+        self.threads
+            .saturating_add(self.prefetch.unwrap_or(self.threads.saturating_mul(4)))
+    }
+
+    /// Checks the options before anything starts; the error names the option and its range.
+    fn validate(&self) -> Result<(), ClusterError> {
+        let invalid = |why: String| Err(ClusterError::InvalidSetting(Reason::new(why)));
+        if self.threads > MAX_THREADS {
+            return invalid(format!(
+                "threads({}) is out of range: it must be between 1 and {MAX_THREADS}",
+                self.threads
+            ));
+        }
+        if let Some(prefetch) = self.prefetch.filter(|&p| p > MAX_PREFETCH) {
+            return invalid(format!(
+                "prefetch({prefetch}) is out of range: it must be at most {MAX_PREFETCH}"
+            ));
+        }
+        if self.max_payload == Some(0) {
+            return invalid(
+                "max_payload(0) would fail every result: give a number of bytes >= 1".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -131,12 +201,21 @@ impl ServeOptions {
 /// not started go back to the queue, running tasks finish and their outcomes are published.
 ///
 /// The functions must be registered in this program (`futurepool::register!`), under the same
-/// names as in the clients — in practice, the same binary. While the broker is unreachable (not yet
-/// started, restarting) the worker waits and reconnects with backoff.
+/// names and signatures as in the clients — in practice, the same binary; a task whose client
+/// has another signature for its function fails with a transfer error naming both. While the
+/// broker is unreachable (not yet started, restarting) the worker waits and reconnects with
+/// backoff, logging each failed attempt, for at most [`ServeOptions::patience`]. It says on stderr
+/// what it serves when it starts, and why when it stops.
 ///
 /// # Errors
 ///
-/// [`ClusterError::InvalidUrl`] for a URL that cannot name a Redis server.
+/// [`ClusterError::InvalidSetting`] for an option out of range (more than 4,096 threads, a
+/// prefetch over 100,000, `max_payload(0)`); [`ClusterError::InvalidUrl`] for a URL that cannot
+/// name a Redis server;
+/// [`ClusterError::Refused`] when the broker refuses this worker (no or wrong password);
+/// [`ClusterError::Rejected`] when the broker rejects what the worker needs (e.g. the queue key
+/// holds another type); [`ClusterError::GaveUp`] when the broker stayed unreachable longer than
+/// the patience.
 ///
 /// # Examples
 ///
@@ -150,11 +229,15 @@ impl ServeOptions {
 /// }
 /// ```
 pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
+    options.validate()?;
     let backend = RedisBackend::new(url, &options.pool).map_err(ClusterError::invalid_url)?;
     if options.handle_signals {
         signals::install();
     }
-    let Some(mut fetcher) = connect_until_stopped(&backend, &options.pool) else {
+    let label = format!("futurepool worker {:?}", options.pool);
+    let mut startup = Retry::new(label.clone(), options.patience);
+    let Some(mut fetcher) = connect_until_stopped(&backend, &mut startup)? else {
+        eprintln!("{label}: stopped by a signal before it could connect");
         return Ok(());
     };
     let description = format!(
@@ -163,43 +246,67 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
         std::process::id(),
         options.threads
     );
-    let name = retry_until_stopped(&options.pool, "register", || {
+    let Some(name) = retry_until_stopped(&mut startup, "register", || {
         fetcher.register_worker(&description)
-    })
-    .ok_or(ClusterError::Unavailable(Reason::new(
-        "stopped before registering",
-    )))?;
-
+    })?
+    else {
+        eprintln!("{label}: stopped by a signal before it could register");
+        return Ok(());
+    };
+    let broker_limit = fetcher.max_payload();
     let shared = Arc::new(Worker {
+        label: format!("futurepool worker {name}"),
         name,
         pool: options.pool.clone(),
         capacity: options.capacity(),
+        max_payload: options
+            .max_payload
+            .map_or(broker_limit, |m| m.min(broker_limit)),
+        patience: options.patience,
         state: Mutex::new(State::default()),
         work_ready: Condvar::new(),
         space_free: Condvar::new(),
         completed: Condvar::new(),
     });
+    eprintln!(
+        "{}: serving pool {:?} at {} with {} {} (SIGTERM or SIGINT stops it cleanly)",
+        shared.label,
+        shared.pool,
+        redact(url),
+        options.threads,
+        plural(options.threads as u64, "thread", "threads"),
+    );
     let mut threads = Vec::new();
-    for n in 0..options.threads {
-        let shared = shared.clone();
-        threads.push(spawn(&format!("run-{n}"), move || executor(&shared))?);
+    for _ in 0..options.threads {
+        threads.push(start_executor(&shared)?);
     }
-    let completer_connection = connect_until_stopped(&backend, &options.pool);
-    let keeper_connection = connect_until_stopped(&backend, &options.pool);
-    if let (Some(completer_connection), Some(keeper_connection)) =
-        (completer_connection, keeper_connection)
-    {
-        let worker = shared.clone();
-        threads.push(spawn("complete", move || {
-            completer(&worker, completer_connection)
-        })?);
-        let worker = shared.clone();
-        threads.push(spawn("keep", move || keeper(&worker, keeper_connection))?);
-        fetch_until_stopped(&shared, fetcher.as_mut());
+    let completer_connection = connect_until_stopped(&backend, &mut startup);
+    let keeper_connection = connect_until_stopped(&backend, &mut startup);
+    match (completer_connection, keeper_connection) {
+        (Ok(Some(completer_connection)), Ok(Some(keeper_connection))) => {
+            let worker = shared.clone();
+            threads.push(spawn("complete", move || {
+                completer(&worker, completer_connection)
+            })?);
+            let worker = shared.clone();
+            threads.push(spawn("keep", move || keeper(&worker, keeper_connection))?);
+            fetch_until_stopped(&shared, fetcher.as_mut());
+        }
+        (Err(error), _) | (_, Err(error)) => shared.fail(error),
+        _ => {}
     }
+    stop(&shared, fetcher.as_mut(), threads)
+}
 
-    // Stop: nothing new starts; what was fetched but not started goes back to the queue.
-    let unstarted: Vec<Delivery> = {
+/// The clean stop: nothing new starts; what was fetched but not started goes back to the queue;
+/// running tasks finish and are published; the worker signs off. After a permanent error nothing
+/// can be published, so it makes one attempt at each step and returns the error.
+fn stop(
+    shared: &Arc<Worker>,
+    fetcher: &mut dyn Connection,
+    threads: Vec<thread::JoinHandle<()>>,
+) -> Result<(), ClusterError> {
+    let (unstarted, running, fatal) = {
         let mut state = shared.lock();
         state.stopping = true;
         let unstarted: Vec<Delivery> = state.local.drain(..).collect();
@@ -207,60 +314,131 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
             state.entries.remove(&delivery.entry);
         }
         state.held -= unstarted.len();
-        unstarted
+        let running = state.held.saturating_sub(state.finished.len());
+        (unstarted, running, state.fatal.clone())
     };
     shared.wake_all();
+    let why = match &fatal {
+        Some(error) => format!("{error}"),
+        None => "a stop signal (SIGTERM or SIGINT; a second one exits at once)".to_string(),
+    };
+    eprintln!(
+        "{}: stopping because of {why}: {running} running {} {}, {} fetched {} back to the queue",
+        shared.label,
+        plural(running as u64, "task", "tasks"),
+        if fatal.is_some() {
+            "abandoned (their leases expire)"
+        } else {
+            "finish first"
+        },
+        unstarted.len(),
+        plural(unstarted.len() as u64, "task goes", "tasks go"),
+    );
+    // Each step of the stop gets a short budget of its own; after it the leases recover whatever
+    // could not be released or signed off.
+    let patience = |fatal: bool| if fatal { Duration::ZERO } else { STOP_PATIENCE };
     if !unstarted.is_empty() {
         let entries: Vec<String> = unstarted.into_iter().map(|d| d.entry).collect();
+        let mut retry = Retry::new(shared.label.clone(), patience(fatal.is_some()));
         // If the broker is away for long, give up: the lease hands these tasks to others anyway.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut backoff = Backoff::new();
         while let Err(error) = fetcher.release(&shared.name, &entries) {
-            if Instant::now() > deadline {
-                eprintln!("futurepool worker: could not release {} tasks ({error}); their leases will expire", entries.len());
+            if let Err(stop) = retry.failed("release unstarted tasks", error) {
+                eprintln!(
+                    "{}: could not release {} {} ({stop}); their leases will expire",
+                    shared.label,
+                    entries.len(),
+                    plural(entries.len() as u64, "task", "tasks"),
+                );
                 break;
             }
-            backoff.wait();
         }
     }
-    for thread in threads {
-        let _ = thread.join();
+    if fatal.is_none() {
+        for thread in threads {
+            let _ = thread.join();
+        }
     }
+    // A permanent error met while stopping is the outcome too.
+    let fatal = shared.lock().fatal.clone();
     // Everything this worker ran is published; hand back anything else it still holds.
-    let mut backoff = Backoff::new();
+    let mut retry = Retry::new(shared.label.clone(), patience(fatal.is_some()));
     while let Err(error) = fetcher.retire_worker(&shared.name) {
-        if backoff.wait() > 10 {
-            eprintln!("futurepool worker: could not sign off ({error}); its leases will expire");
+        if let Err(stop) = retry.failed("sign off", error) {
+            eprintln!(
+                "{}: could not sign off ({stop}); its leases will expire",
+                shared.label
+            );
             break;
         }
     }
-    Ok(())
+    match fatal {
+        None => {
+            eprintln!("{}: stopped", shared.label);
+            Ok(())
+        }
+        Some(error) => {
+            eprintln!("{}: stopped: {error}", shared.label);
+            Err(error)
+        }
+    }
 }
 
-/// Serves as a cluster worker if `FUTUREPOOL_CLUSTER_WORKER` names a Redis URL, then exits the process;
-/// returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`, `FUTUREPOOL_THREADS` and
-/// `FUTUREPOOL_PREFETCH` override the pool name, the thread count and the prefetch.
+/// The variables that make a program calling `futurepool::init()` a cluster worker.
+const WORKER_VARIABLES: [&str; 4] = [
+    WORKER_ENV,
+    "FUTUREPOOL_POOL",
+    "FUTUREPOOL_THREADS",
+    "FUTUREPOOL_PREFETCH",
+];
+
+/// Serves as a cluster worker if `FUTUREPOOL_CLUSTER_WORKER` is set, then exits the process
+/// (status 0 after a clean stop, 2 with the error on stderr otherwise, e.g. for a value that is
+/// not a Redis URL); returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`,
+/// `FUTUREPOOL_THREADS` and `FUTUREPOOL_PREFETCH` override the pool name, the thread count and
+/// the prefetch.
+///
+/// The variables are removed from the environment once read: a task that starts another
+/// futurepool-based program must not turn it into a second worker of the pool.
 pub(crate) fn serve_if_requested() {
     let Ok(url) = std::env::var(WORKER_ENV) else {
         return;
     };
-    if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
-    {
-        return;
+    let read = |name: &str| std::env::var(name).ok();
+    let (pool, threads, prefetch) = (
+        read("FUTUREPOOL_POOL"),
+        read("FUTUREPOOL_THREADS"),
+        read("FUTUREPOOL_PREFETCH"),
+    );
+    for name in WORKER_VARIABLES {
+        // A program a task starts must not become a cluster worker too (issue 9, case 11).
+        // Sound despite `remove_var`'s race with concurrent `getenv`: `init()` runs first thing
+        // in `main`, before the program or this worker has started a thread.
+        std::env::remove_var(name);
     }
-    // A program a task starts must not become a cluster worker too (issue 9, case 11). Sound
-    // despite `remove_var`'s race with concurrent `getenv`: this runs inside `init()`, the first
-    // line of `main`, before the program or this worker has started a thread.
-    std::env::remove_var(WORKER_ENV);
+    // Set but unusable: say so and exit rather than run as the main program, which a process
+    // started as a worker must not do (`serve` names what is wrong with a bad URL).
+    if url.trim().is_empty() {
+        eprintln!("futurepool worker: {WORKER_ENV} is set but empty: give it a Redis URL");
+        std::process::exit(2);
+    }
     let mut options = ServeOptions::default();
-    if let Ok(pool) = std::env::var("FUTUREPOOL_POOL") {
+    if let Some(pool) = pool {
         options = options.pool(pool);
     }
-    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
-    if let Some(threads) = number("FUTUREPOOL_THREADS") {
+    let number = |name: &str, value: Option<String>| -> Option<usize> {
+        let value = value?;
+        match value.trim().parse() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                eprintln!("futurepool worker: {name}={value:?} is not a whole number of tasks");
+                std::process::exit(2);
+            }
+        }
+    };
+    if let Some(threads) = number("FUTUREPOOL_THREADS", threads) {
         options = options.threads(threads);
     }
-    if let Some(prefetch) = number("FUTUREPOOL_PREFETCH") {
+    if let Some(prefetch) = number("FUTUREPOOL_PREFETCH", prefetch) {
         options = options.prefetch(prefetch);
     }
     match serve(&url, options) {
@@ -274,8 +452,13 @@ pub(crate) fn serve_if_requested() {
 
 struct Worker {
     name: String,
+    /// Starts each log line: `futurepool worker NAME`.
+    label: String,
     pool: String,
     capacity: usize,
+    /// The largest outcome published (the broker's limit, or less if the options said so).
+    max_payload: usize,
+    patience: Duration,
     state: Mutex<State>,
     /// Executors wait here for tasks.
     work_ready: Condvar,
@@ -297,6 +480,8 @@ struct State {
     finished: Vec<Completion>,
     executors_running: usize,
     stopping: bool,
+    /// The permanent error that stops this worker.
+    fatal: Option<ClusterError>,
 }
 
 impl Worker {
@@ -308,6 +493,25 @@ impl Worker {
         self.work_ready.notify_all();
         self.space_free.notify_all();
         self.completed.notify_all();
+    }
+
+    /// A permanent error: the worker stops (the first error is the one reported).
+    fn fail(&self, error: ClusterError) {
+        let mut state = self.lock();
+        if state.fatal.is_none() {
+            eprintln!("{}: {error}", self.label);
+            state.fatal = Some(error);
+        }
+        drop(state);
+        self.wake_all();
+    }
+
+    /// Whether publishing should give up, the broker having failed for `outage`: after a
+    /// permanent error, or while stopping once the outage lasts [`STOP_PATIENCE`] (the leases
+    /// hand what is left to other workers).
+    fn abandoning(&self, outage: Duration) -> bool {
+        let state = self.lock();
+        state.fatal.is_some() || (state.stopping && outage >= STOP_PATIENCE)
     }
 
     fn accept(&self, deliveries: Vec<Delivery>) {
@@ -323,6 +527,26 @@ impl Worker {
         drop(state);
         self.work_ready.notify_all();
     }
+
+    /// Queues an outcome for the completer.
+    fn finish(&self, completion: Completion) {
+        let mut state = self.lock();
+        state.finished.push(completion);
+        if state.finished.len() == 1 {
+            self.completed.notify_all();
+        }
+    }
+
+    /// Forgets tasks whose outcome was published (or given up on): no more lease renewals.
+    fn forget(&self, batch: &[Completion]) {
+        let mut state = self.lock();
+        state.held -= batch.len();
+        for completion in batch {
+            state.entries.remove(&completion.entry);
+        }
+        drop(state);
+        self.space_free.notify_all();
+    }
 }
 
 fn spawn(
@@ -335,42 +559,42 @@ fn spawn(
         .map_err(|e| ClusterError::Unavailable(Reason::new(format!("cannot start a thread: {e}"))))
 }
 
-fn connect_until_stopped(backend: &RedisBackend, pool: &str) -> Option<Box<dyn Connection>> {
-    retry_until_stopped(pool, "connect", || backend.connect())
+fn connect_until_stopped(
+    backend: &RedisBackend,
+    retry: &mut Retry,
+) -> Result<Option<Box<dyn Connection>>, ClusterError> {
+    retry_until_stopped(retry, "connect", || backend.connect())
 }
 
-/// Retries `attempt` with backoff until it succeeds or a stop signal arrives.
+/// Retries `attempt` while its errors are transient, until it succeeds (`Some`), a stop signal
+/// arrives (`None`), or the error is permanent or outlasts the patience (`Err`).
 fn retry_until_stopped<T>(
-    pool: &str,
+    retry: &mut Retry,
     what: &str,
     mut attempt: impl FnMut() -> Result<T, BrokerError>,
-) -> Option<T> {
-    let mut backoff = Backoff::new();
+) -> Result<Option<T>, ClusterError> {
     loop {
         if signals::stop_requested() {
-            return None;
+            return Ok(None);
         }
         match attempt() {
-            Ok(value) => return Some(value),
-            Err(error) => {
-                report(pool, what, &error, &backoff);
-                backoff.wait();
+            Ok(value) => {
+                retry.succeeded();
+                return Ok(Some(value));
             }
+            Err(error) => retry.failed(what, error)?,
         }
-    }
-}
-
-fn report(pool: &str, what: &str, error: &BrokerError, backoff: &Backoff) {
-    if backoff.first_failure() {
-        eprintln!("futurepool worker {pool:?}: cannot {what} ({error}); retrying with backoff");
     }
 }
 
 fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
-    let mut backoff = Backoff::new();
+    let mut retry = Retry::new(worker.label.clone(), worker.patience);
     while !signals::stop_requested() {
         let free = {
             let mut state = worker.lock();
+            if state.fatal.is_some() {
+                return;
+            }
             if state.held >= worker.capacity {
                 // Wake up now and then to notice a stop signal.
                 state = worker
@@ -384,24 +608,69 @@ fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
         if free == 0 {
             continue;
         }
-        match connection.fetch(&worker.name, free, FETCH_BLOCK) {
+        match connection.fetch(&worker.name, free.min(MAX_FETCH), FETCH_BLOCK) {
             Ok(deliveries) => {
-                backoff.reset();
+                retry.succeeded();
                 worker.accept(deliveries);
             }
             // A stop signal interrupts a blocked read (sockets with a timeout are not restarted);
             // whatever that read delivered is put back by `retire_worker`.
             Err(_) if signals::stop_requested() => break,
             Err(error) => {
-                report(&worker.pool, "fetch tasks", &error, &backoff);
-                backoff.wait();
+                if let Err(stop) = retry.failed("fetch tasks", error) {
+                    worker.fail(stop.into());
+                    return;
+                }
             }
         }
     }
 }
 
-fn executor(worker: &Worker) {
+fn start_executor(worker: &Arc<Worker>) -> Result<thread::JoinHandle<()>, ClusterError> {
+    let worker_for_thread = worker.clone();
     worker.lock().executors_running += 1;
+    let started = spawn("run", move || executor(&worker_for_thread));
+    if started.is_err() {
+        worker.lock().executors_running -= 1;
+    }
+    started
+}
+
+/// The task an executor is running. If the thread unwinds anyway — something outside
+/// [`run`]'s guard panicked — dropping this publishes a failure for the task (so its lease is
+/// not renewed for a task nobody runs) and starts a replacement executor.
+struct Running<'a> {
+    worker: &'a Arc<Worker>,
+    /// Taken back when the task ends normally.
+    delivery: Option<Delivery>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let Some(delivery) = self.delivery.take() else {
+            return;
+        };
+        self.worker.finish(Completion {
+            entry: delivery.entry,
+            task_id: delivery.task_id,
+            outcome: outcome::transfer(
+                "the worker thread running this task died (a panic outside the task's guard)",
+            ),
+            dead_letter: None,
+        });
+        let replaced = {
+            self.worker.lock().executors_running -= 1;
+            start_executor(self.worker)
+        };
+        if replaced.is_err() && self.worker.lock().executors_running == 0 {
+            self.worker.fail(ClusterError::Unavailable(Reason::new(
+                "every task-running thread died and none could be restarted",
+            )));
+        }
+    }
+}
+
+fn executor(worker: &Arc<Worker>) {
     loop {
         let delivery = {
             let mut state = worker.lock();
@@ -421,30 +690,87 @@ fn executor(worker: &Worker) {
                     .unwrap_or_else(|p| p.into_inner());
             }
         };
-        let outcome = run(&delivery);
-        let mut state = worker.lock();
-        state.finished.push(Completion {
+        let mut running = Running {
+            worker,
+            delivery: Some(delivery),
+        };
+        let task = running.delivery.as_ref().expect("just set");
+        let (outcome, dead_letter) = run(task, worker.max_payload);
+        let delivery = running.delivery.take().expect("still held");
+        worker.finish(Completion {
             entry: delivery.entry,
             task_id: delivery.task_id,
             outcome,
+            dead_letter,
         });
-        if state.finished.len() == 1 {
-            worker.completed.notify_all();
-        }
     }
 }
 
-/// Runs one task through the registry; every way it can end becomes an outcome.
-fn run(delivery: &Delivery) -> Vec<u8> {
-    match registry::invoke(&delivery.function, &delivery.arg) {
-        Ok(bytes) => outcome::value(&bytes),
-        Err(registry::InvokeError::Panicked(panic)) => outcome::panicked(&panic),
-        Err(other) => outcome::transfer(&other.to_string()),
+/// Runs one task through the registry; every way it can end becomes an outcome. Everything that
+/// touches user code — the argument's `Deserialize`, the function, the result's `Serialize` and
+/// `Drop` — runs under a panic guard here, whatever the registry itself guards.
+fn run(delivery: &Delivery, max_payload: usize) -> (Vec<u8>, Option<String>) {
+    if let Some(refusal) = signature_mismatch(delivery) {
+        return (outcome::transfer(&refusal), Some(refusal));
     }
+    let too_large = |bytes: usize| {
+        outcome::transfer(&format!(
+            "the result of {} is {bytes} bytes, more than the {max_payload} the broker accepts \
+             (its proto-max-bulk-len, or ServeOptions::max_payload): return a reference to the \
+             data (a path, a key, a URL) instead",
+            delivery.function,
+        ))
+    };
+    let outcome = match crate::panic::catch(|| registry::invoke(&delivery.function, &delivery.arg))
+    {
+        // Checked before the tagged copy: a result of hundreds of megabytes is not copied again.
+        Ok(Ok(bytes)) if bytes.len() >= max_payload => return (too_large(bytes.len()), None),
+        Ok(Ok(bytes)) => outcome::value(&bytes),
+        Ok(Err(registry::InvokeError::Panicked(panic))) => outcome::panicked(&panic),
+        // A task this worker cannot run at all: its client hears why, and the dead letters
+        // keep a record of it.
+        Ok(Err(
+            error @ (registry::InvokeError::UnknownFunction(_)
+            | registry::InvokeError::BadArgument(_)),
+        )) => {
+            let why = error.to_string();
+            return (outcome::transfer(&why), Some(why));
+        }
+        Ok(Err(other)) => outcome::transfer(&other.to_string()),
+        Err(panic) => outcome::panicked(&Panic::new(
+            format!(
+                "{} (while decoding its argument, or encoding or dropping its result)",
+                panic.message()
+            ),
+            panic.location().map(str::to_string),
+        )),
+    };
+    if outcome.len() > max_payload {
+        // A panic message or an error too large to publish.
+        return (too_large(outcome.len()), None);
+    }
+    (outcome, None)
+}
+
+/// Why this worker must not run `delivery`: its client's function of that name has another
+/// signature (its argument bytes would decode as something else, or not at all).
+fn signature_mismatch(delivery: &Delivery) -> Option<String> {
+    let sent = delivery.signature.as_deref().filter(|s| !s.is_empty())?;
+    // An unknown function is reported by `invoke`.
+    let (mine, signature) = registry::signature_of(&delivery.function)?;
+    (sent != mine).then(|| {
+        format!(
+            "the client and this worker disagree on the signature of `{}`: here it is \
+             `{signature}` (fingerprint {mine}), the client's has fingerprint {sent}; run the \
+             same build of the program (same code and compiler) on both sides",
+            delivery.function
+        )
+    })
 }
 
 fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
-    let mut backoff = Backoff::new();
+    let mut retry = Retry::new(worker.label.clone(), worker.patience);
+    let stop = |outage| worker.abandoning(outage);
     loop {
         let batch = {
             let mut state = worker.lock();
@@ -461,34 +787,99 @@ fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
         };
         // Publishing is idempotent (first completion wins), so retrying after an error that may
         // have hidden a success is safe.
-        while let Err(error) = connection.complete(&batch) {
-            report(&worker.pool, "publish results", &error, &backoff);
-            backoff.wait();
+        let mut send = |c: &mut dyn Connection, items: &[Completion]| c.complete(items);
+        let published = send_pinning(
+            connection.as_mut(),
+            "publish results",
+            &batch,
+            &mut send,
+            &mut retry,
+            &stop,
+        )
+        .and_then(|answers| {
+            // Results the broker refuses (too large for it...) fail their tasks instead.
+            let refused: Vec<Completion> = batch
+                .iter()
+                .zip(answers)
+                .filter_map(|(completion, answer)| {
+                    let why = answer.err()?;
+                    eprintln!(
+                        "{}: the broker refused the result of task {} ({} bytes): {why}",
+                        worker.label,
+                        completion.task_id,
+                        completion.outcome.len()
+                    );
+                    Some(Completion {
+                        outcome: outcome::transfer(&format!(
+                            "the broker refused the task's result ({} bytes): {why}",
+                            completion.outcome.len().saturating_sub(1)
+                        )),
+                        ..completion.clone()
+                    })
+                })
+                .collect();
+            if refused.is_empty() {
+                return Ok(());
+            }
+            let answers = send_pinning(
+                connection.as_mut(),
+                "publish errors",
+                &refused,
+                &mut send,
+                &mut retry,
+                &stop,
+            )?;
+            for (completion, answer) in refused.iter().zip(answers) {
+                if let Err(why) = answer {
+                    eprintln!(
+                        "{}: the broker refused even an error for task {} ({why}); its lease \
+                         expires and it is delivered again",
+                        worker.label, completion.task_id
+                    );
+                }
+            }
+            Ok(())
+        });
+        match published {
+            Ok(()) => {}
+            Err(Stop::GaveUp(why)) if worker.lock().stopping => eprintln!(
+                "{}: {why}; {} {} lost: delivered again when {} expire",
+                worker.label,
+                batch.len(),
+                plural(batch.len() as u64, "result is", "results are"),
+                plural(batch.len() as u64, "its lease", "their leases"),
+            ),
+            Err(stop) => worker.fail(stop.into()),
         }
-        backoff.reset();
-        let mut state = worker.lock();
-        state.held -= batch.len();
-        for completion in &batch {
-            state.entries.remove(&completion.entry);
-        }
-        drop(state);
-        worker.space_free.notify_all();
+        worker.forget(&batch);
     }
 }
 
 fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
-    let mut config = connection.config().unwrap_or_default();
-    let mut backoff = Backoff::new();
+    let mut problems = Vec::new();
+    // The first tick needs the lease; a failure here is met again (and retried) by `beat`.
+    let mut config = match connection.config(PoolConfig::default()) {
+        Ok((config, found)) => {
+            for problem in &found {
+                eprintln!("{}: {problem}", worker.label);
+            }
+            problems = found;
+            config
+        }
+        Err(_) => PoolConfig::default(),
+    };
+    let mut retry = Retry::new(worker.label.clone(), worker.patience);
     loop {
         let tick = (config.lease / 4).max(Duration::from_millis(25));
         let (entries, free) = {
             let state = worker.lock();
+            let done = |s: &State| (s.stopping && s.held == 0) || s.fatal.is_some();
             let state = worker
                 .space_free
-                .wait_timeout_while(state, tick, |s| !(s.stopping && s.held == 0))
+                .wait_timeout_while(state, tick, |s| !done(s))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-            if state.stopping && state.held == 0 {
+            if done(&state) {
                 return;
             }
             let free = if state.stopping {
@@ -498,11 +889,22 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
             };
             (state.entries.iter().cloned().collect::<Vec<_>>(), free)
         };
-        match beat(worker, connection.as_mut(), &entries, free, &mut config) {
-            Ok(()) => backoff.reset(),
+        match beat(
+            worker,
+            connection.as_mut(),
+            &entries,
+            free,
+            &mut config,
+            &mut problems,
+        ) {
+            Ok(()) => {
+                retry.succeeded();
+            }
             Err(error) => {
-                report(&worker.pool, "heartbeat", &error, &backoff);
-                backoff.wait();
+                if let Err(stop) = retry.failed("heartbeat and reap", error) {
+                    worker.fail(stop.into());
+                    return;
+                }
             }
         }
     }
@@ -515,6 +917,7 @@ fn beat(
     entries: &[String],
     free: usize,
     config: &mut PoolConfig,
+    problems: &mut Vec<String>,
 ) -> Result<(), BrokerError> {
     let lost = connection.heartbeat(&worker.name, entries)?;
     if !lost.is_empty() {
@@ -525,14 +928,27 @@ fn beat(
             state.entries.remove(entry);
         }
     }
-    *config = connection.config()?;
+    let (stored, found) = connection.config(*config)?;
+    if found != *problems {
+        // Said when it changes, not every beat.
+        for problem in &found {
+            eprintln!("{}: {problem}", worker.label);
+        }
+        *problems = found;
+    }
+    *config = stored;
     // Even a full worker reaps: with no room to claim, it still dead-letters exhausted tasks, so
     // their callers hear about it while every worker is busy.
     let reaped = connection.reap(&worker.name, *config, free)?;
     if reaped.dead_lettered > 0 {
+        let n = u64::from(reaped.dead_lettered);
         eprintln!(
-            "futurepool worker {:?}: {} tasks lost a worker {} times and were dead-lettered",
-            worker.pool, reaped.dead_lettered, config.max_deliveries
+            "{}: {n} {} {} {} and {} dead-lettered",
+            worker.label,
+            plural(n, "task lost its worker", "tasks lost their workers"),
+            config.max_deliveries,
+            plural(u64::from(config.max_deliveries), "time", "times"),
+            plural(n, "was", "were"),
         );
     }
     worker.accept(reaped.claimed);

@@ -1,15 +1,15 @@
 //! The facade's loom side, compiled only with `--cfg loom`.
 
 pub(crate) mod sync {
-    pub(crate) use loom::sync::{Mutex, MutexGuard};
+    pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 
     pub(crate) mod atomic {
-        pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+        pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     }
 }
 
 pub(crate) mod thread {
-    pub(crate) use loom::thread::{current, Thread};
+    pub(crate) use loom::thread::{current, park, yield_now, Builder, JoinHandle, Thread};
     use std::time::Instant;
 
     /// Loom has no clock: a deadline is ignored and the thread parks until unparked, which is the
@@ -22,3 +22,5 @@ pub(crate) mod thread {
 pub(crate) mod cell {
     pub(crate) use loom::cell::UnsafeCell;
 }
+
+pub(crate) use loom::thread_local;

@@ -1,15 +1,15 @@
 //! The facade's `std` side: plain re-exports plus an `UnsafeCell` with loom's closure-based API.
 
 pub(crate) mod sync {
-    pub(crate) use std::sync::{Mutex, MutexGuard};
+    pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
     pub(crate) mod atomic {
-        pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+        pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     }
 }
 
 pub(crate) mod thread {
-    pub(crate) use std::thread::{current, Thread};
+    pub(crate) use std::thread::{current, park, yield_now, Builder, JoinHandle, Thread};
     use std::time::Instant;
 
     /// Parks the current thread until it is unparked or `deadline` passes (spurious wake-ups are
@@ -47,3 +47,5 @@ pub(crate) mod cell {
         }
     }
 }
+
+pub(crate) use std::thread_local;

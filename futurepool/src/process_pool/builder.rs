@@ -172,7 +172,8 @@ impl ProcessPoolBuilder {
     /// killed (and replaced) and fails with [`TaskError::TimeLimit`](crate::TaskError::TimeLimit).
     /// Override it per task with [`ProcessPool::submit_with_time_limit`].
     ///
-    /// The clock starts when the worker starts the task, not when it is submitted.
+    /// The clock starts when the worker starts the task, not when it is submitted. In a `map`
+    /// the limit applies to each item, whatever the chunk size.
     ///
     /// # Examples
     ///

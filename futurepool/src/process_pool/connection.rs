@@ -17,6 +17,7 @@ use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::registry;
 use crate::wire::{self, Bytes, Call, FromWorker, Hello, ToWorker};
 
+use super::items;
 use super::process::{signal_group, AnswerPipe, CallsTap, End};
 use super::sink::Answer;
 use super::state::{capacity, settle, InFlight, KillCause, Pending, Phase, Shared, Work};
@@ -168,9 +169,17 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                             arg
                         })
                         .collect();
-                    ToWorker::RunChunk {
-                        function: *function,
-                        args,
+                    if pending.time_limit.is_some() {
+                        // Timed per item; see `items.rs`.
+                        ToWorker::RunChunkEach {
+                            function: *function,
+                            args,
+                        }
+                    } else {
+                        ToWorker::RunChunk {
+                            function: *function,
+                            args,
+                        }
                     }
                 }
             };
@@ -199,6 +208,7 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                             sink: p.sink,
                             time_limit: p.time_limit,
                             offset: if sendable { offset } else { NEVER_SENT },
+                            answered: Vec::new(),
                         }));
                     if limited && sendable {
                         // The supervisor times the call at the front; tell it there is one.
@@ -592,11 +602,32 @@ fn serve_answers(
             let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) else {
                 return Some(Reason::new("the worker was removed while answering"));
             };
-            if slot.in_flight.len() < count {
-                return Some(Reason::new("protocol error: more answers than calls"));
+            let elapsed = now.saturating_duration_since(slot.front_started);
+            let mut item_frames = false;
+            for (index, frame) in frames[..count].iter().enumerate() {
+                let Some(front) = slot.in_flight.front_mut() else {
+                    return Some(Reason::new("protocol error: more answers than calls"));
+                };
+                if front.by_item() {
+                    // One item of a chunk answered item by item (`items.rs`).
+                    item_frames = true;
+                    front.answered.push(frame.clone());
+                    if front.answered.len() < items::item_count(&front.work) {
+                        continue;
+                    }
+                    let entry = slot.in_flight.pop_front().expect("the front exists");
+                    sinks.push(Answered::Items(entry));
+                } else {
+                    let entry = slot.in_flight.pop_front().expect("the front exists");
+                    sinks.push(Answered::Frame(entry.sink, index));
+                }
             }
-            shared.record_service(now.saturating_duration_since(slot.front_started), count);
-            sinks.extend(slot.in_flight.drain(..count).map(|f| f.sink));
+            if !item_frames {
+                // An item's time says nothing of how long a whole call takes, so chunks
+                // answered item by item do not feed the pipeline estimate.
+                shared.record_service(elapsed, count);
+            }
+            // The next call, or the next item of a chunk answered item by item, starts now.
             slot.front_started = now;
             if slot
                 .in_flight
@@ -611,7 +642,14 @@ fn serve_answers(
                 slot.writer_wake.notify_one();
             }
             drop(state);
-            for (sink, frame) in sinks.drain(..).zip(frames.iter()) {
+            for answered in sinks.drain(..) {
+                let (sink, frame) = match answered {
+                    Answered::Frame(sink, frame) => (sink, &frames[frame]),
+                    Answered::Items(entry) => {
+                        items::finish(entry);
+                        continue;
+                    }
+                };
                 match postcard::from_bytes::<FromWorker<'_>>(frame) {
                     Ok(FromWorker::Done(outcome)) => sink.finish(Answer::One(outcome)),
                     Ok(FromWorker::ChunkDone(outcomes)) => sink.finish(Answer::Chunk(outcomes)),
@@ -625,6 +663,13 @@ fn serve_answers(
             return None;
         }
     }
+}
+
+/// An entry the worker finished answering: by one frame (its index in the batch), or a chunk
+/// answered item by item, whose frames it holds.
+enum Answered {
+    Frame(Box<dyn super::sink::Sink>, usize),
+    Items(InFlight),
 }
 
 /// After the worker exited: fails the call it was running, requeues those it never started,
@@ -655,7 +700,12 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
     };
     let mut held = held.into_iter().peekable();
     let mut failed = Vec::new();
-    if held.peek().is_some_and(|front| front.offset < received) {
+    let mut requeue = Vec::new();
+    // Answered items prove receipt even if the count of bytes read were somehow short.
+    let received_front = held
+        .peek()
+        .is_some_and(|front| front.offset < received || !front.answered.is_empty());
+    if received_front {
         let running = held.next().expect("peeked");
         let error = match kill {
             Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
@@ -665,11 +715,22 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
             }
             _ => TaskError::WorkerLost(loss),
         };
-        failed.push((running.sink, error));
+        if running.by_item() {
+            // Only the running item fails; the ones after it never started (`items.rs`).
+            if let Some(rest) = items::settle_running(running, error) {
+                if stopping {
+                    failed.push((rest.sink, TaskError::WorkerLost(loss)));
+                } else {
+                    requeue.push(rest);
+                }
+            }
+        } else {
+            failed.push((running.sink, error));
+        }
     }
     // The worker answers each call before reading the next, so every call behind the one it was
-    // running never started (wire/README.md).
-    let mut requeue = Vec::new();
+    // running never started (wire/README.md). A by-item chunk it never received goes back whole:
+    // none of its items ran.
     for entry in held {
         if stopping {
             failed.push((entry.sink, TaskError::WorkerLost(loss)));

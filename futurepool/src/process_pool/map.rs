@@ -73,8 +73,11 @@ type ChunkMapUnordered<'a, I, R, E> =
 ///
 /// Made by [`ProcessPool::map`] and [`ProcessPool::map_fallible`]. Inputs travel in chunks (one
 /// round trip each; see [`chunksize`](ProcessMap::chunksize)) and results come back one per
-/// input, exactly like [`Map`]: lazy and bounded, each item's error in its place (a chunk whose
-/// worker was lost yields that error for each of its items), an optional timeout.
+/// input, exactly like [`Map`]: lazy and bounded, each item's error in its place, an optional
+/// timeout. Whatever happens to a chunk — cancelled by a shutdown, its worker lost, a time limit,
+/// a result that does not decode — it yields exactly one outcome per item, each in its own
+/// input's place (a chunk whose worker was lost yields that error for each item it had not
+/// answered).
 ///
 /// # Examples
 ///
@@ -126,7 +129,9 @@ macro_rules! chunked_map_methods {
             /// a size from the input's length: about four chunks per worker, at most 1,024
             /// items each (64 for inputs of unknown length). Larger chunks mean fewer round
             /// trips; smaller ones balance uneven work better and stream results sooner. A
-            /// pool's time limit applies to a whole chunk.
+            /// pool's time limit applies to each item, whatever the chunk size: under a time
+            /// limit the worker answers item by item, and an item killed by the limit fails
+            /// alone (the items after it run on another worker).
             ///
             /// # Panics
             ///
@@ -217,6 +222,9 @@ macro_rules! chunked_map_methods {
                     match self.chunks.next()? {
                         Ok(results) => self.current = results.into_iter(),
                         // A map-level error (its timeout): one error, then the map has ended.
+                        // Never a chunk's failure: a chunk task always finishes with one
+                        // outcome per item (see `ChunkSink`), which is what keeps every later
+                        // result paired with its own input.
                         Err(error) => return Some(Err(error.widen())),
                     }
                 }
@@ -444,23 +452,37 @@ impl ProcessPool {
             }
         };
         // Every argument back to back in one buffer: one allocation per chunk, not per item.
+        // The user's `Serialize` may fail (that item is a `Transfer` error) or panic (that item
+        // is `Panicked`); either way only that item fails. One guard covers a run of items.
         let mut args = Vec::new();
         let mut ends = Vec::with_capacity(items.len());
         let mut holes = Vec::new();
-        for (position, item) in items.iter().enumerate() {
-            let start = args.len();
-            match postcard::serialize_with_flavor(item, crate::wire::AppendTo(&mut args)) {
-                Ok(()) => ends.push(args.len()),
-                Err(e) => {
-                    args.truncate(start);
-                    holes.push((
-                        position,
-                        Reason::new(format!(
-                            "the argument (a `{}`) does not serialize: {e}",
-                            std::any::type_name::<A>()
-                        )),
-                    ));
+        let mut position = 0;
+        while position < items.len() {
+            let run = crate::panic::catch(|| {
+                while let Some(item) = items.get(position) {
+                    let start = args.len();
+                    match postcard::serialize_with_flavor(item, crate::wire::AppendTo(&mut args)) {
+                        Ok(()) => ends.push(args.len()),
+                        Err(e) => {
+                            args.truncate(start);
+                            holes.push((
+                                position,
+                                TaskError::Transfer(Reason::new(format!(
+                                    "the argument (a `{}`) does not serialize: {e}",
+                                    std::any::type_name::<A>()
+                                ))),
+                            ));
+                        }
+                    }
+                    position += 1;
                 }
+            });
+            if let Err(panic) = run {
+                // `position` is the item whose `Serialize` panicked: drop its partial bytes.
+                args.truncate(ends.last().copied().unwrap_or(0));
+                holes.push((position, TaskError::Panicked(panic)));
+                position += 1;
             }
         }
         let sink = Box::new(ChunkSink::<R, E, D>::new(task.clone(), items.len(), holes));

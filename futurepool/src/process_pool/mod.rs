@@ -13,6 +13,7 @@
 
 mod builder;
 mod connection;
+mod items;
 mod map;
 mod process;
 mod sink;
@@ -288,7 +289,10 @@ impl ProcessPool {
         R: Payload,
     {
         let task = Task::pending();
-        let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(task.clone()));
+        let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
+            task.clone(),
+            self.shared.callbacks.clone(),
+        ));
         self.submit_call(f, &arg, sink, limit);
         task
     }
@@ -323,7 +327,10 @@ impl ProcessPool {
         E: Payload,
     {
         let task = Task::pending();
-        let sink = Box::new(TaskSink::<R, E, Fallible>::new(task.clone()));
+        let sink = Box::new(TaskSink::<R, E, Fallible>::new(
+            task.clone(),
+            self.shared.callbacks.clone(),
+        ));
         self.submit_call(f, &arg, sink, limit);
         task
     }
@@ -334,15 +341,22 @@ impl ProcessPool {
         A: Payload,
         R: 'static,
     {
-        let work = registry::index_of_item(f).and_then(|function| {
-            let arg = postcard::to_allocvec(arg).map_err(|e| {
-                Reason::new(format!(
-                    "the argument (a `{}`) does not serialize: {e}",
-                    std::any::type_name::<A>()
-                ))
-            })?;
-            Ok(Work::One { function, arg })
+        // The argument's `Serialize` is the user's: a panic in it fails this task alone.
+        let work = crate::panic::catch(|| {
+            registry::index_of_item(f).and_then(|function| {
+                let arg = postcard::to_allocvec(arg).map_err(|e| {
+                    Reason::new(format!(
+                        "the argument (a `{}`) does not serialize: {e}",
+                        std::any::type_name::<A>()
+                    ))
+                })?;
+                Ok(Work::One { function, arg })
+            })
         });
+        let work = match work {
+            Ok(work) => work,
+            Err(panic) => return sink.fail(TaskError::Panicked(panic)),
+        };
         match work {
             Ok(work) => self.enqueue(work, sink, limit),
             Err(reason) => sink.fail(TaskError::Transfer(reason)),
@@ -372,8 +386,9 @@ impl ProcessPool {
 
     /// Shuts the pool down: later submits fail with [`TaskError::ShutDown`]; with
     /// `cancel_pending`, queued tasks are cancelled at once; running ones finish. With `wait`,
-    /// returns once every accepted task is settled and every worker has exited. Safe to call
-    /// many times (semantics E2).
+    /// returns once every accepted task is settled, their done-callbacks have run (unless it is
+    /// called from one of them) and every worker has exited. Safe to call many times
+    /// (semantics E2).
     ///
     /// # Examples
     ///
@@ -414,6 +429,9 @@ impl ProcessPool {
         }
         if how.waits() {
             self.wait_for_supervisor();
+            // Every task is settled; their done-callbacks run on the callback threads. (Called
+            // from one of those — a callback dropping the pool — this does not wait for itself.)
+            self.shared.callbacks.wait_idle();
         }
     }
 

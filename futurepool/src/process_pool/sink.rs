@@ -3,11 +3,12 @@
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
 use crate::error::{Panic, Reason, TaskError, WorkerLoss};
-use crate::task::Task;
+use crate::task::{release, CallbackGroup, Task};
 use crate::wire::Outcome;
 
 /// How a worker answered one queued entry.
@@ -27,6 +28,11 @@ pub(super) trait Sink: Send {
     fn finish(self: Box<Self>, answer: Answer<'_>);
     /// Resolves the task with an error of the pool's (worker lost, time limit, broken, shut down).
     fn fail(self: Box<Self>, error: TaskError);
+    /// For a chunk sent item by item (it has a time limit) whose worker died part-way: keeps
+    /// the outcomes of the items it `answered`, fails the item after them (the one that was
+    /// running) with `running`, and leaves the rest to a later `finish`/`fail` of this same sink
+    /// (they go back to the queue, or fail). Only chunks are sent item by item.
+    fn settle_prefix(&mut self, answered: &[Outcome<'_>], running: TaskError);
 }
 
 /// How the bytes a function returned become a task's outcome.
@@ -63,9 +69,45 @@ fn undecodable<T, E>(error: postcard::Error) -> TaskError<E> {
 }
 
 /// Turns one answer into the task's outcome.
+///
+/// Decoding runs the user's `Deserialize` on a pool thread (a reader, which serves every later
+/// answer of its worker), so it runs under `catch_unwind`: a panicking `Deserialize` fails this
+/// one task as `Panicked`, with the panic's own message and location, like a panic in the task
+/// itself would.
 pub(super) fn outcome_into<R, E, D: Decode<R, E>>(
     outcome: &Outcome<'_>,
 ) -> Result<R, TaskError<E>> {
+    match outcome {
+        Outcome::Returned(bytes) => crate::panic::catch(|| D::decode(bytes.0))
+            .unwrap_or_else(|panic| Err(TaskError::Panicked(panic))),
+        other => outcome_into_unguarded::<R, E, D>(other),
+    }
+}
+
+/// Every item's outcome, each decoded as by [`outcome_into`]. One guard covers a run of items,
+/// keeping the cost of `catch_unwind` off each tiny item; the items decoded before a panic are
+/// kept outside the guarded closure (never dropped while unwinding), the panicking item fails
+/// alone, and decoding resumes after it.
+fn chunk_outcomes_into<R, E, D: Decode<R, E>>(
+    outcomes: &[Outcome<'_>],
+) -> Vec<Result<R, TaskError<E>>> {
+    let mut decoded = Vec::with_capacity(outcomes.len());
+    while decoded.len() < outcomes.len() {
+        let from = decoded.len();
+        let run = crate::panic::catch(|| {
+            for outcome in &outcomes[from..] {
+                decoded.push(outcome_into_unguarded::<R, E, D>(outcome));
+            }
+        });
+        if let Err(panic) = run {
+            decoded.push(Err(TaskError::Panicked(panic)));
+        }
+    }
+    decoded
+}
+
+/// [`outcome_into`] without its guard: only for callers that catch panics themselves.
+fn outcome_into_unguarded<R, E, D: Decode<R, E>>(outcome: &Outcome<'_>) -> Result<R, TaskError<E>> {
     match outcome {
         Outcome::Returned(bytes) => D::decode(bytes.0),
         Outcome::Panicked { message, location } => Err(TaskError::Panicked(Panic::new(
@@ -85,16 +127,38 @@ fn transfer<E>(why: String) -> TaskError<E> {
 }
 
 /// A single call's task.
-pub(super) struct TaskSink<R, E, D> {
-    task: Task<R, E>,
+///
+/// Every method may run on a pool thread, so nothing user-written runs in it unguarded: decoding
+/// is caught (see [`outcome_into`]), done-callbacks go to the pool's [`CallbackGroup`], and the
+/// handle (maybe the task's last, so the value's `Drop`) is released under `catch_unwind`.
+pub(super) struct TaskSink<R: Send + Sync + 'static, E: Send + Sync + 'static, D> {
+    /// Always `Some` until the sink is dropped.
+    task: Option<Task<R, E>>,
+    callbacks: Arc<CallbackGroup>,
     decode: PhantomData<fn() -> D>,
 }
 
-impl<R, E, D> TaskSink<R, E, D> {
-    pub(super) fn new(task: Task<R, E>) -> Self {
+impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
+    pub(super) fn new(task: Task<R, E>, callbacks: Arc<CallbackGroup>) -> Self {
         TaskSink {
-            task,
+            task: Some(task),
+            callbacks,
             decode: PhantomData,
+        }
+    }
+
+    fn task(&self) -> &Task<R, E> {
+        self.task
+            .as_ref()
+            .expect("the task is only taken when the sink is dropped")
+    }
+}
+
+impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
+    /// Sets the outcome here and queues the callbacks for the callback threads.
+    fn resolve(&self, outcome: Result<R, TaskError<E>>) {
+        if let Some(deferred) = self.task().resolve_deferred(outcome) {
+            self.callbacks.spawn(deferred);
         }
     }
 }
@@ -106,11 +170,13 @@ where
     D: Decode<R, E>,
 {
     fn start(&self) -> bool {
-        self.task.set_running()
+        self.task().set_running()
     }
 
     fn cancel(self: Box<Self>) {
-        self.task.cancel();
+        if let Some(deferred) = self.task().cancel_deferred() {
+            self.callbacks.spawn(deferred);
+        }
     }
 
     fn finish(self: Box<Self>, answer: Answer<'_>) {
@@ -120,11 +186,17 @@ where
                 "protocol error: a chunk answer for a single call".into(),
             )),
         };
-        self.task.resolve(outcome);
+        self.resolve(outcome);
     }
 
     fn fail(self: Box<Self>, error: TaskError) {
-        self.task.resolve(Err(error.widen()));
+        self.resolve(Err(error.widen()));
+    }
+
+    /// Never called (a single call is not answered item by item); if it were, the task would
+    /// fail with the running item's error rather than take a pool thread down.
+    fn settle_prefix(&mut self, _answered: &[Outcome<'_>], running: TaskError) {
+        self.resolve(Err(running.widen()));
     }
 }
 
@@ -137,10 +209,13 @@ fn dropped_unresolved<E>() -> TaskError<E> {
 /// The last line of defence for "no task vanishes": a sink dropped without `finish`, `fail` or
 /// `cancel` fails its task instead of leaving it pending forever. After any of those (or for a
 /// task cancelled by its caller) the task is done and this does nothing.
-impl<R, E, D> Drop for TaskSink<R, E, D> {
+impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> Drop for TaskSink<R, E, D> {
     fn drop(&mut self) {
-        if !self.task.is_done() {
-            self.task.resolve(Err(dropped_unresolved()));
+        if !self.task().is_done() {
+            self.resolve(Err(dropped_unresolved()));
+        }
+        if let Some(task) = self.task.take() {
+            release(task);
         }
     }
 }
@@ -148,14 +223,23 @@ impl<R, E, D> Drop for TaskSink<R, E, D> {
 /// The value of one map chunk: each item's outcome, in input order.
 pub(crate) type ChunkResults<R, E> = Vec<Result<R, TaskError<E>>>;
 
-/// One chunk of a map: a task whose value holds each item's outcome. A failure of the whole
-/// chunk (its worker lost, time limit) becomes that error at every item, so the map can still
-/// yield exactly one result per input.
+/// One chunk of a map: a task whose value holds each item's outcome.
+///
+/// The rule that keeps a map's results paired with its inputs (semantics T2): whatever happens
+/// to a chunk — cancelled, its worker lost, a time limit, an undecodable answer — its task
+/// *finishes* with exactly one outcome per item, in item order, each item with its own error
+/// value. A chunk task is never left cancelled by the pool (only the map itself cancels one, as
+/// it ends), so the flattened map always yields one result per input, in its own place.
 pub(super) struct ChunkSink<R, E, D> {
-    task: Task<ChunkResults<R, E>, Infallible>,
+    /// Always `Some` until the sink is dropped.
+    task: Option<Task<ChunkResults<R, E>, Infallible>>,
     len: usize,
-    /// Items that never left (their argument did not serialize), by position, with why.
-    holes: Vec<(usize, Reason)>,
+    /// Items that never left (their argument did not serialize, or its `Serialize` panicked),
+    /// by position, with their error.
+    holes: Vec<(usize, TaskError)>,
+    /// Outcomes of the first sent items, already settled (a chunk whose worker died part-way
+    /// through; see [`Sink::settle_prefix`]). The next answer continues after them.
+    settled: Vec<Result<R, TaskError<E>>>,
     decode: PhantomData<fn() -> D>,
 }
 
@@ -163,24 +247,33 @@ impl<R, E, D> ChunkSink<R, E, D> {
     pub(super) fn new(
         task: Task<ChunkResults<R, E>, Infallible>,
         len: usize,
-        holes: Vec<(usize, Reason)>,
+        holes: Vec<(usize, TaskError)>,
     ) -> Self {
         ChunkSink {
-            task,
+            task: Some(task),
             len,
             holes,
+            settled: Vec::new(),
             decode: PhantomData,
         }
     }
 
-    /// One outcome per item: the holes' own errors at their positions, `sent` for the rest.
-    fn merge(&self, mut sent: impl Iterator<Item = Result<R, TaskError<E>>>) -> ChunkResults<R, E> {
+    fn task(&self) -> &Task<ChunkResults<R, E>, Infallible> {
+        self.task
+            .as_ref()
+            .expect("the task is only taken when the sink is dropped")
+    }
+
+    /// One outcome per item: the holes' own errors at their positions, then for the items that
+    /// were sent, those already settled followed by `sent`.
+    fn merge(&mut self, sent: impl Iterator<Item = Result<R, TaskError<E>>>) -> ChunkResults<R, E> {
+        let mut sent = std::mem::take(&mut self.settled).into_iter().chain(sent);
         let mut holes = self.holes.iter().peekable();
         (0..self.len)
             .map(|position| match holes.peek() {
-                Some((at, reason)) if *at == position => {
+                Some((at, error)) if *at == position => {
                     holes.next();
-                    Err(TaskError::Transfer(reason.clone()))
+                    Err(error.clone().widen())
                 }
                 _ => sent.next().unwrap_or_else(|| {
                     Err(transfer(
@@ -190,14 +283,23 @@ impl<R, E, D> ChunkSink<R, E, D> {
             })
             .collect()
     }
+
+    /// Finishes the chunk with every item still open failing with its own copy of `error`.
+    fn fail_rest(&mut self, error: impl Fn() -> TaskError<E>) {
+        let outcomes = self.merge(std::iter::repeat_with(|| Err(error())));
+        self.task().resolve(Ok(outcomes));
+    }
 }
 
-/// As for [`TaskSink`]: a chunk dropped unresolved fails every item, never hangs the map.
+/// As for [`TaskSink`]: a chunk dropped unresolved fails every item, never hangs the map. The
+/// handle is released under `catch_unwind`: it may be the last, dropping the items' values.
 impl<R, E, D> Drop for ChunkSink<R, E, D> {
     fn drop(&mut self) {
-        if !self.task.is_done() {
-            let outcomes = self.merge(std::iter::repeat_with(|| Err(dropped_unresolved())));
-            self.task.resolve(Ok(outcomes));
+        if !self.task().is_done() {
+            self.fail_rest(dropped_unresolved);
+        }
+        if let Some(task) = self.task.take() {
+            release(task);
         }
     }
 }
@@ -209,24 +311,34 @@ where
     D: Decode<R, E>,
 {
     fn start(&self) -> bool {
-        self.task.set_running()
+        self.task().set_running()
     }
 
-    fn cancel(self: Box<Self>) {
-        self.task.cancel();
+    /// Not `Task::cancel`: a chunk task left cancelled would reach the map as one error for
+    /// all its items. Each item is cancelled instead, in its place.
+    fn cancel(mut self: Box<Self>) {
+        self.fail_rest(|| TaskError::Cancelled);
     }
 
-    fn finish(self: Box<Self>, answer: Answer<'_>) {
+    fn finish(mut self: Box<Self>, answer: Answer<'_>) {
         let outcomes = match answer {
-            Answer::Chunk(outcomes) => self.merge(outcomes.iter().map(outcome_into::<R, E, D>)),
+            Answer::Chunk(outcomes) => {
+                let decoded = chunk_outcomes_into::<R, E, D>(&outcomes);
+                self.merge(decoded.into_iter())
+            }
             Answer::One(_) => self.merge(std::iter::empty()),
         };
-        self.task.resolve(Ok(outcomes));
+        self.task().resolve(Ok(outcomes));
     }
 
-    fn fail(self: Box<Self>, error: TaskError) {
-        let outcomes = self.merge(std::iter::repeat_with(|| Err(error.clone().widen())));
-        self.task.resolve(Ok(outcomes));
+    fn fail(mut self: Box<Self>, error: TaskError) {
+        self.fail_rest(|| error.clone().widen());
+    }
+
+    fn settle_prefix(&mut self, answered: &[Outcome<'_>], running: TaskError) {
+        self.settled
+            .extend(chunk_outcomes_into::<R, E, D>(answered));
+        self.settled.push(Err(running.widen()));
     }
 }
 
@@ -237,7 +349,10 @@ mod tests {
     #[test]
     fn a_sink_dropped_unresolved_fails_its_task_instead_of_hanging_it() {
         let task = Task::<u8>::pending();
-        drop(TaskSink::<u8, Infallible, Plain>::new(task.clone()));
+        drop(TaskSink::<u8, Infallible, Plain>::new(
+            task.clone(),
+            Arc::default(),
+        ));
         assert_eq!(
             task.try_result(),
             Some(Err(TaskError::WorkerLost(WorkerLoss::Disconnected)))
@@ -248,11 +363,18 @@ mod tests {
     fn dropping_the_sink_of_a_done_task_changes_nothing() {
         let cancelled = Task::<u8>::pending();
         assert!(cancelled.cancel());
-        drop(TaskSink::<u8, Infallible, Plain>::new(cancelled.clone()));
+        drop(TaskSink::<u8, Infallible, Plain>::new(
+            cancelled.clone(),
+            Arc::default(),
+        ));
         assert_eq!(cancelled.try_result(), Some(Err(TaskError::Cancelled)));
 
         let failed = Task::<u8>::pending();
-        Box::new(TaskSink::<u8, Infallible, Plain>::new(failed.clone())).fail(TaskError::ShutDown);
+        Box::new(TaskSink::<u8, Infallible, Plain>::new(
+            failed.clone(),
+            Arc::default(),
+        ))
+        .fail(TaskError::ShutDown);
         assert_eq!(failed.try_result(), Some(Err(TaskError::ShutDown)));
     }
 

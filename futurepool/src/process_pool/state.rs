@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Reason, TaskError, WorkerLoss};
+use crate::task::CallbackGroup;
 use crate::wire::Outcome;
 
 use super::process::signal_group;
@@ -108,6 +109,17 @@ pub(super) struct InFlight {
     /// the worker dies having read less than this, it never received the call (wire/README.md,
     /// "What is charged to whom").
     pub(super) offset: u64,
+    /// A chunk sent item by item (see [`InFlight::by_item`]): the frames of the items answered
+    /// so far, kept until the last one arrives or the worker dies.
+    pub(super) answered: Vec<Vec<u8>>,
+}
+
+impl InFlight {
+    /// A chunk under a time limit is sent item by item (`RunChunkEach`), so the limit times each
+    /// item and a worker killed part-way has told which items it finished (`items.rs`).
+    pub(super) fn by_item(&self) -> bool {
+        matches!(self.work, Work::Chunk { .. }) && self.time_limit.is_some()
+    }
 }
 
 /// Where a worker is in its life.
@@ -230,6 +242,8 @@ pub(super) struct Shared {
     pub(super) done: Condvar,
     /// Estimated time of one call in nanoseconds (moving average), for the pipeline depth.
     service_nanos: AtomicU64,
+    /// Runs the tasks' done-callbacks off the pool's own threads (`task/deferred.rs`).
+    pub(super) callbacks: Arc<CallbackGroup>,
 }
 
 /// Entries a caller must resolve outside the lock (resolving runs user callbacks).
@@ -254,6 +268,7 @@ impl Shared {
             done: Condvar::new(),
             // Unknown at first: assume long calls (one in flight) until answers say otherwise.
             service_nanos: AtomicU64::new(PIPELINE_TARGET.as_nanos() as u64),
+            callbacks: Arc::default(),
         }
     }
 

@@ -200,6 +200,17 @@ fn die_with_the_pool(pool: Option<libc::pid_t>) {
         .spawn(watch);
 }
 
+/// In a child a task `fork()`ed without exec, back from the task: it must not answer, nor read
+/// the worker's calls, or the pool would see two answers. It leaves without running anything
+/// more (no atexit handlers, no destructors). Called before every answer frame, whole call or
+/// item.
+fn leave_if_forked() {
+    if FORKED.load(Ordering::Relaxed) {
+        // SAFETY: _exit ends this process at once; nothing here needs cleaning up.
+        unsafe { libc::_exit(0) };
+    }
+}
+
 /// Why the serving loop stopped early, as the exit code to report.
 struct WorkerExit(i32);
 
@@ -291,6 +302,37 @@ impl Worker {
                         .collect();
                     encode(&mut self.out, &FromWorker::ChunkDone(outcomes))
                 }
+                Ok(ToWorker::RunChunkEach { function, args }) => {
+                    // One frame per item, written before the next item starts, so the pool
+                    // times each item and knows which ones a killed worker finished.
+                    for arg in &args {
+                        self.results.clear();
+                        let result =
+                            registry::invoke_index_into(function, arg.0, &mut self.results);
+                        let outcome = match &result {
+                            Ok(()) => Outcome::Returned(Bytes(&self.results)),
+                            Err(error) => outcome_of_error(error),
+                        };
+                        encode(&mut self.out, &FromWorker::ItemDone(outcome))
+                            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+                        if self.out.len() > max_frame {
+                            let why = format!(
+                                "the result's {} bytes exceed the pool's maximum frame size of \
+                                 {max_frame} bytes",
+                                self.out.len()
+                            );
+                            let outcome = Outcome::Unserializable(why);
+                            encode(&mut self.out, &FromWorker::ItemDone(outcome))
+                                .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+                        }
+                        leave_if_forked();
+                        self.answers
+                            .write_all(&self.out)
+                            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+                    }
+                    answered += 1;
+                    continue;
+                }
                 Ok(ToWorker::Hello(_)) | Err(_) => {
                     eprintln!("futurepool worker: malformed call from the pool; exiting");
                     return Err(WorkerExit(EXIT_BROKEN_PIPE));
@@ -314,13 +356,7 @@ impl Worker {
                 };
                 encode(&mut self.out, &message).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
             }
-            if FORKED.load(Ordering::Relaxed) {
-                // A task forked without exec and this is the child, back from the task: it
-                // must not answer, nor read the worker's calls. It leaves without running
-                // anything more (no atexit handlers, no destructors).
-                // SAFETY: _exit ends this process at once; nothing here needs cleaning up.
-                unsafe { libc::_exit(0) };
-            }
+            leave_if_forked();
             // Answer before reading the next call: the pool relies on this order to know which
             // call was running if this process dies (see wire/README.md).
             if answer.is_err() || self.answers.write_all(&self.out).is_err() {

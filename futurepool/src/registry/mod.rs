@@ -70,22 +70,37 @@ where
         signature: TypeId::of::<fn(A) -> R>(),
         signature_name: type_name::<fn(A) -> R>(),
         invoke: Box::new(move |arg_bytes, out| {
-            let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
-                InvokeError::BadArgument(format!(
-                    "cannot decode a `{}` from {} bytes: {e}",
-                    type_name::<A>(),
-                    arg_bytes.len()
-                ))
-            })?;
-            let value = crate::panic::catch(move || f(arg)).map_err(InvokeError::Panicked)?;
             let start = out.len();
-            postcard::serialize_with_flavor(&value, crate::wire::AppendTo(out)).map_err(|e| {
-                out.truncate(start);
-                InvokeError::Unserializable(format!(
-                    "the `{}` it returned cannot be serialized: {e}",
-                    type_name::<R>()
-                ))
+            // Every step below runs user code — the argument's `Deserialize`, the function, the
+            // `Drop` of its argument, the result's `Serialize` and `Drop` — on a thread that
+            // serves other calls after this one (a pool's worker process, a cluster worker). A
+            // panic in any of them fails this call alone, as `Panicked` with its message and
+            // location; only a panic *while unwinding* (a second panic) can still abort.
+            let result = crate::panic::catch(|| {
+                let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
+                    InvokeError::BadArgument(format!(
+                        "cannot decode a `{}` from {} bytes: {e}",
+                        type_name::<A>(),
+                        arg_bytes.len()
+                    ))
+                })?;
+                let value = f(arg);
+                postcard::serialize_with_flavor(&value, crate::wire::AppendTo(&mut *out)).map_err(
+                    |e| {
+                        InvokeError::Unserializable(format!(
+                            "the `{}` it returned cannot be serialized: {e}",
+                            type_name::<R>()
+                        ))
+                    },
+                )?;
+                drop(value);
+                Ok(())
             })
+            .unwrap_or_else(|panic| Err(InvokeError::Panicked(panic)));
+            if result.is_err() {
+                out.truncate(start);
+            }
+            result
         }),
     }
 }
@@ -275,6 +290,33 @@ pub(crate) fn build_id() -> u64 {
     registry().build_id
 }
 
+/// The signature (`fn(A) -> R`, with full type paths) of the function registered as `name`, and a
+/// short fingerprint of it (16 hex digits). The cluster sends the fingerprint with each task, so a
+/// worker whose function of that name has other argument, result or error types refuses the task
+/// instead of decoding its bytes as something else. Type names come from
+/// `std::any::type_name`, so both sides must be built by the same compiler version.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) fn signature_of(name: &str) -> Option<(&'static str, &'static str)> {
+    static SIGNATURES: OnceLock<HashMap<&'static str, (String, &'static str)>> = OnceLock::new();
+    let signatures = SIGNATURES.get_or_init(|| {
+        registry()
+            .functions
+            .iter()
+            .map(|(name, function)| {
+                let mut hash = Fnv1a::new();
+                hash.write(function.signature_name.as_bytes());
+                (
+                    *name,
+                    (format!("{:016x}", hash.finish()), function.signature_name),
+                )
+            })
+            .collect()
+    });
+    signatures
+        .get(name)
+        .map(|(fingerprint, signature)| (fingerprint.as_str(), *signature))
+}
+
 /// FNV-1a, 64 bits: tiny, and stable across Rust releases (std's hashers promise neither).
 struct Fnv1a(u64);
 
@@ -366,7 +408,55 @@ mod tests {
         Refuses
     }
 
-    crate::register!(double, checked_half, explode, failing_result);
+    /// Panics when the worker side drops it: after the function returned and it was encoded.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct DropBomb;
+    impl Drop for DropBomb {
+        fn drop(&mut self) {
+            panic!("dropped a bomb");
+        }
+    }
+    fn returns_a_drop_bomb(_: ()) -> DropBomb {
+        DropBomb
+    }
+    /// Encodes as a `u8`, but its `Serialize` panics.
+    #[derive(serde::Deserialize)]
+    struct PanicsWhenEncoded;
+    impl serde::Serialize for PanicsWhenEncoded {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            panic!("will not encode")
+        }
+    }
+    fn unencodable(_: ()) -> PanicsWhenEncoded {
+        PanicsWhenEncoded
+    }
+
+    crate::register!(
+        double,
+        checked_half,
+        explode,
+        failing_result,
+        returns_a_drop_bomb,
+        unencodable
+    );
+
+    #[test]
+    fn a_panic_in_serialize_or_drop_of_the_result_fails_only_that_call() {
+        for (function, message) in [
+            (
+                index_of_item(returns_a_drop_bomb).unwrap(),
+                "dropped a bomb",
+            ),
+            (index_of_item(unencodable).unwrap(), "will not encode"),
+        ] {
+            let mut out = vec![1, 2, 3];
+            match invoke_index_into(function, &[], &mut out) {
+                Err(InvokeError::Panicked(panic)) => assert_eq!(panic.message(), message),
+                other => panic!("expected a panic, got {other:?}"),
+            }
+            assert_eq!(out, [1, 2, 3], "nothing of the failed call is left behind");
+        }
+    }
 
     #[test]
     fn names_are_module_path_and_function() {

@@ -39,9 +39,31 @@ impl<F: Send> ErasedJob for JobSlot<F> {}
 pub(crate) struct NoJob;
 impl ErasedJob for NoJob {}
 
+/// What a thread pool's worker learns from the task it runs, so that it counts itself idle exactly
+/// while it runs no user code (see `thread_pool/README.md`, "Who runs user code, and idle accounting").
+pub(crate) trait WorkerHooks {
+    /// The closure has returned (or the task was found cancelled and its captures dropped), and
+    /// the outcome is not yet visible: count the worker idle, so the submitter the outcome wakes
+    /// reuses it.
+    fn idle(&self);
+    /// User code that may block follows on this worker after all (the task's callbacks): stop
+    /// counting the worker idle.
+    fn busy(&self);
+}
+
+/// Hooks for running a job outside any pool (tests, loom models).
+#[cfg(test)]
+struct NoHooks;
+
+#[cfg(test)]
+impl WorkerHooks for NoHooks {
+    fn idle(&self) {}
+    fn busy(&self) {}
+}
+
 /// The executor-facing half of a task.
 trait Runnable: Send + Sync {
-    fn run(self: Arc<Self>, before_publish: &dyn Fn());
+    fn run(self: Arc<Self>, worker: &dyn WorkerHooks);
     fn cancel(self: Arc<Self>);
     fn reject(self: Arc<Self>, error: TaskError<Infallible>);
 }
@@ -52,37 +74,49 @@ where
     E: Send + Sync + 'static,
     F: FnOnce() -> Result<T, E> + Send + 'static,
 {
-    fn run(self: Arc<Self>, before_publish: &dyn Fn()) {
+    fn run(self: Arc<Self>, worker: &dyn WorkerHooks) {
         // SAFETY: `run` is only reachable through the unique `Job`, which it consumed.
         let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
         if !self.core.try_start() {
-            // Cancelled (or resolved) while queued: free the closure's captures now.
-            drop(job);
-            before_publish();
+            // Cancelled (or resolved) while queued: free the closure's captures now, still
+            // counted busy (their `Drop` is user code).
+            drop_guarded(job, "the captures of a cancelled task's closure");
+            worker.idle();
             return;
         }
         let job = job.expect("a queued task's closure is taken only by its one Job");
+        // The closure's captures are dropped inside it, so under this catch too.
         let outcome = match panic::catch(job) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(TaskError::Failed(error)),
             Err(panic) => Err(TaskError::Panicked(panic)),
         };
-        before_publish();
-        Task::from_cell(self).resolve(outcome);
+        worker.idle();
+        let task = Task::from_cell(self);
+        task.resolve_then(outcome, &|| worker.busy());
+        if std::mem::needs_drop::<T>() || std::mem::needs_drop::<E>() {
+            // If every other handle is gone, this drops the value (or error), whose `Drop` is
+            // user code. The worker stays counted idle for it, so that a submitter who dropped
+            // its handle right after reading the result still reuses this worker.
+            drop_guarded(
+                task,
+                "a finished task's value (all its handles were dropped)",
+            );
+        }
     }
 
     fn cancel(self: Arc<Self>) {
         // SAFETY: as in `run`.
         let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
         Task::from_cell(self).cancel();
-        drop(job);
+        drop_guarded(job, "the captures of a cancelled task's closure");
     }
 
     fn reject(self: Arc<Self>, error: TaskError<Infallible>) {
         // SAFETY: as in `run`.
         let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
         Task::from_cell(self).resolve(Err(error.widen()));
-        drop(job);
+        drop_guarded(job, "the captures of a refused task's closure");
     }
 }
 
@@ -109,17 +143,21 @@ impl Job {
     }
 
     /// Runs the task here (unless it was cancelled meanwhile), then resolves it and tells its
-    /// listeners. (Executors use [`run_with`](Job::run_with); tests and the loom models use this.)
+    /// listeners. (Executors use [`run_on`](Job::run_on); tests and the loom models use this.)
     #[cfg(test)]
     pub(crate) fn run(self) {
-        self.0.run(&|| ())
+        self.0.run(&NoHooks)
     }
 
-    /// Like [`run`](Job::run), calling `before_publish` once the closure has returned (or was
-    /// found cancelled) and before waiters can see the outcome. A thread pool uses it to count its
-    /// worker as idle again before the submitter, woken by the result, submits the next task.
-    pub(crate) fn run_with(self, before_publish: &dyn Fn()) {
-        self.0.run(before_publish)
+    /// Like [`run`](Job::run), on a pool's worker: tells `worker` when it becomes idle (the
+    /// closure returned, the outcome not yet visible) and when user code follows after all (the
+    /// task's callbacks). A thread pool counts the worker idle before the submitter, woken by the
+    /// result, submits the next task, and not while it runs callbacks.
+    ///
+    /// Every piece of user code it runs (the closure, `Drop` of its captures and of the value,
+    /// callbacks) is under `catch_unwind`.
+    pub(crate) fn run_on(self, worker: &dyn WorkerHooks) {
+        self.0.run(worker)
     }
 
     /// Ends the task with an executor's error (pool broken, shut down) instead of running it, if
@@ -131,6 +169,16 @@ impl Job {
     /// Cancels the task (if it has not started) and frees its closure.
     pub(crate) fn cancel(self) {
         self.0.cancel()
+    }
+}
+
+/// Drops something whose `Drop` is user code, catching and reporting a panic: the thread may be a
+/// pool's worker, or a caller of `shutdown` with more jobs to cancel.
+fn drop_guarded<D>(value: D, what: &str) {
+    if std::mem::needs_drop::<D>() {
+        if let Err(panic) = panic::catch(move || drop(value)) {
+            eprintln!("futurepool: dropping {what} panicked; the panic was caught: {panic}");
+        }
     }
 }
 

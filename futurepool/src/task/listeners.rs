@@ -48,7 +48,13 @@ impl<T, E> Listener<T, E> {
     pub(crate) fn wake(self) -> Option<Callback<T, E>> {
         match self {
             Listener::Thread { thread, .. } => thread.unpark(),
-            Listener::Waker { waker, .. } => waker.wake(),
+            // A waker is an async runtime's code, and this may be a pool's own thread: a
+            // panicking one must not take that thread down, nor stop the others being woken.
+            Listener::Waker { waker, .. } => {
+                if let Err(panic) = crate::panic::catch(|| waker.wake()) {
+                    eprintln!("futurepool: an async waker panicked and was caught: {panic}");
+                }
+            }
             Listener::Notify { sink, key, .. } => sink.notify(key),
             Listener::Callback(callback) => return Some(callback),
         }

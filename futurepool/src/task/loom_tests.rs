@@ -133,3 +133,36 @@ fn loom_resolve_races_cancel() {
         assert!(task.is_done());
     });
 }
+
+/// The process pool's hand-off (`resolve_deferred`, issue 9 case 9): a reader thread sets the
+/// outcome and takes the callbacks to run elsewhere while a user thread adds one. Whichever
+/// wins, the callback runs exactly once, sees a done task, and a waiter is woken at once —
+/// never only when the deferred callbacks run.
+#[test]
+fn loom_deferred_callback_runs_exactly_once_and_waiters_do_not_wait_for_it() {
+    loom::model(|| {
+        let task = Task::<u32, ()>::pending();
+        let calls = counter();
+        let reader_task = task.clone();
+        let reader = thread::spawn(move || reader_task.resolve_deferred(Ok(4)));
+        let calls_in_callback = calls.clone();
+        task.add_done_callback(move |t| {
+            assert!(t.is_done(), "callbacks see a done task");
+            calls_in_callback.fetch_add(1, SeqCst);
+        });
+        let deferred = reader.join().unwrap();
+        task.wait();
+        assert_eq!(task.try_result(), Some(Ok(4)));
+        match deferred {
+            // The reader took the callback: it has not run yet, and runs once elsewhere.
+            Some(deferred) => {
+                assert_eq!(calls.load(SeqCst), 0);
+                let runner = thread::spawn(move || deferred.run_here());
+                runner.join().unwrap();
+            }
+            // Registered after completion: it ran at once, in this thread (F4).
+            None => assert_eq!(calls.load(SeqCst), 1),
+        }
+        assert_eq!(calls.load(SeqCst), 1);
+    });
+}

@@ -8,6 +8,7 @@
 //! - `README.md`: the protocol, and why no wake-up can be lost.
 
 mod core;
+mod deferred;
 mod future;
 mod job;
 mod listeners;
@@ -24,8 +25,9 @@ use crate::loom::thread;
 use crate::panic;
 
 use self::core::{CancelAttempt, Core, Snapshot};
-pub(crate) use self::job::Job;
+pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
 use self::job::{ErasedJob, NoJob, TaskCell};
+pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
 
@@ -159,7 +161,7 @@ impl<T, E> Task<T, E> {
         match self.core().try_cancel() {
             CancelAttempt::Cancelled { had_listeners } => {
                 if had_listeners {
-                    self.run_listeners();
+                    self.run_listeners(&|| ());
                 }
                 true
             }
@@ -365,6 +367,12 @@ impl<T, E> Task<T, E> {
     /// after its waiters are woken and outside any lock. A panicking callback is caught and reported
     /// on stderr; later callbacks still run.
     ///
+    /// A [`ProcessPool`](crate::ProcessPool) task is finished by one of the pool's own threads,
+    /// which must never wait for user code; its callbacks run on one of futurepool's callback
+    /// threads instead (named `futurepool-callback-N`; a new one starts whenever a callback is
+    /// queued and all are busy, so a callback may block, wait for other tasks of the same pool,
+    /// or drop the pool). The pool's `shutdown(wait)` returns once they have all run.
+    ///
     /// # Examples
     ///
     /// ```
@@ -418,11 +426,22 @@ impl<T, E> Task<T, E> {
 
     /// Sets the outcome, if nobody did before; returns whether this call did. Used by executors.
     pub(crate) fn resolve(&self, outcome: Result<T, TaskError<E>>) -> bool {
+        self.resolve_then(outcome, &|| ())
+    }
+
+    /// Like [`resolve`](Task::resolve), calling `before_callbacks` after the waiters are woken and
+    /// before the first callback runs in this thread, if any does. A thread pool's worker uses it
+    /// to stop counting itself idle while it runs callbacks (user code that may submit and wait).
+    pub(crate) fn resolve_then(
+        &self,
+        outcome: Result<T, TaskError<E>>,
+        before_callbacks: &dyn Fn(),
+    ) -> bool {
         if !self.core().try_claim() {
             return false;
         }
         if self.core().publish(outcome) {
-            self.run_listeners();
+            self.run_listeners(before_callbacks);
         }
         true
     }
@@ -432,13 +451,53 @@ impl<T, E> Task<T, E> {
         self.core().try_start()
     }
 
-    fn run_listeners(&self) {
+    /// [`resolve`](Task::resolve) for a thread that must not run user code (a process pool's
+    /// reader): sets the outcome and wakes every waiter here, but hands the done-callbacks back,
+    /// with the task, to be run on another thread. `None` if this call did not resolve the task
+    /// or it has no callbacks. Callbacks keep their order and still run exactly once: a callback
+    /// registered after this returns finds the task done and runs at once in its caller (F4).
+    pub(crate) fn resolve_deferred(
+        &self,
+        outcome: Result<T, TaskError<E>>,
+    ) -> Option<Deferred<T, E>> {
+        if !self.core().try_claim() {
+            return None;
+        }
+        if self.core().publish(outcome) {
+            self.wake_and_take_callbacks()
+        } else {
+            None
+        }
+    }
+
+    /// [`cancel`](Task::cancel), deferring the callbacks as
+    /// [`resolve_deferred`](Task::resolve_deferred) does.
+    pub(crate) fn cancel_deferred(&self) -> Option<Deferred<T, E>> {
+        match self.core().try_cancel() {
+            CancelAttempt::Cancelled {
+                had_listeners: true,
+            } => self.wake_and_take_callbacks(),
+            _ => None,
+        }
+    }
+
+    /// Wakes every waiter and returns the callbacks, in registration order, still to run.
+    fn wake_and_take_callbacks(&self) -> Option<Deferred<T, E>> {
+        // `Listener::wake` runs each async waker guarded, so a panicking one strands no waiter
+        // after it and never unwinds through the thread completing the task.
         let mut callbacks = Vec::new();
         for listener in self.core().take_listeners() {
             callbacks.extend(listener.wake());
         }
-        for callback in callbacks {
-            run_callback(callback, self);
+        (!callbacks.is_empty()).then(|| Deferred::new(self.clone(), callbacks))
+    }
+
+    /// Wakes every waiter, then runs the callbacks here; `before_callbacks` runs first, only if
+    /// there are callbacks (a thread-pool worker stops counting itself idle there).
+    fn run_listeners(&self, before_callbacks: &dyn Fn()) {
+        if let Some(deferred) = self.wake_and_take_callbacks() {
+            before_callbacks();
+            deferred.run_here();
         }
     }
 }

@@ -2,13 +2,19 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::shared::{Config, Initializer};
 use super::ThreadPool;
 
-/// Name given to worker threads when no prefix is set: workers are `futurepool-0`, `futurepool-1`, ...
-const DEFAULT_THREAD_NAME_PREFIX: &str = "futurepool";
+/// The default thread name prefix, `futurepool-{k}` for the `k`-th pool (from 0) built without a
+/// prefix of its own, so the threads of two pools can be told apart: `futurepool-0-0`,
+/// `futurepool-0-1`, ..., `futurepool-1-0`, ... (Python names them `ThreadPoolExecutor-{k}_{n}`.)
+fn default_thread_name_prefix() -> String {
+    static POOLS: AtomicUsize = AtomicUsize::new(0);
+    format!("futurepool-{}", POOLS.fetch_add(1, Ordering::Relaxed))
+}
 
 /// Configures and builds a [`ThreadPool`]; get one from [`ThreadPool::builder`].
 ///
@@ -26,22 +32,12 @@ const DEFAULT_THREAD_NAME_PREFIX: &str = "futurepool";
 /// assert_eq!(name.unwrap().as_deref(), Some("fetcher-0"));
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
+#[derive(Default)]
 pub struct ThreadPoolBuilder {
     max_workers: Option<NonZeroUsize>,
-    thread_name_prefix: String,
+    thread_name_prefix: Option<String>,
     initializer: Option<Initializer>,
     max_queued: Option<NonZeroUsize>,
-}
-
-impl Default for ThreadPoolBuilder {
-    fn default() -> Self {
-        ThreadPoolBuilder {
-            max_workers: None,
-            thread_name_prefix: DEFAULT_THREAD_NAME_PREFIX.to_string(),
-            initializer: None,
-            max_queued: None,
-        }
-    }
 }
 
 impl ThreadPoolBuilder {
@@ -99,8 +95,13 @@ impl ThreadPoolBuilder {
         (cpus + 4).min(32)
     }
 
-    /// Worker threads are named `{prefix}-{n}`, `n` counting from 0 in the order they start
-    /// (default prefix: `futurepool`). The name shows in panic messages, debuggers and `top -H`.
+    /// Worker threads are named `{prefix}-{n}`, `n` counting from 0 in the order they start.
+    /// The name shows in panic messages, debuggers and `top -H`.
+    ///
+    /// The default prefix is `futurepool-{k}`, `k` counting the pools built without a prefix of
+    /// their own (from 0, in this process), so two pools' threads never share a name: the first
+    /// such pool's threads are `futurepool-0-0`, `futurepool-0-1`, ..., the next one's
+    /// `futurepool-1-0`, ... (Linux shows only a thread name's first 15 bytes in `top`.)
     ///
     /// # Examples
     ///
@@ -108,9 +109,16 @@ impl ThreadPoolBuilder {
     /// let pool = futurepool::ThreadPool::builder().thread_name_prefix("io").build();
     /// let name = pool.submit(|| std::thread::current().name().unwrap().to_string());
     /// assert_eq!(name.result().unwrap(), "io-0");
+    ///
+    /// let (a, b) = (futurepool::ThreadPool::new(1), futurepool::ThreadPool::new(1));
+    /// let name_in = |pool: &futurepool::ThreadPool| {
+    ///     pool.submit(|| std::thread::current().name().unwrap().to_string()).result().unwrap()
+    /// };
+    /// let (a, b) = (name_in(&a), name_in(&b));
+    /// assert!(a.starts_with("futurepool-") && a.ends_with("-0") && a != b, "{a} {b}");
     /// ```
     pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.thread_name_prefix = prefix.into();
+        self.thread_name_prefix = Some(prefix.into());
         self
     }
 
@@ -179,7 +187,9 @@ impl ThreadPoolBuilder {
             max_workers: self
                 .max_workers
                 .map_or_else(Self::default_max_workers, NonZeroUsize::get),
-            thread_name_prefix: self.thread_name_prefix,
+            thread_name_prefix: self
+                .thread_name_prefix
+                .unwrap_or_else(default_thread_name_prefix),
             initializer: self.initializer,
             max_queued: self.max_queued.map(NonZeroUsize::get),
         })

@@ -5,9 +5,12 @@
 //! - `builder.rs`: [`ThreadPoolBuilder`];
 //! - `shared.rs`: the queue, the sleeping workers and the life cycle, shared with the workers;
 //! - `worker.rs`: what a worker thread does;
+//! - `loom_tests.rs`: model checks of the submit / sleep / wake / shutdown hand-off;
 //! - `README.md`: how a job reaches a worker without lost wake-ups or needless system calls.
 
 mod builder;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod shared;
 mod worker;
 
@@ -31,6 +34,14 @@ use self::shared::{Config, Shared};
 /// Dropping the pool is `shutdown(Shutdown::default())`: it waits for every task it accepted, like
 /// leaving Python's `with ThreadPoolExecutor() as pool:` block. Share a pool between threads by
 /// reference (it is `Sync`) or in an `Arc`.
+///
+/// # Warning: waiting on the pool from inside it
+///
+/// A task or done-callback may submit to its own pool and wait for the result; the pool starts
+/// another worker for it if `max_workers` allows (a worker running callbacks is not counted
+/// idle). But a waiting worker does not run other tasks, so with `max_workers = 1`, or once every
+/// worker is waiting, such a wait never ends: use
+/// [`result_timeout`](crate::Task::result_timeout) there, or leave a worker free.
 ///
 /// # Examples
 ///
@@ -140,8 +151,11 @@ impl ThreadPool {
     /// - With [`cancel_pending`](Shutdown::cancel_pending), every queued task is cancelled at once
     ///   (its waiters woken, its callbacks run in this thread); running tasks finish. Otherwise the
     ///   workers drain the queue first.
-    /// - With [`wait`](Shutdown::wait) (the default), returns once every worker has exited. Called
-    ///   from a task of this very pool, it joins the other workers and lets its own go.
+    /// - With [`wait`](Shutdown::wait) (the default), returns once every worker has exited; any
+    ///   number of threads may wait at once. Called from a task (or callback) of this very pool,
+    ///   it waits until every *other* worker has finished or is itself waiting in `shutdown`
+    ///   (so two tasks shutting their pool down do not wait for each other), and its own task
+    ///   goes on; a `shutdown(wait)` outside the pool waits for that task too.
     ///
     /// # Examples
     ///
@@ -162,7 +176,8 @@ impl ThreadPool {
             job.cancel();
         }
         if how.waits() {
-            self.shared.join_workers();
+            self.shared
+                .wait_for_workers(worker::is_worker_of(&self.shared));
         }
     }
 

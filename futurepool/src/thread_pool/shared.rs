@@ -5,9 +5,11 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle, Thread};
+use std::sync::Arc;
+
+use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::loom::sync::{Condvar, Mutex, MutexGuard};
+use crate::loom::thread::{self, JoinHandle, Thread};
 
 use crate::error::{Reason, TaskError};
 use crate::task::Job;
@@ -47,7 +49,15 @@ impl Sleeper {
 
     /// Parks until [`wake`](Sleeper::wake) is called (spurious unparks are ignored).
     pub(super) fn sleep(&self) {
-        while !self.woken.swap(false, Ordering::Acquire) {
+        // A compare-exchange rather than `swap(false)`: the same here on real hardware, but under
+        // loom 0.7.3 a `swap(false)` looping around `park` misses the `store(true)` made before
+        // the `unpark` that woke it (a two-thread probe of just that loop deadlocks; with
+        // `compare_exchange` it passes), so the model would report a lost wake-up std cannot have.
+        while self
+            .woken
+            .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             thread::park();
         }
     }
@@ -72,6 +82,16 @@ pub(super) struct State {
     /// Workers spinning briefly for a job before they park (at most one at a time).
     spinning: usize,
     pub(super) lifecycle: Lifecycle,
+    /// Join handles of started workers nobody has joined yet; `shutdown(wait)` callers outside the
+    /// pool take and join them.
+    handles: Vec<JoinHandle<()>>,
+    /// Callers outside the pool joining a batch of `handles` right now.
+    joining: usize,
+    /// Workers inside `shutdown(wait)` (a task or callback shutting its own pool down).
+    waiting_workers: usize,
+    /// Bumped when the waiting workers are released, so each of them returns even if another
+    /// already left (and so changed the count it waited for).
+    release_epoch: u64,
 }
 
 pub(super) struct Shared {
@@ -85,8 +105,9 @@ pub(super) struct Shared {
     idle: AtomicUsize,
     /// A copy of the queue length, written under the lock, that a spinning worker polls without it.
     queued: AtomicUsize,
-    /// Join handles of every worker started, joined by `shutdown(wait)`.
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Signalled when a worker exits, a batch of handles has been joined, or the waiting workers
+    /// are released: what `shutdown(wait)` callers wait on.
+    exited: Condvar,
 }
 
 /// What a submit turned into.
@@ -112,11 +133,15 @@ impl Shared {
                 waiting_submitters: 0,
                 spinning: 0,
                 lifecycle: Lifecycle::Open,
+                handles: Vec::new(),
+                joining: 0,
+                waiting_workers: 0,
+                release_epoch: 0,
             }),
             room: Condvar::new(),
             idle: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
-            threads: Mutex::new(Vec::new()),
+            exited: Condvar::new(),
         })
     }
 
@@ -145,7 +170,7 @@ impl Shared {
         if let Some(max_queued) = self.config.max_queued {
             while state.jobs.len() >= max_queued && matches!(state.lifecycle, Lifecycle::Open) {
                 state.waiting_submitters += 1;
-                state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
+                state = wait(&self.room, state);
                 state.waiting_submitters -= 1;
             }
         }
@@ -175,8 +200,8 @@ impl Shared {
         Admission::Queued { wake }
     }
 
-    /// Starts one worker thread. Called under the lock, so a concurrent shutdown cannot miss its
-    /// join handle; this happens at most `max_workers` times in a pool's life.
+    /// Starts one worker thread. Called under the lock, so a concurrent `shutdown(wait)` cannot
+    /// miss its join handle or its count.
     ///
     /// If the system is out of threads, the workers already running will get to the job; with
     /// none at all nothing ever would, so that case is an error that breaks the pool.
@@ -191,10 +216,7 @@ impl Shared {
                 state.started += 1;
                 state.workers += 1;
                 self.idle.fetch_add(1, Ordering::AcqRel);
-                self.threads
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(handle);
+                state.handles.push(handle);
                 Ok(())
             }
             Err(error) if state.workers == 0 => Err(Reason::new(format!(
@@ -246,8 +268,17 @@ impl Shared {
     /// Returns once a job may be queued, or after a few microseconds of backing off (busy-waiting,
     /// then yielding the core so a submitter sharing it can run).
     fn spin_for_work(&self) {
+        // Under loom a single look models the spinner (the protocol never relies on what the
+        // spinner saw: it re-takes the lock) and keeps the state space small. It must not
+        // yield there: loom drops an unpark sent to a thread that yielded and was scheduled
+        // again, which the real `unpark` keeps as a token, so a model would report a lost
+        // wake-up that std cannot have.
         const SPIN_ROUNDS: u32 = 7;
         const YIELD_ROUNDS: u32 = 10;
+        if cfg!(loom) {
+            let _ = self.queued.load(Ordering::Relaxed);
+            return;
+        }
         for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
             if self.queued.load(Ordering::Relaxed) > 0 {
                 return;
@@ -267,19 +298,59 @@ impl Shared {
         self.idle.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// A worker is exiting.
-    pub(super) fn worker_exited(&self) {
+    /// A worker counted idle (by [`mark_idle`](Shared::mark_idle)) is about to run user code
+    /// after all: the finished task's callbacks. It stops counting as idle,
+    /// and a submit that started no thread because it counted on this worker gets one now
+    /// (semantics E3 still holds: that submit started none). Without this, a callback that
+    /// submits to its own pool and waits would wait for itself (issue 9, case 15).
+    pub(super) fn mark_busy(self: &Arc<Self>) {
         let mut state = self.lock();
-        state.workers -= 1;
         self.idle.fetch_sub(1, Ordering::AcqRel);
+        if state.jobs.len() > self.idle.load(Ordering::Acquire)
+            && state.workers < self.config.max_workers
+        {
+            // This worker is alive, so the start cannot break the pool; if the system is out of
+            // threads, the job waits for a worker to come back, as at submit.
+            let _ = self.start_worker(&mut state);
+        }
     }
 
-    /// A worker's initializer failed: break the pool and fail every queued task with `reason`.
+    /// A worker thread is ending: normally (`died` false), or unwinding from a panic that escaped
+    /// every guard. Either way the counts are corrected, and a dead worker whose queued work no
+    /// idle worker can take is replaced, so no task waits forever for a thread that is gone.
+    pub(super) fn worker_exited(self: &Arc<Self>, counted_idle: bool, died: bool) {
+        let broke = {
+            let mut state = self.lock();
+            state.workers -= 1;
+            if counted_idle {
+                self.idle.fetch_sub(1, Ordering::AcqRel);
+            }
+            let mut broke = None;
+            if died
+                && state.jobs.len() > self.idle.load(Ordering::Acquire)
+                && state.workers < self.config.max_workers
+            {
+                if let Err(reason) = self.start_worker(&mut state) {
+                    broke = Some((self.break_locked(&mut state, reason.clone()), reason));
+                }
+            }
+            self.exited.notify_all();
+            broke
+        };
+        if let Some((jobs, reason)) = broke {
+            reject_all(jobs, &reason);
+        }
+    }
+
+    /// A worker's initializer failed: the worker exits (counted idle, as it never took a job), the
+    /// pool breaks and every queued task fails with `reason`. The count drops before the tasks
+    /// fail, so whoever sees them fail sees the worker gone.
     pub(super) fn break_pool(&self, reason: Reason) {
         let jobs = {
             let mut state = self.lock();
             state.workers -= 1;
             self.idle.fetch_sub(1, Ordering::AcqRel);
+            self.exited.notify_all();
             self.break_locked(&mut state, reason.clone())
         };
         reject_all(jobs, &reason);
@@ -318,24 +389,72 @@ impl Shared {
         }
     }
 
-    /// Joins every worker (except the calling thread, if it is one: a task may shut its own pool
-    /// down). Holding the handle list while joining makes a concurrent second `shutdown(wait)`
-    /// wait for the first.
-    pub(super) fn join_workers(&self) {
-        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-        let me = thread::current().id();
-        for handle in threads.drain(..) {
-            if handle.thread().id() != me {
-                // Workers catch every panic of tasks and callbacks, so a join error cannot carry
-                // anything worth re-raising here.
-                let _ = handle.join();
+    /// `shutdown(wait)`'s wait, after [`close`](Shared::close): returns once every worker other
+    /// than the caller has finished.
+    ///
+    /// - A caller outside the pool joins every worker thread. Any number of them may do so at
+    ///   once: each joins the handles it takes (never under the lock), and all of them return only
+    ///   once no worker is alive and no handle is still being joined.
+    /// - A worker of this pool (a task or callback shutting its own pool down) cannot join itself,
+    ///   and two of them cannot wait for each other. It waits until every other worker has exited
+    ///   or is waiting here too, then all the waiting workers return together; their tasks go on,
+    ///   and a caller outside the pool waits for those too.
+    pub(super) fn wait_for_workers(&self, caller_is_worker: bool) {
+        let mut state = self.lock();
+        if caller_is_worker {
+            state.waiting_workers += 1;
+            let epoch = state.release_epoch;
+            loop {
+                if state.release_epoch != epoch {
+                    break;
+                }
+                if state.workers == state.waiting_workers {
+                    state.release_epoch += 1;
+                    self.exited.notify_all();
+                    break;
+                }
+                state = wait(&self.exited, state);
             }
+            state.waiting_workers -= 1;
+            return;
+        }
+        loop {
+            if !state.handles.is_empty() {
+                let batch = std::mem::take(&mut state.handles);
+                state.joining += 1;
+                drop(state);
+                for handle in batch {
+                    // A worker catches every panic of user code, so a join error carries nothing
+                    // worth re-raising here.
+                    let _ = handle.join();
+                }
+                state = self.lock();
+                state.joining -= 1;
+                self.exited.notify_all();
+                continue;
+            }
+            if state.workers == 0 && state.joining == 0 {
+                // Every worker counts itself out of `idle` as it exits: a leftover here would mean
+                // the accounting that decides on new threads drifted.
+                debug_assert_eq!(
+                    self.idle.load(Ordering::Acquire),
+                    0,
+                    "idle workers miscounted"
+                );
+                return;
+            }
+            state = wait(&self.exited, state);
         }
     }
 
     pub(super) fn worker_count(&self) -> usize {
         self.lock().workers
     }
+}
+
+/// Waits on `condvar`, carrying on past poisoning like [`Shared::lock`].
+fn wait<'a>(condvar: &Condvar, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    condvar.wait(state).unwrap_or_else(|e| e.into_inner())
 }
 
 /// Why a refused submit's task ends.
@@ -349,5 +468,60 @@ fn refusal(lifecycle: &Lifecycle) -> TaskError<Infallible> {
 pub(super) fn reject_all(jobs: VecDeque<Job>, reason: &Reason) {
     for job in jobs {
         job.reject(TaskError::PoolBroken(reason.clone()));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn shared(max_workers: usize) -> Arc<Shared> {
+        Shared::new(Config {
+            max_workers,
+            thread_name_prefix: "replacement-test".into(),
+            initializer: None,
+            max_queued: None,
+        })
+    }
+
+    /// The last line of defence of issue 9 case 17: a worker thread that dies anyway (a panic that
+    /// escaped every guard) while a job is queued is replaced, so the job still runs.
+    #[test]
+    fn a_worker_that_dies_with_work_queued_is_replaced() {
+        let shared = shared(1);
+        let (task, job) = Job::new(|| Ok::<_, Infallible>(5));
+        {
+            // As if a worker was running (and counted busy) when it died: the submit started
+            // no thread, because one existed.
+            let mut state = shared.lock();
+            state.workers = 1;
+            state.jobs.push_back(job);
+        }
+        shared.worker_exited(false, true);
+        assert_eq!(task.result_timeout(Duration::from_secs(60)), Ok(5));
+        shared.close(false);
+        shared.wait_for_workers(false);
+        assert_eq!(shared.worker_count(), 0);
+    }
+
+    /// A worker that exits normally starts nothing, even with a job queued (its pool's other
+    /// workers, or the submit, account for that job).
+    #[test]
+    fn a_worker_that_exits_normally_is_not_replaced() {
+        let shared = shared(2);
+        let (task, job) = Job::new(|| Ok::<_, Infallible>(1));
+        {
+            let mut state = shared.lock();
+            state.workers = 1;
+            state.jobs.push_back(job);
+        }
+        shared.worker_exited(false, false);
+        assert_eq!(shared.worker_count(), 0);
+        assert!(!task.is_done());
+        for job in shared.close(true) {
+            job.cancel();
+        }
+        assert!(task.is_cancelled());
     }
 }

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize, Serializer};
 /// First bytes of every handshake, so a stray process on the pipe is recognised at once.
 pub(crate) const MAGIC: [u8; 8] = *b"futurepl";
 
-/// Bumped on any change to these messages.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// Bumped on any change to these messages. 3: `Accepted` (the handshake's first answer) and
+/// `RunChunkEach` / `ItemDone` (chunks answered item by item); 2 was used by builds that had
+/// only one of the two, so it is skipped.
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// An already-serialized value, carried as raw bytes (postcard `bytes`: a length, then the bytes)
 /// and borrowed from the frame buffer when decoded, so a payload is never copied twice.
@@ -84,6 +86,14 @@ pub(crate) enum ToWorker<'a> {
         #[serde(borrow)]
         args: Vec<Bytes<'a>>,
     },
+    /// As `RunChunk`, but answered item by item: one [`FromWorker::ItemDone`] per argument,
+    /// each written before the next item starts. Used when a time limit applies, so the limit
+    /// is timed per item and a worker killed part-way has said which items it finished.
+    RunChunkEach {
+        function: u32,
+        #[serde(borrow)]
+        args: Vec<Bytes<'a>>,
+    },
 }
 
 /// How one call ended in the worker.
@@ -105,7 +115,8 @@ pub(crate) enum Outcome<'a> {
     UnknownFunction(String),
 }
 
-/// Worker → pool. Answers to `Run`/`RunChunk` come back in the order the calls were sent.
+/// Worker → pool. Answers to `Run`/`RunChunk`/`RunChunkEach` come back in the order the calls
+/// were sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum FromWorker<'a> {
     /// Handshake accepted; with how the initializer (if any) ended. The pool judges that outcome
@@ -125,4 +136,7 @@ pub(crate) enum FromWorker<'a> {
     /// lets the pool say, when a worker misses its start timeout, whether the initializer was
     /// slow or the program never reached `init()`.
     Accepted,
+    /// The answer to one item of a `RunChunkEach`; the items' answers come in order, and the
+    /// last one completes the chunk.
+    ItemDone(Outcome<'a>),
 }

@@ -22,8 +22,13 @@ fn sample_messages() -> (Vec<ToWorker<'static>>, Vec<FromWorker<'static>>) {
             function: 2,
             args: vec![Bytes(b""), Bytes(b"abc")],
         },
+        ToWorker::RunChunkEach {
+            function: 5,
+            args: vec![Bytes(b"de"), Bytes(b"")],
+        },
     ];
     let from = vec![
+        FromWorker::Accepted,
         FromWorker::Ready {
             pid: 42,
             initializer: None,
@@ -44,6 +49,11 @@ fn sample_messages() -> (Vec<ToWorker<'static>>, Vec<FromWorker<'static>>) {
             Outcome::Unserializable("y".into()),
             Outcome::UnknownFunction("z".into()),
         ]),
+        FromWorker::ItemDone(Outcome::Returned(Bytes(b"item"))),
+        FromWorker::ItemDone(Outcome::Panicked {
+            message: "item panicked".into(),
+            location: None,
+        }),
     ];
     (to, from)
 }

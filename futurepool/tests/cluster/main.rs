@@ -7,6 +7,7 @@
 //! recovery paths run quickly. Without `redis-server` the tests are skipped, saying so.
 
 mod support;
+mod trust;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -64,6 +65,14 @@ futurepool::register!(square, traced, checked_half, explode, poison);
 fn main() {
     // A worker started by a test (`FUTUREPOOL_CLUSTER_WORKER` set) serves here and exits.
     futurepool::init();
+    if let Ok(spec) = std::env::var(trust::ORPHAN_CLIENT) {
+        trust::orphan_client(&spec);
+    }
+    // Install futurepool's panic-location hook now: installed lazily, it would first be needed
+    // while a failing test unwinds (dropping its pool resolves handles under a panic guard), and
+    // a panic hook cannot be changed from a panicking thread (the process would abort).
+    let warm = ThreadPool::new(1);
+    let _ = warm.submit(|| ()).result();
     let tests: &[(&str, fn())] = &[
         (
             "round_trip_on_three_workers_matches_local_results",
@@ -110,6 +119,9 @@ fn main() {
             sigterm_finishes_or_releases_and_shutdown_drains,
         ),
     ];
+    let mut tests = tests.to_vec();
+    tests.extend_from_slice(trust::TESTS);
+    let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(
             "\nskipping the cluster tests: `redis-server` was not found on PATH \
@@ -138,8 +150,13 @@ struct World {
 
 impl World {
     fn new(pool: &str) -> World {
+        World::with_broker(pool, &[])
+    }
+
+    /// A world whose broker runs with extra `redis-server` options.
+    fn with_broker(pool: &str, options: &[&str]) -> World {
         let scratch = Scratch::new();
-        let broker = Broker::start(&scratch);
+        let broker = Broker::start_with(&scratch, options);
         World {
             broker,
             log: scratch.path("executions.log").display().to_string(),
@@ -349,6 +366,13 @@ fn a_poison_task_fails_with_worker_lost_after_max_deliveries() {
     assert_eq!(status.dead_lettered, 1);
     assert_eq!(status.recent_dead[0].deliveries, 3);
     assert!(status.recent_dead[0].function.ends_with("poison"));
+    assert_eq!(status.recent_dead[0].reason, "lost its worker 3 times");
+    // Counted right (issue 12: it used to say "1 tasks lost a worker 3 times").
+    let stderr = std::fs::read_to_string(world.scratch.path("workers.stderr")).unwrap();
+    assert!(
+        stderr.contains("1 task lost its worker 3 times and was dead-lettered"),
+        "{stderr}"
+    );
 }
 
 /// 5. A task running three leases long keeps its lease by heartbeats: nobody else runs it.

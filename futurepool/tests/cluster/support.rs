@@ -2,11 +2,12 @@
 //! worker mode), execution logs written by the test functions, and a small libtest-like runner.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Environment variables with which `futurepool::init()` makes this binary a cluster worker
@@ -18,6 +19,32 @@ const WORKER_PREFETCH: &str = "FUTUREPOOL_PREFETCH";
 
 /// Nothing in these tests should take this long; reaching it means a hang, reported as a failure.
 pub const PATIENCE: Duration = Duration::from_secs(60);
+/// The watchdog on each whole test: past it the test fails as hung, its processes are killed and
+/// the run goes on.
+pub const TEST_LIMIT: Duration = Duration::from_secs(240);
+
+/// Every broker and worker process a test started and has not reaped yet, so a hung test's
+/// processes can be killed.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn adopt(pid: u32) {
+    CHILDREN.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+}
+
+fn release(pid: u32) {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|&p| p != pid);
+}
+
+/// SIGKILLs every process a (hung) test left behind.
+fn kill_children() {
+    for pid in std::mem::take(&mut *CHILDREN.lock().unwrap_or_else(|p| p.into_inner())) {
+        // SAFETY: kill(2) has no memory effects; the pid is one of our own children.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
 
 static SCRATCH: AtomicUsize = AtomicUsize::new(0);
 
@@ -62,28 +89,63 @@ pub fn redis_available() -> bool {
 pub struct Broker {
     port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl Broker {
-    pub fn start(scratch: &Scratch) -> Broker {
+    /// A broker started with extra `redis-server` options (e.g. `--proto-max-bulk-len 1mb`).
+    pub fn start_with(scratch: &Scratch, extra: &[&str]) -> Broker {
+        let mut broker = Broker::unstarted(scratch, extra);
+        broker.restart();
+        broker
+    }
+
+    /// A broker with a port and a directory, not running yet ([`Broker::restart`] starts it).
+    pub fn unstarted(scratch: &Scratch, extra: &[&str]) -> Broker {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let dir = scratch.path("redis");
         fs::create_dir_all(&dir).expect("broker directory");
-        let mut broker = Broker {
+        Broker {
             port,
             dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
-        };
-        broker.restart();
-        broker
+        }
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends one command over a fresh connection, bypassing futurepool (to write what another
+    /// program might), and returns the reply.
+    pub fn command(&self, args: &[&[u8]]) -> Reply {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to the broker");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg);
+            request.extend_from_slice(b"\r\n");
+        }
+        (&stream).write_all(&request).expect("send a command");
+        read_reply(&mut BufReader::new(&stream))
+    }
+
+    /// [`Broker::command`] with text arguments.
+    pub fn cmd(&self, args: &[&str]) -> Reply {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.command(&args)
     }
 
     /// Starts the server (again) on the same port and data.
@@ -96,10 +158,12 @@ impl Broker {
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .args(["--save", ""])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
+        adopt(child.id());
         self.child = Some(child);
         wait_for("the broker to accept connections", || {
             TcpStream::connect(("127.0.0.1", self.port)).is_ok()
@@ -111,6 +175,7 @@ impl Broker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            release(child.id());
         }
     }
 }
@@ -118,6 +183,53 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis reply, as [`Broker::command`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// The reply as text (bulk or status), for assertions.
+    pub fn text(&self) -> String {
+        match self {
+            Reply::Status(s) | Reply::Error(s) => s.clone(),
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+fn read_reply(reader: &mut impl BufRead) -> Reply {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read a reply");
+    let (kind, rest) = line.trim_end().split_at(1);
+    match kind {
+        "+" => Reply::Status(rest.to_string()),
+        "-" => Reply::Error(rest.to_string()),
+        ":" => Reply::Int(rest.parse().expect("an integer reply")),
+        "$" => {
+            let len: i64 = rest.parse().expect("a bulk length");
+            if len < 0 {
+                return Reply::Bulk(None);
+            }
+            let mut bytes = vec![0; len as usize + 2];
+            reader.read_exact(&mut bytes).expect("read a bulk reply");
+            bytes.truncate(len as usize);
+            Reply::Bulk(Some(bytes))
+        }
+        "*" => {
+            let len: i64 = rest.parse().expect("an array length");
+            Reply::Array((0..len.max(0)).map(|_| read_reply(reader)).collect())
+        }
+        other => panic!("unexpected reply type {other:?}"),
     }
 }
 
@@ -153,6 +265,7 @@ impl WorkerProcess {
             .stderr(stderr)
             .spawn()
             .expect("start a worker");
+        adopt(child.id());
         WorkerProcess { child }
     }
 
@@ -194,6 +307,7 @@ impl Drop for WorkerProcess {
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) };
         let _ = self.child.kill();
         let _ = self.child.wait();
+        release(self.child.id());
     }
 }
 
@@ -284,12 +398,29 @@ pub fn run(tests: &[(&str, fn())]) -> bool {
     println!("\nrunning {} tests", selected.len());
     let mut failed = Vec::new();
     for (name, test) in &selected {
-        let outcome = std::panic::catch_unwind(test);
-        println!(
-            "test {name} ... {}",
-            if outcome.is_ok() { "ok" } else { "FAILED" }
-        );
-        if outcome.is_err() {
+        // Each test on a thread of its own under a watchdog: a hang fails that test (and kills
+        // the processes it started) instead of stalling the run.
+        let (done, finished) = std::sync::mpsc::channel();
+        let test = *test;
+        let spawned = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let _ = done.send(std::panic::catch_unwind(test).is_ok());
+            })
+            .expect("start a test thread");
+        let passed = match finished.recv_timeout(TEST_LIMIT) {
+            Ok(passed) => {
+                let _ = spawned.join();
+                passed
+            }
+            Err(_) => {
+                println!("hang: {name} did not finish within {TEST_LIMIT:?}");
+                kill_children();
+                false
+            }
+        };
+        println!("test {name} ... {}", if passed { "ok" } else { "FAILED" });
+        if !passed {
             failed.push(*name);
         }
     }

@@ -12,7 +12,7 @@ use redis::{ErrorKind, RedisError, Value};
 
 use super::backend::{
     Backend, BrokerError, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig,
-    Reaped, Reply, Submitted,
+    Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE, RESULT_TTL_RANGE,
 };
 use super::keys::{Keys, GROUP};
 use super::Status;
@@ -24,6 +24,71 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest number of tasks one script call handles, so no call blocks the broker for long.
 pub(crate) const MAX_BATCH: usize = 256;
+/// Largest number of payload bytes one script call carries (a single larger item goes alone),
+/// well under the broker's query buffer limit (1 GB by default), beyond which it drops the link.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Redis's default `proto-max-bulk-len`, assumed when the broker does not say (`CONFIG` is often
+/// disabled on managed servers).
+const DEFAULT_MAX_BULK: usize = 512 << 20;
+
+/// What a Redis URL looks like, for error messages.
+pub(crate) const URL_FORM: &str =
+    "redis://[user:password@]host[:port][/db], rediss://... for TLS, or unix:///path/to/redis.sock";
+
+/// `url` with its password (if any) replaced by `***`, for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A client for `url`, or a message that names what is wrong with the URL and the expected form.
+fn open_client(url: &str) -> Result<redis::Client, String> {
+    let shown = redact(url);
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("redis" | "rediss" | "unix" | "redis+unix")) {
+        return Err(format!(
+            "{shown:?} is not a Redis URL: it must start with redis://, rediss:// or unix:// \
+             (expected {URL_FORM})"
+        ));
+    }
+    redis::Client::open(url).map_err(|e| {
+        let what = match (e.kind(), e.detail()) {
+            (_, Some(detail)) => detail.to_string(),
+            (ErrorKind::InvalidClientConfig, None) => {
+                "its host, port or database number does not parse".to_string()
+            }
+            (_, None) => e.to_string(),
+        };
+        format!("{shown:?} is not a valid Redis URL: {what} (expected {URL_FORM})")
+    })
+}
+
+/// Splits `items` into runs of at most [`MAX_BATCH`] items and [`MAX_BATCH_BYTES`] bytes (an
+/// item larger than that goes alone).
+fn batches<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && (i - start >= MAX_BATCH || bytes.saturating_add(n) > MAX_BATCH_BYTES) {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(n);
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
 
 /// Connections to one pool on one Redis server (or Valkey, or a Redis Cluster slot owner).
 pub(crate) struct RedisBackend {
@@ -35,7 +100,7 @@ pub(crate) struct RedisBackend {
 impl RedisBackend {
     /// Checks the URL; nothing is connected yet.
     pub(crate) fn new(url: &str, pool: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("bad Redis URL {url:?}: {e}"))?;
+        let client = open_client(url)?;
         Ok(RedisBackend {
             client,
             keys: Keys::new(pool),
@@ -61,6 +126,7 @@ impl Backend for RedisBackend {
             observe_only: self.observe_only,
             link: None,
             shas: Vec::new(),
+            max_bulk: DEFAULT_MAX_BULK,
         };
         connection.link()?;
         Ok(Box::new(connection))
@@ -75,14 +141,27 @@ struct RedisConnection {
     observe_only: bool,
     link: Option<redis::Connection>,
     shas: Vec<String>,
+    /// The broker's `proto-max-bulk-len`, read when the link opens.
+    max_bulk: usize,
 }
 
 impl RedisConnection {
     fn link(&mut self) -> BrokerResult<&mut redis::Connection> {
         if self.link.is_none() {
             let opened = self.open();
-            let (link, shas) = opened.map_err(|e| self.classify(e))?;
+            let (mut link, shas) = opened.map_err(|e| self.classify(e))?;
             self.shas = shas;
+            // Refused (CONFIG disabled or renamed): assume Redis's default; a smaller limit is
+            // still caught when the broker refuses the command (see `retry::send_pinning`).
+            let limit: Result<Vec<Value>, RedisError> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("proto-max-bulk-len")
+                .query(&mut link);
+            self.max_bulk = limit
+                .ok()
+                .and_then(parse::config_number)
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(DEFAULT_MAX_BULK);
             self.link = Some(link);
         }
         Ok(self.link.as_mut().expect("just opened"))
@@ -116,29 +195,98 @@ impl RedisConnection {
         Ok((link, shas))
     }
 
-    /// Sorts an error into "try again" (dropping a broken link) and "this code is wrong".
+    /// Sorts an error by what the caller must do (the README's "What is retried"): refused
+    /// client (permanent for everything), transient (try again; the link is dropped so the next
+    /// call opens a fresh one), or rejected command (permanent for that command). Every error
+    /// drops the link: after some of them (a value over `proto-max-bulk-len`) the server closes
+    /// it, and a fresh one reloads the scripts and re-creates the group, which NOSCRIPT and
+    /// NOGROUP after a restart without persistence need.
     fn classify(&mut self, error: RedisError) -> BrokerError {
-        let transient_code = matches!(
-            error.code(),
-            Some("LOADING" | "NOSCRIPT" | "NOGROUP" | "TRYAGAIN" | "MASTERDOWN" | "READONLY")
-        );
-        if error.is_io_error()
-            || error.is_unrecoverable_error()
-            || matches!(error.kind(), ErrorKind::NoScriptError)
-            || transient_code
+        self.link = None;
+        let code = error.code();
+        let text = error.to_string();
+        if matches!(error.kind(), ErrorKind::AuthenticationFailed)
+            || matches!(code, Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
         {
-            // A fresh link reloads the scripts and re-creates the group, which is what NOSCRIPT
-            // and NOGROUP after a broker restart without persistence need.
-            self.link = None;
-            BrokerError::Unavailable(error.to_string())
-        } else if matches!(
-            error.kind(),
-            ErrorKind::BusyLoadingError | ErrorKind::TryAgain
-        ) {
-            BrokerError::Unavailable(error.to_string())
-        } else {
-            BrokerError::Protocol(error.to_string())
+            return BrokerError::Refused(format!(
+                "{text} (give the password in the URL: redis://user:password@host:port/)"
+            ));
         }
+        let transient_code = matches!(
+            code,
+            Some(
+                "LOADING"
+                    | "NOSCRIPT"
+                    | "NOGROUP"
+                    | "TRYAGAIN"
+                    | "MASTERDOWN"
+                    | "READONLY"
+                    | "BUSY"
+                    | "OOM"
+                    | "CLUSTERDOWN"
+            )
+        );
+        let transient_kind = matches!(
+            error.kind(),
+            ErrorKind::IoError
+                | ErrorKind::ParseError
+                | ErrorKind::NoScriptError
+                | ErrorKind::BusyLoadingError
+                | ErrorKind::TryAgain
+                | ErrorKind::MasterDown
+                | ErrorKind::ClusterDown
+        );
+        if transient_code || transient_kind || error.is_io_error() || error.is_timeout() {
+            BrokerError::Unavailable(text)
+        } else if matches!(error.kind(), ErrorKind::TypeError) {
+            BrokerError::Protocol(text)
+        } else {
+            BrokerError::Rejected(text)
+        }
+    }
+
+    /// Dead-letters entries that are not tasks (see the `DEAD_LETTER` script). A failure is
+    /// logged, not returned: the entries stay pending, and the reaper meets them again.
+    fn dead_letter(&mut self, worker: &str, malformed: &[(String, String)]) {
+        for batch in malformed.chunks(MAX_BATCH) {
+            let attempt = self.script(Script::DeadLetter).and_then(|mut command| {
+                command.arg(GROUP).arg(worker);
+                for (entry, reason) in batch {
+                    command.arg(entry).arg(reason);
+                }
+                self.query::<i64>(&command)
+            });
+            match attempt {
+                Ok(_) => {
+                    for (entry, reason) in batch {
+                        eprintln!("futurepool worker {worker}: dead-lettered queue entry {entry}: {reason}");
+                    }
+                }
+                Err(error) => eprintln!(
+                    "futurepool worker {worker}: could not dead-letter {} malformed {} \
+                     ({error}); the reaper will meet {} again",
+                    batch.len(),
+                    if batch.len() == 1 { "entry" } else { "entries" },
+                    if batch.len() == 1 { "it" } else { "them" },
+                ),
+            }
+        }
+    }
+
+    /// Parses queue entries into deliveries, dead-lettering those that are not tasks.
+    fn deliveries(&mut self, worker: &str, entries: Vec<parse::Entry>) -> Vec<Delivery> {
+        let mut good = Vec::with_capacity(entries.len());
+        let mut malformed = Vec::new();
+        for entry in entries {
+            match parse::delivery(entry) {
+                Ok(delivery) => good.push(delivery),
+                Err(bad) => malformed.push(bad),
+            }
+        }
+        if !malformed.is_empty() {
+            self.dead_letter(worker, &malformed);
+        }
+        good
     }
 
     fn query<T: redis::FromRedisValue>(&mut self, command: &redis::Cmd) -> BrokerResult<T> {
@@ -166,20 +314,73 @@ impl RedisConnection {
 }
 
 impl Connection for RedisConnection {
-    fn config(&mut self) -> BrokerResult<PoolConfig> {
-        let (lease, max, ttl): (Option<u64>, Option<u32>, Option<u64>) = self.query(
+    fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)> {
+        let read: BrokerResult<Vec<Value>> = self.query(
             redis::cmd("HMGET")
                 .arg(self.keys.config())
                 .arg("lease_ms")
                 .arg("max_deliveries")
                 .arg("result_ttl_ms"),
-        )?;
+        );
+        let raw = match read {
+            Ok(raw) => raw,
+            // Another program replaced the settings hash with something else.
+            Err(BrokerError::Rejected(why)) => {
+                let problem = format!(
+                    "the pool settings key {} cannot be read ({why}): using the last valid \
+                     settings until a client stores valid ones",
+                    self.keys.config()
+                );
+                return Ok((fallback, vec![problem]));
+            }
+            Err(error) => return Err(error),
+        };
+        let mut raw = raw.into_iter();
+        let mut problems = Vec::new();
         let defaults = PoolConfig::default();
-        Ok(PoolConfig {
-            lease: lease.map_or(defaults.lease, Duration::from_millis),
-            max_deliveries: max.unwrap_or(defaults.max_deliveries),
-            result_ttl: ttl.map_or(defaults.result_ttl, Duration::from_millis),
-        })
+        let mut setting = |name: &str, setter: &str, (low, high): (u64, u64), fallback: u64| {
+            let Some(text) = raw.next().and_then(parse::text) else {
+                return fallback;
+            };
+            match text.trim().parse::<u64>() {
+                Ok(n) if (low..=high).contains(&n) => n,
+                _ => {
+                    problems.push(format!(
+                        "the pool setting `{name}` stored on the broker is {text:?}, not a whole \
+                         number between {low} and {high}: using {fallback} until a client stores \
+                         a valid one (ClusterPoolBuilder::{setter})"
+                    ));
+                    fallback
+                }
+            }
+        };
+        let millis =
+            |(low, high): (Duration, Duration)| (low.as_millis() as u64, high.as_millis() as u64);
+        let lease = setting(
+            "lease_ms",
+            "lease",
+            millis(LEASE_RANGE),
+            fallback.lease.as_millis() as u64,
+        );
+        let (low, high) = MAX_DELIVERIES_RANGE;
+        let max_deliveries = setting(
+            "max_deliveries",
+            "max_deliveries",
+            (u64::from(low), u64::from(high)),
+            u64::from(fallback.max_deliveries),
+        );
+        let result_ttl = setting(
+            "result_ttl_ms",
+            "result_ttl",
+            millis(RESULT_TTL_RANGE),
+            fallback.result_ttl.as_millis() as u64,
+        );
+        let config = PoolConfig {
+            lease: Duration::from_millis(lease),
+            max_deliveries: u32::try_from(max_deliveries).unwrap_or(defaults.max_deliveries),
+            result_ttl: Duration::from_millis(result_ttl),
+        };
+        Ok((config, problems))
     }
 
     fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()> {
@@ -201,11 +402,15 @@ impl Connection for RedisConnection {
 
     fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
         let mut answers = Vec::with_capacity(tasks.len());
-        for batch in tasks.chunks(MAX_BATCH) {
+        for batch in batches(tasks, |task| task.arg.len()) {
             let mut command = self.script(Script::Submit)?;
             command.arg(client);
             for task in batch {
-                command.arg(&*task.id).arg(task.function).arg(&*task.arg);
+                command
+                    .arg(&*task.id)
+                    .arg(task.function)
+                    .arg(&*task.arg)
+                    .arg(task.signature);
             }
             let raw: Vec<Value> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|answer| match answer {
@@ -299,19 +504,20 @@ impl Connection for RedisConnection {
                 .arg(">"),
         )?;
         let entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
-        Ok(entries.into_iter().filter_map(parse::delivery).collect())
+        Ok(self.deliveries(worker, entries))
     }
 
     fn complete(&mut self, completions: &[Completion]) -> BrokerResult<Vec<bool>> {
         let mut answers = Vec::with_capacity(completions.len());
-        for batch in completions.chunks(MAX_BATCH) {
+        for batch in batches(completions, |c| c.outcome.len()) {
             let mut command = self.script(Script::Complete)?;
             command.arg(GROUP);
             for completion in batch {
                 command
                     .arg(&completion.entry)
                     .arg(&completion.task_id)
-                    .arg(&completion.outcome);
+                    .arg(&completion.outcome)
+                    .arg(completion.dead_letter.as_deref().unwrap_or(""));
             }
             let raw: Vec<i64> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|first| first == 1));
@@ -354,7 +560,7 @@ impl Connection for RedisConnection {
         let (claimed, dead_lettered): (Value, u32) = self.query(&command)?;
         let claimed = parse::entries(claimed).map_err(BrokerError::Protocol)?;
         Ok(Reaped {
-            claimed: claimed.into_iter().filter_map(parse::delivery).collect(),
+            claimed: self.deliveries(worker, claimed),
             dead_lettered,
         })
     }
@@ -377,15 +583,17 @@ impl Connection for RedisConnection {
         self.query::<i64>(&command).map(drop)
     }
 
-    fn status(&mut self) -> BrokerResult<Status> {
+    fn status(&mut self) -> BrokerResult<Option<Status>> {
         let keys = self.keys.clone();
-        // A pool nobody used yet has no queue and no group: report it empty rather than fail.
+        // Every client and worker creates the queue (with its group) when it connects: without
+        // one, nobody ever used this pool.
         let exists: bool = self.query(redis::cmd("EXISTS").arg(keys.queue()))?;
+        if !exists {
+            return Ok(None);
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("TIME").cmd("XLEN").arg(keys.queue());
-        if exists {
-            pipe.cmd("XPENDING").arg(keys.queue()).arg(GROUP);
-        }
+        pipe.cmd("XPENDING").arg(keys.queue()).arg(GROUP);
         pipe.cmd("HGETALL")
             .arg(keys.workers())
             .cmd("HGETALL")
@@ -400,11 +608,96 @@ impl Connection for RedisConnection {
             .arg(10)
             .cmd("HGETALL")
             .arg(keys.stats());
-        let mut raw: Vec<Value> = self.query_pipe(&pipe)?;
-        if !exists {
-            raw.insert(2, Value::Nil);
+        let raw: Vec<Value> = self.query_pipe(&pipe)?;
+        let (config, problems) = self.config(PoolConfig::default())?;
+        let mut status = parse::status(raw, config).map_err(BrokerError::Protocol)?;
+        status.problems = problems;
+        Ok(Some(status))
+    }
+
+    fn pools(&mut self) -> BrokerResult<Vec<String>> {
+        // Bounded: a few SCAN pages are enough to suggest the name the user meant.
+        let mut cursor = 0u64;
+        let mut pools = Vec::new();
+        for _ in 0..20 {
+            let (next, keys): (u64, Vec<String>) = self.query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("{futurepool:*}:queue")
+                    .arg("COUNT")
+                    .arg(1000),
+            )?;
+            pools.extend(keys.iter().filter_map(|key| {
+                let name = key.strip_prefix("{futurepool:")?.strip_suffix("}:queue")?;
+                Some(name.to_string())
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        let config = self.config()?;
-        parse::status(raw, config).map_err(BrokerError::Protocol)
+        pools.sort();
+        pools.dedup();
+        Ok(pools)
+    }
+
+    fn ping(&mut self) -> BrokerResult<()> {
+        self.query::<String>(&redis::cmd("PING")).map(drop)
+    }
+
+    fn max_payload(&mut self) -> usize {
+        // Opening the link is what reads the limit.
+        let _ = self.link();
+        self.max_bulk
+    }
+
+    fn live_workers(&mut self, within: Duration) -> BrokerResult<usize> {
+        let (now, beats): (Vec<u64>, Vec<Value>) = self.query_pipe(
+            redis::pipe()
+                .cmd("TIME")
+                .cmd("HVALS")
+                .arg(self.keys.workers()),
+        )?;
+        let now_ms = now.first().copied().unwrap_or(0).saturating_mul(1000)
+            + now.get(1).copied().unwrap_or(0) / 1000;
+        let within_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        Ok(beats
+            .into_iter()
+            .filter_map(parse::number)
+            .filter(|&beat| now_ms.saturating_sub(beat) < within_ms)
+            .count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(redact("redis://:s3cret@h:6379/"), "redis://:***@h:6379/");
+        assert_eq!(redact("redis://user:s3cret@h/"), "redis://user:***@h/");
+        assert_eq!(redact("redis://h:6379/"), "redis://h:6379/");
+        let error = open_client("redis://:s3cret@h:notaport/").err().unwrap();
+        assert!(!error.contains("s3cret"), "{error}");
+        assert!(error.contains(URL_FORM), "{error}");
+    }
+
+    #[test]
+    fn batches_bound_both_count_and_bytes() {
+        let sizes = vec![1usize; 600];
+        let runs = batches(&sizes, |&n| n);
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [256, 256, 88]
+        );
+        let sizes = [MAX_BATCH_BYTES, 1, MAX_BATCH_BYTES * 3, 1, 1];
+        let runs = batches(&sizes, |&n| n);
+        assert_eq!(
+            runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+            [1, 1, 1, 2]
+        );
+        assert!(batches(&[0u8; 0], |_| 1).is_empty());
     }
 }

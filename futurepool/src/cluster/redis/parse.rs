@@ -21,18 +21,18 @@ pub(super) fn bytes(value: Value) -> Option<Vec<u8>> {
     }
 }
 
-fn text(value: Value) -> Option<String> {
+pub(super) fn text(value: Value) -> Option<String> {
     bytes(value).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
-fn number(value: Value) -> Option<u64> {
+pub(super) fn number(value: Value) -> Option<u64> {
     match value {
         Value::Int(i) => u64::try_from(i).ok(),
         other => text(other)?.parse().ok(),
     }
 }
 
-fn array(value: Value) -> Result<Vec<Value>, String> {
+pub(super) fn array(value: Value) -> Result<Vec<Value>, String> {
     match value {
         Value::Array(items) | Value::Set(items) => Ok(items),
         Value::Nil => Ok(Vec::new()),
@@ -55,17 +55,18 @@ pub(super) fn stream_entries(value: Value) -> Result<Vec<Entry>, String> {
 }
 
 /// A list of entries `[[id, [field, value, ...]], ...]`; entries deleted meanwhile (nil) are
-/// skipped.
+/// skipped. Odd field lists become empty ones (the entry is then malformed, not the answer).
 pub(super) fn entries(value: Value) -> Result<Vec<Entry>, String> {
     let mut out = Vec::new();
     for entry in array(value)? {
-        let mut parts = array(entry)?.into_iter();
+        let Ok(parts) = array(entry) else { continue };
+        let mut parts = parts.into_iter();
         let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
             continue;
         };
         let Some(id) = text(id) else { continue };
         let mut map = HashMap::new();
-        let mut flat = array(fields)?.into_iter();
+        let mut flat = array(fields).unwrap_or_default().into_iter();
         while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
             if let (Some(k), Some(v)) = (text(k), bytes(v)) {
                 map.insert(k, v);
@@ -76,14 +77,43 @@ pub(super) fn entries(value: Value) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
-/// A queue entry as a delivery; `None` for an entry without the fields a task has.
-pub(super) fn delivery((entry, mut fields): Entry) -> Option<Delivery> {
-    Some(Delivery {
+/// A queue entry as a delivery, or — for an entry that is not a task (written by something
+/// else than a futurepool client) — its entry id and what is wrong with it, to dead-letter it.
+pub(super) fn delivery((entry, mut fields): Entry) -> Result<Delivery, (String, String)> {
+    let mut text = |name: &str| match fields.remove(name) {
+        None => Err(format!("malformed entry: it has no `{name}` field")),
+        Some(bytes) => String::from_utf8(bytes)
+            .map_err(|_| format!("malformed entry: its `{name}` field is not UTF-8")),
+    };
+    let parsed = (|| {
+        let task_id = text("id")?;
+        let function = text("fn")?;
+        let signature = match text("sig") {
+            Ok(signature) => Some(signature),
+            Err(why) if why.contains("no `sig`") => None,
+            Err(why) => return Err(why),
+        };
+        Ok((task_id, function, signature))
+    })();
+    let (task_id, function, signature) = match parsed {
+        Ok(parsed) => parsed,
+        Err(why) => return Err((entry, why)),
+    };
+    let Some(arg) = fields.remove("arg") else {
+        return Err((entry, "malformed entry: it has no `arg` field".to_string()));
+    };
+    Ok(Delivery {
         entry,
-        task_id: String::from_utf8(fields.remove("id")?).ok()?,
-        function: String::from_utf8(fields.remove("fn")?).ok()?,
-        arg: fields.remove("arg")?,
+        task_id,
+        function,
+        arg,
+        signature,
     })
+}
+
+/// The value in a `CONFIG GET name` answer (`[name, value]`, or a map under RESP3).
+pub(super) fn config_number(answer: Vec<Value>) -> Option<u64> {
+    number(answer.into_iter().nth(1)?)
 }
 
 /// The smallest stream id greater than `id` (`ms-seq` → `ms-(seq+1)`), for `XTRIM MINID`.
@@ -171,6 +201,7 @@ pub(super) fn status(raw: Vec<Value>, config: PoolConfig) -> Result<Status, Stri
                 function: field("fn"),
                 deliveries: field("deliveries").parse().unwrap_or(0),
                 worker: field("worker"),
+                reason: field("reason"),
             }
         })
         .collect();
@@ -183,6 +214,8 @@ pub(super) fn status(raw: Vec<Value>, config: PoolConfig) -> Result<Status, Stri
         in_flight,
         workers,
         dead_lettered: number(dead_len).unwrap_or(0),
+        malformed: counter("malformed"),
+        problems: Vec::new(),
         recent_dead,
         submitted: counter("submitted"),
         published: counter("published"),
@@ -210,5 +243,42 @@ mod tests {
         assert_eq!(stream_entries(Value::Nil).unwrap().len(), 0);
         let entry = Value::Array(vec![Value::BulkString(b"1-1".to_vec()), Value::Nil]);
         assert_eq!(entries(Value::Array(vec![entry])).unwrap().len(), 1);
+        let odd = Value::Array(vec![Value::BulkString(b"1-2".to_vec()), Value::Int(7)]);
+        assert_eq!(
+            entries(Value::Array(vec![odd, Value::Int(1)]))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    type Fields<'a> = &'a [(&'a str, &'a [u8])];
+
+    fn entry(fields: Fields<'_>) -> Entry {
+        let map = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect();
+        ("1-1".to_string(), map)
+    }
+
+    #[test]
+    fn a_malformed_entry_says_what_is_wrong() {
+        let cases: [(Fields<'_>, &str); 4] = [
+            (&[("fn", b"f"), ("arg", b"")], "no `id`"),
+            (&[("id", b"a"), ("arg", b"")], "no `fn`"),
+            (
+                &[("id", b"\xff"), ("fn", b"f"), ("arg", b"")],
+                "`id` field is not UTF-8",
+            ),
+            (&[("id", b"a"), ("fn", b"f")], "no `arg`"),
+        ];
+        for (fields, want) in cases {
+            let (entry_id, why) = delivery(entry(fields)).unwrap_err();
+            assert_eq!(entry_id, "1-1");
+            assert!(why.contains(want), "{why} should contain {want}");
+        }
+        let ok = delivery(entry(&[("id", b"a"), ("fn", b"f"), ("arg", b"x")])).unwrap();
+        assert_eq!((ok.task_id.as_str(), ok.signature), ("a", None));
     }
 }

@@ -3,6 +3,11 @@
 //! Every script takes the queue stream as `KEYS[1]` (so Redis Cluster routes it to the pool's
 //! slot) and the pool's key prefix as `ARGV[1]`; the other keys it touches are derived from that
 //! prefix and share its hash tag, hence its slot.
+//!
+//! Redis does not roll back a script that fails half-way, so a script must not fail on a key some
+//! other program broke: bookkeeping (counters, dead letters, the worker list, reply streams, the
+//! stored TTL) goes through `redis.pcall` and is skipped when its key holds another type; only
+//! the queue itself is allowed to fail a script (then nothing can work, and the worker stops).
 
 /// Publishes an outcome exactly once: the first `SET NX` on the result key wins; only the winner
 /// tells the waiting clients. Outcomes are gathered per client and sent as one reply entry per
@@ -14,7 +19,11 @@ local function publish(prefix, task_id, outcome, ttl, replies)
     return 0
   end
   local waiters = prefix .. ':waiters:' .. task_id
-  for _, client in ipairs(redis.call('SMEMBERS', waiters)) do
+  -- pcall: a waiters key of another type (written by something else) must not abort the
+  -- script half-way (Redis keeps what a failed script already wrote); nobody is told then.
+  local clients = redis.pcall('SMEMBERS', waiters)
+  if type(clients) ~= 'table' or clients.err then clients = {} end
+  for _, client in ipairs(clients) do
     local fields = replies[client]
     if fields == nil then
       fields = {}
@@ -26,15 +35,42 @@ local function publish(prefix, task_id, outcome, ttl, replies)
   redis.call('DEL', waiters)
   return 1
 end
+-- A reply stream expires only to collect the streams of clients that are gone: at least a day
+-- after its last write, however short `result_ttl` is, so a slow or paused client loses nothing.
 local function send_replies(prefix, replies, ttl)
   for client, fields in pairs(replies) do
     local stream = prefix .. ':replies:' .. client
-    redis.call('XADD', stream, '*', unpack(fields))
-    redis.call('PEXPIRE', stream, ttl)
+    redis.pcall('XADD', stream, '*', unpack(fields))
+    redis.pcall('PEXPIRE', stream, math.max(ttl, 86400000))
   end
 end
+-- The stored TTL, if it is a valid one: a value another program wrote ("1h", 1e19) must not make
+-- every SET PX fail, which would stall the whole pool. Same range as RESULT_TTL_RANGE in Rust.
 local function result_ttl(prefix)
-  return redis.call('HGET', prefix .. ':config', 'result_ttl_ms') or '86400000'
+  local raw = redis.pcall('HGET', prefix .. ':config', 'result_ttl_ms')
+  local ttl = type(raw) == 'string' and tonumber(raw) or nil
+  if ttl == nil or ttl ~= math.floor(ttl) or ttl < 1000 or ttl > 31536000000 then
+    return 86400000
+  end
+  return ttl
+end
+local function fields_of(raw)
+  local fields = {}
+  for j = 1, #raw - 1, 2 do fields[raw[j]] = raw[j + 1] end
+  return fields
+end
+-- Records a task that will not run again in the dead-letter stream, with the reason, and tells
+-- its clients (if the entry names a task id) with `outcome`.
+local function dead_letter(prefix, entry, fields, deliveries, worker, reason, outcome, ttl, replies)
+  local id = fields['id']
+  if type(id) == 'string' and id ~= '' then
+    publish(prefix, id, outcome, ttl, replies)
+  else
+    id = ''
+  end
+  redis.pcall('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
+    'id', id, 'fn', fields['fn'] or '', 'deliveries', deliveries, 'worker', worker,
+    'entry', entry, 'reason', reason)
 end
 local function owned_by(queue, group, entry, worker)
   local p = redis.call('XPENDING', queue, group, entry, entry, 1)
@@ -52,14 +88,15 @@ local function requeue(queue, group, entry)
 end
 "#;
 
-/// ARGV: prefix, client, then (task id, function, argument) per task.
+/// ARGV: prefix, client, then (task id, function, argument, signature fingerprint) per task.
+/// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
+/// that waits or runs longer than `result_ttl` still reaches its clients.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
 /// stored outcome when the task already finished.
 const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
-local ttl = result_ttl(prefix)
 local answers, queued = {}, 0
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -68,9 +105,9 @@ for i = 3, #ARGV, 3 do
     local waiters = prefix .. ':waiters:' .. id
     local fresh = redis.call('EXISTS', waiters) == 0
     redis.call('SADD', waiters, client)
-    redis.call('PEXPIRE', waiters, ttl)
     if fresh then
-      redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2])
+      redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
+        'sig', ARGV[i + 3])
       queued = queued + 1
       answers[#answers + 1] = 0
     else
@@ -78,17 +115,27 @@ for i = 3, #ARGV, 3 do
     end
   end
 end
-if queued > 0 then redis.call('HINCRBY', prefix .. ':stats', 'submitted', queued) end
+if queued > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'submitted', queued) end
 return answers
 "#;
 
-/// ARGV: prefix, group, then (entry, task id, outcome) per completion.
-/// Returns per completion: 1 if it was published, 0 if it was a late duplicate.
+/// ARGV: prefix, group, then (entry, task id, outcome, dead-letter reason or '') per completion.
+/// Returns per completion: 1 if it was published, 0 if it was a late duplicate. A completion with
+/// a reason (a task the worker could not run at all) is also recorded in the dead letters.
 const COMPLETE: &str = r#"
 local prefix, group = ARGV[1], ARGV[2]
 local ttl = result_ttl(prefix)
 local answers, published, duplicates, entries, replies = {}, 0, 0, {}, {}
-for i = 3, #ARGV, 3 do
+local refused = 0
+for i = 3, #ARGV, 4 do
+  if ARGV[i + 3] ~= '' then
+    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    local fields = found[1] and fields_of(found[1][2]) or {}
+    redis.pcall('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
+      'id', ARGV[i + 1], 'fn', fields['fn'] or '', 'deliveries', 1, 'worker', '',
+      'entry', ARGV[i], 'reason', ARGV[i + 3])
+    refused = refused + 1
+  end
   local first = publish(prefix, ARGV[i + 1], ARGV[i + 2], ttl, replies)
   answers[#answers + 1] = first
   if first == 1 then published = published + 1 else duplicates = duplicates + 1 end
@@ -99,8 +146,12 @@ if #entries > 0 then
   redis.call('XACK', KEYS[1], group, unpack(entries))
   redis.call('XDEL', KEYS[1], unpack(entries))
 end
-if published > 0 then redis.call('HINCRBY', prefix .. ':stats', 'published', published) end
-if duplicates > 0 then redis.call('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
+if published > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'published', published) end
+if duplicates > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
+if refused > 0 then
+  redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', refused)
+  redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', refused)
+end
 return answers
 "#;
 
@@ -110,7 +161,7 @@ return answers
 const HEARTBEAT: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local now = redis.call('TIME')
-redis.call('HSET', prefix .. ':workers', worker, now[1] * 1000 + math.floor(now[2] / 1000))
+redis.pcall('HSET', prefix .. ':workers', worker, now[1] * 1000 + math.floor(now[2] / 1000))
 local claim, lost = {KEYS[1], group, worker, 0}, {}
 for i = 4, #ARGV do
   if owned_by(KEYS[1], group, ARGV[i], worker) then
@@ -136,7 +187,7 @@ local prefix, group, worker, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_deliveries, max_claims = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl = result_ttl(prefix)
 local idle = redis.call('XPENDING', KEYS[1], group, 'IDLE', lease, '-', '+', ARGV[7])
-local claim, dead, replies = {}, 0, {}
+local claim, dead, malformed, replies = {}, 0, 0, {}
 for _, p in ipairs(idle) do
   local entry, owner, deliveries = p[1], p[2], p[4]
   if deliveries >= max_deliveries then
@@ -144,11 +195,16 @@ for _, p in ipairs(idle) do
     redis.call('XACK', KEYS[1], group, entry)
     redis.call('XDEL', KEYS[1], entry)
     if found[1] then
-      local fields, raw = {}, found[1][2]
-      for j = 1, #raw, 2 do fields[raw[j]] = raw[j + 1] end
-      publish(prefix, fields['id'], 'L' .. deliveries, ttl, replies)
-      redis.call('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
-        'id', fields['id'], 'fn', fields['fn'], 'deliveries', deliveries, 'worker', owner)
+      local fields = fields_of(found[1][2])
+      local reason = 'lost its worker ' .. deliveries .. (deliveries == 1 and ' time' or ' times')
+      for _, name in ipairs({'id', 'fn', 'arg'}) do
+        if fields[name] == nil then
+          reason = 'malformed entry: it has no `' .. name .. '` field'
+          malformed = malformed + 1
+          break
+        end
+      end
+      dead_letter(prefix, entry, fields, deliveries, owner, reason, 'L' .. deliveries, ttl, replies)
       dead = dead + 1
     end
   elseif #claim < max_claims then
@@ -160,19 +216,22 @@ local claimed = {}
 if #claim > 0 then
   claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
 end
-if dead > 0 then redis.call('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
+if dead > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
+if malformed > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', malformed) end
 -- Forget workers silent for FORGET_AFTER_LEASES leases that hold nothing: long gone (killed, or
 -- their machine lost), they would otherwise be listed forever.
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 local forget_before = now_ms - tonumber(lease) * FORGET_AFTER_LEASES
-local beats = redis.call('HGETALL', prefix .. ':workers')
+local beats = redis.pcall('HGETALL', prefix .. ':workers')
+if type(beats) ~= 'table' or beats.err then beats = {} end
 for i = 1, #beats, 2 do
   local name = beats[i]
-  if name ~= worker and tonumber(beats[i + 1]) < forget_before
+  -- A stamp that is not a number (written by something else) counts as ancient.
+  if name ~= worker and (tonumber(beats[i + 1]) or 0) < forget_before
       and redis.call('XPENDING', KEYS[1], group, '-', '+', 1, name)[1] == nil then
-    redis.call('HDEL', prefix .. ':workers', name)
-    redis.call('HDEL', prefix .. ':worker-info', name)
+    redis.pcall('HDEL', prefix .. ':workers', name)
+    redis.pcall('HDEL', prefix .. ':worker-info', name)
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, name)
   end
 end
@@ -190,7 +249,7 @@ for i = 4, #ARGV do
     released = released + requeue(KEYS[1], group, entry)
   end
 end
-if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
+if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
 return released
 "#;
 
@@ -201,18 +260,47 @@ return released
 /// its pending entries).
 const RETIRE: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
-redis.call('HDEL', prefix .. ':workers', worker)
-redis.call('HDEL', prefix .. ':worker-info', worker)
+redis.pcall('HDEL', prefix .. ':workers', worker)
+redis.pcall('HDEL', prefix .. ':worker-info', worker)
 local orphans = redis.call('XPENDING', KEYS[1], group, '-', '+', 1000, worker)
 local released = 0
 for _, p in ipairs(orphans) do
   released = released + requeue(KEYS[1], group, p[1])
 end
-if released > 0 then redis.call('HINCRBY', prefix .. ':stats', 'released', released) end
+if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
 if #orphans < 1000 then
   redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, worker)
 end
 return released
+"#;
+
+/// ARGV: prefix, group, worker, then (entry, reason) per entry. Dead-letters queue entries that
+/// are not tasks futurepool can run (missing or non-UTF-8 fields): each is removed from the queue
+/// and recorded in `:dead` with its reason, and a client waiting for the task id it names (if any)
+/// gets a transfer error. Returns how many were dead-lettered.
+const DEAD_LETTER: &str = r#"
+local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
+local ttl = result_ttl(prefix)
+local replies, dead = {}, 0
+for i = 4, #ARGV - 1, 2 do
+  local entry, reason = ARGV[i], ARGV[i + 1]
+  local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
+  local deliveries = pending[1] and pending[1][4] or 0
+  local found = redis.call('XRANGE', KEYS[1], entry, entry)
+  redis.call('XACK', KEYS[1], group, entry)
+  redis.call('XDEL', KEYS[1], entry)
+  if found[1] then
+    dead_letter(prefix, entry, fields_of(found[1][2]), deliveries, worker, reason,
+      'T' .. 'the worker could not run this task: ' .. reason, ttl, replies)
+    dead = dead + 1
+  end
+end
+send_replies(prefix, replies, ttl)
+if dead > 0 then
+  redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', dead)
+  redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', dead)
+end
+return dead
 "#;
 
 /// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
@@ -227,16 +315,18 @@ pub(super) enum Script {
     Reap,
     Release,
     Retire,
+    DeadLetter,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 6] = [
+    pub(super) const ALL: [Script; 7] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
         Script::Reap,
         Script::Release,
         Script::Retire,
+        Script::DeadLetter,
     ];
 
     pub(super) fn source(self) -> String {
@@ -247,6 +337,7 @@ impl Script {
             Script::Reap => REAP,
             Script::Release => RELEASE,
             Script::Retire => RETIRE,
+            Script::DeadLetter => DEAD_LETTER,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
