@@ -87,8 +87,9 @@ fn random_sigkills_lose_only_the_tasks_that_were_running() {
         TASKS,
         "each resolved exactly once"
     );
-    // Still usable afterwards. The last kill may have landed after every task resolved; a call
-    // sent before the pool noticed that death would be lost with it, so wait until it has.
+    // Still usable afterwards. The last kill may have landed after every task resolved; wait
+    // until the pool noticed that death (a call sent to the dead worker meanwhile would be
+    // requeued anyway: it never reached it).
     let noticed_by = Instant::now() + Duration::from_secs(30);
     while last_victim.is_some_and(|pid| pool.worker_pids().contains(&pid)) {
         assert!(

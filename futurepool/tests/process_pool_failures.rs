@@ -17,6 +17,11 @@ fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
+/// Creates the file `path`, then sleeps a minute.
+fn mark_then_sleep(path: String) -> u64 {
+    std::fs::write(path, b"started").unwrap();
+    sleep_ms(60_000)
+}
 /// Kills its own worker the given way, mid-task.
 fn die(how: String) -> u32 {
     match how.as_str() {
@@ -84,6 +89,7 @@ futurepool::register!(
     double,
     sleep_ms,
     die,
+    mark_then_sleep,
     takes_refuses,
     returns_refuses,
     init_panics,
@@ -142,10 +148,15 @@ fn exit_mid_task_names_the_code() {
 fn killed_from_outside_the_worker_is_replaced_by_a_fresh_one() {
     let pool = ProcessPool::new(1).unwrap();
     let first = pool.submit(pid, ()).result().unwrap();
-    let stuck = pool.submit(sleep_ms, 60_000);
-    while !stuck.is_running() {
-        std::thread::yield_now();
+    let marker = std::env::temp_dir().join(format!("futurepool-started-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let stuck = pool.submit(mark_then_sleep, marker.to_string_lossy().into_owned());
+    // Killed once the worker really has the task: a call it never received is not charged to
+    // it, but sent to another worker (a call is charged to a worker only once it has it).
+    while !marker.exists() {
+        std::thread::sleep(Duration::from_millis(5));
     }
+    let _ = std::fs::remove_file(&marker);
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
     assert_eq!(

@@ -393,8 +393,9 @@ const WORKER_VARIABLES: [&str; 4] = [
 
 /// Serves as a cluster worker if `FUTUREPOOL_CLUSTER_WORKER` is set, then exits the process
 /// (status 0 after a clean stop, 2 with the error on stderr otherwise, e.g. for a value that is
-/// not a Redis URL); returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`, `FUTUREPOOL_THREADS` and
-/// `FUTUREPOOL_PREFETCH` override the pool name, the thread count and the prefetch.
+/// not a Redis URL); returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`,
+/// `FUTUREPOOL_THREADS` and `FUTUREPOOL_PREFETCH` override the pool name, the thread count and
+/// the prefetch.
 ///
 /// The variables are removed from the environment once read: a task that starts another
 /// futurepool-based program must not turn it into a second worker of the pool.
@@ -409,8 +410,9 @@ pub(crate) fn serve_if_requested() {
         read("FUTUREPOOL_PREFETCH"),
     );
     for name in WORKER_VARIABLES {
-        // `init()` runs first thing in `main`, before the program starts threads that could be
-        // reading the environment concurrently.
+        // A program a task starts must not become a cluster worker too (issue 9, case 11).
+        // Sound despite `remove_var`'s race with concurrent `getenv`: `init()` runs first thing
+        // in `main`, before the program or this worker has started a thread.
         std::env::remove_var(name);
     }
     // Set but unusable: say so and exit rather than run as the main program, which a process

@@ -52,6 +52,9 @@ pub struct ProcessPoolBuilder {
     max_frame: usize,
     program: Option<PathBuf>,
     start_timeout: Duration,
+    terminate_grace: Duration,
+    #[cfg(test)]
+    fault: Option<super::state::Fault>,
 }
 
 #[derive(Debug)]
@@ -71,9 +74,15 @@ impl Default for ProcessPoolBuilder {
             max_frame: wire::DEFAULT_MAX_FRAME,
             program: None,
             start_timeout: Duration::from_secs(60),
+            terminate_grace: DEFAULT_TERMINATE_GRACE,
+            #[cfg(test)]
+            fault: None,
         }
     }
 }
+
+/// How long [`ProcessPool::terminate_workers`] lets a worker act on SIGTERM before SIGKILL.
+const DEFAULT_TERMINATE_GRACE: Duration = Duration::from_secs(3);
 
 /// One worker per core: processes are for CPU work and isolation, so more would only compete.
 fn default_workers() -> usize {
@@ -189,7 +198,8 @@ impl ProcessPoolBuilder {
 
     /// The largest message exchanged with a worker, in bytes (default 1 GiB). A task whose
     /// argument is larger fails at submit with [`TaskError::Transfer`](crate::TaskError::Transfer);
-    /// so does one whose result is.
+    /// so does one whose result is. An initializer argument larger than this makes
+    /// [`build`](ProcessPoolBuilder::build) fail with [`ProcessPoolError::Initializer`].
     ///
     /// # Examples
     ///
@@ -216,6 +226,23 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How long [`ProcessPool::terminate_workers`] gives each worker to exit after `SIGTERM`
+    /// (and `SIGCONT`, so a stopped worker can act on it) before it sends `SIGKILL` to the
+    /// worker's whole process group (default 3 s). `Duration::MAX` means never escalate: wait
+    /// for the workers to exit on their own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder()
+    ///     .terminate_grace(std::time::Duration::from_millis(500));
+    /// # drop(builder);
+    /// ```
+    pub fn terminate_grace(mut self, grace: Duration) -> Self {
+        self.terminate_grace = grace;
+        self
+    }
+
     /// The executable to start as a worker instead of this one (`std::env::current_exe()`). It
     /// must be a build of the same program, or the handshake refuses it. Useful when the running
     /// binary is wrapped by a launcher.
@@ -228,6 +255,13 @@ impl ProcessPoolBuilder {
     /// ```
     pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
         self.program = Some(path.into());
+        self
+    }
+
+    /// Makes one of the pool's own threads panic once, to test that the pool survives it.
+    #[cfg(test)]
+    pub(super) fn inject_fault(mut self, fault: super::state::Fault) -> Self {
+        self.fault = Some(fault);
         self
     }
 
@@ -255,6 +289,16 @@ impl ProcessPoolBuilder {
         let initializer = match self.initializer {
             None => None,
             Some(Err(reason)) => return Err(ProcessPoolError::Initializer(reason)),
+            Some(Ok(spec))
+                if spec.arg.len().saturating_add(super::FRAME_OVERHEAD) > self.max_frame =>
+            {
+                return Err(ProcessPoolError::Initializer(Reason::new(format!(
+                    "the initializer's argument is {} bytes, more than the pool's maximum frame \
+                     size of {} bytes; raise it with `ProcessPoolBuilder::max_frame_size`",
+                    spec.arg.len(),
+                    self.max_frame
+                ))))
+            }
             Some(Ok(spec)) => Some(Initializer {
                 function: spec.function,
                 arg: spec.arg,
@@ -277,6 +321,11 @@ impl ProcessPoolBuilder {
             time_limit: self.time_limit,
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
+            terminate_grace: self.terminate_grace,
+            #[cfg(test)]
+            fault: self.fault,
+            #[cfg(test)]
+            fault_fired: Default::default(),
         };
         ProcessPool::start(config)
     }

@@ -1,31 +1,76 @@
 //! The two threads that talk to one worker: a writer that batches calls into its pipe, and a
-//! reader that resolves answers and, when the pipe ends, settles what the worker held.
+//! reader that resolves answers and, when the worker dies, settles what it held.
 //!
 //! Each direction has its own thread so a large payload in one never waits for the other
-//! (no deadlock on 256 MiB either way), and each blocks only on its own pipe.
+//! (no deadlock on 256 MiB either way), and each blocks only on its own pipe (the reader also on
+//! the worker's pidfd: `process.rs`).
 
-use std::io::{BufReader, PipeReader, PipeWriter, Write};
+use std::io::{self, BufReader, PipeWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::registry;
 use crate::wire::{self, Bytes, Call, FromWorker, Hello, ToWorker};
 
 use super::items;
+use super::process::{signal_group, AnswerPipe, CallsTap, End};
 use super::sink::Answer;
 use super::state::{capacity, settle, InFlight, KillCause, Pending, Phase, Shared, Work};
+use super::worker::{EXIT_BROKEN_PIPE, EXIT_NO_PIPES, EXIT_REFUSED};
 
 /// At most this many answers are resolved per lock acquisition.
 const ANSWER_BATCH: usize = 64;
 
+/// The offset of a call recorded in flight but never written: beyond any count of bytes read.
+const NEVER_SENT: u64 = u64::MAX;
+
+/// How often the reader, settling a dead worker, re-drains its calls pipe while the writer
+/// finishes the write it was in.
+const WRITER_DRAIN_POLL: Duration = Duration::from_millis(10);
+
 /// The writer: says hello, then sends calls whenever the worker has room and the queue has work.
 /// Returns (closing the pipe, which tells the worker to finish and exit) when the pool shuts
-/// down, breaks, or the worker is gone.
-pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
+/// down, breaks, or the worker is gone. `written` counts the bytes that reached the pipe.
+///
+/// If it panics anyway (a bug), the worker is killed so that its reader settles what it held.
+pub(super) fn run_writer(shared: Arc<Shared>, id: u64, calls: PipeWriter, written: Arc<AtomicU64>) {
+    if let Err(panic) = crate::panic::catch(|| write_calls(&shared, id, calls, &written)) {
+        let reason = Reason::new(format!(
+            "internal error: the thread writing to the worker panicked ({panic}); please report \
+             this bug"
+        ));
+        let mut state = shared.lock();
+        if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
+            slot.signal(libc::SIGKILL, KillCause::Internal(reason));
+        }
+    }
+}
+
+/// Writes all of `buffer`, counting what reached the pipe in `written` (so the reader knows,
+/// if the worker dies, which calls it can never have received).
+fn write_counted(calls: &mut PipeWriter, buffer: &[u8], written: &AtomicU64) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < buffer.len() {
+        match calls.write(&buffer[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                sent += n;
+                written.fetch_add(n as u64, Ordering::Release);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &AtomicU64) {
+    let shared = &**shared;
     let config = &shared.config;
     let hello = ToWorker::Hello(Hello {
         magic: wire::MAGIC,
@@ -40,10 +85,13 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
     });
     let mut buffer = Vec::new();
     if wire::encode_into(&mut buffer, &hello, usize::MAX).is_err()
-        || calls.write_all(&buffer).is_err()
+        || write_counted(&mut calls, &buffer, written).is_err()
     {
         return;
     }
+    // Where the next frame starts in the calls stream.
+    let mut stream_offset = buffer.len() as u64;
+    let mut offsets: Vec<u64> = Vec::new();
     let mut batch: Vec<Pending> = Vec::new();
     let mut cancelled = Vec::new();
     loop {
@@ -96,8 +144,12 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
         if batch.is_empty() {
             continue;
         }
+        #[cfg(test)]
+        super::state::inject(config, super::state::Fault::Writer);
         buffer.clear();
+        offsets.clear();
         for pending in &batch {
+            offsets.push(stream_offset + buffer.len() as u64);
             let message = match &pending.work {
                 Work::One { function, arg } => ToWorker::Run(Call {
                     function: *function,
@@ -136,41 +188,57 @@ pub(super) fn run_writer(shared: Arc<Shared>, id: u64, mut calls: PipeWriter) {
                 .expect("a call within the frame limit always encodes");
         }
         // Record the calls as in flight *before* their bytes leave: an answer can only follow.
+        // If the worker is being killed meanwhile, they are recorded as never sent: its reader
+        // settles them with the others it held, by the same rule (requeued, or failed with its
+        // exit status when the pool is stopping its workers).
         let mut refused = Vec::new();
         let alive = {
             let mut state = shared.lock();
             match state.workers.iter_mut().find(|s| s.id == id) {
-                Some(slot) if slot.phase != Phase::Exited && slot.kill.is_none() => {
+                Some(slot) => {
+                    let sendable = slot.phase != Phase::Exited && slot.kill.is_none();
                     slot.taking -= batch.len();
                     if slot.in_flight.is_empty() {
                         slot.front_started = Instant::now();
                     }
                     let limited = batch.iter().any(|p| p.time_limit.is_some());
-                    slot.in_flight.extend(batch.drain(..).map(|p| InFlight {
-                        work: p.work,
-                        sink: p.sink,
-                        time_limit: p.time_limit,
-                        answered: Vec::new(),
-                    }));
-                    if limited {
+                    slot.in_flight
+                        .extend(batch.drain(..).zip(&offsets).map(|(p, &offset)| InFlight {
+                            work: p.work,
+                            sink: p.sink,
+                            time_limit: p.time_limit,
+                            offset: if sendable { offset } else { NEVER_SENT },
+                            answered: Vec::new(),
+                        }));
+                    if limited && sendable {
                         // The supervisor times the call at the front; tell it there is one.
                         shared.supervisor_wake.notify_one();
                     }
-                    true
+                    sendable
                 }
-                _ => {
-                    // The worker died while we encoded: these were never sent.
-                    if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
-                        slot.taking -= batch.len();
-                    }
+                None => {
+                    // Unreachable (a slot is removed only after its writer returned), but
+                    // harmless: these were never sent.
                     refused = shared.requeue(&mut state, batch.drain(..));
                     false
                 }
             }
         };
         settle(refused);
-        if !alive || calls.write_all(&buffer).is_err() {
-            // The reader sees the pipe end and settles everything in flight.
+        if !alive {
+            return;
+        }
+        stream_offset += buffer.len() as u64;
+        // The pool holds a read end of this pipe too (`CallsTap`), so writing to a worker that
+        // died does not fail: the bytes wait there, and the reader, settling the dead worker,
+        // finds these calls unread and requeues them. Any other failure is the pool's: end the
+        // worker, and let the same accounting decide what it received.
+        if let Err(error) = write_counted(&mut calls, &buffer, written) {
+            let reason = Reason::new(format!("cannot write to the worker's pipe: {error}"));
+            let mut state = shared.lock();
+            if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
+                slot.signal(libc::SIGKILL, KillCause::Internal(reason));
+            }
             return;
         }
     }
@@ -216,8 +284,8 @@ fn take_batch(
         let Some(pending) = state.queue.pop_front() else {
             break;
         };
-        // Marking it running is what makes a later cancel() refuse (a running task cannot be
-        // cancelled): from here the call belongs to a worker.
+        // Marking it running is what makes a later cancel() refuse (a running task cannot be cancelled): from here
+        // the call belongs to a worker.
         if pending.started || pending.sink.start() {
             batch.push(pending);
         } else {
@@ -233,100 +301,244 @@ fn take_batch(
     slot.sent += batch.len() as u64;
 }
 
-/// The reader: completes the handshake, resolves answers in order, and when the pipe ends reaps
-/// the process and settles the calls it held (see `wire/README.md`, "Which calls a dead worker
-/// held").
+/// Why the handshake did not complete.
+enum HandshakeFailure {
+    /// The answer stream ended first; the exit status says more (known after reaping).
+    Ended,
+    /// The pool must break for this reason.
+    Broken(Reason),
+}
+
+/// How a worker's conversation ended, before it is reaped.
+enum Conversation {
+    Served {
+        violation: Option<Reason>,
+    },
+    HandshakeFailed(HandshakeFailure),
+    /// The reader itself panicked (a bug).
+    Panicked(Reason),
+}
+
+/// The reader: completes the handshake, resolves answers in order, and when the worker dies (the
+/// pidfd says so, not the pipe) reaps it and settles the calls it held (see `wire/README.md`,
+/// "What is charged to whom").
+///
+/// Whatever happens, including a panic here (a bug), the worker is killed, reaped and its slot
+/// removed, so nothing waits for it forever.
 pub(super) fn run_reader(
     shared: Arc<Shared>,
     id: u64,
-    answers: PipeReader,
+    answers: AnswerPipe,
+    mut calls_tap: CallsTap,
     mut child: Child,
     writer: JoinHandle<()>,
+    written: Arc<AtomicU64>,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, answers);
-    let mut frames: Vec<Vec<u8>> = vec![Vec::new()];
-    let max_frame = shared.config.max_frame;
+    let conversation =
+        crate::panic::catch(|| converse(&shared, id, &mut reader)).unwrap_or_else(|panic| {
+            Conversation::Panicked(Reason::new(format!(
+                "internal error: the thread reading the worker's answers panicked ({panic}); \
+                 please report this bug"
+            )))
+        });
+    let answers = reader.into_inner();
+    let process = answers.process();
+    let pid = process.pid();
 
-    let handshake = handshake(&shared, id, &mut reader, &mut frames[0]);
-    let violation = match handshake {
-        Ok(()) => serve_answers(&shared, id, &mut reader, &mut frames, max_frame),
-        Err(reason) => {
-            // A worker that cannot start breaks the pool: no respawn storm.
-            // Unless the pool itself stopped it on purpose.
-            let rejected = {
-                let mut state = shared.lock();
-                let kill = state
-                    .workers
-                    .iter()
-                    .find(|s| s.id == id)
-                    .and_then(|s| s.kill.clone());
-                match kill {
-                    Some(KillCause::Stopped) => Vec::new(),
-                    Some(KillCause::StartTimeout) => {
-                        let reason = Reason::new(format!(
-                            "worker process `{}` did not complete the handshake within {:?} and \
-                             was killed; is `futurepool::init()` the first line of `main`?",
-                            shared.config.program.display(),
-                            shared.config.start_timeout
-                        ));
-                        shared.break_pool(&mut state, reason)
-                    }
-                    _ => shared.break_pool(&mut state, reason.clone()),
-                }
-            };
-            settle(rejected);
-            Some(reason)
-        }
-    };
-    if let Some(reason) = violation {
+    // The worker must be dead before it is settled: a live one could still run what it holds.
+    if !process.has_exited() {
+        let cause = match (&conversation, answers.end()) {
+            (
+                Conversation::Served {
+                    violation: Some(reason),
+                },
+                _,
+            ) => KillCause::Misbehaved(reason.clone()),
+            (Conversation::Panicked(reason), _) => KillCause::Internal(reason.clone()),
+            (_, End::ClosedByWorker) => KillCause::AnswersClosed,
+            // A handshake that failed on a malformed or refused frame: the worker is done.
+            _ => KillCause::Misbehaved(Reason::new("the handshake failed")),
+        };
         let mut state = shared.lock();
         if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
             if slot.kill.is_none() {
-                slot.kill = Some(KillCause::Misbehaved(reason));
+                slot.kill = Some(cause);
             }
         }
         drop(state);
-        let _ = child.kill();
+        // Only this thread reaps this worker, and it has not: the pid is still ours.
+        signal_group(pid, libc::SIGKILL);
+        // SIGKILL cannot be ignored, so this wait ends; a stopped process dies too.
+        process.wait_exit(None);
     }
-
-    // Reap. `reaping` first, so nobody signals a pid the system may hand to another process.
+    // The tree dies with its worker. The leader is a zombie until reaped below, so the group id
+    // still names this worker's group and no one else's.
+    signal_group(pid, libc::SIGKILL);
     {
         let mut state = shared.lock();
         if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
+            // `reaping` first, so nobody signals a pid the system may hand to another process.
             slot.reaping = true;
             slot.phase = Phase::Exited;
             slot.writer_wake.notify_one();
         }
     }
-    let status = child.wait();
-    let _ = writer.join();
-    settle_exit(&shared, id, status.ok());
+    let received = bytes_received(&mut calls_tap, writer, &written);
+    // The process has exited (above), so this returns at once.
+    let status = child.wait().ok();
+    let settled = crate::panic::catch(|| {
+        if let Conversation::HandshakeFailed(failure) = &conversation {
+            fail_handshake(&shared, id, failure, status);
+        }
+        settle_exit(&shared, id, status, received);
+    });
+    if settled.is_err() {
+        // A bug while settling: still remove the worker, or shutdown would wait for it forever.
+        // Its unsettled entries are dropped, and a dropped sink fails its task.
+        let mut state = shared.lock();
+        let held = state
+            .workers
+            .iter_mut()
+            .find(|s| s.id == id)
+            .map(|s| std::mem::take(&mut s.in_flight));
+        state.workers.retain(|s| s.id != id);
+        shared.dispatch(&mut state);
+        shared.supervisor_wake.notify_one();
+        drop(state);
+        let _ = crate::panic::catch(move || drop(held));
+    }
 }
 
-/// Reads the worker's `Ready` and judges its initializer; `Err` is why the pool must break.
+fn converse(shared: &Shared, id: u64, reader: &mut BufReader<AnswerPipe>) -> Conversation {
+    let mut frames: Vec<Vec<u8>> = vec![Vec::new()];
+    let max_frame = shared.config.max_frame;
+    if let Err(failure) = handshake(shared, id, reader, &mut frames[0]) {
+        return Conversation::HandshakeFailed(failure);
+    }
+    #[cfg(test)]
+    super::state::inject(&shared.config, super::state::Fault::Reader);
+    let violation = serve_answers(shared, id, reader, &mut frames, max_frame);
+    // A dead worker's last frame may be cut short: that is its death, which its exit status
+    // explains, not a protocol violation.
+    let violation = violation.filter(|_| reader.get_ref().end() != End::Dead);
+    Conversation::Served { violation }
+}
+
+/// Once the worker is dead: how many bytes of its calls stream it read. What remains in the
+/// pipe never reached it. Drains until the writer has returned (it may be blocked writing into
+/// the full pipe, and sees the slot `Exited` once its write completes), then once more.
+fn bytes_received(tap: &mut CallsTap, writer: JoinHandle<()>, written: &AtomicU64) -> u64 {
+    let mut unread = 0u64;
+    // Bounded by the writer's current write: it takes no new batch for an exited worker.
+    while !writer.is_finished() {
+        unread += tap.drain();
+        tap.wait(WRITER_DRAIN_POLL);
+    }
+    let _ = writer.join();
+    unread += tap.drain();
+    written.load(Ordering::Acquire).saturating_sub(unread)
+}
+
+/// Breaks the pool for a worker that could not start, with a message that says why, naming
+/// `init()` only when its absence is the likely cause (a worker that cannot start breaks the pool: no respawn storm).
+fn fail_handshake(
+    shared: &Shared,
+    id: u64,
+    failure: &HandshakeFailure,
+    status: Option<ExitStatus>,
+) {
+    let program = shared.config.program.display();
+    let mut state = shared.lock();
+    let slot = state.workers.iter().find(|s| s.id == id);
+    let kill = slot.and_then(|s| s.kill.clone());
+    let accepted = slot.is_some_and(|s| s.accepted);
+    let reason = match (kill, failure) {
+        // The pool stopped it on purpose.
+        (Some(KillCause::Stopped), _) => return,
+        (Some(KillCause::StartTimeout), _) if accepted => Reason::new(format!(
+            "the initializer did not finish within the start timeout of {:?} in worker process \
+             `{program}`, which was killed; raise it with `ProcessPoolBuilder::start_timeout`",
+            shared.config.start_timeout
+        )),
+        (Some(KillCause::StartTimeout), _) => Reason::new(format!(
+            "worker process `{program}` did not answer the handshake within {:?} and was \
+             killed; {INIT_HINT}",
+            shared.config.start_timeout
+        )),
+        (_, HandshakeFailure::Broken(reason)) => reason.clone(),
+        (Some(KillCause::AnswersClosed), HandshakeFailure::Ended) => Reason::new(format!(
+            "worker process `{program}` closed its answer pipe before completing the \
+             handshake; {INIT_HINT}"
+        )),
+        (_, HandshakeFailure::Ended) => {
+            let code = status.and_then(|s| s.code());
+            let signal = status.and_then(|s| s.signal());
+            match (code, signal) {
+                (Some(EXIT_REFUSED | EXIT_BROKEN_PIPE | EXIT_NO_PIPES), _) => {
+                    // futurepool's own worker gave up: it printed why on its stderr.
+                    Reason::new(format!(
+                        "worker process `{program}` could not read the pool's handshake and \
+                         exited with code {}; see its message on stderr",
+                        code.unwrap_or_default()
+                    ))
+                }
+                (Some(code), _) => Reason::new(format!(
+                    "worker process `{program}` exited with code {code} before completing the \
+                     handshake; {INIT_HINT}"
+                )),
+                (_, Some(signal)) => Reason::new(format!(
+                    "worker process `{program}` was killed by signal {signal} before \
+                     completing the handshake"
+                )),
+                _ => Reason::new(format!(
+                    "worker process `{program}` ended before completing the handshake"
+                )),
+            }
+        }
+    };
+    let rejected = shared.break_pool(&mut state, reason);
+    drop(state);
+    settle(rejected);
+}
+
+/// Given only when a worker ended without a word, the way a program that never called `init()`
+/// does.
+const INIT_HINT: &str = "is `futurepool::init()` the first line of `main` (or \
+                         `futurepool::test_support!()` in this test binary)?";
+
+/// Reads the worker's `Ready` and judges its initializer.
 fn handshake(
     shared: &Shared,
     id: u64,
-    reader: &mut BufReader<PipeReader>,
+    reader: &mut BufReader<AnswerPipe>,
     frame: &mut Vec<u8>,
-) -> Result<(), Reason> {
+) -> Result<(), HandshakeFailure> {
     let program = shared.config.program.display();
-    let hint =
-        "is `futurepool::init()` the first line of `main` (or `futurepool::test_support!()` \
-                in this test binary)?";
-    match wire::read_into(reader, frame, shared.config.max_frame) {
-        Ok(true) => {}
-        Ok(false) | Err(_) => {
-            return Err(Reason::new(format!(
-                "worker process `{program}` ended before completing the handshake; {hint}"
-            )))
+    let mut read_frame =
+        |frame: &mut Vec<u8>| match wire::read_into(reader, frame, shared.config.max_frame) {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(wire::FrameError::Truncated) => Err(HandshakeFailure::Ended),
+            Err(error) => Err(HandshakeFailure::Broken(Reason::new(format!(
+                "the handshake of worker process `{program}` could not be read: {error}"
+            )))),
+        };
+    read_frame(frame)?;
+    if let Ok(FromWorker::Accepted) = postcard::from_bytes::<FromWorker<'_>>(frame) {
+        let mut state = shared.lock();
+        if let Some(slot) = state.workers.iter_mut().find(|s| s.id == id) {
+            slot.accepted = true;
         }
+        drop(state);
+        read_frame(frame)?;
     }
     match postcard::from_bytes::<FromWorker<'_>>(frame) {
         Ok(FromWorker::Ready { pid, initializer }) => {
             if let (Some(outcome), Some(init)) = (&initializer, &shared.config.initializer) {
                 (init.judge)(outcome).map_err(|why| {
-                    Reason::new(format!("the initializer failed in worker {pid}: {why}"))
+                    HandshakeFailure::Broken(Reason::new(format!(
+                        "the initializer failed in worker {pid}: {why}"
+                    )))
                 })?;
             }
             let mut state = shared.lock();
@@ -341,12 +553,12 @@ fn handshake(
             shared.dispatch(&mut state);
             Ok(())
         }
-        Ok(FromWorker::Refused { reason }) => Err(Reason::new(format!(
+        Ok(FromWorker::Refused { reason }) => Err(HandshakeFailure::Broken(Reason::new(format!(
             "worker process `{program}` refused the handshake: {reason}"
-        ))),
-        _ => Err(Reason::new(format!(
-            "worker process `{program}` did not answer with a futurepool handshake; {hint}"
-        ))),
+        )))),
+        _ => Err(HandshakeFailure::Broken(Reason::new(format!(
+            "worker process `{program}` did not answer with a futurepool handshake; {INIT_HINT}"
+        )))),
     }
 }
 
@@ -355,7 +567,7 @@ fn handshake(
 fn serve_answers(
     shared: &Shared,
     id: u64,
-    reader: &mut BufReader<PipeReader>,
+    reader: &mut BufReader<AnswerPipe>,
     frames: &mut Vec<Vec<u8>>,
     max_frame: usize,
 ) -> Option<Reason> {
@@ -462,7 +674,10 @@ enum Answered {
 
 /// After the worker exited: fails the call it was running, requeues those it never started,
 /// removes it, and lets the pool start a replacement if work remains.
-fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>) {
+///
+/// `received` is how many bytes of its calls stream the worker read. A call whose frame starts
+/// at or beyond it never reached the worker: it is requeued, even at the front (a call is charged to a worker only once it has it).
+fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u64) {
     let loss = match status {
         Some(status) => match (status.code(), status.signal()) {
             (_, Some(signal)) => WorkerLoss::Signaled(signal),
@@ -483,13 +698,21 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>) {
             None => Default::default(),
         }
     };
-    let mut held = held.into_iter();
+    let mut held = held.into_iter().peekable();
     let mut failed = Vec::new();
     let mut requeue = Vec::new();
-    if let Some(running) = held.next() {
+    // Answered items prove receipt even if the count of bytes read were somehow short.
+    let received_front = held
+        .peek()
+        .is_some_and(|front| front.offset < received || !front.answered.is_empty());
+    if received_front {
+        let running = held.next().expect("peeked");
         let error = match kill {
             Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
             Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
+            Some(KillCause::AnswersClosed | KillCause::Internal(_)) => {
+                TaskError::WorkerLost(WorkerLoss::Disconnected)
+            }
             _ => TaskError::WorkerLost(loss),
         };
         if running.by_item() {
@@ -505,6 +728,9 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>) {
             failed.push((running.sink, error));
         }
     }
+    // The worker answers each call before reading the next, so every call behind the one it was
+    // running never started (wire/README.md). A by-item chunk it never received goes back whole:
+    // none of its items ran.
     for entry in held {
         if stopping {
             failed.push((entry.sink, TaskError::WorkerLost(loss)));

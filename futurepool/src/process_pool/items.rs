@@ -7,10 +7,12 @@
 //! chunk's [`InFlight::answered`] and restarts the front deadline at each one, so the limit
 //! counts one item. When the last item's frame arrives the chunk is finished from all of them.
 //!
-//! If the worker dies part-way (time limit, crash, kill), the answered items keep their
-//! outcomes, the item after them — the one running — fails with the worker's error, and the
-//! items after that, which never started, go back to the queue as a smaller chunk with the same
-//! sink: nothing is run twice and every item gets exactly one outcome.
+//! If the worker dies, the receipt rule decides first (`connection.rs`, `settle_exit`): a chunk
+//! whose frame the worker never read is requeued whole, like any call it never received. One it
+//! read and was running when it died (time limit, crash, kill) is settled here: the answered
+//! items keep their outcomes, the item after them — the one running — fails with the worker's
+//! error, and the items after that, which never started, go back to the queue as a smaller chunk
+//! with the same sink: nothing is run twice and every item gets exactly one outcome.
 
 use crate::error::TaskError;
 use crate::wire::{FromWorker, Outcome};
@@ -58,6 +60,7 @@ pub(super) fn settle_running(entry: InFlight, running: TaskError) -> Option<Pend
         mut sink,
         time_limit,
         answered,
+        ..
     } = entry;
     let done = answered.len() + 1;
     sink.settle_prefix(&outcomes(&answered), running);

@@ -6,6 +6,8 @@
 //! - `state.rs`: the queue and the workers under one lock, and the decisions made under it;
 //! - `supervisor.rs`: the thread that starts workers and enforces deadlines;
 //! - `connection.rs`: the writer and reader threads of each worker;
+//! - `process.rs`: a worker's death (pidfd), its process group, its pipes' ends as the pool
+//!   reads them;
 //! - `spawn.rs`: starting a worker process; `worker.rs`: the worker's side, and [`init`];
 //! - `sink.rs`: how answers become typed task outcomes.
 
@@ -13,17 +15,21 @@ mod builder;
 mod connection;
 mod items;
 mod map;
+mod process;
 mod sink;
 mod spawn;
 mod state;
 mod supervisor;
 mod worker;
 
+#[cfg(test)]
+mod fault_tests;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Reason, TaskError};
 use crate::executor::{Executor, Payload, Shutdown, TaskFn};
@@ -76,13 +82,18 @@ const FRAME_OVERHEAD: usize = 64;
 /// - A worker that cannot start (bad initializer, missing executable) breaks the pool: queued
 ///   tasks and later submits fail with [`TaskError::PoolBroken`]; nothing respawns in a loop.
 /// - A task past its time limit has its worker killed and fails with [`TaskError::TimeLimit`].
-/// - When this process dies, even by `SIGKILL`, the kernel kills every worker.
+/// - Each worker leads its own process group, and the pool kills the whole group: processes a
+///   task started die with its worker (on a time limit, on `terminate_workers`/`kill_workers`,
+///   whenever the worker exits), and when this process dies, even by `SIGKILL`. A process meant
+///   to outlive its worker must start a session of its own (`setsid`). The terminal's Ctrl-C
+///   reaches only this process, which decides what happens to the workers.
 ///
 /// Dropping the pool waits for every accepted task ([`Shutdown::default`]).
 ///
 /// # Platforms
 ///
-/// Linux only (it relies on `prctl(PR_SET_PDEATHSIG)` and fixed pipe descriptors); on other
+/// Linux only (it relies on `prctl(PR_SET_PDEATHSIG)`, process groups, fixed pipe descriptors
+/// and pidfds, Linux 5.3+, with a polling fallback on older kernels); on other
 /// platforms `ProcessPool` does not exist, so code using it fails to compile there rather than at
 /// run time. The registry, the thread pool and the cluster backend are portable.
 ///
@@ -467,9 +478,12 @@ impl ProcessPool {
         }
     }
 
-    /// Shuts down with `cancel_pending`, then sends `SIGTERM` to every worker and waits for
-    /// them: tasks they were running fail with [`TaskError::WorkerLost`]. Safe to repeat;
-    /// afterwards submits fail with [`TaskError::ShutDown`].
+    /// Shuts down with `cancel_pending`, then sends `SIGTERM` (and `SIGCONT`, so a stopped
+    /// worker can act on it) to every worker's process group and waits for them: tasks they were
+    /// running fail with [`TaskError::WorkerLost`]. A worker still alive after the
+    /// [`terminate_grace`](ProcessPoolBuilder::terminate_grace) (default 3 s) gets `SIGKILL`, so
+    /// this returns even if a task ignores `SIGTERM` or is stopped. Safe to repeat; afterwards
+    /// submits fail with [`TaskError::ShutDown`].
     ///
     /// # Examples
     ///
@@ -488,11 +502,22 @@ impl ProcessPool {
     /// }
     /// ```
     pub fn terminate_workers(&self) {
-        self.stop_workers(libc::SIGTERM);
+        {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            // `Duration::MAX` (or any grace too long to add): never escalate.
+            let grace = Instant::now().checked_add(self.shared.config.terminate_grace);
+            for slot in &mut state.workers {
+                slot.terminate(grace);
+            }
+            // The supervisor sends SIGKILL when the grace ends.
+            self.shared.supervisor_wake.notify_one();
+        }
+        self.shutdown(Shutdown::default().cancel_pending(true));
     }
 
-    /// Like [`terminate_workers`](ProcessPool::terminate_workers) with `SIGKILL`, which a worker
-    /// cannot catch or ignore.
+    /// Like [`terminate_workers`](ProcessPool::terminate_workers) with `SIGKILL` to every
+    /// worker's process group, which a worker cannot catch or ignore.
     ///
     /// # Examples
     ///
@@ -510,15 +535,13 @@ impl ProcessPool {
     /// }
     /// ```
     pub fn kill_workers(&self) {
-        self.stop_workers(libc::SIGKILL);
-    }
-
-    fn stop_workers(&self, signal: i32) {
         {
             let mut state = self.shared.lock();
             state.stopping = true;
             for slot in &mut state.workers {
-                slot.signal(signal, KillCause::Stopped);
+                slot.signal(libc::SIGKILL, KillCause::Stopped);
+                // Also those already sent SIGTERM by `terminate_workers`.
+                slot.escalate();
             }
         }
         self.shutdown(Shutdown::default().cancel_pending(true));

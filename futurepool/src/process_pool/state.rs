@@ -12,6 +12,7 @@ use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::task::CallbackGroup;
 use crate::wire::Outcome;
 
+use super::process::signal_group;
 use super::sink::Sink;
 
 /// Aim to keep about this much work queued at each worker, so the pipe round trip overlaps with
@@ -30,6 +31,31 @@ pub(super) struct Config {
     pub(super) time_limit: Option<Duration>,
     pub(super) max_frame: usize,
     pub(super) start_timeout: Duration,
+    pub(super) terminate_grace: Duration,
+    /// A panic to inject into one of the pool's own threads, once (tests of the backstops).
+    #[cfg(test)]
+    pub(super) fault: Option<Fault>,
+    #[cfg(test)]
+    pub(super) fault_fired: std::sync::atomic::AtomicBool,
+}
+
+/// Where `Config::fault` strikes.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fault {
+    Writer,
+    Reader,
+    Supervisor,
+    /// Not a panic: the reader watches its worker as if the kernel had no pidfds.
+    NoPidfd,
+}
+
+/// Panics, once per pool, if the test configured `fault` here.
+#[cfg(test)]
+pub(super) fn inject(config: &Config, fault: Fault) {
+    if config.fault == Some(fault) && !config.fault_fired.swap(true, Ordering::SeqCst) {
+        panic!("injected fault: {fault:?}");
+    }
 }
 
 /// A registered function run once in each worker before its first task.
@@ -79,6 +105,10 @@ pub(super) struct InFlight {
     pub(super) work: Work,
     pub(super) sink: Box<dyn Sink>,
     pub(super) time_limit: Option<Duration>,
+    /// Where its frame starts in the worker's calls stream (bytes, the handshake included). If
+    /// the worker dies having read less than this, it never received the call (wire/README.md,
+    /// "What is charged to whom").
+    pub(super) offset: u64,
     /// A chunk sent item by item (see [`InFlight::by_item`]): the frames of the items answered
     /// so far, kept until the last one arrives or the worker dies.
     pub(super) answered: Vec<Vec<u8>>,
@@ -99,7 +129,7 @@ pub(super) enum Phase {
     Starting { since: Instant },
     /// Serving calls.
     Ready,
-    /// Its pipe ended; its in-flight calls are being settled.
+    /// It exited (or is being killed for good); its in-flight calls are being settled.
     Exited,
 }
 
@@ -113,6 +143,11 @@ pub(super) enum KillCause {
     /// It broke the protocol (an unreadable or oversized answer); the call it owed fails with
     /// this reason.
     Misbehaved(Reason),
+    /// Its answer pipe reached end-of-file while it lived (a task closed or replaced the
+    /// descriptor): it can never answer, so the call it was running fails as lost.
+    AnswersClosed,
+    /// A thread of the pool serving it failed (a bug); the call it was running fails as lost.
+    Internal(Reason),
 }
 
 /// One worker process, as every pool thread sees it.
@@ -130,6 +165,10 @@ pub(super) struct Slot {
     /// never fires early.
     pub(super) front_started: Instant,
     pub(super) kill: Option<KillCause>,
+    /// It accepted the handshake (so it reached `init()`); its initializer may still run.
+    pub(super) accepted: bool,
+    /// `terminate_workers` sent SIGTERM: at this instant the supervisor sends SIGKILL.
+    pub(super) escalate_at: Option<Instant>,
     /// The reader is reaping the process: its pid may be reused, never signal it again.
     pub(super) reaping: bool,
     pub(super) writer_wake: Arc<Condvar>,
@@ -144,15 +183,36 @@ impl Slot {
             && self.kill.is_none()
     }
 
-    /// Sends `signal` unless the process may already be reaped.
+    /// Records why the pool ends this worker (the first cause wins) and sends `signal` to its
+    /// whole process group, unless the process may already be reaped.
     pub(super) fn signal(&mut self, signal: i32, cause: KillCause) {
         if self.reaping || self.pid == 0 || self.kill.is_some() {
             return;
         }
         self.kill = Some(cause);
-        // SAFETY: kill(2) has no memory effects. The pid cannot have been reused: `reaping` is
-        // set under the same lock before the process is waited for.
-        unsafe { libc::kill(self.pid as libc::pid_t, signal) };
+        // The pid (and so the group id) cannot have been reused: `reaping` is set under the
+        // same lock before the process is waited for.
+        signal_group(self.pid, signal);
+    }
+
+    /// `terminate_workers`: SIGTERM, and SIGCONT so a stopped worker can act on it; SIGKILL
+    /// follows after `grace` (the supervisor's job; `None`: never).
+    pub(super) fn terminate(&mut self, grace: Option<Instant>) {
+        if self.reaping || self.pid == 0 || self.kill.is_some() {
+            return;
+        }
+        self.kill = Some(KillCause::Stopped);
+        signal_group(self.pid, libc::SIGTERM);
+        signal_group(self.pid, libc::SIGCONT);
+        self.escalate_at = grace;
+    }
+
+    /// The end of `terminate`'s grace: SIGKILL to the group, whatever the cause recorded.
+    pub(super) fn escalate(&mut self) {
+        self.escalate_at = None;
+        if !self.reaping {
+            signal_group(self.pid, libc::SIGKILL);
+        }
     }
 }
 

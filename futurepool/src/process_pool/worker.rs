@@ -1,9 +1,10 @@
 //! The worker side: what the re-executed binary does when [`init`] finds it was started by a pool.
 //!
-//! The pool starts the same executable with `FUTUREPOOL_WORKER` set and its two pipes on fds 3
-//! (calls in) and 4 (answers out). [`init`], the first line of the user's `main` (or the
-//! `test_support!` entry of a test binary), sees the variable and serves here until the pool
-//! closes the pipe; it never returns to the user's `main`.
+//! The pool starts the same executable with `FUTUREPOOL_WORKER` set (to the pool's pid) and its
+//! two pipes on fds 3 (calls in) and 4 (answers out), as the leader of its own process group.
+//! [`init`], the first line of the user's `main` (or the `test_support!` entry of a test binary),
+//! sees the variable, removes it, and serves here until the pool closes the pipe; it never
+//! returns to the user's `main`.
 
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -21,15 +22,26 @@ pub(crate) const CALLS_FD: RawFd = 3;
 pub(crate) const ANSWERS_FD: RawFd = 4;
 
 /// Exit codes of a worker that gives up, so the pool's error can say why.
-const EXIT_REFUSED: i32 = 90;
-const EXIT_BROKEN_PIPE: i32 = 91;
-const EXIT_NO_PIPES: i32 = 92;
+pub(super) const EXIT_REFUSED: i32 = 90;
+pub(super) const EXIT_BROKEN_PIPE: i32 = 91;
+pub(super) const EXIT_NO_PIPES: i32 = 92;
 
-/// The largest handshake frame a worker reads.
-const HELLO_MAX_FRAME: usize = 1 << 20;
+/// The largest handshake frame a worker reads: any a frame header can announce. The handshake
+/// carries the initializer's argument, whose size the pool checks against its own limit at
+/// `build()`; the frame reader allocates only as bytes arrive, so a stranger's lying header
+/// costs nothing.
+const HELLO_MAX_FRAME: usize = u32::MAX as usize;
+
+/// The parent-death signal of a worker (`PR_SET_PDEATHSIG`, set by the pool at spawn). A
+/// real-time signal nobody else sends; its handler kills the worker's whole process group.
+pub(crate) fn parent_died_signal() -> i32 {
+    libc::SIGRTMAX() - 2
+}
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 static SERVING: AtomicBool = AtomicBool::new(false);
+/// True in a child a task `fork()`ed off this worker (set by a `pthread_atfork` handler).
+static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// Call this first in `main`: in a process a [`ProcessPool`](crate::ProcessPool) started as its
 /// worker, it serves the pool and never returns; with the `cluster` feature and
@@ -62,12 +74,28 @@ static SERVING: AtomicBool = AtomicBool::new(false);
 /// ```
 pub fn init() {
     INIT_CALLED.store(true, Ordering::SeqCst);
-    if std::env::var_os(WORKER_ENV).is_some() && !SERVING.swap(true, Ordering::SeqCst) {
-        std::process::exit(serve());
-    }
+    serve_if_worker();
     // `FUTUREPOOL_CLUSTER_WORKER=redis://...`: serve a cluster pool instead, then exit.
     #[cfg(feature = "cluster")]
     crate::cluster::serve_if_requested();
+}
+
+/// In a process a pool started as its worker: serves the pool, then exits. Otherwise returns.
+fn serve_if_worker() {
+    let Some(pool) = std::env::var_os(WORKER_ENV) else {
+        return;
+    };
+    if SERVING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    // Nothing a task starts may inherit the marker: a futurepool program started by a task
+    // would otherwise take itself for a worker (issue 9, case 11). Removing it is sound here,
+    // although `remove_var` races with any concurrent `getenv`: `init()` is the first line of
+    // `main`, before the program started a thread, and a test binary's `test_support!`
+    // constructor runs before `main`, when the process has one thread.
+    std::env::remove_var(WORKER_ENV);
+    let pool = pool.to_str().and_then(|p| p.parse::<libc::pid_t>().ok());
+    std::process::exit(serve(pool));
 }
 
 /// Whether [`init`] ran in this process.
@@ -82,10 +110,10 @@ pub(crate) fn is_uninitialized_worker() -> bool {
 }
 
 /// Serves calls until the pool closes the pipe; returns the exit code.
-fn serve() -> i32 {
+fn serve(pool: Option<libc::pid_t>) -> i32 {
     install_worker_panic_hook();
-    // Tasks may start processes of their own; they must not inherit the pipes, or the pool would
-    // not see end-of-file when this worker dies.
+    // Tasks may start processes of their own; they must not inherit the pipes (the pool learns of
+    // this worker's death from the process, but an heir could still read calls or write junk).
     for fd in [CALLS_FD, ANSWERS_FD] {
         // SAFETY: fcntl on an integer descriptor has no memory effects; a closed fd gives EBADF.
         if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
@@ -96,6 +124,13 @@ fn serve() -> i32 {
             return EXIT_NO_PIPES;
         }
     }
+    die_with_the_pool(pool);
+    extern "C" fn mark_forked() {
+        FORKED.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: registers an async-signal-safe child handler (one atomic store), run by libc's
+    // fork() in the child.
+    unsafe { libc::pthread_atfork(None, None, Some(mark_forked)) };
     // SAFETY: the pool placed its pipe ends on these descriptors for this process, which owns
     // them from here on; nothing else in the process refers to them.
     let (calls, answers) = unsafe { (File::from_raw_fd(CALLS_FD), File::from_raw_fd(ANSWERS_FD)) };
@@ -109,6 +144,81 @@ fn serve() -> i32 {
     match worker.run() {
         Ok(code) => code,
         Err(WorkerExit(code)) => code,
+    }
+}
+
+/// Makes this worker's whole process group die when the pool's process dies, even by SIGKILL.
+///
+/// The kernel's parent-death signal (set at spawn) reaches only this process; a task may have
+/// started a tree of its own in this process group. So that signal is not SIGKILL (which would
+/// kill this process before it could act) but one whose handler kills the group, this process
+/// included. A watch thread polling the pool's pidfd does the same if a task replaced that
+/// handler or blocked the signal. A stopped worker acts when it is continued, which the kernel
+/// does for a stopped process group orphaned by its parent's death (SIGHUP, SIGCONT).
+fn die_with_the_pool(pool: Option<libc::pid_t>) {
+    extern "C" fn kill_own_group(_: libc::c_int) {
+        // SAFETY: getpid and kill are async-signal-safe; they touch no memory of ours.
+        unsafe {
+            let me = libc::getpid();
+            libc::kill(-me, libc::SIGKILL);
+            libc::kill(me, libc::SIGKILL);
+        }
+    }
+    // SAFETY: installs an async-signal-safe handler (above) with an empty mask; sigaction only
+    // reads the struct we pass.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = kill_own_group as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(parent_died_signal(), &action, std::ptr::null_mut());
+    }
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    let Some(pool) = pool.filter(|&pool| pool == parent) else {
+        // Started through a launcher that forked (the pool is not our parent), or the pool
+        // already died (we were re-parented, and the death signal has ended us or is ending us
+        // through the handler).
+        return;
+    };
+    let watch = move || {
+        // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pool, 0) } as libc::c_int;
+        // The pool may have died before pidfd_open (and its pid been reused): still our parent
+        // now means the pidfd names the pool.
+        // SAFETY: getppid has no preconditions.
+        while unsafe { libc::getppid() } == pool {
+            if pidfd >= 0 {
+                let mut fds = [libc::pollfd {
+                    fd: pidfd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
+                // SAFETY: a valid pollfd array for the call. Waits for the pool's exit, which
+                // is this thread's whole purpose; EINTR just loops.
+                if unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) } > 0 {
+                    break;
+                }
+            } else {
+                // No pidfds (Linux < 5.3): a re-parented worker sees a new parent.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        kill_own_group(0);
+    };
+    // Without the thread the death signal still covers every case but a replaced handler.
+    let _ = std::thread::Builder::new()
+        .name("futurepool-worker-parent-watch".into())
+        .spawn(watch);
+}
+
+/// In a child a task `fork()`ed without exec, back from the task: it must not answer, nor read
+/// the worker's calls, or the pool would see two answers. It leaves without running anything
+/// more (no atexit handlers, no destructors). Called before every answer frame, whole call or
+/// item.
+fn leave_if_forked() {
+    if FORKED.load(Ordering::Relaxed) {
+        // SAFETY: _exit ends this process at once; nothing here needs cleaning up.
+        unsafe { libc::_exit(0) };
     }
 }
 
@@ -128,9 +238,11 @@ struct Worker {
 
 impl Worker {
     fn run(&mut self) -> Result<i32, WorkerExit> {
-        // The handshake is small; the pool's own limit arrives in it.
-        if !self.read_frame(HELLO_MAX_FRAME)? {
-            return Ok(0); // The pool went away before saying hello.
+        // The pool's own frame limit arrives in the handshake.
+        match wire::read_into(&mut self.calls, &mut self.frame, HELLO_MAX_FRAME) {
+            Ok(true) => {}
+            Ok(false) => return Ok(0), // The pool went away before saying hello.
+            Err(error) => return self.refuse(format!("cannot read the handshake: {error}")),
         }
         let hello = match postcard::from_bytes::<ToWorker<'_>>(&self.frame) {
             Ok(ToWorker::Hello(hello)) => hello,
@@ -141,6 +253,11 @@ impl Worker {
         }
         let max_tasks = hello.max_tasks;
         let max_frame = usize::try_from(hello.max_frame).unwrap_or(usize::MAX);
+        // Field by field: `hello` still borrows the frame.
+        encode(&mut self.out, &FromWorker::Accepted).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+        self.answers
+            .write_all(&self.out)
+            .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
         let initializer = hello.initializer.map(|call| {
             running(call.function, || {
                 registry::invoke_index(call.function, call.arg.0)
@@ -206,8 +323,9 @@ impl Worker {
                     // times each item and knows which ones a killed worker finished.
                     for arg in &args {
                         self.results.clear();
-                        let result =
-                            registry::invoke_index_into(function, arg.0, &mut self.results);
+                        let result = running(function, || {
+                            registry::invoke_index_into(function, arg.0, &mut self.results)
+                        });
                         let outcome = match &result {
                             Ok(()) => Outcome::Returned(Bytes(&self.results)),
                             Err(error) => outcome_of_error(error),
@@ -224,6 +342,7 @@ impl Worker {
                             encode(&mut self.out, &FromWorker::ItemDone(outcome))
                                 .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
                         }
+                        leave_if_forked();
                         self.answers
                             .write_all(&self.out)
                             .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
@@ -254,6 +373,7 @@ impl Worker {
                 };
                 encode(&mut self.out, &message).map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
             }
+            leave_if_forked();
             // Answer before reading the next call: the pool relies on this order to know which
             // call was running if this process dies (see wire/README.md).
             if answer.is_err() || self.answers.write_all(&self.out).is_err() {
@@ -445,11 +565,11 @@ macro_rules! test_support {
 #[doc(hidden)]
 pub fn test_support_start() {
     INIT_CALLED.store(true, Ordering::SeqCst);
-    if std::env::var_os(WORKER_ENV).is_some() && !SERVING.swap(true, Ordering::SeqCst) {
+    if std::env::var_os(WORKER_ENV).is_some() {
         // std ignores SIGPIPE before calling `main`; we run before that.
         // SAFETY: setting a signal's disposition to SIG_IGN runs no code of ours in a handler.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-        std::process::exit(serve());
+        serve_if_worker();
     }
 }
 

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize, Serializer};
 /// First bytes of every handshake, so a stray process on the pipe is recognised at once.
 pub(crate) const MAGIC: [u8; 8] = *b"futurepl";
 
-/// Bumped on any change to these messages. 2: `RunChunkEach` / `ItemDone`.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// Bumped on any change to these messages. 3: `Accepted` (the handshake's first answer) and
+/// `RunChunkEach` / `ItemDone` (chunks answered item by item); 2 was used by builds that had
+/// only one of the two, so it is skipped.
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// An already-serialized value, carried as raw bytes (postcard `bytes`: a length, then the bytes)
 /// and borrowed from the frame buffer when decoded, so a payload is never copied twice.
@@ -113,7 +115,8 @@ pub(crate) enum Outcome<'a> {
     UnknownFunction(String),
 }
 
-/// Worker → pool. Answers to `Run`/`RunChunk` come back in the order the calls were sent.
+/// Worker → pool. Answers to `Run`/`RunChunk`/`RunChunkEach` come back in the order the calls
+/// were sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum FromWorker<'a> {
     /// Handshake accepted; with how the initializer (if any) ended. The pool judges that outcome
@@ -129,6 +132,10 @@ pub(crate) enum FromWorker<'a> {
     Done(Outcome<'a>),
     /// The answers to one `RunChunk`, one per argument, in order.
     ChunkDone(Vec<Outcome<'a>>),
+    /// The handshake was accepted and the initializer (if any) starts now; `Ready` follows. It
+    /// lets the pool say, when a worker misses its start timeout, whether the initializer was
+    /// slow or the program never reached `init()`.
+    Accepted,
     /// The answer to one item of a `RunChunkEach`; the items' answers come in order, and the
     /// last one completes the chunk.
     ItemDone(Outcome<'a>),

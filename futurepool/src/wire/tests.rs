@@ -28,6 +28,7 @@ fn sample_messages() -> (Vec<ToWorker<'static>>, Vec<FromWorker<'static>>) {
         },
     ];
     let from = vec![
+        FromWorker::Accepted,
         FromWorker::Ready {
             pid: 42,
             initializer: None,
