@@ -156,7 +156,9 @@ futurepool::register!(
 );
 futurepool::test_support!();
 
-/// Runs one `#[ignore]`d helper test of this binary in a child process.
+/// Runs one `#[ignore]`d helper test of this binary in a child process. Its markers (`READY`,
+/// `PIDS ...`) share stdout with libtest, which prints `test NAME ... ` before the test's own
+/// output on the same line: match them anywhere in a line, never at its start.
 fn helper(name: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args([
@@ -467,7 +469,8 @@ fn parent_sigkill_kills_the_workers_grandchildren() {
             .lines()
             .map(Result::unwrap)
             .find_map(|line| {
-                line.strip_prefix("PIDS ")
+                line.split_once("PIDS ")
+                    .map(|(_, pids)| pids)
                     .map(|pids| pids.split(' ').map(|p| p.parse().unwrap()).collect())
             })
             .expect("the helper reports its worker and grandchild");
@@ -509,7 +512,8 @@ fn parent_sigkill_kills_a_stopped_workers_tree() {
             .lines()
             .map(Result::unwrap)
             .find_map(|line| {
-                line.strip_prefix("PIDS ")
+                line.split_once("PIDS ")
+                    .map(|(_, pids)| pids)
                     .map(|pids| pids.split(' ').map(|p| p.parse().unwrap()).collect())
             })
             .expect("the helper reports its worker and grandchild");
@@ -726,7 +730,7 @@ fn terminal_ctrl_c_does_not_reach_workers() {
         let mut parent = parent.spawn().unwrap();
         let mut stdout = BufReader::new(parent.stdout.take().unwrap());
         let mut line = String::new();
-        while !line.starts_with("READY") {
+        while !line.contains("READY") {
             line.clear();
             assert!(
                 stdout.read_line(&mut line).unwrap() > 0,
