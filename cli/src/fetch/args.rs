@@ -168,6 +168,10 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     if !(n > 0.0 && n <= 1e6) {
         return Err(format!("{text:?}: expected a positive rate"));
     }
+    // Slower than one a day is a typo, and its interval would not fit a `Duration`.
+    if n / seconds < 1.0 / 86_400.0 {
+        return Err(format!("{text:?}: expected at least one request a day"));
+    }
     Ok(n / seconds)
 }
 

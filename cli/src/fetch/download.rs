@@ -15,7 +15,7 @@ use ureq::{Agent, Body, Timeout};
 use super::interrupt::Interrupt;
 use super::naming::EntryName;
 use super::output::{OutputDir, ResumeMeta, WriteError};
-use super::polite::{Bandwidth, HostRate};
+use super::polite::{Bandwidth, HostRate, Stopped};
 use super::proxy::{Proxies, Route};
 use super::resolver::CachingResolver;
 use super::retry::{self, Backoff, MAX_RETRY_AFTER};
@@ -375,6 +375,9 @@ impl Downloader {
         interrupt: &Interrupt,
         buffer: &mut [u8],
     ) -> Result<Saved, FetchError> {
+        // The first request's `--rate` slot is waited for before the attempt's clock starts,
+        // like a backoff; a redirect's must come before the attempt's deadline.
+        self.take_rate_slot(url, destination.rate_prepaid, interrupt, None)?;
         let deadline = Instant::now()
             .checked_add(self.settings.timeouts.total)
             .unwrap_or_else(far_future);
@@ -388,8 +391,11 @@ impl Downloader {
                 conditional,
                 resume: resume.as_ref(),
             };
-            let prepaid = destination.rate_prepaid;
-            let response = self.get(&current, url, deadline, interrupt, prepaid, request)?;
+            if visited.len() > 1 {
+                let prepaid = destination.rate_prepaid;
+                self.take_rate_slot(&current, prepaid, interrupt, Some(deadline))?;
+            }
+            let response = self.get(&current, url, deadline, request)?;
             let status = response.status().as_u16();
             match status {
                 304 if conditional.is_some() => {
@@ -415,14 +421,13 @@ impl Downloader {
                     ));
                 }
                 200..=299 => {
-                    return self.save(
-                        response,
-                        current,
+                    let to = SaveTo {
                         destination,
-                        interrupt,
-                        buffer,
-                        resume.as_ref(),
-                    );
+                        original: url,
+                        deadline,
+                        resume: resume.as_ref(),
+                    };
+                    return self.save(response, current, to, interrupt, buffer);
                 }
                 301 | 302 | 303 | 307 | 308 => {
                     let location = response
@@ -489,21 +494,35 @@ impl Downloader {
         }
     }
 
+    /// `--rate`: waits for `url`'s host's next request slot (unless the orchestrator took it
+    /// already, `prepaid`), never past `deadline`.
+    fn take_rate_slot(
+        &self,
+        url: &HttpUrl,
+        prepaid: &Cell<bool>,
+        interrupt: &Interrupt,
+        deadline: Option<Instant>,
+    ) -> Result<(), FetchError> {
+        let Some(rate) = self.rate.as_ref().filter(|_| !prepaid.replace(false)) else {
+            return Ok(());
+        };
+        rate.acquire(&url.host_key(), interrupt, deadline)
+            .map_err(|stopped| match stopped {
+                Stopped::Interrupted => FetchError::Interrupted,
+                Stopped::Deadline => FetchError::TotalTimeout {
+                    after: self.settings.timeouts.total,
+                },
+            })
+    }
+
     fn get(
         &self,
         url: &HttpUrl,
         original: &HttpUrl,
         deadline: Instant,
-        interrupt: &Interrupt,
-        prepaid: &Cell<bool>,
         extra: Extra<'_>,
     ) -> Result<Response<Body>, FetchError> {
         let timeouts = self.settings.timeouts;
-        if let Some(rate) = self.rate.as_ref().filter(|_| !prepaid.replace(false)) {
-            if !rate.acquire(&url.host_key(), interrupt) {
-                return Err(FetchError::Interrupted);
-            }
-        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(FetchError::TotalTimeout {
@@ -620,11 +639,16 @@ impl Downloader {
         &self,
         mut response: Response<Body>,
         url: HttpUrl,
-        destination: Destination<'_>,
+        to: SaveTo<'_>,
         interrupt: &Interrupt,
         buffer: &mut [u8],
-        resume: Option<&Resume>,
     ) -> Result<Saved, FetchError> {
+        let SaveTo {
+            destination,
+            original,
+            deadline,
+            resume,
+        } = to;
         let status = response.status().as_u16();
         let headers = response.headers();
         let content_type = headers
@@ -693,8 +717,10 @@ impl Downloader {
         let resumable =
             self.settings.resume && !encoded && (strong_etag.is_some() || last_modified.is_some());
         let mut partial = if resumable {
+            // The entry's URL, not the redirect's target: the next attempt looks the kept
+            // file up by the URL it starts from.
             let meta = ResumeMeta {
-                url: url.to_string(),
+                url: original.to_string(),
                 etag: etag.clone(),
                 last_modified: last_modified.clone(),
             };
@@ -735,8 +761,14 @@ impl Downloader {
             }
             partial.write_all(&buffer[..n])?;
             if let Some(bandwidth) = &self.bandwidth {
-                if !bandwidth.consume(n, interrupt) {
-                    return Err(FetchError::Interrupted);
+                match bandwidth.consume(n, interrupt, deadline) {
+                    Ok(()) => {}
+                    Err(Stopped::Interrupted) => return Err(FetchError::Interrupted),
+                    Err(Stopped::Deadline) => {
+                        return Err(FetchError::TotalTimeout {
+                            after: self.settings.timeouts.total,
+                        })
+                    }
                 }
             }
         }
@@ -825,6 +857,17 @@ impl Downloader {
             other => FetchError::Protocol(other.to_string()),
         }
     }
+}
+
+/// Where and how a final response's body is saved.
+#[derive(Clone, Copy)]
+struct SaveTo<'a> {
+    destination: Destination<'a>,
+    /// The entry's URL (the response may come from a redirect's target).
+    original: &'a HttpUrl,
+    /// The attempt's deadline, which `--limit-rate` waits must not pass.
+    deadline: Instant,
+    resume: Option<&'a Resume>,
 }
 
 /// What a request carries beyond the URL and the user's headers.

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,8 +128,13 @@ impl OutputDir {
         // Regular files only: a symlink planted under these names must not lead a write
         // outside DIR.
         let regular = |path: &Path| fs::symlink_metadata(path).ok().filter(|m| m.is_file());
-        regular(&meta)?;
-        let meta: ResumeMeta = serde_json::from_slice(&fs::read(meta).ok()?).ok()?;
+        let bytes = read_regular_file(&meta, MAX_META_BYTES).ok()?;
+        let meta: ResumeMeta = serde_json::from_slice(&bytes).ok()?;
+        // Validators that are no header value would fail every request (If-Range).
+        let valid = |v: &Option<String>| v.as_deref().is_none_or(is_header_value);
+        if !valid(&meta.etag) || !valid(&meta.last_modified) {
+            return None;
+        }
         let size = regular(&part)?.len();
         Some((size, meta))
     }
@@ -215,6 +220,41 @@ impl OutputDir {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A sidecar holds a URL (at most about 8 KiB) and two validators.
+const MAX_META_BYTES: u64 = 64 * 1024;
+
+/// Reads `path` if it is a regular file of at most `limit` bytes. Opened without following a
+/// symlink and without blocking, so a FIFO, a device or a link to `/dev/zero` planted under
+/// one of our names is refused at once instead of hanging the run or filling its memory.
+pub(crate) fn read_regular_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if metadata.len() > limit {
+        return Err(io::Error::other(format!(
+            "larger than {} MiB",
+            limit as f64 / (1 << 20) as f64
+        )));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    // Bounded even if the file grows while it is read.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::other("grew while it was read"));
+    }
+    Ok(bytes)
+}
+
+/// Whether `value` can be sent as a header value (no CR, LF or other control characters).
+pub(crate) fn is_header_value(value: &str) -> bool {
+    ureq::http::HeaderValue::from_str(value).is_ok()
 }
 
 /// What a kept partial file holds: the bytes of `url`'s response with these validators.

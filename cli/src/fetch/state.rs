@@ -24,6 +24,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::naming::PARTIAL_PREFIX;
+use super::output::{is_header_value, read_regular_file};
+
+/// A state file larger than this is not read (about a million entries): a file planted or
+/// grown by mistake must not take the memory of the run.
+const MAX_STATE_BYTES: u64 = 256 << 20;
 
 /// Its name starts with the prefix NAMEs may not use, so no entry can overwrite it.
 const FILE_NAME: &str = ".futurepool-state.json";
@@ -69,7 +74,7 @@ impl State {
     /// the returned message and treated as empty.
     pub(crate) fn load(dir: &Path) -> (State, Option<String>) {
         let path = State::path(dir);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_regular_file(&path, MAX_STATE_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (State::default(), None),
             Err(e) => {
@@ -78,12 +83,23 @@ impl State {
             }
         };
         match serde_json::from_slice::<OnDisk>(&bytes) {
-            Ok(disk) if disk.version == VERSION => (
-                State {
-                    entries: disk.entries,
-                },
-                None,
-            ),
+            Ok(mut disk) if disk.version == VERSION => {
+                // A validator that is no header value (an edited file, a CR LF) would fail
+                // the request instead of merely not matching: it is forgotten.
+                for remembered in disk.entries.values_mut() {
+                    for validator in [&mut remembered.etag, &mut remembered.last_modified] {
+                        if validator.as_deref().is_some_and(|v| !is_header_value(v)) {
+                            *validator = None;
+                        }
+                    }
+                }
+                (
+                    State {
+                        entries: disk.entries,
+                    },
+                    None,
+                )
+            }
             Ok(disk) => (
                 State::default(),
                 Some(format!(

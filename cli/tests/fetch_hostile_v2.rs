@@ -1,0 +1,823 @@
+//! An adversary's cases for fetch v2 (issue 11): names, `-c` against servers that lie about
+//! ranges, `--update` with hostile state files, politeness values at the edges, proxies that
+//! misbehave, redirects that try to carry credentials away. Every case ends with a clear
+//! per-entry error or a whole file; nothing partial looks complete; nothing hangs (every run
+//! of the binary is bounded by `support::wait_bounded`).
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{error_of, fetch_list, fetch_list_env, row, Delivery, Reply, Scratch, TestServer};
+
+const OCTETS: &str = "application/octet-stream";
+
+fn blob(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+// ---------------------------------------------------------------- names
+
+#[test]
+fn names_that_differ_only_by_case_or_normal_form_are_distinct_files() {
+    let server = TestServer::start(|request, _| Reply::bytes(OCTETS, request.path.clone().into()));
+    let scratch = Scratch::new("case");
+    let lines = vec![
+        format!("Page.bin {}", server.url("/1")),
+        format!("page.bin {}", server.url("/2")),
+        format!("\u{e9}.bin {}", server.url("/3")),
+        format!("e\u{301}.bin {}", server.url("/4")),
+    ];
+    let (run, rows) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for (line, path) in [(1, "/1"), (2, "/2"), (3, "/3"), (4, "/4")] {
+        let saved = row(&rows, line)["path"].as_str().unwrap().to_owned();
+        assert_eq!(fs::read_to_string(&saved).unwrap(), path, "line {line}");
+    }
+}
+
+#[test]
+fn trailing_dots_and_spaces_in_names_stay_the_names_given() {
+    let server = TestServer::start(|_, _| Reply::html("x"));
+    let scratch = Scratch::new("trailing");
+    let lines = vec![
+        format!("x. {}", server.url("/1")),
+        format!("y... {}", server.url("/2")),
+    ];
+    let (run, rows) = fetch_list(&scratch, &lines, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let names: Vec<String> = [1, 2]
+        .iter()
+        .map(|&l| {
+            let p = row(&rows, l)["path"].as_str().unwrap().to_owned();
+            p.rsplit('/').next().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(scratch.out_files().len(), 2, "{:?}", scratch.out_files());
+    assert!(names.iter().all(|n| !n.is_empty()), "{names:?}");
+}
+
+#[test]
+fn reserved_names_are_refused_before_anything_is_fetched() {
+    let server = TestServer::start(|_, _| Reply::html("x"));
+    let scratch = Scratch::new("reserved");
+    for name in [
+        ".futurepool-state.json",
+        ".futurepool-resume-0000000000000000.part",
+        ".futurepool-resume-0000000000000000.meta",
+        ".FUTUREPOOL-state.json",
+    ] {
+        let lines = vec![format!("{name} {}", server.url("/x"))];
+        let (run, _) = fetch_list(&scratch, &lines, &[]);
+        if name.starts_with(".futurepool-") {
+            assert_eq!(run.code, Some(2), "{name}: {}", run.stderr);
+            assert!(run.stderr.contains("reserved"), "{}", run.stderr);
+        }
+    }
+}
+
+#[test]
+fn derived_names_stay_put_when_the_list_is_reordered_or_shortened() {
+    let server = TestServer::start(|request, _| Reply::bytes(OCTETS, request.path.clone().into()));
+    let scratch = Scratch::new("stable-names");
+    let a = format!("{}/a/page", server.url(""));
+    let b = format!("{}/b/page", server.url(""));
+    let c = format!("{}/c/page", server.url(""));
+    let (run, first) = fetch_list(&scratch, &[a.clone(), b.clone(), c.clone()], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let name_of = |rows: &[serde_json::Value], line: u64| -> String {
+        row(rows, line)["name"].as_str().unwrap().to_owned()
+    };
+    let names = [name_of(&first, 1), name_of(&first, 2), name_of(&first, 3)];
+    // The first entry removed, the rest reordered and a new one added.
+    let d = format!("{}/d/page", server.url(""));
+    let (run, second) = fetch_list(&scratch, &[c.clone(), d, b.clone()], &["--skip-existing"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // Whatever names the entries get, --skip-existing must never skip an entry because of a
+    // file holding another URL's body.
+    for line in 1..=3 {
+        let r = row(&second, line);
+        let saved = r["path"].as_str().unwrap();
+        let body = fs::read_to_string(saved).unwrap();
+        let url = r["url"].as_str().unwrap();
+        assert!(
+            url.ends_with(&body),
+            "line {line}: {url} is in a file holding {body} ({r})"
+        );
+    }
+    let _ = names;
+}
+
+// ---------------------------------------------------------------- -c / --continue
+
+/// A page of `SIZE` bytes with a strong ETag; its first response is cut after `CUT` bytes,
+/// later ones are answered by `resumed`.
+fn cut_then(
+    resumed: impl Fn(&support::server::Request) -> Reply + Send + Sync + 'static,
+) -> TestServer {
+    TestServer::start(move |request, earlier| {
+        if earlier == 0 {
+            return Reply::bytes(OCTETS, blob(100))
+                .header("ETag", "\"e1\"")
+                .delivered(Delivery::CloseAfter(40));
+        }
+        resumed(request)
+    })
+}
+
+fn continue_twice(
+    server: &TestServer,
+    scratch: &Scratch,
+) -> (support::Run, Vec<serde_json::Value>) {
+    let lines = vec![format!("blob {}", server.url("/blob"))];
+    let (run, _) = fetch_list(scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(1), "the first run is cut: {}", run.stderr);
+    fetch_list(scratch, &lines, &["-c", "--retries", "0"])
+}
+
+fn assert_no_wrong_final_file(scratch: &Scratch) {
+    if let Ok(body) = fs::read(scratch.out().join("blob")) {
+        assert_eq!(
+            body,
+            blob(100),
+            "a file under the final name is the whole page"
+        );
+    }
+}
+
+#[test]
+fn continue_against_a_server_that_ignores_range_restarts_from_zero() {
+    let server = cut_then(|_| Reply::bytes(OCTETS, blob(100)).header("ETag", "\"e1\""));
+    let scratch = Scratch::new("c-200");
+    let (run, rows) = continue_twice(&server, &scratch);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["resumed_from"], 0);
+    assert_eq!(fs::read(scratch.out().join("blob")).unwrap(), blob(100));
+    assert_eq!(scratch.out_files(), ["blob"]);
+}
+
+#[test]
+fn continue_refuses_a_206_without_content_range_or_with_a_wrong_total() {
+    for (tag, content_range) in [
+        ("none", None),
+        ("wrong-total", Some("bytes 40-99/1000")),
+        ("star-total", Some("bytes 40-99/*")),
+        ("end-past-total", Some("bytes 40-199/100")),
+        ("garbage", Some("bytes=40-99/100")),
+    ] {
+        let server = cut_then(move |_| {
+            let r = Reply::bytes(OCTETS, blob(100)[40..].to_vec())
+                .header("ETag", "\"e1\"")
+                .status_code(206);
+            match content_range {
+                Some(v) => r.header("Content-Range", v),
+                None => r,
+            }
+        });
+        let scratch = Scratch::new(&format!("c-206-{tag}"));
+        let (run, rows) = continue_twice(&server, &scratch);
+        if tag == "star-total" {
+            assert_eq!(run.code, Some(0), "{tag}: {}", run.stderr);
+        } else {
+            assert_eq!(run.code, Some(1), "{tag}: {}", run.stderr);
+            let e = error_of(row(&rows, 1));
+            assert!(!e.is_empty(), "{tag}");
+        }
+        assert_no_wrong_final_file(&scratch);
+    }
+}
+
+#[test]
+fn continue_after_a_416_restarts_whole() {
+    let server = cut_then(|request| match request.header("range") {
+        Some(_) => Reply::status(416).header("Content-Range", "bytes */100"),
+        None => Reply::bytes(OCTETS, blob(100)).header("ETag", "\"e1\""),
+    });
+    let scratch = Scratch::new("c-416");
+    let lines = vec![format!("blob {}", server.url("/blob"))];
+    let (run, _) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(1));
+    let (run, rows) = fetch_list(
+        &scratch,
+        &lines,
+        &["-c", "--retries", "1", "--backoff", "0.01"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["resumed_from"], 0);
+    assert_eq!(fs::read(scratch.out().join("blob")).unwrap(), blob(100));
+    assert_eq!(scratch.out_files(), ["blob"]);
+}
+
+#[test]
+fn continue_resumes_an_entry_that_redirects() {
+    let server = TestServer::start(|request, _| {
+        if request.path == "/start" {
+            return Reply::redirect(302, "/real");
+        }
+        let full = blob(100);
+        match request.header("range") {
+            Some("bytes=40-") => Reply::bytes(OCTETS, full[40..].to_vec())
+                .header("ETag", "\"e1\"")
+                .header("Content-Range", "bytes 40-99/100")
+                .status_code(206),
+            Some(other) => panic!("unexpected range {other}"),
+            None => Reply::bytes(OCTETS, full)
+                .header("ETag", "\"e1\"")
+                .delivered(Delivery::CloseAfter(40)),
+        }
+    });
+    let scratch = Scratch::new("c-redirect");
+    let lines = vec![format!("blob {}", server.url("/start"))];
+    let (run, _) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let (run, rows) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["resumed_from"], 40, "{}", row(&rows, 1));
+    assert_eq!(fs::read(scratch.out().join("blob")).unwrap(), blob(100));
+}
+
+fn resume_part(scratch: &Scratch) -> std::path::PathBuf {
+    let name = scratch
+        .out_files()
+        .into_iter()
+        .find(|n| n.ends_with(".part"))
+        .expect("a kept partial file");
+    scratch.out().join(name)
+}
+
+fn range_server() -> TestServer {
+    cut_then(|request| {
+        let full = blob(100);
+        let start = request
+            .header("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|s| s.parse::<usize>().ok());
+        match start {
+            Some(start) if start < 100 => Reply::bytes(OCTETS, full[start..].to_vec())
+                .header("ETag", "\"e1\"")
+                .header("Content-Range", &format!("bytes {start}-99/100"))
+                .status_code(206),
+            Some(_) => Reply::status(416).header("Content-Range", "bytes */100"),
+            None => Reply::bytes(OCTETS, full).header("ETag", "\"e1\""),
+        }
+    })
+}
+
+#[test]
+fn continue_after_the_partial_file_was_truncated_resumes_from_what_is_left() {
+    let server = range_server();
+    let scratch = Scratch::new("c-truncated");
+    let lines = vec![format!("blob {}", server.url("/blob"))];
+    let (run, _) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(1));
+    let part = resume_part(&scratch);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&part)
+        .unwrap()
+        .set_len(7)
+        .unwrap();
+    let (run, rows) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["resumed_from"], 7);
+    assert_eq!(fs::read(scratch.out().join("blob")).unwrap(), blob(100));
+}
+
+#[test]
+fn continue_with_a_partial_file_replaced_by_a_symlink_or_a_directory_never_writes_through_it() {
+    for kind in ["symlink", "dir"] {
+        let server = range_server();
+        let scratch = Scratch::new(&format!("c-planted-{kind}"));
+        let victim = scratch.join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let lines = vec![format!("blob {}", server.url("/blob"))];
+        let (run, _) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+        assert_eq!(run.code, Some(1));
+        let part = resume_part(&scratch);
+        fs::remove_file(&part).unwrap();
+        match kind {
+            "symlink" => std::os::unix::fs::symlink(&victim, &part).unwrap(),
+            _ => fs::create_dir(&part).unwrap(),
+        }
+        let (run, rows) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+        assert_eq!(fs::read(&victim).unwrap(), b"precious", "{kind}");
+        // Either the page is saved whole or the entry fails naming the problem.
+        match run.code {
+            Some(0) => assert_eq!(fs::read(scratch.out().join("blob")).unwrap(), blob(100)),
+            _ => {
+                assert!(
+                    !error_of(row(&rows, 1)).is_empty(),
+                    "{kind}: {}",
+                    run.stderr
+                );
+                assert!(!scratch.out().join("blob").exists());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- --update
+
+fn etag_server() -> TestServer {
+    TestServer::start(|request, _| {
+        if request.header("if-none-match") == Some("\"v1\"") {
+            return Reply::status(304).header("ETag", "\"v1\"").without_length();
+        }
+        Reply::html("v1").header("ETag", "\"v1\"")
+    })
+}
+
+#[test]
+fn update_with_a_state_file_that_is_a_fifo_does_not_hang() {
+    let server = etag_server();
+    let scratch = Scratch::new("state-fifo");
+    fs::create_dir_all(scratch.out()).unwrap();
+    let state = scratch.out().join(".futurepool-state.json");
+    let c = std::ffi::CString::new(state.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let lines = vec![format!("page {}", server.url("/p"))];
+    let started = Instant::now();
+    let (run, rows) = fetch_list(&scratch, &lines, &["--update"]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(row(&rows, 1)["status"], 200, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(".futurepool-state.json"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn update_with_a_state_file_that_is_a_symlink_to_dev_zero_does_not_read_forever() {
+    let server = etag_server();
+    let scratch = Scratch::new("state-zero");
+    fs::create_dir_all(scratch.out()).unwrap();
+    let state = scratch.out().join(".futurepool-state.json");
+    std::os::unix::fs::symlink("/dev/zero", &state).unwrap();
+    let lines = vec![format!("page {}", server.url("/p"))];
+    let (run, rows) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(row(&rows, 1)["status"], 200, "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+}
+
+#[test]
+fn update_with_truncated_or_hostile_state_files_fetches_whole() {
+    let server = etag_server();
+    let scratch = Scratch::new("state-hostile");
+    let lines = vec![format!("page {}", server.url("/p"))];
+    let (run, _) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let state_path = scratch.out().join(".futurepool-state.json");
+    let good = fs::read_to_string(&state_path).unwrap();
+    let url = server.url("/p");
+    for (tag, text) in [
+        ("truncated", good[..good.len() / 2].to_owned()),
+        ("empty", String::new()),
+        (
+            "wrong-types",
+            r#"{"version":1,"entries":{"page":{"url":1,"file":[]}}}"#.to_owned(),
+        ),
+        ("version-2", r#"{"version":2,"entries":{}}"#.to_owned()),
+        (
+            "deep",
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        ),
+        (
+            "escape",
+            format!(
+                r#"{{"version":1,"entries":{{"page":{{"url":"{url}","file":"../../etc/passwd","etag":"\"v1\""}}}}}}"#
+            ),
+        ),
+        (
+            "crlf-etag",
+            format!(
+                r#"{{"version":1,"entries":{{"page":{{"url":"{url}","file":"page.html","etag":"\"v1\"\r\nX-Evil: 1"}}}}}}"#
+            ),
+        ),
+    ] {
+        fs::write(&state_path, &text).unwrap();
+        let (run, rows) = fetch_list(&scratch, &lines, &["--update"]);
+        assert_eq!(run.code, Some(0), "{tag}: {}", run.stderr);
+        assert_eq!(row(&rows, 1)["status"], 200, "{tag}");
+        assert_eq!(
+            fs::read_to_string(scratch.out().join("page.html")).unwrap(),
+            "v1"
+        );
+        // A rerun from the state this run wrote is conditional again.
+        let (_, rows) = fetch_list(&scratch, &lines, &["--update"]);
+        assert_eq!(row(&rows, 1)["not_modified"], true, "{tag}");
+    }
+    assert!(server
+        .requests()
+        .iter()
+        .all(|r| r.header("x-evil").is_none()));
+}
+
+#[test]
+fn a_304_to_an_unconditional_request_is_an_error_not_a_saved_file() {
+    let server =
+        TestServer::start(|_, _| Reply::status(304).header("ETag", "\"v1\"").without_length());
+    let scratch = Scratch::new("stray-304");
+    let lines = vec![format!("page {}", server.url("/p"))];
+    for args in [&[][..], &["--update"][..]] {
+        let (run, rows) = fetch_list(&scratch, &lines, args);
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(error_of(row(&rows, 1)).contains("304"), "{}", row(&rows, 1));
+        assert_eq!(row(&rows, 1)["not_modified"], false);
+        assert!(scratch
+            .out_files()
+            .iter()
+            .all(|n| n.starts_with(".futurepool-state")));
+    }
+}
+
+#[test]
+fn update_with_a_weak_etag_or_only_last_modified_asks_conditionally() {
+    let date = "Wed, 02 Dec 2026 10:00:00 GMT";
+    let server = TestServer::start(move |request, _| match request.path.as_str() {
+        "/weak" if request.header("if-none-match") == Some("W/\"w1\"") => {
+            Reply::status(304).without_length()
+        }
+        "/weak" => Reply::html("weak").header("ETag", "W/\"w1\""),
+        "/date" if request.header("if-modified-since") == Some(date) => {
+            Reply::status(304).without_length()
+        }
+        _ => Reply::html("date").header("Last-Modified", date),
+    });
+    let scratch = Scratch::new("update-weak");
+    let lines = vec![server.url("/weak"), server.url("/date")];
+    let (run, _) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let (run, rows) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["not_modified"], true);
+    assert_eq!(row(&rows, 2)["not_modified"], true);
+    // Both files removed: the 304-happy server is not asked conditionally.
+    for f in ["weak.html", "date.html"] {
+        fs::remove_file(scratch.out().join(f)).unwrap();
+    }
+    let (run, rows) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["not_modified"], false);
+    assert_eq!(
+        fs::read_to_string(scratch.out().join("weak.html")).unwrap(),
+        "weak"
+    );
+}
+
+#[test]
+fn update_never_writes_a_password_into_the_state_file() {
+    let server = etag_server();
+    let scratch = Scratch::new("state-password");
+    let url = server.url("/p").replace("http://", "http://user:s3cret@");
+    let (run, _) = fetch_list(&scratch, &[format!("page {url}")], &["--update", "-c"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for name in scratch.out_files() {
+        let text = fs::read(scratch.out().join(&name)).unwrap();
+        assert!(!String::from_utf8_lossy(&text).contains("s3cret"), "{name}");
+    }
+}
+
+// ---------------------------------------------------------------- politeness
+
+#[test]
+fn rate_and_limit_rate_values_at_the_edges_are_refused_or_bounded() {
+    let server = TestServer::start(|_, _| Reply::html("x"));
+    let scratch = Scratch::new("rate-edges");
+    let lines = vec![server.url("/a")];
+    for bad in [
+        "--rate=0",
+        "--rate=-1",
+        "--rate=nan",
+        "--rate=inf",
+        "--rate=1e-300",
+        "--rate=1e-300/h",
+        "--rate=0.5/d",
+        "--limit-rate=0",
+        "--limit-rate=-5",
+        "--rate=",
+    ] {
+        let (run, _) = fetch_list(&scratch, &lines, &[bad]);
+        assert_eq!(run.code, Some(2), "{bad:?} accepted: {}", run.stderr);
+        let option = bad.split('=').next().unwrap();
+        assert!(run.stderr.contains(option), "{bad:?}: {}", run.stderr);
+    }
+    // Absurdly large values are no limit worth the name, but must not break anything.
+    for big in [
+        ["--rate", "1e300"],
+        ["--limit-rate", "99999999T"],
+        ["--rate", "18446744073709551615"],
+    ] {
+        let (run, rows) = fetch_list(&scratch, &lines, &big);
+        if run.code == Some(0) {
+            assert_eq!(row(&rows, 1)["status"], 200);
+        } else {
+            assert_eq!(run.code, Some(2), "{big:?}: {}", run.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_tiny_limit_rate_still_ends_at_the_total_timeout() {
+    let server = TestServer::start(|_, _| Reply::bytes(OCTETS, blob(64 * 1024)));
+    let scratch = Scratch::new("limit-tiny");
+    let lines = vec![server.url("/a")];
+    let started = Instant::now();
+    let (run, rows) = fetch_list(
+        &scratch,
+        &lines,
+        &["--limit-rate", "1", "--timeout", "2", "--retries", "0"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        error_of(row(&rows, 1)).contains("timeout"),
+        "{}",
+        row(&rows, 1)
+    );
+    assert!(scratch.out_files().is_empty(), "{:?}", scratch.out_files());
+}
+
+#[test]
+fn a_slow_rate_still_ends_at_the_total_timeout() {
+    let server = TestServer::start(|request, _| {
+        if request.path == "/r" {
+            Reply::redirect(302, "/a")
+        } else {
+            Reply::html("x")
+        }
+    });
+    let scratch = Scratch::new("rate-slow");
+    // One request per 100 s: the redirect's second request would wait for 100 s.
+    let lines = vec![server.url("/r")];
+    let started = Instant::now();
+    let (run, rows) = fetch_list(
+        &scratch,
+        &lines,
+        &["--rate", "0.01", "--timeout", "2", "--retries", "0"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        error_of(row(&rows, 1)).contains("timeout"),
+        "{}",
+        row(&rows, 1)
+    );
+}
+
+#[test]
+fn rate_with_many_hosts_keeps_each_host_to_its_own_bucket() {
+    let servers: Vec<TestServer> = (0..8)
+        .map(|_| TestServer::start(|_, _| Reply::html("x")))
+        .collect();
+    let scratch = Scratch::new("rate-hosts");
+    let lines: Vec<String> = servers.iter().map(|s| s.url("/a")).collect();
+    let started = Instant::now();
+    let (run, _) = fetch_list(&scratch, &lines, &["--rate", "0.05", "-j", "8"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // One request per host: none waits for another host's slot (8 × 20 s otherwise).
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------- proxies
+
+/// A "proxy" that answers every connection with `answer` and closes.
+fn scripted_proxy(answer: &'static [u8]) -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let handle = thread::spawn(move || {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < give_up {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                        line.clear();
+                    }
+                    let mut stream = stream;
+                    let _ = stream.write_all(answer);
+                    let _ = stream.flush();
+                    if answer.is_empty() {
+                        return;
+                    }
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+    (format!("http://proxyuser:pr0xypass@{addr}"), handle)
+}
+
+#[test]
+fn proxies_that_refuse_demand_auth_or_hang_up_give_clear_errors_without_the_password() {
+    for (tag, answer) in [
+        (
+            "403",
+            &b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"[..],
+        ),
+        (
+            "407",
+            &b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"[..],
+        ),
+        ("close", &b""[..]),
+        ("garbage", &b"SSH-2.0-OpenSSH_9.6\r\n\r\n"[..]),
+    ] {
+        let (proxy, _server) = scripted_proxy(answer);
+        let scratch = Scratch::new(&format!("proxy-{tag}"));
+        for url in ["http://example.invalid/a", "https://example.invalid/a"] {
+            let (run, rows) = fetch_list(
+                &scratch,
+                &[url.to_owned()],
+                &["--proxy", &proxy, "--retries", "0", "--timeout", "10"],
+            );
+            assert_eq!(run.code, Some(1), "{tag} {url}: {}", run.stderr);
+            let e = error_of(row(&rows, 1));
+            assert!(!e.is_empty(), "{tag} {url}");
+            assert!(
+                !run.stderr.contains("pr0xypass") && !run.stdout.contains("pr0xypass"),
+                "{tag}: {}",
+                run.stderr
+            );
+            let report = fs::read_to_string(scratch.join("report.jsonl")).unwrap();
+            assert!(!report.contains("pr0xypass"), "{tag}: {report}");
+            // A forwarded http:// request's 403 may be the origin's; a CONNECT refusal and
+            // any 407 are the proxy's and say so.
+            if tag == "407" || (tag == "403" && url.starts_with("https")) {
+                assert!(e.contains("proxy"), "{tag} {url}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_proxy_that_injects_a_response_to_a_connect_is_not_the_page() {
+    // 200 to CONNECT followed by an HTTP response inside the "tunnel": for https this is TLS
+    // garbage, never saved.
+    let (proxy, _server) = scripted_proxy(
+        b"HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!",
+    );
+    let scratch = Scratch::new("proxy-inject");
+    let (run, rows) = fetch_list(
+        &scratch,
+        &["https://example.invalid/a".to_owned()],
+        &["--proxy", &proxy, "--retries", "0", "--timeout", "10"],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(!error_of(row(&rows, 1)).is_empty());
+    assert!(scratch.out_files().is_empty(), "{:?}", scratch.out_files());
+}
+
+#[test]
+fn no_proxy_patterns_for_ips_and_ports() {
+    let server = TestServer::start(|_, _| Reply::html("direct"));
+    // A dead proxy: anything sent to it fails.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let proxy = format!("http://{dead_addr}");
+    let port = server.addr().port();
+    let scratch = Scratch::new("no-proxy");
+    let lines = vec![server.url("/a")];
+    for (no_proxy, direct) in [
+        ("*", true),
+        ("127.0.0.1", true),
+        (" 127.0.0.1 ,other", true),
+        (&*format!("127.0.0.1:{port}"), true),
+        ("localhost", false),
+        ("0.0.1", false),
+        (".0.0.1", false),
+        ("27.0.0.1", false),
+        ("127.0.0.0/8", true),
+    ] {
+        let (run, rows) = fetch_list_env(
+            &scratch,
+            &lines,
+            &["--retries", "0"],
+            &[("http_proxy", &proxy), ("no_proxy", no_proxy)],
+        );
+        let saved = run.code == Some(0);
+        assert_eq!(
+            saved,
+            direct,
+            "no_proxy={no_proxy:?}: {} {}",
+            run.stderr,
+            row(&rows, 1)
+        );
+    }
+}
+
+// ---------------------------------------------------------------- redirects
+
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host_port_or_scheme() {
+    let other = TestServer::start(|_, _| Reply::html("other"));
+    let target = other.url("/land");
+    let server = TestServer::start(move |request, _| match request.path.as_str() {
+        "/start" => Reply::redirect(302, &target),
+        _ => Reply::html("x"),
+    });
+    let scratch = Scratch::new("redirect-creds");
+    let url = server
+        .url("/start")
+        .replace("http://", "http://alice:hunter2@");
+    let (run, rows) = fetch_list(&scratch, &[url], &["-H", "Cookie: c=1"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let landed = &other.requests()[0];
+    assert!(landed.header("authorization").is_none(), "{landed:?}");
+    assert!(landed.header("cookie").is_none(), "{landed:?}");
+    assert!(server.requests()[0].header("authorization").is_some());
+    let report = fs::read_to_string(scratch.join("report.jsonl")).unwrap();
+    assert!(!report.contains("hunter2") && !run.stderr.contains("hunter2"));
+    let _ = rows;
+}
+
+#[test]
+fn redirects_to_other_schemes_and_loops_are_per_entry_errors() {
+    let server = TestServer::start(|request, _| match request.path.as_str() {
+        "/file" => Reply::redirect(302, "file:///etc/passwd"),
+        "/ftp" => Reply::redirect(301, "ftp://example.com/x"),
+        "/js" => Reply::redirect(302, "javascript:alert(1)"),
+        "/data" => Reply::redirect(302, "data:text/html,hi"),
+        "/empty" => Reply::redirect(302, ""),
+        "/self" => Reply::redirect(302, "/self"),
+        "/a" => Reply::redirect(302, "/b"),
+        "/b" => Reply::redirect(302, "/a?"),
+        "/a?" => Reply::redirect(302, "/a"),
+        "/nohost" => Reply::redirect(302, "http:///x"),
+        "/creds" => Reply::redirect(302, "http://u:leak@127.0.0.1:1/x"),
+        _ => Reply::html("ok"),
+    });
+    let scratch = Scratch::new("redirect-bad");
+    let paths = [
+        "/file", "/ftp", "/js", "/data", "/empty", "/self", "/a", "/nohost", "/creds",
+    ];
+    let lines: Vec<String> = paths.iter().map(|p| server.url(p)).collect();
+    let (run, rows) = fetch_list(
+        &scratch,
+        &lines,
+        &["--retries", "0", "--connect-timeout", "2"],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    for (i, path) in paths.iter().enumerate() {
+        let r = row(&rows, i as u64 + 1);
+        assert!(!error_of(r).is_empty(), "{path}: {r}");
+    }
+    let report = fs::read_to_string(scratch.join("report.jsonl")).unwrap();
+    assert!(
+        !report.contains("leak") && !run.stderr.contains("leak"),
+        "{report}"
+    );
+    assert!(scratch.out_files().is_empty(), "{:?}", scratch.out_files());
+}
+
+// ---------------------------------------------------------------- stale connections
+
+#[test]
+fn many_stale_connections_at_once_are_all_resent() {
+    let server = TestServer::start_with(support::Keepalive::DropReused, |request, _| {
+        if request.path.starts_with("/r") {
+            Reply::redirect(302, &format!("/p{}", &request.path[2..]))
+        } else {
+            Reply::html("page")
+        }
+    });
+    let scratch = Scratch::new("stale-many");
+    let lines: Vec<String> = (0..64)
+        .map(|i| format!("p{i} {}", server.url(&format!("/r{i}"))))
+        .collect();
+    let (run, rows) = fetch_list(&scratch, &lines, &["-j", "32", "--retries", "0"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for line in 1..=64 {
+        assert_eq!(row(&rows, line)["attempts"], 1);
+    }
+}
+
+// keep imports used
+#[allow(dead_code)]
+fn _unused(_: Arc<AtomicUsize>, _: &mut dyn Read, _: TcpStream, _: Ordering) {}
