@@ -82,36 +82,53 @@ fn reserved_names_are_refused_before_anything_is_fetched() {
     }
 }
 
+/// Names derived from URLs are numbered in list order (`page`, `page-2`), so an edited list
+/// can give a name to another URL. Without a state file nothing records which URL a file
+/// holds (wget -nc is the same); once `--update` has written one, neither `--skip-existing`
+/// nor `--update` trusts a file the state says holds another URL's page, whatever the runs
+/// in between did.
 #[test]
-fn derived_names_stay_put_when_the_list_is_reordered_or_shortened() {
+fn skip_existing_never_skips_a_file_the_state_says_holds_another_url() {
     let server = TestServer::start(|request, _| Reply::bytes(OCTETS, request.path.clone().into()));
     let scratch = Scratch::new("stable-names");
-    let a = format!("{}/a/page", server.url(""));
-    let b = format!("{}/b/page", server.url(""));
-    let c = format!("{}/c/page", server.url(""));
-    let (run, first) = fetch_list(&scratch, &[a.clone(), b.clone(), c.clone()], &[]);
+    let url = |p: &str| format!("{}/{p}/page", server.url(""));
+    let (a, b, c, d) = (url("a"), url("b"), url("c"), url("d"));
+    let (run, _) = fetch_list(&scratch, &[a.clone(), b.clone(), c.clone()], &["--update"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let name_of = |rows: &[serde_json::Value], line: u64| -> String {
-        row(rows, line)["name"].as_str().unwrap().to_owned()
+    let check = |rows: &[serde_json::Value], n: u64| {
+        for line in 1..=n {
+            let r = row(rows, line);
+            let body = fs::read_to_string(r["path"].as_str().unwrap()).unwrap();
+            let url = r["url"].as_str().unwrap();
+            assert!(
+                url.ends_with(&body),
+                "line {line}: {url} is in a file holding {body} ({r})"
+            );
+        }
     };
-    let names = [name_of(&first, 1), name_of(&first, 2), name_of(&first, 3)];
-    // The first entry removed, the rest reordered and a new one added.
-    let d = format!("{}/d/page", server.url(""));
-    let (run, second) = fetch_list(&scratch, &[c.clone(), d, b.clone()], &["--skip-existing"]);
+    // The first entry removed, the rest reordered and a new one added; then a plain run
+    // (neither option) in between, then the first list again.
+    let (run, rows) = fetch_list(
+        &scratch,
+        &[c.clone(), d.clone(), b.clone()],
+        &["--skip-existing"],
+    );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    // Whatever names the entries get, --skip-existing must never skip an entry because of a
-    // file holding another URL's body.
-    for line in 1..=3 {
-        let r = row(&second, line);
-        let saved = r["path"].as_str().unwrap();
-        let body = fs::read_to_string(saved).unwrap();
-        let url = r["url"].as_str().unwrap();
-        assert!(
-            url.ends_with(&body),
-            "line {line}: {url} is in a file holding {body} ({r})"
-        );
+    check(&rows, 3);
+    let (run, rows) = fetch_list(&scratch, &[d.clone(), c.clone()], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    check(&rows, 2);
+    for args in [&["--skip-existing"][..], &["--update"][..]] {
+        let (run, rows) = fetch_list(&scratch, &[a.clone(), b.clone(), c.clone()], args);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        check(&rows, 3);
     }
-    let _ = names;
+    // An unchanged list is still skipped.
+    let (_, rows) = fetch_list(&scratch, &[a, b, c], &["--skip-existing"]);
+    assert!(
+        (1..=3).all(|l| row(&rows, l)["skipped"] == true),
+        "{rows:#?}"
+    );
 }
 
 // ---------------------------------------------------------------- -c / --continue

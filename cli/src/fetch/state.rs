@@ -11,10 +11,17 @@
 //! ```
 //!
 //! `entries` is keyed by the entry's name (its NAME, or the one derived from its URL); `file`
-//! is the name the page was saved under in DIR. An entry is asked conditionally only if its URL
-//! is the same and its file is still there. Entries of names not in this run are kept (several
-//! lists may share a directory). The file is replaced atomically (written beside it, then
-//! renamed); a missing or unreadable state only means everything is fetched again.
+//! is the name the page was saved under in DIR; `etag` and `last_modified` are left out when
+//! the response had none. An entry is asked conditionally only if its URL is the same, it has
+//! a validator and its file is still there. Every file a run saves updates its entry, and a
+//! directory that has a state file keeps it up to date on every run, `--update` or not: so
+//! the state never says a file holds a page it no longer holds, and `--skip-existing` does
+//! not skip a file the state says holds another URL's page (an edited list gave its derived
+//! name to another URL). Entries of names not in this run are kept (several lists may share
+//! a directory). The file is read only if it is a regular file (no symlink, FIFO or device)
+//! of at most 256 MiB, and validators that are no valid header value are dropped. It is
+//! replaced atomically (written beside it, then renamed); a missing or unreadable state only
+//! means everything is fetched again.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -68,6 +75,11 @@ impl State {
     fn path(dir: &Path) -> PathBuf {
         debug_assert!(FILE_NAME.starts_with(PARTIAL_PREFIX));
         dir.join(FILE_NAME)
+    }
+
+    /// Whether DIR has a state file (or something under its name).
+    pub(crate) fn exists(dir: &Path) -> bool {
+        fs::symlink_metadata(State::path(dir)).is_ok()
     }
 
     /// Reads DIR's state; a missing file is an empty state, an unreadable one is reported in
@@ -124,10 +136,6 @@ impl State {
 
     pub(crate) fn set(&mut self, name: &str, remembered: Remembered) {
         self.entries.insert(name.to_owned(), remembered);
-    }
-
-    pub(crate) fn forget(&mut self, name: &str) {
-        self.entries.remove(name);
     }
 
     /// Writes the state beside its final name and renames it into place.
