@@ -680,10 +680,17 @@ impl Downloader {
                     .get(header::CONTENT_RANGE)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
+                // A server that ignores If-Range answers a Range with a 206 of its current
+                // version: its validator must be the kept bytes' one, or the two versions
+                // would be spliced into a file that looks complete.
+                let is_etag = resume.if_range.starts_with('"') || resume.if_range.starts_with("W/");
+                let version = if is_etag { &etag } else { &last_modified };
+                let same_version = version.as_ref().is_none_or(|v| *v == resume.if_range);
                 match parse_content_range(range) {
                     Some((start, end, total))
                         if start == resume.offset
                             && !encoded
+                            && same_version
                             && expected.is_none_or(|e| e == end + 1 - start) =>
                     {
                         // The range's length bounds the body even without Content-Length:
@@ -692,10 +699,19 @@ impl Downloader {
                     }
                     _ => {
                         destination.out.discard_resumable(&destination.name.base);
-                        return Err(FetchError::BadRange(format!(
-                            "asked for bytes from {}, the server sent Content-Range {range:?}",
-                            resume.offset
-                        )));
+                        let why = match same_version {
+                            true => format!(
+                                "asked for bytes from {}, the server sent Content-Range {range:?}",
+                                resume.offset
+                            ),
+                            false => format!(
+                                "the server sent part of another version ({} instead of {}) \
+                                 and ignored If-Range",
+                                version.as_deref().unwrap_or_default(),
+                                resume.if_range
+                            ),
+                        };
+                        return Err(FetchError::BadRange(why));
                     }
                 }
             }
