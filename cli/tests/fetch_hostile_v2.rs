@@ -888,3 +888,41 @@ fn a_206_of_another_version_than_the_kept_bytes_is_refused() {
         assert_eq!(run.code, Some(0), "{tag}: {}", run.stderr);
     }
 }
+
+/// Servers send raw UTF-8 in `Location` (browsers and curl percent-encode it and follow).
+#[test]
+fn a_redirect_to_a_raw_utf8_location_is_followed() {
+    let server = TestServer::start(|request, _| match request.path.as_str() {
+        "/start" => Reply::redirect(302, "/caf\u{e9}.html"),
+        "/caf%C3%A9.html" => Reply::html("caf\u{e9}"),
+        other => Reply::status(404).body(other.as_bytes().to_vec()),
+    });
+    let scratch = Scratch::new("utf8-location");
+    let (run, rows) = fetch_list(&scratch, &[format!("cafe {}", server.url("/start"))], &[]);
+    assert_eq!(run.code, Some(0), "{} {}", run.stderr, row(&rows, 1));
+    assert!(row(&rows, 1)["final_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("/caf%C3%A9.html"));
+}
+
+#[test]
+fn update_with_a_state_file_over_the_size_limit_fetches_whole_with_a_warning() {
+    let server = etag_server();
+    let scratch = Scratch::new("state-huge");
+    fs::create_dir_all(scratch.out()).unwrap();
+    let state = scratch.out().join(".futurepool-state.json");
+    // Sparse: 300 MiB of nothing costs no disk.
+    fs::File::create(&state)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let lines = vec![format!("page {}", server.url("/p"))];
+    let (run, rows) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["status"], 200);
+    assert!(run.stderr.contains("larger than 256 MiB"), "{}", run.stderr);
+    // Replaced by this run's state: the next run is conditional.
+    let (_, rows) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(row(&rows, 1)["not_modified"], true);
+}

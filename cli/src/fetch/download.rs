@@ -430,12 +430,14 @@ impl Downloader {
                     return self.save(response, current, to, interrupt, buffer);
                 }
                 301 | 302 | 303 | 307 | 308 => {
+                    // Not `to_str`, which takes visible ASCII only: servers send raw UTF-8,
+                    // which browsers and curl percent-encode and follow (`join` does).
                     let location = response
                         .headers()
                         .get(header::LOCATION)
-                        .and_then(|v| v.to_str().ok())
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()))
                         .ok_or(FetchError::RedirectWithoutLocation(status))?;
-                    let next = current.join(location).map_err(FetchError::BadRedirect)?;
+                    let next = current.join(&location).map_err(FetchError::BadRedirect)?;
                     if visited.contains(&next) {
                         return Err(FetchError::RedirectLoop(next.to_string()));
                     }

@@ -159,15 +159,9 @@ impl OutputDir {
         }
         let text = serde_json::to_vec(meta).expect("plain strings serialize");
         // O_NOFOLLOW: a symlink planted under these names fails the open instead of leading
-        // the write outside DIR.
-        OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&meta_path)
-            .and_then(|mut file| file.write_all(&text))
-            .map_err(|e| WriteError::from_io("write", &meta_path, e))?;
+        // the write outside DIR. The old bytes go (truncate) before the new sidecar is written:
+        // a process killed in between leaves an empty file or the old pair, never the new
+        // version's sidecar beside the old version's bytes.
         let file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -176,6 +170,14 @@ impl OutputDir {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| WriteError::from_io("create", &path, e))?;
+        OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&meta_path)
+            .and_then(|mut file| file.write_all(&text))
+            .map_err(|e| WriteError::from_io("write", &meta_path, e))?;
         drop(state);
         Ok(PartialFile {
             out: self,
