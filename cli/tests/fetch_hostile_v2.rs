@@ -685,8 +685,15 @@ fn proxies_that_refuse_demand_auth_or_hang_up_give_clear_errors_without_the_pass
             assert!(!report.contains("pr0xypass"), "{tag}: {report}");
             // A forwarded http:// request's 403 may be the origin's; a CONNECT refusal and
             // any 407 are the proxy's and say so.
-            if tag == "407" || (tag == "403" && url.starts_with("https")) {
+            // A CONNECT refused, or a proxy that cannot be reached, names the proxy (not the
+            // target) and the status.
+            let https = url.starts_with("https");
+            if tag == "407" || (https && tag != "garbage") {
                 assert!(e.contains("proxy"), "{tag} {url}: {e}");
+                assert!(!e.contains("example.invalid"), "{tag} {url}: {e}");
+            }
+            if tag == "407" || tag == "403" {
+                assert!(e.contains(tag), "{tag} {url}: {e}");
             }
         }
     }
@@ -925,4 +932,52 @@ fn update_with_a_state_file_over_the_size_limit_fetches_whole_with_a_warning() {
     // Replaced by this run's state: the next run is conditional.
     let (_, rows) = fetch_list(&scratch, &lines, &["--update"]);
     assert_eq!(row(&rows, 1)["not_modified"], true);
+}
+
+#[test]
+fn a_proxy_that_accepts_and_never_answers_is_abandoned_within_the_timeouts() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts (the kernel does, from the backlog) and never reads or answers; held until
+    // the test ends.
+    let _held = thread::spawn(move || {
+        let mut streams = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < give_up {
+            if let Ok((s, _)) = listener.accept() {
+                streams.push(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let scratch = Scratch::new("proxy-silent");
+    let lines = vec![
+        "http://example.invalid/a".to_owned(),
+        "https://example.invalid/b".to_owned(),
+    ];
+    let started = Instant::now();
+    let (run, rows) = fetch_list(
+        &scratch,
+        &lines,
+        &[
+            "--proxy",
+            &proxy,
+            "--retries",
+            "0",
+            "--stall-timeout",
+            "1",
+            "--timeout",
+            "3",
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    for line in [1, 2] {
+        assert!(!error_of(row(&rows, line)).is_empty());
+    }
 }

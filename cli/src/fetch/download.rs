@@ -571,17 +571,22 @@ impl Downloader {
             stale::forward_next_request(None);
             result
         };
-        let classify = |e| match (forward, self.classify(e, url, None, 0)) {
-            (Some(forward), FetchError::Connect { reason, .. }) => FetchError::Proxy(format!(
-                "cannot connect to {}: {reason}",
-                redact(&forward.base)
+        // Through a proxy, a failure to connect is the proxy's, not the target's; say which.
+        let proxy_shown = match &route {
+            Route::Direct => None,
+            Route::Tunnel(proxy) => Some(proxy_address(proxy)),
+            Route::Forward(forward) => Some(redact(&forward.base)),
+        };
+        let classify = |e| match (&proxy_shown, self.classify(e, url, None, 0)) {
+            (Some(proxy), FetchError::Connect { reason, .. }) => {
+                FetchError::Proxy(format!("cannot connect to {proxy}: {reason}"))
+            }
+            (Some(proxy), FetchError::ConnectTimeout { after, .. }) => FetchError::Proxy(format!(
+                "no connection to {proxy} within {}",
+                seconds(after)
             )),
-            (Some(forward), FetchError::ConnectTimeout { after, .. }) => {
-                FetchError::Proxy(format!(
-                    "no connection to {} within {}",
-                    redact(&forward.base),
-                    seconds(after)
-                ))
+            (Some(proxy), FetchError::Proxy(why)) => {
+                FetchError::Proxy(connect_refused(proxy, &why))
             }
             (_, error) => error,
         };
@@ -886,6 +891,38 @@ struct SaveTo<'a> {
     /// The attempt's deadline, which `--limit-rate` waits must not pass.
     deadline: Instant,
     resume: Option<&'a Resume>,
+}
+
+/// `scheme://host:port` of a proxy, without its credentials.
+fn proxy_address(proxy: &ureq::Proxy) -> String {
+    let scheme = match proxy.protocol() {
+        ureq::ProxyProtocol::Https => "https",
+        _ => "http",
+    };
+    let host = proxy.host();
+    match host.contains(':') && !host.starts_with('[') {
+        true => format!("{scheme}://[{host}]:{}", proxy.port()),
+        false => format!("{scheme}://{host}:{}", proxy.port()),
+    }
+}
+
+/// ureq's "proxy server responded 407/407" for a refused CONNECT, in the user's terms.
+fn connect_refused(proxy: &str, why: &str) -> String {
+    let status = why
+        .strip_prefix("proxy server responded ")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|code| code.trim().parse::<u16>().ok());
+    match status {
+        Some(407) => format!(
+            "{proxy} answered HTTP 407 Proxy Authentication Required to CONNECT (give its \
+             credentials as http://user:password@host:port)"
+        ),
+        Some(status) => format!(
+            "{proxy} refused to open a tunnel (CONNECT answered HTTP {status}{})",
+            reason_suffix(status)
+        ),
+        None => format!("{proxy}: {why}"),
+    }
 }
 
 /// What a request carries beyond the URL and the user's headers.
