@@ -981,3 +981,28 @@ fn a_proxy_that_accepts_and_never_answers_is_abandoned_within_the_timeouts() {
         assert!(!error_of(row(&rows, line)).is_empty());
     }
 }
+
+/// The file an `--update` run would confirm is deleted while the request is in flight: a
+/// 304 must not report `not_modified` for a file that is not there.
+#[test]
+fn a_304_for_a_file_deleted_during_the_run_fetches_it_again() {
+    let scratch = Arc::new(Scratch::new("304-deleted"));
+    let page = scratch.out().join("page.html");
+    let server = TestServer::start(move |request, _| {
+        if request.header("if-none-match") == Some("\"v1\"") {
+            let _ = fs::remove_file(&page);
+            return Reply::status(304).header("ETag", "\"v1\"").without_length();
+        }
+        Reply::html("v1").header("ETag", "\"v1\"")
+    });
+    let lines = vec![format!("page {}", server.url("/p"))];
+    let (run, _) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let (run, rows) = fetch_list(&scratch, &lines, &["--update"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["not_modified"], false, "{}", row(&rows, 1));
+    assert_eq!(
+        fs::read_to_string(scratch.out().join("page.html")).unwrap(),
+        "v1"
+    );
+}

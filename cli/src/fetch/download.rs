@@ -383,7 +383,7 @@ impl Downloader {
             .unwrap_or_else(far_future);
         let resume = self.resume_point(url, destination);
         // A partial file is not the page: only a complete copy is asked about.
-        let conditional = destination.conditional.filter(|_| resume.is_none());
+        let mut conditional = destination.conditional.filter(|_| resume.is_none());
         let mut current = url.clone();
         let mut visited = vec![url.clone()];
         loop {
@@ -398,6 +398,12 @@ impl Downloader {
             let response = self.get(&current, url, deadline, request)?;
             let status = response.status().as_u16();
             match status {
+                // The copy the 304 confirms was removed during the run: "not modified" would
+                // report a file that is not there. Asked again, unconditionally (once: the
+                // conditional is gone).
+                304 if conditional.is_some_and(|known| !known.path.is_file()) => {
+                    conditional = None;
+                }
                 304 if conditional.is_some() => {
                     let known = conditional.expect("checked");
                     let (etag, last_modified) = validators(response.headers());
