@@ -754,9 +754,20 @@ impl Downloader {
                 last_modified: last_modified.clone(),
             };
             let base = &destination.name.base;
-            destination
+            match destination
                 .out
-                .open_resumable(destination.key, base, offset > 0, &meta)?
+                .open_resumable(destination.key, base, offset > 0, &meta)
+            {
+                Ok(partial) => partial,
+                // Something that is not our file sits under the resume name (a directory, a
+                // symlink, which is never followed): `-c` only saves time, so the page is
+                // still fetched, into an ordinary partial file. A 206 continues the kept
+                // bytes and has nowhere else to go.
+                Err(WriteError::Io { .. }) if offset == 0 => {
+                    destination.out.create_partial(destination.key)?
+                }
+                Err(error) => return Err(error.into()),
+            }
         } else {
             if resume.is_some() {
                 destination.out.discard_resumable(&destination.name.base);
