@@ -1004,3 +1004,107 @@ fn a_304_for_a_file_deleted_during_the_run_fetches_it_again() {
         "v1"
     );
 }
+
+/// A redirect (or an error) whose body never ends must not hold the entry: the body of a
+/// response that is not saved is not read.
+#[test]
+fn a_redirect_with_an_endless_body_is_followed_at_once() {
+    let server = TestServer::start(|request, _| match request.path.as_str() {
+        "/start" => Reply::redirect(302, "/end")
+            .body(vec![b'x'; 10_000])
+            .delivered(Delivery::Trickle(Duration::from_millis(100))),
+        "/gone" => Reply::status(404)
+            .body(vec![b'x'; 10_000])
+            .delivered(Delivery::Trickle(Duration::from_millis(100))),
+        _ => Reply::html("end"),
+    });
+    let scratch = Scratch::new("redirect-endless");
+    let started = Instant::now();
+    let (run, rows) = fetch_list(
+        &scratch,
+        &[server.url("/start"), server.url("/gone")],
+        &["--retries", "0", "--timeout", "30"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(row(&rows, 1)["status"], 200, "{}", run.stderr);
+    assert_eq!(row(&rows, 2)["status"], 404, "{}", run.stderr);
+}
+
+/// Ctrl-C in the middle of a `-c --update` download: exit 130, nothing under the final name,
+/// the kept bytes and a valid state file survive, and the next run resumes.
+#[test]
+fn ctrl_c_during_a_resumable_download_with_update_leaves_nothing_that_looks_complete() {
+    use std::process::Stdio;
+    let server = TestServer::start(|request, earlier| {
+        let full = blob(100);
+        match (earlier, request.header("range")) {
+            (0, _) => Reply::bytes(OCTETS, full)
+                .header("ETag", "\"e1\"")
+                .delivered(Delivery::HangAfter(40)),
+            (_, Some("bytes=40-")) => Reply::bytes(OCTETS, full[40..].to_vec())
+                .header("ETag", "\"e1\"")
+                .header("Content-Range", "bytes 40-99/100")
+                .status_code(206),
+            _ => Reply::bytes(OCTETS, full).header("ETag", "\"e1\""),
+        }
+    });
+    let scratch = Scratch::new("ctrl-c-resume");
+    let fast = TestServer::start(|request, _| match request.header("if-none-match") {
+        Some("\"f\"") => Reply::status(304).without_length(),
+        _ => Reply::html("fast").header("ETag", "\"f\""),
+    });
+    let lines = vec![
+        format!("blob {}", server.url("/blob")),
+        format!("fast {}", fast.url("/f")),
+    ];
+    let list = scratch.list(&lines);
+    let out = scratch.out();
+    let child = support::command()
+        .args([
+            list.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-c",
+            "--update",
+        ])
+        .args(["--timeout", "600", "--stall-timeout", "600"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    support::eventually("40 bytes are kept", || {
+        support::files_in(&out)
+            .iter()
+            .filter(|n| n.ends_with(".part") && n.contains("resume"))
+            .any(|n| {
+                fs::metadata(out.join(n))
+                    .map(|m| m.len() == 40)
+                    .unwrap_or(false)
+            })
+    });
+    support::eventually("the fast page is saved", || out.join("fast.html").exists());
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let output = support::wait_bounded(child);
+    assert_eq!(output.status.code(), Some(130));
+    assert!(!out.join("blob").exists());
+    let state = fs::read_to_string(out.join(".futurepool-state.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert!(!state.contains("\"blob\""), "{state}");
+    assert!(state.contains("fast.html"), "{state}");
+    let (run, rows) = fetch_list(&scratch, &lines, &["-c", "--update", "--retries", "0"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(row(&rows, 1)["resumed_from"], 40);
+    assert_eq!(row(&rows, 2)["not_modified"], true);
+    assert_eq!(fs::read(out.join("blob")).unwrap(), blob(100));
+    assert_eq!(
+        support::files_in(&out),
+        [".futurepool-state.json", "blob", "fast.html"]
+    );
+}
