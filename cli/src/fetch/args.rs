@@ -291,6 +291,10 @@ mod tests {
         assert!(parse_rate("0").is_err());
         assert!(parse_rate("2/fortnight").is_err());
         assert!(parse_rate("fast").is_err());
+        // 1e-300/s passed and panicked in Duration::from_secs_f64(1 / rate).
+        assert!(parse_rate("1e-300").is_err());
+        assert!(parse_rate("0.5/h").is_ok());
+        assert!(parse_rate("0.01/h").is_err());
     }
 
     #[test]
