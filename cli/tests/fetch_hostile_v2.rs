@@ -1108,3 +1108,79 @@ fn ctrl_c_during_a_resumable_download_with_update_leaves_nothing_that_looks_comp
         [".futurepool-state.json", "blob", "fast.html"]
     );
 }
+
+/// A server (or a forwarding proxy) that sends a second, unasked-for response after the first
+/// on a keep-alive connection: the next request on that connection must not take the
+/// injected response as its answer.
+#[test]
+fn a_response_injected_after_the_first_on_a_kept_connection_is_not_the_next_page() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let _server = thread::spawn(move || {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < give_up {
+            let Ok((stream, _)) = listener.accept() else {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            thread::spawn(move || {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut first = true;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) <= 2 {
+                            break;
+                        }
+                    }
+                    let body = path.as_bytes();
+                    let mut answer =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                            .into_bytes();
+                    answer.extend_from_slice(body);
+                    if first {
+                        answer
+                            .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL");
+                        first = false;
+                    }
+                    // Delay the genuine answers, so the injected bytes are there first.
+                    if path != "/a" {
+                        thread::sleep(Duration::from_millis(200));
+                    }
+                    if writer.write_all(&answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let scratch = Scratch::new("injected");
+    let lines: Vec<String> = ["/a", "/b", "/c"]
+        .iter()
+        .map(|p| format!("http://{addr}{p}"))
+        .collect();
+    let (run, rows) = fetch_list(&scratch, &lines, &["-j", "1", "--retries", "0"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    for line in 1..=3 {
+        let r = row(&rows, line);
+        if let Some(path) = r["path"].as_str() {
+            let body = fs::read_to_string(path).unwrap();
+            assert_ne!(body, "EVIL", "line {line}: {r} {}", run.stderr);
+            assert!(
+                r["url"].as_str().unwrap().ends_with(&body),
+                "line {line}: {r}"
+            );
+        }
+    }
+}
