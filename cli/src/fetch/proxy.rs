@@ -85,7 +85,7 @@ impl Proxies {
             .or_else(|| var("NO_PROXY"))
             .map(|list| {
                 list.split(',')
-                    .map(|entry| entry.trim().to_ascii_lowercase())
+                    .map(|entry| ascii_entry(&entry.trim().to_ascii_lowercase()))
                     .filter(|entry| !entry.is_empty())
                     .collect()
             })
@@ -162,6 +162,22 @@ impl Proxies {
                     .strip_suffix(entry)
                     .is_some_and(|rest| rest.ends_with('.'))
         })
+    }
+}
+
+/// A no_proxy entry as hosts are compared: URL hosts are IDNA-encoded (`bücher.example` is
+/// `xn--bcher-kva.example` on the wire), so a non-ASCII entry is encoded the same way.
+fn ascii_entry(entry: &str) -> String {
+    if entry.is_ascii() {
+        return entry.to_owned();
+    }
+    let (prefix, domain) = match entry.strip_prefix('.') {
+        Some(domain) => (".", domain),
+        None => ("", entry),
+    };
+    match url::Host::parse(domain) {
+        Ok(url::Host::Domain(ascii)) => format!("{prefix}{ascii}"),
+        _ => entry.to_owned(),
     }
 }
 
@@ -340,6 +356,12 @@ mod tests {
         ] {
             assert!(proxies.for_url(&url(proxied)).is_some(), "{proxied}");
         }
+        let idna = vars(&[
+            ("all_proxy", "http://p:1"),
+            ("no_proxy", ".B\u{fc}cher.example"),
+        ]);
+        assert_eq!(idna.for_url(&url("http://www.b\u{fc}cher.example/")), None);
+        assert_eq!(idna.for_url(&url("http://xn--bcher-kva.example/")), None);
         let everything = vars(&[
             ("all_proxy", "http://p:1"),
             ("no_proxy", "0.0.0.0/0,bad/99"),
