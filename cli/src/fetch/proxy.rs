@@ -144,6 +144,8 @@ impl Proxies {
     /// by a suffix: `0.0.1` is no domain of `127.0.0.1`.
     fn is_direct(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        // `example.com.` (fully qualified) is `example.com`.
+        let host = host.strip_suffix('.').unwrap_or(host);
         let host_ip = host.parse::<IpAddr>().ok();
         self.direct.iter().any(|entry| {
             if entry == "*" {
@@ -151,6 +153,7 @@ impl Proxies {
             }
             let entry = entry.trim_start_matches("*.").trim_start_matches('.');
             let entry = without_port(entry);
+            let entry = entry.strip_suffix('.').unwrap_or(entry);
             if let Some(ip) = host_ip {
                 return match entry.split_once('/') {
                     Some((network, bits)) => in_network(ip, network, bits),
@@ -362,6 +365,12 @@ mod tests {
         ]);
         assert_eq!(idna.for_url(&url("http://www.b\u{fc}cher.example/")), None);
         assert_eq!(idna.for_url(&url("http://xn--bcher-kva.example/")), None);
+        assert_eq!(
+            idna.for_url(&url("http://www.xn--bcher-kva.example./")),
+            None
+        );
+        let dotted = vars(&[("all_proxy", "http://p:1"), ("no_proxy", "localhost.")]);
+        assert_eq!(dotted.for_url(&url("http://localhost/")), None);
         let everything = vars(&[
             ("all_proxy", "http://p:1"),
             ("no_proxy", "0.0.0.0/0,bad/99"),
