@@ -1184,3 +1184,37 @@ fn a_response_injected_after_the_first_on_a_kept_connection_is_not_the_next_page
         }
     }
 }
+
+/// Two runs on one directory at once (an overlapping cron job): the kept partial file that
+/// the other run is writing is neither resumed from nor truncated; this run saves the page
+/// whole through an ordinary partial file.
+#[test]
+fn a_kept_partial_file_another_run_is_writing_is_left_alone() {
+    use std::os::fd::AsRawFd;
+    let server = range_server();
+    let scratch = Scratch::new("c-locked");
+    let lines = vec![format!("blob {}", server.url("/blob"))];
+    let (run, _) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(1));
+    let part = resume_part(&scratch);
+    // The other run: holds the file locked, as a writing run does.
+    let other = fs::OpenOptions::new().write(true).open(&part).unwrap();
+    // SAFETY: flock(2) on a descriptor `other` owns and keeps open for the whole test.
+    assert_eq!(
+        unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let (run, rows) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+    assert_eq!(run.code, Some(0), "{} {}", run.stderr, row(&rows, 1));
+    assert!(
+        server.requests()[1].header("range").is_none(),
+        "resumed another run's file"
+    );
+    assert_eq!(
+        fs::metadata(&part).unwrap().len(),
+        40,
+        "the other run's bytes are intact"
+    );
+    assert_eq!(fs::read(scratch.out().join("blob")).unwrap(), blob(100));
+    drop(other);
+}

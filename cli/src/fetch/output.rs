@@ -136,6 +136,15 @@ impl OutputDir {
             return None;
         }
         let size = regular(&part)?.len();
+        // Another run writing it (two runs on one DIR): its bytes are still growing.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&part)
+            .ok()?;
+        if !try_lock(&file, libc::LOCK_SH) {
+            return None;
+        }
         Some((size, meta))
     }
 
@@ -162,14 +171,23 @@ impl OutputDir {
         // the write outside DIR. The old bytes go (truncate) before the new sidecar is written:
         // a process killed in between leaves an empty file or the old pair, never the new
         // version's sidecar beside the old version's bytes.
+        // Locked before it is truncated, so a file another run is writing (two runs on one
+        // DIR) is refused intact; the caller then uses an ordinary partial file.
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .append(append)
-            .truncate(!append)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| WriteError::from_io("create", &path, e))?;
+        if !try_lock(&file, libc::LOCK_EX) {
+            let busy = io::Error::from_raw_os_error(libc::EWOULDBLOCK);
+            return Err(WriteError::from_io("lock", &path, busy));
+        }
+        if !append {
+            file.set_len(0)
+                .map_err(|e| WriteError::from_io("truncate", &path, e))?;
+        }
         OpenOptions::new()
             .create(true)
             .write(true)
@@ -222,6 +240,14 @@ impl OutputDir {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// `flock(2)` without waiting; false if another open file holds a conflicting lock. Released
+/// when `file` closes (commit or drop).
+fn try_lock(file: &File, kind: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor `file` owns and keeps open for the call.
+    unsafe { libc::flock(file.as_raw_fd(), kind | libc::LOCK_NB) == 0 }
 }
 
 /// A sidecar holds a URL (at most about 8 KiB) and two validators.
