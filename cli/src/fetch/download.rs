@@ -113,6 +113,8 @@ pub(crate) enum FetchError {
     TotalTimeout { after: Duration },
     #[error("truncated: the body ended after {received} of the {expected} bytes its Content-Length announced")]
     Truncated { received: u64, expected: u64 },
+    #[error("truncated: the file has {received} of the {total} bytes its Content-Range announced (-c resumes it)")]
+    TruncatedRange { received: u64, total: u64 },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("too large: the body exceeds --max-size {} ({})", super::args::format_size(*limit), if *decoded { "counting decoded bytes" } else { "announced by Content-Length" })]
@@ -152,6 +154,7 @@ impl FetchError {
             | FetchError::Stalled { .. }
             | FetchError::TotalTimeout { .. }
             | FetchError::Truncated { .. }
+            | FetchError::TruncatedRange { .. }
             | FetchError::BadRange(_)
             | FetchError::ConnectionLost(_) => true,
             _ => false,
@@ -816,9 +819,9 @@ impl Downloader {
             return Err(FetchError::Truncated { received, expected });
         }
         if let Some(total) = total.filter(|&t| t != offset + received) {
-            return Err(FetchError::Truncated {
+            return Err(FetchError::TruncatedRange {
                 received: offset + received,
-                expected: total,
+                total,
             });
         }
         let name = destination.name.final_name(content_type.as_deref());
