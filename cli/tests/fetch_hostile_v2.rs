@@ -848,6 +848,56 @@ fn many_stale_connections_at_once_are_all_resent() {
     }
 }
 
+/// Some servers (and caches) ignore If-Range and answer any Range with a 206: a 206 naming
+/// another version than the kept bytes' would splice two versions into one "complete" file.
+#[test]
+fn a_206_of_another_version_than_the_kept_bytes_is_refused() {
+    for (tag, validator) in [("etag", "ETag"), ("date", "Last-Modified")] {
+        let server = TestServer::start(move |request, earlier| {
+            let (v1, v2) = match validator {
+                "ETag" => ("\"e1\"", "\"e2\""),
+                _ => (
+                    "Wed, 01 Dec 2026 10:00:00 GMT",
+                    "Wed, 02 Dec 2026 10:00:00 GMT",
+                ),
+            };
+            if earlier == 0 {
+                return Reply::bytes(OCTETS, blob(100))
+                    .header(validator, v1)
+                    .delivered(Delivery::CloseAfter(40));
+            }
+            // Version 2 is all 'Z'; the range is honoured, If-Range is not.
+            let full = vec![b'Z'; 100];
+            match request.header("range") {
+                Some("bytes=40-") => Reply::bytes(OCTETS, full[40..].to_vec())
+                    .header(validator, v2)
+                    .header("Content-Range", "bytes 40-99/100")
+                    .status_code(206),
+                _ => Reply::bytes(OCTETS, full).header(validator, v2),
+            }
+        });
+        let scratch = Scratch::new(&format!("c-206-other-{tag}"));
+        let lines = vec![format!("blob {}", server.url("/blob"))];
+        let (run, _) = fetch_list(&scratch, &lines, &["-c", "--retries", "0"]);
+        assert_eq!(run.code, Some(1));
+        let (run, rows) = fetch_list(
+            &scratch,
+            &lines,
+            &["-c", "--retries", "1", "--backoff", "0.01"],
+        );
+        let saved = fs::read(scratch.out().join("blob"));
+        if let Ok(body) = &saved {
+            assert_eq!(
+                body,
+                &vec![b'Z'; 100],
+                "{tag}: two versions spliced: {}",
+                row(&rows, 1)
+            );
+        }
+        assert_eq!(run.code, Some(0), "{tag}: {}", run.stderr);
+    }
+}
+
 /// Servers send raw UTF-8 in `Location` (browsers and curl percent-encode it and follow).
 #[test]
 fn a_redirect_to_a_raw_utf8_location_is_followed() {
