@@ -168,6 +168,10 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     if !(n > 0.0 && n <= 1e6) {
         return Err(format!("{text:?}: expected a positive rate"));
     }
+    // Slower than one a day is a typo, and its interval would not fit a `Duration`.
+    if n / seconds < 1.0 / 86_400.0 {
+        return Err(format!("{text:?}: expected at least one request a day"));
+    }
     Ok(n / seconds)
 }
 
@@ -287,6 +291,10 @@ mod tests {
         assert!(parse_rate("0").is_err());
         assert!(parse_rate("2/fortnight").is_err());
         assert!(parse_rate("fast").is_err());
+        // 1e-300/s passed and panicked in Duration::from_secs_f64(1 / rate).
+        assert!(parse_rate("1e-300").is_err());
+        assert!(parse_rate("0.5/h").is_ok());
+        assert!(parse_rate("0.01/h").is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use ureq::{Agent, Body, Timeout};
 use super::interrupt::Interrupt;
 use super::naming::EntryName;
 use super::output::{OutputDir, ResumeMeta, WriteError};
-use super::polite::{Bandwidth, HostRate};
+use super::polite::{Bandwidth, HostRate, Stopped};
 use super::proxy::{Proxies, Route};
 use super::resolver::CachingResolver;
 use super::retry::{self, Backoff, MAX_RETRY_AFTER};
@@ -113,6 +113,8 @@ pub(crate) enum FetchError {
     TotalTimeout { after: Duration },
     #[error("truncated: the body ended after {received} of the {expected} bytes its Content-Length announced")]
     Truncated { received: u64, expected: u64 },
+    #[error("truncated: the file has {received} of the {total} bytes its Content-Range announced (-c resumes it)")]
+    TruncatedRange { received: u64, total: u64 },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("too large: the body exceeds --max-size {} ({})", super::args::format_size(*limit), if *decoded { "counting decoded bytes" } else { "announced by Content-Length" })]
@@ -152,6 +154,7 @@ impl FetchError {
             | FetchError::Stalled { .. }
             | FetchError::TotalTimeout { .. }
             | FetchError::Truncated { .. }
+            | FetchError::TruncatedRange { .. }
             | FetchError::BadRange(_)
             | FetchError::ConnectionLost(_) => true,
             _ => false,
@@ -375,12 +378,15 @@ impl Downloader {
         interrupt: &Interrupt,
         buffer: &mut [u8],
     ) -> Result<Saved, FetchError> {
+        // The first request's `--rate` slot is waited for before the attempt's clock starts,
+        // like a backoff; a redirect's must come before the attempt's deadline.
+        self.take_rate_slot(url, destination.rate_prepaid, interrupt, None)?;
         let deadline = Instant::now()
             .checked_add(self.settings.timeouts.total)
             .unwrap_or_else(far_future);
         let resume = self.resume_point(url, destination);
         // A partial file is not the page: only a complete copy is asked about.
-        let conditional = destination.conditional.filter(|_| resume.is_none());
+        let mut conditional = destination.conditional.filter(|_| resume.is_none());
         let mut current = url.clone();
         let mut visited = vec![url.clone()];
         loop {
@@ -388,10 +394,19 @@ impl Downloader {
                 conditional,
                 resume: resume.as_ref(),
             };
-            let prepaid = destination.rate_prepaid;
-            let response = self.get(&current, url, deadline, interrupt, prepaid, request)?;
+            if visited.len() > 1 {
+                let prepaid = destination.rate_prepaid;
+                self.take_rate_slot(&current, prepaid, interrupt, Some(deadline))?;
+            }
+            let response = self.get(&current, url, deadline, request)?;
             let status = response.status().as_u16();
             match status {
+                // The copy the 304 confirms was removed during the run: "not modified" would
+                // report a file that is not there. Asked again, unconditionally (once: the
+                // conditional is gone).
+                304 if conditional.is_some_and(|known| !known.path.is_file()) => {
+                    conditional = None;
+                }
                 304 if conditional.is_some() => {
                     let known = conditional.expect("checked");
                     let (etag, last_modified) = validators(response.headers());
@@ -415,22 +430,23 @@ impl Downloader {
                     ));
                 }
                 200..=299 => {
-                    return self.save(
-                        response,
-                        current,
+                    let to = SaveTo {
                         destination,
-                        interrupt,
-                        buffer,
-                        resume.as_ref(),
-                    );
+                        original: url,
+                        deadline,
+                        resume: resume.as_ref(),
+                    };
+                    return self.save(response, current, to, interrupt, buffer);
                 }
                 301 | 302 | 303 | 307 | 308 => {
+                    // Not `to_str`, which takes visible ASCII only: servers send raw UTF-8,
+                    // which browsers and curl percent-encode and follow (`join` does).
                     let location = response
                         .headers()
                         .get(header::LOCATION)
-                        .and_then(|v| v.to_str().ok())
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()))
                         .ok_or(FetchError::RedirectWithoutLocation(status))?;
-                    let next = current.join(location).map_err(FetchError::BadRedirect)?;
+                    let next = current.join(&location).map_err(FetchError::BadRedirect)?;
                     if visited.contains(&next) {
                         return Err(FetchError::RedirectLoop(next.to_string()));
                     }
@@ -489,21 +505,35 @@ impl Downloader {
         }
     }
 
+    /// `--rate`: waits for `url`'s host's next request slot (unless the orchestrator took it
+    /// already, `prepaid`), never past `deadline`.
+    fn take_rate_slot(
+        &self,
+        url: &HttpUrl,
+        prepaid: &Cell<bool>,
+        interrupt: &Interrupt,
+        deadline: Option<Instant>,
+    ) -> Result<(), FetchError> {
+        let Some(rate) = self.rate.as_ref().filter(|_| !prepaid.replace(false)) else {
+            return Ok(());
+        };
+        rate.acquire(&url.host_key(), interrupt, deadline)
+            .map_err(|stopped| match stopped {
+                Stopped::Interrupted => FetchError::Interrupted,
+                Stopped::Deadline => FetchError::TotalTimeout {
+                    after: self.settings.timeouts.total,
+                },
+            })
+    }
+
     fn get(
         &self,
         url: &HttpUrl,
         original: &HttpUrl,
         deadline: Instant,
-        interrupt: &Interrupt,
-        prepaid: &Cell<bool>,
         extra: Extra<'_>,
     ) -> Result<Response<Body>, FetchError> {
         let timeouts = self.settings.timeouts;
-        if let Some(rate) = self.rate.as_ref().filter(|_| !prepaid.replace(false)) {
-            if !rate.acquire(&url.host_key(), interrupt) {
-                return Err(FetchError::Interrupted);
-            }
-        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(FetchError::TotalTimeout {
@@ -550,17 +580,22 @@ impl Downloader {
             stale::forward_next_request(None);
             result
         };
-        let classify = |e| match (forward, self.classify(e, url, None, 0)) {
-            (Some(forward), FetchError::Connect { reason, .. }) => FetchError::Proxy(format!(
-                "cannot connect to {}: {reason}",
-                redact(&forward.base)
+        // Through a proxy, a failure to connect is the proxy's, not the target's; say which.
+        let proxy_shown = match &route {
+            Route::Direct => None,
+            Route::Tunnel(proxy) => Some(proxy_address(proxy)),
+            Route::Forward(forward) => Some(redact(&forward.base)),
+        };
+        let classify = |e| match (&proxy_shown, self.classify(e, url, None, 0)) {
+            (Some(proxy), FetchError::Connect { reason, .. }) => {
+                FetchError::Proxy(format!("cannot connect to {proxy}: {reason}"))
+            }
+            (Some(proxy), FetchError::ConnectTimeout { after, .. }) => FetchError::Proxy(format!(
+                "no connection to {proxy} within {}",
+                seconds(after)
             )),
-            (Some(forward), FetchError::ConnectTimeout { after, .. }) => {
-                FetchError::Proxy(format!(
-                    "no connection to {} within {}",
-                    redact(&forward.base),
-                    seconds(after)
-                ))
+            (Some(proxy), FetchError::Proxy(why)) => {
+                FetchError::Proxy(connect_refused(proxy, &why))
             }
             (_, error) => error,
         };
@@ -620,11 +655,16 @@ impl Downloader {
         &self,
         mut response: Response<Body>,
         url: HttpUrl,
-        destination: Destination<'_>,
+        to: SaveTo<'_>,
         interrupt: &Interrupt,
         buffer: &mut [u8],
-        resume: Option<&Resume>,
     ) -> Result<Saved, FetchError> {
+        let SaveTo {
+            destination,
+            original,
+            deadline,
+            resume,
+        } = to;
         let status = response.status().as_u16();
         let headers = response.headers();
         let content_type = headers
@@ -656,10 +696,17 @@ impl Downloader {
                     .get(header::CONTENT_RANGE)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
+                // A server that ignores If-Range answers a Range with a 206 of its current
+                // version: its validator must be the kept bytes' one, or the two versions
+                // would be spliced into a file that looks complete.
+                let is_etag = resume.if_range.starts_with('"') || resume.if_range.starts_with("W/");
+                let version = if is_etag { &etag } else { &last_modified };
+                let same_version = version.as_ref().is_none_or(|v| *v == resume.if_range);
                 match parse_content_range(range) {
                     Some((start, end, total))
                         if start == resume.offset
                             && !encoded
+                            && same_version
                             && expected.is_none_or(|e| e == end + 1 - start) =>
                     {
                         // The range's length bounds the body even without Content-Length:
@@ -668,10 +715,19 @@ impl Downloader {
                     }
                     _ => {
                         destination.out.discard_resumable(&destination.name.base);
-                        return Err(FetchError::BadRange(format!(
-                            "asked for bytes from {}, the server sent Content-Range {range:?}",
-                            resume.offset
-                        )));
+                        let why = match same_version {
+                            true => format!(
+                                "asked for bytes from {}, the server sent Content-Range {range:?}",
+                                resume.offset
+                            ),
+                            false => format!(
+                                "the server sent part of another version ({} instead of {}) \
+                                 and ignored If-Range",
+                                version.as_deref().unwrap_or_default(),
+                                resume.if_range
+                            ),
+                        };
+                        return Err(FetchError::BadRange(why));
                     }
                 }
             }
@@ -693,15 +749,28 @@ impl Downloader {
         let resumable =
             self.settings.resume && !encoded && (strong_etag.is_some() || last_modified.is_some());
         let mut partial = if resumable {
+            // The entry's URL, not the redirect's target: the next attempt looks the kept
+            // file up by the URL it starts from.
             let meta = ResumeMeta {
-                url: url.to_string(),
+                url: original.to_string(),
                 etag: etag.clone(),
                 last_modified: last_modified.clone(),
             };
             let base = &destination.name.base;
-            destination
+            match destination
                 .out
-                .open_resumable(destination.key, base, offset > 0, &meta)?
+                .open_resumable(destination.key, base, offset > 0, &meta)
+            {
+                Ok(partial) => partial,
+                // Something that is not our file sits under the resume name (a directory, a
+                // symlink, which is never followed): `-c` only saves time, so the page is
+                // still fetched, into an ordinary partial file. A 206 continues the kept
+                // bytes and has nowhere else to go.
+                Err(WriteError::Io { .. }) if offset == 0 => {
+                    destination.out.create_partial(destination.key)?
+                }
+                Err(error) => return Err(error.into()),
+            }
         } else {
             if resume.is_some() {
                 destination.out.discard_resumable(&destination.name.base);
@@ -735,8 +804,14 @@ impl Downloader {
             }
             partial.write_all(&buffer[..n])?;
             if let Some(bandwidth) = &self.bandwidth {
-                if !bandwidth.consume(n, interrupt) {
-                    return Err(FetchError::Interrupted);
+                match bandwidth.consume(n, interrupt, deadline) {
+                    Ok(()) => {}
+                    Err(Stopped::Interrupted) => return Err(FetchError::Interrupted),
+                    Err(Stopped::Deadline) => {
+                        return Err(FetchError::TotalTimeout {
+                            after: self.settings.timeouts.total,
+                        })
+                    }
                 }
             }
         }
@@ -744,9 +819,9 @@ impl Downloader {
             return Err(FetchError::Truncated { received, expected });
         }
         if let Some(total) = total.filter(|&t| t != offset + received) {
-            return Err(FetchError::Truncated {
+            return Err(FetchError::TruncatedRange {
                 received: offset + received,
-                expected: total,
+                total,
             });
         }
         let name = destination.name.final_name(content_type.as_deref());
@@ -824,6 +899,49 @@ impl Downloader {
             )),
             other => FetchError::Protocol(other.to_string()),
         }
+    }
+}
+
+/// Where and how a final response's body is saved.
+#[derive(Clone, Copy)]
+struct SaveTo<'a> {
+    destination: Destination<'a>,
+    /// The entry's URL (the response may come from a redirect's target).
+    original: &'a HttpUrl,
+    /// The attempt's deadline, which `--limit-rate` waits must not pass.
+    deadline: Instant,
+    resume: Option<&'a Resume>,
+}
+
+/// `scheme://host:port` of a proxy, without its credentials.
+fn proxy_address(proxy: &ureq::Proxy) -> String {
+    let scheme = match proxy.protocol() {
+        ureq::ProxyProtocol::Https => "https",
+        _ => "http",
+    };
+    let host = proxy.host();
+    match host.contains(':') && !host.starts_with('[') {
+        true => format!("{scheme}://[{host}]:{}", proxy.port()),
+        false => format!("{scheme}://{host}:{}", proxy.port()),
+    }
+}
+
+/// ureq's "proxy server responded 407/407" for a refused CONNECT, in the user's terms.
+fn connect_refused(proxy: &str, why: &str) -> String {
+    let status = why
+        .strip_prefix("proxy server responded ")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|code| code.trim().parse::<u16>().ok());
+    match status {
+        Some(407) => format!(
+            "{proxy} answered HTTP 407 Proxy Authentication Required to CONNECT (give its \
+             credentials as http://user:password@host:port)"
+        ),
+        Some(status) => format!(
+            "{proxy} refused to open a tunnel (CONNECT answered HTTP {status}{})",
+            reason_suffix(status)
+        ),
+        None => format!("{proxy}: {why}"),
     }
 }
 

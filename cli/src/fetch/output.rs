@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,9 +128,23 @@ impl OutputDir {
         // Regular files only: a symlink planted under these names must not lead a write
         // outside DIR.
         let regular = |path: &Path| fs::symlink_metadata(path).ok().filter(|m| m.is_file());
-        regular(&meta)?;
-        let meta: ResumeMeta = serde_json::from_slice(&fs::read(meta).ok()?).ok()?;
+        let bytes = read_regular_file(&meta, MAX_META_BYTES).ok()?;
+        let meta: ResumeMeta = serde_json::from_slice(&bytes).ok()?;
+        // Validators that are no header value would fail every request (If-Range).
+        let valid = |v: &Option<String>| v.as_deref().is_none_or(is_header_value);
+        if !valid(&meta.etag) || !valid(&meta.last_modified) {
+            return None;
+        }
         let size = regular(&part)?.len();
+        // Another run writing it (two runs on one DIR): its bytes are still growing.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&part)
+            .ok()?;
+        if !try_lock(&file, libc::LOCK_SH) {
+            return None;
+        }
         Some((size, meta))
     }
 
@@ -154,7 +168,26 @@ impl OutputDir {
         }
         let text = serde_json::to_vec(meta).expect("plain strings serialize");
         // O_NOFOLLOW: a symlink planted under these names fails the open instead of leading
-        // the write outside DIR.
+        // the write outside DIR. The old bytes go (truncate) before the new sidecar is written:
+        // a process killed in between leaves an empty file or the old pair, never the new
+        // version's sidecar beside the old version's bytes.
+        // Locked before it is truncated, so a file another run is writing (two runs on one
+        // DIR) is refused intact; the caller then uses an ordinary partial file.
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| WriteError::from_io("create", &path, e))?;
+        if !try_lock(&file, libc::LOCK_EX) {
+            let busy = io::Error::from_raw_os_error(libc::EWOULDBLOCK);
+            return Err(WriteError::from_io("lock", &path, busy));
+        }
+        if !append {
+            file.set_len(0)
+                .map_err(|e| WriteError::from_io("truncate", &path, e))?;
+        }
         OpenOptions::new()
             .create(true)
             .write(true)
@@ -163,14 +196,6 @@ impl OutputDir {
             .open(&meta_path)
             .and_then(|mut file| file.write_all(&text))
             .map_err(|e| WriteError::from_io("write", &meta_path, e))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(append)
-            .truncate(!append)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|e| WriteError::from_io("create", &path, e))?;
         drop(state);
         Ok(PartialFile {
             out: self,
@@ -215,6 +240,49 @@ impl OutputDir {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// `flock(2)` without waiting; false if another open file holds a conflicting lock. Released
+/// when `file` closes (commit or drop).
+fn try_lock(file: &File, kind: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor `file` owns and keeps open for the call.
+    unsafe { libc::flock(file.as_raw_fd(), kind | libc::LOCK_NB) == 0 }
+}
+
+/// A sidecar holds a URL (at most about 8 KiB) and two validators.
+const MAX_META_BYTES: u64 = 64 * 1024;
+
+/// Reads `path` if it is a regular file of at most `limit` bytes. Opened without following a
+/// symlink and without blocking, so a FIFO, a device or a link to `/dev/zero` planted under
+/// one of our names is refused at once instead of hanging the run or filling its memory.
+pub(crate) fn read_regular_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if metadata.len() > limit {
+        return Err(io::Error::other(format!(
+            "larger than {} MiB",
+            limit as f64 / (1 << 20) as f64
+        )));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    // Bounded even if the file grows while it is read.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::other("grew while it was read"));
+    }
+    Ok(bytes)
+}
+
+/// Whether `value` can be sent as a header value (no CR, LF or other control characters).
+pub(crate) fn is_header_value(value: &str) -> bool {
+    ureq::http::HeaderValue::from_str(value).is_ok()
 }
 
 /// What a kept partial file holds: the bytes of `url`'s response with these validators.

@@ -12,6 +12,24 @@ use std::time::{Duration, Instant};
 
 use super::interrupt::Interrupt;
 
+/// Why a wait for a token ended without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// Ctrl-C.
+    Interrupted,
+    /// The token is due after the attempt's deadline: waiting for it would make the attempt
+    /// outlive `--timeout`.
+    Deadline,
+}
+
+/// `1 / per_second` as a duration, saturating at a day: `from_secs_f64` panics on a value
+/// too large for a `Duration`, and the parser refuses slower rates anyway.
+fn interval(per_second: f64) -> Duration {
+    Duration::try_from_secs_f64(1.0 / per_second)
+        .unwrap_or(Duration::from_secs(86_400))
+        .min(Duration::from_secs(86_400))
+}
+
 /// One bucket, as GCRA keeps it: the theoretical arrival time of the next token.
 #[derive(Debug)]
 struct Bucket {
@@ -64,8 +82,7 @@ impl HostRate {
         if bucket.due > now {
             return Err(bucket.due);
         }
-        let interval = Duration::from_secs_f64(1.0 / self.per_second);
-        bucket.reserve(now, interval, Duration::ZERO);
+        bucket.reserve(now, interval(self.per_second), Duration::ZERO);
         Ok(())
     }
 
@@ -75,16 +92,30 @@ impl HostRate {
         hosts.get(host).map(|bucket| bucket.due)
     }
 
-    /// Waits for `host`'s next request slot; false if interrupted first.
-    pub(crate) fn acquire(&self, host: &str, interrupt: &Interrupt) -> bool {
+    /// Waits for `host`'s next request slot. A slot due after `deadline` is not taken (a
+    /// later attempt may have it) and the wait ends at once: a redirect's request must not
+    /// hold its attempt beyond `--timeout`.
+    pub(crate) fn acquire(
+        &self,
+        host: &str,
+        interrupt: &Interrupt,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stopped> {
         let now = Instant::now();
         let wait = {
             let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
             let bucket = hosts.entry(host.to_owned()).or_insert(Bucket { due: now });
-            let interval = Duration::from_secs_f64(1.0 / self.per_second);
-            bucket.reserve(now, interval, Duration::ZERO).0
+            if deadline.is_some_and(|deadline| bucket.due > deadline) {
+                return Err(Stopped::Deadline);
+            }
+            bucket
+                .reserve(now, interval(self.per_second), Duration::ZERO)
+                .0
         };
-        wait.is_zero() || !interrupt.sleep(wait)
+        match wait.is_zero() || !interrupt.sleep(wait) {
+            true => Ok(()),
+            false => Err(Stopped::Interrupted),
+        }
     }
 }
 
@@ -105,19 +136,36 @@ impl Bandwidth {
         }
     }
 
-    /// Accounts for `bytes` just received, sleeping as long as the limit requires; false if
-    /// interrupted first.
-    pub(crate) fn consume(&self, bytes: usize, interrupt: &Interrupt) -> bool {
+    /// Accounts for `bytes` just received, sleeping as long as the limit requires, but never
+    /// past `deadline` (the attempt's `--timeout`): a tiny limit cannot hold a worker longer
+    /// than the attempt may last.
+    pub(crate) fn consume(
+        &self,
+        bytes: usize,
+        interrupt: &Interrupt,
+        deadline: Instant,
+    ) -> Result<(), Stopped> {
         // A tenth of a second's worth may pass without waiting, so small reads do not each
         // sleep a few microseconds.
-        let cost = Duration::from_secs_f64(bytes as f64 / self.per_second);
+        let cost = Duration::try_from_secs_f64(bytes as f64 / self.per_second)
+            .unwrap_or(Duration::from_secs(86_400));
         let wait = self
             .bucket
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .reserve(Instant::now(), cost, Duration::from_millis(100))
             .1;
-        wait.is_zero() || !interrupt.sleep(wait)
+        if wait.is_zero() {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if interrupt.sleep(wait.min(left)) {
+            return Err(Stopped::Interrupted);
+        }
+        match wait > left {
+            true => Err(Stopped::Deadline),
+            false => Ok(()),
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! ureq cannot forward, so `Downloader::get` sends the request to the proxy and `stale.rs`'s
 //! transport wrapper rewrites its request line.
 
+use std::net::IpAddr;
+
 use ureq::Proxy;
 
 use super::url::{redact, HttpUrl};
@@ -83,7 +85,7 @@ impl Proxies {
             .or_else(|| var("NO_PROXY"))
             .map(|list| {
                 list.split(',')
-                    .map(|entry| entry.trim().to_ascii_lowercase())
+                    .map(|entry| ascii_entry(&entry.trim().to_ascii_lowercase()))
                     .filter(|entry| !entry.is_empty())
                     .collect()
             })
@@ -137,25 +139,84 @@ impl Proxies {
 
     /// curl's no_proxy rules: `*` matches everything; an entry matches the host itself and,
     /// as a domain, its subdomains (`example.com` and `.example.com` both cover
-    /// `www.example.com`); a `:port` suffix on an entry is ignored.
+    /// `www.example.com`); a `:port` suffix on an entry is ignored. An IP address is matched
+    /// only by the same address or a CIDR range holding it (`10.0.0.0/8`, `::1/128`), never
+    /// by a suffix: `0.0.1` is no domain of `127.0.0.1`.
     fn is_direct(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        // `example.com.` (fully qualified) is `example.com`.
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let host_ip = host.parse::<IpAddr>().ok();
         self.direct.iter().any(|entry| {
             if entry == "*" {
                 return true;
             }
             let entry = entry.trim_start_matches("*.").trim_start_matches('.');
-            let entry = match entry.rsplit_once(':') {
-                Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-                _ => entry,
-            };
-            let entry = entry.trim_start_matches('[').trim_end_matches(']');
+            let entry = without_port(entry);
+            let entry = entry.strip_suffix('.').unwrap_or(entry);
+            if let Some(ip) = host_ip {
+                return match entry.split_once('/') {
+                    Some((network, bits)) => in_network(ip, network, bits),
+                    None => entry.parse::<IpAddr>() == Ok(ip),
+                };
+            }
             host == entry
                 || host
                     .strip_suffix(entry)
                     .is_some_and(|rest| rest.ends_with('.'))
         })
     }
+}
+
+/// A no_proxy entry as hosts are compared: URL hosts are IDNA-encoded (`bücher.example` is
+/// `xn--bcher-kva.example` on the wire), so a non-ASCII entry is encoded the same way.
+fn ascii_entry(entry: &str) -> String {
+    if entry.is_ascii() {
+        return entry.to_owned();
+    }
+    let (prefix, domain) = match entry.strip_prefix('.') {
+        Some(domain) => (".", domain),
+        None => ("", entry),
+    };
+    match url::Host::parse(domain) {
+        Ok(url::Host::Domain(ascii)) => format!("{prefix}{ascii}"),
+        _ => entry.to_owned(),
+    }
+}
+
+/// A no_proxy entry without its `:port` and brackets: `[::1]:80` → `::1`, `h:80` → `h`; a
+/// bare IPv6 address (`::1`) is left whole.
+fn without_port(entry: &str) -> &str {
+    if let Some(rest) = entry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    if entry.parse::<IpAddr>().is_ok() || entry.matches(':').count() > 1 {
+        return entry;
+    }
+    match entry.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => entry,
+    }
+}
+
+/// Whether `ip` is in `network/bits` (both of one family).
+fn in_network(ip: IpAddr, network: &str, bits: &str) -> bool {
+    let (Ok(network), Ok(bits)) = (network.parse::<IpAddr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    let (ip, network, width) = match (ip, network) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            (u128::from(ip.to_bits()), u128::from(net.to_bits()), 32)
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => (ip.to_bits(), net.to_bits(), 128),
+        _ => return false,
+    };
+    if bits > width {
+        return false;
+    }
+    let shift = width - bits;
+    // `bits == 0` matches everything of the family; checked_shr keeps a 128-bit shift defined.
+    ip.checked_shr(shift).unwrap_or(0) == network.checked_shr(shift).unwrap_or(0)
 }
 
 fn parse(url: &str, from: &str) -> Result<Proxy, ProxyError> {
@@ -269,6 +330,53 @@ mod tests {
         }
         let star = vars(&[("all_proxy", "http://p:1"), ("NO_PROXY", "*")]);
         assert_eq!(star.for_url(&url("http://any/")), None);
+    }
+
+    #[test]
+    fn no_proxy_matches_ip_addresses_exactly_or_by_cidr_never_by_suffix() {
+        let proxies = vars(&[
+            ("all_proxy", "http://p:1"),
+            (
+                "no_proxy",
+                "0.0.1,.0.0.2,10.0.0.0/8,::1,[fe80::1]:80,192.168.1.7:8080,fd00::/8",
+            ),
+        ]);
+        for direct in [
+            "http://10.1.2.3/",
+            "http://[::1]:9/",
+            "http://[fe80::1]/",
+            "http://192.168.1.7/",
+            "http://[fd12::3]/",
+        ] {
+            assert_eq!(proxies.for_url(&url(direct)), None, "{direct}");
+        }
+        for proxied in [
+            "http://127.0.0.1/",
+            "http://127.0.0.2/",
+            "http://11.0.0.1/",
+            "http://[::2]/",
+            "http://[fe00::1]/",
+        ] {
+            assert!(proxies.for_url(&url(proxied)).is_some(), "{proxied}");
+        }
+        let idna = vars(&[
+            ("all_proxy", "http://p:1"),
+            ("no_proxy", ".B\u{fc}cher.example"),
+        ]);
+        assert_eq!(idna.for_url(&url("http://www.b\u{fc}cher.example/")), None);
+        assert_eq!(idna.for_url(&url("http://xn--bcher-kva.example/")), None);
+        assert_eq!(
+            idna.for_url(&url("http://www.xn--bcher-kva.example./")),
+            None
+        );
+        let dotted = vars(&[("all_proxy", "http://p:1"), ("no_proxy", "localhost.")]);
+        assert_eq!(dotted.for_url(&url("http://localhost/")), None);
+        let everything = vars(&[
+            ("all_proxy", "http://p:1"),
+            ("no_proxy", "0.0.0.0/0,bad/99"),
+        ]);
+        assert_eq!(everything.for_url(&url("http://8.8.8.8/")), None);
+        assert!(everything.for_url(&url("http://[::1]/")).is_some());
     }
 
     #[test]

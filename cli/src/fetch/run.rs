@@ -99,13 +99,33 @@ pub(crate) fn run(
     let progress = Progress::new(total, options.progress);
     let mut rows: Vec<Option<Row>> = vec![None; total];
 
-    // --skip-existing is answered before any worker starts.
+    // The directory's state: read and written for --update, and whenever an earlier --update
+    // left one, so that it never vouches for a file a later run replaced (which
+    // --skip-existing and --update both trust it for).
+    let mut state = None;
+    if options.update || State::exists(&options.dir) {
+        let (loaded, warning) = State::load(&options.dir);
+        if let Some(warning) = warning {
+            progress.println(&format!("futurepool: {warning}"));
+        }
+        state = Some(loaded);
+    }
+
+    // --skip-existing is answered before any worker starts. A file the state says holds
+    // another URL's page is not this entry's (an edited list gave its name to another URL):
+    // it is fetched again.
     let mut to_fetch = Vec::with_capacity(total);
     for (index, target) in targets.iter().enumerate() {
         let existing = options
             .skip_existing
             .then(|| out.existing(&target.name))
-            .flatten();
+            .flatten()
+            .filter(|_| {
+                state
+                    .as_ref()
+                    .and_then(|s| s.get(&target.name.base))
+                    .is_none_or(|r| r.url == target.entry.url.to_string())
+            });
         match existing {
             Some(path) => {
                 rows[index] = Some(skipped_row(target, &path));
@@ -116,15 +136,10 @@ pub(crate) fn run(
     }
 
     // --update: ask conditionally for what the state file knows and the directory still has.
-    let mut state = None;
     // Empty without --update: one slot per entry is memory a long list does not need.
     let mut conditionals: Vec<Option<Conditional>> = Vec::new();
-    if options.update {
+    if let Some(loaded) = state.as_ref().filter(|_| options.update) {
         conditionals = vec![None; total];
-        let (loaded, warning) = State::load(&options.dir);
-        if let Some(warning) = warning {
-            progress.println(&format!("futurepool: {warning}"));
-        }
         for (index, target) in targets.iter().enumerate() {
             // Only a file this entry can have been saved under: a state file edited to name
             // `../x` or another entry's file vouches for nothing.
@@ -139,7 +154,6 @@ pub(crate) fn run(
                 })
                 .filter(|c| c.path.is_file());
         }
-        state = Some(loaded);
     }
     let conditionals: Arc<[Option<Conditional>]> = conditionals.into();
 
@@ -334,7 +348,7 @@ pub(crate) fn run(
     if let Some(state) = &state {
         if let Err(e) = state.save(&options.dir) {
             eprintln!(
-                "futurepool: cannot write the --update state in {}: {e}",
+                "futurepool: cannot write the state file in {}: {e}",
                 options.dir.display()
             );
         }
@@ -365,14 +379,12 @@ impl Live {
     }
 }
 
-/// `--update`: what to remember of an entry's outcome.
+/// What the state remembers of an entry's saved file: its URL always (which page the file
+/// holds, what --skip-existing checks), its validators when it had any (what --update asks
+/// with).
 fn remember(state: Option<&mut State>, target: &Target, remembered: Option<Remembered>) {
     if let (Some(state), Some(remembered)) = (state, remembered) {
-        match remembered.etag.is_some() || remembered.last_modified.is_some() {
-            true => state.set(&target.name.base, remembered),
-            // Saved without a validator: nothing to ask with next time.
-            false => state.forget(&target.name.base),
-        }
+        state.set(&target.name.base, remembered);
     }
 }
 

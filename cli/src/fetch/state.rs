@@ -11,10 +11,17 @@
 //! ```
 //!
 //! `entries` is keyed by the entry's name (its NAME, or the one derived from its URL); `file`
-//! is the name the page was saved under in DIR. An entry is asked conditionally only if its URL
-//! is the same and its file is still there. Entries of names not in this run are kept (several
-//! lists may share a directory). The file is replaced atomically (written beside it, then
-//! renamed); a missing or unreadable state only means everything is fetched again.
+//! is the name the page was saved under in DIR; `etag` and `last_modified` are left out when
+//! the response had none. An entry is asked conditionally only if its URL is the same, it has
+//! a validator and its file is still there. Every file a run saves updates its entry, and a
+//! directory that has a state file keeps it up to date on every run, `--update` or not: so
+//! the state never says a file holds a page it no longer holds, and `--skip-existing` does
+//! not skip a file the state says holds another URL's page (an edited list gave its derived
+//! name to another URL). Entries of names not in this run are kept (several lists may share
+//! a directory). The file is read only if it is a regular file (no symlink, FIFO or device)
+//! of at most 256 MiB, and validators that are no valid header value are dropped. It is
+//! replaced atomically (written beside it, then renamed); a missing or unreadable state only
+//! means everything is fetched again.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -24,6 +31,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::naming::PARTIAL_PREFIX;
+use super::output::{is_header_value, read_regular_file};
+
+/// A state file larger than this is not read (about a million entries): a file planted or
+/// grown by mistake must not take the memory of the run.
+const MAX_STATE_BYTES: u64 = 256 << 20;
 
 /// Its name starts with the prefix NAMEs may not use, so no entry can overwrite it.
 const FILE_NAME: &str = ".futurepool-state.json";
@@ -65,11 +77,16 @@ impl State {
         dir.join(FILE_NAME)
     }
 
+    /// Whether DIR has a state file (or something under its name).
+    pub(crate) fn exists(dir: &Path) -> bool {
+        fs::symlink_metadata(State::path(dir)).is_ok()
+    }
+
     /// Reads DIR's state; a missing file is an empty state, an unreadable one is reported in
     /// the returned message and treated as empty.
     pub(crate) fn load(dir: &Path) -> (State, Option<String>) {
         let path = State::path(dir);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_regular_file(&path, MAX_STATE_BYTES) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (State::default(), None),
             Err(e) => {
@@ -78,12 +95,23 @@ impl State {
             }
         };
         match serde_json::from_slice::<OnDisk>(&bytes) {
-            Ok(disk) if disk.version == VERSION => (
-                State {
-                    entries: disk.entries,
-                },
-                None,
-            ),
+            Ok(mut disk) if disk.version == VERSION => {
+                // A validator that is no header value (an edited file, a CR LF) would fail
+                // the request instead of merely not matching: it is forgotten.
+                for remembered in disk.entries.values_mut() {
+                    for validator in [&mut remembered.etag, &mut remembered.last_modified] {
+                        if validator.as_deref().is_some_and(|v| !is_header_value(v)) {
+                            *validator = None;
+                        }
+                    }
+                }
+                (
+                    State {
+                        entries: disk.entries,
+                    },
+                    None,
+                )
+            }
             Ok(disk) => (
                 State::default(),
                 Some(format!(
@@ -108,10 +136,6 @@ impl State {
 
     pub(crate) fn set(&mut self, name: &str, remembered: Remembered) {
         self.entries.insert(name.to_owned(), remembered);
-    }
-
-    pub(crate) fn forget(&mut self, name: &str) {
-        self.entries.remove(name);
     }
 
     /// Writes the state beside its final name and renames it into place.
