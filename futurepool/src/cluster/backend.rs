@@ -169,7 +169,7 @@ pub(crate) trait Connection: Send {
     /// Stores the pool's settings for every worker.
     fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()>;
 
-    /// A number no other client of this pool has, ever.
+    /// A number no other client of this pool has, ever — even after the broker lost its keys.
     fn register_client(&mut self) -> BrokerResult<u64>;
     /// Queues tasks (idempotently per id) for `client`; one answer per task, in order.
     fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>>;
@@ -182,6 +182,9 @@ pub(crate) trait Connection: Send {
         max: usize,
         block: Duration,
     ) -> BrokerResult<Vec<Reply>>;
+    /// The stored outcome of each task id (`None`: not finished, or forgotten), in order. The
+    /// client's safety net for an outcome whose reply never reached it.
+    fn stored_outcomes(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Option<Vec<u8>>>>;
 
     /// Announces a worker; returns its unique name.
     fn register_worker(&mut self, description: &str) -> BrokerResult<String>;

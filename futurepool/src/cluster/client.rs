@@ -34,6 +34,11 @@ use crate::task::Task;
 const LISTEN_BLOCK: Duration = Duration::from_millis(500);
 /// Outcomes read per round trip.
 const REPLY_BATCH: usize = 1024;
+/// How long a task is waited for before the listener's sweep looks for its stored outcome, and
+/// how often it looks again.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Most tasks one sweep looks for (the longest-unchecked first come round again next time).
+const SWEEP_MAX: usize = 4096;
 /// How often a `shutdown(wait)` that is still waiting says what it waits for.
 const SAY_EVERY: Duration = Duration::from_secs(5);
 /// Tasks a `map` keeps in flight by default: a cluster round trip is long, so it takes many tasks
@@ -309,6 +314,8 @@ struct ClientState {
 struct Waiting {
     task: NewTask,
     handles: Vec<Box<dyn Handle>>,
+    /// When the task was submitted or last looked for by the sweep (see [`sweep`]).
+    checked: Instant,
 }
 
 /// A typed task handle behind a uniform face, so one map can hold tasks of every type.
@@ -498,9 +505,14 @@ fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
         format!("futurepool cluster {:?}", shared.pool),
         Duration::MAX,
     );
+    let mut last_sweep = Instant::now();
     loop {
         if Shared::finished(&shared.lock()) {
             return;
+        }
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            sweep(shared, connection.as_mut());
         }
         match connection.replies(shared.client, &mut cursor, REPLY_BATCH, LISTEN_BLOCK) {
             Ok(replies) => {
@@ -521,6 +533,52 @@ fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
                 }
             },
         }
+    }
+}
+
+/// The safety net for outcomes whose reply never arrived: published while the task's waiters key
+/// was broken or gone (another program, a broker restarted from an older snapshot), or deleted
+/// from the reply stream before this client read it. Every [`SWEEP_EVERY`] the listener reads
+/// the stored outcome of the tasks it has waited on that long (at most [`SWEEP_MAX`], one `MGET`
+/// per 1,024) and delivers those it finds. Costs nothing while outcomes arrive within that time.
+fn sweep(shared: &Shared, connection: &mut dyn Connection) {
+    let ids: Vec<Arc<str>> = {
+        let mut state = shared.lock();
+        let mut due: Vec<(&Arc<str>, &mut Waiting)> = state
+            .waiting
+            .iter_mut()
+            .filter(|(_, w)| w.checked.elapsed() >= SWEEP_EVERY)
+            .collect();
+        due.sort_unstable_by_key(|(_, w)| w.checked);
+        due.truncate(SWEEP_MAX);
+        let now = Instant::now();
+        due.into_iter()
+            .map(|(id, w)| {
+                w.checked = now;
+                id.clone()
+            })
+            .collect()
+    };
+    if ids.is_empty() {
+        return;
+    }
+    match connection.stored_outcomes(&ids) {
+        Ok(outcomes) => {
+            for (id, outcome) in ids.iter().zip(outcomes) {
+                if let Some(outcome) = outcome {
+                    shared.deliver(id, &outcome);
+                }
+            }
+        }
+        // Not a loop of its own: the next sweep tries again, and the reply stream's own read
+        // meets (and retries) an outage.
+        Err(error) => eprintln!(
+            "futurepool cluster {:?}: cannot look up the stored outcomes of {} {} ({error}); \
+             trying again in {SWEEP_EVERY:?}",
+            shared.pool,
+            ids.len(),
+            plural(ids.len() as u64, "task", "tasks")
+        ),
     }
 }
 
@@ -723,6 +781,7 @@ impl ClusterPool {
                     Waiting {
                         task: new,
                         handles: vec![handle],
+                        checked: Instant::now(),
                     },
                 );
                 if state.outbox.len() == 1 {

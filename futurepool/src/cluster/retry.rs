@@ -254,6 +254,12 @@ mod tests {
         ) -> BrokerResult<Vec<Reply>> {
             unimplemented!()
         }
+        fn stored_outcomes(
+            &mut self,
+            _: &[std::sync::Arc<str>],
+        ) -> BrokerResult<Vec<Option<Vec<u8>>>> {
+            unimplemented!()
+        }
         fn register_worker(&mut self, _: &str) -> BrokerResult<String> {
             unimplemented!()
         }

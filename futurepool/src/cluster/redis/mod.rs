@@ -6,6 +6,7 @@
 mod parse;
 mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{ErrorKind, RedisError, Value};
@@ -27,6 +28,8 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// Largest number of payload bytes one script call carries (a single larger item goes alone),
 /// well under the broker's query buffer limit (1 GB by default), beyond which it drops the link.
 const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Result keys read per `MGET` by the client's sweep for lost replies.
+const MAX_SWEEP_BATCH: usize = 1024;
 /// Redis's default `proto-max-bulk-len`, assumed when the broker does not say (`CONFIG` is often
 /// disabled on managed servers).
 const DEFAULT_MAX_BULK: usize = 512 << 20;
@@ -88,6 +91,24 @@ fn batches<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
         out.push(&items[start..]);
     }
     out
+}
+
+/// A client number no other live client has, even across a broker that lost its keys: the
+/// counter alone starts again at 1 after a restart without persistence, and a new client would
+/// then share a live client's task ids and reply stream (each getting the other's results). So
+/// the counter is mixed with 64 random bits (the standard library's per-process random hash
+/// keys), the process id and the time.
+fn unique_client_number(counted: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(counted);
+    hasher.write_u32(std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    // Below 2^63 so it stays a plain positive number wherever it is shown or parsed.
+    hasher.finish() >> 1
 }
 
 /// Connections to one pool on one Redis server (or Valkey, or a Redis Cluster slot owner).
@@ -397,7 +418,8 @@ impl Connection for RedisConnection {
     }
 
     fn register_client(&mut self) -> BrokerResult<u64> {
-        self.query(redis::cmd("INCR").arg(self.keys.clients()))
+        let counted: u64 = self.query(redis::cmd("INCR").arg(self.keys.clients()))?;
+        Ok(unique_client_number(counted))
     }
 
     fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
@@ -461,6 +483,19 @@ impl Connection for RedisConnection {
             );
         }
         Ok(replies)
+    }
+
+    fn stored_outcomes(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Option<Vec<u8>>>> {
+        let mut outcomes = Vec::with_capacity(task_ids.len());
+        for batch in task_ids.chunks(MAX_SWEEP_BATCH) {
+            let mut command = redis::cmd("MGET");
+            for id in batch {
+                command.arg(self.keys.result(id));
+            }
+            let raw: Vec<Value> = self.query(&command)?;
+            outcomes.extend(raw.into_iter().map(parse::bytes));
+        }
+        Ok(outcomes)
     }
 
     fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
