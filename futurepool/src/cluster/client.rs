@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
+use super::decode::Decoders;
 use super::outcome;
 use super::redis::{RedisBackend, MAX_BATCH};
 use super::retry::{send_pinning, Retry, Stop};
@@ -248,6 +249,7 @@ impl ClusterPoolBuilder {
             state: Mutex::new(ClientState::default()),
             outbox_ready: Condvar::new(),
             all_done: Condvar::new(),
+            decoders: Decoders::new(&self.pool),
         });
         let submitter = {
             let shared = shared.clone();
@@ -293,6 +295,8 @@ struct Shared {
     outbox_ready: Condvar,
     /// Signalled when the last unfinished handle finishes.
     all_done: Condvar,
+    /// Where outcomes are decoded (user code: off the listener thread).
+    decoders: Arc<Decoders>,
 }
 
 #[derive(Default)]
@@ -379,13 +383,17 @@ impl Shared {
     fn deliver(&self, task_id: &str, outcome: &[u8]) {
         let waiting = self.lock().waiting.remove(task_id);
         if let Some(waiting) = waiting {
-            for handle in waiting.handles {
-                // Decoding runs the result's `Deserialize`, and a handle the caller cancelled
-                // drops the decoded value: user code, on the thread every task depends on.
-                if let Err(panic) = crate::panic::catch(|| handle.resolve(outcome)) {
-                    handle.fail(&Failure::Panicked(panic));
+            // Decoding runs the result's `Deserialize`, and a handle the caller cancelled drops
+            // the decoded value: user code, which may panic (caught here) or block (then only
+            // its own decoder waits; see `decode.rs`).
+            let (handles, outcome) = (waiting.handles, outcome.to_vec());
+            self.decoders.push(Box::new(move || {
+                for handle in handles {
+                    if let Err(panic) = crate::panic::catch(|| handle.resolve(&outcome)) {
+                        handle.fail(&Failure::Panicked(panic));
+                    }
                 }
-            }
+            }));
         }
     }
 
@@ -465,6 +473,7 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
             connection.as_mut(),
             "submit tasks",
             &batch,
+            &|task| task.arg.len(),
             &mut send,
             &mut retry,
             &stop,
@@ -508,8 +517,10 @@ fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
     let mut last_sweep = Instant::now();
     loop {
         if Shared::finished(&shared.lock()) {
+            shared.decoders.close();
             return;
         }
+        shared.decoders.nudge();
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             sweep(shared, connection.as_mut());

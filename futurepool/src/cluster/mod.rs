@@ -26,6 +26,7 @@
 mod backend;
 mod backoff;
 mod client;
+mod decode;
 mod keys;
 mod outcome;
 mod redis;

@@ -19,7 +19,31 @@ pub fn slow_scale((log, tag, sleep_ms, n): (String, String, u64, u64)) -> u64 {
     2 * n + 1
 }
 
-futurepool::register!(slow_scale);
+/// A result whose `Deserialize` blocks for [`DECODE_BLOCK`] (on the client: the worker only
+/// serializes it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowToDecode;
+
+const DECODE_BLOCK: Duration = Duration::from_secs(20);
+
+impl serde::Serialize for SlowToDecode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SlowToDecode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        std::thread::sleep(DECODE_BLOCK);
+        <u8 as serde::Deserialize>::deserialize(d).map(|_| SlowToDecode)
+    }
+}
+
+pub fn slow_to_decode(_: ()) -> SlowToDecode {
+    SlowToDecode
+}
+
+futurepool::register!(slow_scale, slow_to_decode);
 
 /// Every test of this file, for the runner.
 pub const TESTS: &[(&str, fn())] = &[
@@ -58,6 +82,10 @@ pub const TESTS: &[(&str, fn())] = &[
     (
         "status_of_an_empty_broker_or_a_broken_key_is_an_error_not_a_panic",
         status_of_an_empty_broker_or_a_broken_key_is_an_error_not_a_panic,
+    ),
+    (
+        "a_result_whose_deserialize_blocks_delays_only_its_own_task",
+        a_result_whose_deserialize_blocks_delays_only_its_own_task,
     ),
     (
         "a_client_dropped_mid_flight_leaves_the_worker_serving_others",
@@ -183,6 +211,29 @@ fn killed_paused_or_sleeping_broker_links_never_fail_a_small_task() {
             "task {n}"
         );
     }
+    // Links killed as fast as they open, while small tasks are submitted and published.
+    let tasks: Vec<_> = (0..200)
+        .map(|n| pool.submit(slow_scale, (world.log.clone(), format!("k{n}"), 20, n)))
+        .collect();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        world
+            .broker
+            .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    for (n, task) in tasks.iter().enumerate() {
+        assert_eq!(
+            task.result_timeout(PATIENCE),
+            Ok(2 * n as u64 + 1),
+            "task k{n}"
+        );
+    }
+    let stderr = stderr_of(&world);
+    assert!(
+        !stderr.contains("refuses this data"),
+        "a killed link is an outage, not a refusal of small results: {stderr}"
+    );
 }
 
 /// `SCRIPT FLUSH` on the broker (NOSCRIPT on the next call) while batches go both ways: the
@@ -531,4 +582,27 @@ fn a_client_dropped_mid_flight_leaves_the_worker_serving_others() {
         let s = world.status();
         s.queued + s.in_flight == 0
     });
+}
+
+/// Bug: the client decoded every outcome on its one listener thread, so a result whose
+/// `Deserialize` blocks stalled every later task of that client. Outcomes are now decoded on
+/// decoder threads, and a decoder stuck on one value is left with it while another takes over.
+fn a_result_whose_deserialize_blocks_delays_only_its_own_task() {
+    let world = World::new("slow-decode");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(2, 0);
+    let started = Instant::now();
+    let stuck = pool.submit(slow_to_decode, ());
+    // Its outcome reaches the client first.
+    std::thread::sleep(Duration::from_secs(1));
+    let later: Vec<_> = (0..10).map(|n| pool.submit(scale, n)).collect();
+    for (n, task) in later.iter().enumerate() {
+        assert_eq!(
+            task.result_timeout(DECODE_BLOCK / 2),
+            Ok(2 * n as u64 + 1),
+            "not held up by another task's Deserialize"
+        );
+    }
+    assert!(started.elapsed() < DECODE_BLOCK, "{:?}", started.elapsed());
+    assert_eq!(stuck.result_timeout(PATIENCE), Ok(SlowToDecode));
 }
