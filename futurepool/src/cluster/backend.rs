@@ -34,6 +34,18 @@ pub(crate) enum Submitted {
     Finished(Vec<u8>),
 }
 
+/// What the broker knows of a task a client waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// It finished: its stored outcome.
+    Finished(Vec<u8>),
+    /// It is queued or running (someone waits for it).
+    Pending,
+    /// Neither: the broker lost it (keys flushed, a restart without its data) or its outcome
+    /// already expired. Submitting it again is safe (idempotent per task id).
+    Forgotten,
+}
+
 /// An outcome addressed to one client.
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
@@ -182,9 +194,9 @@ pub(crate) trait Connection: Send {
         max: usize,
         block: Duration,
     ) -> BrokerResult<Vec<Reply>>;
-    /// The stored outcome of each task id (`None`: not finished, or forgotten), in order. The
-    /// client's safety net for an outcome whose reply never reached it.
-    fn stored_outcomes(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Option<Vec<u8>>>>;
+    /// What the broker knows of each task id, in order: the client's safety net for an outcome
+    /// whose reply never reached it, and for a task the broker forgot.
+    fn look_up(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Known>>;
 
     /// Announces a worker; returns its unique name.
     fn register_worker(&mut self, description: &str) -> BrokerResult<String>;

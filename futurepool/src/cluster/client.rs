@@ -18,7 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
+use super::backend::{Backend, Connection, Known, NewTask, PoolConfig, Submitted};
 use super::decode::Decoders;
 use super::outcome;
 use super::redis::{RedisBackend, MAX_BATCH};
@@ -547,11 +547,13 @@ fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
     }
 }
 
-/// The safety net for outcomes whose reply never arrived: published while the task's waiters key
-/// was broken or gone (another program, a broker restarted from an older snapshot), or deleted
-/// from the reply stream before this client read it. Every [`SWEEP_EVERY`] the listener reads
-/// the stored outcome of the tasks it has waited on that long (at most [`SWEEP_MAX`], one `MGET`
-/// per 1,024) and delivers those it finds. Costs nothing while outcomes arrive within that time.
+/// The safety net for outcomes whose reply never arrived — published while the task's waiters
+/// key was broken or gone, or deleted from the reply stream before this client read it — and for
+/// tasks the broker forgot (`FLUSHALL`, a restart without its data that this client's links did
+/// not notice). Every [`SWEEP_EVERY`] the listener looks up the tasks it has waited on that long
+/// (at most [`SWEEP_MAX`], one pipelined `MGET` + `EXISTS` per 1,024): it delivers the outcomes
+/// it finds, and submits again those the broker has no trace of (safe: submit is idempotent).
+/// Costs nothing while outcomes arrive within that time.
 fn sweep(shared: &Shared, connection: &mut dyn Connection) {
     let ids: Vec<Arc<str>> = {
         let mut state = shared.lock();
@@ -573,12 +575,33 @@ fn sweep(shared: &Shared, connection: &mut dyn Connection) {
     if ids.is_empty() {
         return;
     }
-    match connection.stored_outcomes(&ids) {
-        Ok(outcomes) => {
-            for (id, outcome) in ids.iter().zip(outcomes) {
-                if let Some(outcome) = outcome {
-                    shared.deliver(id, &outcome);
+    match connection.look_up(&ids) {
+        Ok(known) => {
+            let mut forgotten = Vec::new();
+            for (id, known) in ids.iter().zip(known) {
+                match known {
+                    Known::Finished(outcome) => shared.deliver(id, &outcome),
+                    Known::Pending => {}
+                    Known::Forgotten => forgotten.push(id),
                 }
+            }
+            if !forgotten.is_empty() {
+                eprintln!(
+                    "futurepool cluster {:?}: the broker has no trace of {} {} this client \
+                     waits for (its keys were flushed or lost): submitting {} again",
+                    shared.pool,
+                    forgotten.len(),
+                    plural(forgotten.len() as u64, "task", "tasks"),
+                    plural(forgotten.len() as u64, "it", "them"),
+                );
+                let mut state = shared.lock();
+                let again: Vec<NewTask> = forgotten
+                    .iter()
+                    .filter_map(|id| state.waiting.get(*id).map(|w| w.task.clone()))
+                    .collect();
+                state.outbox.extend(again);
+                drop(state);
+                shared.outbox_ready.notify_all();
             }
         }
         // Not a loop of its own: the next sweep tries again, and the reply stream's own read

@@ -39,6 +39,11 @@ impl Keys {
         format!("{}:result:{task_id}", self.prefix)
     }
 
+    /// The set of clients waiting for a task (the scripts build the same name from the prefix).
+    pub(crate) fn waiters(&self, task_id: &str) -> String {
+        format!("{}:waiters:{task_id}", self.prefix)
+    }
+
     /// Counter handing out client numbers.
     pub(crate) fn clients(&self) -> String {
         format!("{}:clients", self.prefix)

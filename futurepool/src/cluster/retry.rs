@@ -263,10 +263,10 @@ mod tests {
         ) -> BrokerResult<Vec<Reply>> {
             unimplemented!()
         }
-        fn stored_outcomes(
+        fn look_up(
             &mut self,
             _: &[std::sync::Arc<str>],
-        ) -> BrokerResult<Vec<Option<Vec<u8>>>> {
+        ) -> BrokerResult<Vec<crate::cluster::backend::Known>> {
             unimplemented!()
         }
         fn register_worker(&mut self, _: &str) -> BrokerResult<String> {

@@ -52,6 +52,10 @@ pub const TESTS: &[(&str, fn())] = &[
         a_broker_restarted_empty_never_gives_a_client_another_clients_result,
     ),
     (
+        "a_flushall_mid_flight_loses_no_task",
+        a_flushall_mid_flight_loses_no_task,
+    ),
+    (
         "an_out_of_memory_broker_delays_tasks_but_never_fails_them",
         an_out_of_memory_broker_delays_tasks_but_never_fails_them,
     ),
@@ -605,4 +609,26 @@ fn a_result_whose_deserialize_blocks_delays_only_its_own_task() {
     }
     assert!(started.elapsed() < DECODE_BLOCK, "{:?}", started.elapsed());
     assert_eq!(stuck.result_timeout(PATIENCE), Ok(SlowToDecode));
+}
+
+/// Bug: `FLUSHALL` on a live broker (no link broken, so no client noticed) lost every queued
+/// task and every reply: the handles waited forever. The client's sweep now submits again the
+/// tasks the broker has no trace of, and picks up outcomes stored for nobody.
+fn a_flushall_mid_flight_loses_no_task() {
+    let world = World::new("flushall");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(1, 0);
+    let tasks: Vec<_> = (0..8)
+        .map(|n| pool.submit(slow_scale, (world.log.clone(), format!("f{n}"), 400, n)))
+        .collect();
+    wait_for("a task to start", || count(world.log(), "start", "f0") == 1);
+    world.broker.cmd(&["FLUSHALL"]);
+    for (n, task) in tasks.iter().enumerate() {
+        assert_eq!(
+            task.result_timeout(PATIENCE),
+            Ok(2 * n as u64 + 1),
+            "task f{n}"
+        );
+    }
+    assert_eq!(pool.submit(scale, 1).result_timeout(PATIENCE), Ok(3));
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use redis::{ErrorKind, RedisError, Value};
 
 use super::backend::{
-    Backend, BrokerError, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig,
-    Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE, RESULT_TTL_RANGE,
+    Backend, BrokerError, BrokerResult, Completion, Connection, Delivery, Known, NewTask,
+    PoolConfig, Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE, RESULT_TTL_RANGE,
 };
 use super::keys::{Keys, GROUP};
 use super::Status;
@@ -485,17 +485,44 @@ impl Connection for RedisConnection {
         Ok(replies)
     }
 
-    fn stored_outcomes(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Option<Vec<u8>>>> {
-        let mut outcomes = Vec::with_capacity(task_ids.len());
+    fn look_up(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Known>> {
+        let mut known = Vec::with_capacity(task_ids.len());
         for batch in task_ids.chunks(MAX_SWEEP_BATCH) {
-            let mut command = redis::cmd("MGET");
+            // One round trip: the outcomes, and whether anyone still waits for each (`EXISTS`
+            // of one key per command: with several keys it only counts them).
+            let mut pipe = redis::pipe();
+            let mut mget = redis::cmd("MGET");
             for id in batch {
-                command.arg(self.keys.result(id));
+                mget.arg(self.keys.result(id));
             }
-            let raw: Vec<Value> = self.query(&command)?;
-            outcomes.extend(raw.into_iter().map(parse::bytes));
+            pipe.add_command(mget);
+            for id in batch {
+                pipe.cmd("EXISTS").arg(self.keys.waiters(id));
+            }
+            let mut raw: Vec<Value> = self.query_pipe(&pipe)?;
+            if raw.len() != batch.len() + 1 {
+                return Err(BrokerError::Protocol(format!(
+                    "{} answers to a look-up of {} tasks",
+                    raw.len(),
+                    batch.len()
+                )));
+            }
+            let waited: Vec<bool> = raw
+                .drain(1..)
+                .map(|v| parse::number(v).unwrap_or(0) > 0)
+                .collect();
+            let outcomes =
+                parse::array(raw.pop().unwrap_or(Value::Nil)).map_err(BrokerError::Protocol)?;
+            let mut outcomes = outcomes.into_iter();
+            for waited in waited {
+                known.push(match outcomes.next().and_then(parse::bytes) {
+                    Some(outcome) => Known::Finished(outcome),
+                    None if waited => Known::Pending,
+                    None => Known::Forgotten,
+                });
+            }
         }
-        Ok(outcomes)
+        Ok(known)
     }
 
     fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
