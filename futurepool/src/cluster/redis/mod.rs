@@ -334,6 +334,24 @@ impl RedisConnection {
     }
 }
 
+impl RedisConnection {
+    /// The next number of the pool's counter; if another program replaced the counter with
+    /// something that does not count, 0 (client numbers mix in random bits anyway, and worker
+    /// names carry host and pid), said on stderr.
+    fn count(&mut self) -> BrokerResult<u64> {
+        match self.query(redis::cmd("INCR").arg(self.keys.clients())) {
+            Err(BrokerError::Rejected(why)) => {
+                eprintln!(
+                    "futurepool cluster: the counter {} cannot count ({why}); going on without it",
+                    self.keys.clients()
+                );
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+}
+
 impl Connection for RedisConnection {
     fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)> {
         let read: BrokerResult<Vec<Value>> = self.query(
@@ -418,8 +436,7 @@ impl Connection for RedisConnection {
     }
 
     fn register_client(&mut self) -> BrokerResult<u64> {
-        let counted: u64 = self.query(redis::cmd("INCR").arg(self.keys.clients()))?;
-        Ok(unique_client_number(counted))
+        Ok(unique_client_number(self.count()?))
     }
 
     fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
@@ -526,28 +543,29 @@ impl Connection for RedisConnection {
     }
 
     fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
-        let number: u64 = self.query(redis::cmd("INCR").arg(self.keys.clients()))?;
+        let number = self.count()?;
         let name = format!(
             "{}-w{number}",
             description.split(' ').next().unwrap_or("worker")
         );
-        let (now,): (Vec<u64>,) = self.query_pipe(
-            redis::pipe()
-                .cmd("HSET")
-                .arg(self.keys.worker_info())
-                .arg(&name)
-                .arg(description)
-                .ignore()
-                .cmd("TIME"),
-        )?;
+        // The worker list is bookkeeping (as in the scripts): a key another program replaced with
+        // another type is skipped, and said, rather than stopping the worker from serving.
+        let now: Vec<u64> = self.query(&redis::cmd("TIME"))?;
         let now_ms =
             now.first().copied().unwrap_or(0) * 1000 + now.get(1).copied().unwrap_or(0) / 1000;
-        self.query::<()>(
-            redis::cmd("HSET")
-                .arg(self.keys.workers())
-                .arg(&name)
-                .arg(now_ms),
-        )?;
+        let stamps = [
+            (self.keys.worker_info(), description.to_string()),
+            (self.keys.workers(), now_ms.to_string()),
+        ];
+        for (key, value) in stamps {
+            match self.query::<()>(redis::cmd("HSET").arg(&key).arg(&name).arg(value)) {
+                Err(BrokerError::Rejected(why)) => eprintln!(
+                    "futurepool worker {name}: cannot list itself in {key} ({why}): serving \
+                     anyway; `cluster status` will not show it until that key is deleted"
+                ),
+                other => other?,
+            }
+        }
         Ok(name)
     }
 
@@ -649,30 +667,76 @@ impl Connection for RedisConnection {
         let keys = self.keys.clone();
         // Every client and worker creates the queue (with its group) when it connects: without
         // one, nobody ever used this pool.
-        let exists: bool = self.query(redis::cmd("EXISTS").arg(keys.queue()))?;
-        if !exists {
-            return Ok(None);
+        // The type of each key status reads, first: a key another program replaced with another
+        // type is named in `problems` and read as empty, instead of failing the whole report
+        // with a WRONGTYPE that does not say which key.
+        let expected = [
+            (keys.queue(), "stream"),
+            (keys.workers(), "hash"),
+            (keys.worker_info(), "hash"),
+            (keys.dead(), "stream"),
+            (keys.stats(), "hash"),
+        ];
+        let mut types = redis::pipe();
+        for (key, _) in &expected {
+            types.cmd("TYPE").arg(key);
         }
+        let found: Vec<String> = self.query_pipe(&types)?;
+        let mut problems = Vec::new();
+        let mut readable = Vec::new();
+        for ((key, want), found) in expected.iter().zip(&found) {
+            let ok = found == want || found == "none";
+            if !ok {
+                problems.push(format!(
+                    "the key {key} holds a {found}, not a {want} (written by another program): \
+                     read as empty; delete it to let the pool rebuild it"
+                ));
+            }
+            readable.push(ok);
+        }
+        match found.first().map(String::as_str) {
+            // Every client and worker creates the queue (with its group) when it connects:
+            // without one, nobody ever used this pool.
+            None | Some("none") => return Ok(None),
+            Some("stream") => {}
+            Some(other) => {
+                return Err(BrokerError::Rejected(format!(
+                    "the pool's queue {} holds a {other}, not a stream (written by another \
+                     program): no client or worker can use this pool until it is deleted",
+                    keys.queue()
+                )))
+            }
+        }
+        // A key of the wrong type is read under a name that holds nothing.
+        let absent = format!("{}:absent", keys.prefix());
+        let key = |i: usize| {
+            if readable[i] {
+                expected[i].0.clone()
+            } else {
+                absent.clone()
+            }
+        };
         let mut pipe = redis::pipe();
         pipe.cmd("TIME").cmd("XLEN").arg(keys.queue());
         pipe.cmd("XPENDING").arg(keys.queue()).arg(GROUP);
         pipe.cmd("HGETALL")
-            .arg(keys.workers())
+            .arg(key(1))
             .cmd("HGETALL")
-            .arg(keys.worker_info())
+            .arg(key(2))
             .cmd("XLEN")
-            .arg(keys.dead())
+            .arg(key(3))
             .cmd("XREVRANGE")
-            .arg(keys.dead())
+            .arg(key(3))
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(10)
             .cmd("HGETALL")
-            .arg(keys.stats());
+            .arg(key(4));
         let raw: Vec<Value> = self.query_pipe(&pipe)?;
-        let (config, problems) = self.config(PoolConfig::default())?;
+        let (config, settings) = self.config(PoolConfig::default())?;
         let mut status = parse::status(raw, config).map_err(BrokerError::Protocol)?;
+        problems.extend(settings);
         status.problems = problems;
         Ok(Some(status))
     }
