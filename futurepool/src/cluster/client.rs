@@ -42,6 +42,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const SWEEP_MAX: usize = 4096;
 /// How often a `shutdown(wait)` that is still waiting says what it waits for.
 const SAY_EVERY: Duration = Duration::from_secs(5);
+/// The longest task id `submit_with_id` accepts.
+const MAX_TASK_ID: usize = 64 << 10;
 /// Tasks a `map` keeps in flight by default: a cluster round trip is long, so it takes many tasks
 /// on the wire to keep remote workers busy (and batches large).
 const MAP_BUFFER: usize = 1024;
@@ -473,7 +475,8 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
             connection.as_mut(),
             "submit tasks",
             &batch,
-            &|task| task.arg.len(),
+            // Any one value the broker could refuse for its size: the argument or the id.
+            &|task| task.arg.len().max(task.id.len()),
             &mut send,
             &mut retry,
             &stop,
@@ -702,7 +705,8 @@ impl ClusterPool {
     /// Like [`submit`](ClusterPool::submit), under a task id of your choosing: while a task with
     /// this id is queued, running, or finished less than `result_ttl` ago, submitting it again
     /// (from this or any other client) does not run it again — the new handle gets the same
-    /// outcome. Use it to make a retried request safe.
+    /// outcome. Use it to make a retried request safe. An id longer than 64 KiB fails the task
+    /// at once with [`TaskError::Transfer`] (use a digest of it).
     ///
     /// # Examples
     ///
@@ -770,6 +774,15 @@ impl ClusterPool {
                 )))))
             }
         };
+        if let Some(id) = id.filter(|id| id.len() > MAX_TASK_ID) {
+            // An id travels in every script call, key name and reply of its task: a huge one
+            // would be refused by the broker wherever it goes.
+            return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
+                "the task id given to submit_with_id is {} bytes, more than the {MAX_TASK_ID} a \
+                 task id may have: use a digest of it (a hash) as the id",
+                id.len()
+            )))));
+        }
         if arg.len() > self.shared.max_payload {
             return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
                 "the argument of {function} is {} bytes, more than the {} the broker accepts \

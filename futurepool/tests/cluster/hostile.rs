@@ -80,6 +80,14 @@ pub const TESTS: &[(&str, fn())] = &[
         values_exactly_at_the_broker_limit_pass_and_one_byte_more_fails,
     ),
     (
+        "a_huge_task_id_fails_its_task_alone",
+        a_huge_task_id_fails_its_task_alone,
+    ),
+    (
+        "settings_at_their_exact_bounds_are_accepted_and_one_step_beyond_refused",
+        settings_at_their_exact_bounds_are_accepted_and_one_step_beyond_refused,
+    ),
+    (
         "odd_queue_entries_never_disturb_real_tasks",
         odd_queue_entries_never_disturb_real_tasks,
     ),
@@ -664,4 +672,124 @@ fn broken_bookkeeping_keys_never_stop_a_client_or_worker_from_starting() {
     assert_eq!(worker.try_wait(), None, "the worker still serves");
     let second = world.client(LEASE, 3);
     assert_eq!(second.submit(scale, 9).result_timeout(PATIENCE), Ok(19));
+}
+
+/// A 2 MiB task id (against a broker that refuses values over 1 MiB, and against the default
+/// broker): that task fails at once with a clear error, the next ones go through. A task id's
+/// size counts as a value the broker may refuse, like an argument's.
+fn a_huge_task_id_fails_its_task_alone() {
+    for options in [vec!["--proto-max-bulk-len", "1mb"], vec![]] {
+        let world = World::with_broker("huge-id", &options);
+        let pool = world.client(LEASE, 3);
+        let _worker = world.worker(1, 0);
+        let id = "x".repeat(2 << 20);
+        match pool.submit_with_id(&id, scale, 1).result_timeout(PATIENCE) {
+            Err(TaskError::Transfer(why)) => assert!(why.to_string().contains("task id"), "{why}"),
+            other => panic!("{options:?}: {other:?}"),
+        }
+        let fine = "y".repeat(60 << 10);
+        assert_eq!(
+            pool.submit_with_id(&fine, scale, 2)
+                .result_timeout(PATIENCE),
+            Ok(5)
+        );
+        assert_eq!(pool.submit(scale, 3).result_timeout(PATIENCE), Ok(7));
+    }
+}
+
+/// Every pool setting at the very end of its range is accepted, stored exactly and works; one
+/// step beyond (a nanosecond, one delivery) is refused at `build()` naming the setting.
+fn settings_at_their_exact_bounds_are_accepted_and_one_step_beyond_refused() {
+    let world = World::new("bounds");
+    let url = world.broker.url();
+    let day = Duration::from_secs(24 * 3600);
+    let beyond = [
+        (
+            "lease",
+            ClusterPool::builder(&url).lease(Duration::from_millis(100) - Duration::from_nanos(1)),
+        ),
+        (
+            "lease",
+            ClusterPool::builder(&url).lease(7 * day + Duration::from_nanos(1)),
+        ),
+        (
+            "result_ttl",
+            ClusterPool::builder(&url).result_ttl(Duration::from_secs(1) - Duration::from_nanos(1)),
+        ),
+        (
+            "result_ttl",
+            ClusterPool::builder(&url).result_ttl(365 * day + Duration::from_nanos(1)),
+        ),
+        (
+            "result_ttl",
+            ClusterPool::builder(&url).result_ttl(Duration::ZERO),
+        ),
+        ("lease", ClusterPool::builder(&url).lease(Duration::ZERO)),
+        (
+            "max_deliveries",
+            ClusterPool::builder(&url).max_deliveries(1001),
+        ),
+        (
+            "max_deliveries",
+            ClusterPool::builder(&url).max_deliveries(u32::MAX),
+        ),
+    ];
+    for (name, builder) in beyond {
+        match builder.pool(&world.pool).build() {
+            Err(ClusterError::InvalidSetting(why)) => {
+                assert!(why.to_string().contains(name), "{why}")
+            }
+            other => panic!("{name} beyond its range: {other:?}"),
+        }
+    }
+    assert_eq!(
+        world.broker.cmd(&["DBSIZE"]),
+        Reply::Int(0),
+        "refused before connecting"
+    );
+    // The far ends: a 7-day lease, a 365-day TTL, 1,000 deliveries, no payload limit of ours.
+    let pool = ClusterPool::builder(&url)
+        .pool(&world.pool)
+        .lease(7 * day)
+        .result_ttl(365 * day)
+        .max_deliveries(1000)
+        .max_payload(usize::MAX)
+        .build()
+        .expect("the far ends of every range");
+    let _worker = world.worker(1, 0);
+    assert_eq!(pool.submit(scale, 1).result_timeout(PATIENCE), Ok(3));
+    let status = world.status();
+    assert_eq!((status.lease, status.max_deliveries), (7 * day, 1000));
+    assert!(status.problems.is_empty(), "{:?}", status.problems);
+    let config = key(&world, "config");
+    assert_eq!(
+        world.broker.cmd(&["HGET", &config, "result_ttl_ms"]).text(),
+        (365 * day).as_millis().to_string()
+    );
+    // The near ends: a 100 ms lease (heartbeats every 25 ms), a 1 s TTL, one delivery. A loaded
+    // machine may miss a 100 ms lease and run a task twice; the values stay right.
+    let near = ClusterPool::builder(&url)
+        .pool(&world.pool)
+        .lease(Duration::from_millis(100))
+        .result_ttl(Duration::from_secs(1))
+        .max_deliveries(1)
+        .build()
+        .expect("the near ends of every range");
+    let tasks: Vec<_> = (0..20).map(|n| near.submit(scale, n)).collect();
+    for (n, task) in tasks.iter().enumerate() {
+        match task.result_timeout(PATIENCE) {
+            Ok(v) => assert_eq!(v, 2 * n as u64 + 1),
+            // One delivery and a missed 100 ms lease: given up, never a wrong value.
+            Err(TaskError::WorkerLost(_)) => {}
+            other => panic!("task {n}: {other:?}"),
+        }
+    }
+    // Waits on a handle at the ends of Duration.
+    let task = near.submit(scale, 7);
+    match task.result_timeout(Duration::ZERO) {
+        Err(TaskError::Timeout) | Ok(15) => {}
+        other => panic!("a zero wait: {other:?}"),
+    }
+    assert_eq!(task.result_timeout(Duration::MAX), Ok(15));
+    assert_eq!(task.result_timeout(Duration::ZERO), Ok(15));
 }
