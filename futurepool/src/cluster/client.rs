@@ -766,9 +766,12 @@ impl ClusterPool {
                 return Task::resolved(Err(TaskError::Transfer(Reason::new(why.to_string()))))
             }
         };
-        let arg = match postcard::to_stdvec(arg) {
-            Ok(bytes) => bytes,
-            Err(e) => {
+        // The argument's `Serialize` is the user's: a panic in it fails this task alone, as in
+        // the process pool, instead of unwinding out of `submit`.
+        let arg = match crate::panic::catch(|| postcard::to_stdvec(arg)) {
+            Err(panic) => return Task::resolved(Err(TaskError::Panicked(panic))),
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
                 return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
                     "the argument of {function} does not serialize: {e}"
                 )))))

@@ -43,7 +43,12 @@ pub fn slow_to_decode(_: ()) -> SlowToDecode {
     SlowToDecode
 }
 
-futurepool::register!(slow_scale, slow_to_decode);
+/// Takes an argument whose `Serialize` panics (on the client, in `submit`).
+pub fn swallow(_: crate::trust::SerializeBomb) -> u8 {
+    0
+}
+
+futurepool::register!(slow_scale, slow_to_decode, swallow);
 
 /// Every test of this file, for the runner.
 pub const TESTS: &[(&str, fn())] = &[
@@ -102,6 +107,14 @@ pub const TESTS: &[(&str, fn())] = &[
     (
         "broken_bookkeeping_keys_never_stop_a_client_or_worker_from_starting",
         broken_bookkeeping_keys_never_stop_a_client_or_worker_from_starting,
+    ),
+    (
+        "an_argument_whose_serialize_panics_fails_its_task_not_the_caller",
+        an_argument_whose_serialize_panics_fails_its_task_not_the_caller,
+    ),
+    (
+        "forged_or_odd_reply_entries_never_give_a_wrong_value",
+        forged_or_odd_reply_entries_never_give_a_wrong_value,
     ),
     (
         "a_client_dropped_mid_flight_leaves_the_worker_serving_others",
@@ -792,4 +805,66 @@ fn settings_at_their_exact_bounds_are_accepted_and_one_step_beyond_refused() {
     }
     assert_eq!(task.result_timeout(Duration::MAX), Ok(15));
     assert_eq!(task.result_timeout(Duration::ZERO), Ok(15));
+}
+
+/// Bug: a panic in an argument's `Serialize` unwound out of `ClusterPool::submit` into the
+/// caller; as in the process pool, it now fails that task alone as `Panicked`.
+fn an_argument_whose_serialize_panics_fails_its_task_not_the_caller() {
+    let world = World::new("arg-bomb");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(1, 0);
+    let submitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.submit(swallow, crate::trust::SerializeBomb)
+    }));
+    let task = submitted.expect("submit does not panic");
+    match task.try_result() {
+        Some(Err(TaskError::Panicked(p))) => assert!(p.message().contains("boom"), "{p}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.submit(scale, 2).result_timeout(PATIENCE), Ok(5));
+}
+
+/// Reply entries another program writes into a client's reply stream: an outcome for a task id
+/// nobody waits for is ignored; a non-UTF-8 task id field does not stop the
+/// listener; a forged value with bytes left over for the handle's type is a transfer error,
+/// never a value decoded from its first bytes. The handle resolves once: the worker's later
+/// outcome does not overwrite it.
+fn forged_or_odd_reply_entries_never_give_a_wrong_value() {
+    let world = World::new("forged");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(1, 0);
+    assert_eq!(pool.submit(scale, 0).result_timeout(PATIENCE), Ok(1));
+    let Reply::Array(streams) = world.broker.cmd(&["KEYS", &key(&world, "replies:*")]) else {
+        panic!("no reply stream")
+    };
+    let stream = streams[0].text();
+    let task = pool.submit_with_id(
+        "forged",
+        slow_scale,
+        (world.log.clone(), "forged".to_string(), 1500, 4),
+    );
+    wait_for("the task to start", || {
+        count(world.log(), "start", "forged") == 1
+    });
+    world
+        .broker
+        .command(&[b"XADD", stream.as_bytes(), b"*", b"id:nobody", b"V\x01"]);
+    world
+        .broker
+        .command(&[b"XADD", stream.as_bytes(), b"*", b"\xff\xfe", b"V\x01"]);
+    // `g` decodes as the u64 103 with "arbage" left over.
+    world
+        .broker
+        .command(&[b"XADD", stream.as_bytes(), b"*", b"id:forged", b"Vgarbage"]);
+    match task.result_timeout(PATIENCE) {
+        Err(TaskError::Transfer(why)) => assert!(why.to_string().contains("left over"), "{why}"),
+        other => panic!("a forged value: {other:?}"),
+    }
+    // The worker's real outcome comes later and changes nothing.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(matches!(
+        task.try_result(),
+        Some(Err(TaskError::Transfer(_)))
+    ));
+    assert_eq!(pool.submit(scale, 5).result_timeout(PATIENCE), Ok(11));
 }
