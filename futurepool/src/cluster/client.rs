@@ -320,7 +320,7 @@ struct ClientState {
 struct Waiting {
     task: NewTask,
     handles: Vec<Box<dyn Handle>>,
-    /// When the task was submitted or last looked for by the sweep (see [`sweep`]).
+    /// When the task last reached the broker or was last looked up by the sweep (see [`sweep`]).
     checked: Instant,
 }
 
@@ -488,6 +488,17 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
                 continue;
             }
         };
+        {
+            // The sweep's clock starts when a task reaches the broker, so a task still waiting in
+            // the outbox (a long backlog, an outage) is never taken for one the broker forgot.
+            let mut state = shared.lock();
+            let now = Instant::now();
+            for task in &batch {
+                if let Some(waiting) = state.waiting.get_mut(&task.id) {
+                    waiting.checked = now;
+                }
+            }
+        }
         if retry.take_recovered() {
             // Back after an outage: tasks queued before it may need submitting again.
             shared.request_resubmit();

@@ -164,6 +164,19 @@ fn a_broker_restarted_empty_never_gives_a_client_another_clients_result() {
     // Both go on working.
     assert_eq!(first.submit(scale, 1).result_timeout(PATIENCE), Ok(3));
     assert_eq!(second.submit(scale, 2).result_timeout(PATIENCE), Ok(5));
+    // Restarted empty again while tasks run and wait: every one resolves, with its own value.
+    let tasks: Vec<_> = (0..6)
+        .map(|n| first.submit(slow_scale, (world.log.clone(), format!("e{n}"), 800, n)))
+        .collect();
+    wait_for("a task to start", || count(world.log(), "start", "e0") == 1);
+    restart_empty(&mut world);
+    for (n, task) in tasks.iter().enumerate() {
+        assert_eq!(
+            task.result_timeout(PATIENCE),
+            Ok(2 * n as u64 + 1),
+            "task e{n}"
+        );
+    }
 }
 
 /// Bug: an error reply that says "try again" (`OOM`, and likewise `LOADING`, `BUSY`,
