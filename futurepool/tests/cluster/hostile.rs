@@ -69,6 +69,10 @@ pub const TESTS: &[(&str, fn())] = &[
         killed_paused_or_sleeping_broker_links_never_fail_a_small_task,
     ),
     (
+        "a_broker_asleep_longer_than_the_io_timeout_loses_nothing",
+        a_broker_asleep_longer_than_the_io_timeout_loses_nothing,
+    ),
+    (
         "a_script_flush_mid_batch_is_reloaded_not_failed",
         a_script_flush_mid_batch_is_reloaded_not_failed,
     ),
@@ -880,4 +884,38 @@ fn forged_or_odd_reply_entries_never_give_a_wrong_value() {
         Some(Err(TaskError::Transfer(_)))
     ));
     assert_eq!(pool.submit(scale, 5).result_timeout(PATIENCE), Ok(11));
+}
+
+/// `DEBUG SLEEP` longer than the links' 15 s read timeout, mid-batch: every link times out and
+/// reconnects (commands sent meanwhile may still run after the sleep: submits and completions
+/// are idempotent), and every task resolves once with its own value.
+fn a_broker_asleep_longer_than_the_io_timeout_loses_nothing() {
+    let world = World::new("asleep");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(2, 4);
+    let tasks: Vec<_> = (0..100)
+        .map(|n| pool.submit(slow_scale, (world.log.clone(), format!("z{n}"), 20, n)))
+        .collect();
+    wait_for("a task to start", || count(world.log(), "start", "z0") == 1);
+    let port = world.broker.port();
+    // The test's own link would time out too: the command is sent from a thread whose panic
+    // (on that time-out) is of no interest.
+    let sleeper = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut link = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        link.write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$2\r\n17\r\n")
+            .expect("send DEBUG SLEEP");
+        std::thread::sleep(Duration::from_secs(18));
+    });
+    let more: Vec<_> = (100..120)
+        .map(|n| pool.submit(slow_scale, (world.log.clone(), format!("z{n}"), 20, n)))
+        .collect();
+    for (n, task) in tasks.iter().chain(&more).enumerate() {
+        assert_eq!(
+            task.result_timeout(PATIENCE),
+            Ok(2 * n as u64 + 1),
+            "task z{n}"
+        );
+    }
+    let _ = sleeper.join();
 }
