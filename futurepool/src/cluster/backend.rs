@@ -34,6 +34,18 @@ pub(crate) enum Submitted {
     Finished(Vec<u8>),
 }
 
+/// What the broker knows of a task a client waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// It finished: its stored outcome.
+    Finished(Vec<u8>),
+    /// It is queued or running (someone waits for it).
+    Pending,
+    /// Neither: the broker lost it (keys flushed, a restart without its data) or its outcome
+    /// already expired. Submitting it again is safe (idempotent per task id).
+    Forgotten,
+}
+
 /// An outcome addressed to one client.
 #[derive(Debug, Clone)]
 pub(crate) struct Reply {
@@ -169,7 +181,7 @@ pub(crate) trait Connection: Send {
     /// Stores the pool's settings for every worker.
     fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()>;
 
-    /// A number no other client of this pool has, ever.
+    /// A number no other client of this pool has, ever — even after the broker lost its keys.
     fn register_client(&mut self) -> BrokerResult<u64>;
     /// Queues tasks (idempotently per id) for `client`; one answer per task, in order.
     fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>>;
@@ -182,6 +194,9 @@ pub(crate) trait Connection: Send {
         max: usize,
         block: Duration,
     ) -> BrokerResult<Vec<Reply>>;
+    /// What the broker knows of each task id, in order: the client's safety net for an outcome
+    /// whose reply never reached it, and for a task the broker forgot.
+    fn look_up(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Known>>;
 
     /// Announces a worker; returns its unique name.
     fn register_worker(&mut self, description: &str) -> BrokerResult<String>;

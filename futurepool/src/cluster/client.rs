@@ -18,7 +18,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
+use super::backend::{Backend, Connection, Known, NewTask, PoolConfig, Submitted};
+use super::decode::Decoders;
 use super::outcome;
 use super::redis::{RedisBackend, MAX_BATCH};
 use super::retry::{send_pinning, Retry, Stop};
@@ -34,8 +35,15 @@ use crate::task::Task;
 const LISTEN_BLOCK: Duration = Duration::from_millis(500);
 /// Outcomes read per round trip.
 const REPLY_BATCH: usize = 1024;
+/// How long a task is waited for before the listener's sweep looks for its stored outcome, and
+/// how often it looks again.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Most tasks one sweep looks for (the longest-unchecked first come round again next time).
+const SWEEP_MAX: usize = 4096;
 /// How often a `shutdown(wait)` that is still waiting says what it waits for.
 const SAY_EVERY: Duration = Duration::from_secs(5);
+/// The longest task id `submit_with_id` accepts.
+const MAX_TASK_ID: usize = 64 << 10;
 /// Tasks a `map` keeps in flight by default: a cluster round trip is long, so it takes many tasks
 /// on the wire to keep remote workers busy (and batches large).
 const MAP_BUFFER: usize = 1024;
@@ -243,6 +251,7 @@ impl ClusterPoolBuilder {
             state: Mutex::new(ClientState::default()),
             outbox_ready: Condvar::new(),
             all_done: Condvar::new(),
+            decoders: Decoders::new(&self.pool),
         });
         let submitter = {
             let shared = shared.clone();
@@ -288,6 +297,8 @@ struct Shared {
     outbox_ready: Condvar,
     /// Signalled when the last unfinished handle finishes.
     all_done: Condvar,
+    /// Where outcomes are decoded (user code: off the listener thread).
+    decoders: Arc<Decoders>,
 }
 
 #[derive(Default)]
@@ -309,6 +320,8 @@ struct ClientState {
 struct Waiting {
     task: NewTask,
     handles: Vec<Box<dyn Handle>>,
+    /// When the task last reached the broker or was last looked up by the sweep (see [`sweep`]).
+    checked: Instant,
 }
 
 /// A typed task handle behind a uniform face, so one map can hold tasks of every type.
@@ -372,13 +385,17 @@ impl Shared {
     fn deliver(&self, task_id: &str, outcome: &[u8]) {
         let waiting = self.lock().waiting.remove(task_id);
         if let Some(waiting) = waiting {
-            for handle in waiting.handles {
-                // Decoding runs the result's `Deserialize`, and a handle the caller cancelled
-                // drops the decoded value: user code, on the thread every task depends on.
-                if let Err(panic) = crate::panic::catch(|| handle.resolve(outcome)) {
-                    handle.fail(&Failure::Panicked(panic));
+            // Decoding runs the result's `Deserialize`, and a handle the caller cancelled drops
+            // the decoded value: user code, which may panic (caught here) or block (then only
+            // its own decoder waits; see `decode.rs`).
+            let (handles, outcome) = (waiting.handles, outcome.to_vec());
+            self.decoders.push(Box::new(move || {
+                for handle in handles {
+                    if let Err(panic) = crate::panic::catch(|| handle.resolve(&outcome)) {
+                        handle.fail(&Failure::Panicked(panic));
+                    }
                 }
-            }
+            }));
         }
     }
 
@@ -458,6 +475,8 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
             connection.as_mut(),
             "submit tasks",
             &batch,
+            // Any one value the broker could refuse for its size: the argument or the id.
+            &|task| task.arg.len().max(task.id.len()),
             &mut send,
             &mut retry,
             &stop,
@@ -469,6 +488,17 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
                 continue;
             }
         };
+        {
+            // The sweep's clock starts when a task reaches the broker, so a task still waiting in
+            // the outbox (a long backlog, an outage) is never taken for one the broker forgot.
+            let mut state = shared.lock();
+            let now = Instant::now();
+            for task in &batch {
+                if let Some(waiting) = state.waiting.get_mut(&task.id) {
+                    waiting.checked = now;
+                }
+            }
+        }
         if retry.take_recovered() {
             // Back after an outage: tasks queued before it may need submitting again.
             shared.request_resubmit();
@@ -498,9 +528,16 @@ fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
         format!("futurepool cluster {:?}", shared.pool),
         Duration::MAX,
     );
+    let mut last_sweep = Instant::now();
     loop {
         if Shared::finished(&shared.lock()) {
+            shared.decoders.close();
             return;
+        }
+        shared.decoders.nudge();
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            sweep(shared, connection.as_mut());
         }
         match connection.replies(shared.client, &mut cursor, REPLY_BATCH, LISTEN_BLOCK) {
             Ok(replies) => {
@@ -521,6 +558,75 @@ fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
                 }
             },
         }
+    }
+}
+
+/// The safety net for outcomes whose reply never arrived — published while the task's waiters
+/// key was broken or gone, or deleted from the reply stream before this client read it — and for
+/// tasks the broker forgot (`FLUSHALL`, a restart without its data that this client's links did
+/// not notice). Every [`SWEEP_EVERY`] the listener looks up the tasks it has waited on that long
+/// (at most [`SWEEP_MAX`], one pipelined `MGET` + `EXISTS` per 1,024): it delivers the outcomes
+/// it finds, and submits again those the broker has no trace of (safe: submit is idempotent).
+/// Costs nothing while outcomes arrive within that time.
+fn sweep(shared: &Shared, connection: &mut dyn Connection) {
+    let ids: Vec<Arc<str>> = {
+        let mut state = shared.lock();
+        let mut due: Vec<(&Arc<str>, &mut Waiting)> = state
+            .waiting
+            .iter_mut()
+            .filter(|(_, w)| w.checked.elapsed() >= SWEEP_EVERY)
+            .collect();
+        due.sort_unstable_by_key(|(_, w)| w.checked);
+        due.truncate(SWEEP_MAX);
+        let now = Instant::now();
+        due.into_iter()
+            .map(|(id, w)| {
+                w.checked = now;
+                id.clone()
+            })
+            .collect()
+    };
+    if ids.is_empty() {
+        return;
+    }
+    match connection.look_up(&ids) {
+        Ok(known) => {
+            let mut forgotten = Vec::new();
+            for (id, known) in ids.iter().zip(known) {
+                match known {
+                    Known::Finished(outcome) => shared.deliver(id, &outcome),
+                    Known::Pending => {}
+                    Known::Forgotten => forgotten.push(id),
+                }
+            }
+            if !forgotten.is_empty() {
+                eprintln!(
+                    "futurepool cluster {:?}: the broker has no trace of {} {} this client \
+                     waits for (its keys were flushed or lost): submitting {} again",
+                    shared.pool,
+                    forgotten.len(),
+                    plural(forgotten.len() as u64, "task", "tasks"),
+                    plural(forgotten.len() as u64, "it", "them"),
+                );
+                let mut state = shared.lock();
+                let again: Vec<NewTask> = forgotten
+                    .iter()
+                    .filter_map(|id| state.waiting.get(*id).map(|w| w.task.clone()))
+                    .collect();
+                state.outbox.extend(again);
+                drop(state);
+                shared.outbox_ready.notify_all();
+            }
+        }
+        // Not a loop of its own: the next sweep tries again, and the reply stream's own read
+        // meets (and retries) an outage.
+        Err(error) => eprintln!(
+            "futurepool cluster {:?}: cannot look up the stored outcomes of {} {} ({error}); \
+             trying again in {SWEEP_EVERY:?}",
+            shared.pool,
+            ids.len(),
+            plural(ids.len() as u64, "task", "tasks")
+        ),
     }
 }
 
@@ -610,7 +716,8 @@ impl ClusterPool {
     /// Like [`submit`](ClusterPool::submit), under a task id of your choosing: while a task with
     /// this id is queued, running, or finished less than `result_ttl` ago, submitting it again
     /// (from this or any other client) does not run it again — the new handle gets the same
-    /// outcome. Use it to make a retried request safe.
+    /// outcome. Use it to make a retried request safe. An id longer than 64 KiB fails the task
+    /// at once with [`TaskError::Transfer`] (use a digest of it).
     ///
     /// # Examples
     ///
@@ -670,14 +777,26 @@ impl ClusterPool {
                 return Task::resolved(Err(TaskError::Transfer(Reason::new(why.to_string()))))
             }
         };
-        let arg = match postcard::to_stdvec(arg) {
-            Ok(bytes) => bytes,
-            Err(e) => {
+        // The argument's `Serialize` is the user's: a panic in it fails this task alone, as in
+        // the process pool, instead of unwinding out of `submit`.
+        let arg = match crate::panic::catch(|| postcard::to_stdvec(arg)) {
+            Err(panic) => return Task::resolved(Err(TaskError::Panicked(panic))),
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
                 return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
                     "the argument of {function} does not serialize: {e}"
                 )))))
             }
         };
+        if let Some(id) = id.filter(|id| id.len() > MAX_TASK_ID) {
+            // An id travels in every script call, key name and reply of its task: a huge one
+            // would be refused by the broker wherever it goes.
+            return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
+                "the task id given to submit_with_id is {} bytes, more than the {MAX_TASK_ID} a \
+                 task id may have: use a digest of it (a hash) as the id",
+                id.len()
+            )))));
+        }
         if arg.len() > self.shared.max_payload {
             return Task::resolved(Err(TaskError::Transfer(Reason::new(format!(
                 "the argument of {function} is {} bytes, more than the {} the broker accepts \
@@ -723,6 +842,7 @@ impl ClusterPool {
                     Waiting {
                         task: new,
                         handles: vec![handle],
+                        checked: Instant::now(),
                     },
                 );
                 if state.outbox.len() == 1 {

@@ -34,6 +34,16 @@ impl Keys {
         format!("{}:replies:{client}", self.prefix)
     }
 
+    /// A finished task's outcome (the scripts build the same name from the prefix).
+    pub(crate) fn result(&self, task_id: &str) -> String {
+        format!("{}:result:{task_id}", self.prefix)
+    }
+
+    /// The set of clients waiting for a task (the scripts build the same name from the prefix).
+    pub(crate) fn waiters(&self, task_id: &str) -> String {
+        format!("{}:waiters:{task_id}", self.prefix)
+    }
+
     /// Counter handing out client numbers.
     pub(crate) fn clients(&self) -> String {
         format!("{}:clients", self.prefix)

@@ -31,6 +31,7 @@
 mod backend;
 mod backoff;
 mod client;
+mod decode;
 mod keys;
 mod outcome;
 mod redis;

@@ -68,8 +68,16 @@ fn decode_value<V: DeserializeOwned, R, E>(
         return Err(garbled("an empty outcome"));
     };
     match tag {
-        VALUE => match postcard::from_bytes::<V>(payload) {
-            Ok(value) => finish(value),
+        // Every byte must belong to the value: left-over bytes mean the outcome was written for
+        // another type, and the value decoded from its start would be a wrong one.
+        VALUE => match postcard::take_from_bytes::<V>(payload) {
+            Ok((value, [])) => finish(value),
+            Ok((_, rest)) => Err(TaskError::Transfer(Reason::new(format!(
+                "the result from the worker does not decode as {}: {} bytes are left over \
+                 (are the client and the workers built from the same code?)",
+                std::any::type_name::<V>(),
+                rest.len()
+            )))),
             Err(e) => Err(TaskError::Transfer(Reason::new(format!(
                 "the result from the worker does not decode as {}: {e} \
                  (are the client and the workers built from the same code?)",
@@ -144,7 +152,8 @@ mod tests {
 
     #[test]
     fn garbage_is_a_transfer_error_not_a_panic() {
-        for bytes in [&b""[..], b"V", b"P\xff", b"Lx", b"?"] {
+        // `V\x05\x06`: a u64 and a byte left over, an outcome written for another type.
+        for bytes in [&b""[..], b"V", b"P\xff", b"Lx", b"?", b"V\x05\x06"] {
             assert!(matches!(
                 decode::<u64, ()>(bytes),
                 Err(TaskError::Transfer(_))

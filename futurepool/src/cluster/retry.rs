@@ -15,6 +15,10 @@ use super::backoff::Backoff;
 /// Failed attempts of one call, while `PING` succeeds, after which the data is taken to be what
 /// the broker refuses.
 const SUSPICIONS: u32 = 2;
+/// The smallest value Redis can refuse for its size: `proto-max-bulk-len` and
+/// `client-query-buffer-limit` cannot be set below 1 MiB. A dropped link on a call whose values
+/// are all smaller is an outage (a killed or timed-out connection), never a refusal of the data.
+const SMALLEST_REFUSABLE: usize = 1 << 20;
 
 /// Why a retry loop ended without success.
 #[derive(Debug, Clone)]
@@ -118,8 +122,9 @@ pub(crate) type Pinned<A> = Result<A, String>;
 
 /// Sends `items` with `send` — one call for all of them, the only call on the normal path — and
 /// returns one answer per item. If the broker refuses the call (an error reply, or a failure that
-/// repeats while it answers `PING`), the items are sent one at a time, so the refusal is pinned
-/// on the item(s) that cause it (`Err(reason)`) and the others still go through.
+/// repeats while it answers `PING` on a call carrying an item of at least 1 MiB by `size`), the
+/// items are sent one at a time, so the refusal is pinned on the item(s) that cause it
+/// (`Err(reason)`) and the others still go through.
 ///
 /// # Errors
 ///
@@ -130,11 +135,12 @@ pub(crate) fn send_pinning<T, A>(
     connection: &mut dyn Connection,
     what: &str,
     items: &[T],
+    size: &dyn Fn(&T) -> usize,
     send: &mut Send<'_, T, A>,
     retry: &mut Retry,
     stop: &dyn Fn(Duration) -> bool,
 ) -> Result<Vec<Pinned<A>>, Stop> {
-    match attempt(connection, what, items, send, retry, stop)? {
+    match attempt(connection, what, items, size, send, retry, stop)? {
         Ok(answers) => Ok(answers.into_iter().map(Ok).collect()),
         Err(reason) if items.len() == 1 => Ok(vec![Err(reason)]),
         Err(reason) => {
@@ -148,6 +154,7 @@ pub(crate) fn send_pinning<T, A>(
                     connection,
                     what,
                     std::slice::from_ref(item),
+                    size,
                     send,
                     retry,
                     stop,
@@ -169,10 +176,12 @@ fn attempt<T, A>(
     connection: &mut dyn Connection,
     what: &str,
     items: &[T],
+    size: &dyn Fn(&T) -> usize,
     send: &mut Send<'_, T, A>,
     retry: &mut Retry,
     stop: &dyn Fn(Duration) -> bool,
 ) -> Result<Result<Vec<A>, String>, Stop> {
+    let refusable = items.iter().any(|item| size(item) >= SMALLEST_REFUSABLE);
     let mut suspicions = 0;
     loop {
         match send(connection, items) {
@@ -191,7 +200,7 @@ fn attempt<T, A>(
                         retry.outage()
                     )));
                 }
-                if connection.ping().is_ok() {
+                if refusable && connection.ping().is_ok() {
                     suspicions += 1;
                     if suspicions >= SUSPICIONS {
                         retry.refusal_pinned();
@@ -254,6 +263,12 @@ mod tests {
         ) -> BrokerResult<Vec<Reply>> {
             unimplemented!()
         }
+        fn look_up(
+            &mut self,
+            _: &[std::sync::Arc<str>],
+        ) -> BrokerResult<Vec<crate::cluster::backend::Known>> {
+            unimplemented!()
+        }
         fn register_worker(&mut self, _: &str) -> BrokerResult<String> {
             unimplemented!()
         }
@@ -286,6 +301,41 @@ mod tests {
         }
     }
 
+    /// "big" stands for an item over the broker's limit; the others are a few bytes.
+    fn big_is_huge(item: &&str) -> usize {
+        if *item == "big" {
+            2 << 20
+        } else {
+            item.len()
+        }
+    }
+
+    #[test]
+    fn a_dropped_link_on_small_items_is_an_outage_never_a_refusal() {
+        let failures = Cell::new(0);
+        let mut send = |_: &mut dyn Connection, items: &[&str]| {
+            failures.set(failures.get() + 1);
+            if failures.get() <= 4 {
+                // A killed connection, while PING works.
+                Err(BrokerError::Unavailable("Connection reset by peer".into()))
+            } else {
+                Ok(items.iter().map(|i| i.len()).collect())
+            }
+        };
+        let mut retry = Retry::new("test", Duration::from_secs(60));
+        let answers = send_pinning(
+            &mut Picky { ping_ok: true },
+            "send",
+            &["a", "bb"],
+            &big_is_huge,
+            &mut send,
+            &mut retry,
+            &|_| false,
+        )
+        .unwrap();
+        assert_eq!(answers, [Ok(1), Ok(2)]);
+    }
+
     #[test]
     fn a_refused_item_fails_alone_even_when_the_broker_only_drops_the_link() {
         let calls = Cell::new(0);
@@ -303,6 +353,7 @@ mod tests {
             &mut Picky { ping_ok: true },
             "send",
             &items,
+            &big_is_huge,
             &mut send,
             &mut retry,
             &|_| false,
@@ -336,6 +387,7 @@ mod tests {
             &mut Picky { ping_ok: true },
             "send",
             &[1, 2],
+            &|_| 0,
             &mut send,
             &mut retry,
             &|_| false,
@@ -347,6 +399,7 @@ mod tests {
             &mut Picky { ping_ok: true },
             "send",
             &[3],
+            &|_| 0,
             &mut send,
             &mut retry,
             &|_| false,
@@ -362,7 +415,15 @@ mod tests {
         let mut retry = Retry::new("test", Duration::from_millis(100));
         // PING fails too: an outage, not a refusal of the data.
         let mut down = Picky { ping_ok: false };
-        let outcome = send_pinning(&mut down, "send", &[1], &mut send, &mut retry, &|_| false);
+        let outcome = send_pinning(
+            &mut down,
+            "send",
+            &[1],
+            &|_| usize::MAX,
+            &mut send,
+            &mut retry,
+            &|_| false,
+        );
         assert!(matches!(outcome, Err(Stop::GaveUp(_))), "{outcome:?}");
     }
 }

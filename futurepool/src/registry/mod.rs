@@ -77,14 +77,27 @@ where
             // panic in any of them fails this call alone, as `Panicked` with its message and
             // location; only a panic *while unwinding* (a second panic) can still abort.
             let result = crate::panic::catch(|| {
-                let arg: A = postcard::from_bytes(arg_bytes).map_err(|e| {
-                    InvokeError::BadArgument(format!(
-                        "cannot decode a `{}` from {} bytes: {e}{}",
-                        type_name::<A>(),
-                        arg_bytes.len(),
-                        crate::wire::postcard_hint(&e)
-                    ))
-                })?;
+                // Every byte must belong to the argument: bytes left over mean they were written
+                // for another type (a foreign or forged entry) and the value would be misread.
+                let arg: A = match postcard::take_from_bytes(arg_bytes) {
+                    Ok((arg, [])) => arg,
+                    Ok((_, rest)) => {
+                        return Err(InvokeError::BadArgument(format!(
+                            "cannot decode a `{}` from {} bytes: {} bytes are left over",
+                            type_name::<A>(),
+                            arg_bytes.len(),
+                            rest.len()
+                        )))
+                    }
+                    Err(e) => {
+                        return Err(InvokeError::BadArgument(format!(
+                            "cannot decode a `{}` from {} bytes: {e}{}",
+                            type_name::<A>(),
+                            arg_bytes.len(),
+                            crate::wire::postcard_hint(&e)
+                        )))
+                    }
+                };
                 let value = f(arg);
                 postcard::serialize_with_flavor(&value, crate::wire::AppendTo(&mut *out)).map_err(
                     |e| {

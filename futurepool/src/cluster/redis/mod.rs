@@ -6,13 +6,14 @@
 mod parse;
 mod scripts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{ErrorKind, RedisError, Value};
 
 use super::backend::{
-    Backend, BrokerError, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig,
-    Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE, RESULT_TTL_RANGE,
+    Backend, BrokerError, BrokerResult, Completion, Connection, Delivery, Known, NewTask,
+    PoolConfig, Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE, RESULT_TTL_RANGE,
 };
 use super::keys::{Keys, GROUP};
 use super::Status;
@@ -27,6 +28,8 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// Largest number of payload bytes one script call carries (a single larger item goes alone),
 /// well under the broker's query buffer limit (1 GB by default), beyond which it drops the link.
 const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Result keys read per `MGET` by the client's sweep for lost replies.
+const MAX_SWEEP_BATCH: usize = 1024;
 /// Redis's default `proto-max-bulk-len`, assumed when the broker does not say (`CONFIG` is often
 /// disabled on managed servers).
 const DEFAULT_MAX_BULK: usize = 512 << 20;
@@ -88,6 +91,24 @@ fn batches<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
         out.push(&items[start..]);
     }
     out
+}
+
+/// A client number no other live client has, even across a broker that lost its keys: the
+/// counter alone starts again at 1 after a restart without persistence, and a new client would
+/// then share a live client's task ids and reply stream (each getting the other's results). So
+/// the counter is mixed with 64 random bits (the standard library's per-process random hash
+/// keys), the process id and the time.
+fn unique_client_number(counted: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(counted);
+    hasher.write_u32(std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    // Below 2^63 so it stays a plain positive number wherever it is shown or parsed.
+    hasher.finish() >> 1
 }
 
 /// Connections to one pool on one Redis server (or Valkey, or a Redis Cluster slot owner).
@@ -313,6 +334,24 @@ impl RedisConnection {
     }
 }
 
+impl RedisConnection {
+    /// The next number of the pool's counter; if another program replaced the counter with
+    /// something that does not count, 0 (client numbers mix in random bits anyway, and worker
+    /// names carry host and pid), said on stderr.
+    fn count(&mut self) -> BrokerResult<u64> {
+        match self.query(redis::cmd("INCR").arg(self.keys.clients())) {
+            Err(BrokerError::Rejected(why)) => {
+                eprintln!(
+                    "futurepool cluster: the counter {} cannot count ({why}); going on without it",
+                    self.keys.clients()
+                );
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+}
+
 impl Connection for RedisConnection {
     fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)> {
         let read: BrokerResult<Vec<Value>> = self.query(
@@ -397,7 +436,7 @@ impl Connection for RedisConnection {
     }
 
     fn register_client(&mut self) -> BrokerResult<u64> {
-        self.query(redis::cmd("INCR").arg(self.keys.clients()))
+        Ok(unique_client_number(self.count()?))
     }
 
     fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
@@ -463,29 +502,70 @@ impl Connection for RedisConnection {
         Ok(replies)
     }
 
+    fn look_up(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<Known>> {
+        let mut known = Vec::with_capacity(task_ids.len());
+        for batch in task_ids.chunks(MAX_SWEEP_BATCH) {
+            // One round trip: the outcomes, and whether anyone still waits for each (`EXISTS`
+            // of one key per command: with several keys it only counts them).
+            let mut pipe = redis::pipe();
+            let mut mget = redis::cmd("MGET");
+            for id in batch {
+                mget.arg(self.keys.result(id));
+            }
+            pipe.add_command(mget);
+            for id in batch {
+                pipe.cmd("EXISTS").arg(self.keys.waiters(id));
+            }
+            let mut raw: Vec<Value> = self.query_pipe(&pipe)?;
+            if raw.len() != batch.len() + 1 {
+                return Err(BrokerError::Protocol(format!(
+                    "{} answers to a look-up of {} tasks",
+                    raw.len(),
+                    batch.len()
+                )));
+            }
+            let waited: Vec<bool> = raw
+                .drain(1..)
+                .map(|v| parse::number(v).unwrap_or(0) > 0)
+                .collect();
+            let outcomes =
+                parse::array(raw.pop().unwrap_or(Value::Nil)).map_err(BrokerError::Protocol)?;
+            let mut outcomes = outcomes.into_iter();
+            for waited in waited {
+                known.push(match outcomes.next().and_then(parse::bytes) {
+                    Some(outcome) => Known::Finished(outcome),
+                    None if waited => Known::Pending,
+                    None => Known::Forgotten,
+                });
+            }
+        }
+        Ok(known)
+    }
+
     fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
-        let number: u64 = self.query(redis::cmd("INCR").arg(self.keys.clients()))?;
+        let number = self.count()?;
         let name = format!(
             "{}-w{number}",
             description.split(' ').next().unwrap_or("worker")
         );
-        let (now,): (Vec<u64>,) = self.query_pipe(
-            redis::pipe()
-                .cmd("HSET")
-                .arg(self.keys.worker_info())
-                .arg(&name)
-                .arg(description)
-                .ignore()
-                .cmd("TIME"),
-        )?;
+        // The worker list is bookkeeping (as in the scripts): a key another program replaced with
+        // another type is skipped, and said, rather than stopping the worker from serving.
+        let now: Vec<u64> = self.query(&redis::cmd("TIME"))?;
         let now_ms =
             now.first().copied().unwrap_or(0) * 1000 + now.get(1).copied().unwrap_or(0) / 1000;
-        self.query::<()>(
-            redis::cmd("HSET")
-                .arg(self.keys.workers())
-                .arg(&name)
-                .arg(now_ms),
-        )?;
+        let stamps = [
+            (self.keys.worker_info(), description.to_string()),
+            (self.keys.workers(), now_ms.to_string()),
+        ];
+        for (key, value) in stamps {
+            match self.query::<()>(redis::cmd("HSET").arg(&key).arg(&name).arg(value)) {
+                Err(BrokerError::Rejected(why)) => eprintln!(
+                    "futurepool worker {name}: cannot list itself in {key} ({why}): serving \
+                     anyway; `cluster status` will not show it until that key is deleted"
+                ),
+                other => other?,
+            }
+        }
         Ok(name)
     }
 
@@ -587,30 +667,76 @@ impl Connection for RedisConnection {
         let keys = self.keys.clone();
         // Every client and worker creates the queue (with its group) when it connects: without
         // one, nobody ever used this pool.
-        let exists: bool = self.query(redis::cmd("EXISTS").arg(keys.queue()))?;
-        if !exists {
-            return Ok(None);
+        // The type of each key status reads, first: a key another program replaced with another
+        // type is named in `problems` and read as empty, instead of failing the whole report
+        // with a WRONGTYPE that does not say which key.
+        let expected = [
+            (keys.queue(), "stream"),
+            (keys.workers(), "hash"),
+            (keys.worker_info(), "hash"),
+            (keys.dead(), "stream"),
+            (keys.stats(), "hash"),
+        ];
+        let mut types = redis::pipe();
+        for (key, _) in &expected {
+            types.cmd("TYPE").arg(key);
         }
+        let found: Vec<String> = self.query_pipe(&types)?;
+        let mut problems = Vec::new();
+        let mut readable = Vec::new();
+        for ((key, want), found) in expected.iter().zip(&found) {
+            let ok = found == want || found == "none";
+            if !ok {
+                problems.push(format!(
+                    "the key {key} holds a {found}, not a {want} (written by another program): \
+                     read as empty; delete it to let the pool rebuild it"
+                ));
+            }
+            readable.push(ok);
+        }
+        match found.first().map(String::as_str) {
+            // Every client and worker creates the queue (with its group) when it connects:
+            // without one, nobody ever used this pool.
+            None | Some("none") => return Ok(None),
+            Some("stream") => {}
+            Some(other) => {
+                return Err(BrokerError::Rejected(format!(
+                    "the pool's queue {} holds a {other}, not a stream (written by another \
+                     program): no client or worker can use this pool until it is deleted",
+                    keys.queue()
+                )))
+            }
+        }
+        // A key of the wrong type is read under a name that holds nothing.
+        let absent = format!("{}:absent", keys.prefix());
+        let key = |i: usize| {
+            if readable[i] {
+                expected[i].0.clone()
+            } else {
+                absent.clone()
+            }
+        };
         let mut pipe = redis::pipe();
         pipe.cmd("TIME").cmd("XLEN").arg(keys.queue());
         pipe.cmd("XPENDING").arg(keys.queue()).arg(GROUP);
         pipe.cmd("HGETALL")
-            .arg(keys.workers())
+            .arg(key(1))
             .cmd("HGETALL")
-            .arg(keys.worker_info())
+            .arg(key(2))
             .cmd("XLEN")
-            .arg(keys.dead())
+            .arg(key(3))
             .cmd("XREVRANGE")
-            .arg(keys.dead())
+            .arg(key(3))
             .arg("+")
             .arg("-")
             .arg("COUNT")
             .arg(10)
             .cmd("HGETALL")
-            .arg(keys.stats());
+            .arg(key(4));
         let raw: Vec<Value> = self.query_pipe(&pipe)?;
-        let (config, problems) = self.config(PoolConfig::default())?;
+        let (config, settings) = self.config(PoolConfig::default())?;
         let mut status = parse::status(raw, config).map_err(BrokerError::Protocol)?;
+        problems.extend(settings);
         status.problems = problems;
         Ok(Some(status))
     }
