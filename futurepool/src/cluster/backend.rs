@@ -21,6 +21,8 @@ pub(crate) struct NewTask {
     /// A fingerprint of the function's argument and result types, so a worker built with another
     /// signature under the same name refuses the task instead of decoding it as something else.
     pub(crate) signature: &'static str,
+    /// The retry policy in its wire form (`options.rs`); `None` for a task that is not retried.
+    pub(crate) retry: Option<Arc<str>>,
 }
 
 /// What the broker did with a submitted task.
@@ -51,6 +53,11 @@ pub(crate) struct Delivery {
     pub(crate) arg: Vec<u8>,
     /// The client's fingerprint of the function's signature (absent from older clients' tasks).
     pub(crate) signature: Option<String>,
+    /// The task's retry policy (wire form), if it has one.
+    pub(crate) retry: Option<String>,
+    /// How many times the task ran before this delivery (0 the first time): it is retried
+    /// runs, not deliveries, that a policy counts.
+    pub(crate) attempt: u32,
 }
 
 /// A finished task, to be published.
@@ -62,6 +69,9 @@ pub(crate) struct Completion {
     /// For a task the worker could not run at all (unknown function, undecodable argument,
     /// signature mismatch): why, recorded in the dead letters too.
     pub(crate) dead_letter: Option<String>,
+    /// Instead of publishing the outcome, run the task again after this delay (its retry policy
+    /// counts this failure): the broker keeps it on its schedule meanwhile.
+    pub(crate) retry_in: Option<Duration>,
 }
 
 /// The pool-wide settings every worker follows.

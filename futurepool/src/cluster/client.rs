@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
+use super::options::{RetryPolicy, SubmitOptions};
 use super::outcome;
 use super::redis::{RedisBackend, MAX_BATCH};
 use super::retry::{send_pinning, Retry, Stop};
@@ -97,6 +98,8 @@ pub struct ClusterPoolBuilder {
     max_deliveries: Option<u32>,
     result_ttl: Option<Duration>,
     max_payload: Option<usize>,
+    /// Retry policies per registered function (a name that is not registered fails `build`).
+    retry_policies: Vec<(Result<&'static str, Reason>, RetryPolicy)>,
 }
 
 impl ClusterPoolBuilder {
@@ -181,6 +184,36 @@ impl ClusterPoolBuilder {
         self
     }
 
+    /// Retries every task of the registered function `f` submitted through this pool under
+    /// `policy`, unless its submit gives a policy of its own ([`SubmitOptions::retry`]). A
+    /// setting of this client, not of the pool: other clients keep their own.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::cluster::{ClusterPool, RetryPolicy};
+    /// fn fetch_page(url: String) -> Result<String, String> { Err(url) }
+    /// futurepool::register!(fetch_page);
+    /// let pool = ClusterPool::builder("redis://127.0.0.1:6379/")
+    ///     .retry(fetch_page, RetryPolicy::new(5))
+    ///     .build()?;
+    /// let page = pool.submit_fallible(fetch_page, "https://example.com/".into()); // up to 6 runs
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    ///
+    /// [`build`](Self::build) fails with [`ClusterError::InvalidSetting`] if `f` is not
+    /// registered.
+    pub fn retry<F, A, R>(mut self, f: F, policy: RetryPolicy) -> Self
+    where
+        F: TaskFn<A, R>,
+        A: 'static,
+        R: 'static,
+    {
+        self.retry_policies
+            .push((registry::name_of_item(f), policy));
+        self
+    }
+
     /// Connects, stores the pool settings given, and starts the client's two threads.
     ///
     /// # Errors
@@ -212,6 +245,15 @@ impl ClusterPoolBuilder {
                 "max_payload(0) would refuse every task: give a number of bytes >= 1",
             )));
         }
+        let mut retry_policies = HashMap::new();
+        for (name, policy) in &self.retry_policies {
+            let name = name.clone().map_err(|why| {
+                ClusterError::InvalidSetting(Reason::new(format!(
+                    "retry(f, policy) names a function that cannot be submitted: {why}"
+                )))
+            })?;
+            retry_policies.insert(name, *policy);
+        }
         let backend =
             RedisBackend::new(&self.url, &self.pool).map_err(ClusterError::invalid_url)?;
         let mut connection = backend.connect()?;
@@ -238,6 +280,7 @@ impl ClusterPoolBuilder {
             pool: self.pool.clone(),
             lease: config.lease,
             max_payload,
+            retry_policies,
             backend,
             sequence: AtomicU64::new(0),
             state: Mutex::new(ClientState::default()),
@@ -280,6 +323,8 @@ struct Shared {
     lease: Duration,
     /// The largest argument sent (the broker's limit, or less if the builder said so).
     max_payload: usize,
+    /// [`ClusterPoolBuilder::retry`]'s policies, by function name.
+    retry_policies: HashMap<&'static str, RetryPolicy>,
     /// For `shutdown(wait)`'s checks on the workers.
     backend: RedisBackend,
     sequence: AtomicU64,
@@ -336,6 +381,10 @@ struct TypedHandle<R, E> {
 
 impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<R, E> {
     fn resolve(&self, outcome: &[u8]) {
+        let (attempts, outcome) = outcome::split_attempts(outcome);
+        if let Some(attempts) = attempts {
+            self.task.set_attempts(attempts);
+        }
         // A handle the caller cancelled, or one already resolved, keeps its outcome.
         self.task.resolve((self.decode)(outcome));
     }
@@ -560,6 +609,7 @@ impl ClusterPool {
             max_deliveries: None,
             result_ttl: None,
             max_payload: None,
+            retry_policies: Vec::new(),
         }
     }
 
@@ -577,6 +627,8 @@ impl ClusterPool {
     pub fn submit<F: TaskFn<A, R>, A: Payload, R: Payload>(&self, f: F, arg: A) -> Task<R> {
         self.submit_as(
             None,
+            None,
+            false,
             registry::name_of_item(f),
             &arg,
             outcome::decode::<R, _>,
@@ -604,7 +656,14 @@ impl ClusterPool {
         E: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(None, name, &arg, outcome::decode_fallible::<R, E>)
+        self.submit_as(
+            None,
+            None,
+            true,
+            name,
+            &arg,
+            outcome::decode_fallible::<R, E>,
+        )
     }
 
     /// Like [`submit`](ClusterPool::submit), under a task id of your choosing: while a task with
@@ -630,7 +689,7 @@ impl ClusterPool {
         R: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(Some(id), name, &arg, outcome::decode::<R, _>)
+        self.submit_as(Some(id), None, false, name, &arg, outcome::decode::<R, _>)
     }
 
     /// [`submit_fallible`](ClusterPool::submit_fallible) under a task id of your choosing; see
@@ -654,12 +713,22 @@ impl ClusterPool {
         E: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(Some(id), name, &arg, outcome::decode_fallible::<R, E>)
+        self.submit_as(
+            Some(id),
+            None,
+            true,
+            name,
+            &arg,
+            outcome::decode_fallible::<R, E>,
+        )
     }
 
+    /// `fallible`: the function returns `Result` and its `Err` is the task's own failure.
     fn submit_as<A: Payload, R: Payload, E: Send + Sync + 'static, N: fmt::Display>(
         &self,
         id: Option<&str>,
+        policy: Option<RetryPolicy>,
+        fallible: bool,
         name: Result<&'static str, N>,
         arg: &A,
         decode: fn(&[u8]) -> Result<R, TaskError<E>>,
@@ -689,6 +758,13 @@ impl ClusterPool {
         }
         // Registered (the name was found), so it has a signature.
         let signature = registry::signature_of(function).map_or("", |(fingerprint, _)| fingerprint);
+        // Looked up only when some policy exists: the ordinary submit does no extra work.
+        let policy = policy.or_else(|| {
+            (!self.shared.retry_policies.is_empty())
+                .then(|| self.shared.retry_policies.get(function).copied())
+                .flatten()
+        });
+        let retry: Option<Arc<str>> = policy.map(|p| p.wire(fallible).into());
         let task: Task<R, E> = Task::pending();
         {
             let mut state = self.shared.lock();
@@ -716,6 +792,7 @@ impl ClusterPool {
                     function,
                     arg: arg.into(),
                     signature,
+                    retry: retry.clone(),
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(
@@ -737,6 +814,80 @@ impl ClusterPool {
             }
         });
         task
+    }
+
+    /// Like [`submit`](ClusterPool::submit), with options: a task id of your choosing and a
+    /// retry policy. A plain function has no `Err` of its own, so only panics can be retried
+    /// (with [`RetryPolicy::on_panic`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::cluster::{ClusterPool, RetryPolicy, SubmitOptions};
+    /// fn flaky(n: u64) -> u64 { n }
+    /// futurepool::register!(flaky);
+    /// let pool = ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let options = SubmitOptions::new().retry(RetryPolicy::new(2).on_panic(true));
+    /// assert_eq!(pool.submit_with(&options, flaky, 7).result(), Ok(7));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_with<F, A, R>(&self, options: &SubmitOptions, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        let name = registry::name_of_item(f);
+        self.submit_as(
+            options.id.as_deref(),
+            options.retry,
+            false,
+            name,
+            &arg,
+            outcome::decode::<R, _>,
+        )
+    }
+
+    /// Like [`submit_fallible`](ClusterPool::submit_fallible), with options. With a retry
+    /// policy, a run that returns `Err` is run again after its backoff, up to the policy's
+    /// `max_retries` times; the handle resolves once, with the first `Ok` or the last failure,
+    /// and [`Task::attempts`] says how many runs it took.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use futurepool::cluster::{ClusterPool, RetryPolicy, SubmitOptions};
+    /// fn charge(order: u64) -> Result<u64, String> { Ok(order) }
+    /// futurepool::register!(charge);
+    /// let pool = ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let policy = RetryPolicy::new(3).backoff(Duration::from_millis(100), Duration::from_secs(5));
+    /// let task = pool.submit_fallible_with(&SubmitOptions::new().retry(policy), charge, 77);
+    /// assert_eq!(task.result(), Ok(77));
+    /// assert_eq!(task.attempts(), Some(1));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_fallible_with<F, A, R, E>(
+        &self,
+        options: &SubmitOptions,
+        f: F,
+        arg: A,
+    ) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
+        let name = registry::name_of_item(f);
+        self.submit_as(
+            options.id.as_deref(),
+            options.retry,
+            true,
+            name,
+            &arg,
+            outcome::decode_fallible::<R, E>,
+        )
     }
 
     /// Applies `f` to every input on the cluster and yields the results in input order: lazy and

@@ -18,6 +18,8 @@
 //! - `backend.rs`: the broker interface both sides use (a PostgreSQL backend would implement it);
 //! - `redis/`: the Redis Streams implementation, its Lua scripts and answer parsing;
 //! - `keys.rs`, `outcome.rs`: key names and the outcome encoding;
+//! - `options.rs`: [`SubmitOptions`] and [`RetryPolicy`], retries of a task's own failure that
+//!   wait on the broker's schedule;
 //! - `retry.rs`: the retry rule every broker call follows — transient errors are logged and
 //!   retried with backoff within a bound, permanent ones stop the loop with the error, and a
 //!   refused batch is sent item by item so only the refused task fails;
@@ -27,6 +29,7 @@ mod backend;
 mod backoff;
 mod client;
 mod keys;
+mod options;
 mod outcome;
 mod redis;
 mod retry;
@@ -35,6 +38,7 @@ mod status;
 mod worker;
 
 pub use client::{ClusterPool, ClusterPoolBuilder};
+pub use options::{RetryPolicy, SubmitOptions};
 pub use status::{status, DeadLetter, Status, WorkerStatus};
 pub use worker::{serve, ServeOptions};
 

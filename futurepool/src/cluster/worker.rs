@@ -16,6 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::backend::{Backend, BrokerError, Completion, Connection, Delivery, PoolConfig};
+use super::options::WirePolicy;
 use super::redis::{redact, RedisBackend};
 use super::retry::{send_pinning, Retry, Stop};
 use super::status::plural;
@@ -655,6 +656,7 @@ impl Drop for Running<'_> {
                 "the worker thread running this task died (a panic outside the task's guard)",
             ),
             dead_letter: None,
+            retry_in: None,
         });
         let replaced = {
             self.worker.lock().executors_running -= 1;
@@ -694,12 +696,17 @@ fn executor(worker: &Arc<Worker>) {
         };
         let task = running.delivery.as_ref().expect("just set");
         let (outcome, dead_letter) = run(task, worker.max_payload);
+        let (outcome, retry_in) = match task.retry.as_deref() {
+            None => (outcome, None),
+            Some(field) => under_policy(task.attempt, field, outcome),
+        };
         let delivery = running.delivery.take().expect("still held");
         worker.finish(Completion {
             entry: delivery.entry,
             task_id: delivery.task_id,
             outcome,
             dead_letter,
+            retry_in,
         });
     }
 }
@@ -748,6 +755,17 @@ fn run(delivery: &Delivery, max_payload: usize) -> (Vec<u8>, Option<String>) {
         return (too_large(outcome.len()), None);
     }
     (outcome, None)
+}
+
+/// Applies a task's retry policy (the entry's `retry` field) to the outcome of its run after
+/// `previous` earlier ones: either a delay before the next run, or the final outcome tagged with
+/// the number of runs (what the handle's `attempts()` reports).
+fn under_policy(previous: u32, field: &str, outcome: Vec<u8>) -> (Vec<u8>, Option<Duration>) {
+    let attempt = previous.saturating_add(1);
+    match WirePolicy::parse(field).and_then(|policy| policy.retry_after(attempt, &outcome)) {
+        Some(delay) => (outcome, Some(delay)),
+        None => (outcome::with_attempts(attempt, &outcome), None),
+    }
 }
 
 /// Why this worker must not run `delivery`: its client's function of that name has another
@@ -812,6 +830,8 @@ fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
                             "the broker refused the task's result ({} bytes): {why}",
                             completion.outcome.len().saturating_sub(1)
                         )),
+                        // The refusal is final: it is not the task's own failure.
+                        retry_in: None,
                         ..completion.clone()
                     })
                 })

@@ -6,6 +6,7 @@
 //! private broker (AOF on, fsync on every write) on a free loopback port. Leases are 1–2 s so the
 //! recovery paths run quickly. Without `redis-server` the tests are skipped, saying so.
 
+mod jobs;
 mod support;
 mod trust;
 
@@ -121,6 +122,7 @@ fn main() {
     ];
     let mut tests = tests.to_vec();
     tests.extend_from_slice(trust::TESTS);
+    tests.extend_from_slice(jobs::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(

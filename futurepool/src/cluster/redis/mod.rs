@@ -6,7 +6,7 @@
 mod parse;
 mod scripts;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, Value};
 
@@ -127,6 +127,7 @@ impl Backend for RedisBackend {
             link: None,
             shas: Vec::new(),
             max_bulk: DEFAULT_MAX_BULK,
+            schedule: ScheduleClock::default(),
         };
         connection.link()?;
         Ok(Box::new(connection))
@@ -143,6 +144,21 @@ struct RedisConnection {
     shas: Vec<String>,
     /// The broker's `proto-max-bulk-len`, read when the link opens.
     max_bulk: usize,
+    /// When this (fetching) connection last moved due tasks from the schedule to the queue.
+    schedule: ScheduleClock,
+}
+
+/// How often a busy fetcher also moves due scheduled tasks (retries) into the queue. An idle
+/// one does it on every fetch; a busy one at most this often, so a pool that schedules nothing
+/// pays one cheap script call per worker per interval, not one per fetch.
+const PROMOTE_EVERY: Duration = Duration::from_millis(50);
+
+/// What a fetcher knows about the pool's schedule.
+#[derive(Debug, Default)]
+struct ScheduleClock {
+    last_promote: Option<Instant>,
+    /// The earliest due time the last `PROMOTE` reported (its clock converted to ours).
+    next_due: Option<Instant>,
 }
 
 impl RedisConnection {
@@ -410,7 +426,8 @@ impl Connection for RedisConnection {
                     .arg(&*task.id)
                     .arg(task.function)
                     .arg(&*task.arg)
-                    .arg(task.signature);
+                    .arg(task.signature)
+                    .arg(task.retry.as_deref().unwrap_or(""));
             }
             let raw: Vec<Value> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|answer| match answer {
@@ -490,19 +507,46 @@ impl Connection for RedisConnection {
     }
 
     fn fetch(&mut self, worker: &str, max: usize, block: Duration) -> BrokerResult<Vec<Delivery>> {
-        let read: Value = self.query(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(worker)
-                .arg("COUNT")
-                .arg(max)
-                .arg("BLOCK")
-                .arg(block.as_millis().max(1) as u64)
-                .arg("STREAMS")
-                .arg(self.keys.queue())
-                .arg(">"),
-        )?;
+        let now = Instant::now();
+        let clock = &self.schedule;
+        // A due task must not wait for a read that blocks past its due time.
+        let block = match clock.next_due {
+            Some(due) => block.min(due.saturating_duration_since(now)),
+            None => block,
+        };
+        let promote = clock.next_due.is_some_and(|due| due <= now)
+            || clock
+                .last_promote
+                .is_none_or(|at| now.saturating_duration_since(at) >= PROMOTE_EVERY);
+        let mut read_command = redis::cmd("XREADGROUP");
+        read_command
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(worker)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.keys.queue())
+            .arg(">");
+        let read: Value = if promote {
+            // Same round trip: due tasks enter the queue just before this read looks at it.
+            let mut command = self.script(Script::Promote)?;
+            command.arg(MAX_BATCH);
+            let mut pipe = redis::pipe();
+            pipe.add_command(command).add_command(read_command);
+            let ((_queued, wait_ms), read): ((u64, i64), Value) = self.query_pipe(&pipe)?;
+            self.schedule = ScheduleClock {
+                last_promote: Some(now),
+                next_due: u64::try_from(wait_ms)
+                    .ok()
+                    .and_then(|ms| now.checked_add(Duration::from_millis(ms))),
+            };
+            read
+        } else {
+            self.query(&read_command)?
+        };
         let entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
         Ok(self.deliveries(worker, entries))
     }
@@ -517,7 +561,12 @@ impl Connection for RedisConnection {
                     .arg(&completion.entry)
                     .arg(&completion.task_id)
                     .arg(&completion.outcome)
-                    .arg(completion.dead_letter.as_deref().unwrap_or(""));
+                    .arg(completion.dead_letter.as_deref().unwrap_or(""))
+                    .arg(
+                        completion
+                            .retry_in
+                            .map_or(String::new(), |d| d.as_millis().max(1).to_string()),
+                    );
             }
             let raw: Vec<i64> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|first| first == 1));
@@ -608,6 +657,8 @@ impl Connection for RedisConnection {
             .arg(10)
             .cmd("HGETALL")
             .arg(keys.stats());
+        pipe.cmd("ZCARD")
+            .arg(format!("{}:scheduled", keys.prefix()));
         let raw: Vec<Value> = self.query_pipe(&pipe)?;
         let (config, problems) = self.config(PoolConfig::default())?;
         let mut status = parse::status(raw, config).map_err(BrokerError::Protocol)?;

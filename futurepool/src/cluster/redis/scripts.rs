@@ -88,7 +88,9 @@ local function requeue(queue, group, entry)
 end
 "#;
 
-/// ARGV: prefix, client, then (task id, function, argument, signature fingerprint) per task.
+/// ARGV: prefix, client, then (task id, function, argument, signature fingerprint, retry policy
+/// or '') per task. A task with a retry policy also gets the `retry` field (and, once retried,
+/// `attempt`); one without has none, so the ordinary entry stays as small as before.
 /// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
 /// that waits or runs longer than `result_ttl` still reaches its clients.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
@@ -96,7 +98,7 @@ end
 const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
 local answers, queued = {}, 0
-for i = 3, #ARGV, 4 do
+for i = 3, #ARGV, 5 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -106,8 +108,13 @@ for i = 3, #ARGV, 4 do
     local fresh = redis.call('EXISTS', waiters) == 0
     redis.call('SADD', waiters, client)
     if fresh then
-      redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
-        'sig', ARGV[i + 3])
+      if ARGV[i + 4] == '' then
+        redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
+          'sig', ARGV[i + 3])
+      else
+        redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
+          'sig', ARGV[i + 3], 'retry', ARGV[i + 4])
+      end
       queued = queued + 1
       answers[#answers + 1] = 0
     else
@@ -119,15 +126,55 @@ if queued > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'submitted', queue
 return answers
 "#;
 
-/// ARGV: prefix, group, then (entry, task id, outcome, dead-letter reason or '') per completion.
-/// Returns per completion: 1 if it was published, 0 if it was a late duplicate. A completion with
-/// a reason (a task the worker could not run at all) is also recorded in the dead letters.
+/// ARGV: prefix, group, then (entry, task id, outcome, dead-letter reason or '', retry delay in
+/// ms or '') per completion.
+/// Returns per completion: 1 if it was published (or scheduled for a retry), 0 if it was a late
+/// duplicate. A completion with a reason (a task the worker could not run at all) is also
+/// recorded in the dead letters.
+///
+/// A completion with a retry delay is not published: its entry leaves the queue (and the worker's
+/// pending list) and its fields, with `attempt` counted up, wait in the hash
+/// `PREFIX:scheduled:ID` with the due time (broker clock, ms) as its score in the sorted set
+/// `PREFIX:scheduled`, until `PROMOTE` queues it again. Its waiters keep waiting. A retry for a
+/// task that already has an outcome, or whose entry is gone (another completion of the same
+/// entry came first), is a duplicate.
 const COMPLETE: &str = r#"
 local prefix, group = ARGV[1], ARGV[2]
 local ttl = result_ttl(prefix)
 local answers, published, duplicates, entries, replies = {}, 0, 0, {}, {}
-local refused = 0
-for i = 3, #ARGV, 4 do
+local refused, retried, now_ms = 0, 0, nil
+for i = 3, #ARGV, 5 do
+  if ARGV[i + 4] ~= '' then
+    local id = ARGV[i + 1]
+    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    if found[1] and redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
+      if now_ms == nil then
+        local now = redis.call('TIME')
+        now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+      end
+      local raw, fields, attempt = found[1][2], {}, 0
+      for j = 1, #raw - 1, 2 do
+        if raw[j] == 'attempt' then
+          attempt = tonumber(raw[j + 1]) or 0
+        else
+          fields[#fields + 1] = raw[j]
+          fields[#fields + 1] = raw[j + 1]
+        end
+      end
+      fields[#fields + 1] = 'attempt'
+      fields[#fields + 1] = attempt + 1
+      local task = prefix .. ':scheduled:' .. id
+      redis.call('DEL', task)
+      redis.call('HSET', task, unpack(fields))
+      redis.call('ZADD', prefix .. ':scheduled', now_ms + tonumber(ARGV[i + 4]), id)
+      retried = retried + 1
+      answers[#answers + 1] = 1
+    else
+      duplicates = duplicates + 1
+      answers[#answers + 1] = 0
+    end
+    entries[#entries + 1] = ARGV[i]
+  else
   if ARGV[i + 3] ~= '' then
     local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
     local fields = found[1] and fields_of(found[1][2]) or {}
@@ -140,7 +187,9 @@ for i = 3, #ARGV, 4 do
   answers[#answers + 1] = first
   if first == 1 then published = published + 1 else duplicates = duplicates + 1 end
   entries[#entries + 1] = ARGV[i]
+  end
 end
+if retried > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'retried', retried) end
 send_replies(prefix, replies, ttl)
 if #entries > 0 then
   redis.call('XACK', KEYS[1], group, unpack(entries))
@@ -303,6 +352,36 @@ end
 return dead
 "#;
 
+/// ARGV: prefix, max. Queues again up to `max` scheduled tasks whose due time (broker clock) has
+/// come — each as a fresh entry with the fields it was scheduled with — and forgets those whose
+/// task already has an outcome. Returns {tasks queued, ms until the next due time or -1 when
+/// nothing is scheduled}, so the caller can bound its blocking read by it.
+const PROMOTE: &str = r#"
+local prefix, max = ARGV[1], tonumber(ARGV[2])
+local schedule = prefix .. ':scheduled'
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+-- pcall: a schedule key of another type (written by something else) must not stop the fetch.
+local due = redis.pcall('ZRANGEBYSCORE', schedule, '-inf', now_ms, 'LIMIT', 0, max)
+if type(due) ~= 'table' or due.err then return {0, -1} end
+local queued = 0
+for _, id in ipairs(due) do
+  local task = prefix .. ':scheduled:' .. id
+  local fields = redis.pcall('HGETALL', task)
+  if type(fields) == 'table' and not fields.err and #fields > 0
+      and redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
+    redis.call('XADD', KEYS[1], '*', unpack(fields))
+    queued = queued + 1
+  end
+  redis.call('DEL', task)
+  redis.call('ZREM', schedule, id)
+end
+local next_due = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+local wait = -1
+if next_due[2] then wait = math.max(0, math.floor(tonumber(next_due[2]) - now_ms)) end
+return {queued, wait}
+"#;
+
 /// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
 pub(super) const FORGET_AFTER_LEASES: u32 = 10;
 
@@ -316,10 +395,11 @@ pub(super) enum Script {
     Release,
     Retire,
     DeadLetter,
+    Promote,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 7] = [
+    pub(super) const ALL: [Script; 8] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
@@ -327,6 +407,7 @@ impl Script {
         Script::Release,
         Script::Retire,
         Script::DeadLetter,
+        Script::Promote,
     ];
 
     pub(super) fn source(self) -> String {
@@ -338,6 +419,7 @@ impl Script {
             Script::Release => RELEASE,
             Script::Retire => RETIRE,
             Script::DeadLetter => DEAD_LETTER,
+            Script::Promote => PROMOTE,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
