@@ -23,6 +23,8 @@ pub(crate) struct NewTask {
     pub(crate) signature: &'static str,
     /// The retry policy in its wire form (`options.rs`); `None` for a task that is not retried.
     pub(crate) retry: Option<Arc<str>>,
+    /// Run no earlier than this (a delayed task); `None`: now.
+    pub(crate) due: Option<std::time::SystemTime>,
 }
 
 /// What the broker did with a submitted task.

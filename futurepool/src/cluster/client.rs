@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
-use super::options::{RetryPolicy, SubmitOptions};
+use super::options::{RetryPolicy, SubmitOptions, When};
 use super::outcome;
 use super::redis::{RedisBackend, MAX_BATCH};
 use super::retry::{send_pinning, Retry, Stop};
@@ -626,8 +626,7 @@ impl ClusterPool {
     /// ```
     pub fn submit<F: TaskFn<A, R>, A: Payload, R: Payload>(&self, f: F, arg: A) -> Task<R> {
         self.submit_as(
-            None,
-            None,
+            &SubmitOptions::default(),
             false,
             registry::name_of_item(f),
             &arg,
@@ -657,8 +656,7 @@ impl ClusterPool {
     {
         let name = registry::name_of_item(f);
         self.submit_as(
-            None,
-            None,
+            &SubmitOptions::default(),
             true,
             name,
             &arg,
@@ -689,7 +687,13 @@ impl ClusterPool {
         R: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(Some(id), None, false, name, &arg, outcome::decode::<R, _>)
+        self.submit_as(
+            &SubmitOptions::new().id(id),
+            false,
+            name,
+            &arg,
+            outcome::decode::<R, _>,
+        )
     }
 
     /// [`submit_fallible`](ClusterPool::submit_fallible) under a task id of your choosing; see
@@ -714,8 +718,7 @@ impl ClusterPool {
     {
         let name = registry::name_of_item(f);
         self.submit_as(
-            Some(id),
-            None,
+            &SubmitOptions::new().id(id),
             true,
             name,
             &arg,
@@ -726,8 +729,7 @@ impl ClusterPool {
     /// `fallible`: the function returns `Result` and its `Err` is the task's own failure.
     fn submit_as<A: Payload, R: Payload, E: Send + Sync + 'static, N: fmt::Display>(
         &self,
-        id: Option<&str>,
-        policy: Option<RetryPolicy>,
+        options: &SubmitOptions,
         fallible: bool,
         name: Result<&'static str, N>,
         arg: &A,
@@ -756,10 +758,16 @@ impl ClusterPool {
                 self.shared.max_payload
             )))));
         }
+        let id = options.id.as_deref();
+        let due = match options.when.map(When::due) {
+            None => None,
+            Some(Ok(due)) => Some(due),
+            Some(Err(why)) => return Task::resolved(Err(TaskError::Transfer(Reason::new(why)))),
+        };
         // Registered (the name was found), so it has a signature.
         let signature = registry::signature_of(function).map_or("", |(fingerprint, _)| fingerprint);
         // Looked up only when some policy exists: the ordinary submit does no extra work.
-        let policy = policy.or_else(|| {
+        let policy = options.retry.or_else(|| {
             (!self.shared.retry_policies.is_empty())
                 .then(|| self.shared.retry_policies.get(function).copied())
                 .flatten()
@@ -793,6 +801,7 @@ impl ClusterPool {
                     arg: arg.into(),
                     signature,
                     retry: retry.clone(),
+                    due,
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(
@@ -838,14 +847,7 @@ impl ClusterPool {
         R: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(
-            options.id.as_deref(),
-            options.retry,
-            false,
-            name,
-            &arg,
-            outcome::decode::<R, _>,
-        )
+        self.submit_as(options, false, name, &arg, outcome::decode::<R, _>)
     }
 
     /// Like [`submit_fallible`](ClusterPool::submit_fallible), with options. With a retry
@@ -880,14 +882,7 @@ impl ClusterPool {
         E: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(
-            options.id.as_deref(),
-            options.retry,
-            true,
-            name,
-            &arg,
-            outcome::decode_fallible::<R, E>,
-        )
+        self.submit_as(options, true, name, &arg, outcome::decode_fallible::<R, E>)
     }
 
     /// Applies `f` to every input on the cluster and yields the results in input order: lazy and

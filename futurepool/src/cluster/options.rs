@@ -1,5 +1,8 @@
-//! Job-queue options of one submit: a retry policy for the task's own failure (and, through
-//! [`SubmitOptions`], an explicit task id).
+//! Job-queue options of one submit: a retry policy for the task's own failure, a delay, and an
+//! explicit task id ([`SubmitOptions`]).
+//!
+//! A delayed task goes straight from `SUBMIT` to the schedule below; a retried one gets there
+//! from `COMPLETE`. One schedule, one promotion path, one `scheduled` count.
 //!
 //! A retry never holds a lease: the worker that saw the failure hands the task back to the broker
 //! with a due time (the `COMPLETE` script moves it into the pool's schedule, a sorted set), and a
@@ -11,7 +14,7 @@
 //! (`MAX FIRST_MS LONGEST_MS FLAGS`), and the number of runs so far as its `attempt` field; a task
 //! submitted without a policy carries neither, so the ordinary path is unchanged.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Most retries a policy allows.
 const MAX_RETRIES: u32 = 1000;
@@ -237,6 +240,39 @@ fn jitter(max: u64) -> u64 {
 pub struct SubmitOptions {
     pub(crate) id: Option<String>,
     pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) when: Option<When>,
+}
+
+/// When a delayed task becomes due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum When {
+    After(Duration),
+    At(SystemTime),
+}
+
+/// The longest delay accepted: a year (no due time overflows the broker's arithmetic).
+const MAX_DELAY: Duration = Duration::from_secs(366 * 24 * 3600);
+
+impl When {
+    /// The due time on this machine's clock, or why it is refused.
+    pub(crate) fn due(self) -> Result<SystemTime, String> {
+        let now = SystemTime::now();
+        let due = match self {
+            When::After(delay) if delay <= MAX_DELAY => now.checked_add(delay),
+            When::After(delay) => {
+                return Err(format!(
+                    "SubmitOptions::delay({delay:?}) is out of range: at most {MAX_DELAY:?}"
+                ))
+            }
+            When::At(at) => Some(at),
+        };
+        match due {
+            Some(due) if due.duration_since(now).unwrap_or_default() <= MAX_DELAY => Ok(due),
+            _ => Err(format!(
+                "SubmitOptions::at is more than {MAX_DELAY:?} from now: give a nearer time"
+            )),
+        }
+    }
 }
 
 impl SubmitOptions {
@@ -280,6 +316,39 @@ impl SubmitOptions {
         self.retry = Some(policy);
         self
     }
+
+    /// Run the task no earlier than `delay` after the submit (at most a year). Meanwhile it
+    /// waits on the broker's schedule (kept across a broker restart like the queue), shown as
+    /// `scheduled` by `futurepool cluster status`; an idle worker starts it within about 100 ms
+    /// of its due time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = futurepool::cluster::SubmitOptions::new().delay(Duration::from_secs(30));
+    /// # drop(options);
+    /// ```
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.when = Some(When::After(delay));
+        self
+    }
+
+    /// Run the task no earlier than `time` (this machine's clock; at most a year ahead; a time in
+    /// the past means now). See [`delay`](Self::delay).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let at = SystemTime::now() + Duration::from_secs(3600);
+    /// let options = futurepool::cluster::SubmitOptions::new().at(at);
+    /// # drop(options);
+    /// ```
+    pub fn at(mut self, time: SystemTime) -> Self {
+        self.when = Some(When::At(time));
+        self
+    }
 }
 
 #[cfg(test)]
@@ -315,6 +384,15 @@ mod tests {
             }
         );
         assert!(!WirePolicy::parse(&policy.wire(false)).unwrap().on_error);
+    }
+
+    #[test]
+    fn delays_are_bounded_and_past_times_are_now() {
+        assert!(When::After(Duration::from_secs(5)).due().is_ok());
+        assert!(When::After(Duration::MAX).due().is_err());
+        assert!(When::At(SystemTime::UNIX_EPOCH).due().is_ok());
+        let far = SystemTime::now() + Duration::from_secs(400 * 24 * 3600);
+        assert!(When::At(far).due().is_err());
     }
 
     #[test]

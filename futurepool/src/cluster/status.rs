@@ -48,7 +48,8 @@ pub struct Status {
     pub duplicates: u64,
     /// Tasks put back in the queue by workers that stopped cleanly before starting them.
     pub released: u64,
-    /// Tasks waiting on the broker's schedule: retries waiting for their backoff.
+    /// Tasks waiting on the broker's schedule: delayed tasks not yet due, and retries waiting for
+    /// their backoff.
     pub scheduled: u64,
     /// Runs that failed and were scheduled again under the task's retry policy, ever.
     pub retried: u64,
@@ -148,7 +149,7 @@ impl fmt::Display for Status {
         writeln!(f, "in flight     {}", self.in_flight)?;
         writeln!(
             f,
-            "scheduled     {} (retries waiting for their backoff; {} {} retried ever)",
+            "scheduled     {} (delayed, or retries waiting for their backoff; {} {} retried ever)",
             self.scheduled,
             self.retried,
             plural(self.retried, "run", "runs")

@@ -2,7 +2,7 @@
 //! schedule, the handle resolves once with the final outcome and says how many runs it took.
 //! Each test against a private `redis-server`, under the runner's watchdog.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futurepool::cluster::{ClusterPool, RetryPolicy, SubmitOptions};
 use futurepool::TaskError;
@@ -24,7 +24,19 @@ pub fn flaky((log, tag, failures): (String, String, usize)) -> Result<usize, Str
     }
 }
 
-futurepool::register!(flaky);
+/// `(log, tag)`: logs its start, returns when it started (ms since the epoch).
+pub fn stamp((log, tag): (String, String)) -> u64 {
+    log_line(&log, &format!("start {tag} {}", std::process::id()));
+    epoch_ms(SystemTime::now())
+}
+
+fn epoch_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+}
+
+futurepool::register!(flaky, stamp);
 
 pub const TESTS: &[(&str, fn())] = &[
     (
@@ -46,6 +58,14 @@ pub const TESTS: &[(&str, fn())] = &[
     (
         "a_retry_waits_on_the_broker_schedule_not_on_a_worker",
         a_retry_waits_on_the_broker_schedule_not_on_a_worker,
+    ),
+    (
+        "a_delayed_task_is_scheduled_then_runs_no_earlier_than_due",
+        a_delayed_task_is_scheduled_then_runs_no_earlier_than_due,
+    ),
+    (
+        "delays_and_retry_backoffs_survive_a_broker_sigkill_and_restart",
+        delays_and_retry_backoffs_survive_a_broker_sigkill_and_restart,
     ),
 ];
 
@@ -170,4 +190,102 @@ fn a_retry_waits_on_the_broker_schedule_not_on_a_worker() {
         "{:?}",
         submitted.elapsed()
     );
+}
+
+/// A delayed task waits on the broker's schedule (shown as `scheduled`), then runs once, not
+/// before its due time; a time in the past means now. Lateness is printed, and only bounded
+/// generously (the machine is shared): the ~100 ms promise is for an idle worker.
+fn a_delayed_task_is_scheduled_then_runs_no_earlier_than_due() {
+    let world = World::new("delayed");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(2, 2);
+    let delay = Duration::from_secs(3);
+    let submitted = epoch_ms(SystemTime::now());
+    let later = pool.submit_with(
+        &SubmitOptions::new().delay(delay),
+        stamp,
+        (world.log.clone(), "later".into()),
+    );
+    let at = SystemTime::now() + Duration::from_secs(2);
+    let at_time = pool.submit_with(
+        &SubmitOptions::new().at(at),
+        stamp,
+        (world.log.clone(), "at".into()),
+    );
+    let past = pool.submit_with(
+        &SubmitOptions::new().at(SystemTime::UNIX_EPOCH),
+        stamp,
+        (world.log.clone(), "past".into()),
+    );
+    assert!(past.result_timeout(PATIENCE).is_ok());
+    wait_for("both delayed tasks to be scheduled", || {
+        world.status().scheduled == 2
+    });
+    let status = world.status();
+    assert_eq!((status.queued, status.in_flight), (0, 0), "{status:?}");
+    assert_eq!(count(world.log(), "start", "later"), 0, "ran early");
+
+    let started = later.result_timeout(PATIENCE).expect("ran");
+    let lateness = started as i64 - (submitted + delay.as_millis() as u64) as i64;
+    let at_started = at_time.result_timeout(PATIENCE).expect("ran");
+    let at_lateness = at_started as i64 - epoch_ms(at) as i64;
+    println!("delay lateness: {lateness} ms (delay), {at_lateness} ms (at)");
+    // Millisecond rounding on the way (client → broker clock) can make it 1-2 ms early.
+    assert!(lateness >= -5, "started {lateness} ms before its due time");
+    assert!(
+        at_lateness >= -5,
+        "started {at_lateness} ms before its due time"
+    );
+    assert!(lateness < 5_000, "{lateness} ms late");
+    assert_eq!(count(world.log(), "start", "later"), 1);
+    assert_eq!(world.status().scheduled, 0);
+}
+
+/// The schedule is broker data like the queue: with AOF, a SIGKILL and a restart lose neither
+/// delayed tasks nor retries waiting for their backoff, and nothing runs twice.
+fn delays_and_retry_backoffs_survive_a_broker_sigkill_and_restart() {
+    let mut world = World::new("delayed-restart");
+    let pool = world.client(Duration::from_secs(2), 3);
+    let _worker = world.worker(2, 2);
+    // Long enough that nothing becomes due before the restart is checked, on a loaded machine.
+    let delay = Duration::from_secs(5);
+    let submitted = Instant::now();
+    let delayed: Vec<_> = (0..5)
+        .map(|n| {
+            pool.submit_with(
+                &SubmitOptions::new().delay(delay),
+                stamp,
+                (world.log.clone(), format!("d{n}")),
+            )
+        })
+        .collect();
+    let backoff = Duration::from_secs(10);
+    let retry = RetryPolicy::new(1).backoff(backoff, backoff);
+    let retried = pool.submit_fallible_with(
+        &SubmitOptions::new().retry(retry),
+        flaky,
+        job(&world, "retried", 1),
+    );
+    wait_for("the delays and the retry to be scheduled", || {
+        world.status().scheduled == 6
+    });
+    world.broker.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    world.broker.restart();
+    assert_eq!(
+        world.status().scheduled,
+        6,
+        "the schedule survived the restart"
+    );
+
+    for (n, task) in delayed.iter().enumerate() {
+        task.result_timeout(PATIENCE)
+            .expect("resolved after the restart");
+        assert_eq!(count(world.log(), "start", &format!("d{n}")), 1);
+    }
+    assert!(submitted.elapsed() >= delay, "ran before its delay");
+    assert_eq!(retried.result_timeout(PATIENCE), Ok(2));
+    assert_eq!(retried.attempts(), Some(2));
+    let status = world.status();
+    assert_eq!((status.published, status.scheduled), (6, 0), "{status:?}");
 }

@@ -153,6 +153,19 @@ struct RedisConnection {
 /// pays one cheap script call per worker per interval, not one per fetch.
 const PROMOTE_EVERY: Duration = Duration::from_millis(50);
 
+/// The longest a fetch blocks without looking at the schedule: a task delayed (or retried) by
+/// another process becomes due at most this long before an idle worker notices it.
+const SCHEDULE_PRECISION: Duration = Duration::from_millis(100);
+
+/// A delayed task's wait, counted from now (when it is sent): the broker adds it to its own
+/// clock, so clients and broker need not agree on the time. '' for a task to queue now.
+fn delay_ms(due: Option<std::time::SystemTime>) -> String {
+    match due.and_then(|due| due.duration_since(std::time::SystemTime::now()).ok()) {
+        Some(wait) if wait.as_millis() > 0 => wait.as_millis().to_string(),
+        _ => String::new(),
+    }
+}
+
 /// What a fetcher knows about the pool's schedule.
 #[derive(Debug, Default)]
 struct ScheduleClock {
@@ -427,7 +440,8 @@ impl Connection for RedisConnection {
                     .arg(task.function)
                     .arg(&*task.arg)
                     .arg(task.signature)
-                    .arg(task.retry.as_deref().unwrap_or(""));
+                    .arg(task.retry.as_deref().unwrap_or(""))
+                    .arg(delay_ms(task.due));
             }
             let raw: Vec<Value> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|answer| match answer {
@@ -513,7 +527,8 @@ impl Connection for RedisConnection {
         let block = match clock.next_due {
             Some(due) => block.min(due.saturating_duration_since(now)),
             None => block,
-        };
+        }
+        .min(SCHEDULE_PRECISION);
         let promote = clock.next_due.is_some_and(|due| due <= now)
             || clock
                 .last_promote

@@ -89,8 +89,11 @@ end
 "#;
 
 /// ARGV: prefix, client, then (task id, function, argument, signature fingerprint, retry policy
-/// or '') per task. A task with a retry policy also gets the `retry` field (and, once retried,
-/// `attempt`); one without has none, so the ordinary entry stays as small as before.
+/// or '', delay in ms or '') per task. A task with a retry policy also gets the `retry` field
+/// (and, once retried, `attempt`); one without has none, so the ordinary entry stays as small as
+/// before. A task with a delay does not enter the queue: its fields wait in
+/// `PREFIX:scheduled:ID`, due at broker time + delay in `PREFIX:scheduled`, like a retry (see
+/// `COMPLETE` and `PROMOTE`).
 /// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
 /// that waits or runs longer than `result_ttl` still reaches its clients.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
@@ -98,7 +101,8 @@ end
 const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
 local answers, queued = {}, 0
-for i = 3, #ARGV, 5 do
+local now_ms = nil
+for i = 3, #ARGV, 6 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -108,12 +112,22 @@ for i = 3, #ARGV, 5 do
     local fresh = redis.call('EXISTS', waiters) == 0
     redis.call('SADD', waiters, client)
     if fresh then
-      if ARGV[i + 4] == '' then
-        redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
-          'sig', ARGV[i + 3])
+      local fields = {'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2], 'sig', ARGV[i + 3]}
+      if ARGV[i + 4] ~= '' then
+        fields[#fields + 1] = 'retry'
+        fields[#fields + 1] = ARGV[i + 4]
+      end
+      if ARGV[i + 5] == '' then
+        redis.call('XADD', KEYS[1], '*', unpack(fields))
       else
-        redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
-          'sig', ARGV[i + 3], 'retry', ARGV[i + 4])
+        if now_ms == nil then
+          local now = redis.call('TIME')
+          now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+        end
+        local task = prefix .. ':scheduled:' .. id
+        redis.call('DEL', task)
+        redis.call('HSET', task, unpack(fields))
+        redis.call('ZADD', prefix .. ':scheduled', now_ms + tonumber(ARGV[i + 5]), id)
       end
       queued = queued + 1
       answers[#answers + 1] = 0
