@@ -25,6 +25,8 @@ pub(crate) struct NewTask {
     pub(crate) retry: Option<Arc<str>>,
     /// Run no earlier than this (a delayed task); `None`: now.
     pub(crate) due: Option<std::time::SystemTime>,
+    /// The lane it waits in.
+    pub(crate) priority: super::Priority,
 }
 
 /// What the broker did with a submitted task.

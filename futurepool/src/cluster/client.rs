@@ -802,6 +802,7 @@ impl ClusterPool {
                     signature,
                     retry: retry.clone(),
                     due,
+                    priority: options.priority,
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(

@@ -38,7 +38,7 @@ mod status;
 mod worker;
 
 pub use client::{ClusterPool, ClusterPoolBuilder};
-pub use options::{RetryPolicy, SubmitOptions};
+pub use options::{Priority, RetryPolicy, SubmitOptions};
 pub use status::{status, DeadLetter, Status, WorkerStatus};
 pub use worker::{serve, ServeOptions};
 

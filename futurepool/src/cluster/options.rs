@@ -241,6 +241,43 @@ pub struct SubmitOptions {
     pub(crate) id: Option<String>,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) when: Option<When>,
+    pub(crate) priority: Priority,
+}
+
+/// Which lane of the queue a task waits in: workers take `High` before `Normal` before `Low`.
+///
+/// The rule against starving the lower lanes: on every 10th fetch that finds work, a worker
+/// serves the lanes from the lowest up, so while the higher lanes stay busy, each worker still
+/// gives about a tenth of its fetches to the lowest lane that has tasks.
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::cluster::{Priority, SubmitOptions};
+/// let urgent = SubmitOptions::new().priority(Priority::High);
+/// # drop(urgent);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Priority {
+    /// After every other lane.
+    Low,
+    /// The default: the pool's ordinary queue.
+    #[default]
+    Normal,
+    /// Before every other lane.
+    High,
+}
+
+impl Priority {
+    /// The `SUBMIT` argument: '' for the ordinary queue, else the lane's letter.
+    pub(crate) fn wire(self) -> &'static str {
+        match self {
+            Priority::Low => "l",
+            Priority::Normal => "",
+            Priority::High => "h",
+        }
+    }
 }
 
 /// When a delayed task becomes due.
@@ -314,6 +351,21 @@ impl SubmitOptions {
     /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// The task's lane (default [`Priority::Normal`]); see [`Priority`] for the order and the
+    /// rule against starvation. A delayed or retried task enters its lane when due.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::cluster::{Priority, SubmitOptions};
+    /// let options = SubmitOptions::new().priority(Priority::Low);
+    /// # drop(options);
+    /// ```
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
 

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use futurepool::cluster::{ClusterPool, RetryPolicy, SubmitOptions};
+use futurepool::cluster::{ClusterPool, Priority, RetryPolicy, SubmitOptions};
 use futurepool::TaskError;
 
 use crate::support::*;
-use crate::{explode, World, LEASE};
+use crate::{explode, traced, World, LEASE};
 
 // ---- The functions the workers run ----------------------------------------------------------
 
@@ -66,6 +66,18 @@ pub const TESTS: &[(&str, fn())] = &[
     (
         "delays_and_retry_backoffs_survive_a_broker_sigkill_and_restart",
         delays_and_retry_backoffs_survive_a_broker_sigkill_and_restart,
+    ),
+    (
+        "a_higher_priority_task_submitted_later_runs_first_on_a_busy_worker",
+        a_higher_priority_task_submitted_later_runs_first_on_a_busy_worker,
+    ),
+    (
+        "the_lowest_lane_gets_every_tenth_fetch_while_higher_lanes_are_busy",
+        the_lowest_lane_gets_every_tenth_fetch_while_higher_lanes_are_busy,
+    ),
+    (
+        "prioritized_tasks_are_recovered_released_and_heartbeated_like_ordinary_ones",
+        prioritized_tasks_are_recovered_released_and_heartbeated_like_ordinary_ones,
     ),
 ];
 
@@ -288,4 +300,149 @@ fn delays_and_retry_backoffs_survive_a_broker_sigkill_and_restart() {
     assert_eq!(retried.attempts(), Some(2));
     let status = world.status();
     assert_eq!((status.published, status.scheduled), (6, 0), "{status:?}");
+}
+
+/// The order of `start` lines in the execution log, by tag.
+fn start_order(world: &World) -> Vec<String> {
+    log_lines(world.log())
+        .into_iter()
+        .filter_map(|line| {
+            let mut words = line.split(' ');
+            (words.next() == Some("start")).then(|| words.next().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+/// The proof: while the only worker is busy, normal and low tasks queue up; a high one
+/// submitted after them runs next, then the normal ones in order, then the low ones.
+fn a_higher_priority_task_submitted_later_runs_first_on_a_busy_worker() {
+    let world = World::new("priorities");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(1, 0);
+    let blocker = pool.submit(traced, world.job("blocker", 1500));
+    wait_for("the blocker to start", || {
+        world.log().exists() && count(world.log(), "start", "blocker") == 1
+    });
+    let with = |priority| SubmitOptions::new().priority(priority);
+    let mut tasks = vec![blocker];
+    for n in 0..2 {
+        tasks.push(pool.submit_with(
+            &with(Priority::Low),
+            traced,
+            world.job(&format!("low{n}"), 0),
+        ));
+    }
+    for n in 0..2 {
+        tasks.push(pool.submit(traced, world.job(&format!("normal{n}"), 0)));
+    }
+    tasks.push(pool.submit_with(&with(Priority::High), traced, world.job("high", 0)));
+    wait_for("every task to be queued", || world.status().queued == 5);
+    for task in &tasks {
+        task.result_timeout(PATIENCE).expect("ran");
+    }
+    assert_eq!(
+        start_order(&world),
+        ["blocker", "high", "normal0", "normal1", "low0", "low1"]
+    );
+    let status = world.status();
+    assert_eq!((status.queued, status.in_flight), (0, 0), "{status:?}");
+}
+
+/// The documented rule against starvation: with the high lane always full, a worker still takes
+/// a low task on every tenth fetch that finds work.
+fn the_lowest_lane_gets_every_tenth_fetch_while_higher_lanes_are_busy() {
+    let world = World::new("starvation");
+    let pool = world.client(LEASE, 3);
+    let blocker = pool.submit_with(
+        &SubmitOptions::new().priority(Priority::High),
+        traced,
+        world.job("blocker", 0),
+    );
+    let low: Vec<_> = (0..3)
+        .map(|n| {
+            pool.submit_with(
+                &SubmitOptions::new().priority(Priority::Low),
+                traced,
+                world.job(&format!("low{n}"), 0),
+            )
+        })
+        .collect();
+    let high: Vec<_> = (0..30)
+        .map(|n| {
+            pool.submit_with(
+                &SubmitOptions::new().priority(Priority::High),
+                traced,
+                world.job(&format!("high{n}"), 0),
+            )
+        })
+        .collect();
+    wait_for("every task to be queued", || world.status().queued == 34);
+    // Started only now, so the whole backlog is there for its first fetch.
+    let _worker = world.worker(1, 0);
+    for task in low.iter().chain(&high).chain([&blocker]) {
+        task.result_timeout(PATIENCE).expect("ran");
+    }
+    let order = start_order(&world);
+    let position = |tag: &str| order.iter().position(|t| t == tag).expect(tag);
+    // Fetches 1..=9 take high tasks (the blocker first), the 10th a low one, and so on.
+    assert_eq!(position("low0"), 9, "{order:?}");
+    assert_eq!(position("low1"), 19, "{order:?}");
+    assert_eq!(position("low2"), 29, "{order:?}");
+}
+
+/// The lanes are streams of the same group: a killed worker's high task goes to another worker
+/// after the lease, a long one is kept alive by heartbeats (runs once), and SIGTERM puts fetched
+/// low tasks back in their lane.
+fn prioritized_tasks_are_recovered_released_and_heartbeated_like_ordinary_ones() {
+    let world = World::new("lanes-recovery");
+    let pool = world.client(LEASE, 3);
+    let high = SubmitOptions::new().priority(Priority::High);
+    let low = SubmitOptions::new().priority(Priority::Low);
+
+    let mut first = world.worker(1, 0);
+    let task = pool.submit_with(&high, traced, world.job("killed", 1500));
+    wait_for("the task to start", || {
+        world.log().exists() && count(world.log(), "start", "killed") == 1
+    });
+    let second = world.worker(1, 0);
+    first.signal(libc::SIGKILL);
+    first.wait();
+    assert_eq!(task.result_timeout(PATIENCE), Ok(second.pid()));
+    drop(second);
+
+    // Three leases long: only heartbeats keep it from being handed to another worker.
+    let _keeper = world.worker(1, 0);
+    let _other = world.worker(1, 0);
+    let long = pool.submit_with(
+        &high,
+        traced,
+        world.job("long", 3 * LEASE.as_millis() as u64),
+    );
+    long.result_timeout(PATIENCE).expect("ran");
+    assert_eq!(count(world.log(), "start", "long"), 1, "ran once");
+    drop((_keeper, _other));
+
+    let tags: Vec<String> = (0..5).map(|n| format!("low{n}")).collect();
+    let tasks: Vec<_> = tags
+        .iter()
+        .map(|tag| pool.submit_with(&low, traced, world.job(tag, 400)))
+        .collect();
+    wait_for("the low tasks to be queued", || world.status().queued == 5);
+    let released_before = world.status().released;
+    let mut leaving = world.worker(1, 4);
+    wait_for("a low task to start", || {
+        tags.iter().any(|tag| count(world.log(), "start", tag) == 1)
+    });
+    leaving.signal(libc::SIGTERM);
+    assert!(leaving.wait().success(), "a clean exit");
+    assert_eq!(world.status().released - released_before, 4);
+    let _stayer = world.worker(2, 0);
+    for task in &tasks {
+        task.result_timeout(PATIENCE).expect("ran");
+    }
+    for tag in &tags {
+        assert_eq!(count(world.log(), "start", tag), 1, "{tag} ran once");
+    }
+    let status = world.status();
+    assert_eq!((status.queued, status.in_flight), (0, 0), "{status:?}");
 }

@@ -148,9 +148,9 @@ struct RedisConnection {
     schedule: ScheduleClock,
 }
 
-/// How often a busy fetcher also moves due scheduled tasks (retries) into the queue. An idle
-/// one does it on every fetch; a busy one at most this often, so a pool that schedules nothing
-/// pays one cheap script call per worker per interval, not one per fetch.
+/// How often a fetcher also moves due scheduled tasks (delays, retries) into the queue and
+/// learns whether the pool has priority lanes: one cheap script call per worker per interval
+/// (and when a known due time has come), never one per task or per fetch.
 const PROMOTE_EVERY: Duration = Duration::from_millis(50);
 
 /// The longest a fetch blocks without looking at the schedule: a task delayed (or retried) by
@@ -172,7 +172,15 @@ struct ScheduleClock {
     last_promote: Option<Instant>,
     /// The earliest due time the last `PROMOTE` reported (its clock converted to ours).
     next_due: Option<Instant>,
+    /// Whether the pool has priority lanes (as of the last `PROMOTE`): then fetches go through
+    /// the `FETCH` script, which reads the lanes in order.
+    lanes: bool,
+    /// Fetches that found work, for the anti-starvation turn (see [`Priority`]).
+    fruitful: u64,
 }
+
+/// Every this many fetches that find work, the lanes are served from the lowest up.
+const STARVATION_TURN: u64 = 10;
 
 impl RedisConnection {
     fn link(&mut self) -> BrokerResult<&mut redis::Connection> {
@@ -342,6 +350,51 @@ impl RedisConnection {
     }
 }
 
+impl RedisConnection {
+    fn promote_command(&mut self) -> BrokerResult<redis::Cmd> {
+        let mut command = self.script(Script::Promote)?;
+        command.arg(MAX_BATCH);
+        Ok(command)
+    }
+
+    /// Takes in `PROMOTE`'s answer: {tasks queued, ms to the next due time or -1, lanes}.
+    fn promoted(&mut self, now: Instant, (_queued, wait_ms, lanes): (u64, i64, u64)) {
+        self.schedule.last_promote = Some(now);
+        self.schedule.next_due = u64::try_from(wait_ms)
+            .ok()
+            .and_then(|ms| now.checked_add(Duration::from_millis(ms)));
+        self.schedule.lanes = lanes > 0;
+    }
+
+    /// A fetch in a pool with priority lanes: `FETCH` reads the lanes in order without
+    /// blocking; only when every lane is empty does it block, on the ordinary queue, for at most
+    /// [`SCHEDULE_PRECISION`] (so a task arriving in a lane meanwhile waits no longer than that).
+    fn fetch_lanes(
+        &mut self,
+        worker: &str,
+        max: usize,
+        block_read: redis::Cmd,
+    ) -> BrokerResult<Vec<Delivery>> {
+        let order = if self.schedule.fruitful % STARVATION_TURN == STARVATION_TURN - 1 {
+            "up"
+        } else {
+            "down"
+        };
+        let mut fetch = self.script(Script::Fetch)?;
+        fetch.arg(GROUP).arg(worker).arg(max).arg(order);
+        let read: Value = self.query(&fetch)?;
+        let mut entries = parse::entries(read).map_err(BrokerError::Protocol)?;
+        if entries.is_empty() {
+            let read: Value = self.query(&block_read)?;
+            entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
+        }
+        if !entries.is_empty() {
+            self.schedule.fruitful = self.schedule.fruitful.wrapping_add(1);
+        }
+        Ok(self.deliveries(worker, entries))
+    }
+}
+
 impl Connection for RedisConnection {
     fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)> {
         let read: BrokerResult<Vec<Value>> = self.query(
@@ -441,7 +494,8 @@ impl Connection for RedisConnection {
                     .arg(&*task.arg)
                     .arg(task.signature)
                     .arg(task.retry.as_deref().unwrap_or(""))
-                    .arg(delay_ms(task.due));
+                    .arg(delay_ms(task.due))
+                    .arg(task.priority.wire());
             }
             let raw: Vec<Value> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|answer| match answer {
@@ -523,16 +577,23 @@ impl Connection for RedisConnection {
     fn fetch(&mut self, worker: &str, max: usize, block: Duration) -> BrokerResult<Vec<Delivery>> {
         let now = Instant::now();
         let clock = &self.schedule;
-        // A due task must not wait for a read that blocks past its due time.
-        let block = match clock.next_due {
-            Some(due) => block.min(due.saturating_duration_since(now)),
-            None => block,
-        }
-        .min(SCHEDULE_PRECISION);
         let promote = clock.next_due.is_some_and(|due| due <= now)
             || clock
                 .last_promote
                 .is_none_or(|at| now.saturating_duration_since(at) >= PROMOTE_EVERY);
+        if promote {
+            // Its own round trip, at most every PROMOTE_EVERY (or when something is due): it
+            // also says whether the pool has priority lanes, which decides how to read.
+            let command = self.promote_command()?;
+            let promoted: (u64, i64, u64) = self.query(&command)?;
+            self.promoted(now, promoted);
+        }
+        // A due task must not wait for a read that blocks past its due time.
+        let block = match self.schedule.next_due {
+            Some(due) => block.min(due.saturating_duration_since(Instant::now())),
+            None => block,
+        }
+        .min(SCHEDULE_PRECISION);
         let mut read_command = redis::cmd("XREADGROUP");
         read_command
             .arg("GROUP")
@@ -545,23 +606,10 @@ impl Connection for RedisConnection {
             .arg("STREAMS")
             .arg(self.keys.queue())
             .arg(">");
-        let read: Value = if promote {
-            // Same round trip: due tasks enter the queue just before this read looks at it.
-            let mut command = self.script(Script::Promote)?;
-            command.arg(MAX_BATCH);
-            let mut pipe = redis::pipe();
-            pipe.add_command(command).add_command(read_command);
-            let ((_queued, wait_ms), read): ((u64, i64), Value) = self.query_pipe(&pipe)?;
-            self.schedule = ScheduleClock {
-                last_promote: Some(now),
-                next_due: u64::try_from(wait_ms)
-                    .ok()
-                    .and_then(|ms| now.checked_add(Duration::from_millis(ms))),
-            };
-            read
-        } else {
-            self.query(&read_command)?
-        };
+        if self.schedule.lanes {
+            return self.fetch_lanes(worker, max, read_command);
+        }
+        let read: Value = self.query(&read_command)?;
         let entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
         Ok(self.deliveries(worker, entries))
     }
@@ -678,6 +726,31 @@ impl Connection for RedisConnection {
         let (config, problems) = self.config(PoolConfig::default())?;
         let mut status = parse::status(raw, config).map_err(BrokerError::Protocol)?;
         status.problems = problems;
+        // The priority lanes, where they exist (`XPENDING` of a missing stream is an error).
+        for lane in [":high", ":low"] {
+            let stream = format!("{}{lane}", keys.queue());
+            let exists: bool = self.query(redis::cmd("EXISTS").arg(&stream))?;
+            if !exists {
+                continue;
+            }
+            let (length, pending): (u64, Value) = self.query_pipe(
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&stream)
+                    .cmd("XPENDING")
+                    .arg(&stream)
+                    .arg(GROUP),
+            )?;
+            let (in_flight, held) =
+                parse::pending_summary(pending).map_err(BrokerError::Protocol)?;
+            status.queued += length.saturating_sub(in_flight);
+            status.in_flight += in_flight;
+            for (name, n) in held {
+                if let Some(worker) = status.workers.iter_mut().find(|w| w.name == name) {
+                    worker.in_flight += n;
+                }
+            }
+        }
         Ok(Some(status))
     }
 

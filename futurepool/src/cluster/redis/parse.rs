@@ -121,6 +121,22 @@ pub(super) fn delivery((entry, mut fields): Entry) -> Result<Delivery, (String, 
     })
 }
 
+/// An `XPENDING stream group` summary: how many entries are pending, and how many per consumer.
+pub(super) fn pending_summary(value: Value) -> Result<(u64, Vec<(String, u64)>), String> {
+    let mut pending = array(value)?.into_iter();
+    let total = pending.next().and_then(number).unwrap_or(0);
+    let mut held = Vec::new();
+    if let Some(per_consumer) = pending.nth(2) {
+        for pair in array(per_consumer).unwrap_or_default() {
+            let mut pair = array(pair)?.into_iter();
+            if let (Some(name), Some(count)) = (pair.next().and_then(text), pair.next()) {
+                held.push((name, number(count).unwrap_or(0)));
+            }
+        }
+    }
+    Ok((total, held))
+}
+
 /// The value in a `CONFIG GET name` answer (`[name, value]`, or a map under RESP3).
 pub(super) fn config_number(answer: Vec<Value>) -> Option<u64> {
     number(answer.into_iter().nth(1)?)

@@ -72,6 +72,27 @@ local function dead_letter(prefix, entry, fields, deliveries, worker, reason, ou
     'id', id, 'fn', fields['fn'] or '', 'deliveries', deliveries, 'worker', worker,
     'entry', entry, 'reason', reason)
 end
+-- Priority lanes: the queue stream is the normal lane; `QUEUE:high` and `QUEUE:low` (same hash
+-- tag, so same slot) exist once a task of that priority was submitted. An entry of another lane
+-- than the normal one is known outside the broker as `h:ID` / `l:ID`.
+local function lane_of(entry)
+  local tag = string.sub(entry, 1, 2)
+  if tag == 'h:' then return KEYS[1] .. ':high', string.sub(entry, 3) end
+  if tag == 'l:' then return KEYS[1] .. ':low', string.sub(entry, 3) end
+  return KEYS[1], entry
+end
+local function lanes()
+  return {{KEYS[1] .. ':high', 'h:'}, {KEYS[1], ''}, {KEYS[1] .. ':low', 'l:'}}
+end
+-- The stream of a priority ('h', 'l' or normal), created with the workers' group if needed.
+local function lane_stream(priority)
+  if priority ~= 'h' and priority ~= 'l' then return KEYS[1] end
+  local stream = KEYS[1] .. (priority == 'h' and ':high' or ':low')
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, 'workers', '0', 'MKSTREAM')
+  end
+  return stream
+end
 local function owned_by(queue, group, entry, worker)
   local p = redis.call('XPENDING', queue, group, entry, entry, 1)
   return p[1] ~= nil and p[1][2] == worker
@@ -93,7 +114,9 @@ end
 /// (and, once retried, `attempt`); one without has none, so the ordinary entry stays as small as
 /// before. A task with a delay does not enter the queue: its fields wait in
 /// `PREFIX:scheduled:ID`, due at broker time + delay in `PREFIX:scheduled`, like a retry (see
-/// `COMPLETE` and `PROMOTE`).
+/// `COMPLETE` and `PROMOTE`). The last per-task argument is its priority: '' (normal: the queue
+/// itself), 'h' or 'l' (the lane streams, see `lane_of`); a prioritized entry has a `pri` field
+/// so that re-queueing and promotion keep its lane.
 /// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
 /// that waits or runs longer than `result_ttl` still reaches its clients.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
@@ -102,7 +125,7 @@ const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
 local answers, queued = {}, 0
 local now_ms = nil
-for i = 3, #ARGV, 6 do
+for i = 3, #ARGV, 7 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -117,8 +140,12 @@ for i = 3, #ARGV, 6 do
         fields[#fields + 1] = 'retry'
         fields[#fields + 1] = ARGV[i + 4]
       end
+      if ARGV[i + 6] ~= '' then
+        fields[#fields + 1] = 'pri'
+        fields[#fields + 1] = ARGV[i + 6]
+      end
       if ARGV[i + 5] == '' then
-        redis.call('XADD', KEYS[1], '*', unpack(fields))
+        redis.call('XADD', lane_stream(ARGV[i + 6]), '*', unpack(fields))
       else
         if now_ms == nil then
           local now = redis.call('TIME')
@@ -160,7 +187,8 @@ local refused, retried, now_ms = 0, 0, nil
 for i = 3, #ARGV, 5 do
   if ARGV[i + 4] ~= '' then
     local id = ARGV[i + 1]
-    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    local stream, entry = lane_of(ARGV[i])
+    local found = redis.call('XRANGE', stream, entry, entry)
     if found[1] and redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
       if now_ms == nil then
         local now = redis.call('TIME')
@@ -190,7 +218,8 @@ for i = 3, #ARGV, 5 do
     entries[#entries + 1] = ARGV[i]
   else
   if ARGV[i + 3] ~= '' then
-    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    local stream, entry = lane_of(ARGV[i])
+    local found = redis.call('XRANGE', stream, entry, entry)
     local fields = found[1] and fields_of(found[1][2]) or {}
     redis.pcall('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
       'id', ARGV[i + 1], 'fn', fields['fn'] or '', 'deliveries', 1, 'worker', '',
@@ -206,8 +235,16 @@ end
 if retried > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'retried', retried) end
 send_replies(prefix, replies, ttl)
 if #entries > 0 then
-  redis.call('XACK', KEYS[1], group, unpack(entries))
-  redis.call('XDEL', KEYS[1], unpack(entries))
+  local by_lane = {}
+  for _, e in ipairs(entries) do
+    local stream, entry = lane_of(e)
+    by_lane[stream] = by_lane[stream] or {}
+    table.insert(by_lane[stream], entry)
+  end
+  for stream, ids in pairs(by_lane) do
+    redis.call('XACK', stream, group, unpack(ids))
+    redis.call('XDEL', stream, unpack(ids))
+  end
 end
 if published > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'published', published) end
 if duplicates > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
@@ -225,15 +262,17 @@ const HEARTBEAT: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local now = redis.call('TIME')
 redis.pcall('HSET', prefix .. ':workers', worker, now[1] * 1000 + math.floor(now[2] / 1000))
-local claim, lost = {KEYS[1], group, worker, 0}, {}
+local claims, lost = {}, {}
 for i = 4, #ARGV do
-  if owned_by(KEYS[1], group, ARGV[i], worker) then
-    claim[#claim + 1] = ARGV[i]
+  local stream, entry = lane_of(ARGV[i])
+  if owned_by(stream, group, entry, worker) then
+    claims[stream] = claims[stream] or {stream, group, worker, 0}
+    table.insert(claims[stream], entry)
   else
     lost[#lost + 1] = ARGV[i]
   end
 end
-if #claim > 4 then
+for _, claim in pairs(claims) do
   claim[#claim + 1] = 'JUSTID'
   redis.call('XCLAIM', unpack(claim))
 end
@@ -249,14 +288,18 @@ const REAP: &str = r#"
 local prefix, group, worker, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_deliveries, max_claims = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl = result_ttl(prefix)
-local idle = redis.call('XPENDING', KEYS[1], group, 'IDLE', lease, '-', '+', ARGV[7])
-local claim, dead, malformed, replies = {}, 0, 0, {}
+local claimed, dead, malformed, replies = {}, 0, 0, {}
+for _, lane in ipairs(lanes()) do
+local queue, tag = lane[1], lane[2]
+if queue == KEYS[1] or redis.call('EXISTS', queue) == 1 then
+local idle = redis.call('XPENDING', queue, group, 'IDLE', lease, '-', '+', ARGV[7])
+local claim = {}
 for _, p in ipairs(idle) do
   local entry, owner, deliveries = p[1], p[2], p[4]
   if deliveries >= max_deliveries then
-    local found = redis.call('XRANGE', KEYS[1], entry, entry)
-    redis.call('XACK', KEYS[1], group, entry)
-    redis.call('XDEL', KEYS[1], entry)
+    local found = redis.call('XRANGE', queue, entry, entry)
+    redis.call('XACK', queue, group, entry)
+    redis.call('XDEL', queue, entry)
     if found[1] then
       local fields = fields_of(found[1][2])
       local reason = 'lost its worker ' .. deliveries .. (deliveries == 1 and ' time' or ' times')
@@ -267,18 +310,25 @@ for _, p in ipairs(idle) do
           break
         end
       end
-      dead_letter(prefix, entry, fields, deliveries, owner, reason, 'L' .. deliveries, ttl, replies)
+      dead_letter(prefix, tag .. entry, fields, deliveries, owner, reason, 'L' .. deliveries, ttl,
+        replies)
       dead = dead + 1
     end
-  elseif #claim < max_claims then
+  elseif #claimed + #claim < max_claims then
     claim[#claim + 1] = entry
   end
 end
-send_replies(prefix, replies, ttl)
-local claimed = {}
 if #claim > 0 then
-  claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
+  for _, e in ipairs(redis.call('XCLAIM', queue, group, worker, lease, unpack(claim))) do
+    if type(e) == 'table' then
+      e[1] = tag .. e[1]
+      claimed[#claimed + 1] = e
+    end
+  end
 end
+end
+end
+send_replies(prefix, replies, ttl)
 if dead > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
 if malformed > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', malformed) end
 -- Forget workers silent for FORGET_AFTER_LEASES leases that hold nothing: long gone (killed, or
@@ -291,11 +341,23 @@ if type(beats) ~= 'table' or beats.err then beats = {} end
 for i = 1, #beats, 2 do
   local name = beats[i]
   -- A stamp that is not a number (written by something else) counts as ancient.
-  if name ~= worker and (tonumber(beats[i + 1]) or 0) < forget_before
-      and redis.call('XPENDING', KEYS[1], group, '-', '+', 1, name)[1] == nil then
-    redis.pcall('HDEL', prefix .. ':workers', name)
-    redis.pcall('HDEL', prefix .. ':worker-info', name)
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, name)
+  if name ~= worker and (tonumber(beats[i + 1]) or 0) < forget_before then
+    local holds = false
+    for _, lane in ipairs(lanes()) do
+      if (lane[1] == KEYS[1] or redis.call('EXISTS', lane[1]) == 1)
+          and redis.call('XPENDING', lane[1], group, '-', '+', 1, name)[1] ~= nil then
+        holds = true
+      end
+    end
+    if not holds then
+      redis.pcall('HDEL', prefix .. ':workers', name)
+      redis.pcall('HDEL', prefix .. ':worker-info', name)
+      for _, lane in ipairs(lanes()) do
+        if lane[1] == KEYS[1] or redis.call('EXISTS', lane[1]) == 1 then
+          redis.call('XGROUP', 'DELCONSUMER', lane[1], group, name)
+        end
+      end
+    end
   end
 end
 return {claimed, dead}
@@ -307,9 +369,9 @@ const RELEASE: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local released = 0
 for i = 4, #ARGV do
-  local entry = ARGV[i]
-  if owned_by(KEYS[1], group, entry, worker) then
-    released = released + requeue(KEYS[1], group, entry)
+  local stream, entry = lane_of(ARGV[i])
+  if owned_by(stream, group, entry, worker) then
+    released = released + requeue(stream, group, entry)
   end
 end
 if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
@@ -325,15 +387,20 @@ const RETIRE: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 redis.pcall('HDEL', prefix .. ':workers', worker)
 redis.pcall('HDEL', prefix .. ':worker-info', worker)
-local orphans = redis.call('XPENDING', KEYS[1], group, '-', '+', 1000, worker)
 local released = 0
-for _, p in ipairs(orphans) do
-  released = released + requeue(KEYS[1], group, p[1])
+for _, lane in ipairs(lanes()) do
+  local queue = lane[1]
+  if queue == KEYS[1] or redis.call('EXISTS', queue) == 1 then
+    local orphans = redis.call('XPENDING', queue, group, '-', '+', 1000, worker)
+    for _, p in ipairs(orphans) do
+      released = released + requeue(queue, group, p[1])
+    end
+    if #orphans < 1000 then
+      redis.call('XGROUP', 'DELCONSUMER', queue, group, worker)
+    end
+  end
 end
 if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
-if #orphans < 1000 then
-  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, worker)
-end
 return released
 "#;
 
@@ -346,14 +413,15 @@ local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local ttl = result_ttl(prefix)
 local replies, dead = {}, 0
 for i = 4, #ARGV - 1, 2 do
-  local entry, reason = ARGV[i], ARGV[i + 1]
-  local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
+  local queue, entry = lane_of(ARGV[i])
+  local reason = ARGV[i + 1]
+  local pending = redis.call('XPENDING', queue, group, entry, entry, 1)
   local deliveries = pending[1] and pending[1][4] or 0
-  local found = redis.call('XRANGE', KEYS[1], entry, entry)
-  redis.call('XACK', KEYS[1], group, entry)
-  redis.call('XDEL', KEYS[1], entry)
+  local found = redis.call('XRANGE', queue, entry, entry)
+  redis.call('XACK', queue, group, entry)
+  redis.call('XDEL', queue, entry)
   if found[1] then
-    dead_letter(prefix, entry, fields_of(found[1][2]), deliveries, worker, reason,
+    dead_letter(prefix, ARGV[i], fields_of(found[1][2]), deliveries, worker, reason,
       'T' .. 'the worker could not run this task: ' .. reason, ttl, replies)
     dead = dead + 1
   end
@@ -369,7 +437,8 @@ return dead
 /// ARGV: prefix, max. Queues again up to `max` scheduled tasks whose due time (broker clock) has
 /// come — each as a fresh entry with the fields it was scheduled with — and forgets those whose
 /// task already has an outcome. Returns {tasks queued, ms until the next due time or -1 when
-/// nothing is scheduled}, so the caller can bound its blocking read by it.
+/// nothing is scheduled, how many priority lanes exist}: the caller bounds its blocking read by
+/// the wait, and reads through `FETCH` while lanes exist.
 const PROMOTE: &str = r#"
 local prefix, max = ARGV[1], tonumber(ARGV[2])
 local schedule = prefix .. ':scheduled'
@@ -377,14 +446,19 @@ local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 -- pcall: a schedule key of another type (written by something else) must not stop the fetch.
 local due = redis.pcall('ZRANGEBYSCORE', schedule, '-inf', now_ms, 'LIMIT', 0, max)
-if type(due) ~= 'table' or due.err then return {0, -1} end
+local lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low')
+if type(due) ~= 'table' or due.err then return {0, -1, lanes_used} end
 local queued = 0
 for _, id in ipairs(due) do
   local task = prefix .. ':scheduled:' .. id
   local fields = redis.pcall('HGETALL', task)
   if type(fields) == 'table' and not fields.err and #fields > 0
       and redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
-    redis.call('XADD', KEYS[1], '*', unpack(fields))
+    local priority = ''
+    for j = 1, #fields - 1, 2 do
+      if fields[j] == 'pri' then priority = fields[j + 1] end
+    end
+    redis.call('XADD', lane_stream(priority), '*', unpack(fields))
     queued = queued + 1
   end
   redis.call('DEL', task)
@@ -393,7 +467,33 @@ end
 local next_due = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
 local wait = -1
 if next_due[2] then wait = math.max(0, math.floor(tonumber(next_due[2]) - now_ms)) end
-return {queued, wait}
+if queued > 0 then lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low') end
+return {queued, wait, lanes_used}
+"#;
+
+/// ARGV: prefix, group, worker, max, order ('up' on the anti-starvation turn, else 'down').
+/// Reads up to `max` new entries for `worker`, highest lane first (`down`: high, normal, low) or
+/// lowest first (`up`), without blocking; entries of the lanes come back as `h:ID` / `l:ID`.
+const FETCH: &str = r#"
+local group, worker, max = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local order = lanes()
+if ARGV[5] == 'up' then order = {order[3], order[2], order[1]} end
+local out = {}
+for _, lane in ipairs(order) do
+  if #out >= max then break end
+  local queue, tag = lane[1], lane[2]
+  if queue == KEYS[1] or redis.call('EXISTS', queue) == 1 then
+    local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', max - #out,
+      'STREAMS', queue, '>')
+    if type(read) == 'table' and read[1] then
+      for _, e in ipairs(read[1][2]) do
+        e[1] = tag .. e[1]
+        out[#out + 1] = e
+      end
+    end
+  end
+end
+return out
 "#;
 
 /// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
@@ -410,10 +510,11 @@ pub(super) enum Script {
     Retire,
     DeadLetter,
     Promote,
+    Fetch,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 8] = [
+    pub(super) const ALL: [Script; 9] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
@@ -422,6 +523,7 @@ impl Script {
         Script::Retire,
         Script::DeadLetter,
         Script::Promote,
+        Script::Fetch,
     ];
 
     pub(super) fn source(self) -> String {
@@ -434,6 +536,7 @@ impl Script {
             Script::Retire => RETIRE,
             Script::DeadLetter => DEAD_LETTER,
             Script::Promote => PROMOTE,
+            Script::Fetch => FETCH,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
