@@ -182,6 +182,14 @@ pub(crate) trait Connection: Send {
     fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)>;
     /// Stores the pool's settings for every worker.
     fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()>;
+    /// Stores pool-wide rate limits: function name → limit. (A default, so a backend without
+    /// rate limits — or a test double — need not write one; it refuses them.)
+    fn store_rate_limits(&mut self, limits: &[(&str, super::RateLimit)]) -> BrokerResult<()> {
+        let _ = limits;
+        Err(BrokerError::Rejected(
+            "this broker backend does not support rate limits".to_string(),
+        ))
+    }
 
     /// A number no other client of this pool has, ever.
     fn register_client(&mut self) -> BrokerResult<u64>;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
 use super::options::{RetryPolicy, SubmitOptions, When};
 use super::outcome;
+use super::rate_limit::RateLimit;
 use super::redis::{RedisBackend, MAX_BATCH};
 use super::retry::{send_pinning, Retry, Stop};
 use super::status::plural;
@@ -100,6 +101,8 @@ pub struct ClusterPoolBuilder {
     max_payload: Option<usize>,
     /// Retry policies per registered function (a name that is not registered fails `build`).
     retry_policies: Vec<(Result<&'static str, Reason>, RetryPolicy)>,
+    /// Rate limits per registered function, stored on the broker by `build`.
+    rate_limits: Vec<(Result<&'static str, Reason>, RateLimit)>,
 }
 
 impl ClusterPoolBuilder {
@@ -214,6 +217,35 @@ impl ClusterPoolBuilder {
         self
     }
 
+    /// Limits the registered function `f` to `limit` across the whole pool: every worker, every
+    /// client. A pool-wide setting stored on the broker (replacing the function's previous
+    /// limit); workers follow a change within 50 ms. Tasks over the limit wait on the broker's
+    /// schedule, not on a worker (see the module's README, "Rate limits").
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::cluster::{ClusterPool, RateLimit};
+    /// fn call_api(n: u64) -> u64 { n }
+    /// futurepool::register!(call_api);
+    /// let pool = ClusterPool::builder("redis://127.0.0.1:6379/")
+    ///     .rate_limit(call_api, RateLimit::per_second(10))
+    ///     .build()?;
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    ///
+    /// [`build`](Self::build) fails with [`ClusterError::InvalidSetting`] if `f` is not
+    /// registered.
+    pub fn rate_limit<F, A, R>(mut self, f: F, limit: RateLimit) -> Self
+    where
+        F: TaskFn<A, R>,
+        A: 'static,
+        R: 'static,
+    {
+        self.rate_limits.push((registry::name_of_item(f), limit));
+        self
+    }
+
     /// Connects, stores the pool settings given, and starts the client's two threads.
     ///
     /// # Errors
@@ -268,6 +300,18 @@ impl ClusterPoolBuilder {
         };
         if self.lease.is_some() || self.max_deliveries.is_some() || self.result_ttl.is_some() {
             connection.store_config(config)?;
+        }
+        if !self.rate_limits.is_empty() {
+            let mut limits = Vec::new();
+            for (name, limit) in &self.rate_limits {
+                let name = name.clone().map_err(|why| {
+                    ClusterError::InvalidSetting(Reason::new(format!(
+                        "rate_limit(f, limit) names a function that cannot be submitted: {why}"
+                    )))
+                })?;
+                limits.push((name, *limit));
+            }
+            connection.store_rate_limits(&limits)?;
         }
         let broker_limit = connection.max_payload();
         let max_payload = self
@@ -610,6 +654,7 @@ impl ClusterPool {
             result_ttl: None,
             max_payload: None,
             retry_policies: Vec::new(),
+            rate_limits: Vec::new(),
         }
     }
 

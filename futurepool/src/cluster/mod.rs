@@ -19,7 +19,7 @@
 //! - `redis/`: the Redis Streams implementation, its Lua scripts and answer parsing;
 //! - `keys.rs`, `outcome.rs`: key names and the outcome encoding;
 //! - `options.rs`: [`SubmitOptions`] and [`RetryPolicy`], retries of a task's own failure that
-//!   wait on the broker's schedule;
+//!   wait on the broker's schedule; `rate_limit.rs`: [`RateLimit`], a token bucket per function;
 //! - `retry.rs`: the retry rule every broker call follows — transient errors are logged and
 //!   retried with backoff within a bound, permanent ones stop the loop with the error, and a
 //!   refused batch is sent item by item so only the refused task fails;
@@ -31,6 +31,7 @@ mod client;
 mod keys;
 mod options;
 mod outcome;
+mod rate_limit;
 mod redis;
 mod retry;
 mod signals;
@@ -39,6 +40,7 @@ mod worker;
 
 pub use client::{ClusterPool, ClusterPoolBuilder};
 pub use options::{Priority, RetryPolicy, SubmitOptions};
+pub use rate_limit::RateLimit;
 pub use status::{status, DeadLetter, Status, WorkerStatus};
 pub use worker::{serve, ServeOptions};
 

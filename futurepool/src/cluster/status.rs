@@ -53,6 +53,8 @@ pub struct Status {
     pub scheduled: u64,
     /// Runs that failed and were scheduled again under the task's retry policy, ever.
     pub retried: u64,
+    /// Runs put back on the schedule by a rate limit (no token yet), ever.
+    pub throttled: u64,
     /// How long a worker may stay silent before its tasks are given to another.
     pub lease: Duration,
     /// How many times a task is delivered before it is dead-lettered.
@@ -149,10 +151,12 @@ impl fmt::Display for Status {
         writeln!(f, "in flight     {}", self.in_flight)?;
         writeln!(
             f,
-            "scheduled     {} (delayed, or retries waiting for their backoff; {} {} retried ever)",
+            "scheduled     {} (delayed, retries waiting for their backoff, or waiting for a rate \
+             limit; {} {} retried, {} throttled ever)",
             self.scheduled,
             self.retried,
-            plural(self.retried, "run", "runs")
+            plural(self.retried, "run", "runs"),
+            self.throttled
         )?;
         writeln!(
             f,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use futurepool::cluster::{ClusterPool, Priority, RetryPolicy, SubmitOptions};
+use futurepool::cluster::{ClusterPool, Priority, RateLimit, RetryPolicy, SubmitOptions};
 use futurepool::TaskError;
 
 use crate::support::*;
@@ -78,6 +78,10 @@ pub const TESTS: &[(&str, fn())] = &[
     (
         "prioritized_tasks_are_recovered_released_and_heartbeated_like_ordinary_ones",
         prioritized_tasks_are_recovered_released_and_heartbeated_like_ordinary_ones,
+    ),
+    (
+        "a_rate_limit_of_20_per_second_holds_across_four_workers",
+        a_rate_limit_of_20_per_second_holds_across_four_workers,
     ),
 ];
 
@@ -445,4 +449,65 @@ fn prioritized_tasks_are_recovered_released_and_heartbeated_like_ordinary_ones()
     }
     let status = world.status();
     assert_eq!((status.queued, status.in_flight), (0, 0), "{status:?}");
+}
+
+/// The issue's proof, formulated so it cannot fail by chance: the limiter makes starts *at most*
+/// 20 per second (plus the burst) in every 10 s window — exact, whatever the machine's load —
+/// and the achieved rate, printed, is checked against a generous lower bound only.
+fn a_rate_limit_of_20_per_second_holds_across_four_workers() {
+    let world = World::new("rate-limit");
+    let rate = 20u64;
+    let burst = rate;
+    let pool = ClusterPool::builder(&world.broker.url())
+        .pool(&world.pool)
+        .lease(LEASE)
+        .rate_limit(stamp, RateLimit::per_second(rate as u32))
+        .build()
+        .expect("connect the client");
+    let _workers: Vec<_> = (0..4).map(|_| world.worker(2, 4)).collect();
+    let total = 240u64;
+    let tasks: Vec<_> = (0..total)
+        .map(|n| pool.submit(stamp, (world.log.clone(), format!("r{n}"))))
+        .collect();
+    let mut starts: Vec<u64> = tasks
+        .iter()
+        .map(|t| t.result_timeout(PATIENCE).expect("ran"))
+        .collect();
+    starts.sort_unstable();
+    let window = 10_000u64;
+    let most_in_a_window = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| {
+            starts[i..]
+                .iter()
+                .take_while(|&&t| t < from + window)
+                .count() as u64
+        })
+        .max()
+        .unwrap_or(0);
+    let span = starts[starts.len() - 1] - starts[0];
+    // After the burst, (total - burst) tokens accrue at `rate` per second.
+    let ideal = (total - burst) * 1000 / rate;
+    println!(
+        "rate limit {rate}/s: at most {most_in_a_window} starts in a 10 s window (bound {}), \
+         {total} tasks over {span} ms (ideal {ideal} ms): {:.1}/s after the burst",
+        rate * 10 + burst,
+        (total - burst) as f64 * 1000.0 / span.max(1) as f64
+    );
+    // One token may accrue at each edge of the window.
+    assert!(
+        most_in_a_window <= rate * 10 + burst + 1,
+        "{most_in_a_window} starts in 10 s"
+    );
+    assert!(
+        span <= ideal + 5_000,
+        "far slower than the limit: {span} ms"
+    );
+    let status = world.status();
+    assert_eq!(
+        (status.scheduled, status.published),
+        (0, total),
+        "{status:?}"
+    );
 }

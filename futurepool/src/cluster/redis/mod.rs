@@ -177,6 +177,8 @@ struct ScheduleClock {
     lanes: bool,
     /// Fetches that found work, for the anti-starvation turn (see [`Priority`]).
     fruitful: u64,
+    /// Functions with a rate limit (as of the last `PROMOTE`): their tasks go through `THROTTLE`.
+    limited: std::collections::HashSet<String>,
 }
 
 /// Every this many fetches that find work, the lanes are served from the lowest up.
@@ -357,13 +359,49 @@ impl RedisConnection {
         Ok(command)
     }
 
-    /// Takes in `PROMOTE`'s answer: {tasks queued, ms to the next due time or -1, lanes}.
-    fn promoted(&mut self, now: Instant, (_queued, wait_ms, lanes): (u64, i64, u64)) {
+    /// Takes in `PROMOTE`'s answer: {tasks queued, ms to the next due time or -1, lanes, rate
+    /// limits}.
+    fn promoted(
+        &mut self,
+        now: Instant,
+        (_queued, wait_ms, lanes, limits): (u64, i64, u64, Value),
+    ) {
         self.schedule.last_promote = Some(now);
         self.schedule.next_due = u64::try_from(wait_ms)
             .ok()
             .and_then(|ms| now.checked_add(Duration::from_millis(ms)));
         self.schedule.lanes = lanes > 0;
+        // Names only (a flat name → spec list); `THROTTLE` reads and checks the specs itself.
+        self.schedule.limited = parse::array(limits)
+            .unwrap_or_default()
+            .into_iter()
+            .step_by(2)
+            .filter_map(parse::text)
+            .collect();
+    }
+
+    /// Lets through the deliveries that may run now; `THROTTLE` moves the others, tasks of
+    /// rate-limited functions without a token, to the schedule. One round trip, and only when
+    /// the batch holds such tasks.
+    fn throttle(&mut self, deliveries: Vec<Delivery>) -> BrokerResult<Vec<Delivery>> {
+        let limited = &self.schedule.limited;
+        if limited.is_empty() || !deliveries.iter().any(|d| limited.contains(&d.function)) {
+            return Ok(deliveries);
+        }
+        let mut command = self.script(Script::Throttle)?;
+        command.arg(GROUP);
+        for delivery in deliveries
+            .iter()
+            .filter(|d| self.schedule.limited.contains(&d.function))
+        {
+            command.arg(&delivery.entry).arg(&delivery.function);
+        }
+        let run: std::collections::HashSet<String> = self.query(&command)?;
+        let limited = &self.schedule.limited;
+        Ok(deliveries
+            .into_iter()
+            .filter(|d| !limited.contains(&d.function) || run.contains(&d.entry))
+            .collect())
     }
 
     /// A fetch in a pool with priority lanes: `FETCH` reads the lanes in order without
@@ -391,7 +429,8 @@ impl RedisConnection {
         if !entries.is_empty() {
             self.schedule.fruitful = self.schedule.fruitful.wrapping_add(1);
         }
-        Ok(self.deliveries(worker, entries))
+        let deliveries = self.deliveries(worker, entries);
+        self.throttle(deliveries)
     }
 }
 
@@ -476,6 +515,15 @@ impl Connection for RedisConnection {
                 .arg("result_ttl_ms")
                 .arg(config.result_ttl.as_millis() as u64),
         )
+    }
+
+    fn store_rate_limits(&mut self, limits: &[(&str, super::RateLimit)]) -> BrokerResult<()> {
+        let mut command = redis::cmd("HSET");
+        command.arg(format!("{}:limits", self.keys.prefix()));
+        for (function, limit) in limits {
+            command.arg(*function).arg(limit.wire());
+        }
+        self.query(&command)
     }
 
     fn register_client(&mut self) -> BrokerResult<u64> {
@@ -585,7 +633,7 @@ impl Connection for RedisConnection {
             // Its own round trip, at most every PROMOTE_EVERY (or when something is due): it
             // also says whether the pool has priority lanes, which decides how to read.
             let command = self.promote_command()?;
-            let promoted: (u64, i64, u64) = self.query(&command)?;
+            let promoted: (u64, i64, u64, Value) = self.query(&command)?;
             self.promoted(now, promoted);
         }
         // A due task must not wait for a read that blocks past its due time.
@@ -611,7 +659,8 @@ impl Connection for RedisConnection {
         }
         let read: Value = self.query(&read_command)?;
         let entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
-        Ok(self.deliveries(worker, entries))
+        let deliveries = self.deliveries(worker, entries);
+        self.throttle(deliveries)
     }
 
     fn complete(&mut self, completions: &[Completion]) -> BrokerResult<Vec<bool>> {

@@ -250,6 +250,7 @@ pub(super) fn status(raw: Vec<Value>, config: PoolConfig) -> Result<Status, Stri
         // A schedule key of another type answers with an error: nothing scheduled then.
         scheduled: number(scheduled).unwrap_or(0),
         retried: counter("retried"),
+        throttled: counter("throttled"),
         lease: config.lease,
         max_deliveries: config.max_deliveries,
     })

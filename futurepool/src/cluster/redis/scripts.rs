@@ -198,6 +198,8 @@ for i = 3, #ARGV, 5 do
       for j = 1, #raw - 1, 2 do
         if raw[j] == 'attempt' then
           attempt = tonumber(raw[j + 1]) or 0
+        elseif raw[j] == 'paid' then
+          -- The next run pays for its own rate-limit token.
         else
           fields[#fields + 1] = raw[j]
           fields[#fields + 1] = raw[j + 1]
@@ -437,8 +439,9 @@ return dead
 /// ARGV: prefix, max. Queues again up to `max` scheduled tasks whose due time (broker clock) has
 /// come — each as a fresh entry with the fields it was scheduled with — and forgets those whose
 /// task already has an outcome. Returns {tasks queued, ms until the next due time or -1 when
-/// nothing is scheduled, how many priority lanes exist}: the caller bounds its blocking read by
-/// the wait, and reads through `FETCH` while lanes exist.
+/// nothing is scheduled, how many priority lanes exist, the rate limits (flat function → `RATE
+/// BURST`)}: the caller bounds its blocking read by the wait, reads through `FETCH` while lanes
+/// exist, and sends tasks of limited functions through `THROTTLE`.
 const PROMOTE: &str = r#"
 local prefix, max = ARGV[1], tonumber(ARGV[2])
 local schedule = prefix .. ':scheduled'
@@ -447,7 +450,7 @@ local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 -- pcall: a schedule key of another type (written by something else) must not stop the fetch.
 local due = redis.pcall('ZRANGEBYSCORE', schedule, '-inf', now_ms, 'LIMIT', 0, max)
 local lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low')
-if type(due) ~= 'table' or due.err then return {0, -1, lanes_used} end
+if type(due) ~= 'table' or due.err then return {0, -1, lanes_used, {}} end
 local queued = 0
 for _, id in ipairs(due) do
   local task = prefix .. ':scheduled:' .. id
@@ -468,7 +471,9 @@ local next_due = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
 local wait = -1
 if next_due[2] then wait = math.max(0, math.floor(tonumber(next_due[2]) - now_ms)) end
 if queued > 0 then lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low') end
-return {queued, wait, lanes_used}
+local limits = redis.pcall('HGETALL', prefix .. ':limits')
+if type(limits) ~= 'table' or limits.err then limits = {} end
+return {queued, wait, lanes_used, limits}
 "#;
 
 /// ARGV: prefix, group, worker, max, order ('up' on the anti-starvation turn, else 'down').
@@ -496,6 +501,74 @@ end
 return out
 "#;
 
+/// ARGV: prefix, group, then (entry, function) per delivered task of a rate-limited function, in
+/// delivery order. Token bucket per function in `PREFIX:bucket:FN` ({tokens, at}: broker ms),
+/// refilled at `RATE` per second up to `BURST` (from `PREFIX:limits`). Each task takes a token: if
+/// one was there it runs now; if not, it reserves the next one (tokens go below zero) and leaves
+/// the queue for the schedule, due when that token accrues, with `paid` set so that run does not
+/// pay again. An entry already `paid`, gone, or whose function has no (valid) limit any more
+/// runs now. Returns the entries that run now.
+const THROTTLE: &str = r#"
+local prefix, group = ARGV[1], ARGV[2]
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local run, deferred = {}, 0
+for i = 3, #ARGV - 1, 2 do
+  local stream, entry = lane_of(ARGV[i])
+  local fn = ARGV[i + 1]
+  local found = redis.call('XRANGE', stream, entry, entry)
+  local spec = redis.pcall('HGET', prefix .. ':limits', fn)
+  local rate, burst = nil, nil
+  if type(spec) == 'string' then
+    local r, b = string.match(spec, '^(%S+) (%S+)$')
+    rate, burst = tonumber(r), tonumber(b)
+  end
+  local fields = found[1] and found[1][2] or {}
+  local paid = false
+  for j = 1, #fields - 1, 2 do
+    if fields[j] == 'paid' then paid = true end
+  end
+  if not found[1] or paid or not rate or rate <= 0 or not burst or burst < 1 then
+    run[#run + 1] = ARGV[i]
+  else
+    local bucket = prefix .. ':bucket:' .. fn
+    local state = redis.pcall('HMGET', bucket, 'tokens', 'at')
+    local tokens, at = burst, now_ms
+    if type(state) == 'table' and not state.err then
+      tokens = tonumber(state[1]) or burst
+      at = tonumber(state[2]) or now_ms
+    end
+    tokens = math.min(burst, tokens + math.max(0, now_ms - at) * rate / 1000) - 1
+    if tokens >= 0 then
+      run[#run + 1] = ARGV[i]
+    else
+      local due = now_ms + math.ceil(-tokens * 1000 / rate)
+      local id = ''
+      local copy = {}
+      for j = 1, #fields - 1, 2 do
+        if fields[j] == 'id' then id = fields[j + 1] end
+        copy[#copy + 1] = fields[j]
+        copy[#copy + 1] = fields[j + 1]
+      end
+      copy[#copy + 1] = 'paid'
+      copy[#copy + 1] = '1'
+      local task = prefix .. ':scheduled:' .. id
+      redis.call('DEL', task)
+      redis.call('HSET', task, unpack(copy))
+      redis.call('ZADD', prefix .. ':scheduled', due, id)
+      redis.call('XACK', stream, group, entry)
+      redis.call('XDEL', stream, entry)
+      deferred = deferred + 1
+    end
+    -- Gone once it would be full again: a missing bucket is a full one.
+    redis.pcall('HSET', bucket, 'tokens', tostring(tokens), 'at', now_ms)
+    redis.pcall('PEXPIRE', bucket, math.ceil((burst - tokens) * 1000 / rate) + 1000)
+  end
+end
+if deferred > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'throttled', deferred) end
+return run
+"#;
+
 /// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
 pub(super) const FORGET_AFTER_LEASES: u32 = 10;
 
@@ -511,10 +584,11 @@ pub(super) enum Script {
     DeadLetter,
     Promote,
     Fetch,
+    Throttle,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 9] = [
+    pub(super) const ALL: [Script; 10] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
@@ -524,6 +598,7 @@ impl Script {
         Script::DeadLetter,
         Script::Promote,
         Script::Fetch,
+        Script::Throttle,
     ];
 
     pub(super) fn source(self) -> String {
@@ -537,6 +612,7 @@ impl Script {
             Script::DeadLetter => DEAD_LETTER,
             Script::Promote => PROMOTE,
             Script::Fetch => FETCH,
+            Script::Throttle => THROTTLE,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
