@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Connection, NewTask, PoolConfig, Submitted};
+use super::memory::SharedBackend;
 use super::options::{RetryPolicy, SubmitOptions, When};
 use super::outcome;
 use super::rate_limit::RateLimit;
@@ -103,6 +104,8 @@ pub struct ClusterPoolBuilder {
     retry_policies: Vec<(Result<&'static str, Reason>, RetryPolicy)>,
     /// Rate limits per registered function, stored on the broker by `build`.
     rate_limits: Vec<(Result<&'static str, Reason>, RateLimit)>,
+    /// A broker other than the URL's Redis (the in-memory one).
+    backend: Option<SharedBackend>,
 }
 
 impl ClusterPoolBuilder {
@@ -246,6 +249,12 @@ impl ClusterPoolBuilder {
         self
     }
 
+    /// Talks to `backend` instead of the URL's Redis (the in-memory broker).
+    pub(crate) fn backend(mut self, backend: SharedBackend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
     /// Connects, stores the pool settings given, and starts the client's two threads.
     ///
     /// # Errors
@@ -286,8 +295,12 @@ impl ClusterPoolBuilder {
             })?;
             retry_policies.insert(name, *policy);
         }
-        let backend =
-            RedisBackend::new(&self.url, &self.pool).map_err(ClusterError::invalid_url)?;
+        let backend: Arc<dyn Backend> = match self.backend.clone() {
+            Some(backend) => backend.0,
+            None => Arc::new(
+                RedisBackend::new(&self.url, &self.pool).map_err(ClusterError::invalid_url)?,
+            ),
+        };
         let mut connection = backend.connect()?;
         let (stored, problems) = connection.config(PoolConfig::default())?;
         for problem in problems {
@@ -370,7 +383,7 @@ struct Shared {
     /// [`ClusterPoolBuilder::retry`]'s policies, by function name.
     retry_policies: HashMap<&'static str, RetryPolicy>,
     /// For `shutdown(wait)`'s checks on the workers.
-    backend: RedisBackend,
+    backend: Arc<dyn Backend>,
     sequence: AtomicU64,
     state: Mutex<ClientState>,
     /// Signalled when the outbox gains tasks, a full re-submit is wanted, or the pool stops.
@@ -655,6 +668,7 @@ impl ClusterPool {
             max_payload: None,
             retry_policies: Vec::new(),
             rate_limits: Vec::new(),
+            backend: None,
         }
     }
 

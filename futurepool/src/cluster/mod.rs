@@ -23,12 +23,14 @@
 //! - `retry.rs`: the retry rule every broker call follows — transient errors are logged and
 //!   retried with backoff within a bound, permanent ones stop the loop with the error, and a
 //!   refused batch is sent item by item so only the refused task fails;
+//! - `memory.rs`: [`MemoryBroker`], the same backend trait in memory, for tests without Redis;
 //! - `status.rs`: [`status`]; `signals.rs`, `backoff.rs`: clean stops and reconnection.
 
 mod backend;
 mod backoff;
 mod client;
 mod keys;
+mod memory;
 mod options;
 mod outcome;
 mod rate_limit;
@@ -39,6 +41,7 @@ mod status;
 mod worker;
 
 pub use client::{ClusterPool, ClusterPoolBuilder};
+pub use memory::{MemoryBroker, MemoryWorker};
 pub use options::{Priority, RetryPolicy, SubmitOptions};
 pub use rate_limit::RateLimit;
 pub use status::{status, DeadLetter, Status, WorkerStatus};

@@ -11,6 +11,7 @@
 //!   holds, running or prefetched) and reaps tasks of lost workers into free capacity.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
@@ -170,6 +171,11 @@ impl ServeOptions {
         self
     }
 
+    /// The pool it serves.
+    pub(crate) fn pool_name(&self) -> &str {
+        &self.pool
+    }
+
     fn capacity(&self) -> usize {
         self.threads
             .saturating_add(self.prefetch.unwrap_or(self.threads.saturating_mul(4)))
@@ -232,12 +238,28 @@ impl ServeOptions {
 pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
     options.validate()?;
     let backend = RedisBackend::new(url, &options.pool).map_err(ClusterError::invalid_url)?;
+    serve_on(&backend, &redact(url), options, None)
+}
+
+/// [`serve`] on any backend (`shown`: how to name the broker in messages). With `stop`, the
+/// worker also stops cleanly once it is set (in-process workers of the in-memory broker).
+pub(crate) fn serve_on(
+    backend: &dyn Backend,
+    shown: &str,
+    options: ServeOptions,
+    stop_flag: Option<Arc<AtomicBool>>,
+) -> Result<(), ClusterError> {
+    options.validate()?;
     if options.handle_signals {
         signals::install();
     }
+    let stopped = {
+        let flag = stop_flag.clone();
+        move || signals::stop_requested() || flag.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    };
     let label = format!("futurepool worker {:?}", options.pool);
     let mut startup = Retry::new(label.clone(), options.patience);
-    let Some(mut fetcher) = connect_until_stopped(&backend, &mut startup)? else {
+    let Some(mut fetcher) = connect_until_stopped(backend, &mut startup, &stopped)? else {
         eprintln!("{label}: stopped by a signal before it could connect");
         return Ok(());
     };
@@ -247,7 +269,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
         std::process::id(),
         options.threads
     );
-    let Some(name) = retry_until_stopped(&mut startup, "register", || {
+    let Some(name) = retry_until_stopped(&mut startup, "register", &stopped, || {
         fetcher.register_worker(&description)
     })?
     else {
@@ -264,6 +286,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
             .max_payload
             .map_or(broker_limit, |m| m.min(broker_limit)),
         patience: options.patience,
+        stop: stop_flag,
         state: Mutex::new(State::default()),
         work_ready: Condvar::new(),
         space_free: Condvar::new(),
@@ -273,7 +296,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
         "{}: serving pool {:?} at {} with {} {} (SIGTERM or SIGINT stops it cleanly)",
         shared.label,
         shared.pool,
-        redact(url),
+        shown,
         options.threads,
         plural(options.threads as u64, "thread", "threads"),
     );
@@ -281,8 +304,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
     for _ in 0..options.threads {
         threads.push(start_executor(&shared)?);
     }
-    let completer_connection = connect_until_stopped(&backend, &mut startup);
-    let keeper_connection = connect_until_stopped(&backend, &mut startup);
+    let completer_connection = connect_until_stopped(backend, &mut startup, &stopped);
+    let keeper_connection = connect_until_stopped(backend, &mut startup, &stopped);
     match (completer_connection, keeper_connection) {
         (Ok(Some(completer_connection)), Ok(Some(keeper_connection))) => {
             let worker = shared.clone();
@@ -458,6 +481,8 @@ struct Worker {
     /// The largest outcome published (the broker's limit, or less if the options said so).
     max_payload: usize,
     patience: Duration,
+    /// Set to stop an in-process worker (besides SIGTERM and SIGINT).
+    stop: Option<Arc<AtomicBool>>,
     state: Mutex<State>,
     /// Executors wait here for tasks.
     work_ready: Condvar,
@@ -527,6 +552,11 @@ impl Worker {
         self.work_ready.notify_all();
     }
 
+    /// A stop signal, or this in-process worker's stop flag.
+    fn stop_requested(&self) -> bool {
+        signals::stop_requested() || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
     /// Queues an outcome for the completer.
     fn finish(&self, completion: Completion) {
         let mut state = self.lock();
@@ -559,10 +589,11 @@ fn spawn(
 }
 
 fn connect_until_stopped(
-    backend: &RedisBackend,
+    backend: &dyn Backend,
     retry: &mut Retry,
+    stopped: &dyn Fn() -> bool,
 ) -> Result<Option<Box<dyn Connection>>, ClusterError> {
-    retry_until_stopped(retry, "connect", || backend.connect())
+    retry_until_stopped(retry, "connect", stopped, || backend.connect())
 }
 
 /// Retries `attempt` while its errors are transient, until it succeeds (`Some`), a stop signal
@@ -570,10 +601,11 @@ fn connect_until_stopped(
 fn retry_until_stopped<T>(
     retry: &mut Retry,
     what: &str,
+    stopped: &dyn Fn() -> bool,
     mut attempt: impl FnMut() -> Result<T, BrokerError>,
 ) -> Result<Option<T>, ClusterError> {
     loop {
-        if signals::stop_requested() {
+        if stopped() {
             return Ok(None);
         }
         match attempt() {
@@ -588,7 +620,7 @@ fn retry_until_stopped<T>(
 
 fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
     let mut retry = Retry::new(worker.label.clone(), worker.patience);
-    while !signals::stop_requested() {
+    while !worker.stop_requested() {
         let free = {
             let mut state = worker.lock();
             if state.fatal.is_some() {
@@ -614,7 +646,7 @@ fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
             }
             // A stop signal interrupts a blocked read (sockets with a timeout are not restarted);
             // whatever that read delivered is put back by `retire_worker`.
-            Err(_) if signals::stop_requested() => break,
+            Err(_) if worker.stop_requested() => break,
             Err(error) => {
                 if let Err(stop) = retry.failed("fetch tasks", error) {
                     worker.fail(stop.into());
