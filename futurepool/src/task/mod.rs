@@ -406,8 +406,8 @@ impl<T, E> Task<T, E> {
     }
 
     /// How many times the task ran, for executors that retry a task's own failure: a cluster task
-    /// submitted with a [`RetryPolicy`](crate::cluster::RetryPolicy) reports its attempts once it
-    /// is done (`Some(3)`: it failed twice, then its outcome came from the third run). `None` for
+    /// submitted with a retry policy (`cluster::RetryPolicy`, with the `cluster` feature) reports
+    /// its attempts once it is done (`Some(3)`: it failed twice, then its outcome came from the third run). `None` for
     /// every other task, and before the outcome arrives.
     ///
     /// # Examples
