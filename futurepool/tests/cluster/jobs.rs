@@ -83,6 +83,10 @@ pub const TESTS: &[(&str, fn())] = &[
         "a_rate_limit_of_20_per_second_holds_across_four_workers",
         a_rate_limit_of_20_per_second_holds_across_four_workers,
     ),
+    (
+        "a_schedule_key_broken_by_another_program_fails_only_what_needs_it",
+        a_schedule_key_broken_by_another_program_fails_only_what_needs_it,
+    ),
 ];
 
 fn quick(max_retries: u32) -> RetryPolicy {
@@ -509,5 +513,69 @@ fn a_rate_limit_of_20_per_second_holds_across_four_workers() {
         (status.scheduled, status.published),
         (0, total),
         "{status:?}"
+    );
+}
+
+/// Another program overwrites the schedule with a string: a delayed task and a retry fail with a
+/// transfer error naming the broker's refusal, a throttled task runs, ordinary tasks and the
+/// workers carry on.
+fn a_schedule_key_broken_by_another_program_fails_only_what_needs_it() {
+    let world = World::new("broken-schedule");
+    let pool = ClusterPool::builder(&world.broker.url())
+        .pool(&world.pool)
+        .lease(LEASE)
+        .rate_limit(stamp, RateLimit::per_second(1).burst(1))
+        .build()
+        .expect("connect the client");
+    let _worker = world.worker(2, 2);
+    let key = format!("{{futurepool:{}}}:scheduled", world.pool);
+    assert_eq!(
+        world.broker.cmd(&["SET", &key, "not a sorted set"]).text(),
+        "OK"
+    );
+
+    let delayed = pool.submit_with(
+        &SubmitOptions::new().delay(Duration::from_millis(200)),
+        stamp,
+        (world.log.clone(), "delayed".into()),
+    );
+    assert!(
+        matches!(
+            delayed.result_timeout(PATIENCE),
+            Err(TaskError::Transfer(_))
+        ),
+        "{:?}",
+        delayed.try_result()
+    );
+    let retried = pool.submit_fallible_with(
+        &SubmitOptions::new().retry(quick(2)),
+        flaky,
+        job(&world, "retried", 1),
+    );
+    assert!(
+        matches!(
+            retried.result_timeout(PATIENCE),
+            Err(TaskError::Transfer(_))
+        ),
+        "{:?}",
+        retried.try_result()
+    );
+    // Over the limit, but it cannot wait on a broken schedule: it runs.
+    let throttled: Vec<_> = (0..3)
+        .map(|n| pool.submit(stamp, (world.log.clone(), format!("t{n}"))))
+        .collect();
+    for task in &throttled {
+        task.result_timeout(PATIENCE).expect("ran");
+    }
+    assert_eq!(
+        pool.submit(crate::square, 9).result_timeout(PATIENCE),
+        Ok(81)
+    );
+    let status = world.status();
+    assert_eq!(status.workers.len(), 1, "the worker is still serving");
+    assert!(
+        status.problems.iter().any(|p| p.contains("schedule key")),
+        "{:?}",
+        status.problems
     );
 }

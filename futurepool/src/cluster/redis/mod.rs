@@ -769,10 +769,21 @@ impl Connection for RedisConnection {
             .arg(10)
             .cmd("HGETALL")
             .arg(keys.stats());
-        pipe.cmd("ZCARD")
-            .arg(format!("{}:scheduled", keys.prefix()));
-        let raw: Vec<Value> = self.query_pipe(&pipe)?;
-        let (config, problems) = self.config(PoolConfig::default())?;
+        let mut raw: Vec<Value> = self.query_pipe(&pipe)?;
+        let (config, mut problems) = self.config(PoolConfig::default())?;
+        // Asked apart: a schedule key another program replaced must not hide the rest.
+        let schedule = format!("{}:scheduled", keys.prefix());
+        match self.query::<Value>(redis::cmd("ZCARD").arg(&schedule)) {
+            Ok(count) => raw.push(count),
+            Err(BrokerError::Rejected(why)) => {
+                problems.push(format!(
+                    "the schedule key {schedule} cannot be read ({why}): delayed tasks and \
+                     retries fail with a transfer error until it is deleted"
+                ));
+                raw.push(Value::Int(0));
+            }
+            Err(error) => return Err(error),
+        }
         let mut status = parse::status(raw, config).map_err(BrokerError::Protocol)?;
         status.problems = problems;
         // The priority lanes, where they exist (`XPENDING` of a missing stream is an error).

@@ -528,7 +528,12 @@ for i = 3, #ARGV - 1, 2 do
   for j = 1, #fields - 1, 2 do
     if fields[j] == 'paid' then paid = true end
   end
-  if not found[1] or paid or not rate or rate <= 0 or not burst or burst < 1 then
+  -- A schedule key another program replaced cannot take a throttled task: it runs now rather
+  -- than fail the fetch (which would stop the worker).
+  local schedule_type = redis.call('TYPE', prefix .. ':scheduled')['ok']
+  local schedulable = schedule_type == 'zset' or schedule_type == 'none'
+  if not found[1] or paid or not rate or rate <= 0 or not burst or burst < 1
+      or not schedulable then
     run[#run + 1] = ARGV[i]
   else
     local bucket = prefix .. ':bucket:' .. fn
