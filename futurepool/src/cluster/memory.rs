@@ -7,7 +7,7 @@
 //! times, the schedule (delays, retry backoffs), stored outcomes, waiters and per-client replies.
 //! The client and the worker code are the ones used with Redis; only the broker differs.
 //! Not kept: anything across a process restart, `result_ttl` (outcomes stay while the broker
-//! lives), rate limits (`ClusterPoolBuilder::rate_limit` fails `build` with `Rejected`).
+//! lives). Rate limits are a token bucket per function here too (same reservation rule).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -267,6 +267,8 @@ struct Entry {
     retry: Option<String>,
     attempt: u32,
     priority: Priority,
+    /// Holds a rate-limit token already (it waited for it on the schedule).
+    paid: bool,
 }
 
 struct Pending {
@@ -297,8 +299,12 @@ struct PoolState {
     duplicates: u64,
     released: u64,
     retried: u64,
+    throttled: u64,
     dead_lettered: u64,
     malformed: u64,
+    /// Function → (runs per second, burst), and its bucket: (tokens, when last refilled).
+    limits: HashMap<String, (f64, f64)>,
+    buckets: HashMap<String, (f64, Instant)>,
 }
 
 fn lane(priority: Priority) -> usize {
@@ -336,6 +342,28 @@ impl PoolState {
                 self.enqueue(task);
             }
         }
+    }
+
+    /// Takes a rate-limit token for `entry`: `None` when it may run now, else when its reserved
+    /// token accrues (the bucket goes below zero, as in the Redis `THROTTLE` script).
+    fn throttle(&mut self, entry: &Entry, now: Instant) -> Option<Instant> {
+        if entry.paid {
+            return None;
+        }
+        let &(rate, burst) = self.limits.get(&entry.function)?;
+        let (tokens, at) = self
+            .buckets
+            .get(&entry.function)
+            .copied()
+            .unwrap_or((burst, now));
+        let refilled = tokens + now.saturating_duration_since(at).as_secs_f64() * rate;
+        let tokens = refilled.min(burst) - 1.0;
+        self.buckets.insert(entry.function.clone(), (tokens, now));
+        if tokens >= 0.0 {
+            return None;
+        }
+        let wait = Duration::try_from_secs_f64(-tokens / rate).unwrap_or(FAR_FUTURE);
+        Some(now.checked_add(wait).unwrap_or(now + FAR_FUTURE))
     }
 
     fn publish(&mut self, task_id: &str, outcome: &[u8]) -> bool {
@@ -403,7 +431,7 @@ impl PoolState {
             released: self.released,
             scheduled: self.scheduled.len() as u64,
             retried: self.retried,
-            throttled: 0,
+            throttled: self.throttled,
             lease: config.lease,
             max_deliveries: config.max_deliveries,
         }
@@ -484,6 +512,17 @@ impl Connection for MemoryConnection {
         Ok(())
     }
 
+    fn store_rate_limits(&mut self, limits: &[(&str, super::RateLimit)]) -> BrokerResult<()> {
+        self.with(|p| {
+            for (function, limit) in limits {
+                let (rate, burst) = limit.parts();
+                p.limits
+                    .insert(function.to_string(), (rate, f64::from(burst)));
+            }
+        });
+        Ok(())
+    }
+
     fn register_client(&mut self) -> BrokerResult<u64> {
         Ok(self.with(|p| {
             p.clients += 1;
@@ -515,6 +554,7 @@ impl Connection for MemoryConnection {
                         retry: task.retry.as_deref().map(str::to_string),
                         attempt: 0,
                         priority: task.priority,
+                        paid: false,
                     };
                     let wait = task
                         .due
@@ -582,9 +622,15 @@ impl Connection for MemoryConnection {
                 let mut out = Vec::new();
                 for lane in order {
                     while out.len() < max {
-                        let Some((_, entry)) = p.lanes[lane].pop_front() else {
+                        let Some((_, mut entry)) = p.lanes[lane].pop_front() else {
                             break;
                         };
+                        if let Some(due) = p.throttle(&entry, now) {
+                            entry.paid = true;
+                            p.schedule(due, entry);
+                            p.throttled += 1;
+                            continue;
+                        }
                         let key = p.next();
                         out.push(delivery(key.to_string(), &entry));
                         p.pending.insert(
@@ -619,6 +665,8 @@ impl Connection for MemoryConnection {
                             Some(pending) if !p.results.contains_key(&c.task_id) => {
                                 let mut entry = pending.entry;
                                 entry.attempt = entry.attempt.saturating_add(1);
+                                // The next run pays for its own token.
+                                entry.paid = false;
                                 let now = Instant::now();
                                 p.schedule(now.checked_add(delay).unwrap_or(now), entry);
                                 p.retried += 1;
@@ -866,16 +914,28 @@ mod tests {
     }
 
     #[test]
-    fn a_rate_limit_is_refused_by_the_memory_broker_not_ignored() {
+    fn a_rate_limit_holds_without_redis() {
         let broker = MemoryBroker::new();
-        let refused = broker
+        let _workers = [
+            broker.serve(ServeOptions::default().threads(2)),
+            broker.serve(ServeOptions::default().threads(2)),
+        ];
+        let pool = broker
             .pool("default")
-            .rate_limit(square, crate::cluster::RateLimit::per_second(1))
-            .build();
+            .rate_limit(stamp, crate::cluster::RateLimit::per_second(20).burst(5))
+            .build()
+            .unwrap();
+        let submitted = stamp(());
+        let tasks: Vec<_> = (0..25).map(|_| pool.submit(stamp, ())).collect();
+        let last = tasks.iter().map(|t| t.result().unwrap()).max().unwrap();
+        // 5 tokens at once, then 20 more at 20/s: the last start is at least 1 s after the
+        // first token was taken, which is after the submit, whatever the machine's load.
         assert!(
-            matches!(refused, Err(ClusterError::Rejected(_))),
-            "{refused:?}"
+            last + 5 >= submitted + 1000,
+            "25 starts within {} ms",
+            last - submitted
         );
+        assert!(broker.status("default").unwrap().throttled > 0);
     }
 
     #[test]

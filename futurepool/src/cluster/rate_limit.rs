@@ -86,6 +86,11 @@ impl RateLimit {
         self.per_second
     }
 
+    /// (runs per second, burst).
+    pub(crate) fn parts(&self) -> (f64, u32) {
+        (self.per_second, self.burst)
+    }
+
     /// The value stored in `PREFIX:limits`.
     pub(crate) fn wire(&self) -> String {
         format!("{} {}", self.per_second, self.burst)
