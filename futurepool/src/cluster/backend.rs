@@ -21,6 +21,12 @@ pub(crate) struct NewTask {
     /// A fingerprint of the function's argument and result types, so a worker built with another
     /// signature under the same name refuses the task instead of decoding it as something else.
     pub(crate) signature: &'static str,
+    /// The retry policy in its wire form (`options.rs`); `None` for a task that is not retried.
+    pub(crate) retry: Option<Arc<str>>,
+    /// Run no earlier than this (a delayed task); `None`: now.
+    pub(crate) due: Option<std::time::SystemTime>,
+    /// The lane it waits in.
+    pub(crate) priority: super::Priority,
 }
 
 /// What the broker did with a submitted task.
@@ -63,6 +69,11 @@ pub(crate) struct Delivery {
     pub(crate) arg: Vec<u8>,
     /// The client's fingerprint of the function's signature (absent from older clients' tasks).
     pub(crate) signature: Option<String>,
+    /// The task's retry policy (wire form), if it has one.
+    pub(crate) retry: Option<String>,
+    /// How many times the task ran before this delivery (0 the first time): it is retried
+    /// runs, not deliveries, that a policy counts.
+    pub(crate) attempt: u32,
 }
 
 /// A finished task, to be published.
@@ -74,6 +85,9 @@ pub(crate) struct Completion {
     /// For a task the worker could not run at all (unknown function, undecodable argument,
     /// signature mismatch): why, recorded in the dead letters too.
     pub(crate) dead_letter: Option<String>,
+    /// Instead of publishing the outcome, run the task again after this delay (its retry policy
+    /// counts this failure): the broker keeps it on its schedule meanwhile.
+    pub(crate) retry_in: Option<Duration>,
 }
 
 /// The pool-wide settings every worker follows.
@@ -180,6 +194,14 @@ pub(crate) trait Connection: Send {
     fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)>;
     /// Stores the pool's settings for every worker.
     fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()>;
+    /// Stores pool-wide rate limits: function name → limit. (A default, so a backend without
+    /// rate limits — or a test double — need not write one; it refuses them.)
+    fn store_rate_limits(&mut self, limits: &[(&str, super::RateLimit)]) -> BrokerResult<()> {
+        let _ = limits;
+        Err(BrokerError::Rejected(
+            "this broker backend does not support rate limits".to_string(),
+        ))
+    }
 
     /// A number no other client of this pool has, ever — even after the broker lost its keys.
     fn register_client(&mut self) -> BrokerResult<u64>;

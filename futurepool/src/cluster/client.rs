@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use super::backend::{Backend, Connection, Known, NewTask, PoolConfig, Submitted};
 use super::decode::Decoders;
+use super::memory::SharedBackend;
+use super::options::{RetryPolicy, SubmitOptions, When};
 use super::outcome;
+use super::rate_limit::RateLimit;
 use super::redis::{RedisBackend, MAX_BATCH};
 use super::retry::{send_pinning, Retry, Stop};
 use super::status::plural;
@@ -105,6 +108,12 @@ pub struct ClusterPoolBuilder {
     max_deliveries: Option<u32>,
     result_ttl: Option<Duration>,
     max_payload: Option<usize>,
+    /// Retry policies per registered function (a name that is not registered fails `build`).
+    retry_policies: Vec<(Result<&'static str, Reason>, RetryPolicy)>,
+    /// Rate limits per registered function, stored on the broker by `build`.
+    rate_limits: Vec<(Result<&'static str, Reason>, RateLimit)>,
+    /// A broker other than the URL's Redis (the in-memory one).
+    backend: Option<SharedBackend>,
 }
 
 impl ClusterPoolBuilder {
@@ -189,6 +198,71 @@ impl ClusterPoolBuilder {
         self
     }
 
+    /// Retries every task of the registered function `f` submitted through this pool under
+    /// `policy`, unless its submit gives a policy of its own ([`SubmitOptions::retry`]). A
+    /// setting of this client, not of the pool: other clients keep their own.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::cluster::{ClusterPool, RetryPolicy};
+    /// fn fetch_page(url: String) -> Result<String, String> { Err(url) }
+    /// futurepool::register!(fetch_page);
+    /// let pool = ClusterPool::builder("redis://127.0.0.1:6379/")
+    ///     .retry(fetch_page, RetryPolicy::new(5))
+    ///     .build()?;
+    /// let page = pool.submit_fallible(fetch_page, "https://example.com/".into()); // up to 6 runs
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    ///
+    /// [`build`](Self::build) fails with [`ClusterError::InvalidSetting`] if `f` is not
+    /// registered.
+    pub fn retry<F, A, R>(mut self, f: F, policy: RetryPolicy) -> Self
+    where
+        F: TaskFn<A, R>,
+        A: 'static,
+        R: 'static,
+    {
+        self.retry_policies
+            .push((registry::name_of_item(f), policy));
+        self
+    }
+
+    /// Limits the registered function `f` to `limit` across the whole pool: every worker, every
+    /// client. A pool-wide setting stored on the broker (replacing the function's previous
+    /// limit); workers follow a change within 50 ms. Tasks over the limit wait on the broker's
+    /// schedule, not on a worker (see the module's README, "Rate limits").
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::cluster::{ClusterPool, RateLimit};
+    /// fn call_api(n: u64) -> u64 { n }
+    /// futurepool::register!(call_api);
+    /// let pool = ClusterPool::builder("redis://127.0.0.1:6379/")
+    ///     .rate_limit(call_api, RateLimit::per_second(10))
+    ///     .build()?;
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    ///
+    /// [`build`](Self::build) fails with [`ClusterError::InvalidSetting`] if `f` is not
+    /// registered.
+    pub fn rate_limit<F, A, R>(mut self, f: F, limit: RateLimit) -> Self
+    where
+        F: TaskFn<A, R>,
+        A: 'static,
+        R: 'static,
+    {
+        self.rate_limits.push((registry::name_of_item(f), limit));
+        self
+    }
+
+    /// Talks to `backend` instead of the URL's Redis (the in-memory broker).
+    pub(crate) fn backend(mut self, backend: SharedBackend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
     /// Connects, stores the pool settings given, and starts the client's two threads.
     ///
     /// # Errors
@@ -220,8 +294,21 @@ impl ClusterPoolBuilder {
                 "max_payload(0) would refuse every task: give a number of bytes >= 1",
             )));
         }
-        let backend =
-            RedisBackend::new(&self.url, &self.pool).map_err(ClusterError::invalid_url)?;
+        let mut retry_policies = HashMap::new();
+        for (name, policy) in &self.retry_policies {
+            let name = name.clone().map_err(|why| {
+                ClusterError::InvalidSetting(Reason::new(format!(
+                    "retry(f, policy) names a function that cannot be submitted: {why}"
+                )))
+            })?;
+            retry_policies.insert(name, *policy);
+        }
+        let backend: Arc<dyn Backend> = match self.backend.clone() {
+            Some(backend) => backend.0,
+            None => Arc::new(
+                RedisBackend::new(&self.url, &self.pool).map_err(ClusterError::invalid_url)?,
+            ),
+        };
         let mut connection = backend.connect()?;
         let (stored, problems) = connection.config(PoolConfig::default())?;
         for problem in problems {
@@ -235,6 +322,18 @@ impl ClusterPoolBuilder {
         if self.lease.is_some() || self.max_deliveries.is_some() || self.result_ttl.is_some() {
             connection.store_config(config)?;
         }
+        if !self.rate_limits.is_empty() {
+            let mut limits = Vec::new();
+            for (name, limit) in &self.rate_limits {
+                let name = name.clone().map_err(|why| {
+                    ClusterError::InvalidSetting(Reason::new(format!(
+                        "rate_limit(f, limit) names a function that cannot be submitted: {why}"
+                    )))
+                })?;
+                limits.push((name, *limit));
+            }
+            connection.store_rate_limits(&limits)?;
+        }
         let broker_limit = connection.max_payload();
         let max_payload = self
             .max_payload
@@ -246,6 +345,7 @@ impl ClusterPoolBuilder {
             pool: self.pool.clone(),
             lease: config.lease,
             max_payload,
+            retry_policies,
             backend,
             sequence: AtomicU64::new(0),
             state: Mutex::new(ClientState::default()),
@@ -289,8 +389,10 @@ struct Shared {
     lease: Duration,
     /// The largest argument sent (the broker's limit, or less if the builder said so).
     max_payload: usize,
+    /// [`ClusterPoolBuilder::retry`]'s policies, by function name.
+    retry_policies: HashMap<&'static str, RetryPolicy>,
     /// For `shutdown(wait)`'s checks on the workers.
-    backend: RedisBackend,
+    backend: Arc<dyn Backend>,
     sequence: AtomicU64,
     state: Mutex<ClientState>,
     /// Signalled when the outbox gains tasks, a full re-submit is wanted, or the pool stops.
@@ -349,6 +451,10 @@ struct TypedHandle<R, E> {
 
 impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<R, E> {
     fn resolve(&self, outcome: &[u8]) {
+        let (attempts, outcome) = outcome::split_attempts(outcome);
+        if let Some(attempts) = attempts {
+            self.task.set_attempts(attempts);
+        }
         // A handle the caller cancelled, or one already resolved, keeps its outcome.
         self.task.resolve((self.decode)(outcome));
     }
@@ -666,6 +772,9 @@ impl ClusterPool {
             max_deliveries: None,
             result_ttl: None,
             max_payload: None,
+            retry_policies: Vec::new(),
+            rate_limits: Vec::new(),
+            backend: None,
         }
     }
 
@@ -682,7 +791,8 @@ impl ClusterPool {
     /// ```
     pub fn submit<F: TaskFn<A, R>, A: Payload, R: Payload>(&self, f: F, arg: A) -> Task<R> {
         self.submit_as(
-            None,
+            &SubmitOptions::default(),
+            false,
             registry::name_of_item(f),
             &arg,
             outcome::decode::<R, _>,
@@ -710,7 +820,13 @@ impl ClusterPool {
         E: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(None, name, &arg, outcome::decode_fallible::<R, E>)
+        self.submit_as(
+            &SubmitOptions::default(),
+            true,
+            name,
+            &arg,
+            outcome::decode_fallible::<R, E>,
+        )
     }
 
     /// Like [`submit`](ClusterPool::submit), under a task id of your choosing: while a task with
@@ -737,7 +853,13 @@ impl ClusterPool {
         R: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(Some(id), name, &arg, outcome::decode::<R, _>)
+        self.submit_as(
+            &SubmitOptions::new().id(id),
+            false,
+            name,
+            &arg,
+            outcome::decode::<R, _>,
+        )
     }
 
     /// [`submit_fallible`](ClusterPool::submit_fallible) under a task id of your choosing; see
@@ -761,12 +883,20 @@ impl ClusterPool {
         E: Payload,
     {
         let name = registry::name_of_item(f);
-        self.submit_as(Some(id), name, &arg, outcome::decode_fallible::<R, E>)
+        self.submit_as(
+            &SubmitOptions::new().id(id),
+            true,
+            name,
+            &arg,
+            outcome::decode_fallible::<R, E>,
+        )
     }
 
+    /// `fallible`: the function returns `Result` and its `Err` is the task's own failure.
     fn submit_as<A: Payload, R: Payload, E: Send + Sync + 'static, N: fmt::Display>(
         &self,
-        id: Option<&str>,
+        options: &SubmitOptions,
+        fallible: bool,
         name: Result<&'static str, N>,
         arg: &A,
         decode: fn(&[u8]) -> Result<R, TaskError<E>>,
@@ -788,6 +918,7 @@ impl ClusterPool {
                 )))))
             }
         };
+        let id = options.id.as_deref();
         if let Some(id) = id.filter(|id| id.len() > MAX_TASK_ID) {
             // An id travels in every script call, key name and reply of its task: a huge one
             // would be refused by the broker wherever it goes.
@@ -806,8 +937,20 @@ impl ClusterPool {
                 self.shared.max_payload
             )))));
         }
+        let due = match options.when.map(When::due) {
+            None => None,
+            Some(Ok(due)) => Some(due),
+            Some(Err(why)) => return Task::resolved(Err(TaskError::Transfer(Reason::new(why)))),
+        };
         // Registered (the name was found), so it has a signature.
         let signature = registry::signature_of(function).map_or("", |(fingerprint, _)| fingerprint);
+        // Looked up only when some policy exists: the ordinary submit does no extra work.
+        let policy = options.retry.or_else(|| {
+            (!self.shared.retry_policies.is_empty())
+                .then(|| self.shared.retry_policies.get(function).copied())
+                .flatten()
+        });
+        let retry: Option<Arc<str>> = policy.map(|p| p.wire(fallible).into());
         let task: Task<R, E> = Task::pending();
         {
             let mut state = self.shared.lock();
@@ -835,6 +978,9 @@ impl ClusterPool {
                     function,
                     arg: arg.into(),
                     signature,
+                    retry: retry.clone(),
+                    due,
+                    priority: options.priority,
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(
@@ -857,6 +1003,66 @@ impl ClusterPool {
             }
         });
         task
+    }
+
+    /// Like [`submit`](ClusterPool::submit), with options: a task id of your choosing and a
+    /// retry policy. A plain function has no `Err` of its own, so only panics can be retried
+    /// (with [`RetryPolicy::on_panic`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::cluster::{ClusterPool, RetryPolicy, SubmitOptions};
+    /// fn flaky(n: u64) -> u64 { n }
+    /// futurepool::register!(flaky);
+    /// let pool = ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let options = SubmitOptions::new().retry(RetryPolicy::new(2).on_panic(true));
+    /// assert_eq!(pool.submit_with(&options, flaky, 7).result(), Ok(7));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_with<F, A, R>(&self, options: &SubmitOptions, f: F, arg: A) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        let name = registry::name_of_item(f);
+        self.submit_as(options, false, name, &arg, outcome::decode::<R, _>)
+    }
+
+    /// Like [`submit_fallible`](ClusterPool::submit_fallible), with options. With a retry
+    /// policy, a run that returns `Err` is run again after its backoff, up to the policy's
+    /// `max_retries` times; the handle resolves once, with the first `Ok` or the last failure,
+    /// and [`Task::attempts`] says how many runs it took.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use futurepool::cluster::{ClusterPool, RetryPolicy, SubmitOptions};
+    /// fn charge(order: u64) -> Result<u64, String> { Ok(order) }
+    /// futurepool::register!(charge);
+    /// let pool = ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let policy = RetryPolicy::new(3).backoff(Duration::from_millis(100), Duration::from_secs(5));
+    /// let task = pool.submit_fallible_with(&SubmitOptions::new().retry(policy), charge, 77);
+    /// assert_eq!(task.result(), Ok(77));
+    /// assert_eq!(task.attempts(), Some(1));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_fallible_with<F, A, R, E>(
+        &self,
+        options: &SubmitOptions,
+        f: F,
+        arg: A,
+    ) -> Task<R, E>
+    where
+        F: TaskFn<A, Result<R, E>>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
+        let name = registry::name_of_item(f);
+        self.submit_as(options, true, name, &arg, outcome::decode_fallible::<R, E>)
     }
 
     /// Applies `f` to every input on the cluster and yields the results in input order: lazy and

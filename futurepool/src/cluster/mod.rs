@@ -19,9 +19,12 @@
 //! - `backend.rs`: the broker interface both sides use (a PostgreSQL backend would implement it);
 //! - `redis/`: the Redis Streams implementation, its Lua scripts and answer parsing;
 //! - `keys.rs`, `outcome.rs`: key names and the outcome encoding;
+//! - `options.rs`: [`SubmitOptions`] and [`RetryPolicy`], retries of a task's own failure that
+//!   wait on the broker's schedule; `rate_limit.rs`: [`RateLimit`], a token bucket per function;
 //! - `retry.rs`: the retry rule every broker call follows — transient errors are logged and
 //!   retried with backoff within a bound, permanent ones stop the loop with the error, and a
 //!   refused batch is sent item by item so only the refused task fails;
+//! - `memory.rs`: [`MemoryBroker`], the same backend trait in memory, for tests without Redis;
 //! - `status.rs`: [`status`]; `signals.rs`, `backoff.rs`: clean stops and reconnection.
 //!
 //! ---
@@ -33,7 +36,10 @@ mod backoff;
 mod client;
 mod decode;
 mod keys;
+mod memory;
+mod options;
 mod outcome;
+mod rate_limit;
 mod redis;
 mod retry;
 mod signals;
@@ -41,6 +47,9 @@ mod status;
 mod worker;
 
 pub use client::{ClusterPool, ClusterPoolBuilder};
+pub use memory::{MemoryBroker, MemoryWorker};
+pub use options::{Priority, RetryPolicy, SubmitOptions};
+pub use rate_limit::RateLimit;
 pub use status::{status, DeadLetter, Status, WorkerStatus};
 pub use worker::{serve, ServeOptions};
 

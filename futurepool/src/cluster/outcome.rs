@@ -11,6 +11,10 @@
 //! | `P` | postcard `(message, location)` | `TaskError::Panicked` |
 //! | `T` | UTF-8 reason | `TaskError::Transfer` (unknown function, bad argument or result bytes) |
 //! | `L` | decimal delivery count | `TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries })` |
+//! | `A` | decimal attempts, `:`, then one of the above | that outcome; the handle's `attempts()` is the count |
+//!
+//! `A` wraps the final outcome of a task submitted with a retry policy, and only those: an
+//! ordinary outcome is unchanged.
 
 use serde::de::DeserializeOwned;
 
@@ -20,6 +24,7 @@ const VALUE: u8 = b'V';
 const PANICKED: u8 = b'P';
 const TRANSFER: u8 = b'T';
 const GAVE_UP: u8 = b'L';
+const ATTEMPTS: u8 = b'A';
 
 /// A value returned by the task function, already serialized.
 pub(crate) fn value(bytes: &[u8]) -> Vec<u8> {
@@ -36,6 +41,34 @@ pub(crate) fn panicked(panic: &Panic) -> Vec<u8> {
 /// The task could not be run or its result could not be sent back.
 pub(crate) fn transfer(reason: &str) -> Vec<u8> {
     tagged(TRANSFER, reason.as_bytes())
+}
+
+/// The final outcome of a task with a retry policy, after `attempts` runs.
+pub(crate) fn with_attempts(attempts: u32, outcome: &[u8]) -> Vec<u8> {
+    let count = attempts.to_string();
+    let mut out = Vec::with_capacity(outcome.len() + count.len() + 2);
+    out.push(ATTEMPTS);
+    out.extend_from_slice(count.as_bytes());
+    out.push(b':');
+    out.extend_from_slice(outcome);
+    out
+}
+
+/// Splits off the attempt count of [`with_attempts`]; other outcomes come back as they are.
+pub(crate) fn split_attempts(bytes: &[u8]) -> (Option<u32>, &[u8]) {
+    let Some(rest) = bytes.strip_prefix(&[ATTEMPTS]) else {
+        return (None, bytes);
+    };
+    let Some(colon) = rest.iter().position(|&b| b == b':') else {
+        return (None, bytes);
+    };
+    match std::str::from_utf8(&rest[..colon])
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        Some(attempts) => (Some(attempts), &rest[colon + 1..]),
+        None => (None, bytes),
+    }
 }
 
 fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
@@ -64,6 +97,7 @@ fn decode_value<V: DeserializeOwned, R, E>(
     bytes: &[u8],
     finish: impl FnOnce(V) -> Result<R, TaskError<E>>,
 ) -> Result<R, TaskError<E>> {
+    let (_, bytes) = split_attempts(bytes);
     let Some((&tag, payload)) = bytes.split_first() else {
         return Err(garbled("an empty outcome"));
     };
@@ -151,9 +185,28 @@ mod tests {
     }
 
     #[test]
+    fn attempts_wrap_any_outcome() {
+        let inner = value(&postcard::to_stdvec(&5u8).unwrap());
+        let wrapped = with_attempts(3, &inner);
+        assert_eq!(split_attempts(&wrapped), (Some(3), &inner[..]));
+        assert_eq!(decode::<u8, ()>(&wrapped), Ok(5));
+        assert_eq!(split_attempts(&inner), (None, &inner[..]));
+        assert_eq!(split_attempts(b"Ax:V"), (None, &b"Ax:V"[..]));
+    }
+
+    #[test]
     fn garbage_is_a_transfer_error_not_a_panic() {
         // `V\x05\x06`: a u64 and a byte left over, an outcome written for another type.
-        for bytes in [&b""[..], b"V", b"P\xff", b"Lx", b"?", b"V\x05\x06"] {
+        for bytes in [
+            &b""[..],
+            b"V",
+            b"P\xff",
+            b"Lx",
+            b"?",
+            b"V\x05\x06",
+            b"A",
+            b"A2:",
+        ] {
             assert!(matches!(
                 decode::<u64, ()>(bytes),
                 Err(TaskError::Transfer(_))

@@ -48,6 +48,13 @@ pub struct Status {
     pub duplicates: u64,
     /// Tasks put back in the queue by workers that stopped cleanly before starting them.
     pub released: u64,
+    /// Tasks waiting on the broker's schedule: delayed tasks not yet due, and retries waiting for
+    /// their backoff.
+    pub scheduled: u64,
+    /// Runs that failed and were scheduled again under the task's retry policy, ever.
+    pub retried: u64,
+    /// Runs put back on the schedule by a rate limit (no token yet), ever.
+    pub throttled: u64,
     /// How long a worker may stay silent before its tasks are given to another.
     pub lease: Duration,
     /// How many times a task is delivered before it is dead-lettered.
@@ -142,6 +149,15 @@ impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "queued        {}", self.queued)?;
         writeln!(f, "in flight     {}", self.in_flight)?;
+        writeln!(
+            f,
+            "scheduled     {} (delayed, retries waiting for their backoff, or waiting for a rate \
+             limit; {} {} retried, {} throttled ever)",
+            self.scheduled,
+            self.retried,
+            plural(self.retried, "run", "runs"),
+            self.throttled
+        )?;
         writeln!(
             f,
             "settings      lease {:?}, max deliveries {}",

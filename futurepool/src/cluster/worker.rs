@@ -11,11 +11,13 @@
 //!   holds, running or prefetched) and reaps tasks of lost workers into free capacity.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
 use super::backend::{Backend, BrokerError, Completion, Connection, Delivery, PoolConfig};
+use super::options::WirePolicy;
 use super::redis::{redact, RedisBackend};
 use super::retry::{send_pinning, Retry, Stop};
 use super::status::plural;
@@ -169,6 +171,11 @@ impl ServeOptions {
         self
     }
 
+    /// The pool it serves.
+    pub(crate) fn pool_name(&self) -> &str {
+        &self.pool
+    }
+
     fn capacity(&self) -> usize {
         self.threads
             .saturating_add(self.prefetch.unwrap_or(self.threads.saturating_mul(4)))
@@ -231,12 +238,28 @@ impl ServeOptions {
 pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
     options.validate()?;
     let backend = RedisBackend::new(url, &options.pool).map_err(ClusterError::invalid_url)?;
+    serve_on(&backend, &redact(url), options, None)
+}
+
+/// [`serve`] on any backend (`shown`: how to name the broker in messages). With `stop`, the
+/// worker also stops cleanly once it is set (in-process workers of the in-memory broker).
+pub(crate) fn serve_on(
+    backend: &dyn Backend,
+    shown: &str,
+    options: ServeOptions,
+    stop_flag: Option<Arc<AtomicBool>>,
+) -> Result<(), ClusterError> {
+    options.validate()?;
     if options.handle_signals {
         signals::install();
     }
+    let stopped = {
+        let flag = stop_flag.clone();
+        move || signals::stop_requested() || flag.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    };
     let label = format!("futurepool worker {:?}", options.pool);
     let mut startup = Retry::new(label.clone(), options.patience);
-    let Some(mut fetcher) = connect_until_stopped(&backend, &mut startup)? else {
+    let Some(mut fetcher) = connect_until_stopped(backend, &mut startup, &stopped)? else {
         eprintln!("{label}: stopped by a signal before it could connect");
         return Ok(());
     };
@@ -246,7 +269,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
         std::process::id(),
         options.threads
     );
-    let Some(name) = retry_until_stopped(&mut startup, "register", || {
+    let Some(name) = retry_until_stopped(&mut startup, "register", &stopped, || {
         fetcher.register_worker(&description)
     })?
     else {
@@ -263,6 +286,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
             .max_payload
             .map_or(broker_limit, |m| m.min(broker_limit)),
         patience: options.patience,
+        stop: stop_flag,
         state: Mutex::new(State::default()),
         work_ready: Condvar::new(),
         space_free: Condvar::new(),
@@ -272,7 +296,7 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
         "{}: serving pool {:?} at {} with {} {} (SIGTERM or SIGINT stops it cleanly)",
         shared.label,
         shared.pool,
-        redact(url),
+        shown,
         options.threads,
         plural(options.threads as u64, "thread", "threads"),
     );
@@ -280,8 +304,8 @@ pub fn serve(url: &str, options: ServeOptions) -> Result<(), ClusterError> {
     for _ in 0..options.threads {
         threads.push(start_executor(&shared)?);
     }
-    let completer_connection = connect_until_stopped(&backend, &mut startup);
-    let keeper_connection = connect_until_stopped(&backend, &mut startup);
+    let completer_connection = connect_until_stopped(backend, &mut startup, &stopped);
+    let keeper_connection = connect_until_stopped(backend, &mut startup, &stopped);
     match (completer_connection, keeper_connection) {
         (Ok(Some(completer_connection)), Ok(Some(keeper_connection))) => {
             let worker = shared.clone();
@@ -459,6 +483,8 @@ struct Worker {
     /// The largest outcome published (the broker's limit, or less if the options said so).
     max_payload: usize,
     patience: Duration,
+    /// Set to stop an in-process worker (besides SIGTERM and SIGINT).
+    stop: Option<Arc<AtomicBool>>,
     state: Mutex<State>,
     /// Executors wait here for tasks.
     work_ready: Condvar,
@@ -528,6 +554,11 @@ impl Worker {
         self.work_ready.notify_all();
     }
 
+    /// A stop signal, or this in-process worker's stop flag.
+    fn stop_requested(&self) -> bool {
+        signals::stop_requested() || self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
     /// Queues an outcome for the completer.
     fn finish(&self, completion: Completion) {
         let mut state = self.lock();
@@ -560,10 +591,11 @@ fn spawn(
 }
 
 fn connect_until_stopped(
-    backend: &RedisBackend,
+    backend: &dyn Backend,
     retry: &mut Retry,
+    stopped: &dyn Fn() -> bool,
 ) -> Result<Option<Box<dyn Connection>>, ClusterError> {
-    retry_until_stopped(retry, "connect", || backend.connect())
+    retry_until_stopped(retry, "connect", stopped, || backend.connect())
 }
 
 /// Retries `attempt` while its errors are transient, until it succeeds (`Some`), a stop signal
@@ -571,10 +603,11 @@ fn connect_until_stopped(
 fn retry_until_stopped<T>(
     retry: &mut Retry,
     what: &str,
+    stopped: &dyn Fn() -> bool,
     mut attempt: impl FnMut() -> Result<T, BrokerError>,
 ) -> Result<Option<T>, ClusterError> {
     loop {
-        if signals::stop_requested() {
+        if stopped() {
             return Ok(None);
         }
         match attempt() {
@@ -589,7 +622,7 @@ fn retry_until_stopped<T>(
 
 fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
     let mut retry = Retry::new(worker.label.clone(), worker.patience);
-    while !signals::stop_requested() {
+    while !worker.stop_requested() {
         let free = {
             let mut state = worker.lock();
             if state.fatal.is_some() {
@@ -615,7 +648,7 @@ fn fetch_until_stopped(worker: &Worker, connection: &mut dyn Connection) {
             }
             // A stop signal interrupts a blocked read (sockets with a timeout are not restarted);
             // whatever that read delivered is put back by `retire_worker`.
-            Err(_) if signals::stop_requested() => break,
+            Err(_) if worker.stop_requested() => break,
             Err(error) => {
                 if let Err(stop) = retry.failed("fetch tasks", error) {
                     worker.fail(stop.into());
@@ -657,6 +690,7 @@ impl Drop for Running<'_> {
                 "the worker thread running this task died (a panic outside the task's guard)",
             ),
             dead_letter: None,
+            retry_in: None,
         });
         let replaced = {
             self.worker.lock().executors_running -= 1;
@@ -696,12 +730,17 @@ fn executor(worker: &Arc<Worker>) {
         };
         let task = running.delivery.as_ref().expect("just set");
         let (outcome, dead_letter) = run(task, worker.max_payload);
+        let (outcome, retry_in) = match task.retry.as_deref() {
+            None => (outcome, None),
+            Some(field) => under_policy(task.attempt, field, outcome),
+        };
         let delivery = running.delivery.take().expect("still held");
         worker.finish(Completion {
             entry: delivery.entry,
             task_id: delivery.task_id,
             outcome,
             dead_letter,
+            retry_in,
         });
     }
 }
@@ -750,6 +789,17 @@ fn run(delivery: &Delivery, max_payload: usize) -> (Vec<u8>, Option<String>) {
         return (too_large(outcome.len()), None);
     }
     (outcome, None)
+}
+
+/// Applies a task's retry policy (the entry's `retry` field) to the outcome of its run after
+/// `previous` earlier ones: either a delay before the next run, or the final outcome tagged with
+/// the number of runs (what the handle's `attempts()` reports).
+fn under_policy(previous: u32, field: &str, outcome: Vec<u8>) -> (Vec<u8>, Option<Duration>) {
+    let attempt = previous.saturating_add(1);
+    match WirePolicy::parse(field).and_then(|policy| policy.retry_after(attempt, &outcome)) {
+        Some(delay) => (outcome, Some(delay)),
+        None => (outcome::with_attempts(attempt, &outcome), None),
+    }
 }
 
 /// Why this worker must not run `delivery`: its client's function of that name has another
@@ -815,6 +865,8 @@ fn completer(worker: &Worker, mut connection: Box<dyn Connection>) {
                             "the broker refused the task's result ({} bytes): {why}",
                             completion.outcome.len().saturating_sub(1)
                         )),
+                        // The refusal is final: it is not the task's own failure.
+                        retry_in: None,
                         ..completion.clone()
                     })
                 })

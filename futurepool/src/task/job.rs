@@ -19,6 +19,9 @@ use super::Task;
 /// The allocation behind a task: its core, then (possibly unsized) whatever runs it.
 pub(crate) struct TaskCell<T, E, J: ?Sized> {
     pub(crate) core: Core<T, E>,
+    /// How many times an executor that counts attempts (a cluster task with a retry policy) ran
+    /// the task; 0 when nobody counts. Set before the outcome is published.
+    pub(crate) attempts: std::sync::atomic::AtomicU32,
     pub(crate) job: J,
 }
 
@@ -136,6 +139,7 @@ impl Job {
     {
         let cell = Arc::new(TaskCell {
             core: Core::new(),
+            attempts: std::sync::atomic::AtomicU32::new(0),
             job: JobSlot(UnsafeCell::new(Some(f))),
         });
         let task = Task::from_cell(cell.clone());

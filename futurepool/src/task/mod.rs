@@ -414,6 +414,38 @@ impl<T, E> Task<T, E> {
         std::ptr::addr_eq(Arc::as_ptr(&self.cell), Arc::as_ptr(&other.cell))
     }
 
+    /// How many times the task ran, for executors that retry a task's own failure: a cluster task
+    /// submitted with a retry policy (`cluster::RetryPolicy`, with the `cluster` feature) reports
+    /// its attempts once it is done (`Some(3)`: it failed twice, then its outcome came from the third run). `None` for
+    /// every other task, and before the outcome arrives.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pool = futurepool::ThreadPool::new(1);
+    /// let task = pool.submit(|| 1);
+    /// task.wait();
+    /// assert_eq!(task.attempts(), None); // thread pools do not retry
+    /// ```
+    pub fn attempts(&self) -> Option<u32> {
+        match self
+            .cell
+            .attempts
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Records the attempt count; call before resolving so a waiter that sees the outcome sees it.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn set_attempts(&self, attempts: u32) {
+        self.cell
+            .attempts
+            .store(attempts, std::sync::atomic::Ordering::Release);
+    }
+
     /// An address identifying this task, for de-duplicating handles.
     pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(&self.cell) as *const () as usize
@@ -516,6 +548,7 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
     pub(crate) fn pending() -> Self {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
+            attempts: std::sync::atomic::AtomicU32::new(0),
             job: NoJob,
         }))
     }

@@ -7,6 +7,7 @@
 //! recovery paths run quickly. Without `redis-server` the tests are skipped, saying so.
 
 mod hostile;
+mod jobs;
 mod support;
 mod trust;
 
@@ -123,6 +124,7 @@ fn main() {
     let mut tests = tests.to_vec();
     tests.extend_from_slice(trust::TESTS);
     tests.extend_from_slice(hostile::TESTS);
+    tests.extend_from_slice(jobs::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(

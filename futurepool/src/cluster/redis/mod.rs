@@ -7,7 +7,7 @@ mod parse;
 mod scripts;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, Value};
 
@@ -148,6 +148,7 @@ impl Backend for RedisBackend {
             link: None,
             shas: Vec::new(),
             max_bulk: DEFAULT_MAX_BULK,
+            schedule: ScheduleClock::default(),
         };
         connection.link()?;
         Ok(Box::new(connection))
@@ -164,7 +165,45 @@ struct RedisConnection {
     shas: Vec<String>,
     /// The broker's `proto-max-bulk-len`, read when the link opens.
     max_bulk: usize,
+    /// When this (fetching) connection last moved due tasks from the schedule to the queue.
+    schedule: ScheduleClock,
 }
+
+/// How often a fetcher also moves due scheduled tasks (delays, retries) into the queue and
+/// learns whether the pool has priority lanes: one cheap script call per worker per interval
+/// (and when a known due time has come), never one per task or per fetch.
+const PROMOTE_EVERY: Duration = Duration::from_millis(50);
+
+/// The longest a fetch blocks without looking at the schedule: a task delayed (or retried) by
+/// another process becomes due at most this long before an idle worker notices it.
+const SCHEDULE_PRECISION: Duration = Duration::from_millis(100);
+
+/// A delayed task's wait, counted from now (when it is sent): the broker adds it to its own
+/// clock, so clients and broker need not agree on the time. '' for a task to queue now.
+fn delay_ms(due: Option<std::time::SystemTime>) -> String {
+    match due.and_then(|due| due.duration_since(std::time::SystemTime::now()).ok()) {
+        Some(wait) if wait.as_millis() > 0 => wait.as_millis().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// What a fetcher knows about the pool's schedule.
+#[derive(Debug, Default)]
+struct ScheduleClock {
+    last_promote: Option<Instant>,
+    /// The earliest due time the last `PROMOTE` reported (its clock converted to ours).
+    next_due: Option<Instant>,
+    /// Whether the pool has priority lanes (as of the last `PROMOTE`): then fetches go through
+    /// the `FETCH` script, which reads the lanes in order.
+    lanes: bool,
+    /// Fetches that found work, for the anti-starvation turn (see [`Priority`]).
+    fruitful: u64,
+    /// Functions with a rate limit (as of the last `PROMOTE`): their tasks go through `THROTTLE`.
+    limited: std::collections::HashSet<String>,
+}
+
+/// Every this many fetches that find work, the lanes are served from the lowest up.
+const STARVATION_TURN: u64 = 10;
 
 impl RedisConnection {
     fn link(&mut self) -> BrokerResult<&mut redis::Connection> {
@@ -350,6 +389,86 @@ impl RedisConnection {
             other => other,
         }
     }
+
+    fn promote_command(&mut self) -> BrokerResult<redis::Cmd> {
+        let mut command = self.script(Script::Promote)?;
+        command.arg(MAX_BATCH);
+        Ok(command)
+    }
+
+    /// Takes in `PROMOTE`'s answer: {tasks queued, ms to the next due time or -1, lanes, rate
+    /// limits}.
+    fn promoted(
+        &mut self,
+        now: Instant,
+        (_queued, wait_ms, lanes, limits): (u64, i64, u64, Value),
+    ) {
+        self.schedule.last_promote = Some(now);
+        self.schedule.next_due = u64::try_from(wait_ms)
+            .ok()
+            .and_then(|ms| now.checked_add(Duration::from_millis(ms)));
+        self.schedule.lanes = lanes > 0;
+        // Names only (a flat name → spec list); `THROTTLE` reads and checks the specs itself.
+        self.schedule.limited = parse::array(limits)
+            .unwrap_or_default()
+            .into_iter()
+            .step_by(2)
+            .filter_map(parse::text)
+            .collect();
+    }
+
+    /// Lets through the deliveries that may run now; `THROTTLE` moves the others, tasks of
+    /// rate-limited functions without a token, to the schedule. One round trip, and only when
+    /// the batch holds such tasks.
+    fn throttle(&mut self, deliveries: Vec<Delivery>) -> BrokerResult<Vec<Delivery>> {
+        let limited = &self.schedule.limited;
+        if limited.is_empty() || !deliveries.iter().any(|d| limited.contains(&d.function)) {
+            return Ok(deliveries);
+        }
+        let mut command = self.script(Script::Throttle)?;
+        command.arg(GROUP);
+        for delivery in deliveries
+            .iter()
+            .filter(|d| self.schedule.limited.contains(&d.function))
+        {
+            command.arg(&delivery.entry).arg(&delivery.function);
+        }
+        let run: std::collections::HashSet<String> = self.query(&command)?;
+        let limited = &self.schedule.limited;
+        Ok(deliveries
+            .into_iter()
+            .filter(|d| !limited.contains(&d.function) || run.contains(&d.entry))
+            .collect())
+    }
+
+    /// A fetch in a pool with priority lanes: `FETCH` reads the lanes in order without
+    /// blocking; only when every lane is empty does it block, on the ordinary queue, for at most
+    /// [`SCHEDULE_PRECISION`] (so a task arriving in a lane meanwhile waits no longer than that).
+    fn fetch_lanes(
+        &mut self,
+        worker: &str,
+        max: usize,
+        block_read: redis::Cmd,
+    ) -> BrokerResult<Vec<Delivery>> {
+        let order = if self.schedule.fruitful % STARVATION_TURN == STARVATION_TURN - 1 {
+            "up"
+        } else {
+            "down"
+        };
+        let mut fetch = self.script(Script::Fetch)?;
+        fetch.arg(GROUP).arg(worker).arg(max).arg(order);
+        let read: Value = self.query(&fetch)?;
+        let mut entries = parse::entries(read).map_err(BrokerError::Protocol)?;
+        if entries.is_empty() {
+            let read: Value = self.query(&block_read)?;
+            entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
+        }
+        if !entries.is_empty() {
+            self.schedule.fruitful = self.schedule.fruitful.wrapping_add(1);
+        }
+        let deliveries = self.deliveries(worker, entries);
+        self.throttle(deliveries)
+    }
 }
 
 impl Connection for RedisConnection {
@@ -435,6 +554,15 @@ impl Connection for RedisConnection {
         )
     }
 
+    fn store_rate_limits(&mut self, limits: &[(&str, super::RateLimit)]) -> BrokerResult<()> {
+        let mut command = redis::cmd("HSET");
+        command.arg(format!("{}:limits", self.keys.prefix()));
+        for (function, limit) in limits {
+            command.arg(*function).arg(limit.wire());
+        }
+        self.query(&command)
+    }
+
     fn register_client(&mut self) -> BrokerResult<u64> {
         Ok(unique_client_number(self.count()?))
     }
@@ -449,7 +577,10 @@ impl Connection for RedisConnection {
                     .arg(&*task.id)
                     .arg(task.function)
                     .arg(&*task.arg)
-                    .arg(task.signature);
+                    .arg(task.signature)
+                    .arg(task.retry.as_deref().unwrap_or(""))
+                    .arg(delay_ms(task.due))
+                    .arg(task.priority.wire());
             }
             let raw: Vec<Value> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|answer| match answer {
@@ -570,21 +701,44 @@ impl Connection for RedisConnection {
     }
 
     fn fetch(&mut self, worker: &str, max: usize, block: Duration) -> BrokerResult<Vec<Delivery>> {
-        let read: Value = self.query(
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(worker)
-                .arg("COUNT")
-                .arg(max)
-                .arg("BLOCK")
-                .arg(block.as_millis().max(1) as u64)
-                .arg("STREAMS")
-                .arg(self.keys.queue())
-                .arg(">"),
-        )?;
+        let now = Instant::now();
+        let clock = &self.schedule;
+        let promote = clock.next_due.is_some_and(|due| due <= now)
+            || clock
+                .last_promote
+                .is_none_or(|at| now.saturating_duration_since(at) >= PROMOTE_EVERY);
+        if promote {
+            // Its own round trip, at most every PROMOTE_EVERY (or when something is due): it
+            // also says whether the pool has priority lanes, which decides how to read.
+            let command = self.promote_command()?;
+            let promoted: (u64, i64, u64, Value) = self.query(&command)?;
+            self.promoted(now, promoted);
+        }
+        // A due task must not wait for a read that blocks past its due time.
+        let block = match self.schedule.next_due {
+            Some(due) => block.min(due.saturating_duration_since(Instant::now())),
+            None => block,
+        }
+        .min(SCHEDULE_PRECISION);
+        let mut read_command = redis::cmd("XREADGROUP");
+        read_command
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(worker)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(self.keys.queue())
+            .arg(">");
+        if self.schedule.lanes {
+            return self.fetch_lanes(worker, max, read_command);
+        }
+        let read: Value = self.query(&read_command)?;
         let entries = parse::stream_entries(read).map_err(BrokerError::Protocol)?;
-        Ok(self.deliveries(worker, entries))
+        let deliveries = self.deliveries(worker, entries);
+        self.throttle(deliveries)
     }
 
     fn complete(&mut self, completions: &[Completion]) -> BrokerResult<Vec<bool>> {
@@ -597,7 +751,12 @@ impl Connection for RedisConnection {
                     .arg(&completion.entry)
                     .arg(&completion.task_id)
                     .arg(&completion.outcome)
-                    .arg(completion.dead_letter.as_deref().unwrap_or(""));
+                    .arg(completion.dead_letter.as_deref().unwrap_or(""))
+                    .arg(
+                        completion
+                            .retry_in
+                            .map_or(String::new(), |d| d.as_millis().max(1).to_string()),
+                    );
             }
             let raw: Vec<i64> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|first| first == 1));
@@ -733,11 +892,49 @@ impl Connection for RedisConnection {
             .arg(10)
             .cmd("HGETALL")
             .arg(key(4));
-        let raw: Vec<Value> = self.query_pipe(&pipe)?;
+        let mut raw: Vec<Value> = self.query_pipe(&pipe)?;
         let (config, settings) = self.config(PoolConfig::default())?;
+        // Asked apart: a schedule key another program replaced must not hide the rest.
+        let schedule = format!("{}:scheduled", keys.prefix());
+        match self.query::<Value>(redis::cmd("ZCARD").arg(&schedule)) {
+            Ok(count) => raw.push(count),
+            Err(BrokerError::Rejected(why)) => {
+                problems.push(format!(
+                    "the schedule key {schedule} cannot be read ({why}): delayed tasks and \
+                     retries fail with a transfer error until it is deleted"
+                ));
+                raw.push(Value::Int(0));
+            }
+            Err(error) => return Err(error),
+        }
         let mut status = parse::status(raw, config).map_err(BrokerError::Protocol)?;
         problems.extend(settings);
         status.problems = problems;
+        // The priority lanes, where they exist (`XPENDING` of a missing stream is an error).
+        for lane in [":high", ":low"] {
+            let stream = format!("{}{lane}", keys.queue());
+            let exists: bool = self.query(redis::cmd("EXISTS").arg(&stream))?;
+            if !exists {
+                continue;
+            }
+            let (length, pending): (u64, Value) = self.query_pipe(
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&stream)
+                    .cmd("XPENDING")
+                    .arg(&stream)
+                    .arg(GROUP),
+            )?;
+            let (in_flight, held) =
+                parse::pending_summary(pending).map_err(BrokerError::Protocol)?;
+            status.queued += length.saturating_sub(in_flight);
+            status.in_flight += in_flight;
+            for (name, n) in held {
+                if let Some(worker) = status.workers.iter_mut().find(|w| w.name == name) {
+                    worker.in_flight += n;
+                }
+            }
+        }
         Ok(Some(status))
     }
 

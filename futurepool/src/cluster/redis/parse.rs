@@ -102,13 +102,39 @@ pub(super) fn delivery((entry, mut fields): Entry) -> Result<Delivery, (String, 
     let Some(arg) = fields.remove("arg") else {
         return Err((entry, "malformed entry: it has no `arg` field".to_string()));
     };
+    // Optional job-queue fields: one that does not parse means "no retry", never a failure.
+    let retry = fields
+        .remove("retry")
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let attempt = fields
+        .remove("attempt")
+        .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok())
+        .unwrap_or(0);
     Ok(Delivery {
         entry,
         task_id,
         function,
         arg,
         signature,
+        retry,
+        attempt,
     })
+}
+
+/// An `XPENDING stream group` summary: how many entries are pending, and how many per consumer.
+pub(super) fn pending_summary(value: Value) -> Result<(u64, Vec<(String, u64)>), String> {
+    let mut pending = array(value)?.into_iter();
+    let total = pending.next().and_then(number).unwrap_or(0);
+    let mut held = Vec::new();
+    if let Some(per_consumer) = pending.nth(2) {
+        for pair in array(per_consumer).unwrap_or_default() {
+            let mut pair = array(pair)?.into_iter();
+            if let (Some(name), Some(count)) = (pair.next().and_then(text), pair.next()) {
+                held.push((name, number(count).unwrap_or(0)));
+            }
+        }
+    }
+    Ok((total, held))
 }
 
 /// The value in a `CONFIG GET name` answer (`[name, value]`, or a map under RESP3).
@@ -147,9 +173,9 @@ fn hash(value: Value) -> Result<HashMap<String, Value>, String> {
 /// The status pipeline: TIME, XLEN queue, XPENDING summary, HGETALL workers, HGETALL
 /// worker-info, XLEN dead, XREVRANGE dead, HGETALL stats.
 pub(super) fn status(raw: Vec<Value>, config: PoolConfig) -> Result<Status, String> {
-    let [time, queue_len, pending, workers, info, dead_len, dead, stats]: [Value; 8] = raw
-        .try_into()
-        .map_err(|_| "the status pipeline returned the wrong number of answers")?;
+    let [time, queue_len, pending, workers, info, dead_len, dead, stats, scheduled]: [Value; 9] =
+        raw.try_into()
+            .map_err(|_| "the status pipeline returned the wrong number of answers")?;
     let mut time = array(time)?.into_iter();
     let now_ms = time.next().and_then(number).unwrap_or(0) * 1000
         + time.next().and_then(number).unwrap_or(0) / 1000;
@@ -221,6 +247,10 @@ pub(super) fn status(raw: Vec<Value>, config: PoolConfig) -> Result<Status, Stri
         published: counter("published"),
         duplicates: counter("duplicates"),
         released: counter("released"),
+        // A schedule key of another type answers with an error: nothing scheduled then.
+        scheduled: number(scheduled).unwrap_or(0),
+        retried: counter("retried"),
+        throttled: counter("throttled"),
         lease: config.lease,
         max_deliveries: config.max_deliveries,
     })

@@ -72,6 +72,27 @@ local function dead_letter(prefix, entry, fields, deliveries, worker, reason, ou
     'id', id, 'fn', fields['fn'] or '', 'deliveries', deliveries, 'worker', worker,
     'entry', entry, 'reason', reason)
 end
+-- Priority lanes: the queue stream is the normal lane; `QUEUE:high` and `QUEUE:low` (same hash
+-- tag, so same slot) exist once a task of that priority was submitted. An entry of another lane
+-- than the normal one is known outside the broker as `h:ID` / `l:ID`.
+local function lane_of(entry)
+  local tag = string.sub(entry, 1, 2)
+  if tag == 'h:' then return KEYS[1] .. ':high', string.sub(entry, 3) end
+  if tag == 'l:' then return KEYS[1] .. ':low', string.sub(entry, 3) end
+  return KEYS[1], entry
+end
+local function lanes()
+  return {{KEYS[1] .. ':high', 'h:'}, {KEYS[1], ''}, {KEYS[1] .. ':low', 'l:'}}
+end
+-- The stream of a priority ('h', 'l' or normal), created with the workers' group if needed.
+local function lane_stream(priority)
+  if priority ~= 'h' and priority ~= 'l' then return KEYS[1] end
+  local stream = KEYS[1] .. (priority == 'h' and ':high' or ':low')
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, 'workers', '0', 'MKSTREAM')
+  end
+  return stream
+end
 local function owned_by(queue, group, entry, worker)
   local p = redis.call('XPENDING', queue, group, entry, entry, 1)
   return p[1] ~= nil and p[1][2] == worker
@@ -88,7 +109,14 @@ local function requeue(queue, group, entry)
 end
 "#;
 
-/// ARGV: prefix, client, then (task id, function, argument, signature fingerprint) per task.
+/// ARGV: prefix, client, then (task id, function, argument, signature fingerprint, retry policy
+/// or '', delay in ms or '') per task. A task with a retry policy also gets the `retry` field
+/// (and, once retried, `attempt`); one without has none, so the ordinary entry stays as small as
+/// before. A task with a delay does not enter the queue: its fields wait in
+/// `PREFIX:scheduled:ID`, due at broker time + delay in `PREFIX:scheduled`, like a retry (see
+/// `COMPLETE` and `PROMOTE`). The last per-task argument is its priority: '' (normal: the queue
+/// itself), 'h' or 'l' (the lane streams, see `lane_of`); a prioritized entry has a `pri` field
+/// so that re-queueing and promotion keep its lane.
 /// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
 /// that waits or runs longer than `result_ttl` still reaches its clients.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
@@ -96,7 +124,8 @@ end
 const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
 local answers, queued = {}, 0
-for i = 3, #ARGV, 4 do
+local now_ms = nil
+for i = 3, #ARGV, 7 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -106,8 +135,27 @@ for i = 3, #ARGV, 4 do
     local fresh = redis.call('EXISTS', waiters) == 0
     redis.call('SADD', waiters, client)
     if fresh then
-      redis.call('XADD', KEYS[1], '*', 'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2],
-        'sig', ARGV[i + 3])
+      local fields = {'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2], 'sig', ARGV[i + 3]}
+      if ARGV[i + 4] ~= '' then
+        fields[#fields + 1] = 'retry'
+        fields[#fields + 1] = ARGV[i + 4]
+      end
+      if ARGV[i + 6] ~= '' then
+        fields[#fields + 1] = 'pri'
+        fields[#fields + 1] = ARGV[i + 6]
+      end
+      if ARGV[i + 5] == '' then
+        redis.call('XADD', lane_stream(ARGV[i + 6]), '*', unpack(fields))
+      else
+        if now_ms == nil then
+          local now = redis.call('TIME')
+          now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+        end
+        local task = prefix .. ':scheduled:' .. id
+        redis.call('DEL', task)
+        redis.call('HSET', task, unpack(fields))
+        redis.call('ZADD', prefix .. ':scheduled', now_ms + tonumber(ARGV[i + 5]), id)
+      end
       queued = queued + 1
       answers[#answers + 1] = 0
     else
@@ -119,17 +167,61 @@ if queued > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'submitted', queue
 return answers
 "#;
 
-/// ARGV: prefix, group, then (entry, task id, outcome, dead-letter reason or '') per completion.
-/// Returns per completion: 1 if it was published, 0 if it was a late duplicate. A completion with
-/// a reason (a task the worker could not run at all) is also recorded in the dead letters.
+/// ARGV: prefix, group, then (entry, task id, outcome, dead-letter reason or '', retry delay in
+/// ms or '') per completion.
+/// Returns per completion: 1 if it was published (or scheduled for a retry), 0 if it was a late
+/// duplicate. A completion with a reason (a task the worker could not run at all) is also
+/// recorded in the dead letters.
+///
+/// A completion with a retry delay is not published: its entry leaves the queue (and the worker's
+/// pending list) and its fields, with `attempt` counted up, wait in the hash
+/// `PREFIX:scheduled:ID` with the due time (broker clock, ms) as its score in the sorted set
+/// `PREFIX:scheduled`, until `PROMOTE` queues it again. Its waiters keep waiting. A retry for a
+/// task that already has an outcome, or whose entry is gone (another completion of the same
+/// entry came first), is a duplicate.
 const COMPLETE: &str = r#"
 local prefix, group = ARGV[1], ARGV[2]
 local ttl = result_ttl(prefix)
 local answers, published, duplicates, entries, replies = {}, 0, 0, {}, {}
-local refused = 0
-for i = 3, #ARGV, 4 do
+local refused, retried, now_ms = 0, 0, nil
+for i = 3, #ARGV, 5 do
+  if ARGV[i + 4] ~= '' then
+    local id = ARGV[i + 1]
+    local stream, entry = lane_of(ARGV[i])
+    local found = redis.call('XRANGE', stream, entry, entry)
+    if found[1] and redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
+      if now_ms == nil then
+        local now = redis.call('TIME')
+        now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+      end
+      local raw, fields, attempt = found[1][2], {}, 0
+      for j = 1, #raw - 1, 2 do
+        if raw[j] == 'attempt' then
+          attempt = tonumber(raw[j + 1]) or 0
+        elseif raw[j] == 'paid' then
+          -- The next run pays for its own rate-limit token.
+        else
+          fields[#fields + 1] = raw[j]
+          fields[#fields + 1] = raw[j + 1]
+        end
+      end
+      fields[#fields + 1] = 'attempt'
+      fields[#fields + 1] = attempt + 1
+      local task = prefix .. ':scheduled:' .. id
+      redis.call('DEL', task)
+      redis.call('HSET', task, unpack(fields))
+      redis.call('ZADD', prefix .. ':scheduled', now_ms + tonumber(ARGV[i + 4]), id)
+      retried = retried + 1
+      answers[#answers + 1] = 1
+    else
+      duplicates = duplicates + 1
+      answers[#answers + 1] = 0
+    end
+    entries[#entries + 1] = ARGV[i]
+  else
   if ARGV[i + 3] ~= '' then
-    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    local stream, entry = lane_of(ARGV[i])
+    local found = redis.call('XRANGE', stream, entry, entry)
     local fields = found[1] and fields_of(found[1][2]) or {}
     redis.pcall('XADD', prefix .. ':dead', 'MAXLEN', '~', 10000, '*',
       'id', ARGV[i + 1], 'fn', fields['fn'] or '', 'deliveries', 1, 'worker', '',
@@ -140,11 +232,21 @@ for i = 3, #ARGV, 4 do
   answers[#answers + 1] = first
   if first == 1 then published = published + 1 else duplicates = duplicates + 1 end
   entries[#entries + 1] = ARGV[i]
+  end
 end
+if retried > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'retried', retried) end
 send_replies(prefix, replies, ttl)
 if #entries > 0 then
-  redis.call('XACK', KEYS[1], group, unpack(entries))
-  redis.call('XDEL', KEYS[1], unpack(entries))
+  local by_lane = {}
+  for _, e in ipairs(entries) do
+    local stream, entry = lane_of(e)
+    by_lane[stream] = by_lane[stream] or {}
+    table.insert(by_lane[stream], entry)
+  end
+  for stream, ids in pairs(by_lane) do
+    redis.call('XACK', stream, group, unpack(ids))
+    redis.call('XDEL', stream, unpack(ids))
+  end
 end
 if published > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'published', published) end
 if duplicates > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'duplicates', duplicates) end
@@ -162,15 +264,17 @@ const HEARTBEAT: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local now = redis.call('TIME')
 redis.pcall('HSET', prefix .. ':workers', worker, now[1] * 1000 + math.floor(now[2] / 1000))
-local claim, lost = {KEYS[1], group, worker, 0}, {}
+local claims, lost = {}, {}
 for i = 4, #ARGV do
-  if owned_by(KEYS[1], group, ARGV[i], worker) then
-    claim[#claim + 1] = ARGV[i]
+  local stream, entry = lane_of(ARGV[i])
+  if owned_by(stream, group, entry, worker) then
+    claims[stream] = claims[stream] or {stream, group, worker, 0}
+    table.insert(claims[stream], entry)
   else
     lost[#lost + 1] = ARGV[i]
   end
 end
-if #claim > 4 then
+for _, claim in pairs(claims) do
   claim[#claim + 1] = 'JUSTID'
   redis.call('XCLAIM', unpack(claim))
 end
@@ -186,14 +290,18 @@ const REAP: &str = r#"
 local prefix, group, worker, lease = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_deliveries, max_claims = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl = result_ttl(prefix)
-local idle = redis.call('XPENDING', KEYS[1], group, 'IDLE', lease, '-', '+', ARGV[7])
-local claim, dead, malformed, replies = {}, 0, 0, {}
+local claimed, dead, malformed, replies = {}, 0, 0, {}
+for _, lane in ipairs(lanes()) do
+local queue, tag = lane[1], lane[2]
+if queue == KEYS[1] or redis.call('EXISTS', queue) == 1 then
+local idle = redis.call('XPENDING', queue, group, 'IDLE', lease, '-', '+', ARGV[7])
+local claim = {}
 for _, p in ipairs(idle) do
   local entry, owner, deliveries = p[1], p[2], p[4]
   if deliveries >= max_deliveries then
-    local found = redis.call('XRANGE', KEYS[1], entry, entry)
-    redis.call('XACK', KEYS[1], group, entry)
-    redis.call('XDEL', KEYS[1], entry)
+    local found = redis.call('XRANGE', queue, entry, entry)
+    redis.call('XACK', queue, group, entry)
+    redis.call('XDEL', queue, entry)
     if found[1] then
       local fields = fields_of(found[1][2])
       local reason = 'lost its worker ' .. deliveries .. (deliveries == 1 and ' time' or ' times')
@@ -204,18 +312,25 @@ for _, p in ipairs(idle) do
           break
         end
       end
-      dead_letter(prefix, entry, fields, deliveries, owner, reason, 'L' .. deliveries, ttl, replies)
+      dead_letter(prefix, tag .. entry, fields, deliveries, owner, reason, 'L' .. deliveries, ttl,
+        replies)
       dead = dead + 1
     end
-  elseif #claim < max_claims then
+  elseif #claimed + #claim < max_claims then
     claim[#claim + 1] = entry
   end
 end
-send_replies(prefix, replies, ttl)
-local claimed = {}
 if #claim > 0 then
-  claimed = redis.call('XCLAIM', KEYS[1], group, worker, lease, unpack(claim))
+  for _, e in ipairs(redis.call('XCLAIM', queue, group, worker, lease, unpack(claim))) do
+    if type(e) == 'table' then
+      e[1] = tag .. e[1]
+      claimed[#claimed + 1] = e
+    end
+  end
 end
+end
+end
+send_replies(prefix, replies, ttl)
 if dead > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'dead_lettered', dead) end
 if malformed > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', malformed) end
 -- Forget workers silent for FORGET_AFTER_LEASES leases that hold nothing: long gone (killed, or
@@ -228,11 +343,23 @@ if type(beats) ~= 'table' or beats.err then beats = {} end
 for i = 1, #beats, 2 do
   local name = beats[i]
   -- A stamp that is not a number (written by something else) counts as ancient.
-  if name ~= worker and (tonumber(beats[i + 1]) or 0) < forget_before
-      and redis.call('XPENDING', KEYS[1], group, '-', '+', 1, name)[1] == nil then
-    redis.pcall('HDEL', prefix .. ':workers', name)
-    redis.pcall('HDEL', prefix .. ':worker-info', name)
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, name)
+  if name ~= worker and (tonumber(beats[i + 1]) or 0) < forget_before then
+    local holds = false
+    for _, lane in ipairs(lanes()) do
+      if (lane[1] == KEYS[1] or redis.call('EXISTS', lane[1]) == 1)
+          and redis.call('XPENDING', lane[1], group, '-', '+', 1, name)[1] ~= nil then
+        holds = true
+      end
+    end
+    if not holds then
+      redis.pcall('HDEL', prefix .. ':workers', name)
+      redis.pcall('HDEL', prefix .. ':worker-info', name)
+      for _, lane in ipairs(lanes()) do
+        if lane[1] == KEYS[1] or redis.call('EXISTS', lane[1]) == 1 then
+          redis.call('XGROUP', 'DELCONSUMER', lane[1], group, name)
+        end
+      end
+    end
   end
 end
 return {claimed, dead}
@@ -244,9 +371,9 @@ const RELEASE: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local released = 0
 for i = 4, #ARGV do
-  local entry = ARGV[i]
-  if owned_by(KEYS[1], group, entry, worker) then
-    released = released + requeue(KEYS[1], group, entry)
+  local stream, entry = lane_of(ARGV[i])
+  if owned_by(stream, group, entry, worker) then
+    released = released + requeue(stream, group, entry)
   end
 end
 if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
@@ -262,15 +389,20 @@ const RETIRE: &str = r#"
 local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 redis.pcall('HDEL', prefix .. ':workers', worker)
 redis.pcall('HDEL', prefix .. ':worker-info', worker)
-local orphans = redis.call('XPENDING', KEYS[1], group, '-', '+', 1000, worker)
 local released = 0
-for _, p in ipairs(orphans) do
-  released = released + requeue(KEYS[1], group, p[1])
+for _, lane in ipairs(lanes()) do
+  local queue = lane[1]
+  if queue == KEYS[1] or redis.call('EXISTS', queue) == 1 then
+    local orphans = redis.call('XPENDING', queue, group, '-', '+', 1000, worker)
+    for _, p in ipairs(orphans) do
+      released = released + requeue(queue, group, p[1])
+    end
+    if #orphans < 1000 then
+      redis.call('XGROUP', 'DELCONSUMER', queue, group, worker)
+    end
+  end
 end
 if released > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'released', released) end
-if #orphans < 1000 then
-  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], group, worker)
-end
 return released
 "#;
 
@@ -283,14 +415,15 @@ local prefix, group, worker = ARGV[1], ARGV[2], ARGV[3]
 local ttl = result_ttl(prefix)
 local replies, dead = {}, 0
 for i = 4, #ARGV - 1, 2 do
-  local entry, reason = ARGV[i], ARGV[i + 1]
-  local pending = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)
+  local queue, entry = lane_of(ARGV[i])
+  local reason = ARGV[i + 1]
+  local pending = redis.call('XPENDING', queue, group, entry, entry, 1)
   local deliveries = pending[1] and pending[1][4] or 0
-  local found = redis.call('XRANGE', KEYS[1], entry, entry)
-  redis.call('XACK', KEYS[1], group, entry)
-  redis.call('XDEL', KEYS[1], entry)
+  local found = redis.call('XRANGE', queue, entry, entry)
+  redis.call('XACK', queue, group, entry)
+  redis.call('XDEL', queue, entry)
   if found[1] then
-    dead_letter(prefix, entry, fields_of(found[1][2]), deliveries, worker, reason,
+    dead_letter(prefix, ARGV[i], fields_of(found[1][2]), deliveries, worker, reason,
       'T' .. 'the worker could not run this task: ' .. reason, ttl, replies)
     dead = dead + 1
   end
@@ -301,6 +434,144 @@ if dead > 0 then
   redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', dead)
 end
 return dead
+"#;
+
+/// ARGV: prefix, max. Queues again up to `max` scheduled tasks whose due time (broker clock) has
+/// come — each as a fresh entry with the fields it was scheduled with — and forgets those whose
+/// task already has an outcome. Returns {tasks queued, ms until the next due time or -1 when
+/// nothing is scheduled, how many priority lanes exist, the rate limits (flat function → `RATE
+/// BURST`)}: the caller bounds its blocking read by the wait, reads through `FETCH` while lanes
+/// exist, and sends tasks of limited functions through `THROTTLE`.
+const PROMOTE: &str = r#"
+local prefix, max = ARGV[1], tonumber(ARGV[2])
+local schedule = prefix .. ':scheduled'
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+-- pcall: a schedule key of another type (written by something else) must not stop the fetch.
+local due = redis.pcall('ZRANGEBYSCORE', schedule, '-inf', now_ms, 'LIMIT', 0, max)
+local lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low')
+if type(due) ~= 'table' or due.err then return {0, -1, lanes_used, {}} end
+local queued = 0
+for _, id in ipairs(due) do
+  local task = prefix .. ':scheduled:' .. id
+  local fields = redis.pcall('HGETALL', task)
+  if type(fields) == 'table' and not fields.err and #fields > 0
+      and redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
+    local priority = ''
+    for j = 1, #fields - 1, 2 do
+      if fields[j] == 'pri' then priority = fields[j + 1] end
+    end
+    redis.call('XADD', lane_stream(priority), '*', unpack(fields))
+    queued = queued + 1
+  end
+  redis.call('DEL', task)
+  redis.call('ZREM', schedule, id)
+end
+local next_due = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+local wait = -1
+if next_due[2] then wait = math.max(0, math.floor(tonumber(next_due[2]) - now_ms)) end
+if queued > 0 then lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low') end
+local limits = redis.pcall('HGETALL', prefix .. ':limits')
+if type(limits) ~= 'table' or limits.err then limits = {} end
+return {queued, wait, lanes_used, limits}
+"#;
+
+/// ARGV: prefix, group, worker, max, order ('up' on the anti-starvation turn, else 'down').
+/// Reads up to `max` new entries for `worker`, highest lane first (`down`: high, normal, low) or
+/// lowest first (`up`), without blocking; entries of the lanes come back as `h:ID` / `l:ID`.
+const FETCH: &str = r#"
+local group, worker, max = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local order = lanes()
+if ARGV[5] == 'up' then order = {order[3], order[2], order[1]} end
+local out = {}
+for _, lane in ipairs(order) do
+  if #out >= max then break end
+  local queue, tag = lane[1], lane[2]
+  if queue == KEYS[1] or redis.call('EXISTS', queue) == 1 then
+    local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', max - #out,
+      'STREAMS', queue, '>')
+    if type(read) == 'table' and read[1] then
+      for _, e in ipairs(read[1][2]) do
+        e[1] = tag .. e[1]
+        out[#out + 1] = e
+      end
+    end
+  end
+end
+return out
+"#;
+
+/// ARGV: prefix, group, then (entry, function) per delivered task of a rate-limited function, in
+/// delivery order. Token bucket per function in `PREFIX:bucket:FN` ({tokens, at}: broker ms),
+/// refilled at `RATE` per second up to `BURST` (from `PREFIX:limits`). Each task takes a token: if
+/// one was there it runs now; if not, it reserves the next one (tokens go below zero) and leaves
+/// the queue for the schedule, due when that token accrues, with `paid` set so that run does not
+/// pay again. An entry already `paid`, gone, or whose function has no (valid) limit any more
+/// runs now. Returns the entries that run now.
+const THROTTLE: &str = r#"
+local prefix, group = ARGV[1], ARGV[2]
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local run, deferred = {}, 0
+for i = 3, #ARGV - 1, 2 do
+  local stream, entry = lane_of(ARGV[i])
+  local fn = ARGV[i + 1]
+  local found = redis.call('XRANGE', stream, entry, entry)
+  local spec = redis.pcall('HGET', prefix .. ':limits', fn)
+  local rate, burst = nil, nil
+  if type(spec) == 'string' then
+    local r, b = string.match(spec, '^(%S+) (%S+)$')
+    rate, burst = tonumber(r), tonumber(b)
+  end
+  local fields = found[1] and found[1][2] or {}
+  local paid = false
+  for j = 1, #fields - 1, 2 do
+    if fields[j] == 'paid' then paid = true end
+  end
+  -- A schedule key another program replaced cannot take a throttled task: it runs now rather
+  -- than fail the fetch (which would stop the worker).
+  local schedule_type = redis.call('TYPE', prefix .. ':scheduled')['ok']
+  local schedulable = schedule_type == 'zset' or schedule_type == 'none'
+  if not found[1] or paid or not rate or rate <= 0 or not burst or burst < 1
+      or not schedulable then
+    run[#run + 1] = ARGV[i]
+  else
+    local bucket = prefix .. ':bucket:' .. fn
+    local state = redis.pcall('HMGET', bucket, 'tokens', 'at')
+    local tokens, at = burst, now_ms
+    if type(state) == 'table' and not state.err then
+      tokens = tonumber(state[1]) or burst
+      at = tonumber(state[2]) or now_ms
+    end
+    tokens = math.min(burst, tokens + math.max(0, now_ms - at) * rate / 1000) - 1
+    if tokens >= 0 then
+      run[#run + 1] = ARGV[i]
+    else
+      local due = now_ms + math.ceil(-tokens * 1000 / rate)
+      local id = ''
+      local copy = {}
+      for j = 1, #fields - 1, 2 do
+        if fields[j] == 'id' then id = fields[j + 1] end
+        copy[#copy + 1] = fields[j]
+        copy[#copy + 1] = fields[j + 1]
+      end
+      copy[#copy + 1] = 'paid'
+      copy[#copy + 1] = '1'
+      local task = prefix .. ':scheduled:' .. id
+      redis.call('DEL', task)
+      redis.call('HSET', task, unpack(copy))
+      redis.call('ZADD', prefix .. ':scheduled', due, id)
+      redis.call('XACK', stream, group, entry)
+      redis.call('XDEL', stream, entry)
+      deferred = deferred + 1
+    end
+    -- Gone once it would be full again: a missing bucket is a full one.
+    redis.pcall('HSET', bucket, 'tokens', tostring(tokens), 'at', now_ms)
+    redis.pcall('PEXPIRE', bucket, math.ceil((burst - tokens) * 1000 / rate) + 1000)
+  end
+end
+if deferred > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'throttled', deferred) end
+return run
 "#;
 
 /// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
@@ -316,10 +587,13 @@ pub(super) enum Script {
     Release,
     Retire,
     DeadLetter,
+    Promote,
+    Fetch,
+    Throttle,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 7] = [
+    pub(super) const ALL: [Script; 10] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
@@ -327,6 +601,9 @@ impl Script {
         Script::Release,
         Script::Retire,
         Script::DeadLetter,
+        Script::Promote,
+        Script::Fetch,
+        Script::Throttle,
     ];
 
     pub(super) fn source(self) -> String {
@@ -338,6 +615,9 @@ impl Script {
             Script::Release => RELEASE,
             Script::Retire => RETIRE,
             Script::DeadLetter => DEAD_LETTER,
+            Script::Promote => PROMOTE,
+            Script::Fetch => FETCH,
+            Script::Throttle => THROTTLE,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }

@@ -1,0 +1,969 @@
+//! An in-memory broker behind the same [`Backend`] trait as Redis: test code written for the
+//! cluster without a Redis server (like Celery's eager mode or Dramatiq's `StubBroker`, but with
+//! real workers — threads of this process — and the same protocol).
+//!
+//! It keeps what the Redis scripts keep, under one mutex, so every step is atomic the way a script
+//! is: lanes of entries (high, normal, low), a pending list with owners, delivery counts and idle
+//! times, the schedule (delays, retry backoffs), stored outcomes, waiters and per-client replies.
+//! The client and the worker code are the ones used with Redis; only the broker differs.
+//! Not kept: anything across a process restart, `result_ttl` (outcomes stay while the broker
+//! lives). Rate limits are a token bucket per function here too (same reservation rule).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::backend::{
+    Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig, Reaped, Reply,
+    Submitted,
+};
+use super::{ClusterError, ClusterPool, ClusterPoolBuilder, Priority, ServeOptions};
+use super::{DeadLetter, Status, WorkerStatus};
+use crate::error::Reason;
+
+/// Every this many fetches that find work, lanes are served lowest first (as with Redis).
+const STARVATION_TURN: u64 = 10;
+/// The largest payload accepted (Redis's default `proto-max-bulk-len`).
+const MAX_PAYLOAD: usize = 512 << 20;
+/// Dead letters kept (the Redis stream is capped at about as many).
+const MAX_DEAD: usize = 10_000;
+
+/// A broker that lives in this process: pools, queues and outcomes in memory.
+///
+/// Use it to test code written for [`ClusterPool`] without Redis: same API, same guarantees
+/// (at-least-once execution, exactly-once publication, retries, delays, priorities, leases and
+/// recovery), workers as threads of this process running the registered functions.
+///
+/// # Examples
+///
+/// ```
+/// use futurepool::cluster::{MemoryBroker, ServeOptions};
+/// fn square(n: u64) -> u64 { n * n }
+/// futurepool::register!(square);
+///
+/// let broker = MemoryBroker::new();
+/// let worker = broker.serve(ServeOptions::default().threads(2));
+/// let pool = broker.pool("default").build()?;
+/// assert_eq!(pool.submit(square, 7).result(), Ok(49));
+/// drop(pool);
+/// worker.stop()?;
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    pools: Mutex<HashMap<String, PoolState>>,
+    /// Signalled on every change: blocked fetches and reply reads re-check.
+    changed: Condvar,
+}
+
+impl fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pools: Vec<String> = self.lock().keys().cloned().collect();
+        f.debug_struct("MemoryBroker")
+            .field("pools", &pools)
+            .finish()
+    }
+}
+
+impl MemoryBroker {
+    /// An empty broker.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let broker = futurepool::cluster::MemoryBroker::new();
+    /// # drop(broker);
+    /// ```
+    pub fn new() -> Self {
+        MemoryBroker::default()
+    }
+
+    /// A builder for a client of pool `name` on this broker (every other setting as with
+    /// [`ClusterPool::builder`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let broker = futurepool::cluster::MemoryBroker::new();
+    /// let pool = broker.pool("jobs").build()?;
+    /// assert_eq!(pool.name(), "jobs");
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn pool(&self, name: &str) -> ClusterPoolBuilder {
+        ClusterPool::builder("memory://")
+            .pool(name)
+            .backend(SharedBackend(Arc::new(MemoryBackend {
+                broker: self.clone(),
+                pool: name.to_string(),
+            })))
+    }
+
+    /// Starts a worker of `options`' pool on threads of this process. It runs until
+    /// [`MemoryWorker::stop`] (or drop), then stops as a worker does on SIGTERM: fetched tasks go
+    /// back, running ones finish and are published. It leaves signals to the program.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::cluster::{MemoryBroker, ServeOptions};
+    /// let broker = MemoryBroker::new();
+    /// let worker = broker.serve(ServeOptions::default().pool("jobs"));
+    /// worker.stop()?;
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn serve(&self, options: ServeOptions) -> MemoryWorker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let backend = MemoryBackend {
+            broker: self.clone(),
+            pool: options.pool_name().to_string(),
+        };
+        let flag = stop.clone();
+        // SIGTERM belongs to the program, not to a worker inside it.
+        let options = options.handle_signals(false);
+        let thread = std::thread::Builder::new()
+            .name("futurepool-memory-worker".into())
+            .spawn(move || super::worker::serve_on(&backend, "memory", options, Some(flag)));
+        MemoryWorker {
+            broker: self.clone(),
+            stop,
+            thread: Some(thread.map_err(|e| {
+                ClusterError::Unavailable(Reason::new(format!("cannot start a thread: {e}")))
+            })),
+        }
+    }
+
+    /// The status of pool `name`, as `futurepool cluster status` shows it for Redis.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NoSuchPool`] when no client or worker used a pool of that name here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let broker = futurepool::cluster::MemoryBroker::new();
+    /// assert!(broker.status("nothing").is_err());
+    /// ```
+    pub fn status(&self, name: &str) -> Result<Status, ClusterError> {
+        let pools = self.lock();
+        match pools.get(name) {
+            Some(pool) => Ok(pool.status()),
+            None => Err(ClusterError::NoSuchPool(Reason::new(format!(
+                "no pool named {name:?} exists on this in-memory broker"
+            )))),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, PoolState>> {
+        // Every update is completed before the guard drops (no user code runs under it).
+        self.inner
+            .pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A worker of a [`MemoryBroker`], running on threads of this process.
+///
+/// # Examples
+///
+/// ```
+/// let broker = futurepool::cluster::MemoryBroker::new();
+/// let worker = broker.serve(futurepool::cluster::ServeOptions::default());
+/// assert!(worker.stop().is_ok());
+/// ```
+pub struct MemoryWorker {
+    broker: MemoryBroker,
+    stop: Arc<AtomicBool>,
+    thread: Option<Result<JoinHandle<Result<(), ClusterError>>, ClusterError>>,
+}
+
+impl MemoryWorker {
+    /// Stops the worker cleanly and waits for it; returns why it stopped early, if it did.
+    ///
+    /// # Errors
+    ///
+    /// What [`serve`](super::serve) would return.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let broker = futurepool::cluster::MemoryBroker::new();
+    /// broker.serve(Default::default()).stop()?;
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn stop(mut self) -> Result<(), ClusterError> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), ClusterError> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.broker.inner.changed.notify_all();
+        match self.thread.take() {
+            None => Ok(()),
+            Some(Err(error)) => Err(error),
+            Some(Ok(thread)) => thread.join().unwrap_or_else(|_| {
+                Err(ClusterError::Unavailable(Reason::new(
+                    "the in-memory worker's thread panicked",
+                )))
+            }),
+        }
+    }
+}
+
+impl Drop for MemoryWorker {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+impl fmt::Debug for MemoryWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryWorker").finish_non_exhaustive()
+    }
+}
+
+/// A backend a [`ClusterPoolBuilder`] can carry (it is `Debug` and `Clone`).
+#[derive(Clone)]
+pub(crate) struct SharedBackend(pub(crate) Arc<dyn Backend>);
+
+impl fmt::Debug for SharedBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedBackend")
+    }
+}
+
+struct MemoryBackend {
+    broker: MemoryBroker,
+    pool: String,
+}
+
+impl Backend for MemoryBackend {
+    fn connect(&self) -> BrokerResult<Box<dyn Connection>> {
+        self.broker.lock().entry(self.pool.clone()).or_default();
+        Ok(Box::new(MemoryConnection {
+            broker: self.broker.clone(),
+            pool: self.pool.clone(),
+            fruitful: 0,
+        }))
+    }
+}
+
+/// A queued task: what a Redis stream entry holds.
+#[derive(Clone)]
+struct Entry {
+    id: String,
+    function: String,
+    arg: Arc<[u8]>,
+    signature: String,
+    retry: Option<String>,
+    attempt: u32,
+    priority: Priority,
+    /// Holds a rate-limit token already (it waited for it on the schedule).
+    paid: bool,
+}
+
+struct Pending {
+    entry: Entry,
+    worker: String,
+    deliveries: u32,
+    touched: Instant,
+}
+
+#[derive(Default)]
+struct PoolState {
+    config: Option<PoolConfig>,
+    clients: u64,
+    /// High, normal, low: (entry id, task).
+    lanes: [VecDeque<(String, Entry)>; 3],
+    pending: BTreeMap<u64, Pending>,
+    /// (due, sequence) → task.
+    scheduled: BTreeMap<(Instant, u64), Entry>,
+    results: HashMap<String, Vec<u8>>,
+    waiters: HashMap<String, HashSet<u64>>,
+    replies: HashMap<u64, VecDeque<Reply>>,
+    /// Worker name → (last heartbeat, description).
+    workers: HashMap<String, (Instant, String)>,
+    dead: VecDeque<DeadLetter>,
+    next: u64,
+    submitted: u64,
+    published: u64,
+    duplicates: u64,
+    released: u64,
+    retried: u64,
+    throttled: u64,
+    dead_lettered: u64,
+    malformed: u64,
+    /// Function → (runs per second, burst), and its bucket: (tokens, when last refilled).
+    limits: HashMap<String, (f64, f64)>,
+    buckets: HashMap<String, (f64, Instant)>,
+}
+
+fn lane(priority: Priority) -> usize {
+    match priority {
+        Priority::High => 0,
+        Priority::Low => 2,
+        _ => 1,
+    }
+}
+
+impl PoolState {
+    fn next(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
+    fn enqueue(&mut self, entry: Entry) {
+        let id = self.next();
+        self.lanes[lane(entry.priority)].push_back((id.to_string(), entry));
+    }
+
+    fn schedule(&mut self, due: Instant, entry: Entry) {
+        let seq = self.next();
+        self.scheduled.insert((due, seq), entry);
+    }
+
+    /// Queues the scheduled tasks that are due (those whose outcome exists are dropped).
+    fn promote(&mut self, now: Instant) {
+        while let Some(entry) = self.scheduled.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let task = entry.remove();
+            if !self.results.contains_key(&task.id) {
+                self.enqueue(task);
+            }
+        }
+    }
+
+    /// Takes a rate-limit token for `entry`: `None` when it may run now, else when its reserved
+    /// token accrues (the bucket goes below zero, as in the Redis `THROTTLE` script).
+    fn throttle(&mut self, entry: &Entry, now: Instant) -> Option<Instant> {
+        if entry.paid {
+            return None;
+        }
+        let &(rate, burst) = self.limits.get(&entry.function)?;
+        let (tokens, at) = self
+            .buckets
+            .get(&entry.function)
+            .copied()
+            .unwrap_or((burst, now));
+        let refilled = tokens + now.saturating_duration_since(at).as_secs_f64() * rate;
+        let tokens = refilled.min(burst) - 1.0;
+        self.buckets.insert(entry.function.clone(), (tokens, now));
+        if tokens >= 0.0 {
+            return None;
+        }
+        let wait = Duration::try_from_secs_f64(-tokens / rate).unwrap_or(FAR_FUTURE);
+        Some(now.checked_add(wait).unwrap_or(now + FAR_FUTURE))
+    }
+
+    fn publish(&mut self, task_id: &str, outcome: &[u8]) -> bool {
+        if self.results.contains_key(task_id) {
+            return false;
+        }
+        self.results.insert(task_id.to_string(), outcome.to_vec());
+        for client in self.waiters.remove(task_id).unwrap_or_default() {
+            self.replies.entry(client).or_default().push_back(Reply {
+                task_id: task_id.to_string(),
+                outcome: outcome.to_vec(),
+            });
+        }
+        true
+    }
+
+    fn dead_letter(&mut self, entry: &Entry, deliveries: u32, worker: &str, reason: String) {
+        if self.dead.len() >= MAX_DEAD {
+            self.dead.pop_back();
+        }
+        self.dead.push_front(DeadLetter {
+            task_id: entry.id.clone(),
+            function: entry.function.clone(),
+            deliveries,
+            worker: worker.to_string(),
+            reason,
+        });
+        self.dead_lettered += 1;
+    }
+
+    fn owned(&self, entry: &str, worker: &str) -> Option<u64> {
+        let key = entry.parse().ok()?;
+        (self.pending.get(&key)?.worker == worker).then_some(key)
+    }
+
+    fn status(&self) -> Status {
+        let config = self.config.unwrap_or_default();
+        let now = Instant::now();
+        let mut held: HashMap<&str, u64> = HashMap::new();
+        for pending in self.pending.values() {
+            *held.entry(&pending.worker).or_default() += 1;
+        }
+        let mut workers: Vec<WorkerStatus> = self
+            .workers
+            .iter()
+            .map(|(name, (beat, description))| WorkerStatus {
+                name: name.clone(),
+                description: description.clone(),
+                last_heartbeat: Some(now.saturating_duration_since(*beat)),
+                in_flight: held.get(name.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        workers.sort_by(|a, b| a.name.cmp(&b.name));
+        Status {
+            queued: self.lanes.iter().map(|l| l.len() as u64).sum(),
+            in_flight: self.pending.len() as u64,
+            workers,
+            dead_lettered: self.dead.len() as u64,
+            malformed: self.malformed,
+            problems: Vec::new(),
+            recent_dead: self.dead.iter().take(10).cloned().collect(),
+            submitted: self.submitted,
+            published: self.published,
+            duplicates: self.duplicates,
+            released: self.released,
+            scheduled: self.scheduled.len() as u64,
+            retried: self.retried,
+            throttled: self.throttled,
+            lease: config.lease,
+            max_deliveries: config.max_deliveries,
+        }
+    }
+}
+
+struct MemoryConnection {
+    broker: MemoryBroker,
+    pool: String,
+    fruitful: u64,
+}
+
+impl MemoryConnection {
+    /// Runs `f` on this pool's state, then wakes every blocked reader.
+    fn with<T>(&self, f: impl FnOnce(&mut PoolState) -> T) -> T {
+        let mut pools = self.broker.lock();
+        let value = f(pools.entry(self.pool.clone()).or_default());
+        drop(pools);
+        self.broker.inner.changed.notify_all();
+        value
+    }
+
+    /// Waits until `ready` gives something or `block` passed (or the next scheduled due time:
+    /// `ready` is called again then).
+    fn wait_for<T>(
+        &mut self,
+        block: Duration,
+        mut ready: impl FnMut(&mut PoolState, &mut u64) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now().checked_add(block);
+        let mut pools = self.broker.lock();
+        loop {
+            let state = pools.entry(self.pool.clone()).or_default();
+            if let Some(value) = ready(state, &mut self.fruitful) {
+                drop(pools);
+                self.broker.inner.changed.notify_all();
+                return Some(value);
+            }
+            let now = Instant::now();
+            let mut until = deadline.map_or(Duration::from_secs(1), |d| d - now.min(d));
+            if until.is_zero() {
+                return None;
+            }
+            if let Some((due, _)) = state.scheduled.keys().next() {
+                until = until.min(due.saturating_duration_since(now));
+            }
+            pools = self
+                .broker
+                .inner
+                .changed
+                .wait_timeout(pools, until.max(Duration::from_millis(1)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+fn delivery(entry_id: String, entry: &Entry) -> Delivery {
+    Delivery {
+        entry: entry_id,
+        task_id: entry.id.clone(),
+        function: entry.function.clone(),
+        arg: entry.arg.to_vec(),
+        signature: Some(entry.signature.clone()),
+        retry: entry.retry.clone(),
+        attempt: entry.attempt,
+    }
+}
+
+impl Connection for MemoryConnection {
+    fn config(&mut self, fallback: PoolConfig) -> BrokerResult<(PoolConfig, Vec<String>)> {
+        let _ = fallback;
+        Ok((self.with(|p| p.config.unwrap_or_default()), Vec::new()))
+    }
+
+    fn store_config(&mut self, config: PoolConfig) -> BrokerResult<()> {
+        self.with(|p| p.config = Some(config));
+        Ok(())
+    }
+
+    fn store_rate_limits(&mut self, limits: &[(&str, super::RateLimit)]) -> BrokerResult<()> {
+        self.with(|p| {
+            for (function, limit) in limits {
+                let (rate, burst) = limit.parts();
+                p.limits
+                    .insert(function.to_string(), (rate, f64::from(burst)));
+            }
+        });
+        Ok(())
+    }
+
+    fn look_up(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<super::backend::Known>> {
+        use super::backend::Known;
+        Ok(self.with(|p| {
+            task_ids
+                .iter()
+                .map(|id| match p.results.get(&**id) {
+                    Some(outcome) => Known::Finished(outcome.clone()),
+                    None if p.waiters.get(&**id).is_some_and(|w| !w.is_empty()) => Known::Pending,
+                    None => Known::Forgotten,
+                })
+                .collect()
+        }))
+    }
+
+    fn register_client(&mut self) -> BrokerResult<u64> {
+        Ok(self.with(|p| {
+            p.clients += 1;
+            p.clients
+        }))
+    }
+
+    fn submit(&mut self, client: u64, tasks: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
+        let now = (Instant::now(), SystemTime::now());
+        Ok(self.with(|p| {
+            tasks
+                .iter()
+                .map(|task| {
+                    if let Some(done) = p.results.get(&*task.id) {
+                        return Submitted::Finished(done.clone());
+                    }
+                    let waiters = p.waiters.entry(task.id.to_string()).or_default();
+                    let fresh = waiters.is_empty();
+                    waiters.insert(client);
+                    if !fresh {
+                        return Submitted::AlreadyQueued;
+                    }
+                    p.submitted += 1;
+                    let entry = Entry {
+                        id: task.id.to_string(),
+                        function: task.function.to_string(),
+                        arg: task.arg.clone(),
+                        signature: task.signature.to_string(),
+                        retry: task.retry.as_deref().map(str::to_string),
+                        attempt: 0,
+                        priority: task.priority,
+                        paid: false,
+                    };
+                    let wait = task
+                        .due
+                        .and_then(|due| due.duration_since(now.1).ok())
+                        .filter(|wait| !wait.is_zero());
+                    match wait {
+                        // A due time past the clock's range is as good as never; a year at most
+                        // is accepted at submit anyway.
+                        Some(wait) => {
+                            let due = now.0.checked_add(wait).unwrap_or(now.0 + FAR_FUTURE);
+                            p.schedule(due, entry);
+                        }
+                        None => p.enqueue(entry),
+                    }
+                    Submitted::Queued
+                })
+                .collect()
+        }))
+    }
+
+    fn replies(
+        &mut self,
+        client: u64,
+        cursor: &mut String,
+        max: usize,
+        block: Duration,
+    ) -> BrokerResult<Vec<Reply>> {
+        let _ = cursor;
+        Ok(self
+            .wait_for(block, |p, _| {
+                let replies = p.replies.get_mut(&client)?;
+                if replies.is_empty() {
+                    return None;
+                }
+                let take = replies.len().min(max.max(1));
+                Some(replies.drain(..take).collect())
+            })
+            .unwrap_or_default())
+    }
+
+    fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
+        Ok(self.with(|p| {
+            p.clients += 1;
+            let name = format!(
+                "{}-w{}",
+                description.split(' ').next().unwrap_or("worker"),
+                p.clients
+            );
+            p.workers
+                .insert(name.clone(), (Instant::now(), description.to_string()));
+            name
+        }))
+    }
+
+    fn fetch(&mut self, worker: &str, max: usize, block: Duration) -> BrokerResult<Vec<Delivery>> {
+        let worker = worker.to_string();
+        Ok(self
+            .wait_for(block, |p, fruitful| {
+                let now = Instant::now();
+                p.promote(now);
+                let mut order = [0, 1, 2];
+                if *fruitful % STARVATION_TURN == STARVATION_TURN - 1 {
+                    order.reverse();
+                }
+                let mut out = Vec::new();
+                for lane in order {
+                    while out.len() < max {
+                        let Some((_, mut entry)) = p.lanes[lane].pop_front() else {
+                            break;
+                        };
+                        if let Some(due) = p.throttle(&entry, now) {
+                            entry.paid = true;
+                            p.schedule(due, entry);
+                            p.throttled += 1;
+                            continue;
+                        }
+                        let key = p.next();
+                        out.push(delivery(key.to_string(), &entry));
+                        p.pending.insert(
+                            key,
+                            Pending {
+                                entry,
+                                worker: worker.clone(),
+                                deliveries: 1,
+                                touched: now,
+                            },
+                        );
+                    }
+                }
+                if out.is_empty() {
+                    return None;
+                }
+                *fruitful = fruitful.wrapping_add(1);
+                Some(out)
+            })
+            .unwrap_or_default())
+    }
+
+    fn complete(&mut self, completions: &[Completion]) -> BrokerResult<Vec<bool>> {
+        Ok(self.with(|p| {
+            completions
+                .iter()
+                .map(|c| {
+                    let key = c.entry.parse::<u64>().ok();
+                    let pending = key.and_then(|key| p.pending.remove(&key));
+                    if let Some(delay) = c.retry_in {
+                        return match pending {
+                            Some(pending) if !p.results.contains_key(&c.task_id) => {
+                                let mut entry = pending.entry;
+                                entry.attempt = entry.attempt.saturating_add(1);
+                                // The next run pays for its own token.
+                                entry.paid = false;
+                                let now = Instant::now();
+                                p.schedule(now.checked_add(delay).unwrap_or(now), entry);
+                                p.retried += 1;
+                                true
+                            }
+                            _ => {
+                                p.duplicates += 1;
+                                false
+                            }
+                        };
+                    }
+                    if let (Some(reason), Some(pending)) = (&c.dead_letter, &pending) {
+                        let entry = pending.entry.clone();
+                        p.dead_letter(&entry, 1, "", reason.clone());
+                        p.malformed += 1;
+                    }
+                    let first = p.publish(&c.task_id, &c.outcome);
+                    if first {
+                        p.published += 1;
+                    } else {
+                        p.duplicates += 1;
+                    }
+                    first
+                })
+                .collect()
+        }))
+    }
+
+    fn heartbeat(&mut self, worker: &str, entries: &[String]) -> BrokerResult<Vec<String>> {
+        Ok(self.with(|p| {
+            let now = Instant::now();
+            if let Some(beat) = p.workers.get_mut(worker) {
+                beat.0 = now;
+            }
+            entries
+                .iter()
+                .filter(|entry| match p.owned(entry, worker) {
+                    Some(key) => {
+                        if let Some(pending) = p.pending.get_mut(&key) {
+                            pending.touched = now;
+                        }
+                        false
+                    }
+                    None => true,
+                })
+                .cloned()
+                .collect()
+        }))
+    }
+
+    fn reap(
+        &mut self,
+        worker: &str,
+        config: PoolConfig,
+        max_claims: usize,
+    ) -> BrokerResult<Reaped> {
+        Ok(self.with(|p| {
+            let now = Instant::now();
+            let idle: Vec<u64> = p
+                .pending
+                .iter()
+                .filter(|(_, pending)| {
+                    now.saturating_duration_since(pending.touched) >= config.lease
+                })
+                .map(|(&key, _)| key)
+                .collect();
+            let mut reaped = Reaped::default();
+            for key in idle {
+                let pending = p.pending.get_mut(&key).expect("listed above");
+                if pending.deliveries >= config.max_deliveries {
+                    let pending = p.pending.remove(&key).expect("listed above");
+                    let n = pending.deliveries;
+                    let reason = format!(
+                        "lost its worker {n} {}",
+                        if n == 1 { "time" } else { "times" }
+                    );
+                    p.dead_letter(&pending.entry, n, &pending.worker, reason);
+                    p.publish(&pending.entry.id, format!("L{n}").as_bytes());
+                    reaped.dead_lettered += 1;
+                } else if reaped.claimed.len() < max_claims {
+                    pending.worker = worker.to_string();
+                    pending.deliveries += 1;
+                    pending.touched = now;
+                    reaped
+                        .claimed
+                        .push(delivery(key.to_string(), &pending.entry));
+                }
+            }
+            // Forget workers silent for ten leases that hold nothing, as the Redis reaper does.
+            let forget = config.lease.saturating_mul(10);
+            let holders: HashSet<String> = p.pending.values().map(|x| x.worker.clone()).collect();
+            p.workers.retain(|name, (beat, _)| {
+                name == worker
+                    || holders.contains(name)
+                    || now.saturating_duration_since(*beat) < forget
+            });
+            reaped
+        }))
+    }
+
+    fn release(&mut self, worker: &str, entries: &[String]) -> BrokerResult<()> {
+        self.with(|p| {
+            for entry in entries {
+                if let Some(key) = p.owned(entry, worker) {
+                    let pending = p.pending.remove(&key).expect("owned");
+                    p.enqueue(pending.entry);
+                    p.released += 1;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn retire_worker(&mut self, worker: &str) -> BrokerResult<()> {
+        self.with(|p| {
+            let mine: Vec<u64> = p
+                .pending
+                .iter()
+                .filter(|(_, pending)| pending.worker == worker)
+                .map(|(&key, _)| key)
+                .collect();
+            for key in mine {
+                let pending = p.pending.remove(&key).expect("listed");
+                p.enqueue(pending.entry);
+                p.released += 1;
+            }
+            p.workers.remove(worker);
+        });
+        Ok(())
+    }
+
+    fn status(&mut self) -> BrokerResult<Option<Status>> {
+        Ok(Some(self.with(|p| p.status())))
+    }
+
+    fn pools(&mut self) -> BrokerResult<Vec<String>> {
+        let mut pools: Vec<String> = self.broker.lock().keys().cloned().collect();
+        pools.sort();
+        Ok(pools)
+    }
+
+    fn ping(&mut self) -> BrokerResult<()> {
+        Ok(())
+    }
+
+    fn max_payload(&mut self) -> usize {
+        MAX_PAYLOAD
+    }
+
+    fn live_workers(&mut self, within: Duration) -> BrokerResult<usize> {
+        Ok(self.with(|p| {
+            let now = Instant::now();
+            p.workers
+                .values()
+                .filter(|(beat, _)| now.saturating_duration_since(*beat) < within)
+                .count()
+        }))
+    }
+}
+
+/// A delay too far for `Instant` arithmetic is scheduled this far instead (the submit accepts at
+/// most a year, so this is never reached in practice).
+const FAR_FUTURE: Duration = Duration::from_secs(366 * 24 * 3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{RetryPolicy, SubmitOptions};
+    use crate::TaskError;
+
+    fn square(n: u64) -> u64 {
+        n * n
+    }
+
+    /// Fails until `runs` (a counter shared through a static) reaches `succeed_on`.
+    fn flaky((key, succeed_on): (u64, u32)) -> Result<u32, String> {
+        static RUNS: Mutex<BTreeMap<u64, u32>> = Mutex::new(BTreeMap::new());
+        let mut runs = RUNS.lock().unwrap();
+        let run = runs.entry(key).or_default();
+        *run += 1;
+        if *run >= succeed_on {
+            Ok(*run)
+        } else {
+            Err(format!("run {run} failed"))
+        }
+    }
+
+    fn stamp(_: ()) -> u128 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    }
+
+    crate::register!(square, flaky, stamp);
+
+    fn quick(retries: u32) -> RetryPolicy {
+        RetryPolicy::new(retries).backoff(Duration::from_millis(10), Duration::from_millis(50))
+    }
+
+    #[test]
+    fn tasks_round_trip_through_in_process_workers() {
+        let broker = MemoryBroker::new();
+        let worker = broker.serve(ServeOptions::default().threads(2));
+        let pool = broker.pool("default").build().unwrap();
+        let squares: Vec<u64> = pool.map(square, 0..200u64).map(Result::unwrap).collect();
+        assert_eq!(squares[199], 199 * 199);
+        let status = broker.status("default").unwrap();
+        assert_eq!(
+            (status.published, status.queued, status.in_flight),
+            (200, 0, 0)
+        );
+        drop(pool);
+        worker.stop().unwrap();
+    }
+
+    #[test]
+    fn retries_and_their_attempts_work_without_redis() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let options = SubmitOptions::new().retry(quick(3));
+        let ok = pool.submit_fallible_with(&options, flaky, (1, 3));
+        assert_eq!(ok.result(), Ok(3));
+        assert_eq!(ok.attempts(), Some(3));
+        let failing = pool.submit_fallible_with(&options, flaky, (2, 100));
+        assert_eq!(
+            failing.result(),
+            Err(TaskError::Failed("run 4 failed".into()))
+        );
+        assert_eq!(failing.attempts(), Some(4));
+        assert_eq!(broker.status("default").unwrap().retried, 5);
+    }
+
+    #[test]
+    fn a_delayed_task_waits_on_the_schedule_without_redis() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let delay = Duration::from_millis(300);
+        let submitted = stamp(());
+        let task = pool.submit_with(&SubmitOptions::new().delay(delay), stamp, ());
+        let started = task.result().unwrap();
+        assert!(started >= submitted + delay.as_millis() - 2, "ran early");
+    }
+
+    #[test]
+    fn a_rate_limit_holds_without_redis() {
+        let broker = MemoryBroker::new();
+        let _workers = [
+            broker.serve(ServeOptions::default().threads(2)),
+            broker.serve(ServeOptions::default().threads(2)),
+        ];
+        let pool = broker
+            .pool("default")
+            .rate_limit(stamp, crate::cluster::RateLimit::per_second(20).burst(5))
+            .build()
+            .unwrap();
+        let submitted = stamp(());
+        let tasks: Vec<_> = (0..25).map(|_| pool.submit(stamp, ())).collect();
+        let last = tasks.iter().map(|t| t.result().unwrap()).max().unwrap();
+        // 5 tokens at once, then 20 more at 20/s: the last start is at least 1 s after the
+        // first token was taken, which is after the submit, whatever the machine's load.
+        assert!(
+            last + 5 >= submitted + 1000,
+            "25 starts within {} ms",
+            last - submitted
+        );
+        assert!(broker.status("default").unwrap().throttled > 0);
+    }
+
+    #[test]
+    fn a_task_whose_worker_stops_is_released_and_runs_on_the_next() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let tasks: Vec<_> = (0..20u64).map(|n| pool.submit(square, n)).collect();
+        broker
+            .serve(ServeOptions::default().threads(1))
+            .stop()
+            .unwrap();
+        let _next = broker.serve(ServeOptions::default().threads(2));
+        for (n, task) in tasks.iter().enumerate() {
+            assert_eq!(task.result(), Ok(n as u64 * n as u64));
+        }
+    }
+}
