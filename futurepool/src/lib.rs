@@ -352,7 +352,7 @@ pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
 pub use task::{Task, TaskFuture};
-pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]

@@ -5,12 +5,14 @@
 //! - `builder.rs`: [`ThreadPoolBuilder`];
 //! - `shared.rs`: the queue, the sleeping workers and the life cycle, shared with the workers;
 //! - `worker.rs`: what a worker thread does;
+//! - `scope.rs`: [`ThreadPool::scope`], tasks that borrow from the caller's stack;
 //! - `loom_tests.rs`: model checks of the submit / sleep / wake / shutdown hand-off;
 //! - `README.md`: how a job reaches a worker without lost wake-ups or needless system calls.
 
 mod builder;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod scope;
 mod shared;
 mod worker;
 
@@ -22,6 +24,7 @@ use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::task::{Job, Task};
 
 pub use self::builder::ThreadPoolBuilder;
+pub use self::scope::Scope;
 use self::shared::{Config, Shared};
 
 /// A pool of worker threads that runs closures and hands back [`Task`] handles.
