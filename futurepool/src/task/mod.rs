@@ -212,6 +212,16 @@ impl<T, E> Task<T, E> {
         if self.core().register(listener).is_err() {
             return true;
         }
+        // On a thread pool's worker, run that pool's queued jobs while waiting, so a task waiting
+        // for another task of its own pool never waits for itself (`thread_pool/README.md`).
+        if let Some(done) =
+            crate::thread_pool::help_while_waiting(&|| self.is_done(), Some(self.id()), deadline)
+        {
+            if !done {
+                self.core().unregister(id);
+            }
+            return done || self.is_done();
+        }
         loop {
             if self.is_done() {
                 return true;

@@ -5,6 +5,9 @@
 //! atomics, thread-local, parking and threads come from `crate::loom`. A lost wake-up or a
 //! shutdown that waits for itself leaves every thread blocked, which loom reports as a deadlock.
 //!
+//! The help-while-waiting models (issue 16) run a one-worker pool whose only worker waits
+//! inside a task: without helping, the worker waits for itself and loom reports the deadlock.
+//!
 //! Each model bounds preemptions to 3 (or `LOOM_MAX_PREEMPTIONS` if set): the five models take
 //! about 2 s in release on a loaded two-core machine (6 s at 4), and each bug they pin (a
 //! sleeper not woken, a worker joining itself, a callback counted idle) is caught at 2 already:
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use crate::executor::Shutdown;
-use crate::ThreadPool;
+use crate::{Task, ThreadPool};
 
 fn model(body: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
@@ -109,5 +112,41 @@ fn loom_two_tasks_shut_down() {
             .collect();
         pool.shutdown(Shutdown::default());
         assert!(tasks.iter().all(|task| task.is_done()));
+    });
+}
+
+/// Help-while-waiting, inline: a task on a one-worker pool submits a task and waits for it
+/// (Python's classic deadlock); the waiting worker finds its target queued and runs it.
+#[test]
+fn loom_a_task_waiting_on_its_own_one_worker_pool_completes() {
+    model(|| {
+        let pool = Arc::new(pool(1));
+        let inner = Arc::clone(&pool);
+        let outer = pool.submit(move || inner.submit(|| 2).result());
+        assert_eq!(outer.result(), Ok(Ok(2)));
+        pool.shutdown(Shutdown::default());
+        assert_eq!(pool.worker_count(), 0);
+    });
+}
+
+/// Help-while-waiting, parked: the only worker waits inside a task for a gate that only a job
+/// submitted later (from outside) opens. Whether that job is queued before the worker starts
+/// waiting, or arrives while it is parked as a helper, the worker runs it: a submit that finds
+/// no idle worker and may start none wakes a helper.
+#[test]
+fn loom_a_waiting_worker_runs_a_job_submitted_while_it_waits() {
+    model(|| {
+        let pool = Arc::new(pool(1));
+        let gate = Task::<u8>::pending();
+        let waited = gate.clone();
+        let outer = pool.submit(move || waited.result());
+        let opener = gate.clone();
+        let open = pool.submit(move || {
+            opener.resolve(Ok(1));
+        });
+        assert_eq!(outer.result(), Ok(Ok(1)));
+        open.wait();
+        pool.shutdown(Shutdown::default());
+        assert_eq!(pool.worker_count(), 0);
     });
 }

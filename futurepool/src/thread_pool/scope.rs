@@ -43,36 +43,66 @@ pub struct Scope<'scope, 'env: 'scope> {
 /// and the signal when nothing is left.
 #[derive(Default)]
 struct Latch {
-    outstanding: Mutex<usize>,
+    state: Mutex<LatchState>,
     all_released: Condvar,
 }
 
+#[derive(Default)]
+struct LatchState {
+    outstanding: usize,
+    /// A worker of the pool waiting for the scope while it runs the pool's jobs: unparked, not
+    /// signalled (see [`Latch::wait`]).
+    helper: Option<std::thread::Thread>,
+}
+
 impl Latch {
-    fn lock(&self) -> MutexGuard<'_, usize> {
+    fn lock(&self) -> MutexGuard<'_, LatchState> {
         // Only the counter changes under this lock; a poisoned one still holds a valid count.
-        self.outstanding.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn acquire(&self, n: usize) {
-        *self.lock() += n;
+        self.lock().outstanding += n;
     }
 
     fn release(&self) {
-        let mut outstanding = self.lock();
-        *outstanding -= 1;
-        if *outstanding == 0 {
+        let helper = {
+            let mut state = self.lock();
+            state.outstanding -= 1;
+            if state.outstanding > 0 {
+                return;
+            }
             self.all_released.notify_all();
+            state.helper.take()
+        };
+        if let Some(helper) = helper {
+            helper.unpark();
         }
     }
 
-    /// Blocks until every closure is dropped. Unbounded by design: the scope's borrows are only
-    /// safe to end once the closures are gone, and the closures are the caller's own code.
+    /// Blocks until every closure is dropped and every task is done. Unbounded by design: the
+    /// scope's borrows are only safe to end once the closures are gone, and the closures are the
+    /// caller's own code. On a worker of a thread pool, it runs that pool's queued jobs meanwhile
+    /// (help-while-waiting), so a scope opened inside a task of its own pool does not wait for
+    /// itself.
     fn wait(&self) {
-        let mut outstanding = self.lock();
-        while *outstanding > 0 {
-            outstanding = self
+        {
+            let mut state = self.lock();
+            if state.outstanding == 0 {
+                return;
+            }
+            // Registered under the lock `release` takes: the last release finds it and unparks.
+            state.helper = Some(std::thread::current());
+        }
+        if super::help_while_waiting(&|| self.lock().outstanding == 0, None, None).is_some() {
+            return;
+        }
+        let mut state = self.lock();
+        state.helper = None;
+        while state.outstanding > 0 {
+            state = self
                 .all_released
-                .wait(outstanding)
+                .wait(state)
                 .unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -230,7 +260,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
 impl fmt::Debug for Scope<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
-            .field("outstanding", &*self.latch.lock())
+            .field("outstanding", &self.latch.lock().outstanding)
             .finish_non_exhaustive()
     }
 }
@@ -246,10 +276,9 @@ impl ThreadPool {
     ///   (never unsoundness); `scope` itself does not re-raise it: read the handles.
     /// - A task cancelled while queued is dropped (with its borrows) before `scope` returns.
     ///
-    /// # Warning: waiting for the scope on its own pool
-    ///
     /// `scope` blocks its caller until the tasks are done. Called from a task of the same pool,
-    /// that is the nested wait described on [`ThreadPool`].
+    /// the waiting worker runs the pool's queued jobs meanwhile (see [`ThreadPool`]), so a scope
+    /// inside a task does not wait for itself.
     ///
     /// # Examples
     ///
@@ -541,6 +570,30 @@ mod tests {
             });
             assert_eq!(hits.load(Ordering::SeqCst), 33);
         })
+    }
+
+    /// The scope's end is a helping wait: on the only worker of its own pool, it runs its own
+    /// tasks instead of waiting for itself.
+    #[test]
+    fn a_scope_inside_a_task_of_its_own_one_worker_pool_completes() {
+        within(
+            "a_scope_inside_a_task_of_its_own_one_worker_pool_completes",
+            || {
+                let pool = std::sync::Arc::new(ThreadPool::new(1));
+                let inner = std::sync::Arc::clone(&pool);
+                let outer = pool.submit(move || {
+                    let mut halves = [0u64; 2];
+                    let data: Vec<u64> = (1..=10).collect();
+                    let (a, b) = halves.split_at_mut(1);
+                    inner.scope(|s| {
+                        s.submit(|| a[0] = data[..5].iter().sum());
+                        s.submit(|| b[0] = data[5..].iter().sum());
+                    });
+                    halves
+                });
+                assert_eq!(outer.result_timeout(LIMIT), Ok([15, 40]));
+            },
+        )
     }
 
     #[test]
