@@ -5,8 +5,10 @@
 //! - `listeners.rs`: who is woken when a task is done;
 //! - `job.rs`: the task's allocation and the runnable half an executor's queue holds;
 //! - `future.rs`: `.await` support;
+//! - `combine.rs`: `Task::all` and `Task::any`;
 //! - `README.md`: the protocol, and why no wake-up can be lost.
 
+mod combine;
 mod core;
 mod deferred;
 mod future;

@@ -6,10 +6,12 @@
 //! - `shared.rs`: the queue, the sleeping workers and the life cycle, shared with the workers;
 //! - `worker.rs`: what a worker thread does;
 //! - `scope.rs`: [`ThreadPool::scope`], tasks that borrow from the caller's stack;
+//! - `chain.rs`: [`Task::then`](crate::Task::then), a task that runs when another succeeded;
 //! - `loom_tests.rs`: model checks of the submit / sleep / wake / shutdown hand-off;
 //! - `README.md`: how a job reaches a worker without lost wake-ups or needless system calls.
 
 mod builder;
+mod chain;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod scope;
