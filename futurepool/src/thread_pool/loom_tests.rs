@@ -150,3 +150,46 @@ fn loom_a_waiting_worker_runs_a_job_submitted_while_it_waits() {
         assert_eq!(pool.worker_count(), 0);
     });
 }
+
+/// Help-while-waiting, handed on: both workers wait inside tasks; a job that only a waiter can
+/// run is submitted while main ends the first waiter's wait. If the submit woke that waiter and
+/// it leaves, it hands the wake-up on to the other, which runs the job.
+///
+/// Bounded to 2 preemptions (about 15 s). That bound does not reach the one schedule the hand-on
+/// exists for (the submit wakes the helper whose wait ends at that moment): the model still
+/// passes with the hand-on removed, so it checks the two-helper protocol for lost wake-ups and
+/// deadlocks, not the hand-on itself. At 3, loom 0.7.3 reaches a schedule where a task's
+/// completion unparks a worker that is blocked on the pool's mutex, and loom's `unpark` makes a
+/// thread blocked on *anything* runnable (`rt/thread.rs`, `set_unparked`), so the worker is
+/// scheduled while the mutex is still held and loom panics ("expected to be able to acquire
+/// lock"). With std the unpark only leaves a token. The same family as the yield concession in
+/// `README.md`.
+#[test]
+fn loom_a_leaving_helper_hands_its_wake_up_on() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let pool = Arc::new(pool(2));
+        let (first_gate, second_gate) = (Task::<u8>::pending(), Task::<u8>::pending());
+        let (waited_first, waited_second) = (first_gate.clone(), second_gate.clone());
+        // After its wait, the first task blocks outside futurepool (helping no more) until
+        // the second is done: only a handed-on wake-up gets the job to the second waiter.
+        let (release, released) = loom::sync::mpsc::channel::<()>();
+        let first = pool.submit(move || {
+            let value = waited_first.result();
+            released.recv().unwrap();
+            value
+        });
+        let second = pool.submit(move || waited_second.result());
+        let opener = second_gate.clone();
+        let open = pool.submit(move || {
+            opener.resolve(Ok(2));
+        });
+        first_gate.resolve(Ok(1));
+        assert_eq!(second.result(), Ok(Ok(2)));
+        release.send(()).unwrap();
+        assert_eq!(first.result(), Ok(Ok(1)));
+        open.wait();
+        pool.shutdown(Shutdown::default());
+    });
+}

@@ -362,12 +362,21 @@ impl Shared {
         run: &dyn Fn(Job),
     ) -> bool {
         let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+        // Set while this waiter was woken for a job it has not taken yet: leaving then must hand
+        // the wake-up on, or the job could wait for a helper that went away.
+        let mut owes_a_wake = false;
         loop {
-            if done() {
-                return true;
-            }
-            if expired() {
-                return false;
+            let finished = done();
+            if finished || expired() {
+                if owes_a_wake {
+                    let mut state = self.lock();
+                    let next = self.cover_queue(&mut state);
+                    drop(state);
+                    if let Some(next) = next {
+                        next.wake();
+                    }
+                }
+                return finished;
             }
             let mut state = self.lock();
             let targeted = target.and_then(|target| {
@@ -380,6 +389,8 @@ impl Shared {
                 let at = state.jobs.len() - 1 - from_back;
                 state.jobs.remove(at)
             });
+            // Taking any job, or finding none left (another thread took it), settles the debt.
+            owes_a_wake = false;
             if let Some(job) = targeted.or_else(|| state.jobs.pop_back()) {
                 self.queued.store(state.jobs.len(), Ordering::Relaxed);
                 let room = state.waiting_submitters > 0;
@@ -399,14 +410,8 @@ impl Shared {
             let mut state = self.lock();
             let registered = state.helpers.len();
             state.helpers.retain(|helper| !Arc::ptr_eq(helper, &me));
-            let woken_for_a_job = state.helpers.len() == registered;
-            if woken_for_a_job && (done() || expired()) {
-                let next = self.cover_queue(&mut state);
-                drop(state);
-                if let Some(next) = next {
-                    next.wake();
-                }
-            }
+            // Gone from the list without removing itself: a submit (or `cover_queue`) took it.
+            owes_a_wake = state.helpers.len() == registered;
         }
     }
 
