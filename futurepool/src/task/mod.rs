@@ -267,6 +267,10 @@ impl<T, E> Task<T, E> {
     /// Like [`result`](Task::result), but gives up after `timeout` with [`TaskError::Timeout`];
     /// the task itself is unaffected.
     ///
+    /// On a thread pool's worker waiting for its own pool, the worker runs queued jobs while it
+    /// waits (see [`ThreadPool`](crate::ThreadPool)); it checks the time between jobs, so the
+    /// wait can end late by the length of the job it was running.
+    ///
     /// # Errors
     ///
     /// As [`result`](Task::result), plus [`TaskError::Timeout`].
