@@ -4,6 +4,7 @@
 //!
 //! Every pool has 2 workers. Figures:
 //! - throughput: submit 1,000,000 no-op tasks, then collect every result (best of 3 runs);
+//! - contention: the same 1,000,000 tasks from 4 threads submitting and collecting at once;
 //! - memory: resident bytes per pending no-op task, 1,000,000 queued behind blocked workers with
 //!   every handle kept (each implementation in a fresh child process, so freed memory of one run
 //!   cannot be reused by the next);
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 const WORKERS: usize = 2;
 const TASKS: usize = 1_000_000;
 const RUNS: usize = 3;
+/// Threads submitting at once for the contention figure.
+const SUBMITTERS: usize = 4;
 const LATENCY_SAMPLES: usize = 2_000;
 const CPU_TASKS: usize = 16;
 const CPU_TASK_TIME: Duration = Duration::from_millis(50);
@@ -49,6 +52,14 @@ pub fn run(args: &[String]) {
                 println!("{peer}: {:.2} M tasks/s", best_throughput(peer) / 1e6);
                 return;
             }
+            "--contention-only" => {
+                let rate = best_throughput_with(peer, SUBMITTERS);
+                println!(
+                    "{peer}, {SUBMITTERS} submitters: {:.2} M tasks/s",
+                    rate / 1e6
+                );
+                return;
+            }
             _ => {}
         }
     }
@@ -75,6 +86,18 @@ pub fn run(args: &[String]) {
             "Python ThreadPoolExecutor",
             format!("{:.3} M tasks/s", p.throughput / 1e6),
             throughputs[0] / p.throughput,
+        );
+    }
+    let contended: Vec<f64> = PEERS
+        .iter()
+        .map(|peer| best_throughput_with(peer, SUBMITTERS))
+        .collect();
+    for (peer, &tasks_per_s) in PEERS.iter().zip(&contended) {
+        table.row(
+            "contention, 1M no-op tasks from 4 submitting threads (higher is better)",
+            peer,
+            format!("{:.2} M tasks/s", tasks_per_s / 1e6),
+            contended[0] / tasks_per_s,
         );
     }
 
@@ -240,7 +263,13 @@ impl Table {
 // Throughput
 
 fn best_throughput(peer: &str) -> f64 {
-    let submit_and_collect: Box<dyn Fn(usize) -> Duration> = match peer {
+    best_throughput_with(peer, 1)
+}
+
+/// Tasks per second with `submitters` threads each submitting (and collecting) their share of
+/// the tasks at once, best of [`RUNS`].
+fn best_throughput_with(peer: &str, submitters: usize) -> f64 {
+    let submit_and_collect: Box<dyn Fn(usize) -> Duration + Sync> = match peer {
         "futurepool" => {
             let pool = futurepool::ThreadPool::new(WORKERS);
             Box::new(move |n| {
@@ -304,8 +333,20 @@ fn best_throughput(peer: &str) -> f64 {
         }
         other => unreachable!("unknown peer {other}"),
     };
-    submit_and_collect(10_000); // warm-up: start the workers
-    let best = (0..RUNS).map(|_| submit_and_collect(TASKS)).min().unwrap();
+    let run = |n: usize| {
+        if submitters == 1 {
+            return submit_and_collect(n);
+        }
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..submitters {
+                s.spawn(|| submit_and_collect(n / submitters));
+            }
+        });
+        start.elapsed()
+    };
+    run(10_000); // warm-up: start the workers
+    let best = (0..RUNS).map(|_| run(TASKS)).min().unwrap();
     TASKS as f64 / best.as_secs_f64()
 }
 

@@ -389,7 +389,7 @@ pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
 pub use task::Task;
-pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]

@@ -174,6 +174,12 @@ impl Job {
     pub(crate) fn cancel(self) {
         self.0.cancel()
     }
+
+    /// The task's address, equal to its handles' [`Task::id`]: the job and the handles share one
+    /// allocation.
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
 }
 
 /// Drops something whose `Drop` is user code, catching and reporting a panic: the thread may be a

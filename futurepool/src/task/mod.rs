@@ -5,8 +5,10 @@
 //! - `listeners.rs`: who is woken when a task is done;
 //! - `job.rs`: the task's allocation and the runnable half an executor's queue holds;
 //! - `future.rs`: `.await` support;
+//! - `combine.rs`: `Task::all` and `Task::any`;
 //! - `README.md`: the protocol, and why no wake-up can be lost.
 
+mod combine;
 mod core;
 mod deferred;
 mod future;
@@ -221,6 +223,16 @@ impl<T, E> Task<T, E> {
         if self.core().register(listener).is_err() {
             return true;
         }
+        // On a thread pool's worker, run that pool's queued jobs while waiting, so a task waiting
+        // for another task of its own pool never waits for itself (`thread_pool/README.md`).
+        if let Some(done) =
+            crate::thread_pool::help_while_waiting(&|| self.is_done(), Some(self.id()), deadline)
+        {
+            if !done {
+                self.core().unregister(id);
+            }
+            return done || self.is_done();
+        }
         loop {
             if self.is_done() {
                 return true;
@@ -263,6 +275,10 @@ impl<T, E> Task<T, E> {
 
     /// Like [`result`](Task::result), but gives up after `timeout` with [`TaskError::Timeout`];
     /// the task itself is unaffected.
+    ///
+    /// On a thread pool's worker waiting for its own pool, the worker runs queued jobs while it
+    /// waits (see [`ThreadPool`](crate::ThreadPool)); it checks the time between jobs, so the
+    /// wait can end late by the length of the job it was running.
     ///
     /// # Errors
     ///

@@ -5,6 +5,9 @@
 //! atomics, thread-local, parking and threads come from `crate::loom`. A lost wake-up or a
 //! shutdown that waits for itself leaves every thread blocked, which loom reports as a deadlock.
 //!
+//! The help-while-waiting models (issue 16) run a one-worker pool whose only worker waits
+//! inside a task: without helping, the worker waits for itself and loom reports the deadlock.
+//!
 //! Each model bounds preemptions to 3 (or `LOOM_MAX_PREEMPTIONS` if set): the five models take
 //! about 2 s in release on a loaded two-core machine (6 s at 4), and each bug they pin (a
 //! sleeper not woken, a worker joining itself, a callback counted idle) is caught at 2 already:
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 use crate::executor::Shutdown;
-use crate::ThreadPool;
+use crate::{Task, ThreadPool};
 
 fn model(body: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
@@ -109,5 +112,84 @@ fn loom_two_tasks_shut_down() {
             .collect();
         pool.shutdown(Shutdown::default());
         assert!(tasks.iter().all(|task| task.is_done()));
+    });
+}
+
+/// Help-while-waiting, inline: a task on a one-worker pool submits a task and waits for it
+/// (Python's classic deadlock); the waiting worker finds its target queued and runs it.
+#[test]
+fn loom_a_task_waiting_on_its_own_one_worker_pool_completes() {
+    model(|| {
+        let pool = Arc::new(pool(1));
+        let inner = Arc::clone(&pool);
+        let outer = pool.submit(move || inner.submit(|| 2).result());
+        assert_eq!(outer.result(), Ok(Ok(2)));
+        pool.shutdown(Shutdown::default());
+        assert_eq!(pool.worker_count(), 0);
+    });
+}
+
+/// Help-while-waiting, parked: the only worker waits inside a task for a gate that only a job
+/// submitted later (from outside) opens. Whether that job is queued before the worker starts
+/// waiting, or arrives while it is parked as a helper, the worker runs it: a submit that finds
+/// no idle worker and may start none wakes a helper.
+#[test]
+fn loom_a_waiting_worker_runs_a_job_submitted_while_it_waits() {
+    model(|| {
+        let pool = Arc::new(pool(1));
+        let gate = Task::<u8>::pending();
+        let waited = gate.clone();
+        let outer = pool.submit(move || waited.result());
+        let opener = gate.clone();
+        let open = pool.submit(move || {
+            opener.resolve(Ok(1));
+        });
+        assert_eq!(outer.result(), Ok(Ok(1)));
+        open.wait();
+        pool.shutdown(Shutdown::default());
+        assert_eq!(pool.worker_count(), 0);
+    });
+}
+
+/// Help-while-waiting, handed on: both workers wait inside tasks; a job that only a waiter can
+/// run is submitted while main ends the first waiter's wait. If the submit woke that waiter and
+/// it leaves, it hands the wake-up on to the other, which runs the job.
+///
+/// Bounded to 2 preemptions (about 15 s). That bound does not reach the one schedule the hand-on
+/// exists for (the submit wakes the helper whose wait ends at that moment): the model still
+/// passes with the hand-on removed, so it checks the two-helper protocol for lost wake-ups and
+/// deadlocks, not the hand-on itself. At 3, loom 0.7.3 reaches a schedule where a task's
+/// completion unparks a worker that is blocked on the pool's mutex, and loom's `unpark` makes a
+/// thread blocked on *anything* runnable (`rt/thread.rs`, `set_unparked`), so the worker is
+/// scheduled while the mutex is still held and loom panics ("expected to be able to acquire
+/// lock"). With std the unpark only leaves a token. The same family as the yield concession in
+/// `README.md`.
+#[test]
+fn loom_a_leaving_helper_hands_its_wake_up_on() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let pool = Arc::new(pool(2));
+        let (first_gate, second_gate) = (Task::<u8>::pending(), Task::<u8>::pending());
+        let (waited_first, waited_second) = (first_gate.clone(), second_gate.clone());
+        // After its wait, the first task blocks outside futurepool (helping no more) until
+        // the second is done: only a handed-on wake-up gets the job to the second waiter.
+        let (release, released) = loom::sync::mpsc::channel::<()>();
+        let first = pool.submit(move || {
+            let value = waited_first.result();
+            released.recv().unwrap();
+            value
+        });
+        let second = pool.submit(move || waited_second.result());
+        let opener = second_gate.clone();
+        let open = pool.submit(move || {
+            opener.resolve(Ok(2));
+        });
+        first_gate.resolve(Ok(1));
+        assert_eq!(second.result(), Ok(Ok(2)));
+        release.send(()).unwrap();
+        assert_eq!(first.result(), Ok(Ok(1)));
+        open.wait();
+        pool.shutdown(Shutdown::default());
     });
 }

@@ -5,12 +5,16 @@
 //! - `builder.rs`: [`ThreadPoolBuilder`];
 //! - `shared.rs`: the queue, the sleeping workers and the life cycle, shared with the workers;
 //! - `worker.rs`: what a worker thread does;
+//! - `scope.rs`: [`ThreadPool::scope`], tasks that borrow from the caller's stack;
+//! - `chain.rs`: [`Task::then`](crate::Task::then), a task that runs when another succeeded;
 //! - `loom_tests.rs`: model checks of the submit / sleep / wake / shutdown hand-off;
 //! - `README.md`: how a job reaches a worker without lost wake-ups or needless system calls.
 
 mod builder;
+mod chain;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod scope;
 mod shared;
 mod worker;
 
@@ -22,7 +26,9 @@ use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::task::{Job, Task};
 
 pub use self::builder::ThreadPoolBuilder;
+pub use self::scope::Scope;
 use self::shared::{Config, Shared};
+pub(crate) use self::worker::help_while_waiting;
 
 /// A pool of worker threads that runs closures and hands back [`Task`] handles.
 ///
@@ -35,13 +41,20 @@ use self::shared::{Config, Shared};
 /// leaving Python's `with ThreadPoolExecutor() as pool:` block. Share a pool between threads by
 /// reference (it is `Sync`) or in an `Arc`.
 ///
-/// # Warning: waiting on the pool from inside it
+/// # Waiting on the pool from inside it
 ///
-/// A task or done-callback may submit to its own pool and wait for the result; the pool starts
-/// another worker for it if `max_workers` allows (a worker running callbacks is not counted
-/// idle). But a waiting worker does not run other tasks, so with `max_workers = 1`, or once every
-/// worker is waiting, such a wait never ends: use
-/// [`result_timeout`](crate::Task::result_timeout) there, or leave a worker free.
+/// A task or done-callback may submit to its own pool and wait (`result`, `wait`,
+/// [`wait`](crate::wait), [`as_completed`](crate::as_completed), iterating a `map`, a
+/// [`scope`](ThreadPool::scope)): the waiting worker runs the pool's queued jobs meanwhile
+/// (help-while-waiting), the awaited task first, so this never waits for itself, even with one
+/// worker. It stops helping once its wait is over, after the job it is running; at most 64 such
+/// waits nest on one worker, deeper ones block without helping.
+///
+/// # Warning: a job run while waiting shares the waiter's thread
+///
+/// A job the waiter runs meanwhile runs on its stack while the waiting task holds whatever it
+/// holds: a task that waits while holding a lock another task of this pool takes can deadlock
+/// with itself. Release locks before waiting.
 ///
 /// # Examples
 ///

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
@@ -13,6 +14,10 @@ use crate::loom::thread::{self, JoinHandle, Thread};
 
 use crate::error::{Reason, TaskError};
 use crate::task::Job;
+
+/// How many of the most recent queued jobs a helping wait looks through for the task it awaits
+/// (under the lock, so bounded).
+const TARGET_SCAN: usize = 256;
 
 /// A worker initializer, with its error already turned into text.
 pub(super) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -73,6 +78,9 @@ pub(super) struct State {
     pub(super) jobs: VecDeque<Job>,
     /// Idle workers parked waiting for a job; a submit wakes the most recent (its cache is warm).
     pub(super) sleepers: Vec<Arc<Sleeper>>,
+    /// Busy workers parked inside a wait on their own pool (help-while-waiting, see
+    /// `help_until`): woken for a job only when no idle worker and no new thread can take it.
+    helpers: Vec<Arc<Sleeper>>,
     /// Live worker threads, including ones still starting.
     pub(super) workers: usize,
     /// Workers started so far, for naming the next one.
@@ -128,6 +136,7 @@ impl Shared {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 sleepers: Vec::new(),
+                helpers: Vec::new(),
                 workers: 0,
                 started: 0,
                 waiting_submitters: 0,
@@ -181,7 +190,7 @@ impl Shared {
         self.queued.store(state.jobs.len(), Ordering::Relaxed);
         // A spinning worker takes one job without being woken; wake a sleeper (a system call)
         // only for jobs beyond that.
-        let wake = if state.jobs.len() > state.spinning {
+        let mut wake = if state.jobs.len() > state.spinning {
             state.sleepers.pop()
         } else {
             None
@@ -196,6 +205,9 @@ impl Shared {
                 let jobs = self.break_locked(&mut state, reason.clone());
                 return Admission::Broke(jobs, reason);
             }
+        } else if wake.is_none() && state.jobs.len() > self.idle.load(Ordering::Acquire) {
+            // Every worker is busy and no more may start: one waiting on this pool runs it.
+            wake = state.helpers.pop();
         }
         Admission::Queued { wake }
     }
@@ -306,12 +318,100 @@ impl Shared {
     pub(super) fn mark_busy(self: &Arc<Self>) {
         let mut state = self.lock();
         self.idle.fetch_sub(1, Ordering::AcqRel);
-        if state.jobs.len() > self.idle.load(Ordering::Acquire)
-            && state.workers < self.config.max_workers
-        {
-            // This worker is alive, so the start cannot break the pool; if the system is out of
-            // threads, the job waits for a worker to come back, as at submit.
-            let _ = self.start_worker(&mut state);
+        let helper = self.cover_queue(&mut state);
+        drop(state);
+        if let Some(helper) = helper {
+            helper.wake();
+        }
+    }
+
+    /// If the queue holds more jobs than idle workers can take, starts a worker, or, when no more
+    /// may start, returns a worker waiting on this pool to wake so it runs one. This worker is
+    /// alive, so a failed start cannot break the pool; if the system is out of threads, the job
+    /// waits for a worker to come back, as at submit.
+    fn cover_queue(self: &Arc<Self>, state: &mut State) -> Option<Arc<Sleeper>> {
+        if state.jobs.len() <= self.idle.load(Ordering::Acquire) {
+            return None;
+        }
+        if state.workers < self.config.max_workers {
+            let _ = self.start_worker(state);
+            return None;
+        }
+        state.helpers.pop()
+    }
+
+    /// Help-while-waiting: a worker of this pool waits, inside a task or callback, until `done()`
+    /// or `deadline`, and runs this pool's queued jobs meanwhile; returns whether `done()` held.
+    ///
+    /// The caller has already arranged to be unparked when `done()` becomes true. With the queue
+    /// empty the worker parks as a *helper*, under the same lock under which a submit looks for
+    /// one, so a job it alone could run wakes it (see `admit`). Woken for a job but leaving
+    /// because its own wait ended, it hands the wake-up on (`cover_queue`), so no job is left for
+    /// a helper that went away. It counts as busy throughout: it runs user code that may block.
+    ///
+    /// Which job it runs: the awaited task itself if it is still queued (`target`, looked for
+    /// among the [`TARGET_SCAN`] most recent jobs), so a wait on a task just submitted runs it
+    /// inline and nesting stays as deep as the caller's own recursion; otherwise the most recent
+    /// job (most likely one the waiting task submitted), never an older one a free worker would
+    /// take first.
+    pub(super) fn help_until(
+        self: &Arc<Self>,
+        done: &dyn Fn() -> bool,
+        target: Option<usize>,
+        deadline: Option<Instant>,
+        run: &dyn Fn(Job),
+    ) -> bool {
+        let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+        // Set while this waiter was woken for a job it has not taken yet: leaving then must hand
+        // the wake-up on, or the job could wait for a helper that went away.
+        let mut owes_a_wake = false;
+        loop {
+            let finished = done();
+            if finished || expired() {
+                if owes_a_wake {
+                    let mut state = self.lock();
+                    let next = self.cover_queue(&mut state);
+                    drop(state);
+                    if let Some(next) = next {
+                        next.wake();
+                    }
+                }
+                return finished;
+            }
+            let mut state = self.lock();
+            let targeted = target.and_then(|target| {
+                let from_back = state
+                    .jobs
+                    .iter()
+                    .rev()
+                    .take(TARGET_SCAN)
+                    .position(|job| job.addr() == target)?;
+                let at = state.jobs.len() - 1 - from_back;
+                state.jobs.remove(at)
+            });
+            // Taking any job, or finding none left (another thread took it), settles the debt.
+            owes_a_wake = false;
+            if let Some(job) = targeted.or_else(|| state.jobs.pop_back()) {
+                self.queued.store(state.jobs.len(), Ordering::Relaxed);
+                let room = state.waiting_submitters > 0;
+                drop(state);
+                if room {
+                    self.room.notify_one();
+                }
+                run(job);
+                continue;
+            }
+            let me = Sleeper::for_current_thread();
+            state.helpers.push(Arc::clone(&me));
+            drop(state);
+            if !done() {
+                thread::park_until(deadline);
+            }
+            let mut state = self.lock();
+            let registered = state.helpers.len();
+            state.helpers.retain(|helper| !Arc::ptr_eq(helper, &me));
+            // Gone from the list without removing itself: a submit (or `cover_queue`) took it.
+            owes_a_wake = state.helpers.len() == registered;
         }
     }
 
@@ -368,7 +468,7 @@ impl Shared {
     }
 
     fn wake_everyone(&self, state: &mut State) {
-        for sleeper in state.sleepers.drain(..) {
+        for sleeper in state.sleepers.drain(..).chain(state.helpers.drain(..)) {
             sleeper.wake();
         }
         self.room.notify_all();

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::panic::{self as std_panic, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::{Panic, Reason};
 use crate::panic;
@@ -13,15 +14,74 @@ use super::shared::{Shared, Sleeper};
 // loom's `thread_local!` does not take a `const { }` initialiser.
 #[allow(clippy::missing_const_for_thread_local)]
 mod worker_of {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
+    use std::sync::Arc;
+
+    use super::Shared;
 
     crate::loom::thread_local! {
         /// The pool this thread works for (its `Shared`'s address), 0 on other threads: lets a
         /// task that shuts its own pool down be told apart from a caller outside it.
         pub(super) static WORKER_OF: Cell<usize> = Cell::new(0);
+        /// The same pool, for a wait inside one of its tasks to run its queued jobs.
+        pub(super) static HELPS: RefCell<Option<Arc<Shared>>> = RefCell::new(None);
+        /// How many helping waits are nested on this thread's stack.
+        pub(super) static HELP_DEPTH: Cell<usize> = Cell::new(0);
     }
 }
-use worker_of::WORKER_OF;
+use worker_of::{HELPS, HELP_DEPTH, WORKER_OF};
+
+/// At most this many helping waits nest on one worker (a job run while waiting waits, and runs a
+/// job that waits, ...): each level holds a job's frames on the worker's stack. A wait deeper
+/// than this blocks without helping.
+pub(crate) const MAX_HELP_DEPTH: usize = 64;
+
+/// Help-while-waiting, the entry point for every blocking wait in the crate (`Task::wait_until`,
+/// `wait`/`as_completed`/`map_unordered`'s mailbox, a scope's end). On a worker of a thread pool,
+/// runs that pool's queued jobs until `done()` or `deadline`, and returns `Some(done())`; on any
+/// other thread, or nested [`MAX_HELP_DEPTH`] deep, returns `None` and the caller blocks as usual.
+///
+/// The caller must already be registered to be unparked when `done()` becomes true.
+///
+/// `target` is the awaited task's address ([`Task::id`](crate::Task)) when the wait is for one
+/// task: it is run first if still queued.
+pub(crate) fn help_while_waiting(
+    done: &dyn Fn() -> bool,
+    target: Option<usize>,
+    deadline: Option<Instant>,
+) -> Option<bool> {
+    let shared = HELPS.with(|pool| pool.borrow().clone())?;
+    let depth = HELP_DEPTH.with(Cell::get);
+    if depth >= MAX_HELP_DEPTH {
+        return None;
+    }
+    struct Nesting(usize);
+    impl Drop for Nesting {
+        fn drop(&mut self) {
+            HELP_DEPTH.with(|d| d.set(self.0));
+        }
+    }
+    HELP_DEPTH.with(|d| d.set(depth + 1));
+    let _nesting = Nesting(depth);
+    Some(shared.help_until(done, target, deadline, &run_nested))
+}
+
+/// A job run by a worker that is waiting inside another task: the worker is counted busy for
+/// the whole wait, so the job's hooks change nothing.
+struct Nested;
+
+impl WorkerHooks for Nested {
+    fn idle(&self) {}
+    fn busy(&self) {}
+}
+
+fn run_nested(job: crate::task::Job) {
+    // As in `run`: `run_on` guards the user code; this net catches whatever else unwinds, so a
+    // helped job cannot unwind into the task that was waiting.
+    if let Err(payload) = std_panic::catch_unwind(AssertUnwindSafe(|| job.run_on(&Nested))) {
+        report_escaped(payload);
+    }
+}
 
 /// True if the calling thread is one of this pool's workers.
 pub(super) fn is_worker_of(shared: &Arc<Shared>) -> bool {
@@ -55,6 +115,7 @@ impl WorkerHooks for Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         WORKER_OF.with(|pool| pool.set(0));
+        HELPS.with(|pool| pool.borrow_mut().take());
         if !self.exited.get() {
             self.shared
                 .worker_exited(self.counted_idle.get(), std::thread::panicking());
@@ -71,6 +132,7 @@ pub(super) fn run(shared: Arc<Shared>) {
         exited: Cell::new(false),
     };
     WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
+    HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(&worker.shared)));
     if let Some(init) = worker.shared.config.initializer.clone() {
         let failure = match panic::catch(|| init()) {
             Ok(Ok(())) => None,

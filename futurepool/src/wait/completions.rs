@@ -71,6 +71,17 @@ impl Completions {
                 // check finds us and unparks; an unpark before our park leaves a token.
                 inbox.waiter = Some(thread::current());
             }
+            // On a thread pool's worker, run that pool's queued jobs meanwhile (never waiting for
+            // itself); `notify` unparks us as it would a parked waiter.
+            if crate::thread_pool::help_while_waiting(
+                &|| !self.lock().done.is_empty(),
+                None,
+                deadline,
+            )
+            .is_some()
+            {
+                continue;
+            }
             park_until(deadline);
         }
     }
