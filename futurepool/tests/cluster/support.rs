@@ -168,6 +168,12 @@ impl Broker {
         wait_for("the broker to accept connections", || {
             TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         });
+        // Accepting is not serving: while it replays its AOF it answers LOADING to everything,
+        // which a test reading the broker right after a restart would take for a failure.
+        wait_for("the broker to finish loading its data", || {
+            // (A broker with `requirepass` answers NOAUTH once it serves.)
+            !matches!(self.cmd(&["PING"]), Reply::Error(e) if e.starts_with("LOADING"))
+        });
     }
 
     /// SIGKILL: no chance to write anything more.
