@@ -382,6 +382,7 @@ mod process_pool;
 mod registry;
 mod task;
 mod thread_pool;
+mod token;
 mod wait;
 mod wire;
 
@@ -390,6 +391,7 @@ pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
 pub use task::Task;
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
+pub use token::{current_token, CancelToken};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]

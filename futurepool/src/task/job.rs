@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::error::TaskError;
 use crate::loom::cell::UnsafeCell;
 use crate::panic;
+use crate::token::{self, AbortSource};
 
 use super::core::Core;
 use super::Task;
@@ -24,6 +25,16 @@ pub(crate) struct TaskCell<T, E, J: ?Sized> {
 
 /// Marker for the erased tail of a [`TaskCell`]; the handle never touches it, only drops it.
 pub(crate) trait ErasedJob: Send + Sync {}
+
+impl<T, E, J: ?Sized + Send + Sync> AbortSource for TaskCell<T, E, J>
+where
+    T: Send + Sync,
+    E: Send + Sync,
+{
+    fn is_aborted(&self) -> bool {
+        self.core.snapshot().is_abort_requested()
+    }
+}
 
 /// The closure of a task run on a thread, until a worker takes it.
 pub(crate) struct JobSlot<F>(UnsafeCell<Option<F>>);
@@ -49,6 +60,10 @@ pub(crate) trait WorkerHooks {
     /// User code that may block follows on this worker after all (the task's callbacks): stop
     /// counting the worker idle.
     fn busy(&self);
+    /// The pool is being shut down with `abort_running`: the task that just ran ends cancelled.
+    fn aborting(&self) -> bool {
+        false
+    }
 }
 
 /// Hooks for running a job outside any pool (tests, loom models).
@@ -85,12 +100,19 @@ where
             return;
         }
         let job = job.expect("a queued task's closure is taken only by its one Job");
+        // `current_token()` inside the closure reads this task's state (see `token.rs`).
+        let entered = token::enter(self.clone());
         // The closure's captures are dropped inside it, so under this catch too.
         let outcome = match panic::catch(job) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(TaskError::Failed(error)),
             Err(panic) => Err(TaskError::Panicked(panic)),
         };
+        drop(entered);
+        if worker.aborting() {
+            // Shut down with `abort_running`: the claim below then publishes CANCELLED.
+            self.core.try_abort();
+        }
         worker.idle();
         let task = Task::from_cell(self);
         task.resolve_then(outcome, &|| worker.busy());

@@ -24,7 +24,7 @@ use crate::error::TaskError;
 use crate::loom::thread;
 use crate::panic;
 
-use self::core::{CancelAttempt, Core, Snapshot};
+use self::core::{AbortAttempt, CancelAttempt, Claim, Core, Snapshot};
 pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
 use self::job::{ErasedJob, NoJob, TaskCell};
 pub(crate) use self::job::{Job, WorkerHooks};
@@ -176,6 +176,58 @@ impl<T, E> Task<T, E> {
             }
             CancelAttempt::AlreadyCancelled => true,
             CancelAttempt::TooLate => false,
+        }
+    }
+
+    /// Stops the task wherever it is; returns true if it is, or will be, ended cancelled.
+    ///
+    /// - Pending: cancelled now, exactly as [`cancel`](Task::cancel) (waiters woken, callbacks
+    ///   run in this thread).
+    /// - Running on a [`ThreadPool`](crate::ThreadPool): **a thread cannot be killed**, so this is
+    ///   cooperative. The task's [`CancelToken`](crate::CancelToken) (what
+    ///   [`current_token`](crate::current_token) returns inside it) reads cancelled at once; the
+    ///   handle stays unfinished until the closure returns, then its value (or error, or panic)
+    ///   is dropped and the task ends [`TaskError::Cancelled`] (`is_cancelled()` is true). A
+    ///   closure that never looks at its token runs to its end first.
+    /// - Running on a [`ProcessPool`](crate::ProcessPool): the outcome the worker sends back is
+    ///   discarded and the task ends cancelled when it arrives (or when its worker is lost).
+    /// - Finished, or its outcome being written right now: false, and the outcome stands. An abort
+    ///   racing completion has exactly one outcome: either this returns true and the task ends
+    ///   cancelled, or it returns false and the task keeps its value.
+    ///
+    /// [`cancel`](Task::cancel) keeps Python's meaning: it never touches a running task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futurepool::{current_token, TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(1);
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let task = pool.submit(move || {
+    ///     started_tx.send(()).unwrap();
+    ///     let token = current_token();
+    ///     while !token.is_cancelled() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     "stopped early"
+    /// });
+    /// started.recv().unwrap();
+    /// assert!(!task.cancel(), "cancel never stops a running task");
+    /// assert!(task.abort());
+    /// assert_eq!(task.result(), Err(TaskError::Cancelled), "the value is discarded");
+    /// ```
+    pub fn abort(&self) -> bool {
+        match self.core().try_abort() {
+            AbortAttempt::Cancelled { had_listeners } => {
+                if had_listeners {
+                    self.run_listeners(&|| ());
+                }
+                true
+            }
+            AbortAttempt::AlreadyAborted | AbortAttempt::Flagged => true,
+            AbortAttempt::TooLate => false,
         }
     }
 
@@ -446,10 +498,16 @@ impl<T, E> Task<T, E> {
         outcome: Result<T, TaskError<E>>,
         before_callbacks: &dyn Fn(),
     ) -> bool {
-        if !self.core().try_claim() {
-            return false;
-        }
-        if self.core().publish(outcome) {
+        let has_listeners = match self.core().try_claim() {
+            Claim::Lost => return false,
+            Claim::Won => self.core().publish(outcome),
+            Claim::WonAborted => {
+                // The value's `Drop` is user code; this may be a pool's own thread.
+                drop_outcome_guarded(outcome);
+                self.core().publish_cancelled()
+            }
+        };
+        if has_listeners {
             self.run_listeners(before_callbacks);
         }
         true
@@ -469,10 +527,15 @@ impl<T, E> Task<T, E> {
         &self,
         outcome: Result<T, TaskError<E>>,
     ) -> Option<Deferred<T, E>> {
-        if !self.core().try_claim() {
-            return None;
-        }
-        if self.core().publish(outcome) {
+        let has_listeners = match self.core().try_claim() {
+            Claim::Lost => return None,
+            Claim::Won => self.core().publish(outcome),
+            Claim::WonAborted => {
+                drop_outcome_guarded(outcome);
+                self.core().publish_cancelled()
+            }
+        };
+        if has_listeners {
             self.wake_and_take_callbacks()
         } else {
             None
@@ -526,6 +589,18 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
         let task = Task::pending();
         task.resolve(outcome);
         task
+    }
+}
+
+/// Drops an outcome nobody will read (its task was aborted), catching a panic in its `Drop`.
+fn drop_outcome_guarded<T, E>(outcome: Result<T, TaskError<E>>) {
+    if std::mem::needs_drop::<Result<T, TaskError<E>>>() {
+        if let Err(panic) = panic::catch(move || drop(outcome)) {
+            eprintln!(
+                "futurepool: dropping an aborted task's discarded value panicked; the panic was \
+                 caught: {panic}"
+            );
+        }
     }
 }
 

@@ -159,6 +159,9 @@ impl ThreadPool {
     /// - With [`cancel_pending`](Shutdown::cancel_pending), every queued task is cancelled at once
     ///   (its waiters woken, its callbacks run in this thread); running tasks finish. Otherwise the
     ///   workers drain the queue first.
+    /// - With [`abort_running`](Shutdown::abort_running), queued tasks are cancelled and running
+    ///   ones aborted: their tokens read cancelled and each ends cancelled when its closure
+    ///   returns (threads cannot be killed; see [`Task::abort`]).
     /// - With [`wait`](Shutdown::wait) (the default), returns once every worker has exited; any
     ///   number of threads may wait at once. Called from a task (or callback) of this very pool,
     ///   it waits until every *other* worker has finished or is itself waiting in `shutdown`
@@ -179,6 +182,12 @@ impl ThreadPool {
     /// assert_eq!(pool.submit(|| ()).result(), Err(TaskError::ShutDown));
     /// ```
     pub fn shutdown(&self, how: Shutdown) {
+        if how.aborts_running() {
+            // Before closing, so a task that sees the pool closed also sees its token set.
+            self.shared
+                .aborting
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let cancelled = self.shared.close(how.cancels_pending());
         for job in cancelled {
             job.cancel();

@@ -108,6 +108,10 @@ pub(super) struct Shared {
     /// Signalled when a worker exits, a batch of handles has been joined, or the waiting workers
     /// are released: what `shutdown(wait)` callers wait on.
     exited: Condvar,
+    /// Set by `shutdown` with `abort_running`: every token of this pool reads cancelled and each
+    /// task that returns after it ends cancelled. A plain std atomic: tokens read it, no protocol
+    /// the loom models check depends on it.
+    pub(super) aborting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a submit turned into.
@@ -142,6 +146,7 @@ impl Shared {
             idle: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             exited: Condvar::new(),
+            aborting: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 

@@ -50,6 +50,12 @@ impl WorkerHooks for Worker {
             self.shared.mark_busy();
         }
     }
+
+    fn aborting(&self) -> bool {
+        self.shared
+            .aborting
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl Drop for Worker {
@@ -71,6 +77,7 @@ pub(super) fn run(shared: Arc<Shared>) {
         exited: Cell::new(false),
     };
     WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
+    crate::token::set_pool_abort_flag(Arc::clone(&worker.shared.aborting));
     if let Some(init) = worker.shared.config.initializer.clone() {
         let failure = match panic::catch(|| init()) {
             Ok(Ok(())) => None,
