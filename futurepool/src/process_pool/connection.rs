@@ -210,6 +210,9 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                             offset: if sendable { offset } else { NEVER_SENT },
                             answered: Vec::new(),
                         }));
+                    // An abort that came between taking the batch and this point found the
+                    // call nowhere; the front is the only one it can be running as.
+                    slot.kill_if_front_aborted();
                     if limited && sendable {
                         // The supervisor times the call at the front; tell it there is one.
                         shared.supervisor_wake.notify_one();
@@ -286,7 +289,10 @@ fn take_batch(
         };
         // Marking it running is what makes a later cancel() refuse (a running task cannot be cancelled): from here
         // the call belongs to a worker.
-        if pending.started || pending.sink.start() {
+        if pending.started && pending.sink.abort_requested() {
+            // Aborted after its first worker died: end it, never send it again.
+            cancelled.push(pending.sink);
+        } else if pending.started || pending.sink.start() {
             batch.push(pending);
         } else {
             cancelled.push(pending.sink);
@@ -629,6 +635,8 @@ fn serve_answers(
             }
             // The next call, or the next item of a chunk answered item by item, starts now.
             slot.front_started = now;
+            // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
+            slot.kill_if_front_aborted();
             if slot
                 .in_flight
                 .front()
@@ -707,25 +715,31 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
         .is_some_and(|front| front.offset < received || !front.answered.is_empty());
     if received_front {
         let running = held.next().expect("peeked");
-        let error = match kill {
-            Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
-            Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
-            Some(KillCause::AnswersClosed | KillCause::Internal(_)) => {
-                TaskError::WorkerLost(WorkerLoss::Disconnected)
-            }
-            _ => TaskError::WorkerLost(loss),
-        };
-        if running.by_item() {
-            // Only the running item fails; the ones after it never started (`items.rs`).
-            if let Some(rest) = items::settle_running(running, error) {
-                if stopping {
-                    failed.push((rest.sink, TaskError::WorkerLost(loss)));
-                } else {
-                    requeue.push(rest);
-                }
-            }
+        if kill == Some(KillCause::Aborted) {
+            // The abort is why it died: that task alone ends (CANCELLED: its abort flag makes
+            // the resolution publish it), never retried, even a by-item chunk's later items.
+            failed.push((running.sink, TaskError::Cancelled));
         } else {
-            failed.push((running.sink, error));
+            let error = match kill {
+                Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
+                Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
+                Some(KillCause::AnswersClosed | KillCause::Internal(_)) => {
+                    TaskError::WorkerLost(WorkerLoss::Disconnected)
+                }
+                _ => TaskError::WorkerLost(loss),
+            };
+            if running.by_item() {
+                // Only the running item fails; the ones after it never started (`items.rs`).
+                if let Some(rest) = items::settle_running(running, error) {
+                    if stopping {
+                        failed.push((rest.sink, TaskError::WorkerLost(loss)));
+                    } else {
+                        requeue.push(rest);
+                    }
+                }
+            } else {
+                failed.push((running.sink, error));
+            }
         }
     }
     // The worker answers each call before reading the next, so every call behind the one it was

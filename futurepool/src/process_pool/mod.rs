@@ -320,7 +320,7 @@ impl ProcessPool {
         A: Payload,
         R: Payload,
     {
-        let task = Task::pending();
+        let task = Task::pending_with_abort_hook(self.abort_hook());
         let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
             task.clone(),
             self.shared.callbacks.clone(),
@@ -358,13 +358,24 @@ impl ProcessPool {
         R: Payload,
         E: Payload,
     {
-        let task = Task::pending();
+        let task = Task::pending_with_abort_hook(self.abort_hook());
         let sink = Box::new(TaskSink::<R, E, Fallible>::new(
             task.clone(),
             self.shared.callbacks.clone(),
         ));
         self.submit_call(f, &arg, sink, limit);
         task
+    }
+
+    /// What `Task::abort` of one of this pool's running tasks does: find and kill its worker.
+    /// A weak reference: a task outliving its pool keeps nothing of it alive.
+    fn abort_hook(&self) -> Box<dyn Fn() + Send + Sync> {
+        let shared = Arc::downgrade(&self.shared);
+        Box::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.abort_flagged();
+            }
+        })
     }
 
     fn submit_call<F, A, R>(&self, f: F, arg: &A, sink: Box<dyn Sink>, limit: Option<Duration>)

@@ -148,6 +148,9 @@ pub(super) enum KillCause {
     AnswersClosed,
     /// A thread of the pool serving it failed (a bug); the call it was running fails as lost.
     Internal(Reason),
+    /// `Task::abort` reached the call it was running: that task alone ends cancelled (never
+    /// retried); the calls behind it are requeued as for any death.
+    Aborted,
 }
 
 /// One worker process, as every pool thread sees it.
@@ -193,6 +196,17 @@ impl Slot {
         // The pid (and so the group id) cannot have been reused: `reaping` is set under the
         // same lock before the process is waited for.
         signal_group(self.pid, signal);
+    }
+
+    /// Kills this worker if the call it is running was aborted (`Task::abort`).
+    pub(super) fn kill_if_front_aborted(&mut self) {
+        if self
+            .in_flight
+            .front()
+            .is_some_and(|front| front.sink.abort_requested())
+        {
+            self.signal(libc::SIGKILL, KillCause::Aborted);
+        }
     }
 
     /// `terminate_workers`: SIGTERM, and SIGCONT so a stopped worker can act on it; SIGKILL
@@ -250,6 +264,31 @@ pub(super) struct Shared {
 pub(super) type Rejected = Vec<(Box<dyn Sink>, TaskError)>;
 
 impl Shared {
+    /// `Task::abort` flagged a task of this pool that is running: kill the worker whose running
+    /// call (the front of its in-flight list) it is, and end it if it sits requeued in the queue.
+    /// A flagged call pipelined behind another is killed when it reaches the front (the reader
+    /// checks); a call's worker is never killed for an abort before it runs the call.
+    pub(super) fn abort_flagged(&self) {
+        let mut state = self.lock();
+        for slot in &mut state.workers {
+            slot.kill_if_front_aborted();
+        }
+        let mut ended = Vec::new();
+        let mut index = 0;
+        while index < state.queue.len() {
+            if state.queue[index].started && state.queue[index].sink.abort_requested() {
+                let pending = state.queue.remove(index).expect("index is in range");
+                ended.push(pending.sink);
+            } else {
+                index += 1;
+            }
+        }
+        drop(state);
+        for sink in ended {
+            sink.cancel();
+        }
+    }
+
     pub(super) fn new(config: Config) -> Self {
         Shared {
             config,

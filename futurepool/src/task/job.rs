@@ -23,8 +23,12 @@ pub(crate) struct TaskCell<T, E, J: ?Sized> {
     pub(crate) job: J,
 }
 
-/// Marker for the erased tail of a [`TaskCell`]; the handle never touches it, only drops it.
-pub(crate) trait ErasedJob: Send + Sync {}
+/// The erased tail of a [`TaskCell`]; the handle only drops it, and tells it of an abort.
+pub(crate) trait ErasedJob: Send + Sync {
+    /// `abort` flagged the running task: an executor that can stop it (a process pool kills its
+    /// worker) is told here. Threads cannot be stopped, so a closure's tail does nothing.
+    fn on_abort(&self) {}
+}
 
 impl<T, E, J: ?Sized + Send + Sync> AbortSource for TaskCell<T, E, J>
 where
@@ -49,6 +53,15 @@ impl<F: Send> ErasedJob for JobSlot<F> {}
 /// The tail of a task resolved from outside (a process pool or a cluster): there is no closure.
 pub(crate) struct NoJob;
 impl ErasedJob for NoJob {}
+
+/// The tail of a task resolved from outside by an executor that can stop it while it runs: what
+/// to do when `abort` flags it (pool code, never user code).
+pub(crate) struct AbortHook(pub(crate) Box<dyn Fn() + Send + Sync>);
+impl ErasedJob for AbortHook {
+    fn on_abort(&self) {
+        (self.0)()
+    }
+}
 
 /// What a thread pool's worker learns from the task it runs, so that it counts itself idle exactly
 /// while it runs no user code (see `thread_pool/README.md`, "Who runs user code, and idle accounting").

@@ -26,7 +26,7 @@ use crate::panic;
 
 use self::core::{AbortAttempt, CancelAttempt, Claim, Core, Snapshot};
 pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
-use self::job::{ErasedJob, NoJob, TaskCell};
+use self::job::{AbortHook, ErasedJob, NoJob, TaskCell};
 pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
@@ -189,8 +189,11 @@ impl<T, E> Task<T, E> {
     ///   handle stays unfinished until the closure returns, then its value (or error, or panic)
     ///   is dropped and the task ends [`TaskError::Cancelled`] (`is_cancelled()` is true). A
     ///   closure that never looks at its token runs to its end first.
-    /// - Running on a [`ProcessPool`](crate::ProcessPool): the outcome the worker sends back is
-    ///   discarded and the task ends cancelled when it arrives (or when its worker is lost).
+    /// - Running on a [`ProcessPool`](crate::ProcessPool): its worker's process group is killed
+    ///   at once and the worker replaced; the task ends cancelled and is never retried; the
+    ///   pool's other tasks are unaffected (those queued at that worker run on its replacement).
+    /// - Resolved by another executor from outside (the cluster, for now): its outcome is
+    ///   discarded when it arrives, and the task ends cancelled then.
     /// - Finished, or its outcome being written right now: false, and the outcome stands. An abort
     ///   racing completion has exactly one outcome: either this returns true and the task ends
     ///   cancelled, or it returns false and the task keeps its value.
@@ -226,7 +229,11 @@ impl<T, E> Task<T, E> {
                 }
                 true
             }
-            AbortAttempt::AlreadyAborted | AbortAttempt::Flagged => true,
+            AbortAttempt::Flagged => {
+                self.cell.job.on_abort();
+                true
+            }
+            AbortAttempt::AlreadyAborted => true,
             AbortAttempt::TooLate => false,
         }
     }
@@ -513,6 +520,12 @@ impl<T, E> Task<T, E> {
         true
     }
 
+    /// True once `abort` flagged the task (or it ended cancelled): an executor resolving it from
+    /// outside need not run it any more.
+    pub(crate) fn abort_requested(&self) -> bool {
+        self.snapshot().is_abort_requested()
+    }
+
     /// PENDING → RUNNING for tasks resolved from outside. False if cancelled or resolved.
     pub(crate) fn set_running(&self) -> bool {
         self.core().try_start()
@@ -580,6 +593,15 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
             job: NoJob,
+        }))
+    }
+
+    /// [`pending`](Task::pending), for an executor that can stop the task while it runs: `hook`
+    /// runs (in the aborting thread) when [`abort`](Task::abort) flags it running.
+    pub(crate) fn pending_with_abort_hook(hook: Box<dyn Fn() + Send + Sync>) -> Self {
+        Task::from_cell(Arc::new(TaskCell {
+            core: Core::new(),
+            job: AbortHook(hook),
         }))
     }
 

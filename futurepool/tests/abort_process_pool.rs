@@ -1,0 +1,177 @@
+//! Issue 13 on processes: `Task::abort` of a running task kills its worker's process group and
+//! replaces the worker; only that task ends `Cancelled`, never retried; the calls queued behind
+//! it at that worker are requeued, not failed.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futurepool::{ProcessPool, TaskError};
+use support::within;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn double(n: u64) -> u64 {
+    n * 2
+}
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+/// Creates the file `path` (appending a line: a second run shows), then sleeps a minute.
+fn mark_then_sleep(path: String) -> u64 {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "started {}", std::process::id()).unwrap();
+    drop(file);
+    std::thread::sleep(Duration::from_secs(60));
+    0
+}
+futurepool::register!(double, sleep_ms, mark_then_sleep);
+futurepool::test_support!();
+
+fn marker(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "futurepool-abort-{}-{name}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn wait_for(path: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+#[test]
+fn abort_of_a_running_process_task_kills_its_worker_and_ends_only_it_cancelled() {
+    within(LIMIT, "abort running process task", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let path = marker("running");
+        let task = pool.submit(mark_then_sleep, path.to_string_lossy().into_owned());
+        // Queued behind it at the same worker (possibly already pipelined into its pipe): these
+        // must be requeued to the replacement, not failed.
+        let behind: Vec<_> = (0..20).map(|n| pool.submit(double, n)).collect();
+        wait_for(&path);
+        let workers = pool.worker_pids();
+        assert_eq!(workers.len(), 1);
+        assert!(!task.cancel(), "cancel keeps Python's meaning");
+        let started = Instant::now();
+        assert!(task.abort());
+        assert_eq!(task.result(), Err(TaskError::Cancelled));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker was killed, not waited for"
+        );
+        assert!(task.is_cancelled());
+        for (n, t) in behind.iter().enumerate() {
+            assert_eq!(
+                t.result(),
+                Ok(2 * n as u64),
+                "task {n} behind the aborted one"
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive(workers[0]) {
+            assert!(Instant::now() < deadline, "the aborted worker still lives");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(pool.workers_started(), 2, "replaced once");
+        let runs = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(runs.lines().count(), 1, "never retried: {runs}");
+        let _ = std::fs::remove_file(&path);
+    });
+}
+
+#[test]
+fn abort_of_a_pending_process_task_cancels_it_and_it_never_runs() {
+    within(LIMIT, "abort pending process task", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let blocker = pool.submit(sleep_ms, 300);
+        let path = marker("pending");
+        // Many long tasks so the one under test stays in the queue, not in the pipe.
+        let filler: Vec<_> = (0..3).map(|_| pool.submit(sleep_ms, 100)).collect();
+        let queued = pool.submit(mark_then_sleep, path.to_string_lossy().into_owned());
+        assert!(queued.abort());
+        assert_eq!(queued.result(), Err(TaskError::Cancelled));
+        assert_eq!(blocker.result(), Ok(300));
+        for t in &filler {
+            assert_eq!(t.result(), Ok(100));
+        }
+        pool.shutdown(futurepool::Shutdown::default());
+        assert!(!path.exists(), "an aborted task never runs");
+        assert_eq!(pool.workers_started(), 1, "no worker was killed for it");
+    });
+}
+
+#[test]
+fn abort_of_a_finished_process_task_is_refused() {
+    within(LIMIT, "abort finished process task", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let task = pool.submit(double, 21);
+        assert_eq!(task.result(), Ok(42));
+        assert!(!task.abort());
+        assert_eq!(task.result(), Ok(42));
+        assert_eq!(pool.submit(double, 1).result(), Ok(2));
+        assert_eq!(pool.workers_started(), 1);
+    });
+}
+
+#[test]
+fn aborting_one_of_several_running_tasks_leaves_the_others_running() {
+    within(LIMIT, "abort one of several", || {
+        let pool = ProcessPool::new(3).unwrap();
+        let path = marker("several");
+        let victim = pool.submit(mark_then_sleep, path.to_string_lossy().into_owned());
+        let others: Vec<_> = (0..2).map(|_| pool.submit(sleep_ms, 500)).collect();
+        wait_for(&path);
+        assert!(victim.abort());
+        assert_eq!(victim.result(), Err(TaskError::Cancelled));
+        for t in &others {
+            assert_eq!(t.result(), Ok(500));
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+}
+
+#[test]
+fn abort_racing_completion_on_a_process_pool_has_exactly_one_outcome() {
+    within(LIMIT, "abort racing process completion", || {
+        let pool = ProcessPool::new(2).unwrap();
+        for i in 0..300u64 {
+            let task = pool.submit(double, i);
+            if i % 3 == 0 {
+                std::thread::sleep(Duration::from_micros(50 * (i % 7)));
+            }
+            let won = task.abort();
+            match task.result() {
+                Err(TaskError::Cancelled) => assert!(won),
+                Ok(v) => {
+                    assert!(!won, "abort answered true but the value {v} stood");
+                    assert_eq!(v, 2 * i);
+                }
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!(
+            pool.submit(double, 5).result(),
+            Ok(10),
+            "the pool still serves"
+        );
+    });
+}
