@@ -175,3 +175,40 @@ fn abort_racing_completion_on_a_process_pool_has_exactly_one_outcome() {
         );
     });
 }
+
+#[test]
+fn shutdown_abort_running_kills_the_workers_and_ends_every_task_cancelled() {
+    within(LIMIT, "process shutdown abort_running", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let paths: Vec<_> = (0..2).map(|i| marker(&format!("shutdown{i}"))).collect();
+        let running: Vec<_> = paths
+            .iter()
+            .map(|p| pool.submit(mark_then_sleep, p.to_string_lossy().into_owned()))
+            .collect();
+        let behind: Vec<_> = (0..10).map(|n| pool.submit(double, n)).collect();
+        for path in &paths {
+            wait_for(path);
+        }
+        let started = Instant::now();
+        pool.shutdown(futurepool::Shutdown::default().abort_running(true));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "shutdown waited for the running tasks instead of aborting them"
+        );
+        for task in &running {
+            assert_eq!(task.result(), Err(TaskError::Cancelled));
+        }
+        for task in &behind {
+            assert!(task.is_done());
+            assert!(
+                matches!(task.result(), Ok(_) | Err(TaskError::Cancelled)),
+                "{:?}",
+                task.result()
+            );
+        }
+        assert_eq!(pool.submit(double, 1).result(), Err(TaskError::ShutDown));
+        for path in &paths {
+            let _ = std::fs::remove_file(path);
+        }
+    });
+}

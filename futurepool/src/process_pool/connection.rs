@@ -194,6 +194,7 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
         let mut refused = Vec::new();
         let alive = {
             let mut state = shared.lock();
+            let state_aborting = state.aborting;
             match state.workers.iter_mut().find(|s| s.id == id) {
                 Some(slot) => {
                     let sendable = slot.phase != Phase::Exited && slot.kill.is_none();
@@ -210,6 +211,11 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                             offset: if sendable { offset } else { NEVER_SENT },
                             answered: Vec::new(),
                         }));
+                    if state_aborting {
+                        for entry in &slot.in_flight {
+                            entry.sink.flag_abort();
+                        }
+                    }
                     // An abort that came between taking the batch and this point found the
                     // call nowhere; the front is the only one it can be running as.
                     slot.kill_if_front_aborted();

@@ -458,6 +458,18 @@ impl ProcessPool {
             } else {
                 Vec::new()
             };
+            if how.aborts_running() {
+                state.aborting = true;
+                // Every call a worker holds ends cancelled: flag them all, kill the workers
+                // running one; what they held behind it is requeued flagged and so ended by the
+                // writer that takes it (`Task::abort`'s rule, for every task at once).
+                for slot in &mut state.workers {
+                    for entry in &slot.in_flight {
+                        entry.sink.flag_abort();
+                    }
+                    slot.kill_if_front_aborted();
+                }
+            }
             self.shared.wake_all(&mut state);
             cancelled
         };

@@ -26,6 +26,9 @@ pub(super) trait Sink: Send {
     fn cancel(self: Box<Self>);
     /// `Task::abort` flagged the task: it must not be sent again, and its worker is killed.
     fn abort_requested(&self) -> bool;
+    /// Flags a running task aborted, for the pool's own `shutdown` with `abort_running` (the
+    /// pool then kills its worker itself).
+    fn flag_abort(&self);
     /// Resolves the task from the worker's answer.
     fn finish(self: Box<Self>, answer: Answer<'_>);
     /// Resolves the task with an error of the pool's (worker lost, time limit, broken, shut down).
@@ -190,6 +193,10 @@ where
         self.task().abort_requested()
     }
 
+    fn flag_abort(&self) {
+        self.task().abort_quietly();
+    }
+
     fn finish(self: Box<Self>, answer: Answer<'_>) {
         let outcome = match answer {
             Answer::One(outcome) => outcome_into::<R, E, D>(&outcome),
@@ -333,6 +340,10 @@ where
 
     fn abort_requested(&self) -> bool {
         self.task().abort_requested()
+    }
+
+    fn flag_abort(&self) {
+        self.task().abort_quietly();
     }
 
     fn finish(mut self: Box<Self>, answer: Answer<'_>) {

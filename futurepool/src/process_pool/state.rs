@@ -240,6 +240,8 @@ pub(super) struct State {
     pub(super) shutting_down: bool,
     /// Set by `terminate_workers`/`kill_workers`: calls held by workers fail instead of requeuing.
     pub(super) stopping: bool,
+    /// Set by `shutdown` with `abort_running`: every call a worker takes or holds is aborted.
+    pub(super) aborting: bool,
     pub(super) broken: Option<Reason>,
     pub(super) supervisor_done: bool,
     /// How many workers were started, for tests of reuse and replacement.
@@ -298,6 +300,7 @@ impl Shared {
                 spawns_wanted: 0,
                 next_worker_id: 1,
                 shutting_down: false,
+                aborting: false,
                 stopping: false,
                 broken: None,
                 supervisor_done: false,
@@ -350,6 +353,16 @@ impl Shared {
         if let Some(reason) = &state.broken {
             let error = TaskError::PoolBroken(reason.clone());
             return entries.map(|p| (p.sink, error.clone())).collect();
+        }
+        if state.aborting {
+            // `shutdown` with `abort_running`: every running call ends cancelled (flagged, so
+            // this failure publishes CANCELLED), none is sent again.
+            return entries
+                .map(|p| {
+                    p.sink.flag_abort();
+                    (p.sink, TaskError::Cancelled)
+                })
+                .collect();
         }
         if state.stopping {
             // Taken by a worker that was being stopped: from the caller's side it was running.

@@ -526,6 +526,21 @@ impl<T, E> Task<T, E> {
         self.snapshot().is_abort_requested()
     }
 
+    /// [`abort`](Task::abort) without the executor's hook, for the executor itself (shutting
+    /// down with `abort_running`): it stops the work its own way.
+    pub(crate) fn abort_quietly(&self) -> bool {
+        match self.core().try_abort() {
+            AbortAttempt::Cancelled { had_listeners } => {
+                if had_listeners {
+                    self.run_listeners(&|| ());
+                }
+                true
+            }
+            AbortAttempt::Flagged | AbortAttempt::AlreadyAborted => true,
+            AbortAttempt::TooLate => false,
+        }
+    }
+
     /// PENDING → RUNNING for tasks resolved from outside. False if cancelled or resolved.
     pub(crate) fn set_running(&self) -> bool {
         self.core().try_start()
