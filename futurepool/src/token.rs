@@ -6,10 +6,11 @@
 //! A pool's `shutdown` with [`abort_running`](crate::Shutdown::abort_running) sets a flag every
 //! token of that pool also reads.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What a running task's token is tied to, type-erased: its own task's state.
 pub(crate) trait AbortSource: Send + Sync {
@@ -53,6 +54,8 @@ enum Source {
     Task {
         task: Arc<dyn AbortSource>,
         pool: Option<Arc<AtomicBool>>,
+        /// The task's soft time limit, as an instant: from then on the token reads cancelled.
+        soft_deadline: Option<Instant>,
     },
 }
 
@@ -94,8 +97,14 @@ impl CancelToken {
         match &self.0 {
             Source::Never => false,
             Source::Flag(flag) => flag.load(Ordering::Acquire),
-            Source::Task { task, pool } => {
-                task.is_aborted() || pool.as_ref().is_some_and(|p| p.load(Ordering::Acquire))
+            Source::Task {
+                task,
+                pool,
+                soft_deadline,
+            } => {
+                task.is_aborted()
+                    || pool.as_ref().is_some_and(|p| p.load(Ordering::Acquire))
+                    || soft_deadline.is_some_and(|d| Instant::now() >= d)
             }
         }
     }
@@ -119,8 +128,16 @@ impl CancelToken {
     }
 
     /// The token of a task run on a thread pool.
-    pub(crate) fn for_task(task: Arc<dyn AbortSource>, pool: Option<Arc<AtomicBool>>) -> Self {
-        CancelToken(Source::Task { task, pool })
+    fn for_task(
+        task: Arc<dyn AbortSource>,
+        pool: Option<Arc<AtomicBool>>,
+        soft_deadline: Option<Instant>,
+    ) -> Self {
+        CancelToken(Source::Task {
+            task,
+            pool,
+            soft_deadline,
+        })
     }
 }
 
@@ -160,9 +177,11 @@ mod current {
         /// The abort-everything flag of the pool this thread works for: set once per worker
         /// thread, so no task touches the pool's shared reference count.
         pub(super) static POOL_ABORT: RefCell<Option<Arc<AtomicBool>>> = RefCell::new(None);
+        /// The soft time limit of the task running on this thread, as an instant.
+        pub(super) static SOFT_DEADLINE: Cell<Option<Instant>> = Cell::new(None);
     }
 }
-use current::{CURRENT, POOL_ABORT};
+use current::{CURRENT, POOL_ABORT, SOFT_DEADLINE};
 
 /// The cancellation token of the task running on this thread.
 ///
@@ -201,7 +220,8 @@ pub fn current_token() -> CancelToken {
                 .try_with(|pool| pool.borrow().clone())
                 .ok()
                 .flatten();
-            CancelToken::for_task(task, pool)
+            let soft_deadline = SOFT_DEADLINE.try_with(Cell::get).ok().flatten();
+            CancelToken::for_task(task, pool, soft_deadline)
         }
         None => CancelToken::never(),
     }
@@ -215,6 +235,26 @@ pub(crate) fn enter(task: Arc<dyn AbortSource>) -> CurrentGuard {
         .ok()
         .flatten();
     CurrentGuard { previous }
+}
+
+/// Runs `f` (a task's closure) under a soft time limit: from `limit` after now, the token
+/// `current_token()` gives inside it reads cancelled. Nothing else happens: the task goes on and
+/// its value stands (a thread cannot be stopped; a soft limit is a request to wrap up).
+/// `Duration::MAX` (a deadline that does not fit) means no limit.
+pub(crate) fn with_soft_time_limit<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = SOFT_DEADLINE.try_with(|d| d.set(self.0));
+        }
+    }
+    let deadline = Instant::now().checked_add(limit);
+    let previous = SOFT_DEADLINE
+        .try_with(|d| d.replace(deadline))
+        .ok()
+        .flatten();
+    let _restore = Restore(previous);
+    f()
 }
 
 /// Tells this thread's later tokens which pool-wide abort flag they also read (a worker thread

@@ -273,3 +273,77 @@ fn a_token_outside_any_task_is_never_cancelled() {
         "and keeps seeing it once the task ended cancelled"
     );
 }
+
+/// Spins until its token reads cancelled; returns how long that took from its start.
+fn waits_for_its_token() -> Duration {
+    let started = std::time::Instant::now();
+    let token = current_token();
+    while !token.is_cancelled() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn a_pool_soft_time_limit_sets_the_token_and_the_value_stands() {
+    within(LIMIT, "pool soft time limit", || {
+        let limit = Duration::from_millis(50);
+        let pool = ThreadPool::builder().soft_time_limit(limit).build();
+        let task = pool.submit(waits_for_its_token);
+        let took = task
+            .result()
+            .expect("a soft limit never ends the task itself");
+        assert!(took >= limit, "the token was set early: after {took:?}");
+        assert!(!task.is_cancelled());
+        // Not before the limit: a long limit leaves a quick task's token unset.
+        let long = ThreadPool::builder()
+            .soft_time_limit(Duration::from_secs(3600))
+            .build();
+        assert_eq!(
+            long.submit(|| current_token().is_cancelled()).result(),
+            Ok(false)
+        );
+    });
+}
+
+#[test]
+fn a_per_submit_soft_time_limit_overrides_the_pools() {
+    within(LIMIT, "per-submit soft time limit", || {
+        let pool = ThreadPool::builder()
+            .soft_time_limit(Duration::from_secs(3600))
+            .build();
+        let limit = Duration::from_millis(30);
+        let took = pool
+            .submit_with_soft_time_limit(waits_for_its_token, Some(limit))
+            .result()
+            .unwrap();
+        assert!(took >= limit, "{took:?}");
+        let none = ThreadPool::builder()
+            .soft_time_limit(Duration::ZERO)
+            .build()
+            .submit_with_soft_time_limit(|| current_token().is_cancelled(), None);
+        assert_eq!(
+            none.result(),
+            Ok(false),
+            "None: no soft limit for this task"
+        );
+        let max = pool
+            .submit_with_soft_time_limit(|| current_token().is_cancelled(), Some(Duration::MAX));
+        assert_eq!(max.result(), Ok(false), "Duration::MAX means no limit");
+    });
+}
+
+#[test]
+fn a_soft_time_limit_still_lets_abort_discard_the_value() {
+    within(LIMIT, "soft limit then abort", || {
+        let pool = ThreadPool::new(1);
+        let (started_tx, started) = mpsc::channel();
+        let task = pool.submit_with_soft_time_limit(
+            until_aborted(started_tx),
+            Some(Duration::from_secs(3600)),
+        );
+        started.recv().unwrap();
+        assert!(task.abort());
+        assert_eq!(task.result(), Err(TaskError::Cancelled));
+    });
+}

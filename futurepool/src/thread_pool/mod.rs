@@ -17,6 +17,7 @@ mod worker;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::task::{Job, Task};
@@ -147,7 +148,75 @@ impl ThreadPool {
         T: Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
-        let (task, job) = Job::new(f);
+        match self.shared.config.soft_time_limit {
+            Some(limit) => self.submit_fallible_with_soft_time_limit(f, Some(limit)),
+            None => {
+                let (task, job) = Job::new(f);
+                self.shared.submit(job);
+                task
+            }
+        }
+    }
+
+    /// [`submit`](ThreadPool::submit) with this task's own soft time limit (`None`: none),
+    /// overriding the pool's ([`ThreadPoolBuilder::soft_time_limit`]): `limit` after the task
+    /// starts, its [`current_token()`](crate::current_token) reads cancelled. The task goes on
+    /// and its value stands; threads have no hard limit (they cannot be killed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = futurepool::ThreadPool::new(1);
+    /// let task = pool.submit_with_soft_time_limit(
+    ///     || {
+    ///         let token = futurepool::current_token();
+    ///         while !token.is_cancelled() {
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///         "wrapped up"
+    ///     },
+    ///     Some(Duration::from_millis(10)),
+    /// );
+    /// assert_eq!(task.result(), Ok("wrapped up"));
+    /// ```
+    pub fn submit_with_soft_time_limit<T, F>(&self, f: F, limit: Option<Duration>) -> Task<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.submit_fallible_with_soft_time_limit(move || Ok::<T, Infallible>(f()), limit)
+    }
+
+    /// [`submit_fallible`](ThreadPool::submit_fallible) with this task's own soft time limit;
+    /// see [`submit_with_soft_time_limit`](ThreadPool::submit_with_soft_time_limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = futurepool::ThreadPool::new(1);
+    /// let task = pool.submit_fallible_with_soft_time_limit(
+    ///     || if futurepool::current_token().is_cancelled() { Err("late") } else { Ok(1) },
+    ///     None,
+    /// );
+    /// assert_eq!(task.result(), Ok(1));
+    /// ```
+    pub fn submit_fallible_with_soft_time_limit<T, E, F>(
+        &self,
+        f: F,
+        limit: Option<Duration>,
+    ) -> Task<T, E>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let (task, job) = match limit {
+            // The clock starts when the worker starts the closure, not at submit.
+            Some(limit) => Job::new(move || crate::token::with_soft_time_limit(limit, f)),
+            None => Job::new(f),
+        };
         self.shared.submit(job);
         task
     }

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
@@ -23,6 +24,8 @@ pub(super) struct Config {
     pub(super) thread_name_prefix: String,
     pub(super) initializer: Option<Initializer>,
     pub(super) max_queued: Option<usize>,
+    /// Every task's soft time limit (its token reads cancelled from then on).
+    pub(super) soft_time_limit: Option<Duration>,
 }
 
 /// Whether the pool still takes work.
@@ -479,7 +482,6 @@ pub(super) fn reject_all(jobs: VecDeque<Job>, reason: &Reason) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn shared(max_workers: usize) -> Arc<Shared> {
         Shared::new(Config {
@@ -487,6 +489,7 @@ mod tests {
             thread_name_prefix: "replacement-test".into(),
             initializer: None,
             max_queued: None,
+            soft_time_limit: None,
         })
     }
 
