@@ -721,10 +721,20 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
         .is_some_and(|front| front.offset < received || !front.answered.is_empty());
     if received_front {
         let running = held.next().expect("peeked");
-        if kill == Some(KillCause::Aborted) {
+        let killed_for_an_abort = kill == Some(KillCause::Aborted);
+        if killed_for_an_abort && running.sink.abort_requested() {
             // The abort is why it died: that task alone ends (CANCELLED: its abort flag makes
             // the resolution publish it), never retried, even a by-item chunk's later items.
             failed.push((running.sink, TaskError::Cancelled));
+        } else if killed_for_an_abort && running.answered.is_empty() && !stopping {
+            // Killed for the call before it, whose answer arrived between the kill and the
+            // death: this call is not charged (it may have begun; it runs again elsewhere).
+            requeue.push(Pending {
+                work: running.work,
+                sink: running.sink,
+                time_limit: running.time_limit,
+                started: true,
+            });
         } else {
             let error = match kill {
                 Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
