@@ -212,3 +212,43 @@ fn shutdown_abort_running_kills_the_workers_and_ends_every_task_cancelled() {
         }
     });
 }
+
+#[test]
+fn dropping_a_process_map_kills_the_workers_running_its_items_and_the_pool_serves_on() {
+    within(LIMIT, "process map drop", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let first = marker("map");
+        let inputs: Vec<String> = (0..8)
+            .map(|i| {
+                if i == 0 {
+                    String::new()
+                } else {
+                    first.to_string_lossy().into_owned()
+                }
+            })
+            .collect();
+        {
+            let mut map = pool.map(mark_or_nothing, inputs).chunksize(1);
+            assert_eq!(map.next().map(|r| r.is_ok()), Some(true));
+            wait_for(&first);
+        }
+        let started = Instant::now();
+        // The workers that ran the map's sleeping items were killed: the pool answers at once.
+        assert_eq!(pool.submit(double, 4).result(), Ok(8));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the map's running items were left running"
+        );
+        let _ = std::fs::remove_file(&first);
+    });
+}
+
+/// Returns at once for an empty path, else `mark_then_sleep`.
+fn mark_or_nothing(path: String) -> u64 {
+    if path.is_empty() {
+        0
+    } else {
+        mark_then_sleep(path)
+    }
+}
+futurepool::register!(mark_or_nothing);
