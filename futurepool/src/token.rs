@@ -50,6 +50,9 @@ enum Source {
     Never,
     /// A standalone flag (also a process-pool worker's, set by the pool's messages).
     Flag(Arc<AtomicBool>),
+    /// The call a process-pool worker runs: cancelled once the pool signalled that this call
+    /// passed its soft time limit.
+    WorkerCall(u64),
     /// A thread-pool task's own state, and its pool's abort-everything flag.
     Task {
         task: Arc<dyn AbortSource>,
@@ -97,6 +100,7 @@ impl CancelToken {
         match &self.0 {
             Source::Never => false,
             Source::Flag(flag) => flag.load(Ordering::Acquire),
+            Source::WorkerCall(call) => worker_soft_limit_passed(*call),
             Source::Task {
                 task,
                 pool,
@@ -153,6 +157,7 @@ impl fmt::Debug for CancelToken {
         let kind = match &self.0 {
             Source::Never => "never",
             Source::Flag(_) => "flag",
+            Source::WorkerCall(_) => "worker call",
             Source::Task { .. } => "task",
         };
         f.debug_struct("CancelToken")
@@ -223,7 +228,10 @@ pub fn current_token() -> CancelToken {
             let soft_deadline = SOFT_DEADLINE.try_with(Cell::get).ok().flatten();
             CancelToken::for_task(task, pool, soft_deadline)
         }
-        None => CancelToken::never(),
+        None => match worker_call() {
+            Some(call) => CancelToken(Source::WorkerCall(call)),
+            None => CancelToken::never(),
+        },
     }
 }
 
@@ -273,4 +281,23 @@ impl Drop for CurrentGuard {
         let previous = self.previous.take();
         let _ = CURRENT.try_with(|current| current.replace(previous));
     }
+}
+
+/// The call this process runs as a process-pool worker, if it is one running a call.
+#[cfg(target_os = "linux")]
+fn worker_call() -> Option<u64> {
+    crate::process_pool::current_call()
+}
+#[cfg(not(target_os = "linux"))]
+fn worker_call() -> Option<u64> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn worker_soft_limit_passed(call: u64) -> bool {
+    crate::process_pool::soft_limit_passed(call)
+}
+#[cfg(not(target_os = "linux"))]
+fn worker_soft_limit_passed(_: u64) -> bool {
+    false
 }

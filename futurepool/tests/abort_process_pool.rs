@@ -252,3 +252,97 @@ fn mark_or_nothing(path: String) -> u64 {
     }
 }
 futurepool::register!(mark_or_nothing);
+
+/// Waits for its token; returns how long that took, in milliseconds, from its start.
+fn waits_for_its_token(_: ()) -> u64 {
+    let started = Instant::now();
+    let token = futurepool::current_token();
+    while !token.is_cancelled() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    started.elapsed().as_millis() as u64
+}
+/// Reads its token once, at once.
+fn token_now(_: ()) -> bool {
+    futurepool::current_token().is_cancelled()
+}
+futurepool::register!(waits_for_its_token, token_now);
+
+#[test]
+fn a_soft_time_limit_sets_the_token_in_the_worker_and_the_value_stands() {
+    within(LIMIT, "process soft limit", || {
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .soft_time_limit(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        // The limit counts from when the call is handed to the worker, so measure from submit.
+        let submitted = Instant::now();
+        let task = pool.submit(waits_for_its_token, ());
+        assert!(
+            task.result().is_ok(),
+            "the value stands: {:?}",
+            task.result()
+        );
+        let took = submitted.elapsed();
+        assert!(
+            took >= Duration::from_millis(100),
+            "the token was set early: after {took:?}"
+        );
+        // The next call on the same worker starts with a fresh token.
+        let long = pool.submit_with_soft_time_limit(token_now, (), Some(Duration::from_secs(3600)));
+        assert_eq!(long.result(), Ok(false));
+        assert_eq!(
+            pool.submit_with_soft_time_limit(token_now, (), None)
+                .result(),
+            Ok(false)
+        );
+        assert_eq!(
+            pool.workers_started(),
+            1,
+            "a soft limit never kills the worker"
+        );
+    });
+}
+
+#[test]
+fn soft_then_hard_limit_the_hard_one_kills_a_task_that_ignores_its_token() {
+    within(LIMIT, "soft then hard", || {
+        let hard = Duration::from_millis(400);
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .soft_time_limit(Duration::from_millis(50))
+            .time_limit(hard)
+            .build()
+            .unwrap();
+        let heeds = pool.submit(waits_for_its_token, ());
+        assert!(heeds.result().is_ok(), "{:?}", heeds.result());
+        let ignores = pool.submit(sleep_ms, 60_000);
+        assert_eq!(ignores.result(), Err(TaskError::TimeLimit(hard)));
+    });
+}
+
+#[test]
+fn a_soft_time_limit_in_a_map_counts_each_item() {
+    within(LIMIT, "soft limit per map item", || {
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .soft_time_limit(Duration::from_millis(30))
+            .build()
+            .unwrap();
+        let submitted = Instant::now();
+        let took: Vec<u64> = pool
+            .map(waits_for_its_token, vec![(); 4])
+            .chunksize(4)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(took.len(), 4);
+        // An item's clock starts when the pool reads the answer before it (never before the
+        // item started); the first item's when the chunk is handed over, so time that from here.
+        assert!(
+            took[1..].iter().all(|&ms| ms >= 30),
+            "each item got its own limit: {took:?}"
+        );
+        assert!(submitted.elapsed() >= Duration::from_millis(120));
+    });
+}

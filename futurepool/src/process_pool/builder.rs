@@ -49,6 +49,7 @@ pub struct ProcessPoolBuilder {
     initializer: Option<Result<InitializerSpec, Reason>>,
     max_tasks_per_child: Option<u64>,
     time_limit: Option<Duration>,
+    soft_time_limit: Option<Duration>,
     max_frame: usize,
     program: Option<PathBuf>,
     start_timeout: Duration,
@@ -71,6 +72,7 @@ impl Default for ProcessPoolBuilder {
             initializer: None,
             max_tasks_per_child: None,
             time_limit: None,
+            soft_time_limit: None,
             max_frame: wire::DEFAULT_MAX_FRAME,
             program: None,
             start_timeout: Duration::from_secs(60),
@@ -193,6 +195,28 @@ impl ProcessPoolBuilder {
     /// ```
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = Some(limit);
+        self
+    }
+
+    /// Every task's soft time limit: `limit` after a worker starts a task (each item of a map),
+    /// the pool tells the worker and [`current_token()`](crate::current_token) inside the task
+    /// reads cancelled, so it can clean up and return; its value stands. The hard
+    /// [`time_limit`](ProcessPoolBuilder::time_limit), if any, still kills the worker later.
+    /// Override it per task with [`ProcessPool::submit_with_soft_time_limit`].
+    ///
+    /// The notice is a real-time signal (`SIGRTMAX - 3`) with the call's number, handled by
+    /// `init()`'s handler with `SA_RESTART`; a task that replaces that handler or blocks the
+    /// signal never sees its token set, and meets the hard limit instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder()
+    ///     .soft_time_limit(std::time::Duration::from_secs(10))
+    ///     .time_limit(std::time::Duration::from_secs(30));
+    /// ```
+    pub fn soft_time_limit(mut self, limit: Duration) -> Self {
+        self.soft_time_limit = Some(limit);
         self
     }
 
@@ -319,6 +343,7 @@ impl ProcessPoolBuilder {
             initializer,
             max_tasks_per_child: self.max_tasks_per_child,
             time_limit: self.time_limit,
+            soft_time_limit: self.soft_time_limit,
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
             terminate_grace: self.terminate_grace,

@@ -169,8 +169,8 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                             arg
                         })
                         .collect();
-                    if pending.time_limit.is_some() {
-                        // Timed per item; see `items.rs`.
+                    if pending.time_limit.is_some() || pending.soft_limit.is_some() {
+                        // Timed per item; see `items.rs` (and `InFlight::by_item`).
                         ToWorker::RunChunkEach {
                             function: *function,
                             args,
@@ -202,12 +202,15 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                     if slot.in_flight.is_empty() {
                         slot.front_started = Instant::now();
                     }
-                    let limited = batch.iter().any(|p| p.time_limit.is_some());
+                    let limited = batch
+                        .iter()
+                        .any(|p| p.time_limit.is_some() || p.soft_limit.is_some());
                     slot.in_flight
                         .extend(batch.drain(..).zip(&offsets).map(|(p, &offset)| InFlight {
                             work: p.work,
                             sink: p.sink,
                             time_limit: p.time_limit,
+                            soft_limit: p.soft_limit,
                             offset: if sendable { offset } else { NEVER_SENT },
                             answered: Vec::new(),
                         }));
@@ -615,6 +618,7 @@ fn serve_answers(
                 return Some(Reason::new("the worker was removed while answering"));
             };
             let elapsed = now.saturating_duration_since(slot.front_started);
+            slot.answers += count as u64;
             let mut item_frames = false;
             for (index, frame) in frames[..count].iter().enumerate() {
                 let Some(front) = slot.in_flight.front_mut() else {
@@ -646,7 +650,7 @@ fn serve_answers(
             if slot
                 .in_flight
                 .front()
-                .is_some_and(|f| f.time_limit.is_some())
+                .is_some_and(|f| f.time_limit.is_some() || f.soft_limit.is_some())
             {
                 // A new call's clock started: the supervisor must time it.
                 shared.supervisor_wake.notify_one();
@@ -733,6 +737,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
                 work: running.work,
                 sink: running.sink,
                 time_limit: running.time_limit,
+                soft_limit: running.soft_limit,
                 started: true,
             });
         } else {
@@ -769,6 +774,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
                 work: entry.work,
                 sink: entry.sink,
                 time_limit: entry.time_limit,
+                soft_limit: entry.soft_limit,
                 started: true,
             });
         }

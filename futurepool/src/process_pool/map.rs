@@ -499,6 +499,7 @@ impl ProcessPool {
             },
             sink,
             limit,
+            self.shared.config.soft_time_limit,
         );
         task
     }

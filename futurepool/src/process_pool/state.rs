@@ -29,6 +29,8 @@ pub(super) struct Config {
     pub(super) initializer: Option<Initializer>,
     pub(super) max_tasks_per_child: Option<u64>,
     pub(super) time_limit: Option<Duration>,
+    /// Every call's soft time limit (the worker's token is set then), unless overridden.
+    pub(super) soft_time_limit: Option<Duration>,
     pub(super) max_frame: usize,
     pub(super) start_timeout: Duration,
     pub(super) terminate_grace: Duration,
@@ -95,6 +97,8 @@ pub(super) struct Pending {
     pub(super) work: Work,
     pub(super) sink: Box<dyn Sink>,
     pub(super) time_limit: Option<Duration>,
+    /// When the worker is told to set the call's token (a chunk's: each item's).
+    pub(super) soft_limit: Option<Duration>,
     /// Already marked running: it was sent to a worker that died before starting it.
     pub(super) started: bool,
 }
@@ -105,6 +109,7 @@ pub(super) struct InFlight {
     pub(super) work: Work,
     pub(super) sink: Box<dyn Sink>,
     pub(super) time_limit: Option<Duration>,
+    pub(super) soft_limit: Option<Duration>,
     /// Where its frame starts in the worker's calls stream (bytes, the handshake included). If
     /// the worker dies having read less than this, it never received the call (wire/README.md,
     /// "What is charged to whom").
@@ -118,7 +123,8 @@ impl InFlight {
     /// A chunk under a time limit is sent item by item (`RunChunkEach`), so the limit times each
     /// item and a worker killed part-way has told which items it finished (`items.rs`).
     pub(super) fn by_item(&self) -> bool {
-        matches!(self.work, Work::Chunk { .. }) && self.time_limit.is_some()
+        matches!(self.work, Work::Chunk { .. })
+            && (self.time_limit.is_some() || self.soft_limit.is_some())
     }
 }
 
@@ -168,6 +174,11 @@ pub(super) struct Slot {
     /// never fires early.
     pub(super) front_started: Instant,
     pub(super) kill: Option<KillCause>,
+    /// Answer frames read from it since `Ready`: the call it runs is number `answers + 1` in
+    /// its own count too (`worker.rs`, `ANSWERS_WRITTEN`), which the soft-limit notice names.
+    pub(super) answers: u64,
+    /// The highest call number already sent a soft-limit notice.
+    pub(super) soft_noticed: u64,
     /// It accepted the handshake (so it reached `init()`); its initializer may still run.
     pub(super) accepted: bool,
     /// `terminate_workers` sent SIGTERM: at this instant the supervisor sends SIGKILL.
@@ -196,6 +207,28 @@ impl Slot {
         // The pid (and so the group id) cannot have been reused: `reaping` is set under the
         // same lock before the process is waited for.
         signal_group(self.pid, signal);
+    }
+
+    /// Tells the worker that call number `call` (the one it runs) passed its soft time limit:
+    /// its `current_token()` reads cancelled from now on. To the process only (`sigqueue`, the
+    /// call's number as the value), never to a reaped pid.
+    pub(super) fn notice_soft_limit(&mut self, call: u64) {
+        self.soft_noticed = call;
+        if self.reaping || self.pid == 0 {
+            return;
+        }
+        let value = libc::sigval {
+            sival_ptr: call as usize as *mut libc::c_void,
+        };
+        // SAFETY: sigqueue takes plain integers and a by-value union; the pid cannot have been
+        // reused (`reaping` is set under this lock before the process is waited for).
+        unsafe {
+            libc::sigqueue(
+                self.pid as libc::pid_t,
+                super::worker::soft_limit_signal(),
+                value,
+            )
+        };
     }
 
     /// Kills this worker if the call it is running was aborted (`Task::abort`).
@@ -323,6 +356,9 @@ impl Shared {
     }
 
     /// Queues an entry, or hands it back with the reason it was refused.
+    // The refused entry is handed back whole on a cold path (a broken or shut-down pool); boxing
+    // it would cost every accepted submit an allocation.
+    #[allow(clippy::result_large_err)]
     pub(super) fn enqueue(&self, pending: Pending) -> Result<(), (Pending, TaskError)> {
         let mut state = self.lock();
         if let Some(reason) = &state.broken {

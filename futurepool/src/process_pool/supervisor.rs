@@ -133,6 +133,17 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                 if !slot.in_flight.is_empty() {
                     super::state::inject(&shared.config, super::state::Fault::Supervisor);
                 }
+                let soft = slot.in_flight.front().and_then(|f| f.soft_limit);
+                let call = slot.answers + 1;
+                if let Some(at) = soft.and_then(|s| slot.front_started.checked_add(s)) {
+                    if slot.soft_noticed < call {
+                        if now >= at {
+                            slot.notice_soft_limit(call);
+                        } else {
+                            consider(at);
+                        }
+                    }
+                }
                 let limit = slot.in_flight.front().and_then(|f| f.time_limit);
                 let deadline = limit.and_then(|l| slot.front_started.checked_add(l));
                 if let (Some(limit), Some(deadline)) = (limit, deadline) {
@@ -167,6 +178,8 @@ fn start_worker<'a>(
         sent: 0,
         front_started: Instant::now(),
         kill: None,
+        answers: 0,
+        soft_noticed: 0,
         accepted: false,
         escalate_at: None,
         reaping: false,
