@@ -50,6 +50,7 @@ pub struct ProcessPoolBuilder {
     max_tasks_per_child: Option<u64>,
     time_limit: Option<Duration>,
     soft_time_limit: Option<Duration>,
+    memory_limit: Option<u64>,
     max_frame: usize,
     program: Option<PathBuf>,
     start_timeout: Duration,
@@ -73,6 +74,7 @@ impl Default for ProcessPoolBuilder {
             max_tasks_per_child: None,
             time_limit: None,
             soft_time_limit: None,
+            memory_limit: None,
             max_frame: wire::DEFAULT_MAX_FRAME,
             program: None,
             start_timeout: Duration::from_secs(60),
@@ -220,6 +222,27 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// A worker whose resident memory (RSS) passes `bytes` while it runs a task is killed at once
+    /// and replaced; that task fails with [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit)
+    /// (naming the limit and what was used) and is not retried; other tasks are unaffected (those
+    /// queued at that worker run on its replacement). Default: none.
+    ///
+    /// How: the pool's supervisor reads the worker's `/proc/PID/statm` every 10 ms while it runs
+    /// a call (Linux, where process pools exist). It counts the worker process alone, not
+    /// processes a task starts, and a task that allocates faster than about 1 GiB/s may overshoot
+    /// by up to 10 ms of growth before it is killed. (cgroup v2 `memory.max` would stop the
+    /// allocation itself, but needs a writable cgroup tree, which most processes lack.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().memory_limit(512 << 20); // 512 MiB
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
     /// The largest message exchanged with a worker, in bytes (default 1 GiB). A task whose
     /// argument is larger fails at submit with [`TaskError::Transfer`](crate::TaskError::Transfer);
     /// so does one whose result is. An initializer argument larger than this makes
@@ -344,6 +367,7 @@ impl ProcessPoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             time_limit: self.time_limit,
             soft_time_limit: self.soft_time_limit,
+            memory_limit: self.memory_limit,
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
             terminate_grace: self.terminate_grace,

@@ -202,9 +202,11 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                     if slot.in_flight.is_empty() {
                         slot.front_started = Instant::now();
                     }
-                    let limited = batch
-                        .iter()
-                        .any(|p| p.time_limit.is_some() || p.soft_limit.is_some());
+                    // A memory limit is polled while any call runs.
+                    let limited = shared.config.memory_limit.is_some()
+                        || batch
+                            .iter()
+                            .any(|p| p.time_limit.is_some() || p.soft_limit.is_some());
                     slot.in_flight
                         .extend(batch.drain(..).zip(&offsets).map(|(p, &offset)| InFlight {
                             work: p.work,
@@ -743,6 +745,9 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
         } else {
             let error = match kill {
                 Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
+                Some(KillCause::MemoryLimit { limit, used }) => {
+                    TaskError::MemoryLimit { limit, used }
+                }
                 Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
                 Some(KillCause::AnswersClosed | KillCause::Internal(_)) => {
                     TaskError::WorkerLost(WorkerLoss::Disconnected)

@@ -31,6 +31,8 @@ pub(super) struct Config {
     pub(super) time_limit: Option<Duration>,
     /// Every call's soft time limit (the worker's token is set then), unless overridden.
     pub(super) soft_time_limit: Option<Duration>,
+    /// A worker whose resident memory passes this while running a call is killed.
+    pub(super) memory_limit: Option<u64>,
     pub(super) max_frame: usize,
     pub(super) start_timeout: Duration,
     pub(super) terminate_grace: Duration,
@@ -154,6 +156,11 @@ pub(super) enum KillCause {
     AnswersClosed,
     /// A thread of the pool serving it failed (a bug); the call it was running fails as lost.
     Internal(Reason),
+    /// It used `used` bytes of resident memory, over the pool's `limit`, while running a call.
+    MemoryLimit {
+        limit: u64,
+        used: u64,
+    },
     /// `Task::abort` reached the call it was running: that task alone ends cancelled (never
     /// retried); the calls behind it are requeued as for any death.
     Aborted,

@@ -682,6 +682,10 @@ impl<E> TaskError<E> {
             TaskError::Failed(e) => TaskError::Failed(e),
             TaskError::Timeout => TaskError::Timeout,
             TaskError::TimeLimit(d) => TaskError::TimeLimit(*d),
+            TaskError::MemoryLimit { limit, used } => TaskError::MemoryLimit {
+                limit: *limit,
+                used: *used,
+            },
             TaskError::WorkerLost(w) => TaskError::WorkerLost(*w),
             TaskError::PoolBroken(r) => TaskError::PoolBroken(r.clone()),
             TaskError::ShutDown => TaskError::ShutDown,
