@@ -25,7 +25,14 @@ fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
-futurepool::register!(grow_64_mib_per_s, sleep_ms);
+/// Leaks `mib` MiB (resident), then returns its worker's pid.
+fn leak_mib(mib: u64) -> u32 {
+    for _ in 0..mib {
+        std::mem::forget(vec![1u8; MIB as usize]);
+    }
+    std::process::id()
+}
+futurepool::register!(grow_64_mib_per_s, sleep_ms, leak_mib);
 futurepool::test_support!();
 
 #[test]
@@ -61,5 +68,24 @@ fn a_task_allocating_64_mib_per_s_under_a_256_mib_limit_fails_memory_limit_while
             pool.workers_started() >= 3,
             "the killed worker was replaced"
         );
+    });
+}
+
+#[test]
+fn a_worker_above_max_memory_per_child_after_a_task_is_replaced_before_the_next() {
+    within(Duration::from_secs(120), "memory recycling", || {
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .max_memory_per_child(128 * MIB)
+            .build()
+            .unwrap();
+        let small_a = pool.submit(leak_mib, 1).result().unwrap();
+        let small_b = pool.submit(leak_mib, 1).result().unwrap();
+        assert_eq!(small_a, small_b, "a worker under the threshold is reused");
+        let leaky = pool.submit(leak_mib, 200).result().unwrap();
+        assert_eq!(leaky, small_a);
+        let next = pool.submit(leak_mib, 1).result().unwrap();
+        assert_ne!(next, leaky, "the worker above the threshold was replaced");
+        assert_eq!(pool.workers_started(), 2);
     });
 }

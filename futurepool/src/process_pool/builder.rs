@@ -51,6 +51,7 @@ pub struct ProcessPoolBuilder {
     time_limit: Option<Duration>,
     soft_time_limit: Option<Duration>,
     memory_limit: Option<u64>,
+    max_memory_per_child: Option<u64>,
     max_frame: usize,
     program: Option<PathBuf>,
     start_timeout: Duration,
@@ -75,6 +76,7 @@ impl Default for ProcessPoolBuilder {
             time_limit: None,
             soft_time_limit: None,
             memory_limit: None,
+            max_memory_per_child: None,
             max_frame: wire::DEFAULT_MAX_FRAME,
             program: None,
             start_timeout: Duration::from_secs(60),
@@ -243,6 +245,25 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Recycling (Celery's `max_memory_per_child`): a worker whose resident memory is above
+    /// `bytes` after it answers a task is sent no more tasks; it retires once it has answered
+    /// the calls it already holds (at most its pipeline, usually none for long tasks), and a new
+    /// worker takes its place. Nothing fails: this is for tasks that leak or fragment memory
+    /// slowly. For a hard stop while a task runs, see
+    /// [`memory_limit`](ProcessPoolBuilder::memory_limit). Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder()
+    ///     .max_memory_per_child(200 << 20)
+    ///     .memory_limit(1 << 30);
+    /// ```
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.max_memory_per_child = Some(bytes);
+        self
+    }
+
     /// The largest message exchanged with a worker, in bytes (default 1 GiB). A task whose
     /// argument is larger fails at submit with [`TaskError::Transfer`](crate::TaskError::Transfer);
     /// so does one whose result is. An initializer argument larger than this makes
@@ -368,6 +389,7 @@ impl ProcessPoolBuilder {
             time_limit: self.time_limit,
             soft_time_limit: self.soft_time_limit,
             memory_limit: self.memory_limit,
+            max_memory_per_child: self.max_memory_per_child,
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
             terminate_grace: self.terminate_grace,

@@ -110,9 +110,10 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                 if slot.phase == Phase::Ready {
                     let room = capacity(slot, depth, config.max_tasks_per_child);
                     let busy = !slot.in_flight.is_empty() || slot.taking > 0;
-                    let retiring = config
-                        .max_tasks_per_child
-                        .is_some_and(|max| slot.sent >= max);
+                    let retiring = slot.recycle
+                        || config
+                            .max_tasks_per_child
+                            .is_some_and(|max| slot.sent >= max);
                     if room > 0 && !queue_empty && busy && wake_an_idle_worker(&mut state, id) {
                         // Pipelining is for when every worker has work: an idle one goes first,
                         // so long tasks are never queued behind each other needlessly.
@@ -656,6 +657,15 @@ fn serve_answers(
             {
                 // A new call's clock started: the supervisor must time it.
                 shared.supervisor_wake.notify_one();
+            }
+            if let Some(threshold) = shared.config.max_memory_per_child {
+                // Checked after each batch of answers: a worker that grew past the threshold
+                // is sent nothing more and retires once it has answered what it holds.
+                if !slot.recycle
+                    && super::supervisor::resident_bytes(slot.pid).is_some_and(|b| b > threshold)
+                {
+                    slot.recycle = true;
+                }
             }
             if slot.writer_idle {
                 slot.writer_idle = false;

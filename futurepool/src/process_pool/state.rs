@@ -33,6 +33,8 @@ pub(super) struct Config {
     pub(super) soft_time_limit: Option<Duration>,
     /// A worker whose resident memory passes this while running a call is killed.
     pub(super) memory_limit: Option<u64>,
+    /// A worker whose resident memory is above this after a call is retired and replaced.
+    pub(super) max_memory_per_child: Option<u64>,
     pub(super) max_frame: usize,
     pub(super) start_timeout: Duration,
     pub(super) terminate_grace: Duration,
@@ -186,6 +188,9 @@ pub(super) struct Slot {
     pub(super) answers: u64,
     /// The highest call number already sent a soft-limit notice.
     pub(super) soft_noticed: u64,
+    /// Its memory was above `max_memory_per_child` after a call: it is sent nothing more, and
+    /// retires once it has answered what it holds.
+    pub(super) recycle: bool,
     /// It accepted the handshake (so it reached `init()`); its initializer may still run.
     pub(super) accepted: bool,
     /// `terminate_workers` sent SIGTERM: at this instant the supervisor sends SIGKILL.
@@ -202,6 +207,7 @@ impl Slot {
             && self.in_flight.is_empty()
             && self.taking == 0
             && self.kill.is_none()
+            && !self.recycle
     }
 
     /// Records why the pool ends this worker (the first cause wins) and sends `signal` to its
@@ -521,7 +527,7 @@ impl Shared {
 
 /// How many more calls `slot` may be sent now.
 pub(super) fn capacity(slot: &Slot, depth: usize, max_tasks: Option<u64>) -> usize {
-    if slot.kill.is_some() {
+    if slot.kill.is_some() || slot.recycle {
         return 0;
     }
     let queued = slot.in_flight.len() + slot.taking;

@@ -108,7 +108,7 @@ const MEMORY_POLL: Duration = Duration::from_millis(10);
 
 /// The resident memory of process `pid`, in bytes, from `/proc/PID/statm` (its second field, in
 /// pages). `None` if it cannot be read (the process is gone: its reader settles it).
-fn resident_bytes(pid: u32) -> Option<u64> {
+pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
@@ -206,6 +206,7 @@ fn start_worker<'a>(
         kill: None,
         answers: 0,
         soft_noticed: 0,
+        recycle: false,
         accepted: false,
         escalate_at: None,
         reaping: false,
