@@ -35,8 +35,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum TaskError<E = Infallible> {
     /// The task was cancelled before it started: by [`Task::cancel`](crate::Task::cancel), a shutdown
-    /// that cancelled pending work, or a dropped or expired `map`.
-    #[error("the task was cancelled before it started")]
+    /// that cancelled pending work, or a dropped or expired `map`; or it was stopped while it ran
+    /// by [`Task::abort`](crate::Task::abort) (its value, if any, discarded).
+    #[error("the task was cancelled (before it started, or aborted while it ran)")]
     Cancelled,
     /// The task panicked; the panic was caught and the worker lives on.
     #[error("the task panicked: {0}")]
@@ -55,7 +56,8 @@ pub enum TaskError<E = Infallible> {
     /// [`memory_limit`](crate::ProcessPoolBuilder::memory_limit) while running it, and was killed
     /// at once (and replaced); only this task fails. Both figures are bytes of resident memory.
     #[error(
-        "the task's worker used {used} bytes of memory, over the pool's memory limit of {limit}          bytes, and was killed; lower the task's memory use or raise `memory_limit`"
+        "the task's worker used {used} bytes of memory, over the pool's memory limit of {limit} \
+         bytes, and was killed; lower the task's memory use or raise `memory_limit`"
     )]
     MemoryLimit {
         /// The pool's limit.

@@ -135,7 +135,8 @@ impl<T, E> Task<T, E> {
         self.snapshot().is_running()
     }
 
-    /// True if the task was cancelled before it started.
+    /// True if the task was cancelled before it started, or aborted while it ran (it then ends
+    /// cancelled once its work returned or its worker was killed; see [`abort`](Task::abort)).
     ///
     /// # Examples
     ///
