@@ -200,6 +200,13 @@ fn json_report_has_every_section_and_no_worker_outlives_the_demo() {
             "time_limit",
             "time limit",
         ),
+        ("running_abort", "process_pool", "cancelled", "aborted"),
+        (
+            "memory_limit",
+            "process_pool",
+            "memory_limit",
+            "memory limit",
+        ),
     ];
     for (scenario, pool, outcome, said) in expectations {
         let c = &isolation[scenario];

@@ -35,8 +35,9 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum TaskError<E = Infallible> {
     /// The task was cancelled before it started: by [`Task::cancel`](crate::Task::cancel), a shutdown
-    /// that cancelled pending work, or a dropped or expired `map`.
-    #[error("the task was cancelled before it started")]
+    /// that cancelled pending work, or a dropped or expired `map`; or it was stopped while it ran
+    /// by [`Task::abort`](crate::Task::abort) (its value, if any, discarded).
+    #[error("the task was cancelled (before it started, or aborted while it ran)")]
     Cancelled,
     /// The task panicked; the panic was caught and the worker lives on.
     #[error("the task panicked: {0}")]
@@ -51,6 +52,19 @@ pub enum TaskError<E = Infallible> {
     /// The task ran longer than its time limit and was stopped (its worker process was killed).
     #[error("the task exceeded its time limit of {0:?} and was stopped")]
     TimeLimit(Duration),
+    /// The task's worker process used more memory than the pool's
+    /// [`memory_limit`](crate::ProcessPoolBuilder::memory_limit) while running it, and was killed
+    /// at once (and replaced); only this task fails. Both figures are bytes of resident memory.
+    #[error(
+        "the task's worker used {used} bytes of memory, over the pool's memory limit of {limit} \
+         bytes, and was killed; lower the task's memory use or raise `memory_limit`"
+    )]
+    MemoryLimit {
+        /// The pool's limit.
+        limit: u64,
+        /// What the worker was found using.
+        used: u64,
+    },
     /// The worker running the task was lost before it could report a result.
     #[error("the worker running the task was lost: {0}")]
     WorkerLost(WorkerLoss),
@@ -153,6 +167,7 @@ impl<E> TaskError<E> {
             TaskError::Failed(e) => TaskError::Failed(f(e)),
             TaskError::Timeout => TaskError::Timeout,
             TaskError::TimeLimit(d) => TaskError::TimeLimit(d),
+            TaskError::MemoryLimit { limit, used } => TaskError::MemoryLimit { limit, used },
             TaskError::WorkerLost(w) => TaskError::WorkerLost(w),
             TaskError::PoolBroken(r) => TaskError::PoolBroken(r),
             TaskError::ShutDown => TaskError::ShutDown,

@@ -66,6 +66,7 @@ impl<F: Fn(A) -> R + Copy + Send + Sync + 'static, A, R> TaskFn<A, R> for F {}
 pub struct Shutdown {
     wait: bool,
     cancel_pending: bool,
+    abort_running: bool,
 }
 
 impl Default for Shutdown {
@@ -73,6 +74,7 @@ impl Default for Shutdown {
         Shutdown {
             wait: true,
             cancel_pending: false,
+            abort_running: false,
         }
     }
 }
@@ -103,6 +105,46 @@ impl Shutdown {
         self
     }
 
+    /// Whether running tasks are aborted too, as by [`Task::abort`](crate::Task::abort) on each
+    /// (implies [`cancel_pending`](Shutdown::cancel_pending)): their tokens read cancelled and each
+    /// ends [`TaskError::Cancelled`](crate::TaskError::Cancelled), its value discarded. On a
+    /// thread pool this is cooperative: a closure that never looks at
+    /// [`current_token`](crate::current_token) still runs to its end, and `wait` waits for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{current_token, Shutdown, TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(1);
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let endless = pool.submit(move || {
+    ///     started_tx.send(()).unwrap();
+    ///     while !current_token().is_cancelled() {
+    ///         std::thread::sleep(std::time::Duration::from_millis(1));
+    ///     }
+    /// });
+    /// started.recv().unwrap();
+    /// pool.shutdown(Shutdown::default().abort_running(true));
+    /// assert_eq!(endless.result(), Err(TaskError::Cancelled));
+    /// ```
+    pub fn abort_running(mut self, abort: bool) -> Self {
+        self.abort_running = abort;
+        self
+    }
+
+    /// See [`abort_running`](Shutdown::abort_running).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let how = futurepool::Shutdown::default().abort_running(true);
+    /// assert!(how.aborts_running() && how.cancels_pending());
+    /// ```
+    pub fn aborts_running(&self) -> bool {
+        self.abort_running
+    }
+
     /// See [`wait`](Shutdown::wait).
     ///
     /// # Examples
@@ -122,7 +164,7 @@ impl Shutdown {
     /// assert!(!futurepool::Shutdown::default().cancels_pending());
     /// ```
     pub fn cancels_pending(&self) -> bool {
-        self.cancel_pending
+        self.cancel_pending || self.abort_running
     }
 }
 

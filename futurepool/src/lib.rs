@@ -358,9 +358,11 @@
 //! | `executor.shutdown(wait=True, cancel_futures=True)` | [`pool.shutdown(Shutdown::default().cancel_pending(true))`](Shutdown) |
 //! | `asyncio.wrap_future(f)` | `task.await` |
 //! | (pebble, loky) per-task timeout | [`TaskError::TimeLimit`]: the process pool's time limit |
+//! | (none: Python cannot stop a running task) | [`task.abort()`](Task::abort): kills a process task's worker; on threads sets the task's [`CancelToken`] ([`current_token()`]) |
 //!
 //! What Python does not have: a bounded, lazy `map` by default; backpressure on `submit`; a dead
 //! worker process failing only its own task instead of breaking the pool; per-task time limits;
+//! stopping a running task ([`Task::abort`]);
 //! typed errors that tell a failure from a panic from a lost worker.
 
 #![warn(missing_docs)]
@@ -382,6 +384,7 @@ mod process_pool;
 mod registry;
 mod task;
 mod thread_pool;
+mod token;
 mod wait;
 mod wire;
 
@@ -390,6 +393,7 @@ pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
 pub use task::Task;
 pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
+pub use token::{current_token, CancelToken};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 
 #[cfg(target_os = "linux")]

@@ -6,6 +6,10 @@
 //!   the worker; a fresh worker takes its place and the pool carries on.
 //! - On the process pool a runaway task is stopped by its own time limit: the worker is killed,
 //!   the task fails as timed out — something no thread can do to another thread.
+//! - On the process pool `Task::abort` stops a running task: its worker is killed and replaced,
+//!   the task ends cancelled, the others complete.
+//! - On the process pool a task whose memory passes the pool's `memory_limit` while it runs is
+//!   killed at once and fails `MemoryLimit`; the others complete.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +35,10 @@ pub struct IsolationSection {
     pub process_abort: Contained,
     /// A task that never returns, on a process pool with a per-task time limit.
     pub runaway_time_limit: Contained,
+    /// A running task stopped by `Task::abort`: its worker is killed and replaced.
+    pub running_abort: Contained,
+    /// A task whose memory grows past the pool's memory limit while it runs.
+    pub memory_limit: Contained,
 }
 
 impl IsolationSection {
@@ -40,6 +48,8 @@ impl IsolationSection {
             &self.thread_panic,
             &self.process_abort,
             &self.runaway_time_limit,
+            &self.running_abort,
+            &self.memory_limit,
         ]
         .iter()
         .all(|c| c.as_expected)
@@ -75,6 +85,8 @@ pub fn run() -> Result<IsolationSection, String> {
         thread_panic: thread_panic(),
         process_abort: process_abort()?,
         runaway_time_limit: runaway()?,
+        running_abort: running_abort()?,
+        memory_limit: memory_hog()?,
     })
 }
 
@@ -162,6 +174,64 @@ fn runaway() -> Result<Contained, String> {
     ))
 }
 
+fn running_abort() -> Result<Contained, String> {
+    let pool = ProcessPool::new(2).map_err(|e| format!("cannot start the process pool: {e}"))?;
+    let started = Instant::now();
+    let bad = pool.submit(spin_forever, ());
+    let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
+    // Stop it once it runs: no thread could do this to another thread; here its worker is
+    // killed and replaced.
+    while !bad.is_running() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    bad.abort();
+    let outcome = bad.result();
+    let failed_after_s = started.elapsed().as_secs_f64();
+    let others_completed = count_squares(&others);
+    let pool_usable_after = pool.submit(square, 6).result() == Ok(36);
+    pool.shutdown(Shutdown::default());
+    let expected = matches!(&outcome, Err(TaskError::Cancelled));
+    Ok(contained(
+        "process_pool",
+        "aborted while running",
+        &outcome,
+        failed_after_s,
+        others_completed,
+        pool_usable_after,
+        expected,
+    ))
+}
+
+/// The memory-limit scenario's limit.
+const MEMORY_LIMIT: u64 = 256 << 20;
+
+fn memory_hog() -> Result<Contained, String> {
+    let pool = ProcessPool::builder()
+        .max_workers(2)
+        .memory_limit(MEMORY_LIMIT)
+        .build()
+        .map_err(|e| format!("cannot start the process pool: {e}"))?;
+    let started = Instant::now();
+    let bad = pool.submit(grow_without_end, ());
+    let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
+    let outcome = bad.result();
+    let failed_after_s = started.elapsed().as_secs_f64();
+    let others_completed = count_squares(&others);
+    let pool_usable_after = pool.submit(square, 6).result() == Ok(36);
+    pool.shutdown(Shutdown::default());
+    let expected = matches!(&outcome, Err(TaskError::MemoryLimit { .. }));
+    Ok(contained(
+        "process_pool",
+        "outgrows its memory limit",
+        &outcome,
+        failed_after_s,
+        others_completed,
+        pool_usable_after,
+        expected,
+    ))
+}
+
 /// How many of `tasks` returned the square of their position, as each task here does.
 fn count_squares(tasks: &[Task<u32>]) -> u32 {
     tasks
@@ -204,6 +274,7 @@ pub fn outcome_name<E>(error: &TaskError<E>) -> &'static str {
         TaskError::Failed(_) => "failed",
         TaskError::Timeout => "timeout",
         TaskError::TimeLimit(_) => "time_limit",
+        TaskError::MemoryLimit { .. } => "memory_limit",
         TaskError::WorkerLost(_) => "worker_lost",
         TaskError::PoolBroken(_) => "pool_broken",
         TaskError::ShutDown => "shut_down",
@@ -230,3 +301,13 @@ fn spin_forever(_: ()) {
     }
 }
 futurepool::register!(spin_forever);
+
+/// Allocates (and touches) 16 MiB every 1/16 s, about 256 MiB/s, without end: a leak at speed.
+fn grow_without_end(_: ()) {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        held.push(vec![1u8; 16 << 20]);
+        std::thread::sleep(Duration::from_millis(62));
+    }
+}
+futurepool::register!(grow_without_end);

@@ -118,6 +118,8 @@ pub fn isolation(section: &IsolationSection) {
     contained("thread pool", &section.thread_panic);
     contained("process pool", &section.process_abort);
     contained("process pool, time limit", &section.runaway_time_limit);
+    contained("process pool, abort", &section.running_abort);
+    contained("process pool, memory limit", &section.memory_limit);
     println!();
 }
 
@@ -172,10 +174,13 @@ pub fn summary(report: &DemoReport) {
     let isolation = &report.isolation;
     let mark = |ok: bool| if ok { "contained" } else { "NOT contained" };
     println!(
-        "   panic on the thread pool: {}; abort on the process pool: {}; runaway task: {}",
+        "   panic on the thread pool: {}; abort on the process pool: {}; runaway task: {}; \
+         aborted task: {}; memory hog: {}",
         mark(isolation.thread_panic.as_expected),
         mark(isolation.process_abort.as_expected),
-        mark(isolation.runaway_time_limit.as_expected)
+        mark(isolation.runaway_time_limit.as_expected),
+        mark(isolation.running_abort.as_expected),
+        mark(isolation.memory_limit.as_expected)
     );
 }
 

@@ -66,7 +66,8 @@ impl Limits {
 /// - each item yields `Ok(value)` or its own `Err` in its place, and iteration goes on;
 /// - with a [`timeout`](Map::timeout), measured from the map's creation, the first item not done in
 ///   time yields `Err(TaskError::Timeout)`, the tasks in flight are cancelled, and iteration ends;
-/// - dropping the iterator cancels the tasks that have not started.
+/// - dropping the iterator cancels the tasks that have not started and aborts the running ones
+///   (see [`Task::abort`](crate::Task::abort): on threads their tokens are set).
 ///
 /// Values are read the way [`Task::result`] reads them, so `T` and `E` must be `Clone`.
 ///
@@ -217,8 +218,12 @@ impl<I: Iterator, S, T, E> Map<I, S, T, E> {
 }
 
 impl<I: Iterator, S, T, E> Drop for Map<I, S, T, E> {
+    /// Nobody will read the results any more: queued items are cancelled and running ones
+    /// aborted (their tokens set; see [`Task::abort`]).
     fn drop(&mut self) {
-        self.cancel_in_flight();
+        for task in self.in_flight.drain(..) {
+            task.abort();
+        }
     }
 }
 

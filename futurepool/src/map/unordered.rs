@@ -178,8 +178,15 @@ impl<I: Iterator, S, T, E> MapUnordered<I, S, T, E> {
 }
 
 impl<I: Iterator, S, T, E> Drop for MapUnordered<I, S, T, E> {
+    /// As [`Map`](super::Map)'s: queued items cancelled, running ones aborted.
     fn drop(&mut self) {
-        self.cancel_in_flight();
+        for InFlight { task, registration } in self.slots.iter_mut().filter_map(Option::take) {
+            if let Some(id) = registration {
+                task.unregister(id);
+            }
+            task.abort();
+        }
+        self.in_flight = 0;
     }
 }
 

@@ -49,6 +49,9 @@ pub struct ProcessPoolBuilder {
     initializer: Option<Result<InitializerSpec, Reason>>,
     max_tasks_per_child: Option<u64>,
     time_limit: Option<Duration>,
+    soft_time_limit: Option<Duration>,
+    memory_limit: Option<u64>,
+    max_memory_per_child: Option<u64>,
     max_frame: usize,
     program: Option<PathBuf>,
     start_timeout: Duration,
@@ -71,6 +74,9 @@ impl Default for ProcessPoolBuilder {
             initializer: None,
             max_tasks_per_child: None,
             time_limit: None,
+            soft_time_limit: None,
+            memory_limit: None,
+            max_memory_per_child: None,
             max_frame: wire::DEFAULT_MAX_FRAME,
             program: None,
             start_timeout: Duration::from_secs(60),
@@ -193,6 +199,68 @@ impl ProcessPoolBuilder {
     /// ```
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = Some(limit);
+        self
+    }
+
+    /// Every task's soft time limit: `limit` after a worker starts a task (each item of a map),
+    /// the pool tells the worker and [`current_token()`](crate::current_token) inside the task
+    /// reads cancelled, so it can clean up and return; its value stands. The hard
+    /// [`time_limit`](ProcessPoolBuilder::time_limit), if any, still kills the worker later.
+    /// Override it per task with [`ProcessPool::submit_with_soft_time_limit`].
+    ///
+    /// The notice is a real-time signal (`SIGRTMAX - 3`) with the call's number, handled by
+    /// `init()`'s handler with `SA_RESTART`; a task that replaces that handler or blocks the
+    /// signal never sees its token set, and meets the hard limit instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder()
+    ///     .soft_time_limit(std::time::Duration::from_secs(10))
+    ///     .time_limit(std::time::Duration::from_secs(30));
+    /// ```
+    pub fn soft_time_limit(mut self, limit: Duration) -> Self {
+        self.soft_time_limit = Some(limit);
+        self
+    }
+
+    /// A worker whose resident memory (RSS) passes `bytes` while it runs a task is killed at once
+    /// and replaced; that task fails with [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit)
+    /// (naming the limit and what was used) and is not retried; other tasks are unaffected (those
+    /// queued at that worker run on its replacement). Default: none.
+    ///
+    /// How: the pool's supervisor reads the worker's `/proc/PID/statm` every 10 ms while it runs
+    /// a call (Linux, where process pools exist). It counts the worker process alone, not
+    /// processes a task starts, and a task that allocates faster than about 1 GiB/s may overshoot
+    /// by up to 10 ms of growth before it is killed. (cgroup v2 `memory.max` would stop the
+    /// allocation itself, but needs a writable cgroup tree, which most processes lack.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder().memory_limit(512 << 20); // 512 MiB
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Recycling (Celery's `max_memory_per_child`): a worker whose resident memory is above
+    /// `bytes` after it answers a task is sent no more tasks; it retires once it has answered
+    /// the calls it already holds (at most its pipeline, usually none for long tasks), and a new
+    /// worker takes its place. Nothing fails: this is for tasks that leak or fragment memory
+    /// slowly. For a hard stop while a task runs, see
+    /// [`memory_limit`](ProcessPoolBuilder::memory_limit). Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let builder = futurepool::ProcessPool::builder()
+    ///     .max_memory_per_child(200 << 20)
+    ///     .memory_limit(1 << 30);
+    /// ```
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.max_memory_per_child = Some(bytes);
         self
     }
 
@@ -319,6 +387,9 @@ impl ProcessPoolBuilder {
             initializer,
             max_tasks_per_child: self.max_tasks_per_child,
             time_limit: self.time_limit,
+            soft_time_limit: self.soft_time_limit,
+            memory_limit: self.memory_limit,
+            max_memory_per_child: self.max_memory_per_child,
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
             terminate_grace: self.terminate_grace,

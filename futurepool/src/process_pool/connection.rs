@@ -110,9 +110,10 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                 if slot.phase == Phase::Ready {
                     let room = capacity(slot, depth, config.max_tasks_per_child);
                     let busy = !slot.in_flight.is_empty() || slot.taking > 0;
-                    let retiring = config
-                        .max_tasks_per_child
-                        .is_some_and(|max| slot.sent >= max);
+                    let retiring = slot.recycle
+                        || config
+                            .max_tasks_per_child
+                            .is_some_and(|max| slot.sent >= max);
                     if room > 0 && !queue_empty && busy && wake_an_idle_worker(&mut state, id) {
                         // Pipelining is for when every worker has work: an idle one goes first,
                         // so long tasks are never queued behind each other needlessly.
@@ -169,8 +170,8 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                             arg
                         })
                         .collect();
-                    if pending.time_limit.is_some() {
-                        // Timed per item; see `items.rs`.
+                    if pending.time_limit.is_some() || pending.soft_limit.is_some() {
+                        // Timed per item; see `items.rs` (and `InFlight::by_item`).
                         ToWorker::RunChunkEach {
                             function: *function,
                             args,
@@ -194,6 +195,7 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
         let mut refused = Vec::new();
         let alive = {
             let mut state = shared.lock();
+            let state_aborting = state.aborting;
             match state.workers.iter_mut().find(|s| s.id == id) {
                 Some(slot) => {
                     let sendable = slot.phase != Phase::Exited && slot.kill.is_none();
@@ -201,15 +203,28 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                     if slot.in_flight.is_empty() {
                         slot.front_started = Instant::now();
                     }
-                    let limited = batch.iter().any(|p| p.time_limit.is_some());
+                    // A memory limit is polled while any call runs.
+                    let limited = shared.config.memory_limit.is_some()
+                        || batch
+                            .iter()
+                            .any(|p| p.time_limit.is_some() || p.soft_limit.is_some());
                     slot.in_flight
                         .extend(batch.drain(..).zip(&offsets).map(|(p, &offset)| InFlight {
                             work: p.work,
                             sink: p.sink,
                             time_limit: p.time_limit,
+                            soft_limit: p.soft_limit,
                             offset: if sendable { offset } else { NEVER_SENT },
                             answered: Vec::new(),
                         }));
+                    if state_aborting {
+                        for entry in &slot.in_flight {
+                            entry.sink.flag_abort();
+                        }
+                    }
+                    // An abort that came between taking the batch and this point found the
+                    // call nowhere; the front is the only one it can be running as.
+                    slot.kill_if_front_aborted();
                     if limited && sendable {
                         // The supervisor times the call at the front; tell it there is one.
                         shared.supervisor_wake.notify_one();
@@ -286,7 +301,10 @@ fn take_batch(
         };
         // Marking it running is what makes a later cancel() refuse (a running task cannot be cancelled): from here
         // the call belongs to a worker.
-        if pending.started || pending.sink.start() {
+        if pending.started && pending.sink.abort_requested() {
+            // Aborted after its first worker died: end it, never send it again.
+            cancelled.push(pending.sink);
+        } else if pending.started || pending.sink.start() {
             batch.push(pending);
         } else {
             cancelled.push(pending.sink);
@@ -603,6 +621,7 @@ fn serve_answers(
                 return Some(Reason::new("the worker was removed while answering"));
             };
             let elapsed = now.saturating_duration_since(slot.front_started);
+            slot.answers += count as u64;
             let mut item_frames = false;
             for (index, frame) in frames[..count].iter().enumerate() {
                 let Some(front) = slot.in_flight.front_mut() else {
@@ -629,13 +648,24 @@ fn serve_answers(
             }
             // The next call, or the next item of a chunk answered item by item, starts now.
             slot.front_started = now;
+            // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
+            slot.kill_if_front_aborted();
             if slot
                 .in_flight
                 .front()
-                .is_some_and(|f| f.time_limit.is_some())
+                .is_some_and(|f| f.time_limit.is_some() || f.soft_limit.is_some())
             {
                 // A new call's clock started: the supervisor must time it.
                 shared.supervisor_wake.notify_one();
+            }
+            if let Some(threshold) = shared.config.max_memory_per_child {
+                // Checked after each batch of answers: a worker that grew past the threshold
+                // is sent nothing more and retires once it has answered what it holds.
+                if !slot.recycle
+                    && super::supervisor::resident_bytes(slot.pid).is_some_and(|b| b > threshold)
+                {
+                    slot.recycle = true;
+                }
             }
             if slot.writer_idle {
                 slot.writer_idle = false;
@@ -707,25 +737,45 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
         .is_some_and(|front| front.offset < received || !front.answered.is_empty());
     if received_front {
         let running = held.next().expect("peeked");
-        let error = match kill {
-            Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
-            Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
-            Some(KillCause::AnswersClosed | KillCause::Internal(_)) => {
-                TaskError::WorkerLost(WorkerLoss::Disconnected)
-            }
-            _ => TaskError::WorkerLost(loss),
-        };
-        if running.by_item() {
-            // Only the running item fails; the ones after it never started (`items.rs`).
-            if let Some(rest) = items::settle_running(running, error) {
-                if stopping {
-                    failed.push((rest.sink, TaskError::WorkerLost(loss)));
-                } else {
-                    requeue.push(rest);
-                }
-            }
+        let killed_for_an_abort = kill == Some(KillCause::Aborted);
+        if killed_for_an_abort && running.sink.abort_requested() {
+            // The abort is why it died: that task alone ends (CANCELLED: its abort flag makes
+            // the resolution publish it), never retried, even a by-item chunk's later items.
+            failed.push((running.sink, TaskError::Cancelled));
+        } else if killed_for_an_abort && running.answered.is_empty() && !stopping {
+            // Killed for the call before it, whose answer arrived between the kill and the
+            // death: this call is not charged (it may have begun; it runs again elsewhere).
+            requeue.push(Pending {
+                work: running.work,
+                sink: running.sink,
+                time_limit: running.time_limit,
+                soft_limit: running.soft_limit,
+                started: true,
+            });
         } else {
-            failed.push((running.sink, error));
+            let error = match kill {
+                Some(KillCause::TimeLimit(limit)) => TaskError::TimeLimit(limit),
+                Some(KillCause::MemoryLimit { limit, used }) => {
+                    TaskError::MemoryLimit { limit, used }
+                }
+                Some(KillCause::Misbehaved(reason)) => TaskError::Transfer(reason),
+                Some(KillCause::AnswersClosed | KillCause::Internal(_)) => {
+                    TaskError::WorkerLost(WorkerLoss::Disconnected)
+                }
+                _ => TaskError::WorkerLost(loss),
+            };
+            if running.by_item() {
+                // Only the running item fails; the ones after it never started (`items.rs`).
+                if let Some(rest) = items::settle_running(running, error) {
+                    if stopping {
+                        failed.push((rest.sink, TaskError::WorkerLost(loss)));
+                    } else {
+                        requeue.push(rest);
+                    }
+                }
+            } else {
+                failed.push((running.sink, error));
+            }
         }
     }
     // The worker answers each call before reading the next, so every call behind the one it was
@@ -739,6 +789,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
                 work: entry.work,
                 sink: entry.sink,
                 time_limit: entry.time_limit,
+                soft_limit: entry.soft_limit,
                 started: true,
             });
         }

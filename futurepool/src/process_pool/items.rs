@@ -59,6 +59,7 @@ pub(super) fn settle_running(entry: InFlight, running: TaskError) -> Option<Pend
         work,
         mut sink,
         time_limit,
+        soft_limit,
         answered,
         ..
     } = entry;
@@ -69,6 +70,7 @@ pub(super) fn settle_running(entry: InFlight, running: TaskError) -> Option<Pend
             work,
             sink,
             time_limit,
+            soft_limit,
             started: true,
         }),
         None => {

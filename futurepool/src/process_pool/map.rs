@@ -438,7 +438,7 @@ impl ProcessPool {
         E: Send + Sync + 'static,
         D: Decode<R, E>,
     {
-        let task = Task::pending();
+        let task = Task::pending_with_abort_hook(self.abort_hook());
         let function = match function {
             Ok(function) => *function,
             Err(reason) => {
@@ -499,6 +499,7 @@ impl ProcessPool {
             },
             sink,
             limit,
+            self.shared.config.soft_time_limit,
         );
         task
     }

@@ -41,6 +41,7 @@ pub use self::map::{ProcessMap, ProcessMapUnordered};
 pub use self::worker::init;
 #[doc(hidden)]
 pub use self::worker::test_support_start;
+pub(crate) use self::worker::{current_call, soft_limit_passed};
 
 use self::sink::{Fallible, Plain, Sink, TaskSink};
 use self::state::{Config, KillCause, Pending, Shared, Work};
@@ -320,12 +321,59 @@ impl ProcessPool {
         A: Payload,
         R: Payload,
     {
-        let task = Task::pending();
+        let task = Task::pending_with_abort_hook(self.abort_hook());
         let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
             task.clone(),
             self.shared.callbacks.clone(),
         ));
-        self.submit_call(f, &arg, sink, limit);
+        self.submit_call(f, &arg, sink, limit, self.shared.config.soft_time_limit);
+        task
+    }
+
+    /// [`submit`](ProcessPool::submit) with this task's own soft time limit (`None`: none),
+    /// overriding the pool's ([`ProcessPoolBuilder::soft_time_limit`]); the pool's hard
+    /// [`time_limit`](ProcessPoolBuilder::time_limit) still applies. `soft` after the worker
+    /// starts the task, the pool tells the worker, and [`current_token()`](crate::current_token)
+    /// inside the task reads cancelled: it can clean up and return, and its value stands. A task
+    /// still running at the hard limit has its worker killed, as always.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// fn wrap_up(_: ()) -> String {
+    ///     let token = futurepool::current_token();
+    ///     while !token.is_cancelled() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     "cleaned up".to_string()
+    /// }
+    /// futurepool::register!(wrap_up);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(1).unwrap();
+    ///     let task = pool.submit_with_soft_time_limit(wrap_up, (), Some(Duration::from_millis(50)));
+    ///     assert_eq!(task.result(), Ok("cleaned up".to_string()));
+    /// }
+    /// ```
+    pub fn submit_with_soft_time_limit<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        soft: Option<Duration>,
+    ) -> Task<R>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Payload,
+        R: Payload,
+    {
+        let task = Task::pending_with_abort_hook(self.abort_hook());
+        let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
+            task.clone(),
+            self.shared.callbacks.clone(),
+        ));
+        self.submit_call(f, &arg, sink, self.shared.config.time_limit, soft);
         task
     }
 
@@ -358,17 +406,34 @@ impl ProcessPool {
         R: Payload,
         E: Payload,
     {
-        let task = Task::pending();
+        let task = Task::pending_with_abort_hook(self.abort_hook());
         let sink = Box::new(TaskSink::<R, E, Fallible>::new(
             task.clone(),
             self.shared.callbacks.clone(),
         ));
-        self.submit_call(f, &arg, sink, limit);
+        self.submit_call(f, &arg, sink, limit, self.shared.config.soft_time_limit);
         task
     }
 
-    fn submit_call<F, A, R>(&self, f: F, arg: &A, sink: Box<dyn Sink>, limit: Option<Duration>)
-    where
+    /// What `Task::abort` of one of this pool's running tasks does: find and kill its worker.
+    /// A weak reference: a task outliving its pool keeps nothing of it alive.
+    fn abort_hook(&self) -> Box<dyn Fn() + Send + Sync> {
+        let shared = Arc::downgrade(&self.shared);
+        Box::new(move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.abort_flagged();
+            }
+        })
+    }
+
+    fn submit_call<F, A, R>(
+        &self,
+        f: F,
+        arg: &A,
+        sink: Box<dyn Sink>,
+        limit: Option<Duration>,
+        soft_limit: Option<Duration>,
+    ) where
         F: Fn(A) -> R + 'static,
         A: Payload,
         R: 'static,
@@ -391,12 +456,18 @@ impl ProcessPool {
             Err(panic) => return sink.fail(TaskError::Panicked(panic)),
         };
         match work {
-            Ok(work) => self.enqueue(work, sink, limit),
+            Ok(work) => self.enqueue(work, sink, limit, soft_limit),
             Err(reason) => sink.fail(TaskError::Transfer(reason)),
         }
     }
 
-    fn enqueue(&self, work: Work, sink: Box<dyn Sink>, time_limit: Option<Duration>) {
+    fn enqueue(
+        &self,
+        work: Work,
+        sink: Box<dyn Sink>,
+        time_limit: Option<Duration>,
+        soft_limit: Option<Duration>,
+    ) {
         let max = self.shared.config.max_frame;
         if work.payload_len() + FRAME_OVERHEAD > max {
             let why = format!(
@@ -410,6 +481,7 @@ impl ProcessPool {
             work,
             sink,
             time_limit,
+            soft_limit,
             started: false,
         };
         if let Err((pending, error)) = self.shared.enqueue(pending) {
@@ -447,6 +519,18 @@ impl ProcessPool {
             } else {
                 Vec::new()
             };
+            if how.aborts_running() {
+                state.aborting = true;
+                // Every call a worker holds ends cancelled: flag them all, kill the workers
+                // running one; what they held behind it is requeued flagged and so ended by the
+                // writer that takes it (`Task::abort`'s rule, for every task at once).
+                for slot in &mut state.workers {
+                    for entry in &slot.in_flight {
+                        entry.sink.flag_abort();
+                    }
+                    slot.kill_if_front_aborted();
+                }
+            }
             self.shared.wake_all(&mut state);
             cancelled
         };

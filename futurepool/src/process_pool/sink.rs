@@ -22,8 +22,13 @@ pub(super) trait Sink: Send {
     /// Marks the task running as it is handed to a worker; false if it was cancelled meanwhile
     /// (then it is dropped, never sent).
     fn start(&self) -> bool;
-    /// Cancels the task (shutdown with `cancel_pending`).
+    /// Cancels the task (shutdown with `cancel_pending`, or `abort` reached it in the queue).
     fn cancel(self: Box<Self>);
+    /// `Task::abort` flagged the task: it must not be sent again, and its worker is killed.
+    fn abort_requested(&self) -> bool;
+    /// Flags a running task aborted, for the pool's own `shutdown` with `abort_running` (the
+    /// pool then kills its worker itself).
+    fn flag_abort(&self);
     /// Resolves the task from the worker's answer.
     fn finish(self: Box<Self>, answer: Answer<'_>);
     /// Resolves the task with an error of the pool's (worker lost, time limit, broken, shut down).
@@ -175,9 +180,21 @@ where
     }
 
     fn cancel(self: Box<Self>) {
-        if let Some(deferred) = self.task().cancel_deferred() {
+        if self.task().abort_requested() && !self.task().is_done() {
+            // Aborted while running (requeued after its worker died): a cancel cannot end a
+            // running task, a resolution can, and the abort makes it publish CANCELLED.
+            self.resolve(Err(TaskError::Cancelled));
+        } else if let Some(deferred) = self.task().cancel_deferred() {
             self.callbacks.spawn(deferred);
         }
+    }
+
+    fn abort_requested(&self) -> bool {
+        self.task().abort_requested()
+    }
+
+    fn flag_abort(&self) {
+        self.task().abort_quietly();
     }
 
     fn finish(self: Box<Self>, answer: Answer<'_>) {
@@ -319,6 +336,14 @@ where
     /// all its items. Each item is cancelled instead, in its place.
     fn cancel(mut self: Box<Self>) {
         self.fail_rest(|| TaskError::Cancelled);
+    }
+
+    fn abort_requested(&self) -> bool {
+        self.task().abort_requested()
+    }
+
+    fn flag_abort(&self) {
+        self.task().abort_quietly();
     }
 
     fn finish(mut self: Box<Self>, answer: Answer<'_>) {

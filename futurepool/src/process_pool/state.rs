@@ -29,6 +29,12 @@ pub(super) struct Config {
     pub(super) initializer: Option<Initializer>,
     pub(super) max_tasks_per_child: Option<u64>,
     pub(super) time_limit: Option<Duration>,
+    /// Every call's soft time limit (the worker's token is set then), unless overridden.
+    pub(super) soft_time_limit: Option<Duration>,
+    /// A worker whose resident memory passes this while running a call is killed.
+    pub(super) memory_limit: Option<u64>,
+    /// A worker whose resident memory is above this after a call is retired and replaced.
+    pub(super) max_memory_per_child: Option<u64>,
     pub(super) max_frame: usize,
     pub(super) start_timeout: Duration,
     pub(super) terminate_grace: Duration,
@@ -95,6 +101,8 @@ pub(super) struct Pending {
     pub(super) work: Work,
     pub(super) sink: Box<dyn Sink>,
     pub(super) time_limit: Option<Duration>,
+    /// When the worker is told to set the call's token (a chunk's: each item's).
+    pub(super) soft_limit: Option<Duration>,
     /// Already marked running: it was sent to a worker that died before starting it.
     pub(super) started: bool,
 }
@@ -105,6 +113,7 @@ pub(super) struct InFlight {
     pub(super) work: Work,
     pub(super) sink: Box<dyn Sink>,
     pub(super) time_limit: Option<Duration>,
+    pub(super) soft_limit: Option<Duration>,
     /// Where its frame starts in the worker's calls stream (bytes, the handshake included). If
     /// the worker dies having read less than this, it never received the call (wire/README.md,
     /// "What is charged to whom").
@@ -118,7 +127,8 @@ impl InFlight {
     /// A chunk under a time limit is sent item by item (`RunChunkEach`), so the limit times each
     /// item and a worker killed part-way has told which items it finished (`items.rs`).
     pub(super) fn by_item(&self) -> bool {
-        matches!(self.work, Work::Chunk { .. }) && self.time_limit.is_some()
+        matches!(self.work, Work::Chunk { .. })
+            && (self.time_limit.is_some() || self.soft_limit.is_some())
     }
 }
 
@@ -148,6 +158,14 @@ pub(super) enum KillCause {
     AnswersClosed,
     /// A thread of the pool serving it failed (a bug); the call it was running fails as lost.
     Internal(Reason),
+    /// It used `used` bytes of resident memory, over the pool's `limit`, while running a call.
+    MemoryLimit {
+        limit: u64,
+        used: u64,
+    },
+    /// `Task::abort` reached the call it was running: that task alone ends cancelled (never
+    /// retried); the calls behind it are requeued as for any death.
+    Aborted,
 }
 
 /// One worker process, as every pool thread sees it.
@@ -165,6 +183,14 @@ pub(super) struct Slot {
     /// never fires early.
     pub(super) front_started: Instant,
     pub(super) kill: Option<KillCause>,
+    /// Answer frames read from it since `Ready`: the call it runs is number `answers + 1` in
+    /// its own count too (`worker.rs`, `ANSWERS_WRITTEN`), which the soft-limit notice names.
+    pub(super) answers: u64,
+    /// The highest call number already sent a soft-limit notice.
+    pub(super) soft_noticed: u64,
+    /// Its memory was above `max_memory_per_child` after a call: it is sent nothing more, and
+    /// retires once it has answered what it holds.
+    pub(super) recycle: bool,
     /// It accepted the handshake (so it reached `init()`); its initializer may still run.
     pub(super) accepted: bool,
     /// `terminate_workers` sent SIGTERM: at this instant the supervisor sends SIGKILL.
@@ -181,6 +207,7 @@ impl Slot {
             && self.in_flight.is_empty()
             && self.taking == 0
             && self.kill.is_none()
+            && !self.recycle
     }
 
     /// Records why the pool ends this worker (the first cause wins) and sends `signal` to its
@@ -193,6 +220,39 @@ impl Slot {
         // The pid (and so the group id) cannot have been reused: `reaping` is set under the
         // same lock before the process is waited for.
         signal_group(self.pid, signal);
+    }
+
+    /// Tells the worker that call number `call` (the one it runs) passed its soft time limit:
+    /// its `current_token()` reads cancelled from now on. To the process only (`sigqueue`, the
+    /// call's number as the value), never to a reaped pid.
+    pub(super) fn notice_soft_limit(&mut self, call: u64) {
+        self.soft_noticed = call;
+        if self.reaping || self.pid == 0 {
+            return;
+        }
+        let value = libc::sigval {
+            sival_ptr: call as usize as *mut libc::c_void,
+        };
+        // SAFETY: sigqueue takes plain integers and a by-value union; the pid cannot have been
+        // reused (`reaping` is set under this lock before the process is waited for).
+        unsafe {
+            libc::sigqueue(
+                self.pid as libc::pid_t,
+                super::worker::soft_limit_signal(),
+                value,
+            )
+        };
+    }
+
+    /// Kills this worker if the call it is running was aborted (`Task::abort`).
+    pub(super) fn kill_if_front_aborted(&mut self) {
+        if self
+            .in_flight
+            .front()
+            .is_some_and(|front| front.sink.abort_requested())
+        {
+            self.signal(libc::SIGKILL, KillCause::Aborted);
+        }
     }
 
     /// `terminate_workers`: SIGTERM, and SIGCONT so a stopped worker can act on it; SIGKILL
@@ -226,6 +286,8 @@ pub(super) struct State {
     pub(super) shutting_down: bool,
     /// Set by `terminate_workers`/`kill_workers`: calls held by workers fail instead of requeuing.
     pub(super) stopping: bool,
+    /// Set by `shutdown` with `abort_running`: every call a worker takes or holds is aborted.
+    pub(super) aborting: bool,
     pub(super) broken: Option<Reason>,
     pub(super) supervisor_done: bool,
     /// How many workers were started, for tests of reuse and replacement.
@@ -250,6 +312,31 @@ pub(super) struct Shared {
 pub(super) type Rejected = Vec<(Box<dyn Sink>, TaskError)>;
 
 impl Shared {
+    /// `Task::abort` flagged a task of this pool that is running: kill the worker whose running
+    /// call (the front of its in-flight list) it is, and end it if it sits requeued in the queue.
+    /// A flagged call pipelined behind another is killed when it reaches the front (the reader
+    /// checks); a call's worker is never killed for an abort before it runs the call.
+    pub(super) fn abort_flagged(&self) {
+        let mut state = self.lock();
+        for slot in &mut state.workers {
+            slot.kill_if_front_aborted();
+        }
+        let mut ended = Vec::new();
+        let mut index = 0;
+        while index < state.queue.len() {
+            if state.queue[index].started && state.queue[index].sink.abort_requested() {
+                let pending = state.queue.remove(index).expect("index is in range");
+                ended.push(pending.sink);
+            } else {
+                index += 1;
+            }
+        }
+        drop(state);
+        for sink in ended {
+            sink.cancel();
+        }
+    }
+
     pub(super) fn new(config: Config) -> Self {
         Shared {
             config,
@@ -259,6 +346,7 @@ impl Shared {
                 spawns_wanted: 0,
                 next_worker_id: 1,
                 shutting_down: false,
+                aborting: false,
                 stopping: false,
                 broken: None,
                 supervisor_done: false,
@@ -281,6 +369,9 @@ impl Shared {
     }
 
     /// Queues an entry, or hands it back with the reason it was refused.
+    // The refused entry is handed back whole on a cold path (a broken or shut-down pool); boxing
+    // it would cost every accepted submit an allocation.
+    #[allow(clippy::result_large_err)]
     pub(super) fn enqueue(&self, pending: Pending) -> Result<(), (Pending, TaskError)> {
         let mut state = self.lock();
         if let Some(reason) = &state.broken {
@@ -311,6 +402,16 @@ impl Shared {
         if let Some(reason) = &state.broken {
             let error = TaskError::PoolBroken(reason.clone());
             return entries.map(|p| (p.sink, error.clone())).collect();
+        }
+        if state.aborting {
+            // `shutdown` with `abort_running`: every running call ends cancelled (flagged, so
+            // this failure publishes CANCELLED), none is sent again.
+            return entries
+                .map(|p| {
+                    p.sink.flag_abort();
+                    (p.sink, TaskError::Cancelled)
+                })
+                .collect();
         }
         if state.stopping {
             // Taken by a worker that was being stopped: from the caller's side it was running.
@@ -426,7 +527,7 @@ impl Shared {
 
 /// How many more calls `slot` may be sent now.
 pub(super) fn capacity(slot: &Slot, depth: usize, max_tasks: Option<u64>) -> usize {
-    if slot.kill.is_some() {
+    if slot.kill.is_some() || slot.recycle {
         return 0;
     }
     let queued = slot.in_flight.len() + slot.taking;

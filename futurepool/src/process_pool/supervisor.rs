@@ -102,6 +102,20 @@ fn wind_down(shared: &Shared, reason: Reason) {
     shared.done.notify_all();
 }
 
+/// How often a worker running a call is checked against the pool's memory limit. A task growing
+/// 1 GiB/s overshoots the limit by at most about 10 MiB before it is killed.
+const MEMORY_POLL: Duration = Duration::from_millis(10);
+
+/// The resident memory of process `pid`, in bytes, from `/proc/PID/statm` (its second field, in
+/// pages). `None` if it cannot be read (the process is gone: its reader settles it).
+pub(super) fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages.saturating_mul(u64::try_from(page).unwrap_or(4096)))
+}
+
 /// Kills workers past a deadline; returns when the next deadline falls. Every deadline is a
 /// checked sum: a duration too large to add (`Duration::MAX`) means no deadline.
 fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option<Instant> {
@@ -132,6 +146,29 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                 #[cfg(test)]
                 if !slot.in_flight.is_empty() {
                     super::state::inject(&shared.config, super::state::Fault::Supervisor);
+                }
+                let soft = slot.in_flight.front().and_then(|f| f.soft_limit);
+                let call = slot.answers + 1;
+                if let Some(at) = soft.and_then(|s| slot.front_started.checked_add(s)) {
+                    if slot.soft_noticed < call {
+                        if now >= at {
+                            slot.notice_soft_limit(call);
+                        } else {
+                            consider(at);
+                        }
+                    }
+                }
+                if let (Some(limit), false) =
+                    (shared.config.memory_limit, slot.in_flight.is_empty())
+                {
+                    // Polled while the worker runs a call: between calls nothing is charged.
+                    match resident_bytes(slot.pid) {
+                        Some(used) if used > limit => {
+                            slot.signal(libc::SIGKILL, KillCause::MemoryLimit { limit, used });
+                            continue;
+                        }
+                        _ => consider(now + MEMORY_POLL),
+                    }
                 }
                 let limit = slot.in_flight.front().and_then(|f| f.time_limit);
                 let deadline = limit.and_then(|l| slot.front_started.checked_add(l));
@@ -167,6 +204,9 @@ fn start_worker<'a>(
         sent: 0,
         front_started: Instant::now(),
         kill: None,
+        answers: 0,
+        soft_noticed: 0,
+        recycle: false,
         accepted: false,
         escalate_at: None,
         reaping: false,

@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::registry::{self, InvokeError};
 use crate::wire::{self, Bytes, FromWorker, Hello, Outcome, ToWorker};
@@ -36,6 +36,56 @@ const HELLO_MAX_FRAME: usize = u32::MAX as usize;
 /// real-time signal nobody else sends; its handler kills the worker's whole process group.
 pub(crate) fn parent_died_signal() -> i32 {
     libc::SIGRTMAX() - 2
+}
+
+/// The signal by which the pool tells a worker that the call it runs passed its soft time limit
+/// (issue 13). Sent with `sigqueue`, its value names the call (see [`ANSWERS_WRITTEN`]), so a
+/// notice that arrives after that call ended never sets the next call's token.
+pub(crate) fn soft_limit_signal() -> i32 {
+    libc::SIGRTMAX() - 3
+}
+
+/// Answer frames this worker wrote since `Ready`. The call (or by-item chunk item) running now is
+/// number `ANSWERS_WRITTEN + 1`; the pool counts the frames it reads the same way.
+static ANSWERS_WRITTEN: AtomicU64 = AtomicU64::new(0);
+/// The highest call number whose soft time limit the pool signalled.
+static SOFT_LIMIT_PASSED: AtomicU64 = AtomicU64::new(0);
+
+/// The number of the call this worker process runs now, if it is a worker running one: what a
+/// `current_token()` inside it is tied to.
+pub(crate) fn current_call() -> Option<u64> {
+    (SERVING.load(Ordering::Relaxed) && RUNNING.load(Ordering::Relaxed) != NOT_RUNNING)
+        .then(|| ANSWERS_WRITTEN.load(Ordering::Acquire) + 1)
+}
+
+/// True once the pool signalled that call `call` passed its soft time limit.
+pub(crate) fn soft_limit_passed(call: u64) -> bool {
+    SOFT_LIMIT_PASSED.load(Ordering::Acquire) >= call
+}
+
+/// Installs the soft-limit notice's handler (before `Ready`, so no notice can find the default
+/// action, which would end the process). `SA_RESTART`: a task blocked in a system call is not
+/// disturbed by the notice.
+fn listen_for_soft_limits() {
+    extern "C" fn soft_limit_passed_handler(
+        _: libc::c_int,
+        info: *mut libc::siginfo_t,
+        _: *mut libc::c_void,
+    ) {
+        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; reading its value
+        // and an atomic `fetch_max` are async-signal-safe.
+        let call = unsafe { (*info).si_value().sival_ptr } as u64;
+        SOFT_LIMIT_PASSED.fetch_max(call, Ordering::AcqRel);
+    }
+    // SAFETY: installs the async-signal-safe handler above with an empty mask; sigaction only
+    // reads the struct we pass.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = soft_limit_passed_handler as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(soft_limit_signal(), &action, std::ptr::null_mut());
+    }
 }
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
@@ -125,6 +175,7 @@ fn serve(pool: Option<libc::pid_t>) -> i32 {
         }
     }
     die_with_the_pool(pool);
+    listen_for_soft_limits();
     extern "C" fn mark_forked() {
         FORKED.store(true, Ordering::Relaxed);
     }
@@ -346,6 +397,7 @@ impl Worker {
                         self.answers
                             .write_all(&self.out)
                             .map_err(|_| WorkerExit(EXIT_BROKEN_PIPE))?;
+                        ANSWERS_WRITTEN.fetch_add(1, Ordering::AcqRel);
                     }
                     answered += 1;
                     continue;
@@ -379,6 +431,7 @@ impl Worker {
             if answer.is_err() || self.answers.write_all(&self.out).is_err() {
                 return Err(WorkerExit(EXIT_BROKEN_PIPE));
             }
+            ANSWERS_WRITTEN.fetch_add(1, Ordering::AcqRel);
             answered += 1;
         }
     }

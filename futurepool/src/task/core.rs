@@ -21,6 +21,9 @@ const CANCELLED: usize = 0b0011;
 const RESOLVING: usize = 0b0100;
 /// Set once any listener was registered, so completion skips the lock when nobody listens.
 const HAS_LISTENERS: usize = 0b1000;
+/// Set by `abort` on a running task: its token reads cancelled, and whoever claims the outcome
+/// publishes `CANCELLED` instead of the value (see `README.md`, "Aborting a running task").
+const ABORT: usize = 0b1_0000;
 
 /// A consistent reading of a task's state: every predicate comes from one atomic load (F3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +45,10 @@ impl Snapshot {
     pub(crate) fn is_done(self) -> bool {
         self.is_finished() || self.is_cancelled()
     }
+    /// `abort` reached the task while it ran (or it ended cancelled): what its token reads.
+    pub(crate) fn is_abort_requested(self) -> bool {
+        self.0 & ABORT != 0 || self.is_cancelled()
+    }
     fn is_claimed(self) -> bool {
         self.0 & RESOLVING != 0
     }
@@ -59,6 +66,30 @@ pub(crate) enum CancelAttempt {
     AlreadyCancelled,
     /// It is running, finished, or being resolved: too late to cancel.
     TooLate,
+}
+
+/// What [`Core::try_abort`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AbortAttempt {
+    /// It was pending: cancelled now, exactly as [`Core::try_cancel`] would.
+    Cancelled { had_listeners: bool },
+    /// It was already cancelled, or an earlier abort is already on its way.
+    AlreadyAborted,
+    /// It is running: the abort flag is set; whoever claims the outcome publishes `CANCELLED`.
+    Flagged,
+    /// It is finished or its outcome is being written: too late.
+    TooLate,
+}
+
+/// What [`Core::try_claim`] won.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Someone else claimed it, or it is done: the caller's outcome is discarded.
+    Lost,
+    /// The caller must [`publish`](Core::publish) its outcome.
+    Won,
+    /// The caller must [`publish_cancelled`](Core::publish_cancelled): an abort came first.
+    WonAborted,
 }
 
 /// Registered listeners; boxed so a task nobody waits on pays one pointer for them.
@@ -137,23 +168,70 @@ impl<T, E> Core<T, E> {
         }
     }
 
+    /// Stops the task wherever it is: PENDING → CANCELLED (as `try_cancel`), RUNNING → RUNNING|ABORT.
+    ///
+    /// The flag is only set on an unclaimed running task, and `try_claim` reads it in the same CAS
+    /// that claims: so an abort racing completion has exactly one outcome. Either the abort's CAS
+    /// comes first (the claimer sees ABORT and publishes CANCELLED) or the claim's does (the abort
+    /// sees RESOLVING and answers `TooLate`; the value stands).
+    pub(crate) fn try_abort(&self) -> AbortAttempt {
+        let mut current = self.state.load(Relaxed);
+        loop {
+            let s = Snapshot(current);
+            if s.is_cancelled() || (!s.is_done() && current & ABORT != 0) {
+                return AbortAttempt::AlreadyAborted;
+            }
+            if s.is_finished() || s.is_claimed() {
+                return AbortAttempt::TooLate;
+            }
+            let (next, attempt) = if s.is_pending() {
+                (
+                    CANCELLED,
+                    AbortAttempt::Cancelled {
+                        had_listeners: s.has_listeners(),
+                    },
+                )
+            } else {
+                (current | ABORT, AbortAttempt::Flagged)
+            };
+            match self
+                .state
+                .compare_exchange_weak(current, next, AcqRel, Acquire)
+            {
+                Ok(_) => return attempt,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
     /// Claims the right to write the outcome (from PENDING or RUNNING). Exactly one caller ever
-    /// wins; it must then call [`Core::publish`].
-    pub(crate) fn try_claim(&self) -> bool {
+    /// wins; it must then call [`Core::publish`], or [`Core::publish_cancelled`] if an abort
+    /// reached the task first.
+    pub(crate) fn try_claim(&self) -> Claim {
         let mut current = self.state.load(Relaxed);
         loop {
             let s = Snapshot(current);
             if s.is_done() || s.is_claimed() {
-                return false;
+                return Claim::Lost;
             }
             match self
                 .state
                 .compare_exchange_weak(current, current | RESOLVING, AcqRel, Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) if current & ABORT != 0 => return Claim::WonAborted,
+                Ok(_) => return Claim::Won,
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Ends an aborted task as CANCELLED (its slot stays empty, as for any cancelled task).
+    /// Returns whether listeners must be run.
+    ///
+    /// Must only be called once, by the winner of [`Core::try_claim`] that got `WonAborted`.
+    pub(crate) fn publish_cancelled(&self) -> bool {
+        let previous = self.state.swap(CANCELLED, AcqRel);
+        Snapshot(previous).has_listeners()
     }
 
     /// Writes the outcome and makes it visible. Returns whether listeners must be run.

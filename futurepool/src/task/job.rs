@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::error::TaskError;
 use crate::loom::cell::UnsafeCell;
 use crate::panic;
+use crate::token::{self, AbortSource};
 
 use super::core::Core;
 use super::Task;
@@ -25,8 +26,22 @@ pub(crate) struct TaskCell<T, E, J: ?Sized> {
     pub(crate) job: J,
 }
 
-/// Marker for the erased tail of a [`TaskCell`]; the handle never touches it, only drops it.
-pub(crate) trait ErasedJob: Send + Sync {}
+/// The erased tail of a [`TaskCell`]; the handle only drops it, and tells it of an abort.
+pub(crate) trait ErasedJob: Send + Sync {
+    /// `abort` flagged the running task: an executor that can stop it (a process pool kills its
+    /// worker) is told here. Threads cannot be stopped, so a closure's tail does nothing.
+    fn on_abort(&self) {}
+}
+
+impl<T, E, J: ?Sized + Send + Sync> AbortSource for TaskCell<T, E, J>
+where
+    T: Send + Sync,
+    E: Send + Sync,
+{
+    fn is_aborted(&self) -> bool {
+        self.core.snapshot().is_abort_requested()
+    }
+}
 
 /// The closure of a task run on a thread, until a worker takes it.
 pub(crate) struct JobSlot<F>(UnsafeCell<Option<F>>);
@@ -42,6 +57,15 @@ impl<F: Send> ErasedJob for JobSlot<F> {}
 pub(crate) struct NoJob;
 impl ErasedJob for NoJob {}
 
+/// The tail of a task resolved from outside by an executor that can stop it while it runs: what
+/// to do when `abort` flags it (pool code, never user code).
+pub(crate) struct AbortHook(pub(crate) Box<dyn Fn() + Send + Sync>);
+impl ErasedJob for AbortHook {
+    fn on_abort(&self) {
+        (self.0)()
+    }
+}
+
 /// What a thread pool's worker learns from the task it runs, so that it counts itself idle exactly
 /// while it runs no user code (see `thread_pool/README.md`, "Who runs user code, and idle accounting").
 pub(crate) trait WorkerHooks {
@@ -52,6 +76,10 @@ pub(crate) trait WorkerHooks {
     /// User code that may block follows on this worker after all (the task's callbacks): stop
     /// counting the worker idle.
     fn busy(&self);
+    /// The pool is being shut down with `abort_running`: the task that just ran ends cancelled.
+    fn aborting(&self) -> bool {
+        false
+    }
 }
 
 /// Hooks for running a job outside any pool (tests, loom models).
@@ -88,12 +116,19 @@ where
             return;
         }
         let job = job.expect("a queued task's closure is taken only by its one Job");
+        // `current_token()` inside the closure reads this task's state (see `token.rs`).
+        let entered = token::enter(self.clone());
         // The closure's captures are dropped inside it, so under this catch too.
         let outcome = match panic::catch(job) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(TaskError::Failed(error)),
             Err(panic) => Err(TaskError::Panicked(panic)),
         };
+        drop(entered);
+        if worker.aborting() {
+            // Shut down with `abort_running`: the claim below then publishes CANCELLED.
+            self.core.try_abort();
+        }
         worker.idle();
         let task = Task::from_cell(self);
         task.resolve_then(outcome, &|| worker.busy());

@@ -166,3 +166,60 @@ fn loom_deferred_callback_runs_exactly_once_and_waiters_do_not_wait_for_it() {
         assert_eq!(calls.load(SeqCst), 1);
     });
 }
+
+/// `abort` racing a worker that runs the task (issue 13): exactly one outcome. Abort answers
+/// true if and only if the task ends cancelled (pending: cancelled before it ran; running: its
+/// value discarded), and false only when the value stands; listeners run once either way.
+#[test]
+fn loom_abort_races_completion() {
+    loom::model(|| {
+        let calls = counter();
+        let (task, job) = Job::new(|| Ok::<u32, ()>(7));
+        let calls_in_callback = calls.clone();
+        task.add_done_callback(move |_| {
+            calls_in_callback.fetch_add(1, SeqCst);
+        });
+        let worker = thread::spawn(move || job.run());
+        let aborted = task.abort();
+        worker.join().unwrap();
+
+        assert!(task.is_done());
+        assert_eq!(
+            task.is_cancelled(),
+            aborted,
+            "abort's answer is the outcome"
+        );
+        let expected = if aborted {
+            Err(TaskError::Cancelled)
+        } else {
+            Ok(7)
+        };
+        assert_eq!(task.try_result(), Some(expected));
+        assert_eq!(calls.load(SeqCst), 1);
+    });
+}
+
+/// `abort` of a running task resolved from outside (a process pool's reader) racing that
+/// resolution: exactly one outcome, and a waiter is always woken.
+#[test]
+fn loom_abort_races_an_outside_resolution() {
+    loom::model(|| {
+        let task = Task::<u32, ()>::pending();
+        assert!(task.set_running());
+        let reader_task = task.clone();
+        let reader = thread::spawn(move || reader_task.resolve(Ok(3)));
+        let waiter_task = task.clone();
+        let waiter = thread::spawn(move || {
+            waiter_task.wait();
+            waiter_task.is_cancelled()
+        });
+        let aborted = task.abort();
+        let resolved = reader.join().unwrap();
+        assert!(
+            resolved,
+            "the claim always succeeds; an abort only changes what it publishes"
+        );
+        assert_eq!(waiter.join().unwrap(), aborted);
+        assert_eq!(task.is_cancelled(), aborted);
+    });
+}

@@ -26,9 +26,9 @@ use crate::error::TaskError;
 use crate::loom::thread;
 use crate::panic;
 
-use self::core::{CancelAttempt, Core, Snapshot};
+use self::core::{AbortAttempt, CancelAttempt, Claim, Core, Snapshot};
 pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
-use self::job::{ErasedJob, NoJob, TaskCell};
+use self::job::{AbortHook, ErasedJob, NoJob, TaskCell};
 pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
@@ -137,7 +137,8 @@ impl<T, E> Task<T, E> {
         self.snapshot().is_running()
     }
 
-    /// True if the task was cancelled before it started.
+    /// True if the task was cancelled before it started, or aborted while it ran (it then ends
+    /// cancelled once its work returned or its worker was killed; see [`abort`](Task::abort)).
     ///
     /// # Examples
     ///
@@ -178,6 +179,65 @@ impl<T, E> Task<T, E> {
             }
             CancelAttempt::AlreadyCancelled => true,
             CancelAttempt::TooLate => false,
+        }
+    }
+
+    /// Stops the task wherever it is; returns true if it is, or will be, ended cancelled.
+    ///
+    /// - Pending: cancelled now, exactly as [`cancel`](Task::cancel) (waiters woken, callbacks
+    ///   run in this thread).
+    /// - Running on a [`ThreadPool`](crate::ThreadPool): **a thread cannot be killed**, so this is
+    ///   cooperative. The task's [`CancelToken`](crate::CancelToken) (what
+    ///   [`current_token`](crate::current_token) returns inside it) reads cancelled at once; the
+    ///   handle stays unfinished until the closure returns, then its value (or error, or panic)
+    ///   is dropped and the task ends [`TaskError::Cancelled`] (`is_cancelled()` is true). A
+    ///   closure that never looks at its token runs to its end first.
+    /// - Running on a [`ProcessPool`](crate::ProcessPool): its worker's process group is killed
+    ///   at once and the worker replaced; the task ends cancelled and is never retried; the
+    ///   pool's other tasks are unaffected (those queued at that worker run on its replacement).
+    /// - Resolved by another executor from outside (the cluster, for now): its outcome is
+    ///   discarded when it arrives, and the task ends cancelled then.
+    /// - Finished, or its outcome being written right now: false, and the outcome stands. An abort
+    ///   racing completion has exactly one outcome: either this returns true and the task ends
+    ///   cancelled, or it returns false and the task keeps its value.
+    ///
+    /// [`cancel`](Task::cancel) keeps Python's meaning: it never touches a running task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use futurepool::{current_token, TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::new(1);
+    /// let (started_tx, started) = std::sync::mpsc::channel();
+    /// let task = pool.submit(move || {
+    ///     started_tx.send(()).unwrap();
+    ///     let token = current_token();
+    ///     while !token.is_cancelled() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     "stopped early"
+    /// });
+    /// started.recv().unwrap();
+    /// assert!(!task.cancel(), "cancel never stops a running task");
+    /// assert!(task.abort());
+    /// assert_eq!(task.result(), Err(TaskError::Cancelled), "the value is discarded");
+    /// ```
+    pub fn abort(&self) -> bool {
+        match self.core().try_abort() {
+            AbortAttempt::Cancelled { had_listeners } => {
+                if had_listeners {
+                    self.run_listeners(&|| ());
+                }
+                true
+            }
+            AbortAttempt::Flagged => {
+                self.cell.job.on_abort();
+                true
+            }
+            AbortAttempt::AlreadyAborted => true,
+            AbortAttempt::TooLate => false,
         }
     }
 
@@ -494,13 +554,40 @@ impl<T, E> Task<T, E> {
         outcome: Result<T, TaskError<E>>,
         before_callbacks: &dyn Fn(),
     ) -> bool {
-        if !self.core().try_claim() {
-            return false;
-        }
-        if self.core().publish(outcome) {
+        let has_listeners = match self.core().try_claim() {
+            Claim::Lost => return false,
+            Claim::Won => self.core().publish(outcome),
+            Claim::WonAborted => {
+                // The value's `Drop` is user code; this may be a pool's own thread.
+                drop_outcome_guarded(outcome);
+                self.core().publish_cancelled()
+            }
+        };
+        if has_listeners {
             self.run_listeners(before_callbacks);
         }
         true
+    }
+
+    /// True once `abort` flagged the task (or it ended cancelled): an executor resolving it from
+    /// outside need not run it any more.
+    pub(crate) fn abort_requested(&self) -> bool {
+        self.snapshot().is_abort_requested()
+    }
+
+    /// [`abort`](Task::abort) without the executor's hook, for the executor itself (shutting
+    /// down with `abort_running`): it stops the work its own way.
+    pub(crate) fn abort_quietly(&self) -> bool {
+        match self.core().try_abort() {
+            AbortAttempt::Cancelled { had_listeners } => {
+                if had_listeners {
+                    self.run_listeners(&|| ());
+                }
+                true
+            }
+            AbortAttempt::Flagged | AbortAttempt::AlreadyAborted => true,
+            AbortAttempt::TooLate => false,
+        }
     }
 
     /// PENDING → RUNNING for tasks resolved from outside. False if cancelled or resolved.
@@ -517,10 +604,15 @@ impl<T, E> Task<T, E> {
         &self,
         outcome: Result<T, TaskError<E>>,
     ) -> Option<Deferred<T, E>> {
-        if !self.core().try_claim() {
-            return None;
-        }
-        if self.core().publish(outcome) {
+        let has_listeners = match self.core().try_claim() {
+            Claim::Lost => return None,
+            Claim::Won => self.core().publish(outcome),
+            Claim::WonAborted => {
+                drop_outcome_guarded(outcome);
+                self.core().publish_cancelled()
+            }
+        };
+        if has_listeners {
             self.wake_and_take_callbacks()
         } else {
             None
@@ -569,12 +661,34 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
         }))
     }
 
+    /// [`pending`](Task::pending), for an executor that can stop the task while it runs: `hook`
+    /// runs (in the aborting thread) when [`abort`](Task::abort) flags it running.
+    pub(crate) fn pending_with_abort_hook(hook: Box<dyn Fn() + Send + Sync>) -> Self {
+        Task::from_cell(Arc::new(TaskCell {
+            core: Core::new(),
+            attempts: std::sync::atomic::AtomicU32::new(0),
+            job: AbortHook(hook),
+        }))
+    }
+
     /// A task that is already finished with this outcome (e.g. refused at submit).
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))] // The cluster's; pools use `Job::reject`.
     pub(crate) fn resolved(outcome: Result<T, TaskError<E>>) -> Self {
         let task = Task::pending();
         task.resolve(outcome);
         task
+    }
+}
+
+/// Drops an outcome nobody will read (its task was aborted), catching a panic in its `Drop`.
+fn drop_outcome_guarded<T, E>(outcome: Result<T, TaskError<E>>) {
+    if std::mem::needs_drop::<Result<T, TaskError<E>>>() {
+        if let Err(panic) = panic::catch(move || drop(outcome)) {
+            eprintln!(
+                "futurepool: dropping an aborted task's discarded value panicked; the panic was \
+                 caught: {panic}"
+            );
+        }
     }
 }
 
@@ -619,6 +733,10 @@ impl<E> TaskError<E> {
             TaskError::Failed(e) => TaskError::Failed(e),
             TaskError::Timeout => TaskError::Timeout,
             TaskError::TimeLimit(d) => TaskError::TimeLimit(*d),
+            TaskError::MemoryLimit { limit, used } => TaskError::MemoryLimit {
+                limit: *limit,
+                used: *used,
+            },
             TaskError::WorkerLost(w) => TaskError::WorkerLost(*w),
             TaskError::PoolBroken(r) => TaskError::PoolBroken(r.clone()),
             TaskError::ShutDown => TaskError::ShutDown,

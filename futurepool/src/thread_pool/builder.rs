@@ -4,6 +4,7 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::shared::{Config, Initializer};
 use super::ThreadPool;
@@ -38,6 +39,7 @@ pub struct ThreadPoolBuilder {
     thread_name_prefix: Option<String>,
     initializer: Option<Initializer>,
     max_queued: Option<NonZeroUsize>,
+    soft_time_limit: Option<Duration>,
 }
 
 impl ThreadPoolBuilder {
@@ -155,6 +157,36 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Every task's soft time limit: `limit` after a task starts, its
+    /// [`current_token()`](crate::current_token) reads cancelled, so a task that checks it can
+    /// wrap up and return. Nothing else happens: a thread cannot be killed, so threads have no
+    /// hard time limit (a [`ProcessPool`](crate::ProcessPool)'s `time_limit` kills a worker) and
+    /// the task's value stands. Per task: [`ThreadPool::submit_with_soft_time_limit`]. Default:
+    /// none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = futurepool::ThreadPool::builder()
+    ///     .soft_time_limit(Duration::from_millis(20))
+    ///     .build();
+    /// let rounds = pool.submit(|| {
+    ///     let token = futurepool::current_token();
+    ///     let mut rounds = 0;
+    ///     while !token.is_cancelled() {
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///         rounds += 1;
+    ///     }
+    ///     rounds
+    /// });
+    /// assert!(rounds.result().is_ok(), "the task returned, with its value");
+    /// ```
+    pub fn soft_time_limit(mut self, limit: Duration) -> Self {
+        self.soft_time_limit = Some(limit);
+        self
+    }
+
     /// Bounds the queue of tasks waiting for a worker: once `n` tasks are queued, `submit` blocks
     /// until a worker takes one (backpressure, which Python's pools never had). Unbounded by default.
     ///
@@ -197,6 +229,7 @@ impl ThreadPoolBuilder {
                 .unwrap_or_else(default_thread_name_prefix),
             initializer: self.initializer,
             max_queued: self.max_queued.map(NonZeroUsize::get),
+            soft_time_limit: self.soft_time_limit,
         })
     }
 }
@@ -208,6 +241,7 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name_prefix", &self.thread_name_prefix)
             .field("initializer", &self.initializer.as_ref().map(|_| "Fn"))
             .field("max_queued", &self.max_queued)
+            .field("soft_time_limit", &self.soft_time_limit)
             .finish()
     }
 }

@@ -21,6 +21,7 @@ mod worker;
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::task::{Job, Task};
@@ -160,7 +161,75 @@ impl ThreadPool {
         T: Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
-        let (task, job) = Job::new(f);
+        match self.shared.config.soft_time_limit {
+            Some(limit) => self.submit_fallible_with_soft_time_limit(f, Some(limit)),
+            None => {
+                let (task, job) = Job::new(f);
+                self.shared.submit(job);
+                task
+            }
+        }
+    }
+
+    /// [`submit`](ThreadPool::submit) with this task's own soft time limit (`None`: none),
+    /// overriding the pool's ([`ThreadPoolBuilder::soft_time_limit`]): `limit` after the task
+    /// starts, its [`current_token()`](crate::current_token) reads cancelled. The task goes on
+    /// and its value stands; threads have no hard limit (they cannot be killed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = futurepool::ThreadPool::new(1);
+    /// let task = pool.submit_with_soft_time_limit(
+    ///     || {
+    ///         let token = futurepool::current_token();
+    ///         while !token.is_cancelled() {
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///         "wrapped up"
+    ///     },
+    ///     Some(Duration::from_millis(10)),
+    /// );
+    /// assert_eq!(task.result(), Ok("wrapped up"));
+    /// ```
+    pub fn submit_with_soft_time_limit<T, F>(&self, f: F, limit: Option<Duration>) -> Task<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + Sync + 'static,
+    {
+        self.submit_fallible_with_soft_time_limit(move || Ok::<T, Infallible>(f()), limit)
+    }
+
+    /// [`submit_fallible`](ThreadPool::submit_fallible) with this task's own soft time limit;
+    /// see [`submit_with_soft_time_limit`](ThreadPool::submit_with_soft_time_limit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = futurepool::ThreadPool::new(1);
+    /// let task = pool.submit_fallible_with_soft_time_limit(
+    ///     || if futurepool::current_token().is_cancelled() { Err("late") } else { Ok(1) },
+    ///     None,
+    /// );
+    /// assert_eq!(task.result(), Ok(1));
+    /// ```
+    pub fn submit_fallible_with_soft_time_limit<T, E, F>(
+        &self,
+        f: F,
+        limit: Option<Duration>,
+    ) -> Task<T, E>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + Sync + 'static,
+        E: Send + Sync + 'static,
+    {
+        let (task, job) = match limit {
+            // The clock starts when the worker starts the closure, not at submit.
+            Some(limit) => Job::new(move || crate::token::with_soft_time_limit(limit, f)),
+            None => Job::new(f),
+        };
         self.shared.submit(job);
         task
     }
@@ -172,6 +241,9 @@ impl ThreadPool {
     /// - With [`cancel_pending`](Shutdown::cancel_pending), every queued task is cancelled at once
     ///   (its waiters woken, its callbacks run in this thread); running tasks finish. Otherwise the
     ///   workers drain the queue first.
+    /// - With [`abort_running`](Shutdown::abort_running), queued tasks are cancelled and running
+    ///   ones aborted: their tokens read cancelled and each ends cancelled when its closure
+    ///   returns (threads cannot be killed; see [`Task::abort`]).
     /// - With [`wait`](Shutdown::wait) (the default), returns once every worker has exited; any
     ///   number of threads may wait at once. Called from a task (or callback) of this very pool,
     ///   it waits until every *other* worker has finished or is itself waiting in `shutdown`
@@ -192,6 +264,12 @@ impl ThreadPool {
     /// assert_eq!(pool.submit(|| ()).result(), Err(TaskError::ShutDown));
     /// ```
     pub fn shutdown(&self, how: Shutdown) {
+        if how.aborts_running() {
+            // Before closing, so a task that sees the pool closed also sees its token set.
+            self.shared
+                .aborting
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let cancelled = self.shared.close(how.cancels_pending());
         for job in cancelled {
             job.cancel();

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
@@ -28,6 +28,8 @@ pub(super) struct Config {
     pub(super) thread_name_prefix: String,
     pub(super) initializer: Option<Initializer>,
     pub(super) max_queued: Option<usize>,
+    /// Every task's soft time limit (its token reads cancelled from then on).
+    pub(super) soft_time_limit: Option<Duration>,
 }
 
 /// Whether the pool still takes work.
@@ -116,6 +118,10 @@ pub(super) struct Shared {
     /// Signalled when a worker exits, a batch of handles has been joined, or the waiting workers
     /// are released: what `shutdown(wait)` callers wait on.
     exited: Condvar,
+    /// Set by `shutdown` with `abort_running`: every token of this pool reads cancelled and each
+    /// task that returns after it ends cancelled. A plain std atomic: tokens read it, no protocol
+    /// the loom models check depends on it.
+    pub(super) aborting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a submit turned into.
@@ -151,6 +157,7 @@ impl Shared {
             idle: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             exited: Condvar::new(),
+            aborting: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -574,7 +581,6 @@ pub(super) fn reject_all(jobs: VecDeque<Job>, reason: &Reason) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn shared(max_workers: usize) -> Arc<Shared> {
         Shared::new(Config {
@@ -582,6 +588,7 @@ mod tests {
             thread_name_prefix: "replacement-test".into(),
             initializer: None,
             max_queued: None,
+            soft_time_limit: None,
         })
     }
 

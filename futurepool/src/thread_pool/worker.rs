@@ -110,6 +110,12 @@ impl WorkerHooks for Worker {
             self.shared.mark_busy();
         }
     }
+
+    fn aborting(&self) -> bool {
+        self.shared
+            .aborting
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl Drop for Worker {
@@ -133,6 +139,7 @@ pub(super) fn run(shared: Arc<Shared>) {
     };
     WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
     HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(&worker.shared)));
+    crate::token::set_pool_abort_flag(Arc::clone(&worker.shared.aborting));
     if let Some(init) = worker.shared.config.initializer.clone() {
         let failure = match panic::catch(|| init()) {
             Ok(Ok(())) => None,
