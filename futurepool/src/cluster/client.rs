@@ -951,7 +951,7 @@ impl ClusterPool {
                 .flatten()
         });
         let retry: Option<Arc<str>> = policy.map(|p| p.wire(fallible).into());
-        let task: Task<R, E> = Task::pending();
+        let task: Task<R, E> = Task::pending_counting_attempts();
         {
             let mut state = self.shared.lock();
             if state.shut_down {

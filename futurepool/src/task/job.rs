@@ -7,6 +7,7 @@
 //! taken at most once, by one thread.
 
 use std::convert::Infallible;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use crate::error::TaskError;
@@ -20,9 +21,6 @@ use super::Task;
 /// The allocation behind a task: its core, then (possibly unsized) whatever runs it.
 pub(crate) struct TaskCell<T, E, J: ?Sized> {
     pub(crate) core: Core<T, E>,
-    /// How many times an executor that counts attempts (a cluster task with a retry policy) ran
-    /// the task; 0 when nobody counts. Set before the outcome is published.
-    pub(crate) attempts: std::sync::atomic::AtomicU32,
     pub(crate) job: J,
 }
 
@@ -31,6 +29,11 @@ pub(crate) trait ErasedJob: Send + Sync {
     /// `abort` flagged the running task: an executor that can stop it (a process pool kills its
     /// worker) is told here. Threads cannot be stopped, so a closure's tail does nothing.
     fn on_abort(&self) {}
+    /// Where an executor that retries a task's own failure records how many times it ran; only
+    /// such tasks carry the counter, so no other task pays for it.
+    fn attempts(&self) -> Option<&AtomicU32> {
+        None
+    }
 }
 
 impl<T, E, J: ?Sized + Send + Sync> AbortSource for TaskCell<T, E, J>
@@ -56,6 +59,15 @@ impl<F: Send> ErasedJob for JobSlot<F> {}
 /// The tail of a task resolved from outside (a process pool or a cluster): there is no closure.
 pub(crate) struct NoJob;
 impl ErasedJob for NoJob {}
+
+/// The tail of a task resolved from outside by an executor that counts its attempts (a cluster
+/// task): how many times it ran, 0 until the outcome arrives; set before the outcome is published.
+pub(crate) struct CountsAttempts(pub(crate) AtomicU32);
+impl ErasedJob for CountsAttempts {
+    fn attempts(&self) -> Option<&AtomicU32> {
+        Some(&self.0)
+    }
+}
 
 /// The tail of a task resolved from outside by an executor that can stop it while it runs: what
 /// to do when `abort` flags it (pool code, never user code).
@@ -174,7 +186,6 @@ impl Job {
     {
         let cell = Arc::new(TaskCell {
             core: Core::new(),
-            attempts: std::sync::atomic::AtomicU32::new(0),
             job: JobSlot(UnsafeCell::new(Some(f))),
         });
         let task = Task::from_cell(cell.clone());

@@ -504,22 +504,21 @@ impl<T, E> Task<T, E> {
     /// assert_eq!(task.attempts(), None); // thread pools do not retry
     /// ```
     pub fn attempts(&self) -> Option<u32> {
-        match self
-            .cell
-            .attempts
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        let counter = self.cell.job.attempts()?;
+        match counter.load(std::sync::atomic::Ordering::Acquire) {
             0 => None,
             n => Some(n),
         }
     }
 
-    /// Records the attempt count; call before resolving so a waiter that sees the outcome sees it.
+    /// Records the attempt count of a task made by
+    /// [`pending_counting_attempts`](Task::pending_counting_attempts); call before resolving so a
+    /// waiter that sees the outcome sees it.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn set_attempts(&self, attempts: u32) {
-        self.cell
-            .attempts
-            .store(attempts, std::sync::atomic::Ordering::Release);
+        if let Some(counter) = self.cell.job.attempts() {
+            counter.store(attempts, std::sync::atomic::Ordering::Release);
+        }
     }
 
     /// An address identifying this task, for de-duplicating handles.
@@ -656,8 +655,17 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
     pub(crate) fn pending() -> Self {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
-            attempts: std::sync::atomic::AtomicU32::new(0),
             job: NoJob,
+        }))
+    }
+
+    /// [`pending`](Task::pending), for an executor that retries a task's own failure and reports
+    /// its attempts ([`attempts`](Task::attempts)).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn pending_counting_attempts() -> Self {
+        Task::from_cell(Arc::new(TaskCell {
+            core: Core::new(),
+            job: job::CountsAttempts(std::sync::atomic::AtomicU32::new(0)),
         }))
     }
 
@@ -666,7 +674,6 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
     pub(crate) fn pending_with_abort_hook(hook: Box<dyn Fn() + Send + Sync>) -> Self {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
-            attempts: std::sync::atomic::AtomicU32::new(0),
             job: AbortHook(hook),
         }))
     }
