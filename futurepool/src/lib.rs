@@ -380,6 +380,7 @@ mod panic;
 #[cfg(target_os = "linux")]
 mod process_pool;
 mod registry;
+mod stats;
 mod task;
 mod thread_pool;
 mod wait;
@@ -388,6 +389,7 @@ mod wire;
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
+pub use stats::Stats;
 pub use task::Task;
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};

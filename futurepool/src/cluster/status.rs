@@ -217,3 +217,30 @@ pub(crate) fn plural(n: u64, singular: &'static str, plural: &'static str) -> &'
         plural
     }
 }
+
+/// The cluster's figures as [`Stats`](crate::Stats): `queued` and `running` (the in-flight
+/// count) as the broker counts them, `completed` the outcomes published (values and task errors
+/// alike), `failed` the dead-lettered tasks, `workers` the workers listed; `cancelled` and `busy`
+/// are not recorded by the broker and are 0.
+///
+/// # Examples
+///
+/// ```no_run
+/// let status = futurepool::cluster::status("redis://127.0.0.1:6379/", "default")?;
+/// let stats = futurepool::Stats::from(&status);
+/// assert_eq!(stats.queued, status.queued);
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+impl From<&Status> for crate::Stats {
+    fn from(status: &Status) -> Self {
+        crate::Stats {
+            queued: status.queued,
+            running: status.in_flight,
+            completed: status.published,
+            failed: status.dead_lettered,
+            cancelled: 0,
+            workers: status.workers.len() as u64,
+            busy: Duration::ZERO,
+        }
+    }
+}

@@ -49,6 +49,9 @@ pub(crate) trait WorkerHooks {
     /// User code that may block follows on this worker after all (the task's callbacks): stop
     /// counting the worker idle.
     fn busy(&self);
+    /// The job ended so (called just before [`idle`](WorkerHooks::idle), so whoever the outcome
+    /// wakes sees it counted): the pool's [`Stats`](crate::Stats).
+    fn ended(&self, _how: crate::stats::Ended) {}
 }
 
 /// Hooks for running a job outside any pool (tests, loom models).
@@ -81,6 +84,7 @@ where
             // Cancelled (or resolved) while queued: free the closure's captures now, still
             // counted busy (their `Drop` is user code).
             drop_guarded(job, "the captures of a cancelled task's closure");
+            worker.ended(crate::stats::Ended::Cancelled);
             worker.idle();
             return;
         }
@@ -91,6 +95,7 @@ where
             Ok(Err(error)) => Err(TaskError::Failed(error)),
             Err(panic) => Err(TaskError::Panicked(panic)),
         };
+        worker.ended(crate::stats::ended_as(&outcome));
         worker.idle();
         let task = Task::from_cell(self);
         task.resolve_then(outcome, &|| worker.busy());

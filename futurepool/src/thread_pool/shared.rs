@@ -12,6 +12,7 @@ use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::loom::thread::{self, JoinHandle, Thread};
 
 use crate::error::{Reason, TaskError};
+use crate::stats::{PoolCounters, Stats};
 use crate::task::Job;
 
 /// A worker initializer, with its error already turned into text.
@@ -108,6 +109,8 @@ pub(super) struct Shared {
     /// Signalled when a worker exits, a batch of handles has been joined, or the waiting workers
     /// are released: what `shutdown(wait)` callers wait on.
     exited: Condvar,
+    /// What [`ThreadPool::stats`](super::ThreadPool::stats) reports; each worker writes its own.
+    pub(super) counters: PoolCounters,
 }
 
 /// What a submit turned into.
@@ -142,6 +145,7 @@ impl Shared {
             idle: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             exited: Condvar::new(),
+            counters: PoolCounters::default(),
         })
     }
 
@@ -161,7 +165,7 @@ impl Shared {
                 }
             }
             Admission::Refused(job, lifecycle) => job.reject(refusal(&lifecycle)),
-            Admission::Broke(jobs, reason) => reject_all(jobs, &reason),
+            Admission::Broke(jobs, reason) => self.reject_all(jobs, &reason),
         }
     }
 
@@ -338,7 +342,7 @@ impl Shared {
             broke
         };
         if let Some((jobs, reason)) = broke {
-            reject_all(jobs, &reason);
+            self.reject_all(jobs, &reason);
         }
     }
 
@@ -353,7 +357,13 @@ impl Shared {
             self.exited.notify_all();
             self.break_locked(&mut state, reason.clone())
         };
-        reject_all(jobs, &reason);
+        self.reject_all(jobs, &reason);
+    }
+
+    /// Fails the jobs of a pool that broke, counting them failed.
+    fn reject_all(&self, jobs: VecDeque<Job>, reason: &Reason) {
+        self.counters.failed(jobs.len());
+        reject_all(jobs, reason);
     }
 
     /// Marks the pool broken, wakes everyone, and returns the queued jobs to fail (outside the
@@ -449,6 +459,16 @@ impl Shared {
 
     pub(super) fn worker_count(&self) -> usize {
         self.lock().workers
+    }
+
+    /// The queue's length as last written under the lock; no lock taken.
+    pub(super) fn queued_hint(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        let workers = self.worker_count() as u64;
+        self.counters.snapshot(self.queued_hint() as u64, workers)
     }
 }
 

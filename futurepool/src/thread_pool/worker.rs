@@ -3,9 +3,11 @@
 use std::cell::Cell;
 use std::panic::{self as std_panic, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::error::{Panic, Reason};
 use crate::panic;
+use crate::stats::{Ended, WorkerCounters};
 use crate::task::WorkerHooks;
 
 use super::shared::{Shared, Sleeper};
@@ -36,6 +38,8 @@ struct Worker {
     counted_idle: Cell<bool>,
     /// Set once the pool has counted this worker gone (a failed initializer does it itself).
     exited: Cell<bool>,
+    /// This worker's share of the pool's stats; only this thread writes it.
+    counters: Arc<WorkerCounters>,
 }
 
 impl WorkerHooks for Worker {
@@ -49,6 +53,10 @@ impl WorkerHooks for Worker {
         if self.counted_idle.replace(false) {
             self.shared.mark_busy();
         }
+    }
+
+    fn ended(&self, how: Ended) {
+        self.counters.ended(how);
     }
 }
 
@@ -65,10 +73,12 @@ impl Drop for Worker {
 /// The body of every worker thread.
 pub(super) fn run(shared: Arc<Shared>) {
     // A worker is counted idle from the moment it is started (see `Shared::start_worker`).
+    let counters = shared.counters.new_worker();
     let worker = Worker {
         shared,
         counted_idle: Cell::new(true),
         exited: Cell::new(false),
+        counters,
     };
     WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
     if let Some(init) = worker.shared.config.initializer.clone() {
@@ -84,7 +94,26 @@ pub(super) fn run(shared: Arc<Shared>) {
         }
     }
     let sleeper = Sleeper::for_current_thread();
-    while let Some(job) = worker.shared.next_job(&sleeper) {
+    // Busy time is measured per busy period, not per task: the clock is read only when the worker
+    // runs out of queued work and when work comes back, so a worker draining a full queue reads
+    // no clock at all, and one that reads it had nothing else to do.
+    let mut busy_since: Option<Instant> = None;
+    loop {
+        if let Some(since) = busy_since {
+            if worker.shared.queued_hint() == 0 {
+                worker.shared.counters.busy_until(&worker.counters, since);
+                busy_since = None;
+            }
+        }
+        let Some(job) = worker.shared.next_job(&sleeper) else {
+            break;
+        };
+        if busy_since.is_none() {
+            let now = Instant::now();
+            worker.shared.counters.busy_from(&worker.counters, now);
+            busy_since = Some(now);
+        }
+        worker.counters.took();
         // `next_job` counted this worker busy when it took the job.
         worker.counted_idle.set(false);
         // `run_on` guards every piece of user code itself (closure, drops, wakers, callbacks);
@@ -95,6 +124,9 @@ pub(super) fn run(shared: Arc<Shared>) {
         }
         // A no-op unless a panic cut the job short before it counted the worker idle.
         worker.idle();
+    }
+    if let Some(since) = busy_since {
+        worker.shared.counters.busy_until(&worker.counters, since);
     }
 }
 
