@@ -40,7 +40,7 @@ mod status;
 mod worker;
 
 pub use client::{ClusterPool, ClusterPoolBuilder};
-pub use status::{status, DeadLetter, Status, WorkerStatus};
+pub use status::{pools, status, DeadLetter, Status, WorkerStatus};
 pub use worker::{serve, ServeOptions};
 
 pub(crate) use worker::serve_if_requested;

@@ -138,6 +138,27 @@ pub fn status(url: &str, pool: &str) -> Result<Status, ClusterError> {
     }
 }
 
+/// The names of the pools on the broker at `url` (every pool a client or worker created there),
+/// sorted. Looks only: it creates nothing. A broker with very many keys is scanned a bounded
+/// number of pages, so a pool may be missing from the answer there.
+///
+/// # Errors
+///
+/// [`ClusterError::InvalidUrl`] or [`ClusterError::Unavailable`] when the broker cannot be asked.
+///
+/// # Examples
+///
+/// ```no_run
+/// for pool in futurepool::cluster::pools("redis://127.0.0.1:6379/")? {
+///     println!("{pool}");
+/// }
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+pub fn pools(url: &str) -> Result<Vec<String>, ClusterError> {
+    let backend = RedisBackend::observer(url, DEFAULT_POOL).map_err(ClusterError::invalid_url)?;
+    Ok(backend.connect()?.pools()?)
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "queued        {}", self.queued)?;
