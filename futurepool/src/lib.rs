@@ -379,6 +379,9 @@ mod map;
 mod panic;
 #[cfg(target_os = "linux")]
 mod process_pool;
+#[cfg(feature = "progress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+mod progress;
 mod registry;
 mod stats;
 mod task;
@@ -389,6 +392,9 @@ mod wire;
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
+#[cfg(feature = "progress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+pub use progress::{Progress, ProgressItem};
 pub use stats::Stats;
 pub use task::Task;
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
