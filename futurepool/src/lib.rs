@@ -396,7 +396,7 @@ pub use map::{Map, MapUnordered};
 #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
 pub use progress::{Progress, ProgressItem};
 pub use stats::Stats;
-pub use task::Task;
+pub use task::{report_progress, Task};
 pub use thread_pool::{ThreadPool, ThreadPoolBuilder};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};
 

@@ -90,7 +90,11 @@ where
         }
         let job = job.expect("a queued task's closure is taken only by its one Job");
         // The closure's captures are dropped inside it, so under this catch too.
-        let outcome = match panic::catch(job) {
+        // SAFETY: `self` (and so the core) outlives the guard, dropped on this thread below.
+        let running = unsafe { super::progress::Running::enter(&self.core) };
+        let outcome = panic::catch(job);
+        drop(running);
+        let outcome = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(TaskError::Failed(error)),
             Err(panic) => Err(TaskError::Panicked(panic)),
