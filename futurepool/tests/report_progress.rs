@@ -90,6 +90,8 @@ fn the_handle_shows_the_latest_report_while_the_task_runs() {
                 report_progress(i * 10, 30);
                 reported.send(()).unwrap();
             }
+            // Still running while the caller looks at the last report.
+            let _ = steps.recv();
         });
         assert_eq!(task.progress(), None, "nothing reported yet");
         for i in 1..=3u64 {
@@ -97,6 +99,7 @@ fn the_handle_shows_the_latest_report_while_the_task_runs() {
             ack.recv().unwrap();
             assert_eq!(task.progress(), Some((i * 10, 30)));
         }
+        step.send(()).unwrap();
         task.wait();
     });
 }

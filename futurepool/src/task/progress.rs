@@ -111,17 +111,21 @@ pub(super) fn state_of<T, E>(core: &Core<T, E>, create: bool) -> Option<Arc<Prog
     }
 }
 
+/// The task this thread runs now, and when a report of it last got through. One thread-local,
+/// so entering and leaving a task cost one access each.
+#[derive(Clone, Copy)]
+struct Slot {
+    core: Option<*const dyn ProgressSink>,
+    last: Option<Instant>,
+}
+
 thread_local! {
-    /// The core of the task this thread runs now.
-    static CURRENT: Cell<Option<*const dyn ProgressSink>> = const { Cell::new(None) };
-    /// When a report of that task last got through; `None` before the first.
-    static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    static CURRENT: Cell<Slot> = const { Cell::new(Slot { core: None, last: None }) };
 }
 
 /// Marks `core`'s task as the one running on this thread until dropped.
 pub(crate) struct Running {
-    previous: Option<*const dyn ProgressSink>,
-    previous_last: Option<Instant>,
+    previous: Slot,
     /// False under loom, whose threads share one OS thread's thread-locals: there the guard does
     /// nothing (no model reports progress).
     active: bool,
@@ -134,16 +138,19 @@ impl Running {
     pub(crate) unsafe fn enter(core: &(dyn ProgressSink + 'static)) -> Running {
         if cfg!(loom) {
             return Running {
-                previous: None,
-                previous_last: None,
+                previous: Slot {
+                    core: None,
+                    last: None,
+                },
                 active: false,
             };
         }
-        let previous = CURRENT.with(|c| c.replace(Some(core as *const dyn ProgressSink)));
-        let previous_last = LAST.with(|l| l.replace(None));
+        let entered = Slot {
+            core: Some(core as *const dyn ProgressSink),
+            last: None,
+        };
         Running {
-            previous,
-            previous_last,
+            previous: CURRENT.with(|c| c.replace(entered)),
             active: true,
         }
     }
@@ -155,7 +162,6 @@ impl Drop for Running {
             return;
         }
         CURRENT.with(|c| c.set(self.previous));
-        LAST.with(|l| l.set(self.previous_last));
     }
 }
 
@@ -191,19 +197,25 @@ impl Drop for Running {
 /// assert!(reports.len() < 1000, "the others are rate-limited");
 /// ```
 pub fn report_progress(done: u64, total: u64) {
-    let Some(core) = CURRENT.with(Cell::get) else {
+    let slot = CURRENT.with(Cell::get);
+    let Some(core) = slot.core else {
         return;
     };
     let now = Instant::now();
     let due = done >= total
-        || LAST.with(|last| match last.get() {
+        || match slot.last {
             None => true,
             Some(at) => now.saturating_duration_since(at) >= MIN_INTERVAL,
-        });
+        };
     if !due {
         return;
     }
-    LAST.with(|last| last.set(Some(now)));
+    CURRENT.with(|c| {
+        c.set(Slot {
+            last: Some(now),
+            ..slot
+        })
+    });
     // SAFETY: `CURRENT` is set only by `Running::enter`, whose caller keeps the core alive until
     // the guard, which clears it, is dropped on this thread; we are inside that span.
     let core = unsafe { &*core };
