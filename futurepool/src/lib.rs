@@ -386,6 +386,7 @@ mod registry;
 mod stats;
 mod task;
 mod thread_pool;
+mod trace;
 mod wait;
 mod wire;
 

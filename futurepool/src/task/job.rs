@@ -179,6 +179,12 @@ impl Job {
     pub(crate) fn cancel(self) {
         self.0.cancel()
     }
+
+    /// An id for the task, stable for its life (its allocation's address): for traces.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
 }
 
 /// Drops something whose `Drop` is user code, catching and reporting a panic: the thread may be a

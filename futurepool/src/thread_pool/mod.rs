@@ -148,6 +148,12 @@ impl ThreadPool {
         E: Send + Sync + 'static,
     {
         let (task, job) = Job::new(f);
+        crate::trace::trace_event!(
+            tracing::Level::TRACE,
+            pool = %self.shared.config.thread_name_prefix,
+            task = job.id(),
+            "submitted"
+        );
         self.shared.submit(job);
         task
     }

@@ -81,6 +81,12 @@ pub(super) fn run(shared: Arc<Shared>) {
         counters,
     };
     WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
+    crate::trace::trace_event!(
+        tracing::Level::DEBUG,
+        pool = %worker.shared.config.thread_name_prefix,
+        worker = std::thread::current().name().unwrap_or(""),
+        "worker started"
+    );
     if let Some(init) = worker.shared.config.initializer.clone() {
         let failure = match panic::catch(|| init()) {
             Ok(Ok(())) => None,
@@ -119,6 +125,11 @@ pub(super) fn run(shared: Arc<Shared>) {
         // `run_on` guards every piece of user code itself (closure, drops, wakers, callbacks);
         // this catch is the net under whatever else might unwind, so no task can end the worker.
         // A plain `catch_unwind`: free unless something panics.
+        #[allow(clippy::let_unit_value)] // `()` without the `tracing` feature
+        let _span = crate::trace::task_span!(
+            pool = %worker.shared.config.thread_name_prefix,
+            task = job.id()
+        );
         if let Err(payload) = std_panic::catch_unwind(AssertUnwindSafe(|| job.run_on(&worker))) {
             report_escaped(payload);
         }
@@ -128,6 +139,12 @@ pub(super) fn run(shared: Arc<Shared>) {
     if let Some(since) = busy_since {
         worker.shared.counters.busy_until(&worker.counters, since);
     }
+    crate::trace::trace_event!(
+        tracing::Level::DEBUG,
+        pool = %worker.shared.config.thread_name_prefix,
+        worker = std::thread::current().name().unwrap_or(""),
+        "worker exited"
+    );
 }
 
 fn report_escaped(payload: Box<dyn std::any::Any + Send>) {
