@@ -1,4 +1,5 @@
-//! `futurepool cluster status URL`: what a cluster pool looks like from the broker.
+//! `futurepool cluster status URL`: what a cluster pool looks like from the broker;
+//! `futurepool cluster dashboard URL`: the same, live in a browser (`dashboard/`).
 
 use std::process::ExitCode;
 
@@ -23,6 +24,19 @@ enum ClusterCommand {
         #[arg(long, default_value = cluster::DEFAULT_POOL)]
         pool: String,
     },
+    /// Serve a live, read-only web page of every pool on the broker (queue depth, tasks in
+    /// flight, workers and heartbeats, throughput, dead letters), and /metrics for Prometheus.
+    Dashboard {
+        /// The broker, e.g. redis://127.0.0.1:6379/
+        url: String,
+        /// The address to serve on. Loopback by default: the page shows task ids, worker names
+        /// and dead-letter reasons to whoever can reach it. Port 0 picks a free port (printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Show only this pool (repeatable); every pool on the broker by default.
+        #[arg(long)]
+        pool: Vec<String>,
+    },
 }
 
 /// Runs `futurepool cluster ...`.
@@ -39,11 +53,14 @@ pub fn main(args: ClusterArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        ClusterCommand::Dashboard { url, listen, pool } => {
+            crate::dashboard::main(url, listen, pool)
+        }
     }
 }
 
 /// `url` with its password replaced by `***`: a status report is often pasted into tickets.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.split_once('@') {
             Some((credentials, host)) if credentials.contains(':') => {

@@ -1,8 +1,9 @@
 //! The `futurepool` command: `demo` (what futurepool is for, measured on this machine), `fetch` (a
-//! parallel page downloader on futurepool's thread pool) and `cluster status` (a Redis-Streams
-//! cluster pool, seen from its broker).
+//! parallel page downloader on futurepool's thread pool) and `cluster status` / `cluster dashboard`
+//! (a Redis-Streams cluster pool, seen from its broker, in the terminal or live in a browser).
 
 mod cluster;
+mod dashboard;
 mod demo;
 mod fetch;
 

@@ -381,17 +381,26 @@ mod map;
 mod panic;
 #[cfg(target_os = "linux")]
 mod process_pool;
+#[cfg(feature = "progress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+mod progress;
 mod registry;
+mod stats;
 mod task;
 mod thread_pool;
 mod token;
+mod trace;
 mod wait;
 mod wire;
 
 pub use error::{Panic, Reason, TaskError, WorkerLoss};
 pub use executor::{AnyExecutor, Executor, Payload, Shutdown, TaskFn};
 pub use map::{Map, MapUnordered};
-pub use task::Task;
+#[cfg(feature = "progress")]
+#[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+pub use progress::{Progress, ProgressItem};
+pub use stats::Stats;
+pub use task::{report_progress, Task};
 pub use thread_pool::{Scope, ThreadPool, ThreadPoolBuilder};
 pub use token::{current_token, CancelToken};
 pub use wait::{as_completed, wait, AsCompleted, AsCompletedTimeout, ReturnWhen};

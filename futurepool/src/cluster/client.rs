@@ -1348,6 +1348,32 @@ impl ClusterPool {
     pub fn name(&self) -> &str {
         &self.shared.pool
     }
+
+    /// The pool's [`Stats`](crate::Stats), asked from the broker: the same figures as
+    /// [`status`](super::status) and `futurepool cluster status` (`Stats`'s `From<&Status>` says how they map), for every
+    /// client and worker of the pool, not just this client.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Unavailable`] when the broker cannot be asked right now.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let stats = pool.stats()?;
+    /// println!("{} queued, {} running on {} workers", stats.queued, stats.running, stats.workers);
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn stats(&self) -> Result<crate::Stats, ClusterError> {
+        let status = self.shared.backend.connect()?.status()?.ok_or_else(|| {
+            ClusterError::NoSuchPool(Reason::new(format!(
+                "the pool {:?} is gone from the broker (was it deleted?)",
+                self.shared.pool
+            )))
+        })?;
+        Ok(crate::Stats::from(&status))
+    }
 }
 
 impl Executor for ClusterPool {

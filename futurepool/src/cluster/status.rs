@@ -145,6 +145,27 @@ pub fn status(url: &str, pool: &str) -> Result<Status, ClusterError> {
     }
 }
 
+/// The names of the pools on the broker at `url` (every pool a client or worker created there),
+/// sorted. Looks only: it creates nothing. A broker with very many keys is scanned a bounded
+/// number of pages, so a pool may be missing from the answer there.
+///
+/// # Errors
+///
+/// [`ClusterError::InvalidUrl`] or [`ClusterError::Unavailable`] when the broker cannot be asked.
+///
+/// # Examples
+///
+/// ```no_run
+/// for pool in futurepool::cluster::pools("redis://127.0.0.1:6379/")? {
+///     println!("{pool}");
+/// }
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+pub fn pools(url: &str) -> Result<Vec<String>, ClusterError> {
+    let backend = RedisBackend::observer(url, DEFAULT_POOL).map_err(ClusterError::invalid_url)?;
+    Ok(backend.connect()?.pools()?)
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "queued        {}", self.queued)?;
@@ -231,5 +252,32 @@ pub(crate) fn plural(n: u64, singular: &'static str, plural: &'static str) -> &'
         singular
     } else {
         plural
+    }
+}
+
+/// The cluster's figures as [`Stats`](crate::Stats): `queued` and `running` (the in-flight
+/// count) as the broker counts them, `completed` the outcomes published (values and task errors
+/// alike), `failed` the dead-lettered tasks, `workers` the workers listed; `cancelled` and `busy`
+/// are not recorded by the broker and are 0.
+///
+/// # Examples
+///
+/// ```no_run
+/// let status = futurepool::cluster::status("redis://127.0.0.1:6379/", "default")?;
+/// let stats = futurepool::Stats::from(&status);
+/// assert_eq!(stats.queued, status.queued);
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+impl From<&Status> for crate::Stats {
+    fn from(status: &Status) -> Self {
+        crate::Stats {
+            queued: status.queued,
+            running: status.in_flight,
+            completed: status.published,
+            failed: status.dead_lettered,
+            cancelled: 0,
+            workers: status.workers.len() as u64,
+            busy: Duration::ZERO,
+        }
     }
 }

@@ -162,6 +162,20 @@ where
         self.top_up();
         task.try_result()
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        // As `Map`'s: the inputs left plus the tasks in flight; a timeout can cut it short.
+        if self.ended {
+            return (0, Some(0));
+        }
+        let (low, high) = self.inputs.size_hint();
+        let high = high.and_then(|h| h.checked_add(self.in_flight));
+        if self.limits.deadline.is_some() {
+            (usize::from(self.in_flight + low > 0), high)
+        } else {
+            (low.saturating_add(self.in_flight), high)
+        }
+    }
 }
 
 impl<I: Iterator, S, T, E> MapUnordered<I, S, T, E> {

@@ -446,6 +446,7 @@ impl ProcessPool {
                     task.clone(),
                     items.len(),
                     Vec::new(),
+                    self.counters.clone(),
                 ));
                 sink.fail(TaskError::Transfer(reason.clone()));
                 return task;
@@ -485,7 +486,12 @@ impl ProcessPool {
                 position += 1;
             }
         }
-        let sink = Box::new(ChunkSink::<R, E, D>::new(task.clone(), items.len(), holes));
+        let sink = Box::new(ChunkSink::<R, E, D>::new(
+            task.clone(),
+            items.len(),
+            holes,
+            self.counters.clone(),
+        ));
         if ends.is_empty() {
             // Nothing to send: every item already failed to serialize.
             sink.finish(Answer::Chunk(Vec::new()));

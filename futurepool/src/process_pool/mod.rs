@@ -123,6 +123,8 @@ const FRAME_OVERHEAD: usize = 64;
 /// In a test binary, use [`test_support!`](crate::test_support) instead of `init()`.
 pub struct ProcessPool {
     shared: Arc<Shared>,
+    /// What [`stats`](ProcessPool::stats) reports; every sink counts itself in.
+    counters: Arc<crate::stats::SharedCounters>,
 }
 
 /// Why a [`ProcessPool`] could not be created.
@@ -223,7 +225,10 @@ impl ProcessPool {
             .name("futurepool-process-supervisor".into())
             .spawn(move || supervisor::run_supervisor(supervisor))
             .map_err(ProcessPoolError::Thread)?;
-        Ok(ProcessPool { shared })
+        Ok(ProcessPool {
+            shared,
+            counters: Arc::default(),
+        })
     }
 
     /// The most worker processes this pool runs at once.
@@ -325,6 +330,7 @@ impl ProcessPool {
         let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
             task.clone(),
             self.shared.callbacks.clone(),
+            self.counters.clone(),
         ));
         self.submit_call(f, &arg, sink, limit, self.shared.config.soft_time_limit);
         task
@@ -372,6 +378,7 @@ impl ProcessPool {
         let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
             task.clone(),
             self.shared.callbacks.clone(),
+            self.counters.clone(),
         ));
         self.submit_call(f, &arg, sink, self.shared.config.time_limit, soft);
         task
@@ -410,6 +417,7 @@ impl ProcessPool {
         let sink = Box::new(TaskSink::<R, E, Fallible>::new(
             task.clone(),
             self.shared.callbacks.clone(),
+            self.counters.clone(),
         ));
         self.submit_call(f, &arg, sink, limit, self.shared.config.soft_time_limit);
         task
@@ -675,6 +683,32 @@ impl ProcessPool {
     /// ```
     pub fn workers_started(&self) -> u64 {
         self.shared.lock().started_total
+    }
+
+    /// What the pool has done and is doing: tasks (each item of a `map` counted as one) queued,
+    /// running, completed, failed and cancelled, live worker processes, and busy time.
+    ///
+    /// `running` counts what was sent to a worker and not answered yet, which can be a few tasks
+    /// per worker (the pool pipelines short calls); `busy` sums, over ended tasks, the time from
+    /// sending to answer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fn double(n: u32) -> u32 { n * 2 }
+    /// futurepool::register!(double);
+    ///
+    /// fn main() {
+    ///     futurepool::init();
+    ///     let pool = futurepool::ProcessPool::new(2).unwrap();
+    ///     let results: Vec<_> = pool.map(double, 0..10).collect();
+    ///     assert_eq!(results.len(), 10);
+    ///     let stats = pool.stats();
+    ///     assert_eq!((stats.completed, stats.queued, stats.running), (10, 0, 0));
+    /// }
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        self.counters.snapshot(self.worker_pids().len() as u64)
     }
 }
 

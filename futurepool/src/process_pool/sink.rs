@@ -1,13 +1,16 @@
 //! Where a call's answer goes: the typed task handle behind a type-erased [`Sink`], so the pool's
 //! queues and threads never see `R` or `E`.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
 use crate::error::{Panic, Reason, TaskError, WorkerLoss};
+use crate::stats::{ended_as, Ended, SharedCounters};
 use crate::task::{release, CallbackGroup, Task};
 use crate::wire::Outcome;
 
@@ -141,14 +144,20 @@ pub(super) struct TaskSink<R: Send + Sync + 'static, E: Send + Sync + 'static, D
     /// Always `Some` until the sink is dropped.
     task: Option<Task<R, E>>,
     callbacks: Arc<CallbackGroup>,
+    counted: Counted,
     decode: PhantomData<fn() -> D>,
 }
 
 impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
-    pub(super) fn new(task: Task<R, E>, callbacks: Arc<CallbackGroup>) -> Self {
+    pub(super) fn new(
+        task: Task<R, E>,
+        callbacks: Arc<CallbackGroup>,
+        counters: Arc<SharedCounters>,
+    ) -> Self {
         TaskSink {
             task: Some(task),
             callbacks,
+            counted: Counted::new(counters, 1),
             decode: PhantomData,
         }
     }
@@ -163,6 +172,10 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
 impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
     /// Sets the outcome here and queues the callbacks for the callback threads.
     fn resolve(&self, outcome: Result<R, TaskError<E>>) {
+        // Counted before the outcome is visible, so whoever it wakes sees it in the stats.
+        if !self.task().is_done() {
+            self.counted.ended([ended_as(&outcome)]);
+        }
         if let Some(deferred) = self.task().resolve_deferred(outcome) {
             self.callbacks.spawn(deferred);
         }
@@ -176,7 +189,11 @@ where
     D: Decode<R, E>,
 {
     fn start(&self) -> bool {
-        self.task().set_running()
+        let started = self.task().set_running();
+        if started {
+            self.counted.started();
+        }
+        started
     }
 
     fn cancel(self: Box<Self>) {
@@ -184,7 +201,12 @@ where
             // Aborted while running (requeued after its worker died): a cancel cannot end a
             // running task, a resolution can, and the abort makes it publish CANCELLED.
             self.resolve(Err(TaskError::Cancelled));
-        } else if let Some(deferred) = self.task().cancel_deferred() {
+            return;
+        }
+        if !self.task().is_done() {
+            self.counted.ended([Ended::Cancelled]);
+        }
+        if let Some(deferred) = self.task().cancel_deferred() {
             self.callbacks.spawn(deferred);
         }
     }
@@ -232,9 +254,64 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> Drop for TaskSink<R,
         if !self.task().is_done() {
             self.resolve(Err(dropped_unresolved()));
         }
+        // Cancelled by its caller while queued: the pool never resolved it.
+        self.counted.ended([Ended::Cancelled]);
         if let Some(task) = self.task.take() {
             release(task);
         }
+    }
+}
+
+/// A sink's place in the pool's [`Stats`](crate::Stats): queued from its creation, running once
+/// sent, ended exactly once (later calls to [`ended`](Counted::ended) do nothing).
+struct Counted {
+    counters: Arc<SharedCounters>,
+    items: u64,
+    sent: Cell<Option<Instant>>,
+    ended: Cell<bool>,
+}
+
+impl Counted {
+    fn new(counters: Arc<SharedCounters>, items: usize) -> Self {
+        let items = items as u64;
+        counters.queued(items);
+        Counted {
+            counters,
+            items,
+            sent: Cell::new(None),
+            ended: Cell::new(false),
+        }
+    }
+
+    fn started(&self) {
+        if self.sent.get().is_none() && !self.ended.get() {
+            self.counters.started(self.items);
+            self.sent.set(Some(Instant::now()));
+        }
+    }
+
+    /// The items ended so (each item's way; an iterator shorter than the items counts the rest
+    /// as the last one's way, or cancelled).
+    fn ended(&self, outcomes: impl IntoIterator<Item = Ended>) {
+        if self.ended.replace(true) {
+            return;
+        }
+        let mut last = Ended::Cancelled;
+        let mut counted = 0;
+        for how in outcomes.into_iter().take(self.items as usize) {
+            self.counters.outcome(how);
+            last = how;
+            counted += 1;
+        }
+        for _ in counted..self.items {
+            self.counters.outcome(last);
+        }
+        let ran = self.sent.get();
+        self.counters.ended(
+            ran.is_some(),
+            self.items,
+            ran.map(|at| at.elapsed()).unwrap_or_default(),
+        );
     }
 }
 
@@ -258,6 +335,7 @@ pub(super) struct ChunkSink<R, E, D> {
     /// Outcomes of the first sent items, already settled (a chunk whose worker died part-way
     /// through; see [`Sink::settle_prefix`]). The next answer continues after them.
     settled: Vec<Result<R, TaskError<E>>>,
+    counted: Counted,
     decode: PhantomData<fn() -> D>,
 }
 
@@ -266,14 +344,24 @@ impl<R, E, D> ChunkSink<R, E, D> {
         task: Task<ChunkResults<R, E>, Infallible>,
         len: usize,
         holes: Vec<(usize, TaskError)>,
+        counters: Arc<SharedCounters>,
     ) -> Self {
         ChunkSink {
             task: Some(task),
             len,
             holes,
             settled: Vec::new(),
+            counted: Counted::new(counters, len),
             decode: PhantomData,
         }
+    }
+
+    /// Resolves the chunk, counting each item's outcome first.
+    fn resolve(&self, outcomes: ChunkResults<R, E>) {
+        if !self.task().is_done() {
+            self.counted.ended(outcomes.iter().map(ended_as));
+        }
+        self.task().resolve(Ok(outcomes));
     }
 
     fn task(&self) -> &Task<ChunkResults<R, E>, Infallible> {
@@ -305,7 +393,7 @@ impl<R, E, D> ChunkSink<R, E, D> {
     /// Finishes the chunk with every item still open failing with its own copy of `error`.
     fn fail_rest(&mut self, error: impl Fn() -> TaskError<E>) {
         let outcomes = self.merge(std::iter::repeat_with(|| Err(error())));
-        self.task().resolve(Ok(outcomes));
+        self.resolve(outcomes);
     }
 }
 
@@ -316,6 +404,8 @@ impl<R, E, D> Drop for ChunkSink<R, E, D> {
         if !self.task().is_done() {
             self.fail_rest(dropped_unresolved);
         }
+        // Cancelled by its map while queued: the pool never resolved it.
+        self.counted.ended([Ended::Cancelled]);
         if let Some(task) = self.task.take() {
             release(task);
         }
@@ -329,7 +419,11 @@ where
     D: Decode<R, E>,
 {
     fn start(&self) -> bool {
-        self.task().set_running()
+        let started = self.task().set_running();
+        if started {
+            self.counted.started();
+        }
+        started
     }
 
     /// Not `Task::cancel`: a chunk task left cancelled would reach the map as one error for
@@ -354,7 +448,7 @@ where
             }
             Answer::One(_) => self.merge(std::iter::empty()),
         };
-        self.task().resolve(Ok(outcomes));
+        self.resolve(outcomes);
     }
 
     fn fail(mut self: Box<Self>, error: TaskError) {
@@ -378,6 +472,7 @@ mod tests {
         drop(TaskSink::<u8, Infallible, Plain>::new(
             task.clone(),
             Arc::default(),
+            Arc::default(),
         ));
         assert_eq!(
             task.try_result(),
@@ -392,12 +487,14 @@ mod tests {
         drop(TaskSink::<u8, Infallible, Plain>::new(
             cancelled.clone(),
             Arc::default(),
+            Arc::default(),
         ));
         assert_eq!(cancelled.try_result(), Some(Err(TaskError::Cancelled)));
 
         let failed = Task::<u8>::pending();
         Box::new(TaskSink::<u8, Infallible, Plain>::new(
             failed.clone(),
+            Arc::default(),
             Arc::default(),
         ))
         .fail(TaskError::ShutDown);
@@ -411,6 +508,7 @@ mod tests {
             task.clone(),
             3,
             Vec::new(),
+            Arc::default(),
         ));
         let items = task.try_result().unwrap().unwrap();
         assert_eq!(items.len(), 3);

@@ -174,6 +174,12 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                 let deadline = limit.and_then(|l| slot.front_started.checked_add(l));
                 if let (Some(limit), Some(deadline)) = (limit, deadline) {
                     if now >= deadline {
+                        crate::trace::trace_event!(
+                            tracing::Level::WARN,
+                            pid = slot.pid,
+                            limit_ms = limit.as_millis() as u64,
+                            "worker killed: time limit"
+                        );
                         slot.signal(libc::SIGKILL, KillCause::TimeLimit(limit));
                     } else {
                         consider(deadline);
@@ -228,6 +234,7 @@ fn start_worker<'a>(
                 .find(|s| s.id == id)
                 .expect("only the reader removes a slot, and it is not started yet");
             slot.pid = spawned.child.id();
+            crate::trace::trace_event!(tracing::Level::DEBUG, pid = slot.pid, "worker started");
             if stopping {
                 slot.signal(libc::SIGKILL, KillCause::Stopped);
             }

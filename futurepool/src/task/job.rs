@@ -92,6 +92,9 @@ pub(crate) trait WorkerHooks {
     fn aborting(&self) -> bool {
         false
     }
+    /// The job ended so (called just before [`idle`](WorkerHooks::idle), so whoever the outcome
+    /// wakes sees it counted): the pool's [`Stats`](crate::Stats).
+    fn ended(&self, _how: crate::stats::Ended) {}
 }
 
 /// Hooks for running a job outside any pool (tests, loom models).
@@ -124,6 +127,7 @@ where
             // Cancelled (or resolved) while queued: free the closure's captures now, still
             // counted busy (their `Drop` is user code).
             drop_guarded(job, "the captures of a cancelled task's closure");
+            worker.ended(crate::stats::Ended::Cancelled);
             worker.idle();
             return;
         }
@@ -131,7 +135,11 @@ where
         // `current_token()` inside the closure reads this task's state (see `token.rs`).
         let entered = token::enter(self.clone());
         // The closure's captures are dropped inside it, so under this catch too.
-        let outcome = match panic::catch(job) {
+        // SAFETY: `self` (and so the core) outlives the guard, dropped on this thread below.
+        let running = unsafe { super::progress::Running::enter(&self.core) };
+        let outcome = panic::catch(job);
+        drop(running);
+        let outcome = match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(TaskError::Failed(error)),
             Err(panic) => Err(TaskError::Panicked(panic)),
@@ -141,6 +149,12 @@ where
             // Shut down with `abort_running`: the claim below then publishes CANCELLED.
             self.core.try_abort();
         }
+        // An abort (the pool's or `Task::abort`'s) makes the claim below publish CANCELLED.
+        worker.ended(if self.core.snapshot().is_abort_requested() {
+            crate::stats::Ended::Cancelled
+        } else {
+            crate::stats::ended_as(&outcome)
+        });
         worker.idle();
         let task = Task::from_cell(self);
         task.resolve_then(outcome, &|| worker.busy());
@@ -224,6 +238,12 @@ impl Job {
     /// The task's address, equal to its handles' [`Task::id`]: the job and the handles share one
     /// allocation.
     pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
+    }
+
+    /// An id for the task, stable for its life (its allocation's address): for traces.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(&self.0) as *const () as usize
     }
 }

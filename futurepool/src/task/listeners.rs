@@ -32,6 +32,11 @@ pub(crate) enum Listener<T, E> {
     },
     /// Runs after every waiter above has been woken.
     Callback(Callback<T, E>),
+    /// What the running task reported of its progress (`progress.rs`); ended when it is done.
+    Progress {
+        id: u64,
+        state: Arc<super::progress::ProgressState>,
+    },
 }
 
 impl<T, E> Listener<T, E> {
@@ -39,7 +44,8 @@ impl<T, E> Listener<T, E> {
         match self {
             Listener::Thread { id, .. }
             | Listener::Waker { id, .. }
-            | Listener::Notify { id, .. } => Some(*id),
+            | Listener::Notify { id, .. }
+            | Listener::Progress { id, .. } => Some(*id),
             Listener::Callback(_) => None,
         }
     }
@@ -56,6 +62,7 @@ impl<T, E> Listener<T, E> {
                 }
             }
             Listener::Notify { sink, key, .. } => sink.notify(key),
+            Listener::Progress { state, .. } => state.end(),
             Listener::Callback(callback) => return Some(callback),
         }
         None

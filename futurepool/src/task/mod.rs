@@ -16,6 +16,7 @@ mod job;
 mod listeners;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod progress;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -32,6 +33,7 @@ use self::job::{AbortHook, ErasedJob, NoJob, TaskCell};
 pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
+pub use self::progress::report_progress;
 
 /// A handle to a unit of work submitted to a pool: Python's `Future`, for Rust.
 ///
@@ -473,6 +475,62 @@ impl<T, E> Task<T, E> {
             self.core().register(Listener::Callback(Box::new(callback)))
         {
             run_callback(callback, self);
+        }
+    }
+
+    /// The latest `(done, total)` the running task reported with
+    /// [`report_progress`](crate::report_progress); `None` before its first report, and once it
+    /// is done (its outcome says the rest). Reports are rate-limited at the source (see
+    /// `report_progress`), so this may lag the task by up to 50 ms, never by its last report.
+    ///
+    /// Only thread pool tasks report progress so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let pool = futurepool::ThreadPool::new(1);
+    /// let (go, wait) = mpsc::channel::<()>();
+    /// let task = pool.submit(move || {
+    ///     futurepool::report_progress(3, 10);
+    ///     wait.recv().unwrap();
+    /// });
+    /// while task.progress().is_none() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!(task.progress(), Some((3, 10)));
+    /// go.send(()).unwrap();
+    /// task.wait();
+    /// assert_eq!(task.progress(), None, "done: no progress any more");
+    /// ```
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        progress::state_of(self.core(), false).and_then(|state| state.latest())
+    }
+
+    /// Calls `callback(done, total)` with each report of the running task that gets through the
+    /// rate limit (see [`report_progress`](crate::report_progress)), in the order reported, on
+    /// the task's own thread, never after the task is done. Reports made before the callback was
+    /// set are not replayed. Setting a new callback replaces the old one. A callback that panics
+    /// is removed (the panic is reported on stderr) and the task goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let pool = futurepool::ThreadPool::new(1);
+    /// let (go, wait) = mpsc::channel::<()>();
+    /// let task = pool.submit(move || {
+    ///     wait.recv().unwrap();
+    ///     futurepool::report_progress(10, 10);
+    /// });
+    /// let (tx, rx) = mpsc::channel();
+    /// task.on_progress(move |done, total| { let _ = tx.send((done, total)); });
+    /// go.send(()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), (10, 10));
+    /// ```
+    pub fn on_progress(&self, callback: impl FnMut(u64, u64) + Send + 'static) {
+        if let Some(state) = progress::state_of(self.core(), true) {
+            state.set_callback(Box::new(callback));
         }
     }
 

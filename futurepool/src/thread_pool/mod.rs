@@ -161,14 +161,7 @@ impl ThreadPool {
         T: Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
-        match self.shared.config.soft_time_limit {
-            Some(limit) => self.submit_fallible_with_soft_time_limit(f, Some(limit)),
-            None => {
-                let (task, job) = Job::new(f);
-                self.shared.submit(job);
-                task
-            }
-        }
+        self.submit_fallible_with_soft_time_limit(f, self.shared.config.soft_time_limit)
     }
 
     /// [`submit`](ThreadPool::submit) with this task's own soft time limit (`None`: none),
@@ -230,6 +223,12 @@ impl ThreadPool {
             Some(limit) => Job::new(move || crate::token::with_soft_time_limit(limit, f)),
             None => Job::new(f),
         };
+        crate::trace::trace_event!(
+            tracing::Level::TRACE,
+            pool = %self.shared.config.thread_name_prefix,
+            task = job.id(),
+            "submitted"
+        );
         self.shared.submit(job);
         task
     }
@@ -271,6 +270,7 @@ impl ThreadPool {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         let cancelled = self.shared.close(how.cancels_pending());
+        self.shared.counters.cancelled(cancelled.len());
         for job in cancelled {
             job.cancel();
         }
@@ -302,6 +302,31 @@ impl ThreadPool {
     /// ```
     pub fn worker_count(&self) -> usize {
         self.shared.worker_count()
+    }
+
+    /// What the pool has done and is doing: tasks queued, running, completed, failed and
+    /// cancelled, live workers, and the workers' busy time.
+    ///
+    /// Cheap to call at any rate (it reads counters, taking only the pool's short locks), and free
+    /// for the tasks: each worker counts its own tasks with a plain store, and reads the clock only
+    /// when it runs out of queued work and when work comes back, never per task while the queue is
+    /// full. `busy` includes the time of tasks still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futurepool::{Shutdown, ThreadPool};
+    /// # std::panic::set_hook(Box::new(|_| {}));
+    ///
+    /// let pool = ThreadPool::new(2);
+    /// pool.submit(|| 1).wait();
+    /// pool.submit(|| -> u32 { panic!("boom") }).wait();
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.completed, stats.failed), (1, 1));
+    /// assert!(stats.workers >= 1);
+    /// ```
+    pub fn stats(&self) -> crate::Stats {
+        self.shared.stats()
     }
 }
 

@@ -13,6 +13,7 @@ use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::loom::thread::{self, JoinHandle, Thread};
 
 use crate::error::{Reason, TaskError};
+use crate::stats::{PoolCounters, Stats};
 use crate::task::Job;
 
 /// How many of the most recent queued jobs a helping wait looks through for the task it awaits
@@ -122,6 +123,8 @@ pub(super) struct Shared {
     /// task that returns after it ends cancelled. A plain std atomic: tokens read it, no protocol
     /// the loom models check depends on it.
     pub(super) aborting: Arc<std::sync::atomic::AtomicBool>,
+    /// What [`ThreadPool::stats`](super::ThreadPool::stats) reports; each worker writes its own.
+    pub(super) counters: PoolCounters,
 }
 
 /// What a submit turned into.
@@ -158,6 +161,7 @@ impl Shared {
             queued: AtomicUsize::new(0),
             exited: Condvar::new(),
             aborting: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            counters: PoolCounters::default(),
         })
     }
 
@@ -177,7 +181,7 @@ impl Shared {
                 }
             }
             Admission::Refused(job, lifecycle) => job.reject(refusal(&lifecycle)),
-            Admission::Broke(jobs, reason) => reject_all(jobs, &reason),
+            Admission::Broke(jobs, reason) => self.reject_all(jobs, &reason),
         }
     }
 
@@ -445,7 +449,7 @@ impl Shared {
             broke
         };
         if let Some((jobs, reason)) = broke {
-            reject_all(jobs, &reason);
+            self.reject_all(jobs, &reason);
         }
     }
 
@@ -460,7 +464,13 @@ impl Shared {
             self.exited.notify_all();
             self.break_locked(&mut state, reason.clone())
         };
-        reject_all(jobs, &reason);
+        self.reject_all(jobs, &reason);
+    }
+
+    /// Fails the jobs of a pool that broke, counting them failed.
+    fn reject_all(&self, jobs: VecDeque<Job>, reason: &Reason) {
+        self.counters.failed(jobs.len());
+        reject_all(jobs, reason);
     }
 
     /// Marks the pool broken, wakes everyone, and returns the queued jobs to fail (outside the
@@ -556,6 +566,16 @@ impl Shared {
 
     pub(super) fn worker_count(&self) -> usize {
         self.lock().workers
+    }
+
+    /// The queue's length as last written under the lock; no lock taken.
+    pub(super) fn queued_hint(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        let workers = self.worker_count() as u64;
+        self.counters.snapshot(self.queued_hint() as u64, workers)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::error::{Panic, Reason};
 use crate::panic;
+use crate::stats::{Ended, WorkerCounters};
 use crate::task::WorkerHooks;
 
 use super::shared::{Shared, Sleeper};
@@ -96,6 +97,8 @@ struct Worker {
     counted_idle: Cell<bool>,
     /// Set once the pool has counted this worker gone (a failed initializer does it itself).
     exited: Cell<bool>,
+    /// This worker's share of the pool's stats; only this thread writes it.
+    counters: Arc<WorkerCounters>,
 }
 
 impl WorkerHooks for Worker {
@@ -116,6 +119,10 @@ impl WorkerHooks for Worker {
             .aborting
             .load(std::sync::atomic::Ordering::Acquire)
     }
+
+    fn ended(&self, how: Ended) {
+        self.counters.ended(how);
+    }
 }
 
 impl Drop for Worker {
@@ -132,14 +139,22 @@ impl Drop for Worker {
 /// The body of every worker thread.
 pub(super) fn run(shared: Arc<Shared>) {
     // A worker is counted idle from the moment it is started (see `Shared::start_worker`).
+    let counters = shared.counters.new_worker();
     let worker = Worker {
         shared,
         counted_idle: Cell::new(true),
         exited: Cell::new(false),
+        counters,
     };
     WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
     HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(&worker.shared)));
     crate::token::set_pool_abort_flag(Arc::clone(&worker.shared.aborting));
+    crate::trace::trace_event!(
+        tracing::Level::DEBUG,
+        pool = %worker.shared.config.thread_name_prefix,
+        worker = std::thread::current().name().unwrap_or(""),
+        "worker started"
+    );
     if let Some(init) = worker.shared.config.initializer.clone() {
         let failure = match panic::catch(|| init()) {
             Ok(Ok(())) => None,
@@ -153,18 +168,53 @@ pub(super) fn run(shared: Arc<Shared>) {
         }
     }
     let sleeper = Sleeper::for_current_thread();
-    while let Some(job) = worker.shared.next_job(&sleeper) {
+    // Busy time is measured per busy period, not per task: the clock is read only when the worker
+    // runs out of queued work and when work comes back, so a worker draining a full queue reads
+    // no clock at all, and one that reads it had nothing else to do.
+    let mut busy_since: Option<Instant> = None;
+    loop {
+        if let Some(since) = busy_since {
+            // (Not under loom: the look at the queue would be one more modelled operation per
+            // job, growing the models' state space for a figure they do not check.)
+            if !cfg!(loom) && worker.shared.queued_hint() == 0 {
+                worker.shared.counters.busy_until(&worker.counters, since);
+                busy_since = None;
+            }
+        }
+        let Some(job) = worker.shared.next_job(&sleeper) else {
+            break;
+        };
+        if busy_since.is_none() {
+            let now = Instant::now();
+            worker.shared.counters.busy_from(&worker.counters, now);
+            busy_since = Some(now);
+        }
+        worker.counters.took();
         // `next_job` counted this worker busy when it took the job.
         worker.counted_idle.set(false);
         // `run_on` guards every piece of user code itself (closure, drops, wakers, callbacks);
         // this catch is the net under whatever else might unwind, so no task can end the worker.
         // A plain `catch_unwind`: free unless something panics.
+        #[allow(clippy::let_unit_value)] // `()` without the `tracing` feature
+        let _span = crate::trace::task_span!(
+            pool = %worker.shared.config.thread_name_prefix,
+            task = job.id()
+        );
         if let Err(payload) = std_panic::catch_unwind(AssertUnwindSafe(|| job.run_on(&worker))) {
             report_escaped(payload);
         }
         // A no-op unless a panic cut the job short before it counted the worker idle.
         worker.idle();
     }
+    if let Some(since) = busy_since {
+        worker.shared.counters.busy_until(&worker.counters, since);
+    }
+    crate::trace::trace_event!(
+        tracing::Level::DEBUG,
+        pool = %worker.shared.config.thread_name_prefix,
+        worker = std::thread::current().name().unwrap_or(""),
+        "worker exited"
+    );
 }
 
 fn report_escaped(payload: Box<dyn std::any::Any + Send>) {
