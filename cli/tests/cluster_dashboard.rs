@@ -7,15 +7,18 @@
 //!   screenshot is saved as `target/tmp/dashboard.png`;
 //! - `ClusterPool::stats` gives the figures `cluster status` shows.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use futurepool::cluster::{self, ClusterPool};
+use support::redis::Redis;
 
 const POOL: &str = "watch";
 const LIMIT: Duration = Duration::from_secs(120);
@@ -27,53 +30,6 @@ fn nap(ms: u64) -> u64 {
 futurepool::register!(nap);
 
 // ---- The setting: a broker, a worker, a client, a dashboard ---------------------------------
-
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(Redis(child, port))
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.1)
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.1.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli comes with redis-server");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The dashboard process; killed when dropped.
 struct Dashboard {
@@ -326,14 +282,6 @@ fn figure(text: &str, line_start: &str, label: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{label:?} in {line:?}: {e}"))
 }
 
-fn skip_without_redis() -> Option<Redis> {
-    let redis = Redis::start();
-    if redis.is_none() {
-        eprintln!("skipped: redis-server is not installed");
-    }
-    redis
-}
-
 // ---- The tests ------------------------------------------------------------------------------
 
 /// Runs `body` on its own thread and fails the test if it has not returned within `limit`: a
@@ -361,7 +309,7 @@ fn metrics_parse_as_prometheus_text_and_agree_with_cluster_status() {
         Duration::from_secs(300),
         "metrics_parse_as_prometheus_text_and_agree_with_cluster_status",
         || {
-            let Some(redis) = skip_without_redis() else {
+            let Some(redis) = Redis::start_or_skip() else {
                 return;
             };
             let url = redis.url();
@@ -499,7 +447,7 @@ fn the_page_in_headless_chromium_shows_a_running_pool_and_a_dead_letter() {
         );
                 return;
             }
-            let Some(redis) = skip_without_redis() else {
+            let Some(redis) = Redis::start_or_skip() else {
                 return;
             };
             let url = redis.url();
@@ -640,7 +588,7 @@ fn hostile_requests_get_errors_and_the_dashboard_keeps_serving() {
         Duration::from_secs(300),
         "hostile_requests_get_errors_and_the_dashboard_keeps_serving",
         || {
-            let Some(redis) = skip_without_redis() else {
+            let Some(redis) = Redis::start_or_skip() else {
                 return;
             };
             let url = redis.url();

@@ -1,44 +1,12 @@
 //! `futurepool cluster status` against a private `redis-server` (skipped, saying so, without one).
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futurepool::cluster;
-
-struct Redis(Child, u16);
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(Redis(child, port))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::redis::Redis;
 
 fn futurepool(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_futurepool"))
@@ -47,34 +15,14 @@ fn futurepool(args: &[&str]) -> std::process::Output {
         .expect("run futurepool")
 }
 
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli comes with redis-server");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn status_of_an_empty_pool_shows_every_section() {
-    let Some(redis) = Redis::start() else {
-        eprintln!("skipped: redis-server is not installed");
+    let Some(redis) = Redis::start_or_skip() else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{}/", redis.1);
+    let url = redis.url();
     // What the first client or worker of a pool creates.
-    redis_cli(
-        redis.1,
-        &[
-            "XGROUP",
-            "CREATE",
-            "{futurepool:reports}:queue",
-            "workers",
-            "0",
-            "MKSTREAM",
-        ],
-    );
+    redis.create_pool("reports");
     let out = futurepool(&["cluster", "status", &url, "--pool", "reports"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -91,22 +39,11 @@ fn status_of_an_empty_pool_shows_every_section() {
 
 #[test]
 fn status_of_a_pool_that_does_not_exist_says_so_and_fails() {
-    let Some(redis) = Redis::start() else {
-        eprintln!("skipped: redis-server is not installed");
+    let Some(redis) = Redis::start_or_skip() else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{}/", redis.1);
-    redis_cli(
-        redis.1,
-        &[
-            "XGROUP",
-            "CREATE",
-            "{futurepool:reports}:queue",
-            "workers",
-            "0",
-            "MKSTREAM",
-        ],
-    );
+    let url = redis.url();
+    redis.create_pool("reports");
     let out = futurepool(&["cluster", "status", &url, "--pool", "nosuch"]);
     assert!(!out.status.success(), "a missing pool is an error");
     let err = String::from_utf8(out.stderr).unwrap();
@@ -117,11 +54,8 @@ fn status_of_a_pool_that_does_not_exist_says_so_and_fails() {
     );
     assert!(out.stdout.is_empty(), "no empty report as if it existed");
     // Looking created nothing: a mistyped pool name leaves no keys behind.
-    assert_eq!(
-        redis_cli(redis.1, &["EXISTS", "{futurepool:nosuch}:queue"]),
-        "0"
-    );
-    assert_eq!(redis_cli(redis.1, &["DBSIZE"]), "1");
+    assert_eq!(redis.cli(&["EXISTS", "{futurepool:nosuch}:queue"]), "0");
+    assert_eq!(redis.cli(&["DBSIZE"]), "1");
 }
 
 #[test]
@@ -156,11 +90,10 @@ fn an_unreachable_broker_is_a_clear_error() {
 
 #[test]
 fn status_shows_dead_lettered_malformed_entries_with_their_reasons() {
-    let Some(redis) = Redis::start() else {
-        eprintln!("skipped: redis-server is not installed");
+    let Some(redis) = Redis::start_or_skip() else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{}/", redis.1);
+    let url = redis.url();
     // A worker of pool "intake", in this process (it runs until the test process ends).
     let worker_url = url.clone();
     std::thread::spawn(move || {
@@ -172,7 +105,7 @@ fn status_shows_dead_lettered_malformed_entries_with_their_reasons() {
     });
     let queue = "{futurepool:intake}:queue";
     let start = Instant::now();
-    while redis_cli(redis.1, &["EXISTS", queue]) != "1" {
+    while redis.cli(&["EXISTS", queue]) != "1" {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the worker did not start"
@@ -180,8 +113,8 @@ fn status_shows_dead_lettered_malformed_entries_with_their_reasons() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Entries another program wrote: no `id`, no `fn`.
-    redis_cli(redis.1, &["XADD", queue, "*", "fn", "resize", "arg", ""]);
-    redis_cli(redis.1, &["XADD", queue, "*", "id", "job-7", "arg", ""]);
+    redis.cli(&["XADD", queue, "*", "fn", "resize", "arg", ""]);
+    redis.cli(&["XADD", queue, "*", "id", "job-7", "arg", ""]);
     let text = loop {
         let out = futurepool(&["cluster", "status", &url, "--pool", "intake"]);
         assert!(

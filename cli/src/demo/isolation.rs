@@ -79,7 +79,7 @@ pub struct Contained {
     pub as_expected: bool,
 }
 
-/// Runs the three scenarios.
+/// Runs the five scenarios.
 pub fn run() -> Result<IsolationSection, String> {
     Ok(IsolationSection {
         thread_panic: thread_panic(),
@@ -129,107 +129,108 @@ fn thread_panic() -> Contained {
     )
 }
 
+/// One process-pool scenario: `bad` submits the bad task on a fresh pool built by `pool`,
+/// seven neighbours run beside it, `stop` (if any) acts on the bad task once it runs, and
+/// `expected` says whether its error is the one the scenario demonstrates.
+struct ProcessScenario {
+    task: &'static str,
+    pool: fn() -> Result<ProcessPool, futurepool::ProcessPoolError>,
+    bad: fn(&ProcessPool) -> Task<()>,
+    stop: Option<fn(&Task<()>)>,
+    expected: fn(&TaskError) -> bool,
+}
+
+impl ProcessScenario {
+    fn run(&self) -> Result<Contained, String> {
+        let pool = (self.pool)().map_err(|e| format!("cannot start the process pool: {e}"))?;
+        let started = Instant::now();
+        let bad = (self.bad)(&pool);
+        let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
+        if let Some(stop) = self.stop {
+            stop(&bad);
+        }
+        let outcome = bad.result();
+        let failed_after_s = started.elapsed().as_secs_f64();
+        let others_completed = count_squares(&others);
+        let pool_usable_after = pool.submit(square, 6).result() == Ok(36);
+        pool.shutdown(Shutdown::default());
+        let expected = outcome.as_ref().err().is_some_and(self.expected);
+        Ok(contained(
+            "process_pool",
+            self.task,
+            &outcome,
+            failed_after_s,
+            others_completed,
+            pool_usable_after,
+            expected,
+        ))
+    }
+}
+
+fn two_workers() -> Result<ProcessPool, futurepool::ProcessPoolError> {
+    ProcessPool::new(2)
+}
+
 fn process_abort() -> Result<Contained, String> {
-    let pool = ProcessPool::new(2).map_err(|e| format!("cannot start the process pool: {e}"))?;
-    let started = Instant::now();
-    let bad = pool.submit(abort_process, ());
-    let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
-    let outcome = bad.result();
-    let failed_after_s = started.elapsed().as_secs_f64();
-    let others_completed = count_squares(&others);
-    let pool_usable_after = pool.submit(square, 6).result() == Ok(36);
-    pool.shutdown(Shutdown::default());
-    let expected = matches!(&outcome, Err(TaskError::WorkerLost(_)));
-    Ok(contained(
-        "process_pool",
-        "aborts its process",
-        &outcome,
-        failed_after_s,
-        others_completed,
-        pool_usable_after,
-        expected,
-    ))
+    ProcessScenario {
+        task: "aborts its process",
+        pool: two_workers,
+        bad: |pool| pool.submit(abort_process, ()),
+        stop: None,
+        expected: |e| matches!(e, TaskError::WorkerLost(_)),
+    }
+    .run()
 }
 
 fn runaway() -> Result<Contained, String> {
-    let pool = ProcessPool::new(2).map_err(|e| format!("cannot start the process pool: {e}"))?;
-    let started = Instant::now();
-    // This task's own limit; `ProcessPool::builder().time_limit(..)` sets one for every task.
-    let bad = pool.submit_with_time_limit(spin_forever, (), Some(TIME_LIMIT));
-    let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
-    let outcome = bad.result();
-    let failed_after_s = started.elapsed().as_secs_f64();
-    let others_completed = count_squares(&others);
-    let pool_usable_after = pool.submit(square, 6).result() == Ok(36);
-    pool.shutdown(Shutdown::default());
-    let expected = matches!(&outcome, Err(TaskError::TimeLimit(_)));
-    Ok(contained(
-        "process_pool",
-        "never returns",
-        &outcome,
-        failed_after_s,
-        others_completed,
-        pool_usable_after,
-        expected,
-    ))
+    ProcessScenario {
+        task: "never returns",
+        pool: two_workers,
+        // This task's own limit; `ProcessPool::builder().time_limit(..)` sets one for every task.
+        bad: |pool| pool.submit_with_time_limit(spin_forever, (), Some(TIME_LIMIT)),
+        stop: None,
+        expected: |e| matches!(e, TaskError::TimeLimit(_)),
+    }
+    .run()
 }
 
 fn running_abort() -> Result<Contained, String> {
-    let pool = ProcessPool::new(2).map_err(|e| format!("cannot start the process pool: {e}"))?;
-    let started = Instant::now();
-    let bad = pool.submit(spin_forever, ());
-    let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
-    // Stop it once it runs: no thread could do this to another thread; here its worker is
-    // killed and replaced.
-    while !bad.is_running() && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(5));
+    ProcessScenario {
+        task: "aborted while running",
+        pool: two_workers,
+        bad: |pool| pool.submit(spin_forever, ()),
+        // Stop it once it runs: no thread could do this to another thread; here its worker is
+        // killed and replaced.
+        stop: Some(|bad| {
+            let started = Instant::now();
+            while !bad.is_running() && started.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            bad.abort();
+        }),
+        expected: |e| matches!(e, TaskError::Cancelled),
     }
-    std::thread::sleep(Duration::from_millis(100));
-    bad.abort();
-    let outcome = bad.result();
-    let failed_after_s = started.elapsed().as_secs_f64();
-    let others_completed = count_squares(&others);
-    let pool_usable_after = pool.submit(square, 6).result() == Ok(36);
-    pool.shutdown(Shutdown::default());
-    let expected = matches!(&outcome, Err(TaskError::Cancelled));
-    Ok(contained(
-        "process_pool",
-        "aborted while running",
-        &outcome,
-        failed_after_s,
-        others_completed,
-        pool_usable_after,
-        expected,
-    ))
+    .run()
 }
 
 /// The memory-limit scenario's limit.
 const MEMORY_LIMIT: u64 = 256 << 20;
 
 fn memory_hog() -> Result<Contained, String> {
-    let pool = ProcessPool::builder()
-        .max_workers(2)
-        .memory_limit(MEMORY_LIMIT)
-        .build()
-        .map_err(|e| format!("cannot start the process pool: {e}"))?;
-    let started = Instant::now();
-    let bad = pool.submit(grow_without_end, ());
-    let others: Vec<_> = (0..NEIGHBOURS).map(|i| pool.submit(square, i)).collect();
-    let outcome = bad.result();
-    let failed_after_s = started.elapsed().as_secs_f64();
-    let others_completed = count_squares(&others);
-    let pool_usable_after = pool.submit(square, 6).result() == Ok(36);
-    pool.shutdown(Shutdown::default());
-    let expected = matches!(&outcome, Err(TaskError::MemoryLimit { .. }));
-    Ok(contained(
-        "process_pool",
-        "outgrows its memory limit",
-        &outcome,
-        failed_after_s,
-        others_completed,
-        pool_usable_after,
-        expected,
-    ))
+    ProcessScenario {
+        task: "outgrows its memory limit",
+        pool: || {
+            ProcessPool::builder()
+                .max_workers(2)
+                .memory_limit(MEMORY_LIMIT)
+                .build()
+        },
+        bad: |pool| pool.submit(grow_without_end, ()),
+        stop: None,
+        expected: |e| matches!(e, TaskError::MemoryLimit { .. }),
+    }
+    .run()
 }
 
 /// How many of `tasks` returned the square of their position, as each task here does.

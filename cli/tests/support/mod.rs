@@ -1,9 +1,10 @@
-//! Shared by the `fetch_*` tests: the loopback server, scratch directories, and running the real
-//! `futurepool` binary.
+//! Shared by the `fetch_*` and `cluster_*` tests: the loopback server and proxy, a private Redis,
+//! scratch directories, and running the real `futurepool` binary.
 
 #![allow(dead_code, unused_imports)] // Each test binary uses a different part of the support code.
 
 pub mod proxy;
+pub mod redis;
 pub mod server;
 
 use std::fs;
