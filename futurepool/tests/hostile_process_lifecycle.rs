@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futurepool::{ProcessPool, ProcessPoolError, TaskError, WorkerLoss};
 
-use support::within;
+use support::{assert_gone_within, helper, is_gone, read_tagged_pids, within};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 
@@ -156,32 +156,6 @@ futurepool::register!(
 );
 futurepool::test_support!();
 
-/// Runs one `#[ignore]`d helper test of this binary in a child process. Its markers (`READY`,
-/// `PIDS ...`) share stdout with libtest, which prints `test NAME ... ` before the test's own
-/// output on the same line: match them anywhere in a line, never at its start.
-fn helper(name: &str) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    command
-}
-
-/// Gone, or a zombie (it has exited and waits for a reaper).
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 /// Whether every thread of `pid` is stopped (`/proc/PID/stat` shows only the main thread's
 /// state, and a group stop reaches the threads one by one).
 fn all_threads_stopped(pid: u32) -> bool {
@@ -195,15 +169,6 @@ fn all_threads_stopped(pid: u32) -> bool {
                 .is_some_and(|rest| rest.trim_start().starts_with('T'))
         })
     })
-}
-
-/// Waits (a liveness bound, not a timing assertion) until `pid` has exited.
-fn assert_gone_within(pid: u32, bound: Duration, what: &str) {
-    let start = Instant::now();
-    while !is_gone(pid) {
-        assert!(start.elapsed() < bound, "{what}: process {pid} still alive");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A fresh path in the temp dir for a task to report a pid through.
@@ -464,16 +429,7 @@ fn parent_sigkill_kills_the_workers_grandchildren() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(parent.stdout.take().unwrap());
-        let pids: Vec<u32> = stdout
-            .lines()
-            .map(Result::unwrap)
-            .find_map(|line| {
-                line.split_once("PIDS ")
-                    .map(|(_, pids)| pids)
-                    .map(|pids| pids.split(' ').map(|p| p.parse().unwrap()).collect())
-            })
-            .expect("the helper reports its worker and grandchild");
+        let pids = read_tagged_pids(parent.stdout.take().unwrap(), "PIDS ");
         let (worker, grandchild) = (pids[0], pids[1]);
         assert!(!is_gone(worker) && !is_gone(grandchild));
         parent.kill().unwrap(); // SIGKILL: nothing in the parent runs
@@ -507,16 +463,7 @@ fn parent_sigkill_kills_a_stopped_workers_tree() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(parent.stdout.take().unwrap());
-        let pids: Vec<u32> = stdout
-            .lines()
-            .map(Result::unwrap)
-            .find_map(|line| {
-                line.split_once("PIDS ")
-                    .map(|(_, pids)| pids)
-                    .map(|pids| pids.split(' ').map(|p| p.parse().unwrap()).collect())
-            })
-            .expect("the helper reports its worker and grandchild");
+        let pids = read_tagged_pids(parent.stdout.take().unwrap(), "PIDS ");
         let (worker, grandchild) = (pids[0], pids[1]);
         parent.kill().unwrap();
         parent.wait().unwrap();

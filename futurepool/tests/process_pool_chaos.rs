@@ -2,13 +2,16 @@
 //! pending at once, and the parent process killed. (A worker binary that forgot `init()` is in
 //! `misuse.rs`: this binary's `test_support!` is its `init()`.)
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futurepool::{ProcessPool, TaskError, WorkerLoss};
+
+use support::{helper, is_gone, read_tagged_pids};
 
 fn nap_micros(us: u64) -> u64 {
     std::thread::sleep(Duration::from_micros(us));
@@ -119,19 +122,6 @@ fn a_hundred_thousand_pending_tasks_need_no_descriptors_each() {
     assert!(during < before + 64, "{before} -> {during}");
 }
 
-/// Runs one `#[ignore]`d helper test of this binary in a child process.
-fn helper(name: &str) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    command
-}
-
 #[test]
 #[ignore = "helper: run in a child process by workers_exit_when_the_parent_is_sigkilled"]
 fn helper_pool_then_sleep_forever() {
@@ -147,33 +137,13 @@ fn helper_pool_then_sleep_forever() {
     std::thread::sleep(Duration::from_secs(60));
 }
 
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // A zombie waiting for a reaper has exited too.
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 #[test]
 fn workers_exit_when_the_parent_is_sigkilled() {
     let mut parent = helper("helper_pool_then_sleep_forever")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(parent.stdout.take().unwrap());
-    let workers: Vec<u32> = stdout
-        .lines()
-        .map(Result::unwrap)
-        // libtest prints `test NAME ... ` before the helper's line, on the same line.
-        .find_map(|line| {
-            line.split_once("WORKERS ")
-                .map(|(_, pids)| pids.split(' ').map(|p| p.parse().unwrap()).collect())
-        })
-        .expect("the helper reports its workers");
+    let workers = read_tagged_pids(parent.stdout.take().unwrap(), "WORKERS ");
     assert_eq!(workers.len(), 2);
     assert!(workers.iter().all(|&w| !is_gone(w)));
 

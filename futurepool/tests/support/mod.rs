@@ -40,3 +40,55 @@ pub fn within<T: Send + 'static>(
         }
     }
 }
+
+// ---- Child processes: helper tests run in a child, and processes that must die ----------------
+
+/// A command that runs one `#[ignore]`d helper test of the current test binary in a child
+/// process (the hostile suites' way to have a parent they can SIGKILL).
+pub fn helper(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    command
+}
+
+/// The numbers a helper printed on its stdout after `tag` (`"PIDS 12 34"` → `[12, 34]`).
+/// libtest prints `test NAME ... ` before the helper's own output, on the same line, so the tag
+/// is looked for anywhere in a line.
+pub fn read_tagged_pids(stdout: impl std::io::Read, tag: &str) -> Vec<u32> {
+    use std::io::BufRead;
+    std::io::BufReader::new(stdout)
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|line| {
+            line.split_once(tag)
+                .map(|(_, pids)| pids.split(' ').map(|p| p.parse().unwrap()).collect())
+        })
+        .unwrap_or_else(|| panic!("the helper never printed {tag:?}"))
+}
+
+/// Gone, or a zombie (it has exited and waits for a reaper).
+pub fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Waits (a liveness bound, not a timing assertion) until `pid` has exited.
+#[track_caller]
+pub fn assert_gone_within(pid: u32, bound: Duration, what: &str) {
+    let start = std::time::Instant::now();
+    while !is_gone(pid) {
+        assert!(start.elapsed() < bound, "{what}: process {pid} still alive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
