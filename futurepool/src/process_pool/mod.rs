@@ -125,6 +125,10 @@ pub struct ProcessPool {
     shared: Arc<Shared>,
     /// What [`stats`](ProcessPool::stats) reports; every sink counts itself in.
     counters: Arc<crate::stats::SharedCounters>,
+    /// What `Task::abort` of one of this pool's running tasks does: find and kill its worker.
+    /// Made once per pool and shared by every task (a per-task closure cost an allocation per
+    /// submit); it holds a weak reference, so a task outliving its pool keeps nothing of it alive.
+    abort_hook: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Why a [`ProcessPool`] could not be created.
@@ -225,9 +229,16 @@ impl ProcessPool {
             .name("futurepool-process-supervisor".into())
             .spawn(move || supervisor::run_supervisor(supervisor))
             .map_err(ProcessPoolError::Thread)?;
+        let weak = Arc::downgrade(&shared);
+        let abort_hook = Arc::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.abort_flagged();
+            }
+        });
         Ok(ProcessPool {
             shared,
             counters: Arc::default(),
+            abort_hook,
         })
     }
 
@@ -423,15 +434,9 @@ impl ProcessPool {
         task
     }
 
-    /// What `Task::abort` of one of this pool's running tasks does: find and kill its worker.
-    /// A weak reference: a task outliving its pool keeps nothing of it alive.
-    fn abort_hook(&self) -> Box<dyn Fn() + Send + Sync> {
-        let shared = Arc::downgrade(&self.shared);
-        Box::new(move || {
-            if let Some(shared) = shared.upgrade() {
-                shared.abort_flagged();
-            }
-        })
+    /// The pool's abort hook, for one more task.
+    fn abort_hook(&self) -> Arc<dyn Fn() + Send + Sync> {
+        Arc::clone(&self.abort_hook)
     }
 
     fn submit_call<F, A, R>(

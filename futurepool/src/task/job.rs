@@ -71,7 +71,7 @@ impl ErasedJob for CountsAttempts {
 
 /// The tail of a task resolved from outside by an executor that can stop it while it runs: what
 /// to do when `abort` flags it (pool code, never user code).
-pub(crate) struct AbortHook(pub(crate) Box<dyn Fn() + Send + Sync>);
+pub(crate) struct AbortHook(pub(crate) std::sync::Arc<dyn Fn() + Send + Sync>);
 impl ErasedJob for AbortHook {
     fn on_abort(&self) {
         (self.0)()

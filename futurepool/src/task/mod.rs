@@ -729,7 +729,7 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
 
     /// [`pending`](Task::pending), for an executor that can stop the task while it runs: `hook`
     /// runs (in the aborting thread) when [`abort`](Task::abort) flags it running.
-    pub(crate) fn pending_with_abort_hook(hook: Box<dyn Fn() + Send + Sync>) -> Self {
+    pub(crate) fn pending_with_abort_hook(hook: Arc<dyn Fn() + Send + Sync>) -> Self {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
             job: AbortHook(hook),
