@@ -875,7 +875,14 @@ mod tests {
             .as_millis()
     }
 
-    crate::register!(square, flaky, stamp);
+    /// Appends its lane's letter to a log only the priority test reads, in the order tasks run.
+    fn run_in_lane(lane: char) {
+        RUN_ORDER.lock().unwrap().push(lane);
+    }
+
+    static RUN_ORDER: Mutex<Vec<char>> = Mutex::new(Vec::new());
+
+    crate::register!(square, flaky, stamp, run_in_lane);
 
     fn quick(retries: u32) -> RetryPolicy {
         RetryPolicy::new(retries).backoff(Duration::from_millis(10), Duration::from_millis(50))
@@ -925,6 +932,45 @@ mod tests {
         let task = pool.submit_with(&SubmitOptions::new().delay(delay), stamp, ());
         let started = task.result().unwrap();
         assert!(started >= submitted + delay.as_millis() - 2, "ran early");
+    }
+
+    #[test]
+    fn priorities_and_the_rule_against_starving_the_lowest_lane_hold_without_redis() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let lanes = [
+            ('h', Priority::High, 12),
+            ('n', Priority::Normal, 3),
+            ('l', Priority::Low, 1),
+        ];
+        let tasks: Vec<_> = lanes
+            .iter()
+            .flat_map(|&(letter, priority, count)| {
+                let options = SubmitOptions::new().priority(priority);
+                (0..count)
+                    .map(|_| pool.submit_with(&options, run_in_lane, letter))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // Every task is queued before the only worker starts, so the order below is the
+        // broker's choice alone. Bounded: the submitter hands 16 tasks over at once.
+        let waiting = Instant::now();
+        while broker.status("default").unwrap().queued < 16 {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(30),
+                "16 submits never reached the broker"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let worker = broker.serve(ServeOptions::default().threads(1).prefetch(0));
+        for task in &tasks {
+            task.result().unwrap();
+        }
+        worker.stop().unwrap();
+        // One task per fetch: high first, but the 10th fetch reads the lanes lowest first, so
+        // the low task runs 10th although high tasks are still waiting; normal waits for high.
+        let order: String = RUN_ORDER.lock().unwrap().iter().collect();
+        assert_eq!(order, "hhhhhhhhhlhhhnnn");
     }
 
     #[test]
