@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futurepool::{ProcessPool, ProcessPoolError, TaskError, WorkerLoss};
 
-use support::{assert_gone_within, helper, is_gone, read_tagged_pids, within};
+use support::{all_threads_stopped, assert_gone_within, helper, is_gone, read_tagged_pids, within};
 
 const WATCHDOG: Duration = Duration::from_secs(90);
 
@@ -155,21 +155,6 @@ futurepool::register!(
     returns_decode_bomb,
 );
 futurepool::test_support!();
-
-/// Whether every thread of `pid` is stopped (`/proc/PID/stat` shows only the main thread's
-/// state, and a group stop reaches the threads one by one).
-fn all_threads_stopped(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.filter_map(Result::ok).all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('T'))
-        })
-    })
-}
 
 /// A fresh path in the temp dir for a task to report a pid through.
 fn pid_file(tag: &str) -> PathBuf {

@@ -72,15 +72,28 @@ pub fn read_tagged_pids(stdout: impl std::io::Read, tag: &str) -> Vec<u32> {
         .unwrap_or_else(|| panic!("the helper never printed {tag:?}"))
 }
 
+/// The state letter of a `/proc/.../stat` file (`R`, `S`, `T`, `Z`, ...), or `None` when it is
+/// unreadable (the process or thread is gone). The command name before it is in parentheses and
+/// may itself contain spaces and `)`, so the state is read after the last `)`.
+fn state_in(stat_path: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 /// Gone, or a zombie (it has exited and waits for a reaper).
 pub fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
+    matches!(state_in(&format!("/proc/{pid}/stat")), None | Some('Z'))
+}
+
+/// Whether every thread of `pid` is stopped (`/proc/PID/stat` shows only the main thread's
+/// state, and a group stop reaches the threads one by one).
+pub fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .all(|task| state_in(&task.path().join("stat").to_string_lossy()) == Some('T'))
 }
 
 /// Waits (a liveness bound, not a timing assertion) until `pid` has exited.
