@@ -3,7 +3,10 @@
 //!
 //! Measured: end-to-end throughput of no-op tasks (submit all, wait for every result) with 2
 //! worker processes against RQ's `SimpleWorker` and forking `Worker` (2 each); the latency of one
-//! task at a time (p50, p99); throughput with 1, 2 and 4 worker processes. Workers are this binary
+//! task at a time (p50, p99); throughput with 1, 2 and 4 worker processes; the job-queue features
+//! on 2 workers (throughput with priorities on and with a rate limit far above the load, against
+//! plain no-ops in the same window; how late delayed tasks start, p50/p99; the rate a 100/s limit
+//! achieves). Workers are this binary
 //! (`futurepool-bench cluster-worker URL THREADS`), started and registered before timing begins,
 //! as RQ's are.
 
@@ -11,19 +14,44 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futurepool::cluster::{self, ClusterPool, ServeOptions};
+use futurepool::cluster::{self, ClusterPool, Priority, RateLimit, ServeOptions, SubmitOptions};
 
 /// The task: nothing, so the figures measure the cluster machinery alone.
 fn noop(_: u32) {}
 
-futurepool::register!(noop);
+/// A no-op under a rate limit far above any load this machine makes: the limit's overhead.
+fn noop_limited_far_above(_: u32) {}
+
+/// When the task started on its worker (nanoseconds since the Unix epoch, the same clock as the
+/// client's on this one machine): the delay and rate-limit rows measure starts, not round trips.
+fn started_at(_: u32) -> u64 {
+    unix_nanos(SystemTime::now())
+}
+
+/// [`started_at`] under the 100/s rate limit whose accuracy is measured.
+fn started_at_limited(_: u32) -> u64 {
+    unix_nanos(SystemTime::now())
+}
+
+futurepool::register!(noop, noop_limited_far_above, started_at, started_at_limited);
+
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
+}
 
 const TASKS: u32 = 10_000;
 const LATENCY_SAMPLES: usize = 1_000;
 const RQ_SIMPLE_JOBS: u32 = 2_000;
 const RQ_FORK_JOBS: u32 = 300;
+/// Delayed tasks whose lateness is measured, due over [`DELAY_SPREAD`].
+const DELAYED_TASKS: u32 = 300;
+const DELAY_SPREAD: Duration = Duration::from_secs(3);
+/// The rate limit whose accuracy is measured, and how many tasks go through it (5 s' worth).
+const RATE_LIMIT_PER_SECOND: u32 = 100;
+const RATE_LIMITED_TASKS: u32 = 500;
 /// Executor threads per worker process: the machine has two cores for everything.
 const WORKER_THREADS: usize = 2;
 
@@ -50,6 +78,11 @@ pub fn run(args: &[String]) {
 
     let pool = ClusterPool::builder(&url)
         .pool("bench")
+        .rate_limit(noop_limited_far_above, RateLimit::per_second(10_000_000))
+        .rate_limit(
+            started_at_limited,
+            RateLimit::per_second(RATE_LIMIT_PER_SECOND),
+        )
         .build()
         .expect("connect to the bench broker");
 
@@ -63,6 +96,28 @@ pub fn run(args: &[String]) {
         by_workers.push((workers, rate));
     }
     let ours_two = by_workers[1].1;
+
+    // The job-queue features, on the same 2 workers: each row against the plain no-op run
+    // (interleaved with it, so a noisy moment does not fall on one side only).
+    let queue = {
+        let _workers = Workers::start(&url, 2);
+        run_batch(&pool, 500);
+        let mut plain = Vec::new();
+        let mut priorities = Vec::new();
+        let mut limited = Vec::new();
+        for _ in 0..2 {
+            plain.push(run_batch(&pool, TASKS));
+            priorities.push(run_batch_with_priorities(&pool, TASKS));
+            limited.push(run_batch_of(&pool, noop_limited_far_above, TASKS));
+        }
+        QueueFigures {
+            plain: best(&plain),
+            priorities: best(&priorities),
+            limited_far_above: best(&limited),
+            delay_lateness: delay_lateness(&pool),
+            rate_achieved: rate_achieved(&pool),
+        }
+    };
 
     let latency = {
         let _workers = Workers::start(&url, 1);
@@ -126,6 +181,33 @@ pub fn run(args: &[String]) {
         println!("| {workers} | {rate:.0} | {:.2}x |", rate / by_workers[0].1);
     }
     println!();
+    println!("| job-queue features, 2 worker processes | figure | vs plain no-op |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| plain no-op (same window) | {:.0} tasks/s | |",
+        queue.plain
+    );
+    println!(
+        "| priorities on (High, Normal, Low in turn) | {:.0} tasks/s | {:.2}x |",
+        queue.priorities,
+        queue.priorities / queue.plain
+    );
+    println!(
+        "| rate limit far above the load (10M/s) | {:.0} tasks/s | {:.2}x |",
+        queue.limited_far_above,
+        queue.limited_far_above / queue.plain
+    );
+    println!(
+        "| delayed tasks ({DELAYED_TASKS} over {DELAY_SPREAD:?}): start lateness | p50 {:.1} ms, p99 {:.1} ms, earliest {:+.1} ms | |",
+        ms(queue.delay_lateness.0),
+        ms(queue.delay_lateness.1),
+        queue.delay_lateness.2
+    );
+    println!(
+        "| {RATE_LIMIT_PER_SECOND}/s rate limit, {RATE_LIMITED_TASKS} tasks: achieved | {:.1} tasks/s | |",
+        queue.rate_achieved
+    );
+    println!();
     println!(
         "one task at a time, 1 worker ({LATENCY_SAMPLES} samples): p50 {:.0} µs, p99 {:.0} µs",
         latency.0.as_secs_f64() * 1e6,
@@ -133,7 +215,13 @@ pub fn run(args: &[String]) {
     );
     if args.iter().any(|a| a == "--json") {
         // For `futurepool-bench report`: the same figures, as one JSON line at the end.
-        let table = structured(ours_two, &[rq_simple, rq_fork], &by_workers, latency);
+        let table = structured(
+            ours_two,
+            &[rq_simple, rq_fork],
+            &by_workers,
+            latency,
+            &queue,
+        );
         println!(
             "{}",
             serde_json::to_string(&table).expect("a table always serializes")
@@ -147,6 +235,7 @@ fn structured(
     rq: &[Option<f64>; 2],
     by_workers: &[(usize, f64)],
     (p50, p99): (Duration, Duration),
+    queue: &QueueFigures,
 ) -> crate::table::Table {
     use crate::table::Better::{Higher, Lower};
     let mut table = crate::table::Table::new(
@@ -202,18 +291,143 @@ fn structured(
         p50.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6
     ));
+    let features = "job-queue features, 2 worker processes";
+    table.push(features, "plain no-op", queue.plain, "tasks/s", Higher);
+    table.push(
+        features,
+        "priorities on (High, Normal, Low in turn)",
+        queue.priorities,
+        "tasks/s",
+        Higher,
+    );
+    table.push(
+        features,
+        "rate limit far above the load (10M/s)",
+        queue.limited_far_above,
+        "tasks/s",
+        Higher,
+    );
+    let row = table.push(
+        "delayed tasks: start lateness",
+        "futurepool ClusterPool",
+        ms(queue.delay_lateness.0),
+        "ms",
+        Lower,
+    );
+    row.display = Some(format!(
+        "p50 {:.1} ms, p99 {:.1} ms, earliest {:+.1} ms",
+        ms(queue.delay_lateness.0),
+        ms(queue.delay_lateness.1),
+        queue.delay_lateness.2
+    ));
+    // Closer to the limit is better, which neither direction says: shown, not ranked.
+    let row = table.push(
+        &format!("{RATE_LIMIT_PER_SECOND}/s rate limit: achieved"),
+        "futurepool ClusterPool",
+        queue.rate_achieved,
+        "tasks/s",
+        Higher,
+    );
+    row.display = Some(format!(
+        "{:.1} tasks/s (limit {RATE_LIMIT_PER_SECOND}/s)",
+        queue.rate_achieved
+    ));
     table.compute_ratios();
     table
 }
 
-/// Submits `n` no-op tasks and waits for all of them; returns tasks per second.
-fn run_batch(pool: &ClusterPool, n: u32) -> f64 {
+/// The job-queue rows (`run`).
+struct QueueFigures {
+    plain: f64,
+    priorities: f64,
+    limited_far_above: f64,
+    /// p50 and p99 of how long after its due time a delayed task started, and the earliest
+    /// (ms, negative if early).
+    delay_lateness: (Duration, Duration, f64),
+    /// Tasks per second that started under the rate limit, first start to last.
+    rate_achieved: f64,
+}
+
+fn best(rates: &[f64]) -> f64 {
+    rates.iter().copied().fold(0.0, f64::max)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// [`run_batch`] of any no-op function.
+fn run_batch_of(pool: &ClusterPool, f: fn(u32), n: u32) -> f64 {
     let start = Instant::now();
-    let tasks: Vec<_> = (0..n).map(|i| pool.submit(noop, i)).collect();
+    let tasks: Vec<_> = (0..n).map(|i| pool.submit(f, i)).collect();
     for task in &tasks {
         task.result().expect("a no-op result");
     }
     f64::from(n) / start.elapsed().as_secs_f64()
+}
+
+/// [`run_batch`] with the three priority lanes in turn.
+fn run_batch_with_priorities(pool: &ClusterPool, n: u32) -> f64 {
+    let lanes = [Priority::High, Priority::Normal, Priority::Low]
+        .map(|priority| SubmitOptions::new().priority(priority));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|i| pool.submit_with(&lanes[i as usize % 3], noop, i))
+        .collect();
+    for task in &tasks {
+        task.result().expect("a no-op result");
+    }
+    f64::from(n) / start.elapsed().as_secs_f64()
+}
+
+/// Delayed tasks due evenly over [`DELAY_SPREAD`], each at an absolute time; returns the p50 and
+/// p99 of start − due, and the earliest start − due in ms (negative if a task started early,
+/// which it must not).
+fn delay_lateness(pool: &ClusterPool) -> (Duration, Duration, f64) {
+    let first_due = SystemTime::now() + Duration::from_millis(500);
+    let tasks: Vec<_> = (0..DELAYED_TASKS)
+        .map(|i| {
+            let due = first_due + DELAY_SPREAD * i / DELAYED_TASKS;
+            let task = pool.submit_with(&SubmitOptions::new().at(due), started_at, i);
+            (due, task)
+        })
+        .collect();
+    let mut lateness_ns: Vec<i64> = tasks
+        .iter()
+        .map(|(due, task)| {
+            let started = task.result().expect("a delayed task's start time");
+            started as i64 - unix_nanos(*due) as i64
+        })
+        .collect();
+    lateness_ns.sort_unstable();
+    let at = |q: f64| {
+        let ns = lateness_ns[((lateness_ns.len() - 1) as f64 * q).round() as usize];
+        Duration::from_nanos(ns.max(0) as u64)
+    };
+    (at(0.50), at(0.99), lateness_ns[0] as f64 / 1e6)
+}
+
+/// Submits [`RATE_LIMITED_TASKS`] at once under the [`RATE_LIMIT_PER_SECOND`] limit; returns the
+/// rate they started at: a bucket starting full lets `burst` (one second's worth) through at once
+/// and then `rate` per second, so over the span from the first start to the last
+/// `tasks − burst` started at the limit's rate.
+fn rate_achieved(pool: &ClusterPool) -> f64 {
+    let tasks: Vec<_> = (0..RATE_LIMITED_TASKS)
+        .map(|i| pool.submit(started_at_limited, i))
+        .collect();
+    let starts: Vec<u64> = tasks
+        .iter()
+        .map(|task| task.result().expect("a rate-limited task's start time"))
+        .collect();
+    let first = starts.iter().min().expect("tasks ran");
+    let last = starts.iter().max().expect("tasks ran");
+    let after_burst = RATE_LIMITED_TASKS - RATE_LIMIT_PER_SECOND;
+    f64::from(after_burst) / Duration::from_nanos(last - first).as_secs_f64()
+}
+
+/// Submits `n` no-op tasks and waits for all of them; returns tasks per second.
+fn run_batch(pool: &ClusterPool, n: u32) -> f64 {
+    run_batch_of(pool, noop, n)
 }
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {

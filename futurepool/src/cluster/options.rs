@@ -371,8 +371,9 @@ impl SubmitOptions {
 
     /// Run the task no earlier than `delay` after the submit (at most a year). Meanwhile it
     /// waits on the broker's schedule (kept across a broker restart like the queue), shown as
-    /// `scheduled` by `futurepool cluster status`; an idle worker starts it within about 100 ms
-    /// of its due time.
+    /// `scheduled` by `futurepool cluster status`; it never starts early, and an idle worker
+    /// starts it within about 100 ms of its due time (a few ms when nothing else was delayed
+    /// meanwhile).
     ///
     /// # Examples
     ///

@@ -447,8 +447,10 @@ local prefix, max = ARGV[1], tonumber(ARGV[2])
 local schedule = prefix .. ':scheduled'
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
--- pcall: a schedule key of another type (written by something else) must not stop the fetch.
-local due = redis.pcall('ZRANGEBYSCORE', schedule, '-inf', now_ms, 'LIMIT', 0, max)
+-- Due strictly before this millisecond: TIME is truncated to it, so a task due within it may
+-- not be due yet. pcall: a schedule key of another type (written by something else) must not
+-- stop the fetch.
+local due = redis.pcall('ZRANGEBYSCORE', schedule, '-inf', '(' .. now_ms, 'LIMIT', 0, max)
 local lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low')
 if type(due) ~= 'table' or due.err then return {0, -1, lanes_used, {}} end
 local queued = 0
@@ -469,7 +471,7 @@ for _, id in ipairs(due) do
 end
 local next_due = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
 local wait = -1
-if next_due[2] then wait = math.max(0, math.floor(tonumber(next_due[2]) - now_ms)) end
+if next_due[2] then wait = math.max(0, math.floor(tonumber(next_due[2]) - now_ms) + 1) end
 if queued > 0 then lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low') end
 local limits = redis.pcall('HGETALL', prefix .. ':limits')
 if type(limits) ~= 'table' or limits.err then limits = {} end
