@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 
 use super::naming::{EntryName, PARTIAL_PREFIX};
 
@@ -60,21 +60,33 @@ fn is_disk_full(error: &io::Error) -> bool {
 }
 
 /// The directory every file of a run goes to.
+///
+/// Every step that creates, renames or deletes a partial file holds `gate` shared for the whole
+/// step, and [`close`](OutputDir::close) holds it exclusively: so close either runs first (and
+/// the step fails [`WriteError::Closed`]) or waits for the step to end and then sees its file
+/// registered, and no partial file outlives an interrupt. Shared, the gate lets all workers
+/// create and rename at once: one mutex held across those system calls serialized every
+/// worker's file operations (at `-j 64` most of its futex calls). `files` is only held to
+/// update the two maps, never across a system call.
 pub(crate) struct OutputDir {
     dir: PathBuf,
     pid: u32,
     next_partial: AtomicU64,
-    state: Mutex<State>,
+    /// `true` once closed.
+    gate: RwLock<bool>,
+    files: Mutex<Files>,
 }
 
 #[derive(Default)]
-struct State {
-    closed: bool,
+struct Files {
     partials: HashSet<PathBuf>,
     /// Where each entry (by key) was saved, so an interrupt can account for files renamed just
     /// before it whose workers had not reported yet.
     committed: HashMap<usize, PathBuf>,
 }
+
+/// The gate, held shared by one step on a partial file.
+type OpenGate<'a> = RwLockReadGuard<'a, bool>;
 
 impl OutputDir {
     pub(crate) fn new(dir: PathBuf) -> OutputDir {
@@ -82,7 +94,8 @@ impl OutputDir {
             dir,
             pid: std::process::id(),
             next_partial: AtomicU64::new(0),
-            state: Mutex::default(),
+            gate: RwLock::new(false),
+            files: Mutex::default(),
         }
     }
 
@@ -100,18 +113,14 @@ impl OutputDir {
         let path = self
             .dir
             .join(format!("{PARTIAL_PREFIX}{}-{id}.part", self.pid));
-        // Created under the lock so that `close` either sees it registered or runs first and
-        // makes this fail: no partial file can outlive an interrupt.
-        let mut state = self.lock();
-        if state.closed {
-            return Err(WriteError::Closed);
-        }
+        // Created and registered under the gate (see `OutputDir`).
+        let _open = self.enter()?;
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| WriteError::from_io("create", &path, e))?;
-        state.partials.insert(path.clone());
+        self.files().partials.insert(path.clone());
         Ok(PartialFile {
             out: self,
             key,
@@ -162,10 +171,7 @@ impl OutputDir {
         meta: &ResumeMeta,
     ) -> Result<PartialFile<'_>, WriteError> {
         let (path, meta_path) = self.resume_paths(name);
-        let state = self.lock();
-        if state.closed {
-            return Err(WriteError::Closed);
-        }
+        let open = self.enter()?;
         let text = serde_json::to_vec(meta).expect("plain strings serialize");
         // O_NOFOLLOW: a symlink planted under these names fails the open instead of leading
         // the write outside DIR. The old bytes go (truncate) before the new sidecar is written:
@@ -196,7 +202,7 @@ impl OutputDir {
             .open(&meta_path)
             .and_then(|mut file| file.write_all(&text))
             .map_err(|e| WriteError::from_io("write", &meta_path, e))?;
-        drop(state);
+        drop(open);
         Ok(PartialFile {
             out: self,
             key,
@@ -225,20 +231,30 @@ impl OutputDir {
 
     /// Deletes every partial file and refuses all later writes and renames.
     pub(crate) fn close(&self) {
-        let mut state = self.lock();
-        state.closed = true;
-        for path in state.partials.drain() {
+        let mut closed = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        *closed = true;
+        let partials = std::mem::take(&mut self.files().partials);
+        for path in partials {
             let _ = fs::remove_file(path);
         }
     }
 
     /// Where entry `key`'s file was saved, if it was.
     pub(crate) fn committed(&self, key: usize) -> Option<PathBuf> {
-        self.lock().committed.get(&key).cloned()
+        self.files().committed.get(&key).cloned()
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Holds the gate shared for one step on a partial file (see [`OutputDir`]).
+    fn enter(&self) -> Result<OpenGate<'_>, WriteError> {
+        let open = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+        if *open {
+            return Err(WriteError::Closed);
+        }
+        Ok(open)
+    }
+
+    fn files(&self) -> MutexGuard<'_, Files> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -325,25 +341,26 @@ impl PartialFile<'_> {
         // ever given to a complete file), not about power loss, and an fsync per page would cost
         // more than the whole download of a small page.
         drop(self.file.take());
-        let mut state = self.out.lock();
-        if state.closed {
-            return Err(WriteError::Closed);
-        }
+        let _open = self.out.enter()?;
         let target = self.out.dir.join(name);
         fs::rename(&self.path, &target).map_err(|e| WriteError::from_io("save", &target, e))?;
-        state.partials.remove(&self.path);
         if let Some(meta) = &self.meta {
             let _ = fs::remove_file(meta);
         }
-        state.committed.insert(self.key, target.clone());
+        let mut files = self.out.files();
+        files.partials.remove(&self.path);
+        files.committed.insert(self.key, target.clone());
         Ok(target)
     }
 }
 
 impl Drop for PartialFile<'_> {
     fn drop(&mut self) {
-        let mut state = self.out.lock();
-        if state.partials.remove(&self.path) {
+        // Under the gate, so `close` cannot return while this file still exists; whichever of
+        // the two takes it out of `partials` deletes it.
+        let _gate = self.out.gate.read().unwrap_or_else(PoisonError::into_inner);
+        let registered = self.out.files().partials.remove(&self.path);
+        if registered {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -455,6 +472,49 @@ mod tests {
         assert!(matches!(partial.commit("x"), Err(WriteError::Closed)));
         assert!(matches!(out.create_partial(0), Err(WriteError::Closed)));
         assert!(listing(&dir).is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The gate replaced one lock held across every create and rename: a close racing many
+    /// workers must still leave no partial file behind, and every entry either saved whole or
+    /// refused.
+    #[test]
+    fn close_racing_workers_that_create_commit_and_abandon_leaves_no_partial_file() {
+        let dir = temp_dir("close-race");
+        let out = OutputDir::new(dir.clone());
+        let saved = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for worker in 0..8 {
+                let (out, saved) = (&out, &saved);
+                s.spawn(move || {
+                    for n in 0..200 {
+                        let key = worker * 1000 + n;
+                        let Ok(mut partial) = out.create_partial(key) else {
+                            return;
+                        };
+                        partial.write_all(b"page").unwrap();
+                        if n % 3 == 0 {
+                            drop(partial); // a failed download
+                        } else if partial.commit(&format!("p{key}")).is_ok() {
+                            saved.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            out.close();
+            let left = listing(&dir);
+            assert!(
+                left.iter().all(|name| !name.starts_with(PARTIAL_PREFIX)),
+                "a partial file outlived close: {left:?}"
+            );
+        });
+        let left = listing(&dir);
+        assert!(left.iter().all(|name| !name.starts_with(PARTIAL_PREFIX)));
+        assert_eq!(left.len(), saved.into_inner(), "every saved entry is whole");
+        for name in &left {
+            assert_eq!(fs::read(dir.join(name)).unwrap(), b"page");
+        }
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -13,6 +13,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::{Buffers, ConnectionDetails, Connector, NextTimeout, Transport};
 
@@ -89,7 +90,11 @@ impl Connector<Box<dyn Transport>> for TraceConnector {
                     ..t.get()
                 })
             });
-            Box::new(Traced { inner }) as Box<dyn Transport>
+            Box::new(Traced {
+                inner,
+                io_since_probe: true,
+                probed_open_at: None,
+            }) as Box<dyn Transport>
         }))
     }
 }
@@ -98,7 +103,15 @@ impl Connector<Box<dyn Transport>> for TraceConnector {
 #[derive(Debug)]
 struct Traced {
     inner: Box<dyn Transport>,
+    /// Whether bytes went either way since the last liveness probe (see `is_open`).
+    io_since_probe: bool,
+    /// When the last probe found the connection open.
+    probed_open_at: Option<Instant>,
 }
+
+/// How long a probe that found a connection open stands for the next one, when no byte went
+/// either way in between (see `Traced::is_open`).
+const PROBE_STANDS_FOR: Duration = Duration::from_millis(100);
 
 impl Traced {
     fn note(made_progress: Result<bool, ureq::Error>) -> Result<bool, ureq::Error> {
@@ -120,6 +133,7 @@ impl Transport for Traced {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.io_since_probe = true;
         let Some(absolute) = FORWARD.with(Cell::take) else {
             return self.inner.transmit_output(amount, timeout);
         };
@@ -139,15 +153,34 @@ impl Transport for Traced {
     }
 
     fn maybe_await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.io_since_probe = true;
         Traced::note(self.inner.maybe_await_input(timeout))
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.io_since_probe = true;
         Traced::note(self.inner.await_input(timeout))
     }
 
+    /// ureq probes a connection twice between two requests: when the response is done (before
+    /// pooling it: bytes after the body mean it must not be reused) and when it takes it from
+    /// the pool — the second time holding the pool's one lock, for three system calls
+    /// (non-blocking on, read, off). At `-j 64` that lock was the run's most contended one. So
+    /// the second probe is answered from the first when nothing was sent or received since and
+    /// the first is recent: a FIN that arrives in between (a server that closes after every
+    /// response) then fails the request before any response byte, and `Downloader::get` sends it
+    /// again on a new connection, as it does for a FIN that arrives just after a probe.
     fn is_open(&mut self) -> bool {
-        self.inner.is_open()
+        let recent = self
+            .probed_open_at
+            .is_some_and(|at| at.elapsed() < PROBE_STANDS_FOR);
+        if !self.io_since_probe && recent {
+            return true;
+        }
+        let open = self.inner.is_open();
+        self.io_since_probe = false;
+        self.probed_open_at = open.then(Instant::now);
+        open
     }
 
     fn is_tls(&self) -> bool {
