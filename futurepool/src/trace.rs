@@ -12,8 +12,17 @@
 //!   the same fields when it is queued: submitted → started (span entered) → finished (exited);
 //! - DEBUG events `worker started` / `worker exited` for thread pool workers (`pool`,
 //!   `worker`), and `worker started` (`pid`) for process pool workers;
-//! - a WARN event `worker killed: time limit` when a process pool worker is killed because its
-//!   task ran past its time limit (`pid`, `limit_ms`).
+//! - one event per process pool worker killed, naming why: `worker killed: time limit` (WARN,
+//!   `limit_ms`), `…: memory limit` (WARN, `limit_bytes`, `used_bytes`), `…: task aborted`
+//!   (INFO), `…: start timeout` (WARN), `…: pool stopped` (DEBUG), `…: protocol error` and
+//!   `…: its answer pipe closed` (WARN), `…: internal error` (ERROR), each with `pid`;
+//! - `worker exited` for each process pool worker (`pid`, `how`: exit code or signal, `held`:
+//!   whether it still held calls): DEBUG when retired or stopped with nothing in hand, WARN
+//!   otherwise;
+//! - for cluster workers (`serve`, and `MemoryBroker` workers): INFO `worker started` (`pool`,
+//!   `worker`, `threads`) and `worker exited` (ERROR with `error` when it stopped on one), WARN
+//!   `task redelivered: its worker was lost` per task the reaper claims (`task`), ERROR `tasks
+//!   dead-lettered: they lost their workers too often` (`tasks`, `max_deliveries`).
 
 /// `tracing::event!` with the feature, nothing without.
 #[cfg(feature = "tracing")]

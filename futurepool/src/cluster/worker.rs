@@ -292,6 +292,13 @@ pub(crate) fn serve_on(
         space_free: Condvar::new(),
         completed: Condvar::new(),
     });
+    crate::trace::trace_event!(
+        tracing::Level::INFO,
+        pool = %shared.pool,
+        worker = %shared.name,
+        threads = options.threads,
+        "worker started"
+    );
     eprintln!(
         "{}: serving pool {:?} at {} with {} {} (SIGTERM or SIGINT stops it cleanly)",
         shared.label,
@@ -397,10 +404,23 @@ fn stop(
     }
     match fatal {
         None => {
+            crate::trace::trace_event!(
+                tracing::Level::INFO,
+                pool = %shared.pool,
+                worker = %shared.name,
+                "worker exited"
+            );
             eprintln!("{}: stopped", shared.label);
             Ok(())
         }
         Some(error) => {
+            crate::trace::trace_event!(
+                tracing::Level::ERROR,
+                pool = %shared.pool,
+                worker = %shared.name,
+                error = %error,
+                "worker exited"
+            );
             eprintln!("{}: stopped: {error}", shared.label);
             Err(error)
         }
@@ -994,7 +1014,25 @@ fn beat(
     // Even a full worker reaps: with no room to claim, it still dead-letters exhausted tasks, so
     // their callers hear about it while every worker is busy.
     let reaped = connection.reap(&worker.name, *config, free)?;
+    #[cfg(feature = "tracing")]
+    for delivery in &reaped.claimed {
+        crate::trace::trace_event!(
+            tracing::Level::WARN,
+            pool = %worker.pool,
+            worker = %worker.name,
+            task = %delivery.task_id,
+            "task redelivered: its worker was lost"
+        );
+    }
     if reaped.dead_lettered > 0 {
+        crate::trace::trace_event!(
+            tracing::Level::ERROR,
+            pool = %worker.pool,
+            worker = %worker.name,
+            tasks = reaped.dead_lettered,
+            max_deliveries = config.max_deliveries,
+            "tasks dead-lettered: they lost their workers too often"
+        );
         let n = u64::from(reaped.dead_lettered);
         eprintln!(
             "{}: {n} {} {} {} and {} dead-lettered",

@@ -702,6 +702,28 @@ enum Answered {
     Items(InFlight),
 }
 
+/// The `tracing` event of a worker's exit: DEBUG when it was retired or stopped with nothing in
+/// hand, WARN when it died on its own or holding calls (`held`).
+#[cfg(feature = "tracing")]
+fn trace_exit(pid: u32, loss: WorkerLoss, kill: Option<&KillCause>, held: bool) {
+    use crate::trace::trace_event;
+    let how = match loss {
+        WorkerLoss::Exited(code) => format!("exit code {code}"),
+        WorkerLoss::Signaled(signal) => format!("signal {signal}"),
+        _ => "no exit status".to_string(),
+    };
+    let expected = match kill {
+        Some(KillCause::Stopped) => true,
+        Some(_) => false,
+        None => !held && matches!(loss, WorkerLoss::Exited(0)),
+    };
+    if expected {
+        trace_event!(tracing::Level::DEBUG, pid, how = %how, held, "worker exited");
+    } else {
+        trace_event!(tracing::Level::WARN, pid, how = %how, held, "worker exited");
+    }
+}
+
 /// After the worker exited: fails the call it was running, requeues those it never started,
 /// removes it, and lets the pool start a replacement if work remains.
 ///
@@ -716,7 +738,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
         },
         None => WorkerLoss::Disconnected,
     };
-    let (held, kill, stopping) = {
+    let (held, kill, stopping, pid) = {
         let mut state = shared.lock();
         let stopping = state.stopping;
         match state.workers.iter_mut().find(|s| s.id == id) {
@@ -724,10 +746,15 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
                 std::mem::take(&mut slot.in_flight),
                 slot.kill.clone(),
                 stopping,
+                slot.pid,
             ),
             None => Default::default(),
         }
     };
+    #[cfg(feature = "tracing")]
+    trace_exit(pid, loss, kill.as_ref(), !held.is_empty());
+    #[cfg(not(feature = "tracing"))]
+    let _ = pid;
     let mut held = held.into_iter().peekable();
     let mut failed = Vec::new();
     let mut requeue = Vec::new();

@@ -168,6 +168,47 @@ pub(super) enum KillCause {
     Aborted,
 }
 
+/// The `tracing` event of a worker killed for `cause` (once per worker: `Slot::signal` sends
+/// the first kill only).
+#[cfg(feature = "tracing")]
+fn trace_kill(pid: u32, cause: &KillCause) {
+    use crate::trace::trace_event;
+    use tracing::Level;
+    match cause {
+        KillCause::TimeLimit(limit) => trace_event!(
+            Level::WARN,
+            pid,
+            limit_ms = limit.as_millis() as u64,
+            "worker killed: time limit"
+        ),
+        KillCause::MemoryLimit { limit, used } => trace_event!(
+            Level::WARN,
+            pid,
+            limit_bytes = *limit,
+            used_bytes = *used,
+            "worker killed: memory limit"
+        ),
+        KillCause::Aborted => trace_event!(Level::INFO, pid, "worker killed: task aborted"),
+        KillCause::StartTimeout => trace_event!(Level::WARN, pid, "worker killed: start timeout"),
+        KillCause::Stopped => trace_event!(Level::DEBUG, pid, "worker killed: pool stopped"),
+        KillCause::Misbehaved(reason) => trace_event!(
+            Level::WARN,
+            pid,
+            reason = %reason,
+            "worker killed: protocol error"
+        ),
+        KillCause::AnswersClosed => {
+            trace_event!(Level::WARN, pid, "worker killed: its answer pipe closed")
+        }
+        KillCause::Internal(reason) => trace_event!(
+            Level::ERROR,
+            pid,
+            reason = %reason,
+            "worker killed: internal error"
+        ),
+    }
+}
+
 /// One worker process, as every pool thread sees it.
 pub(super) struct Slot {
     pub(super) id: u64,
@@ -216,6 +257,8 @@ impl Slot {
         if self.reaping || self.pid == 0 || self.kill.is_some() {
             return;
         }
+        #[cfg(feature = "tracing")]
+        trace_kill(self.pid, &cause);
         self.kill = Some(cause);
         // The pid (and so the group id) cannot have been reused: `reaping` is set under the
         // same lock before the process is waited for.

@@ -174,12 +174,6 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                 let deadline = limit.and_then(|l| slot.front_started.checked_add(l));
                 if let (Some(limit), Some(deadline)) = (limit, deadline) {
                     if now >= deadline {
-                        crate::trace::trace_event!(
-                            tracing::Level::WARN,
-                            pid = slot.pid,
-                            limit_ms = limit.as_millis() as u64,
-                            "worker killed: time limit"
-                        );
                         slot.signal(libc::SIGKILL, KillCause::TimeLimit(limit));
                     } else {
                         consider(deadline);
