@@ -156,12 +156,15 @@ fn fetch_pages(jobs: &[PageJob], dir: &Path, workers: usize) -> Vec<Result<u64, 
         skip_existing: false,
         progress: false,
         update: false,
+        // Each page's outcome is measured, so every row is kept.
+        keep_rows: true,
         download: download_settings(workers),
     };
     let interrupt = Arc::new(Interrupt::default());
     let summary = fetch::run(&options, fetch::plan(entries), &interrupt);
     summary
         .rows
+        .expect("the demo keeps every row")
         .into_iter()
         .map(|row| match row.error {
             None => Ok(row.bytes),

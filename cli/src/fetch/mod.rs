@@ -65,6 +65,8 @@ pub(crate) struct FetchOptions {
     pub(crate) progress: bool,
     /// Conditional requests from the state file (`state.rs`), which is then brought up to date.
     pub(crate) update: bool,
+    /// Keep every entry's row for a report; without one only the summary's counts are kept.
+    pub(crate) keep_rows: bool,
     pub(crate) download: DownloadSettings,
 }
 
@@ -129,6 +131,7 @@ fn prepare(args: &FetchArgs) -> Result<Prepared, String> {
         skip_existing: args.skip_existing,
         progress: !args.quiet,
         update: args.update,
+        keep_rows: args.report.is_some(),
         download: DownloadSettings {
             timeouts: Timeouts {
                 connect: args.connect_timeout,
@@ -267,7 +270,8 @@ fn create_output_dir(dir: &Path) -> Result<(), String> {
 fn finish(summary: &Summary, report: Option<&ReportTarget>, quiet: bool) -> ExitCode {
     let mut report_failed = false;
     if let Some(report) = report {
-        if let Err(e) = report.write(&summary.rows) {
+        let rows = (summary.rows.as_deref()).expect("`prepare` keeps the rows for a report");
+        if let Err(e) = report.write(rows) {
             eprintln!("futurepool: cannot write the report: {e}");
             report_failed = true;
         }

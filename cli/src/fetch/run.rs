@@ -20,7 +20,7 @@ use super::download::{Conditional, Destination, Downloader};
 use super::interrupt::Interrupt;
 use super::output::OutputDir;
 use super::progress::Progress;
-use super::report::{Row, Summary};
+use super::report::{Counts, Row, Summary};
 use super::schedule::Scheduler;
 use super::state::{Remembered, State};
 use super::{FetchOptions, Target};
@@ -97,7 +97,7 @@ pub(crate) fn run(
     let total = targets.len();
     let out = Arc::new(OutputDir::new(options.dir.clone()));
     let progress = Progress::new(total, options.progress);
-    let mut rows: Vec<Option<Row>> = vec![None; total];
+    let mut rows = Rows::new(total, options.keep_rows);
 
     // The directory's state: read and written for --update, and whenever an earlier --update
     // left one, so that it never vouches for a file a later run replaced (which
@@ -128,7 +128,7 @@ pub(crate) fn run(
             });
         match existing {
             Some(path) => {
-                rows[index] = Some(skipped_row(target, &path));
+                rows.set(index, skipped_row(target, &path));
                 progress.advance(0);
             }
             None => to_fetch.push(index),
@@ -299,7 +299,7 @@ pub(crate) fn run(
                     task.cancel();
                 }
             }
-            rows[index] = Some(row);
+            rows.set(index, row);
         }
         if interrupted {
             break;
@@ -322,7 +322,7 @@ pub(crate) fn run(
                 if committed.is_some() && task.wait_timeout(REPORT_GRACE) {
                     if let Ok(outcome) = task.result() {
                         remember(state.as_mut(), &targets[index], outcome.remember);
-                        rows[index] = Some(outcome.row);
+                        rows.set(index, outcome.row);
                         continue;
                     }
                 }
@@ -331,11 +331,14 @@ pub(crate) fn run(
                     Some(path) => saved_late_row(&targets[index], &path),
                     None => failed_row(&targets[index], "interrupted"),
                 };
-                rows[index] = Some(Row {
-                    attempts: attempts.max(row.attempts),
-                    elapsed_ms,
-                    ..row
-                });
+                rows.set(
+                    index,
+                    Row {
+                        attempts: attempts.max(row.attempts),
+                        elapsed_ms,
+                        ..row
+                    },
+                );
             }
         }
     }
@@ -353,14 +356,61 @@ pub(crate) fn run(
             );
         }
     }
+    for index in rows.missing() {
+        rows.set(index, failed_row(&targets[index], unstarted));
+    }
+    let (rows, counts) = rows.finish();
     Summary {
-        rows: rows
-            .into_iter()
-            .enumerate()
-            .map(|(index, row)| row.unwrap_or_else(|| failed_row(&targets[index], unstarted)))
-            .collect(),
+        rows,
+        counts,
         elapsed: started.elapsed(),
         interrupted,
+    }
+}
+
+/// The entries' rows as they come in: counted always, kept only for a report.
+struct Rows {
+    /// `Some` when kept: one slot per entry, in list order.
+    kept: Option<Vec<Option<Row>>>,
+    /// Which entries have their row (kept or only counted).
+    has_row: Vec<bool>,
+    counts: Counts,
+}
+
+impl Rows {
+    fn new(total: usize, keep: bool) -> Rows {
+        Rows {
+            kept: keep.then(|| vec![None; total]),
+            has_row: vec![false; total],
+            counts: Counts::default(),
+        }
+    }
+
+    /// Entry `index`'s row; an entry has one row, so a second is ignored.
+    fn set(&mut self, index: usize, row: Row) {
+        if std::mem::replace(&mut self.has_row[index], true) {
+            return;
+        }
+        self.counts.add(&row);
+        if let Some(kept) = &mut self.kept {
+            kept[index] = Some(row);
+        }
+    }
+
+    /// The entries without a row yet.
+    fn missing(&self) -> Vec<usize> {
+        (0..self.has_row.len())
+            .filter(|&index| !self.has_row[index])
+            .collect()
+    }
+
+    fn finish(self) -> (Option<Vec<Row>>, Counts) {
+        let rows = self.kept.map(|kept| {
+            kept.into_iter()
+                .map(|row| row.expect("every entry has its row"))
+                .collect()
+        });
+        (rows, self.counts)
     }
 }
 
@@ -531,4 +581,56 @@ fn saved_late_row(target: &Target, path: &Path) -> Row {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(error: Option<&str>, bytes: u64) -> Row {
+        Row {
+            source: "list.txt".into(),
+            line: 1,
+            url: "http://h/".into(),
+            final_url: None,
+            name: "index".into(),
+            path: error.is_none().then(|| "out/index.html".into()),
+            status: Some(200),
+            bytes,
+            resumed_from: 0,
+            attempts: 1,
+            elapsed_ms: 5,
+            error: error.map(str::to_owned),
+            skipped: false,
+            not_modified: false,
+        }
+    }
+
+    /// Without a report only counts are kept; with one every row, in list order. Either way an
+    /// entry counts once.
+    #[test]
+    fn rows_are_counted_always_and_kept_only_for_a_report() {
+        for keep in [false, true] {
+            let mut rows = Rows::new(3, keep);
+            rows.set(2, row(None, 10));
+            rows.set(0, row(Some("HTTP 404"), 0));
+            rows.set(2, row(Some("a second row for one entry"), 0));
+            assert_eq!(rows.missing(), [1]);
+            rows.set(1, row(None, 5));
+            let (kept, counts) = rows.finish();
+            assert_eq!(
+                (counts.saved, counts.failed, counts.bytes),
+                (2, 1, 15),
+                "{keep}"
+            );
+            match kept {
+                Some(kept) => {
+                    assert!(keep);
+                    let bytes: Vec<u64> = kept.iter().map(|r| r.bytes).collect();
+                    assert_eq!(bytes, [0, 5, 10]);
+                }
+                None => assert!(!keep),
+            }
+        }
+    }
 }
