@@ -221,10 +221,11 @@ fn write_rows(out: impl Write, rows: &[Row]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn row(error: Option<&str>, skipped: bool, bytes: u64) -> Row {
+    /// A row of entry `http://h/` named `index`: saved unless `error`.
+    pub(crate) fn row(error: Option<&str>, skipped: bool, bytes: u64) -> Row {
         Row {
             source: "list.txt".into(),
             line: 1,

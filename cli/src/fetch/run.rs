@@ -588,22 +588,7 @@ mod tests {
     use super::*;
 
     fn row(error: Option<&str>, bytes: u64) -> Row {
-        Row {
-            source: "list.txt".into(),
-            line: 1,
-            url: "http://h/".into(),
-            final_url: None,
-            name: "index".into(),
-            path: error.is_none().then(|| "out/index.html".into()),
-            status: Some(200),
-            bytes,
-            resumed_from: 0,
-            attempts: 1,
-            elapsed_ms: 5,
-            error: error.map(str::to_owned),
-            skipped: false,
-            not_modified: false,
-        }
+        crate::fetch::report::tests::row(error, false, bytes)
     }
 
     /// Without a report only counts are kept; with one every row, in list order. Either way an
