@@ -199,8 +199,14 @@ impl<T, E> Task<T, E> {
     /// - Running on a [`ProcessPool`](crate::ProcessPool): its worker's process group is killed
     ///   at once and the worker replaced; the task ends cancelled and is never retried; the
     ///   pool's other tasks are unaffected (those queued at that worker run on its replacement).
-    /// - Resolved by another executor from outside (the cluster, for now): its outcome is
-    ///   discarded when it arrives, and the task ends cancelled then.
+    /// - On the cluster (`cluster::ClusterPool`): the client cannot tell a task queued on the
+    ///   broker from one running on a worker, so the handle is cancelled at once, as a pending
+    ///   one, and the abort goes to the broker (sent by the client's own thread: this call makes
+    ///   no broker call and never blocks). A task no worker has started yet never runs; a running
+    ///   one has its token set within about a second (its worker asks every 250 ms), its value is
+    ///   discarded, and it is acknowledged, never retried or delivered again; other handles of the
+    ///   task, in any client, resolve cancelled. A task that finished on the broker before the
+    ///   abort arrived keeps its outcome there (this handle stays cancelled).
     /// - Finished, or its outcome being written right now: false, and the outcome stands. An abort
     ///   racing completion has exactly one outcome: either this returns true and the task ends
     ///   cancelled, or it returns false and the task keeps its value.
