@@ -469,6 +469,7 @@ impl RemoteAbort for AbortSink {
 trait Handle: Send {
     fn resolve(&self, outcome: &[u8]);
     fn cancel(&self);
+    fn abort(&self);
     /// Resolves the handle without an outcome from the broker.
     fn fail(&self, failure: &Failure);
 }
@@ -508,6 +509,10 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<
 
     fn cancel(&self) {
         self.task.cancel();
+    }
+
+    fn abort(&self) {
+        self.task.abort();
     }
 
     fn fail(&self, failure: &Failure) {
@@ -1194,8 +1199,9 @@ impl ClusterPool {
 
     /// Applies `f` to every input on the cluster and yields the results in input order: lazy and
     /// bounded (1,024 tasks in flight by default; see [`Map::buffer`]), each item's error in its
-    /// place. Dropping the iterator cancels the handles not yet done; tasks already on the broker
-    /// may still run, their outcomes discarded.
+    /// place. Dropping the iterator aborts the tasks not yet done ([`Task::abort`]): their handles
+    /// are cancelled, those no worker has started never run, and running ones have their tokens
+    /// set.
     ///
     /// # Examples
     ///
@@ -1323,7 +1329,10 @@ impl ClusterPool {
 
     /// Stops accepting tasks; see [`Shutdown`]. With `cancel_pending`, every handle not yet
     /// resolved is cancelled at once (tasks already on the broker may still run on a worker;
-    /// their outcomes are then discarded). With `wait`, blocks until every handle is resolved or
+    /// their outcomes are then discarded). With `abort_running`, the same, and the tasks are
+    /// aborted on the broker as by [`Task::abort`] (sent before the client's threads exit, one
+    /// attempt if the broker does not answer): those no worker has started never run, running
+    /// ones have their tokens set. With `wait`, blocks until every handle is resolved or
     /// cancelled and the client's threads have exited. Safe to call many times.
     ///
     /// # Examples
@@ -1345,6 +1354,18 @@ impl ClusterPool {
             state.shut_down = true;
             if how.cancels_pending() {
                 state.outbox.clear();
+                if how.aborts_running() {
+                    // Queued for the submitter here: once drained, the handles' own aborts
+                    // find nothing to send.
+                    let ClientState {
+                        waiting, aborts, ..
+                    } = &mut *state;
+                    for (id, waiting) in waiting.iter_mut() {
+                        if !std::mem::replace(&mut waiting.aborted, true) {
+                            aborts.push(id.clone());
+                        }
+                    }
+                }
                 state.waiting.drain().flat_map(|(_, w)| w.handles).collect()
             } else {
                 Vec::new()
@@ -1352,7 +1373,11 @@ impl ClusterPool {
         };
         self.shared.outbox_ready.notify_all();
         for handle in to_cancel {
-            handle.cancel();
+            if how.aborts_running() {
+                handle.abort();
+            } else {
+                handle.cancel();
+            }
         }
         if how.waits() {
             self.wait_for_outcomes();

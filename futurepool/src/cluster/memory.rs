@@ -684,7 +684,8 @@ impl Connection for MemoryConnection {
                     let key = c.entry.parse::<u64>().ok();
                     let pending = key.and_then(|key| p.pending.remove(&key));
                     // As the Redis `COMPLETE`: an aborted task ends cancelled, never retried.
-                    if p.aborted.remove(&c.task_id).is_some() {
+                    if p.is_aborted(&c.task_id, Instant::now()) {
+                        p.aborted.remove(&c.task_id);
                         let first = p.publish(&c.task_id, &super::outcome::cancelled());
                         if first {
                             p.published += 1;
@@ -996,6 +997,27 @@ mod tests {
         assert_eq!(SAW_ABORT.lock().unwrap().get(&1), Some(&true));
         assert_eq!(starts(1), 1, "an aborted task is not retried");
         assert_eq!(broker.status("default").unwrap().retried, 0);
+    }
+
+    #[test]
+    fn shutdown_abort_running_reaches_the_running_tasks_token_without_redis() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let running = pool.submit_fallible(until_aborted, 5);
+        started(5);
+        pool.shutdown(crate::Shutdown::default().abort_running(true));
+        assert_eq!(running.try_result(), Some(Err(TaskError::Cancelled)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while SAW_ABORT.lock().unwrap().get(&5).is_none() {
+            assert!(Instant::now() < deadline, "the task never returned");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(
+            SAW_ABORT.lock().unwrap().get(&5),
+            Some(&true),
+            "its token was set"
+        );
     }
 
     #[test]

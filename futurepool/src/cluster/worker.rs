@@ -219,6 +219,10 @@ impl ServeOptions {
 /// backoff, logging each failed attempt, for at most [`ServeOptions::patience`]. It says on stderr
 /// what it serves when it starts, and why when it stops.
 ///
+/// Inside a task, [`current_token`](crate::current_token) is the task's token: it reads
+/// cancelled within about a second of a client's [`Task::abort`](crate::Task::abort) on the task,
+/// whose value is then discarded (it ends cancelled, and is not retried).
+///
 /// # Errors
 ///
 /// [`ClusterError::InvalidSetting`] for an option out of range (more than 4,096 threads, a

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use futurepool::cluster::{RetryPolicy, SubmitOptions};
-use futurepool::TaskError;
+use futurepool::cluster::{ClusterPool, RetryPolicy, SubmitOptions};
+use futurepool::{Shutdown, Task, TaskError};
 
 use crate::support::*;
 use crate::{square, traced, World, LEASE};
@@ -39,6 +39,14 @@ pub const TESTS: &[(&str, fn())] = &[
         an_aborted_queued_task_never_runs_and_ends_cancelled,
     ),
     (
+        "an_aborted_prefetched_task_is_completed_cancelled_without_running",
+        an_aborted_prefetched_task_is_completed_cancelled_without_running,
+    ),
+    (
+        "shutdown_abort_running_stops_the_tasks_on_the_workers",
+        shutdown_abort_running_stops_the_tasks_on_the_workers,
+    ),
+    (
         "an_aborted_running_task_sees_its_token_and_is_not_retried",
         an_aborted_running_task_sees_its_token_and_is_not_retried,
     ),
@@ -60,6 +68,49 @@ fn job(world: &World, tag: &str, limit_ms: u64) -> (String, String, u64) {
     (world.log.clone(), tag.to_string(), limit_ms)
 }
 
+/// Task handle of `until_aborted`.
+type Handle = futurepool::Task<u32, String>;
+
+/// Waits until the task tagged `tag` has started on a worker.
+fn started(world: &World, tag: &str) {
+    wait_for(&format!("{tag} to start"), || {
+        count(world.log(), "start", tag) == 1
+    });
+}
+
+/// Two handles on one task `until_aborted` tagged `tag` (id `tag`): the first to abort, the
+/// second to hear what the broker publishes.
+fn two_handles(
+    pool: &ClusterPool,
+    world: &World,
+    tag: &str,
+    options: SubmitOptions,
+) -> (Handle, Handle) {
+    let options = options.id(tag);
+    let submit = || pool.submit_fallible_with(&options, until_aborted, job(world, tag, 30_000));
+    (submit(), submit())
+}
+
+/// A pool whose one worker (one thread, `prefetch`) is busy with a 1.5 s task.
+fn busy_worker(name: &str, prefetch: usize) -> (World, ClusterPool, WorkerProcess, Task<u32>) {
+    let world = World::new(name);
+    let pool = world.client(LEASE, 3);
+    let worker = world.worker(1, prefetch);
+    let blocker = pool.submit(traced, world.job("blocker", 1500));
+    started(&world, "blocker");
+    (world, pool, worker, blocker)
+}
+
+/// After the abort of `tag` queued behind the blocker: the second handle ends cancelled, the
+/// blocker is unaffected, `tag` never ran and the broker holds nothing.
+fn cancelled_without_running(world: &World, other: &Handle, blocker: &Task<u32>, tag: &str) {
+    assert_eq!(other.result_timeout(PATIENCE), Err(TaskError::Cancelled));
+    assert!(other.is_cancelled());
+    assert!(blocker.result_timeout(PATIENCE).is_ok());
+    assert_eq!(count(world.log(), "start", tag), 0, "{tag} never ran");
+    settled(world);
+}
+
 /// Waits until the broker holds nothing of the pool: every entry acked, nothing scheduled.
 fn settled(world: &World) {
     wait_for("the pool to hold nothing", || {
@@ -72,24 +123,39 @@ fn settled(world: &World) {
 /// the broker before any worker has the task, so the worker acks it cancelled without running it.
 /// A second handle on the same task hears the broker's outcome: cancelled.
 fn an_aborted_queued_task_never_runs_and_ends_cancelled() {
-    let world = World::new("abort-queued");
-    let pool = world.client(LEASE, 3);
-    let _worker = world.worker(1, 0);
-    let blocker = pool.submit(traced, world.job("blocker", 1000));
-    wait_for("the blocker to start", || {
-        count(world.log(), "start", "blocker") == 1
-    });
-    let options = SubmitOptions::new().id("queued");
-    let aborted = pool.submit_fallible_with(&options, until_aborted, job(&world, "queued", 10_000));
-    let other = pool.submit_fallible_with(&options, until_aborted, job(&world, "queued", 10_000));
+    let (world, pool, _worker, blocker) = busy_worker("abort-queued", 0);
+    let (aborted, other) = two_handles(&pool, &world, "queued", SubmitOptions::new());
     assert!(aborted.abort());
     assert!(aborted.is_cancelled(), "the handle is cancelled at once");
     assert_eq!(aborted.try_result(), Some(Err(TaskError::Cancelled)));
+    cancelled_without_running(&world, &other, &blocker, "queued");
+}
 
-    assert_eq!(other.result_timeout(PATIENCE), Err(TaskError::Cancelled));
-    assert!(other.is_cancelled());
-    assert!(blocker.result_timeout(PATIENCE).is_ok());
-    assert_eq!(count(world.log(), "start", "queued"), 0, "it never ran");
+/// Fetched by the worker (prefetch) before the abort, behind a running task: the worker's poll
+/// takes it out of its local queue and acks it cancelled; it never starts.
+fn an_aborted_prefetched_task_is_completed_cancelled_without_running() {
+    let (world, pool, _worker, blocker) = busy_worker("abort-prefetched", 4);
+    let (aborted, other) = two_handles(&pool, &world, "prefetched", SubmitOptions::new());
+    wait_for("the worker to hold both tasks", || {
+        world.status().in_flight == 2
+    });
+    assert!(aborted.abort());
+    cancelled_without_running(&world, &other, &blocker, "prefetched");
+}
+
+/// `shutdown` with `abort_running` aborts on the broker too: the running task's token is set on
+/// its worker, and it returns.
+fn shutdown_abort_running_stops_the_tasks_on_the_workers() {
+    let world = World::new("abort-shutdown");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(2, 0);
+    let running = pool.submit_fallible(until_aborted, job(&world, "endless", 60_000));
+    started(&world, "endless");
+    pool.shutdown(Shutdown::default().abort_running(true));
+    assert_eq!(running.try_result(), Some(Err(TaskError::Cancelled)));
+    wait_for("the task to see its token", || {
+        count(world.log(), "token", "endless") == 1
+    });
     settled(&world);
 }
 
@@ -100,15 +166,10 @@ fn an_aborted_running_task_sees_its_token_and_is_not_retried() {
     let world = World::new("abort-running");
     let pool = world.client(LEASE, 3);
     let _worker = world.worker(2, 0);
-    let options = SubmitOptions::new()
-        .id("running")
-        .retry(RetryPolicy::new(3).backoff(Duration::from_millis(20), Duration::from_millis(50)));
-    let aborted =
-        pool.submit_fallible_with(&options, until_aborted, job(&world, "running", 30_000));
-    let other = pool.submit_fallible_with(&options, until_aborted, job(&world, "running", 30_000));
-    wait_for("the task to start", || {
-        count(world.log(), "start", "running") == 1
-    });
+    let policy = RetryPolicy::new(3).backoff(Duration::from_millis(20), Duration::from_millis(50));
+    let (aborted, other) =
+        two_handles(&pool, &world, "running", SubmitOptions::new().retry(policy));
+    started(&world, "running");
     assert!(aborted.abort());
     assert_eq!(aborted.try_result(), Some(Err(TaskError::Cancelled)));
 
@@ -187,12 +248,8 @@ fn a_task_aborted_after_its_worker_was_killed_is_reclaimed_cancelled_not_run() {
     let world = World::new("abort-reclaimed");
     let pool = world.client(LEASE, 3);
     let mut victim = world.worker(1, 0);
-    let options = SubmitOptions::new().id("orphan");
-    let aborted = pool.submit_fallible_with(&options, until_aborted, job(&world, "orphan", 30_000));
-    let other = pool.submit_fallible_with(&options, until_aborted, job(&world, "orphan", 30_000));
-    wait_for("the task to start", || {
-        count(world.log(), "start", "orphan") == 1
-    });
+    let (aborted, other) = two_handles(&pool, &world, "orphan", SubmitOptions::new());
+    started(&world, "orphan");
     victim.signal(libc::SIGKILL);
     victim.wait();
     assert!(aborted.abort());

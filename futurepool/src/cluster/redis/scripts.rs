@@ -100,7 +100,9 @@ local function abort_records(prefix)
 end
 local function is_aborted(prefix, id)
   local score = redis.pcall('ZSCORE', prefix .. ':aborted', id)
-  return type(score) == 'string'
+  if type(score) ~= 'string' then return false end
+  local now = redis.call('TIME')
+  return tonumber(score) > now[1] * 1000 + math.floor(now[2] / 1000)
 end
 local function forget_abort(prefix, id)
   redis.pcall('ZREM', prefix .. ':aborted', id)
