@@ -621,14 +621,20 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
                     .wait(state)
                     .unwrap_or_else(|p| p.into_inner());
             }
-            // Aborts still go out once the last handle is done (each gets one attempt then).
-            if Shared::finished(&state) && state.aborts.is_empty() {
+            // Aborts still go out once the last handle is done (each gets one attempt then);
+            // tasks nobody waits for any more do not.
+            let finished = Shared::finished(&state);
+            if finished && state.aborts.is_empty() {
                 return;
             }
-            let take = state.outbox.len().min(MAX_BATCH * 4);
+            let take = if finished {
+                0
+            } else {
+                state.outbox.len().min(MAX_BATCH * 4)
+            };
             let mut batch: Vec<NewTask> = state.outbox.drain(..take).collect();
             let mut aborts = std::mem::take(&mut state.aborts);
-            if std::mem::take(&mut state.resubmit_all) {
+            if !finished && std::mem::take(&mut state.resubmit_all) {
                 batch.extend(state.waiting.values().map(|w| w.task.clone()));
                 // A broker that lost its keys lost the abort records too.
                 aborts.extend(
