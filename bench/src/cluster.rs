@@ -35,11 +35,88 @@ fn started_at_limited(_: u32) -> u64 {
     unix_nanos(SystemTime::now())
 }
 
-futurepool::register!(noop, noop_limited_far_above, started_at, started_at_limited);
-
 fn unix_nanos(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as u64)
+}
+
+/// For `cluster-abort`: polls its token every 100 µs until an abort sets it (at most 30 s).
+fn until_aborted(_: u32) -> bool {
+    let token = futurepool::current_token();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !token.is_cancelled() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    token.is_cancelled()
+}
+
+futurepool::register!(
+    noop,
+    noop_limited_far_above,
+    started_at,
+    started_at_limited,
+    until_aborted
+);
+
+/// Aborts measured by `cluster-abort` (default).
+const ABORT_SAMPLES: usize = 200;
+
+/// Entry point of `futurepool-bench cluster-abort [SAMPLES]`: the latency of `Task::abort` on a
+/// running, token-polling task, one local redis-server, 1 worker process. Each sample submits the
+/// task under one id with two handles, waits until the broker says it runs and then 0–250 ms more
+/// (spread over the worker's 250 ms poll), aborts the first handle and times (a) the first handle's resolution (local: cancelled at once) and (b) the
+/// second handle's, which waits for the worker to see the abort, stop the task and publish
+/// it cancelled: the end-to-end figure.
+pub fn abort_latency(args: &[String]) {
+    let samples = args
+        .first()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(ABORT_SAMPLES);
+    let redis = Redis::start();
+    let url = redis.url();
+    let pool = client(&url);
+    let _workers = Workers::start(&url, 1);
+    run_batch(&pool, 200);
+    let mut local = Vec::with_capacity(samples);
+    let mut remote = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let id = format!("abort-{n}");
+        let aborted = pool.submit_with_id(&id, until_aborted, 0);
+        let other = pool.submit_with_id(&id, until_aborted, 0);
+        let since = Instant::now();
+        while pool.stats().map_or(0, |s| s.running) == 0 {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "the task never started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // At a spread of moments after the start: started right after the previous sample's
+        // end, every task would otherwise be aborted at the same phase of the worker's poll.
+        std::thread::sleep(Duration::from_millis((n as u64 * 37) % 250));
+        let start = Instant::now();
+        assert!(aborted.abort());
+        aborted.wait();
+        local.push(start.elapsed());
+        let outcome = other.result_timeout(Duration::from_secs(60));
+        remote.push(start.elapsed());
+        assert_eq!(outcome, Err(futurepool::TaskError::Cancelled));
+    }
+    local.sort_unstable();
+    remote.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("Task::abort of a running token-polling task, 1 worker, one local redis-server ({samples} aborts):");
+    println!(
+        "  abort -> aborted handle resolved: p50 {:.0} µs, p99 {:.0} µs",
+        us(percentile(&local, 0.50)),
+        us(percentile(&local, 0.99))
+    );
+    println!(
+        "  abort -> worker stopped the task, cancelled outcome at another handle: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        us(percentile(&remote, 0.50)) / 1e3,
+        us(percentile(&remote, 0.99)) / 1e3,
+        us(remote[remote.len() - 1]) / 1e3
+    );
 }
 
 const TASKS: u32 = 10_000;
@@ -76,15 +153,7 @@ pub fn run(args: &[String]) {
     println!("futurepool cluster vs RQ: no-op tasks through one local redis-server ({}), persistence off", redis_version());
     println!();
 
-    let pool = ClusterPool::builder(&url)
-        .pool("bench")
-        .rate_limit(noop_limited_far_above, RateLimit::per_second(10_000_000))
-        .rate_limit(
-            started_at_limited,
-            RateLimit::per_second(RATE_LIMIT_PER_SECOND),
-        )
-        .build()
-        .expect("connect to the bench broker");
+    let pool = client(&url);
 
     // Throughput with 1, 2, 4 worker processes; the 2-worker figure is the headline.
     let mut by_workers = Vec::new();
@@ -147,10 +216,7 @@ pub fn run(args: &[String]) {
     // The same headline run with the broker persisting (AOF, fsync every second), as production
     // would; last, so every other figure, RQ's included, is on the same non-persisting server.
     let with_aof = redis.enable_aof().then(|| {
-        let pool = ClusterPool::builder(&url)
-            .pool("bench")
-            .build()
-            .expect("connect to the bench broker");
+        let pool = client(&url);
         let _workers = Workers::start(&url, 2);
         run_batch(&pool, 500);
         run_batch(&pool, TASKS)
@@ -334,6 +400,19 @@ fn structured(
     ));
     table.compute_ratios();
     table
+}
+
+/// A client of the bench pool, with the rate limits the job-queue rows measure.
+fn client(url: &str) -> ClusterPool {
+    ClusterPool::builder(url)
+        .pool("bench")
+        .rate_limit(noop_limited_far_above, RateLimit::per_second(10_000_000))
+        .rate_limit(
+            started_at_limited,
+            RateLimit::per_second(RATE_LIMIT_PER_SECOND),
+        )
+        .build()
+        .expect("connect to the bench broker")
 }
 
 /// The job-queue rows (`run`).

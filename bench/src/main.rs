@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Some("processes") => processes::run(rest),
         Some("fetch") => fetch::run(rest),
         Some("cluster") => cluster::run(rest),
+        Some("cluster-abort") => cluster::abort_latency(rest),
         // Internal: a worker process the cluster benchmark starts.
         Some("cluster-worker") => cluster::worker(rest),
         Some("all") => {
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
         Some("report") => return report::main(rest),
         _ => {
             eprintln!(
-                "usage: futurepool-bench <threads|processes|fetch|cluster|all|report> [options]"
+                "usage: futurepool-bench <threads|processes|fetch|cluster|cluster-abort|all|report> [options]"
             );
             return ExitCode::from(2);
         }

@@ -18,6 +18,14 @@ pub(crate) trait AbortSource: Send + Sync {
     fn is_aborted(&self) -> bool;
 }
 
+/// A cluster worker's running task: the flag its keeper sets when the task is aborted on the
+/// broker.
+impl AbortSource for AtomicBool {
+    fn is_aborted(&self) -> bool {
+        self.load(Ordering::Acquire)
+    }
+}
+
 /// A cheap, clonable flag a task polls to learn it should stop.
 ///
 /// Inside a task, [`current_token`] returns the task's own token: it reads cancelled once

@@ -74,6 +74,9 @@ pub(crate) struct Delivery {
     /// How many times the task ran before this delivery (0 the first time): it is retried
     /// runs, not deliveries, that a policy counts.
     pub(crate) attempt: u32,
+    /// The task was aborted (`Task::abort`) before this delivery: it is completed cancelled
+    /// without running. Set by the broker as it delivers or hands over the entry.
+    pub(crate) aborted: bool,
 }
 
 /// A finished task, to be published.
@@ -229,6 +232,14 @@ pub(crate) trait Connection: Send {
     /// Records that `worker` is alive and extends the lease of each of `entries` it still holds;
     /// returns the entries it no longer holds (reclaimed by another worker, or finished).
     fn heartbeat(&mut self, worker: &str, entries: &[String]) -> BrokerResult<Vec<String>>;
+    /// Records an abort of each task (a client's `Task::abort`), for `result_ttl`: a worker
+    /// that is handed one completes it cancelled without running it ([`Delivery::aborted`]),
+    /// and one running it learns so from [`aborted`](Connection::aborted). A task waiting on the
+    /// schedule (a delay, a retry's backoff, a rate limit) is cancelled at once. Per task:
+    /// false if it had already finished (its outcome stands), true otherwise. Repeatable.
+    fn abort(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<bool>>;
+    /// Which of `task_ids` were aborted (a worker asks about those it holds).
+    fn aborted(&mut self, task_ids: &[String]) -> BrokerResult<Vec<String>>;
     /// Takes over up to `max_claims` tasks whose lease expired, and dead-letters those that used
     /// up their deliveries.
     fn reap(&mut self, worker: &str, config: PoolConfig, max_claims: usize)

@@ -6,6 +6,10 @@
 //!   backoff while the broker is away — safe because submit is idempotent per task id;
 //! - the *listener* blocks on this client's reply stream and resolves handles as outcomes arrive.
 //!
+//! `Task::abort` on a cluster task cancels its handle at once (the client cannot tell a task
+//! queued on the broker from one running on a worker) and hands its id to the submitter, which
+//! records the abort on the broker with its next batch (see the README's "Aborting a task").
+//!
 //! After any broker error either thread asks the submitter to submit again every task this client
 //! still waits for: a task whose queue entry was lost (a broker restarted from an older snapshot)
 //! is queued again, one that is queued or running just gains this client as a waiter again, and one
@@ -32,7 +36,7 @@ use crate::error::{Reason, TaskError};
 use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::map::{Map, MapUnordered};
 use crate::registry;
-use crate::task::Task;
+use crate::task::{RemoteAbort, Task};
 
 /// How long the listener blocks on the reply stream before checking whether it should stop.
 const LISTEN_BLOCK: Duration = Duration::from_millis(500);
@@ -84,6 +88,8 @@ const MAP_BUFFER: usize = 1024;
 pub struct ClusterPool {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Where this pool's task handles send their aborts: one for all of them.
+    aborts: Arc<dyn RemoteAbort>,
 }
 
 /// Settings for a [`ClusterPool`]; made by [`ClusterPool::builder`].
@@ -364,6 +370,7 @@ impl ClusterPoolBuilder {
             })?
         };
         Ok(ClusterPool {
+            aborts: Arc::new(AbortSink(Arc::downgrade(&shared))),
             shared,
             threads: Mutex::new(vec![submitter, listener]),
         })
@@ -408,6 +415,9 @@ struct ClientState {
     shut_down: bool,
     /// Tasks accepted but not yet on the broker.
     outbox: Vec<NewTask>,
+    /// Ids of tasks aborted here, not yet recorded on the broker (sent after the submits of the
+    /// same batch).
+    aborts: Vec<Arc<str>>,
     /// Every task this client waits for, by task id.
     waiting: HashMap<Arc<str>, Waiting>,
     /// Handles not yet done (a task submitted twice under one id has two).
@@ -424,12 +434,42 @@ struct Waiting {
     handles: Vec<Box<dyn Handle>>,
     /// When the task last reached the broker or was last looked up by the sweep (see [`sweep`]).
     checked: Instant,
+    /// `abort` was called on one of its handles: the broker is (or is being) told.
+    aborted: bool,
+}
+
+/// The pool's [`RemoteAbort`]: queues the id for the submitter, under the state lock only (no
+/// broker call, nothing that blocks, on the thread that called `abort`).
+struct AbortSink(Weak<Shared>);
+
+impl RemoteAbort for AbortSink {
+    fn abort(&self, task_id: &Arc<str>) {
+        let Some(shared) = self.0.upgrade() else {
+            return;
+        };
+        let mut state = shared.lock();
+        let ClientState {
+            waiting, aborts, ..
+        } = &mut *state;
+        // Only once per task, and only while its outcome is still awaited: a task whose outcome
+        // arrived is finished on the broker too.
+        match waiting.get_mut(task_id) {
+            Some(waiting) if !waiting.aborted => {
+                waiting.aborted = true;
+                aborts.push(task_id.clone());
+                drop(state);
+                shared.outbox_ready.notify_all();
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A typed task handle behind a uniform face, so one map can hold tasks of every type.
 trait Handle: Send {
     fn resolve(&self, outcome: &[u8]);
     fn cancel(&self);
+    fn abort(&self);
     /// Resolves the handle without an outcome from the broker.
     fn fail(&self, failure: &Failure);
 }
@@ -456,11 +496,23 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<
             self.task.set_attempts(attempts);
         }
         // A handle the caller cancelled, or one already resolved, keeps its outcome.
-        self.task.resolve((self.decode)(outcome));
+        match (self.decode)(outcome) {
+            // Aborted (through another handle or client): cancelled, as the aborted handle is.
+            Err(TaskError::Cancelled) => {
+                self.task.cancel();
+            }
+            decoded => {
+                self.task.resolve(decoded);
+            }
+        }
     }
 
     fn cancel(&self) {
         self.task.cancel();
+    }
+
+    fn abort(&self) {
+        self.task.abort();
     }
 
     fn fail(&self, failure: &Failure) {
@@ -559,22 +611,51 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
     loop {
         let batch = {
             let mut state = shared.lock();
-            while state.outbox.is_empty() && !state.resubmit_all && !Shared::finished(&state) {
+            while state.outbox.is_empty()
+                && state.aborts.is_empty()
+                && !state.resubmit_all
+                && !Shared::finished(&state)
+            {
                 state = shared
                     .outbox_ready
                     .wait(state)
                     .unwrap_or_else(|p| p.into_inner());
             }
-            if Shared::finished(&state) {
+            // Aborts still go out once the last handle is done (each gets one attempt then);
+            // tasks nobody waits for any more do not.
+            let finished = Shared::finished(&state);
+            if finished && state.aborts.is_empty() {
                 return;
             }
-            let take = state.outbox.len().min(MAX_BATCH * 4);
+            let take = if finished {
+                0
+            } else {
+                state.outbox.len().min(MAX_BATCH * 4)
+            };
             let mut batch: Vec<NewTask> = state.outbox.drain(..take).collect();
-            if std::mem::take(&mut state.resubmit_all) {
+            let mut aborts = std::mem::take(&mut state.aborts);
+            if !finished && std::mem::take(&mut state.resubmit_all) {
                 batch.extend(state.waiting.values().map(|w| w.task.clone()));
+                // A broker that lost its keys lost the abort records too.
+                aborts.extend(
+                    state
+                        .waiting
+                        .iter()
+                        .filter(|(_, w)| w.aborted)
+                        .map(|(id, _)| id.clone()),
+                );
+                aborts.sort_unstable();
+                aborts.dedup();
             }
-            batch
+            (batch, aborts)
         };
+        let (batch, aborts) = batch;
+        if !aborts.is_empty() && !send_aborts(shared, connection.as_mut(), &aborts, &mut retry) {
+            return;
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let client = shared.client;
         let mut send = |c: &mut dyn Connection, tasks: &[NewTask]| c.submit(client, tasks);
         let answers = match send_pinning(
@@ -623,6 +704,53 @@ fn submitter(shared: &Shared, mut connection: Box<dyn Connection>) {
                     )),
                 ),
             }
+        }
+    }
+}
+
+/// Records aborts on the broker (the `ABORT` script, batched); false when the submitter must
+/// stop (the pool is finished and the broker does not answer).
+fn send_aborts(
+    shared: &Shared,
+    connection: &mut dyn Connection,
+    ids: &[Arc<str>],
+    retry: &mut Retry,
+) -> bool {
+    let stop = |_| Shared::finished(&shared.lock());
+    let mut send = |c: &mut dyn Connection, ids: &[Arc<str>]| c.abort(ids);
+    match send_pinning(
+        connection,
+        "record aborts",
+        ids,
+        &|id| id.len(),
+        &mut send,
+        retry,
+        &stop,
+    ) {
+        Ok(answers) => {
+            for (id, answer) in ids.iter().zip(answers) {
+                // Ok(false): it finished first; its outcome (on its way) stands on the broker.
+                if let Err(why) = answer {
+                    eprintln!(
+                        "futurepool cluster {:?}: the broker refused the abort of task {id}:                          {why}; it may still run (its handle here is cancelled)",
+                        shared.pool
+                    );
+                }
+            }
+            true
+        }
+        Err(Stop::GaveUp(why)) => {
+            eprintln!(
+                "futurepool cluster {:?}: {why}: {} {} not recorded on the broker",
+                shared.pool,
+                ids.len(),
+                plural(ids.len() as u64, "abort was", "aborts were"),
+            );
+            false
+        }
+        Err(Stop::Fatal(error)) => {
+            shared.break_pool(error.to_string());
+            true
         }
     }
 }
@@ -715,13 +843,22 @@ fn sweep(shared: &Shared, connection: &mut dyn Connection) {
                     plural(forgotten.len() as u64, "it", "them"),
                 );
                 let mut state = shared.lock();
-                let again: Vec<NewTask> = forgotten
-                    .iter()
-                    .filter_map(|id| state.waiting.get(*id).map(|w| w.task.clone()))
-                    .collect();
+                let mut stopped = Vec::new();
+                let mut again = Vec::new();
+                for id in forgotten {
+                    match state.waiting.get(id) {
+                        // Aborted: nothing to run again; its other handles end cancelled.
+                        Some(w) if w.aborted => stopped.push(id.clone()),
+                        Some(w) => again.push(w.task.clone()),
+                        None => {}
+                    }
+                }
                 state.outbox.extend(again);
                 drop(state);
                 shared.outbox_ready.notify_all();
+                for id in stopped {
+                    shared.deliver(&id, &outcome::cancelled());
+                }
             }
         }
         // Not a loop of its own: the next sweep tries again, and the reply stream's own read
@@ -951,7 +1088,11 @@ impl ClusterPool {
                 .flatten()
         });
         let retry: Option<Arc<str>> = policy.map(|p| p.wire(fallible).into());
-        let task: Task<R, E> = Task::pending_counting_attempts();
+        let id: Arc<str> = match id {
+            Some(id) => format!("id:{id}").into(),
+            None => self.shared.next_task_id(),
+        };
+        let task: Task<R, E> = Task::pending_remote(id.clone(), self.aborts.clone());
         {
             let mut state = self.shared.lock();
             if state.shut_down {
@@ -960,10 +1101,6 @@ impl ClusterPool {
             if let Some(why) = &state.broken {
                 return Task::resolved(Err(TaskError::PoolBroken(why.clone())));
             }
-            let id: Arc<str> = match id {
-                Some(id) => format!("id:{id}").into(),
-                None => self.shared.next_task_id(),
-            };
             let handle = Box::new(TypedHandle {
                 task: task.clone(),
                 decode,
@@ -989,6 +1126,7 @@ impl ClusterPool {
                         task: new,
                         handles: vec![handle],
                         checked: Instant::now(),
+                        aborted: false,
                     },
                 );
                 if state.outbox.len() == 1 {
@@ -1067,8 +1205,9 @@ impl ClusterPool {
 
     /// Applies `f` to every input on the cluster and yields the results in input order: lazy and
     /// bounded (1,024 tasks in flight by default; see [`Map::buffer`]), each item's error in its
-    /// place. Dropping the iterator cancels the handles not yet done; tasks already on the broker
-    /// may still run, their outcomes discarded.
+    /// place. Dropping the iterator aborts the tasks not yet done ([`Task::abort`]): their handles
+    /// are cancelled, those no worker has started never run, and running ones have their tokens
+    /// set.
     ///
     /// # Examples
     ///
@@ -1196,7 +1335,10 @@ impl ClusterPool {
 
     /// Stops accepting tasks; see [`Shutdown`]. With `cancel_pending`, every handle not yet
     /// resolved is cancelled at once (tasks already on the broker may still run on a worker;
-    /// their outcomes are then discarded). With `wait`, blocks until every handle is resolved or
+    /// their outcomes are then discarded). With `abort_running`, the same, and the tasks are
+    /// aborted on the broker as by [`Task::abort`] (sent before the client's threads exit, one
+    /// attempt if the broker does not answer): those no worker has started never run, running
+    /// ones have their tokens set. With `wait`, blocks until every handle is resolved or
     /// cancelled and the client's threads have exited. Safe to call many times.
     ///
     /// # Examples
@@ -1218,6 +1360,18 @@ impl ClusterPool {
             state.shut_down = true;
             if how.cancels_pending() {
                 state.outbox.clear();
+                if how.aborts_running() {
+                    // Queued for the submitter here: once drained, the handles' own aborts
+                    // find nothing to send.
+                    let ClientState {
+                        waiting, aborts, ..
+                    } = &mut *state;
+                    for (id, waiting) in waiting.iter_mut() {
+                        if !std::mem::replace(&mut waiting.aborted, true) {
+                            aborts.push(id.clone());
+                        }
+                    }
+                }
                 state.waiting.drain().flat_map(|(_, w)| w.handles).collect()
             } else {
                 Vec::new()
@@ -1225,7 +1379,11 @@ impl ClusterPool {
         };
         self.shared.outbox_ready.notify_all();
         for handle in to_cancel {
-            handle.cancel();
+            if how.aborts_running() {
+                handle.abort();
+            } else {
+                handle.cancel();
+            }
         }
         if how.waits() {
             self.wait_for_outcomes();

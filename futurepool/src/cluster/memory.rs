@@ -305,6 +305,8 @@ struct PoolState {
     /// Function → (runs per second, burst), and its bucket: (tokens, when last refilled).
     limits: HashMap<String, (f64, f64)>,
     buckets: HashMap<String, (f64, Instant)>,
+    /// Aborted tasks not yet completed → when the record expires (as the Redis `:aborted` set).
+    aborted: HashMap<String, Instant>,
 }
 
 fn lane(priority: Priority) -> usize {
@@ -392,6 +394,10 @@ impl PoolState {
             reason,
         });
         self.dead_lettered += 1;
+    }
+
+    fn is_aborted(&self, task_id: &str, now: Instant) -> bool {
+        self.aborted.get(task_id).is_some_and(|&until| until > now)
     }
 
     fn owned(&self, entry: &str, worker: &str) -> Option<u64> {
@@ -498,6 +504,7 @@ fn delivery(entry_id: String, entry: &Entry) -> Delivery {
         signature: Some(entry.signature.clone()),
         retry: entry.retry.clone(),
         attempt: entry.attempt,
+        aborted: false,
     }
 }
 
@@ -646,7 +653,9 @@ impl Connection for MemoryConnection {
                             continue;
                         }
                         let key = p.next();
-                        out.push(delivery(key.to_string(), &entry));
+                        let mut handed = delivery(key.to_string(), &entry);
+                        handed.aborted = p.is_aborted(&entry.id, now);
+                        out.push(handed);
                         p.pending.insert(
                             key,
                             Pending {
@@ -674,6 +683,17 @@ impl Connection for MemoryConnection {
                 .map(|c| {
                     let key = c.entry.parse::<u64>().ok();
                     let pending = key.and_then(|key| p.pending.remove(&key));
+                    // As the Redis `COMPLETE`: an aborted task ends cancelled, never retried.
+                    if p.is_aborted(&c.task_id, Instant::now()) {
+                        p.aborted.remove(&c.task_id);
+                        let first = p.publish(&c.task_id, &super::outcome::cancelled());
+                        if first {
+                            p.published += 1;
+                        } else {
+                            p.duplicates += 1;
+                        }
+                        return first;
+                    }
                     if let Some(delay) = c.retry_in {
                         return match pending {
                             Some(pending) if !p.results.contains_key(&c.task_id) => {
@@ -764,9 +784,10 @@ impl Connection for MemoryConnection {
                     pending.worker = worker.to_string();
                     pending.deliveries += 1;
                     pending.touched = now;
-                    reaped
-                        .claimed
-                        .push(delivery(key.to_string(), &pending.entry));
+                    let mut handed = delivery(key.to_string(), &pending.entry);
+                    let id = pending.entry.id.clone();
+                    handed.aborted = p.is_aborted(&id, now);
+                    reaped.claimed.push(handed);
                 }
             }
             // Forget workers silent for ten leases that hold nothing, as the Redis reaper does.
@@ -778,6 +799,50 @@ impl Connection for MemoryConnection {
                     || now.saturating_duration_since(*beat) < forget
             });
             reaped
+        }))
+    }
+
+    fn abort(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<bool>> {
+        Ok(self.with(|p| {
+            let now = Instant::now();
+            let ttl = p.config.unwrap_or_default().result_ttl;
+            p.aborted.retain(|_, until| *until > now);
+            task_ids
+                .iter()
+                .map(|id| {
+                    if p.results.contains_key(&**id) {
+                        return false;
+                    }
+                    let scheduled = p
+                        .scheduled
+                        .iter()
+                        .find(|(_, entry)| *entry.id == **id)
+                        .map(|(&key, _)| key);
+                    match scheduled {
+                        // Off the schedule, cancelled at once, as the Redis `ABORT`.
+                        Some(key) => {
+                            p.scheduled.remove(&key);
+                            p.publish(id, &super::outcome::cancelled());
+                        }
+                        None => {
+                            p.aborted
+                                .insert(id.to_string(), now.checked_add(ttl).unwrap_or(now));
+                        }
+                    }
+                    true
+                })
+                .collect()
+        }))
+    }
+
+    fn aborted(&mut self, task_ids: &[String]) -> BrokerResult<Vec<String>> {
+        Ok(self.with(|p| {
+            let now = Instant::now();
+            task_ids
+                .iter()
+                .filter(|id| p.is_aborted(id, now))
+                .cloned()
+                .collect()
         }))
     }
 
@@ -882,7 +947,149 @@ mod tests {
 
     static RUN_ORDER: Mutex<Vec<char>> = Mutex::new(Vec::new());
 
-    crate::register!(square, flaky, stamp, run_in_lane);
+    /// Runs of [`until_aborted`] by key, and the keys whose run saw its token cancelled.
+    static STARTS: Mutex<BTreeMap<u64, u32>> = Mutex::new(BTreeMap::new());
+    static SAW_ABORT: Mutex<BTreeMap<u64, bool>> = Mutex::new(BTreeMap::new());
+
+    /// Polls its token until it is cancelled (at most 10 s), then fails: under a retry policy a
+    /// failure is run again, unless the abort stops that.
+    fn until_aborted(key: u64) -> Result<u64, String> {
+        *STARTS.lock().unwrap().entry(key).or_default() += 1;
+        let token = crate::current_token();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !token.is_cancelled() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        SAW_ABORT.lock().unwrap().insert(key, token.is_cancelled());
+        Err("returned after its token".to_string())
+    }
+
+    fn starts(key: u64) -> u32 {
+        STARTS.lock().unwrap().get(&key).copied().unwrap_or(0)
+    }
+
+    /// Waits (at most 10 s) until `until_aborted(key)` has started.
+    fn started(key: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while starts(key) == 0 {
+            assert!(Instant::now() < deadline, "task {key} never started");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    crate::register!(square, flaky, stamp, run_in_lane, until_aborted);
+
+    #[test]
+    fn an_abort_sets_a_running_tasks_token_and_it_ends_cancelled_without_redis() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let options = SubmitOptions::new().id("running").retry(quick(3));
+        let aborted = pool.submit_fallible_with(&options, until_aborted, 1);
+        // A second handle on the same task hears what the broker publishes.
+        let other = pool.submit_fallible_with(&options, until_aborted, 1);
+        started(1);
+        assert!(aborted.abort());
+        assert!(aborted.is_cancelled(), "the handle is cancelled at once");
+        let outcome = other.result_timeout(Duration::from_secs(10));
+        assert_eq!(outcome, Err(TaskError::Cancelled));
+        assert!(other.is_cancelled());
+        assert_eq!(SAW_ABORT.lock().unwrap().get(&1), Some(&true));
+        assert_eq!(starts(1), 1, "an aborted task is not retried");
+        assert_eq!(broker.status("default").unwrap().retried, 0);
+    }
+
+    #[test]
+    fn shutdown_abort_running_reaches_the_running_tasks_token_without_redis() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let running = pool.submit_fallible(until_aborted, 5);
+        started(5);
+        pool.shutdown(crate::Shutdown::default().abort_running(true));
+        assert_eq!(running.try_result(), Some(Err(TaskError::Cancelled)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while SAW_ABORT.lock().unwrap().get(&5).is_none() {
+            assert!(Instant::now() < deadline, "the task never returned");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(
+            SAW_ABORT.lock().unwrap().get(&5),
+            Some(&true),
+            "its token was set"
+        );
+    }
+
+    #[test]
+    fn an_aborted_queued_task_never_runs_without_redis() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let options = SubmitOptions::new().id("queued");
+        let aborted = pool.submit_fallible_with(&options, until_aborted, 2);
+        let other = pool.submit_fallible_with(&options, until_aborted, 2);
+        assert!(aborted.abort());
+        // Recorded on the broker before any worker exists (the submitter sends it).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while broker.lock()["default"].aborted.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the abort never reached the broker"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        assert_eq!(
+            other.result_timeout(Duration::from_secs(10)),
+            Err(TaskError::Cancelled)
+        );
+        assert_eq!(starts(2), 0, "an aborted task is completed without running");
+        assert!(
+            broker.lock()["default"].aborted.is_empty(),
+            "record forgotten"
+        );
+    }
+
+    #[test]
+    fn an_aborted_delayed_task_is_cancelled_on_the_schedule_without_a_worker() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let options = SubmitOptions::new()
+            .id("delayed")
+            .delay(Duration::from_secs(3600));
+        let aborted = pool.submit_with(&options, square, 3);
+        let other = pool.submit_with(&options, square, 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while broker.status("default").unwrap().scheduled == 0 {
+            assert!(Instant::now() < deadline, "never scheduled");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(aborted.abort());
+        assert_eq!(
+            other.result_timeout(Duration::from_secs(10)),
+            Err(TaskError::Cancelled)
+        );
+        assert_eq!(broker.status("default").unwrap().scheduled, 0);
+    }
+
+    #[test]
+    fn an_abort_after_the_outcome_returns_false_and_the_value_stands_without_redis() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let task = pool.submit_with_id("finished", square, 7);
+        assert_eq!(task.result_timeout(Duration::from_secs(10)), Ok(49));
+        assert!(!task.abort());
+        assert_eq!(task.result(), Ok(49));
+        let mut connection = MemoryBackend {
+            broker: broker.clone(),
+            pool: "default".into(),
+        }
+        .connect()
+        .unwrap();
+        let ids: Vec<Arc<str>> = vec!["id:finished".into()];
+        assert_eq!(connection.abort(&ids).unwrap(), [false], "finished first");
+        assert!(broker.lock()["default"].aborted.is_empty());
+    }
 
     fn quick(retries: u32) -> RetryPolicy {
         RetryPolicy::new(retries).backoff(Duration::from_millis(10), Duration::from_millis(50))

@@ -11,6 +11,7 @@
 //! | `P` | postcard `(message, location)` | `TaskError::Panicked` |
 //! | `T` | UTF-8 reason | `TaskError::Transfer` (unknown function, bad argument or result bytes) |
 //! | `L` | decimal delivery count | `TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries })` |
+//! | `C` | nothing | `TaskError::Cancelled`: the task was aborted (`Task::abort`) |
 //! | `A` | decimal attempts, `:`, then one of the above | that outcome; the handle's `attempts()` is the count |
 //!
 //! `A` wraps the final outcome of a task submitted with a retry policy, and only those: an
@@ -25,6 +26,7 @@ const PANICKED: u8 = b'P';
 const TRANSFER: u8 = b'T';
 const GAVE_UP: u8 = b'L';
 const ATTEMPTS: u8 = b'A';
+const CANCELLED: u8 = b'C';
 
 /// A value returned by the task function, already serialized.
 pub(crate) fn value(bytes: &[u8]) -> Vec<u8> {
@@ -41,6 +43,12 @@ pub(crate) fn panicked(panic: &Panic) -> Vec<u8> {
 /// The task could not be run or its result could not be sent back.
 pub(crate) fn transfer(reason: &str) -> Vec<u8> {
     tagged(TRANSFER, reason.as_bytes())
+}
+
+/// The task was aborted: it did not run, or its value was discarded (the abort script writes the
+/// same byte for a task it takes off the schedule).
+pub(crate) fn cancelled() -> Vec<u8> {
+    vec![CANCELLED]
 }
 
 /// The final outcome of a task with a retry policy, after `attempts` runs.
@@ -125,6 +133,7 @@ fn decode_value<V: DeserializeOwned, R, E>(
         TRANSFER => Err(TaskError::Transfer(Reason::new(
             String::from_utf8_lossy(payload).into_owned(),
         ))),
+        CANCELLED if payload.is_empty() => Err(TaskError::Cancelled),
         GAVE_UP => match std::str::from_utf8(payload)
             .ok()
             .and_then(|s| s.parse().ok())
@@ -182,6 +191,19 @@ mod tests {
             decode::<u8, ()>(b"L3"),
             Err(TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries: 3 }))
         );
+    }
+
+    #[test]
+    fn an_aborted_task_decodes_as_cancelled() {
+        assert_eq!(decode::<u8, ()>(&cancelled()), Err(TaskError::Cancelled));
+        assert_eq!(
+            decode::<u8, ()>(&with_attempts(2, &cancelled())),
+            Err(TaskError::Cancelled)
+        );
+        assert!(matches!(
+            decode::<u8, ()>(b"Cx"),
+            Err(TaskError::Transfer(_))
+        ));
     }
 
     #[test]

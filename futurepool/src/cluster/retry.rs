@@ -251,6 +251,12 @@ mod tests {
         fn register_client(&mut self) -> BrokerResult<u64> {
             unimplemented!()
         }
+        fn abort(&mut self, _: &[std::sync::Arc<str>]) -> BrokerResult<Vec<bool>> {
+            unimplemented!()
+        }
+        fn aborted(&mut self, _: &[String]) -> BrokerResult<Vec<String>> {
+            unimplemented!()
+        }
         fn submit(&mut self, _: u64, _: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
             unimplemented!()
         }

@@ -8,13 +8,15 @@
 //! - the *completer* publishes finished tasks in batches (one script call acknowledges and
 //!   publishes them all);
 //! - the *keeper* heartbeats every quarter lease (extending the lease of everything this worker
-//!   holds, running or prefetched) and reaps tasks of lost workers into free capacity.
+//!   holds, running or prefetched), reaps tasks of lost workers into free capacity, and every
+//!   [`ABORT_POLL`] asks the broker which of the tasks it holds were aborted: it sets a running
+//!   one's token and completes a prefetched one cancelled.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::backend::{Backend, BrokerError, Completion, Connection, Delivery, PoolConfig};
 use super::options::WirePolicy;
@@ -32,6 +34,9 @@ const FETCH_BLOCK: Duration = Duration::from_millis(250);
 /// After a stop signal, how long publishing and releasing may keep retrying a broker that does
 /// not answer (the lease then hands the tasks to other workers anyway).
 const STOP_PATIENCE: Duration = Duration::from_secs(10);
+/// How often the keeper asks the broker whether tasks this worker holds were aborted (one round
+/// trip, only while it holds any): an abort reaches a running task's token within about this.
+const ABORT_POLL: Duration = Duration::from_millis(250);
 /// Default for [`ServeOptions::patience`].
 const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
 /// Bounds of [`ServeOptions::threads`] and [`ServeOptions::prefetch`].
@@ -213,6 +218,10 @@ impl ServeOptions {
 /// broker is unreachable (not yet started, restarting) the worker waits and reconnects with
 /// backoff, logging each failed attempt, for at most [`ServeOptions::patience`]. It says on stderr
 /// what it serves when it starts, and why when it stops.
+///
+/// Inside a task, [`current_token`](crate::current_token) is the task's token: it reads
+/// cancelled within about a second of a client's [`Task::abort`](crate::Task::abort) on the task,
+/// whose value is then discarded (it ends cancelled, and is not retried).
 ///
 /// # Errors
 ///
@@ -524,6 +533,8 @@ struct State {
     entries: HashSet<String>,
     /// Finished, not yet published.
     finished: Vec<Completion>,
+    /// Running now: entry → (task id, the flag its token reads, set when it is aborted).
+    running: HashMap<String, (String, Arc<AtomicBool>)>,
     executors_running: usize,
     stopping: bool,
     /// The permanent error that stops this worker.
@@ -566,12 +577,49 @@ impl Worker {
         }
         let mut state = self.lock();
         state.held += deliveries.len();
+        let mut cancelled_any = false;
         for delivery in deliveries {
             state.entries.insert(delivery.entry.clone());
-            state.local.push_back(delivery);
+            if delivery.aborted {
+                // Aborted before it reached this worker: acknowledged and completed cancelled
+                // without running, whatever its retry policy.
+                state.finished.push(cancelled(delivery));
+                cancelled_any = true;
+            } else {
+                state.local.push_back(delivery);
+            }
         }
         drop(state);
         self.work_ready.notify_all();
+        if cancelled_any {
+            self.completed.notify_all();
+        }
+    }
+
+    /// The broker says these tasks were aborted: a running one's token is set (it ends
+    /// cancelled when it returns), a fetched one not started yet is completed cancelled.
+    fn stop_aborted(&self, task_ids: &[String]) {
+        if task_ids.is_empty() {
+            return;
+        }
+        let aborted: HashSet<&str> = task_ids.iter().map(String::as_str).collect();
+        let mut state = self.lock();
+        for (task_id, flag) in state.running.values() {
+            if aborted.contains(task_id.as_str()) {
+                flag.store(true, Ordering::Release);
+            }
+        }
+        let (stopped, kept): (VecDeque<Delivery>, VecDeque<Delivery>) =
+            std::mem::take(&mut state.local)
+                .into_iter()
+                .partition(|d| aborted.contains(d.task_id.as_str()));
+        state.local = kept;
+        let any = !stopped.is_empty();
+        state.finished.extend(stopped.into_iter().map(cancelled));
+        drop(state);
+        if any {
+            self.completed.notify_all();
+        }
     }
 
     /// A stop signal, or this in-process worker's stop flag.
@@ -703,6 +751,7 @@ impl Drop for Running<'_> {
         let Some(delivery) = self.delivery.take() else {
             return;
         };
+        self.worker.lock().running.remove(&delivery.entry);
         self.worker.finish(Completion {
             entry: delivery.entry,
             task_id: delivery.task_id,
@@ -730,7 +779,12 @@ fn executor(worker: &Arc<Worker>) {
             let mut state = worker.lock();
             loop {
                 if let Some(delivery) = state.local.pop_front() {
-                    break delivery;
+                    let flag = Arc::new(AtomicBool::new(false));
+                    state.running.insert(
+                        delivery.entry.clone(),
+                        (delivery.task_id.clone(), flag.clone()),
+                    );
+                    break (delivery, flag);
                 }
                 if state.stopping {
                     state.executors_running -= 1;
@@ -744,12 +798,25 @@ fn executor(worker: &Arc<Worker>) {
                     .unwrap_or_else(|p| p.into_inner());
             }
         };
+        let (delivery, aborted) = delivery;
         let mut running = Running {
             worker,
             delivery: Some(delivery),
         };
         let task = running.delivery.as_ref().expect("just set");
-        let (outcome, dead_letter) = run(task, worker.max_payload);
+        let (outcome, dead_letter) = {
+            // `current_token()` inside the task reads the flag the keeper sets on an abort, as
+            // a thread-pool task reads its own state.
+            let _current = crate::token::enter(aborted.clone());
+            run(task, worker.max_payload)
+        };
+        worker.lock().running.remove(&task.entry);
+        if aborted.load(Ordering::Acquire) {
+            // Aborted while it ran: whatever it returned is discarded, and it is not retried.
+            let delivery = running.delivery.take().expect("still held");
+            worker.finish(cancelled(delivery));
+            continue;
+        }
         let (outcome, retry_in) = match task.retry.as_deref() {
             None => (outcome, None),
             Some(field) => under_policy(task.attempt, field, outcome),
@@ -762,6 +829,22 @@ fn executor(worker: &Arc<Worker>) {
             dead_letter,
             retry_in,
         });
+    }
+}
+
+/// The completion of an aborted task: cancelled, with the runs it had (for a task with a retry
+/// policy, whose handle reports its attempts).
+fn cancelled(delivery: Delivery) -> Completion {
+    let outcome = match delivery.retry {
+        Some(_) => outcome::with_attempts(delivery.attempt, &outcome::cancelled()),
+        None => outcome::cancelled(),
+    };
+    Completion {
+        entry: delivery.entry,
+        task_id: delivery.task_id,
+        outcome,
+        dead_letter: None,
+        retry_in: None,
     }
 }
 
@@ -943,39 +1026,62 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
         Err(_) => PoolConfig::default(),
     };
     let mut retry = Retry::new(worker.label.clone(), worker.patience);
+    let tick = |config: &PoolConfig| (config.lease / 4).max(Duration::from_millis(25));
+    let mut next_beat = Instant::now() + tick(&config);
     loop {
-        let tick = (config.lease / 4).max(Duration::from_millis(25));
-        let (entries, free) = {
+        let (entries, free, held_tasks) = {
             let state = worker.lock();
             let done = |s: &State| (s.stopping && s.held == 0) || s.fatal.is_some();
+            let wait = next_beat
+                .saturating_duration_since(Instant::now())
+                .min(ABORT_POLL);
             let state = worker
                 .space_free
-                .wait_timeout_while(state, tick, |s| !done(s))
+                .wait_timeout_while(state, wait, |s| !done(s))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
             if done(&state) {
                 return;
             }
+            let beat_due = Instant::now() >= next_beat;
             let free = if state.stopping {
                 0
             } else {
                 worker.capacity.saturating_sub(state.held)
             };
-            (state.entries.iter().cloned().collect::<Vec<_>>(), free)
+            let entries = beat_due.then(|| state.entries.iter().cloned().collect::<Vec<_>>());
+            let held_tasks: Vec<String> = state
+                .running
+                .values()
+                .map(|(task_id, _)| task_id.clone())
+                .chain(state.local.iter().map(|d| d.task_id.clone()))
+                .collect();
+            (entries, free, held_tasks)
         };
-        match beat(
-            worker,
-            connection.as_mut(),
-            &entries,
-            free,
-            &mut config,
-            &mut problems,
-        ) {
+        let mut attempt = || -> Result<(), BrokerError> {
+            if !held_tasks.is_empty() {
+                let aborted = connection.aborted(&held_tasks)?;
+                worker.stop_aborted(&aborted);
+            }
+            if let Some(entries) = &entries {
+                beat(
+                    worker,
+                    connection.as_mut(),
+                    entries,
+                    free,
+                    &mut config,
+                    &mut problems,
+                )?;
+                next_beat = Instant::now() + tick(&config);
+            }
+            Ok(())
+        };
+        match attempt() {
             Ok(()) => {
                 retry.succeeded();
             }
             Err(error) => {
-                if let Err(stop) = retry.failed("heartbeat and reap", error) {
+                if let Err(stop) = retry.failed("heartbeat, reap and abort check", error) {
                     worker.fail(stop.into());
                     return;
                 }

@@ -29,6 +29,10 @@ pub(crate) trait ErasedJob: Send + Sync {
     /// `abort` flagged the running task: an executor that can stop it (a process pool kills its
     /// worker) is told here. Threads cannot be stopped, so a closure's tail does nothing.
     fn on_abort(&self) {}
+    /// `abort` cancelled the task before it started here (or found it cancelled already): an
+    /// executor whose tasks run elsewhere, and which cannot tell queued from running there (the
+    /// cluster), must still stop the work there. Nothing for the others.
+    fn on_abort_unstarted(&self) {}
     /// Where an executor that retries a task's own failure records how many times it ran; only
     /// such tasks carry the counter, so no other task pays for it.
     fn attempts(&self) -> Option<&AtomicU32> {
@@ -60,12 +64,31 @@ impl<F: Send> ErasedJob for JobSlot<F> {}
 pub(crate) struct NoJob;
 impl ErasedJob for NoJob {}
 
-/// The tail of a task resolved from outside by an executor that counts its attempts (a cluster
-/// task): how many times it ran, 0 until the outcome arrives; set before the outcome is published.
-pub(crate) struct CountsAttempts(pub(crate) AtomicU32);
-impl ErasedJob for CountsAttempts {
+/// Where a cluster task's abort goes (the client's submitter, which tells the broker): pool
+/// code, never user code, and it never blocks.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) trait RemoteAbort: Send + Sync {
+    fn abort(&self, task_id: &Arc<str>);
+}
+
+/// The tail of a cluster task: how many times it ran (0 until the outcome arrives; set before
+/// the outcome is published), and what an abort needs — its id and the pool's [`RemoteAbort`],
+/// shared by all its tasks (one reference count per task, no allocation).
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) struct Remote {
+    pub(crate) attempts: AtomicU32,
+    pub(crate) task_id: Arc<str>,
+    pub(crate) sink: Arc<dyn RemoteAbort>,
+}
+impl ErasedJob for Remote {
+    fn on_abort(&self) {
+        self.sink.abort(&self.task_id);
+    }
+    fn on_abort_unstarted(&self) {
+        self.sink.abort(&self.task_id);
+    }
     fn attempts(&self) -> Option<&AtomicU32> {
-        Some(&self.0)
+        Some(&self.attempts)
     }
 }
 

@@ -29,6 +29,8 @@ use crate::panic;
 
 use self::core::{AbortAttempt, CancelAttempt, Claim, Core, Snapshot};
 pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
+#[cfg(feature = "cluster")]
+pub(crate) use self::job::RemoteAbort;
 use self::job::{AbortHook, ErasedJob, NoJob, TaskCell};
 pub(crate) use self::job::{Job, WorkerHooks};
 pub(crate) use self::listeners::Notify;
@@ -197,8 +199,14 @@ impl<T, E> Task<T, E> {
     /// - Running on a [`ProcessPool`](crate::ProcessPool): its worker's process group is killed
     ///   at once and the worker replaced; the task ends cancelled and is never retried; the
     ///   pool's other tasks are unaffected (those queued at that worker run on its replacement).
-    /// - Resolved by another executor from outside (the cluster, for now): its outcome is
-    ///   discarded when it arrives, and the task ends cancelled then.
+    /// - On the cluster (`cluster::ClusterPool`): the client cannot tell a task queued on the
+    ///   broker from one running on a worker, so the handle is cancelled at once, as a pending
+    ///   one, and the abort goes to the broker (sent by the client's own thread: this call makes
+    ///   no broker call and never blocks). A task no worker has started yet never runs; a running
+    ///   one has its token set within about a second (its worker asks every 250 ms), its value is
+    ///   discarded, and it is acknowledged, never retried or delivered again; other handles of the
+    ///   task, in any client, resolve cancelled. A task that finished on the broker before the
+    ///   abort arrived keeps its outcome there (this handle stays cancelled).
     /// - Finished, or its outcome being written right now: false, and the outcome stands. An abort
     ///   racing completion has exactly one outcome: either this returns true and the task ends
     ///   cancelled, or it returns false and the task keeps its value.
@@ -229,6 +237,8 @@ impl<T, E> Task<T, E> {
     pub fn abort(&self) -> bool {
         match self.core().try_abort() {
             AbortAttempt::Cancelled { had_listeners } => {
+                // First, so the work elsewhere is stopped without waiting for the callbacks.
+                self.cell.job.on_abort_unstarted();
                 if had_listeners {
                     self.run_listeners(&|| ());
                 }
@@ -238,7 +248,11 @@ impl<T, E> Task<T, E> {
                 self.cell.job.on_abort();
                 true
             }
-            AbortAttempt::AlreadyAborted => true,
+            AbortAttempt::AlreadyAborted => {
+                // A handle `cancel()`ed earlier: its work elsewhere may still run.
+                self.cell.job.on_abort_unstarted();
+                true
+            }
             AbortAttempt::TooLate => false,
         }
     }
@@ -570,7 +584,7 @@ impl<T, E> Task<T, E> {
     }
 
     /// Records the attempt count of a task made by
-    /// [`pending_counting_attempts`](Task::pending_counting_attempts); call before resolving so a
+    /// [`pending_remote`](Task::pending_remote); call before resolving so a
     /// waiter that sees the outcome sees it.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn set_attempts(&self, attempts: u32) {
@@ -717,13 +731,19 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
         }))
     }
 
-    /// [`pending`](Task::pending), for an executor that retries a task's own failure and reports
-    /// its attempts ([`attempts`](Task::attempts)).
+    /// [`pending`](Task::pending), for the cluster: it reports its attempts
+    /// ([`attempts`](Task::attempts)), and [`abort`](Task::abort) hands `task_id` to `sink`
+    /// whether the task is pending here or flagged (the client cannot tell a task queued on the
+    /// broker from one running on a worker).
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub(crate) fn pending_counting_attempts() -> Self {
+    pub(crate) fn pending_remote(task_id: Arc<str>, sink: Arc<dyn job::RemoteAbort>) -> Self {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
-            job: job::CountsAttempts(std::sync::atomic::AtomicU32::new(0)),
+            job: job::Remote {
+                attempts: std::sync::atomic::AtomicU32::new(0),
+                task_id,
+                sink,
+            },
         }))
     }
 

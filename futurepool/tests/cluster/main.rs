@@ -6,6 +6,7 @@
 //! private broker (AOF on, fsync on every write) on a free loopback port. Leases are 1–2 s so the
 //! recovery paths run quickly. Without `redis-server` the tests are skipped, saying so.
 
+mod abort;
 mod hostile;
 mod jobs;
 mod support;
@@ -125,6 +126,7 @@ fn main() {
     tests.extend_from_slice(trust::TESTS);
     tests.extend_from_slice(hostile::TESTS);
     tests.extend_from_slice(jobs::TESTS);
+    tests.extend_from_slice(abort::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(

@@ -209,6 +209,9 @@ struct ScheduleClock {
     fruitful: u64,
     /// Functions with a rate limit (as of the last `PROMOTE`): their tasks go through `THROTTLE`.
     limited: std::collections::HashSet<String>,
+    /// Whether the pool has abort records (as of the last `PROMOTE`): then each fetch asks
+    /// `ABORTED` about the tasks it got, so an aborted task is not run.
+    aborts: bool,
 }
 
 /// Every this many fetches that find work, the lanes are served from the lowest up.
@@ -406,12 +409,13 @@ impl RedisConnection {
     }
 
     /// Takes in `PROMOTE`'s answer: {tasks queued, ms to the next due time or -1, lanes, rate
-    /// limits}.
+    /// limits, abort records}.
     fn promoted(
         &mut self,
         now: Instant,
-        (_queued, wait_ms, lanes, limits): (u64, i64, u64, Value),
+        (_queued, wait_ms, lanes, limits, aborts): (u64, i64, u64, Value, u64),
     ) {
+        self.schedule.aborts = aborts > 0;
         self.schedule.last_promote = Some(now);
         self.schedule.next_due = u64::try_from(wait_ms)
             .ok()
@@ -448,6 +452,21 @@ impl RedisConnection {
             .into_iter()
             .filter(|d| !limited.contains(&d.function) || run.contains(&d.entry))
             .collect())
+    }
+
+    /// Flags the deliveries whose task was aborted (one `ABORTED` round trip, none for an empty
+    /// batch).
+    fn mark_aborted(&mut self, mut deliveries: Vec<Delivery>) -> BrokerResult<Vec<Delivery>> {
+        if deliveries.is_empty() {
+            return Ok(deliveries);
+        }
+        let ids: Vec<String> = deliveries.iter().map(|d| d.task_id.clone()).collect();
+        let aborted: std::collections::HashSet<String> =
+            Connection::aborted(self, &ids)?.into_iter().collect();
+        for delivery in &mut deliveries {
+            delivery.aborted = aborted.contains(&delivery.task_id);
+        }
+        Ok(deliveries)
     }
 
     /// A fetch in a pool with priority lanes: `FETCH` reads the lanes in order without
@@ -720,7 +739,7 @@ impl Connection for RedisConnection {
             // Its own round trip, at most every PROMOTE_EVERY (or when something is due): it
             // also says whether the pool has priority lanes, which decides how to read.
             let command = self.promote_command()?;
-            let promoted: (u64, i64, u64, Value) = self.query(&command)?;
+            let promoted: (u64, i64, u64, Value, u64) = self.query(&command)?;
             self.promoted(now, promoted);
         }
         // A due task must not wait for a read that blocks past its due time.
@@ -757,6 +776,9 @@ impl Connection for RedisConnection {
         };
         if wait_here && deliveries.is_empty() {
             std::thread::sleep(block.min(DUE_WAIT_SLICE));
+        }
+        if self.schedule.aborts {
+            return self.mark_aborted(deliveries);
         }
         Ok(deliveries)
     }
@@ -818,8 +840,11 @@ impl Connection for RedisConnection {
             .arg(MAX_BATCH);
         let (claimed, dead_lettered): (Value, u32) = self.query(&command)?;
         let claimed = parse::entries(claimed).map_err(BrokerError::Protocol)?;
+        let claimed = self.deliveries(worker, claimed);
+        // Rare (a lost worker's tasks), so always asked: a task aborted after its worker died
+        // must not run again.
         Ok(Reaped {
-            claimed: self.deliveries(worker, claimed),
+            claimed: self.mark_aborted(claimed)?,
             dead_lettered,
         })
     }
@@ -834,6 +859,40 @@ impl Connection for RedisConnection {
             self.query::<i64>(&command)?;
         }
         Ok(())
+    }
+
+    fn abort(&mut self, task_ids: &[Arc<str>]) -> BrokerResult<Vec<bool>> {
+        let mut answers = Vec::with_capacity(task_ids.len());
+        for batch in batches(task_ids, |id| id.len()) {
+            let mut command = self.script(Script::Abort)?;
+            for id in batch {
+                command.arg(&**id);
+            }
+            let raw: Vec<i64> = self.query(&command)?;
+            answers.extend(raw.into_iter().map(|recorded| recorded == 1));
+        }
+        Ok(answers)
+    }
+
+    fn aborted(&mut self, task_ids: &[String]) -> BrokerResult<Vec<String>> {
+        let mut aborted = Vec::new();
+        // A worker holding many tasks asks every 250 ms: while the pool has no abort record
+        // (nearly always), one `EXISTS` instead of shipping every id.
+        if task_ids.len() > MAX_BATCH {
+            let any: bool =
+                self.query(redis::cmd("EXISTS").arg(format!("{}:aborted", self.keys.prefix())))?;
+            if !any {
+                return Ok(aborted);
+            }
+        }
+        for batch in batches(task_ids, String::len) {
+            let mut command = self.script(Script::Aborted)?;
+            for id in batch {
+                command.arg(id);
+            }
+            aborted.extend(self.query::<Vec<String>>(&command)?);
+        }
+        Ok(aborted)
     }
 
     fn retire_worker(&mut self, worker: &str) -> BrokerResult<()> {

@@ -118,6 +118,7 @@ pub(super) fn delivery((entry, mut fields): Entry) -> Result<Delivery, (String, 
         signature,
         retry,
         attempt,
+        aborted: false,
     })
 }
 

@@ -93,6 +93,20 @@ local function lane_stream(priority)
   end
   return stream
 end
+-- Whether the pool has abort records at all (one lookup per script call, so a pool that never
+-- aborts pays nothing per task), and whether task `id` is one of them.
+local function abort_records(prefix)
+  return redis.call('EXISTS', prefix .. ':aborted') == 1
+end
+local function is_aborted(prefix, id)
+  local score = redis.pcall('ZSCORE', prefix .. ':aborted', id)
+  if type(score) ~= 'string' then return false end
+  local now = redis.call('TIME')
+  return tonumber(score) > now[1] * 1000 + math.floor(now[2] / 1000)
+end
+local function forget_abort(prefix, id)
+  redis.pcall('ZREM', prefix .. ':aborted', id)
+end
 local function owned_by(queue, group, entry, worker)
   local p = redis.call('XPENDING', queue, group, entry, entry, 1)
   return p[1] ~= nil and p[1][2] == worker
@@ -178,13 +192,22 @@ return answers
 /// `PREFIX:scheduled:ID` with the due time (broker clock, ms) as its score in the sorted set
 /// `PREFIX:scheduled`, until `PROMOTE` queues it again. Its waiters keep waiting. A retry for a
 /// task that already has an outcome, or whose entry is gone (another completion of the same
-/// entry came first), is a duplicate.
+/// entry came first), is a duplicate. A completion of an aborted task (`ABORT`), retry or not,
+/// is published as cancelled (`C`) instead, and publishing a task forgets its abort record.
 const COMPLETE: &str = r#"
 local prefix, group = ARGV[1], ARGV[2]
 local ttl = result_ttl(prefix)
 local answers, published, duplicates, entries, replies = {}, 0, 0, {}, {}
 local refused, retried, now_ms = 0, 0, nil
+local aborts = abort_records(prefix)
 for i = 3, #ARGV, 5 do
+  -- A task aborted before its outcome is published ends cancelled, whatever its run brought
+  -- (the abort reached the broker after the worker last asked): it is never retried either.
+  if aborts and is_aborted(prefix, ARGV[i + 1]) then
+    ARGV[i + 2] = 'C'
+    ARGV[i + 3] = ''
+    ARGV[i + 4] = ''
+  end
   if ARGV[i + 4] ~= '' then
     local id = ARGV[i + 1]
     local stream, entry = lane_of(ARGV[i])
@@ -229,6 +252,7 @@ for i = 3, #ARGV, 5 do
     refused = refused + 1
   end
   local first = publish(prefix, ARGV[i + 1], ARGV[i + 2], ttl, replies)
+  if aborts then forget_abort(prefix, ARGV[i + 1]) end
   answers[#answers + 1] = first
   if first == 1 then published = published + 1 else duplicates = duplicates + 1 end
   entries[#entries + 1] = ARGV[i]
@@ -440,8 +464,9 @@ return dead
 /// come — each as a fresh entry with the fields it was scheduled with — and forgets those whose
 /// task already has an outcome. Returns {tasks queued, ms until the next due time or -1 when
 /// nothing is scheduled, how many priority lanes exist, the rate limits (flat function → `RATE
-/// BURST`)}: the caller bounds its blocking read by the wait, reads through `FETCH` while lanes
-/// exist, and sends tasks of limited functions through `THROTTLE`.
+/// BURST`), how many abort records exist}: the caller bounds its blocking read by the wait, reads
+/// through `FETCH` while lanes exist, sends tasks of limited functions through `THROTTLE`, and
+/// asks `ABORTED` about what it fetched while abort records exist.
 const PROMOTE: &str = r#"
 local prefix, max = ARGV[1], tonumber(ARGV[2])
 local schedule = prefix .. ':scheduled'
@@ -452,7 +477,9 @@ local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
 -- stop the fetch.
 local due = redis.pcall('ZRANGEBYSCORE', schedule, '-inf', '(' .. now_ms, 'LIMIT', 0, max)
 local lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low')
-if type(due) ~= 'table' or due.err then return {0, -1, lanes_used, {}} end
+local aborts = redis.pcall('ZCARD', prefix .. ':aborted')
+if type(aborts) ~= 'number' then aborts = 0 end
+if type(due) ~= 'table' or due.err then return {0, -1, lanes_used, {}, aborts} end
 local queued = 0
 for _, id in ipairs(due) do
   local task = prefix .. ':scheduled:' .. id
@@ -475,7 +502,7 @@ if next_due[2] then wait = math.max(0, math.floor(tonumber(next_due[2]) - now_ms
 if queued > 0 then lanes_used = redis.call('EXISTS', KEYS[1] .. ':high', KEYS[1] .. ':low') end
 local limits = redis.pcall('HGETALL', prefix .. ':limits')
 if type(limits) ~= 'table' or limits.err then limits = {} end
-return {queued, wait, lanes_used, limits}
+return {queued, wait, lanes_used, limits, aborts}
 "#;
 
 /// ARGV: prefix, group, worker, max, order ('up' on the anti-starvation turn, else 'down').
@@ -576,6 +603,66 @@ if deferred > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'throttled', def
 return run
 "#;
 
+/// ARGV: prefix, then task ids. Records an abort of each task not finished yet: its id joins
+/// the sorted set `PREFIX:aborted`, scored by when the record expires (broker time +
+/// `result_ttl`), so a task that waits in the queue for hours is still cancelled when a worker
+/// gets it, and nothing stays forever (expired members are pruned here, the key expires with
+/// its last member, and publishing a task's outcome removes its record). A task waiting on the
+/// schedule (a delay, a retry's backoff, a rate limit) never reaches a worker again: it is
+/// taken off and published cancelled (`C`) at once. Returns per task: 0 if it already had an
+/// outcome (it stands), 1 otherwise. An abort set of another type (written by another program)
+/// fails the call before anything is written.
+const ABORT: &str = r#"
+local prefix = ARGV[1]
+local ttl = result_ttl(prefix)
+local aborted = prefix .. ':aborted'
+local kind = redis.call('TYPE', aborted)['ok']
+if kind ~= 'zset' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE the abort set ' .. aborted .. ' holds a ' .. kind ..
+    ', not a sorted set (written by another program): delete it so aborts can be recorded')
+end
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', aborted, '-inf', now_ms)
+local answers, replies, recorded = {}, {}, 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('EXISTS', prefix .. ':result:' .. id) == 1 then
+    answers[#answers + 1] = 0
+  else
+    -- pcall: a schedule key of another type holds no task of ours.
+    local scheduled = redis.pcall('ZREM', prefix .. ':scheduled', id)
+    if scheduled == 1 then
+      redis.call('DEL', prefix .. ':scheduled:' .. id)
+      publish(prefix, id, 'C', ttl, replies)
+    else
+      redis.call('ZADD', aborted, now_ms + ttl, id)
+      recorded = recorded + 1
+    end
+    answers[#answers + 1] = 1
+  end
+end
+if recorded > 0 then redis.call('PEXPIRE', aborted, ttl) end
+send_replies(prefix, replies, ttl)
+return answers
+"#;
+
+/// ARGV: prefix, then task ids. Returns those with an unexpired abort record. Never fails on the
+/// data: an abort set of another type reads as empty (a worker must not stop over it).
+const ABORTED: &str = r#"
+local prefix = ARGV[1]
+if #ARGV < 2 then return {} end
+local scores = redis.pcall('ZMSCORE', prefix .. ':aborted', unpack(ARGV, 2))
+if type(scores) ~= 'table' or scores.err then return {} end
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local out = {}
+for i, score in ipairs(scores) do
+  if score and tonumber(score) > now_ms then out[#out + 1] = ARGV[i + 1] end
+end
+return out
+"#;
+
 /// Leases of silence after which a worker that holds nothing is dropped from the pool's list.
 pub(super) const FORGET_AFTER_LEASES: u32 = 10;
 
@@ -592,10 +679,12 @@ pub(super) enum Script {
     Promote,
     Fetch,
     Throttle,
+    Abort,
+    Aborted,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 10] = [
+    pub(super) const ALL: [Script; 12] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
@@ -606,6 +695,8 @@ impl Script {
         Script::Promote,
         Script::Fetch,
         Script::Throttle,
+        Script::Abort,
+        Script::Aborted,
     ];
 
     pub(super) fn source(self) -> String {
@@ -620,6 +711,8 @@ impl Script {
             Script::Promote => PROMOTE,
             Script::Fetch => FETCH,
             Script::Throttle => THROTTLE,
+            Script::Abort => ABORT,
+            Script::Aborted => ABORTED,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
