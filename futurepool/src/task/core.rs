@@ -3,10 +3,11 @@
 //! See `README.md` beside this file for the protocol and why no wake-up can be lost.
 
 use std::mem::MaybeUninit;
+use std::ptr;
 
 use crate::error::TaskError;
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use super::listeners::Listener;
@@ -92,15 +93,18 @@ pub(crate) enum Claim {
     WonAborted,
 }
 
-/// Registered listeners; boxed so a task nobody waits on pays one pointer for them.
-type ListenerList<T, E> = Option<Box<Vec<Listener<T, E>>>>;
+/// Registered listeners, behind the lock that guards them.
+type ListenerList<T, E> = Mutex<Vec<Listener<T, E>>>;
 
 /// The shared heart of a task. Owned by the task's `Arc`; see `README.md` for the protocol.
 pub(crate) struct Core<T, E> {
     state: AtomicUsize,
     /// Written once, by the thread that set `RESOLVING`, before it publishes `FINISHED`.
     outcome: UnsafeCell<MaybeUninit<Result<T, TaskError<E>>>>,
-    listeners: Mutex<ListenerList<T, E>>,
+    /// The listener list with its lock, allocated by the first registration and never replaced
+    /// (null until then). A pointer rather than an inline `Mutex`: a task nobody waits on pays
+    /// 8 bytes, not 16, which keeps a no-op task's allocation in the 64-byte size class (issue 16).
+    listeners: AtomicPtr<ListenerList<T, E>>,
 }
 
 // SAFETY: the outcome slot is written by exactly one thread (the one that set RESOLVING) before the
@@ -117,7 +121,7 @@ impl<T, E> Core<T, E> {
         Core {
             state: AtomicUsize::new(PENDING),
             outcome: UnsafeCell::new(MaybeUninit::uninit()),
-            listeners: Mutex::new(None),
+            listeners: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -259,24 +263,57 @@ impl<T, E> Core<T, E> {
         )
     }
 
-    fn lock_listeners(&self) -> MutexGuard<'_, ListenerList<T, E>> {
+    /// The listener list, if any registration ever created it.
+    pub(super) fn list(&self) -> Option<&ListenerList<T, E>> {
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `list_or_create`, published with
+        // a Release CAS that this Acquire load pairs with; it is freed only in `drop`, so it
+        // lives as long as `&self`.
+        unsafe { self.listeners.load(Acquire).as_ref() }
+    }
+
+    /// The listener list, created now if this is the first registration.
+    fn list_or_create(&self) -> &ListenerList<T, E> {
+        if let Some(list) = self.list() {
+            return list;
+        }
+        let fresh = Box::into_raw(Box::new(Mutex::new(Vec::new())));
+        match self
+            .listeners
+            .compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire)
+        {
+            // SAFETY: just published; lives until `drop`, as in `list`.
+            Ok(_) => unsafe { &*fresh },
+            Err(installed) => {
+                // Another registrant installed its list first: use that one, free ours.
+                // SAFETY: `fresh` came from `Box::into_raw` above and was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: as in `list`.
+                unsafe { &*installed }
+            }
+        }
+    }
+
+    pub(super) fn lock(list: &ListenerList<T, E>) -> MutexGuard<'_, Vec<Listener<T, E>>> {
         // A poisoned lock only means a panic happened while the list was being edited; the list
         // itself is always valid, so carry on with it.
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+        list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a listener, or hands it back if the task is already done (the caller then acts
     /// on the outcome itself). The flag is set under the lock, after the push, so completion either
     /// sees the flag and drains the list (taking the lock after us), or we see its terminal state.
     pub(crate) fn register(&self, listener: Listener<T, E>) -> Result<(), Listener<T, E>> {
-        let mut guard = self.lock_listeners();
         if self.snapshot().is_done() {
             return Err(listener);
         }
-        guard.get_or_insert_with(Default::default).push(listener);
+        let mut guard = Self::lock(self.list_or_create());
+        if self.snapshot().is_done() {
+            return Err(listener);
+        }
+        guard.push(listener);
         let previous = Snapshot(self.state.fetch_or(HAS_LISTENERS, AcqRel));
         if previous.is_done() {
-            let listener = guard.as_mut().and_then(|list| list.pop());
+            let listener = guard.pop();
             return Err(listener.expect("the listener pushed under this lock is still there"));
         }
         Ok(())
@@ -284,16 +321,17 @@ impl<T, E> Core<T, E> {
 
     /// Takes every listener; called once by whoever made the task done.
     pub(crate) fn take_listeners(&self) -> Vec<Listener<T, E>> {
-        self.lock_listeners()
-            .take()
-            .map(|list| *list)
+        // HAS_LISTENERS was set after the list was installed, and the caller read it from the
+        // word (AcqRel), so the list is visible here whenever there is anything in it.
+        self.list()
+            .map(|list| std::mem::take(&mut *Self::lock(list)))
             .unwrap_or_default()
     }
 
     /// Removes the listener with this id, if it is still registered.
     pub(crate) fn unregister(&self, id: u64) {
-        if let Some(list) = self.lock_listeners().as_mut() {
-            list.retain(|l| l.id() != Some(id));
+        if let Some(list) = self.list() {
+            Self::lock(list).retain(|l| l.id() != Some(id));
         }
     }
 
@@ -303,9 +341,8 @@ impl<T, E> Core<T, E> {
         id: u64,
         f: impl FnOnce(&mut Listener<T, E>) -> R,
     ) -> Option<R> {
-        let mut guard = self.lock_listeners();
-        let list = guard.as_mut()?;
-        list.iter_mut().find(|l| l.id() == Some(id)).map(f)
+        let mut guard = Self::lock(self.list()?);
+        guard.iter_mut().find(|l| l.id() == Some(id)).map(f)
     }
 }
 
@@ -316,6 +353,12 @@ impl<T, E> Drop for Core<T, E> {
             // read it any more, and it is dropped exactly once, here.
             self.outcome
                 .with_mut(|slot| unsafe { (*slot).assume_init_drop() });
+        }
+        let list = self.listeners.load(Acquire);
+        if !list.is_null() {
+            // SAFETY: it came from `Box::into_raw` in `list_or_create`; `&mut self` means no
+            // reference handed out by `list` is still alive, and it is freed exactly once, here.
+            drop(unsafe { Box::from_raw(list) });
         }
     }
 }

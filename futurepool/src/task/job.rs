@@ -7,6 +7,7 @@
 //! taken at most once, by one thread.
 
 use std::convert::Infallible;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
@@ -47,7 +48,26 @@ where
 }
 
 /// The closure of a task run on a thread, until a worker takes it.
-pub(crate) struct JobSlot<F>(UnsafeCell<Option<F>>);
+///
+/// No `Option` around it: the unique [`Job`] takes it exactly once ([`Job::run`],
+/// [`Job::cancel`], [`Job::reject`], or dropping the `Job`), so the cell never drops it and needs
+/// no flag to know whether it is still there. (An `Option` would cost a no-op task a byte that,
+/// padded, pushes its allocation out of the 64-byte size class: issue 16.)
+pub(crate) struct JobSlot<F>(UnsafeCell<ManuallyDrop<F>>);
+
+impl<F> JobSlot<F> {
+    /// Moves the closure out.
+    ///
+    /// # Safety
+    ///
+    /// Only the task's unique [`Job`] may call this, once, as it is consumed.
+    unsafe fn take(&self) -> F {
+        // SAFETY: the caller is the one `Job`, consumed by this call, so the closure is still
+        // there, nobody else reaches it, and it is never read again.
+        self.0
+            .with_mut(|slot| unsafe { ManuallyDrop::take(&mut *slot) })
+    }
+}
 
 // SAFETY: the closure inside is only reached through the unique `Job` (see the module docs), so it
 // is never accessed from two threads at once; it only needs to be sendable to the worker.
@@ -112,6 +132,8 @@ trait Runnable: Send + Sync {
     fn run(self: Arc<Self>, worker: &dyn WorkerHooks);
     fn cancel(self: Arc<Self>);
     fn reject(self: Arc<Self>, error: TaskError<Infallible>);
+    /// The `Job` was dropped unconsumed: free the closure, leave the task as it is.
+    fn discard(self: Arc<Self>);
 }
 
 impl<T, E, F> Runnable for TaskCell<T, E, JobSlot<F>>
@@ -122,7 +144,7 @@ where
 {
     fn run(self: Arc<Self>, worker: &dyn WorkerHooks) {
         // SAFETY: `run` is only reachable through the unique `Job`, which it consumed.
-        let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
+        let job = unsafe { self.job.take() };
         if !self.core.try_start() {
             // Cancelled (or resolved) while queued: free the closure's captures now, still
             // counted busy (their `Drop` is user code).
@@ -131,7 +153,6 @@ where
             worker.idle();
             return;
         }
-        let job = job.expect("a queued task's closure is taken only by its one Job");
         // `current_token()` inside the closure reads this task's state (see `token.rs`).
         let entered = token::enter(self.clone());
         // The closure's captures are dropped inside it, so under this catch too.
@@ -171,24 +192,30 @@ where
 
     fn cancel(self: Arc<Self>) {
         // SAFETY: as in `run`.
-        let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
+        let job = unsafe { self.job.take() };
         Task::from_cell(self).cancel();
         drop_guarded(job, "the captures of a cancelled task's closure");
     }
 
     fn reject(self: Arc<Self>, error: TaskError<Infallible>) {
         // SAFETY: as in `run`.
-        let job = self.job.0.with_mut(|slot| unsafe { (*slot).take() });
+        let job = unsafe { self.job.take() };
         Task::from_cell(self).resolve(Err(error.widen()));
         drop_guarded(job, "the captures of a refused task's closure");
+    }
+
+    fn discard(self: Arc<Self>) {
+        // SAFETY: as in `run`.
+        let job = unsafe { self.job.take() };
+        drop_guarded(job, "the captures of a dropped job's closure");
     }
 }
 
 /// A task's closure, ready to run: what an executor's queue holds.
 ///
-/// Dropping a `Job` without running it leaves its task pending forever, so executors either
-/// [`run`](Job::run) or [`cancel`](Job::cancel) every job they accept.
-pub(crate) struct Job(Arc<dyn Runnable>);
+/// Dropping a `Job` without running it frees its closure but leaves its task pending forever, so
+/// executors either [`run`](Job::run) or [`cancel`](Job::cancel) every job they accept.
+pub(crate) struct Job(ManuallyDrop<Arc<dyn Runnable>>);
 
 impl Job {
     /// Creates a task whose value `f` computes, and the job that runs it.
@@ -200,17 +227,24 @@ impl Job {
     {
         let cell = Arc::new(TaskCell {
             core: Core::new(),
-            job: JobSlot(UnsafeCell::new(Some(f))),
+            job: JobSlot(UnsafeCell::new(ManuallyDrop::new(f))),
         });
         let task = Task::from_cell(cell.clone());
-        (task, Job(cell))
+        (task, Job(ManuallyDrop::new(cell)))
+    }
+
+    /// Consumes the job, handing out its reference to the cell (so `Drop` does not run).
+    fn into_runnable(self) -> Arc<dyn Runnable> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the `Arc` is moved out exactly once.
+        unsafe { ManuallyDrop::take(&mut this.0) }
     }
 
     /// Runs the task here (unless it was cancelled meanwhile), then resolves it and tells its
     /// listeners. (Executors use [`run_on`](Job::run_on); tests and the loom models use this.)
     #[cfg(test)]
     pub(crate) fn run(self) {
-        self.0.run(&NoHooks)
+        self.into_runnable().run(&NoHooks)
     }
 
     /// Like [`run`](Job::run), on a pool's worker: tells `worker` when it becomes idle (the
@@ -221,30 +255,40 @@ impl Job {
     /// Every piece of user code it runs (the closure, `Drop` of its captures and of the value,
     /// callbacks) is under `catch_unwind`.
     pub(crate) fn run_on(self, worker: &dyn WorkerHooks) {
-        self.0.run(worker)
+        self.into_runnable().run(worker)
     }
 
     /// Ends the task with an executor's error (pool broken, shut down) instead of running it, if
     /// it has not started, and frees its closure.
     pub(crate) fn reject(self, error: TaskError<Infallible>) {
-        self.0.reject(error)
+        self.into_runnable().reject(error)
     }
 
     /// Cancels the task (if it has not started) and frees its closure.
     pub(crate) fn cancel(self) {
-        self.0.cancel()
+        self.into_runnable().cancel()
     }
 
     /// The task's address, equal to its handles' [`Task::id`]: the job and the handles share one
     /// allocation.
     pub(crate) fn addr(&self) -> usize {
-        Arc::as_ptr(&self.0) as *const () as usize
+        Arc::as_ptr(&*self.0) as *const () as usize
     }
 
     /// An id for the task, stable for its life (its allocation's address): for traces.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn id(&self) -> usize {
-        Arc::as_ptr(&self.0) as *const () as usize
+        Arc::as_ptr(&*self.0) as *const () as usize
+    }
+}
+
+impl Drop for Job {
+    /// The closure lives in a `ManuallyDrop` (see [`JobSlot`]): a job dropped unconsumed frees it
+    /// here, or its captures would leak.
+    fn drop(&mut self) {
+        // SAFETY: `drop` runs once and `self.0` is not used after it; consuming methods go
+        // through `into_runnable`, which keeps this from running.
+        unsafe { ManuallyDrop::take(&mut self.0) }.discard();
     }
 }
 
