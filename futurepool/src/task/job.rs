@@ -89,15 +89,6 @@ impl ErasedJob for CountsAttempts {
     }
 }
 
-/// The tail of a task resolved from outside by an executor that can stop it while it runs: what
-/// to do when `abort` flags it (pool code, never user code).
-pub(crate) struct AbortHook(pub(crate) std::sync::Arc<dyn Fn() + Send + Sync>);
-impl ErasedJob for AbortHook {
-    fn on_abort(&self) {
-        (self.0)()
-    }
-}
-
 /// What a thread pool's worker learns from the task it runs, so that it counts itself idle exactly
 /// while it runs no user code (see `thread_pool/README.md`, "Who runs user code, and idle accounting").
 pub(crate) trait WorkerHooks {

@@ -29,8 +29,8 @@ use crate::panic;
 
 use self::core::{AbortAttempt, CancelAttempt, Claim, Core, Snapshot};
 pub(crate) use self::deferred::{release, CallbackGroup, Deferred};
-use self::job::{AbortHook, ErasedJob, NoJob, TaskCell};
-pub(crate) use self::job::{Job, WorkerHooks};
+pub(crate) use self::job::{ErasedJob, Job, WorkerHooks};
+use self::job::{NoJob, TaskCell};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
 pub use self::progress::report_progress;
@@ -745,12 +745,13 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
         }))
     }
 
-    /// [`pending`](Task::pending), for an executor that can stop the task while it runs: `hook`
-    /// runs (in the aborting thread) when [`abort`](Task::abort) flags it running.
-    pub(crate) fn pending_with_abort_hook(hook: Arc<dyn Fn() + Send + Sync>) -> Self {
+    /// [`pending`](Task::pending), for an executor that can stop the task while it runs: the
+    /// `tail`'s [`on_abort`](ErasedJob::on_abort) runs (in the aborting thread, pool code) when
+    /// [`abort`](Task::abort) flags it running. A zero-sized tail costs the allocation nothing.
+    pub(crate) fn pending_with_tail<J: ErasedJob + 'static>(tail: J) -> Self {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
-            job: AbortHook(hook),
+            job: tail,
         }))
     }
 
