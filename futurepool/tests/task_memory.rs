@@ -87,8 +87,8 @@ fn a_task_handle_is_two_words() {
 }
 
 /// One allocation of 56 bytes (the `Arc`'s two counts, the state word, the outcome slot, the
-/// listener pointer): malloc's 64-byte class. With the 16-byte handle and the 16-byte queue slot
-/// that is 96 bytes per pending no-op task.
+/// listener pointer): malloc's 64-byte class. With the 16-byte handle and the 8-byte queue slot
+/// that is 88 bytes per pending no-op task.
 #[test]
 fn a_pending_no_op_task_is_one_allocation_of_56_bytes() {
     let pool = ThreadPool::new(1);

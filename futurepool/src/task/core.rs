@@ -25,6 +25,11 @@ const HAS_LISTENERS: usize = 0b1000;
 /// Set by `abort` on a running task: its token reads cancelled, and whoever claims the outcome
 /// publishes `CANCELLED` instead of the value (see `README.md`, "Aborting a running task").
 const ABORT: usize = 0b1_0000;
+/// Set from `Job::new` until the task's `Job` is consumed (its task started, cancelled, refused,
+/// or the job dropped): the job's dispatch pointer lives in the outcome slot meanwhile (see
+/// [`Core::held_by_job`]), so no claim can succeed, and nothing overwrites the pointer before the
+/// job has read it. `try_start` and the cancelling CASes clear it with the rest of the word.
+const HELD_BY_JOB: usize = 0b10_0000;
 
 /// A consistent reading of a task's state: every predicate comes from one atomic load (F3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,10 +102,20 @@ pub(crate) enum Claim {
 type ListenerList<T, E> = Mutex<Vec<Listener<T, E>>>;
 
 /// The shared heart of a task. Owned by the task's `Arc`; see `README.md` for the protocol.
+///
+/// `repr(C)`, the outcome slot first: at offset 0 of the task's allocation (`TaskCell` is
+/// `repr(C)` with the core first), where a thread pool's [`Job`](super::Job) finds its dispatch
+/// pointer while [`HELD_BY_JOB`] is set.
+#[repr(C)]
 pub(crate) struct Core<T, E> {
-    state: AtomicUsize,
-    /// Written once, by the thread that set `RESOLVING`, before it publishes `FINISHED`.
+    /// Under loom the outcome slot is loom's tracked cell, not transparent, so the dispatch
+    /// pointer gets a field of its own at offset 0 (sizes matter only outside loom).
+    #[cfg(loom)]
+    dispatch: std::cell::Cell<*const ()>,
+    /// Written once, by the thread that set `RESOLVING`, before it publishes `FINISHED`. Before
+    /// that, while [`HELD_BY_JOB`] is set, its first word is the job's dispatch pointer.
     outcome: UnsafeCell<MaybeUninit<Result<T, TaskError<E>>>>,
+    state: AtomicUsize,
     /// The listener list with its lock, allocated by the first registration and never replaced
     /// (null until then). A pointer rather than an inline `Mutex`: a task nobody waits on pays
     /// 8 bytes, not 16, which keeps a no-op task's allocation in the 64-byte size class (issue 16).
@@ -118,11 +133,54 @@ unsafe impl<T: Send, E: Send> Send for Core<T, E> {}
 
 impl<T, E> Core<T, E> {
     pub(crate) fn new() -> Self {
+        Self::with_state(PENDING)
+    }
+
+    /// A core whose outcome slot will hold its job's dispatch pointer until the job is consumed
+    /// (see [`HELD_BY_JOB`]); the job writes it with [`set_dispatch`](Core::set_dispatch).
+    pub(crate) fn held_by_job() -> Self {
+        Self::with_state(PENDING | HELD_BY_JOB)
+    }
+
+    fn with_state(state: usize) -> Self {
         Core {
-            state: AtomicUsize::new(PENDING),
+            #[cfg(loom)]
+            dispatch: std::cell::Cell::new(ptr::null()),
             outcome: UnsafeCell::new(MaybeUninit::uninit()),
+            state: AtomicUsize::new(state),
             listeners: AtomicPtr::new(ptr::null_mut()),
         }
+    }
+
+    /// Stores the job's dispatch pointer at offset 0 of the core (the outcome slot's first word).
+    ///
+    /// # Safety
+    ///
+    /// Only on a core made by [`held_by_job`](Core::held_by_job), before it is shared.
+    pub(crate) unsafe fn set_dispatch(&self, dispatch: *const ()) {
+        const {
+            assert!(
+                std::mem::size_of::<Result<T, TaskError<E>>>() >= std::mem::size_of::<*const ()>()
+            );
+            assert!(
+                std::mem::align_of::<Result<T, TaskError<E>>>()
+                    >= std::mem::align_of::<*const ()>()
+            );
+        }
+        #[cfg(loom)]
+        self.dispatch.set(dispatch);
+        #[cfg(not(loom))]
+        // SAFETY: the slot is at least a pointer in size and alignment (checked above), and
+        // nobody else can reach the core yet; HELD_BY_JOB keeps any claim (so any write of the
+        // outcome) away until the job has read the pointer back.
+        self.outcome
+            .with_mut(|slot| unsafe { (*slot).as_mut_ptr().cast::<*const ()>().write(dispatch) });
+    }
+
+    /// The job has read its dispatch pointer and is about to end the task another way than by
+    /// starting it (refused: it resolves it next; dropped: it lets others resolve it).
+    pub(crate) fn release_hold(&self) {
+        self.state.fetch_and(!HELD_BY_JOB, AcqRel);
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -137,9 +195,11 @@ impl<T, E> Core<T, E> {
             if !s.is_pending() || s.is_claimed() {
                 return false;
             }
+            // Starting consumes the job: it has read its dispatch pointer, so drop the hold.
+            let next = (current | RUNNING) & !HELD_BY_JOB;
             match self
                 .state
-                .compare_exchange_weak(current, current | RUNNING, AcqRel, Relaxed)
+                .compare_exchange_weak(current, next, AcqRel, Relaxed)
             {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
@@ -215,7 +275,7 @@ impl<T, E> Core<T, E> {
         let mut current = self.state.load(Relaxed);
         loop {
             let s = Snapshot(current);
-            if s.is_done() || s.is_claimed() {
+            if s.is_done() || s.is_claimed() || current & HELD_BY_JOB != 0 {
                 return Claim::Lost;
             }
             match self

@@ -861,7 +861,8 @@ mod tests {
         );
         // The cell's (fat) pointer; a waker registration id only in handles polled as futures.
         assert_eq!(std::mem::size_of::<Task<()>>(), 16);
-        assert_eq!(std::mem::size_of::<Job>(), 16);
+        // One thin pointer: the dispatch table's address waits in the outcome slot.
+        assert_eq!(std::mem::size_of::<Job>(), 8);
     }
 
     #[test]
@@ -972,6 +973,27 @@ mod tests {
         drop(job);
         assert_eq!(Arc::strong_count(&captured), 1, "the closure was dropped");
         assert!(!task.is_done());
+    }
+
+    /// While its job exists, a thread task's outcome slot holds the job's dispatch pointer, so
+    /// the task refuses every resolution but the job's own (a cancel is fine: it writes nothing);
+    /// dropping the job gives the hold up.
+    #[test]
+    fn a_queued_job_holds_its_task_until_it_is_consumed() {
+        let (task, job) = Job::new(|| Ok::<u8, Infallible>(1));
+        assert!(!task.resolve(Ok(2)), "held by its job");
+        drop(job);
+        assert!(task.resolve(Ok(3)));
+        assert_eq!(task.result(), Ok(3));
+
+        let (task, job) = Job::new(|| Ok::<u8, Infallible>(1));
+        assert!(task.cancel());
+        job.run();
+        assert_eq!(task.result(), Err(TaskError::Cancelled));
+
+        let (task, job) = Job::new(|| Ok::<u8, Infallible>(1));
+        job.reject(TaskError::ShutDown);
+        assert_eq!(task.result(), Err(TaskError::ShutDown));
     }
 
     /// A handle polled as a future keeps one waker registration across polls, a clone starts
