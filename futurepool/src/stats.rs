@@ -240,8 +240,9 @@ fn nanos(d: Duration) -> u64 {
 /// Counters for a pool whose tasks end on pool threads rather than on the worker that ran them
 /// (a process pool): every figure is a shared atomic, counted once per task (or per map item) as
 /// it is queued, sent and ended.
-#[derive(Default)]
 pub(crate) struct SharedCounters {
+    /// What [`mark`](SharedCounters::mark)s count from.
+    epoch: Instant,
     queued: AtomicU64,
     running: AtomicU64,
     completed: AtomicU64,
@@ -250,7 +251,33 @@ pub(crate) struct SharedCounters {
     busy_nanos: AtomicU64,
 }
 
+impl Default for SharedCounters {
+    fn default() -> Self {
+        SharedCounters {
+            epoch: Instant::now(),
+            queued: AtomicU64::default(),
+            running: AtomicU64::default(),
+            completed: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            cancelled: AtomicU64::default(),
+            busy_nanos: AtomicU64::default(),
+        }
+    }
+}
+
 impl SharedCounters {
+    /// Now, as nanoseconds since this pool's counters were made, plus one: never 0, so a task's
+    /// record of when it was sent fits in a `u64` with 0 free to mean "not sent" (8 bytes, where
+    /// an `Option<Instant>` takes 16, in every pending task: issue 16).
+    pub(crate) fn mark(&self) -> u64 {
+        nanos(self.epoch.elapsed()).saturating_add(1)
+    }
+
+    /// How long ago `mark` was taken by [`mark`](SharedCounters::mark).
+    pub(crate) fn since(&self, mark: u64) -> Duration {
+        Duration::from_nanos(self.mark().saturating_sub(mark))
+    }
+
     pub(crate) fn queued(&self, n: u64) {
         self.queued.fetch_add(n, Ordering::Relaxed);
     }

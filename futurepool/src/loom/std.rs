@@ -4,7 +4,7 @@ pub(crate) mod sync {
     pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
     pub(crate) mod atomic {
-        pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
     }
 }
 
@@ -30,7 +30,10 @@ pub(crate) mod thread {
 pub(crate) mod cell {
     /// `std::cell::UnsafeCell` behind loom's `with` / `with_mut` API, so the same code compiles
     /// against both.
+    ///
+    /// Transparent, so a value inside sits where the cell does (`task/job.rs` relies on it).
     #[derive(Debug)]
+    #[repr(transparent)]
     pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
 
     impl<T> UnsafeCell<T> {

@@ -170,7 +170,7 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                             arg
                         })
                         .collect();
-                    if pending.time_limit.is_some() || pending.soft_limit.is_some() {
+                    if pending.limits.any() {
                         // Timed per item; see `items.rs` (and `InFlight::by_item`).
                         ToWorker::RunChunkEach {
                             function: *function,
@@ -205,15 +205,12 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                     }
                     // A memory limit is polled while any call runs.
                     let limited = shared.config.memory_limit.is_some()
-                        || batch
-                            .iter()
-                            .any(|p| p.time_limit.is_some() || p.soft_limit.is_some());
+                        || batch.iter().any(|p| p.limits.any());
                     slot.in_flight
                         .extend(batch.drain(..).zip(&offsets).map(|(p, &offset)| InFlight {
                             work: p.work,
                             sink: p.sink,
-                            time_limit: p.time_limit,
-                            soft_limit: p.soft_limit,
+                            limits: p.limits,
                             offset: if sendable { offset } else { NEVER_SENT },
                             answered: Vec::new(),
                         }));
@@ -650,11 +647,7 @@ fn serve_answers(
             slot.front_started = now;
             // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
             slot.kill_if_front_aborted();
-            if slot
-                .in_flight
-                .front()
-                .is_some_and(|f| f.time_limit.is_some() || f.soft_limit.is_some())
-            {
+            if slot.in_flight.front().is_some_and(|f| f.limits.any()) {
                 // A new call's clock started: the supervisor must time it.
                 shared.supervisor_wake.notify_one();
             }
@@ -775,8 +768,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
             requeue.push(Pending {
                 work: running.work,
                 sink: running.sink,
-                time_limit: running.time_limit,
-                soft_limit: running.soft_limit,
+                limits: running.limits,
                 started: true,
             });
         } else {
@@ -815,8 +807,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
             requeue.push(Pending {
                 work: entry.work,
                 sink: entry.sink,
-                time_limit: entry.time_limit,
-                soft_limit: entry.soft_limit,
+                limits: entry.limits,
                 started: true,
             });
         }

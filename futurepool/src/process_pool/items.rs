@@ -58,8 +58,7 @@ pub(super) fn settle_running(entry: InFlight, running: TaskError) -> Option<Pend
     let InFlight {
         work,
         mut sink,
-        time_limit,
-        soft_limit,
+        limits,
         answered,
         ..
     } = entry;
@@ -69,8 +68,7 @@ pub(super) fn settle_running(entry: InFlight, running: TaskError) -> Option<Pend
         Some(work) => Some(Pending {
             work,
             sink,
-            time_limit,
-            soft_limit,
+            limits,
             started: true,
         }),
         None => {
@@ -110,7 +108,7 @@ mod tests {
         let work = Work::Chunk {
             function: 3,
             args: b"aabbbcddd".to_vec(),
-            ends: vec![2, 5, 6, 9],
+            ends: [2, 5, 6, 9].into(),
         };
         let Some(Work::Chunk {
             function,
@@ -127,7 +125,7 @@ mod tests {
         let work = Work::Chunk {
             function: 3,
             args: b"aa".to_vec(),
-            ends: vec![2],
+            ends: [2].into(),
         };
         assert!(rest_of(work, 1).is_none());
     }

@@ -438,7 +438,7 @@ impl ProcessPool {
         E: Send + Sync + 'static,
         D: Decode<R, E>,
     {
-        let task = Task::pending_with_abort_hook(self.abort_hook());
+        let task = Task::pending_with_tail(super::state::ProcessTask);
         let function = match function {
             Ok(function) => *function,
             Err(reason) => {
@@ -501,7 +501,7 @@ impl ProcessPool {
             Work::Chunk {
                 function,
                 args,
-                ends,
+                ends: ends.into_boxed_slice(),
             },
             sink,
             limit,

@@ -44,7 +44,7 @@ pub use self::worker::test_support_start;
 pub(crate) use self::worker::{current_call, soft_limit_passed};
 
 use self::sink::{Fallible, Plain, Sink, TaskSink};
-use self::state::{Config, KillCause, Pending, Shared, Work};
+use self::state::{Config, KillCause, Limits, Pending, Shared, Work};
 
 /// Room for a frame's message framing around a payload, when checking sizes at submit.
 const FRAME_OVERHEAD: usize = 64;
@@ -125,10 +125,6 @@ pub struct ProcessPool {
     shared: Arc<Shared>,
     /// What [`stats`](ProcessPool::stats) reports; every sink counts itself in.
     counters: Arc<crate::stats::SharedCounters>,
-    /// What `Task::abort` of one of this pool's running tasks does: find and kill its worker.
-    /// Made once per pool and shared by every task (a per-task closure cost an allocation per
-    /// submit); it holds a weak reference, so a task outliving its pool keeps nothing of it alive.
-    abort_hook: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Why a [`ProcessPool`] could not be created.
@@ -229,16 +225,10 @@ impl ProcessPool {
             .name("futurepool-process-supervisor".into())
             .spawn(move || supervisor::run_supervisor(supervisor))
             .map_err(ProcessPoolError::Thread)?;
-        let weak = Arc::downgrade(&shared);
-        let abort_hook = Arc::new(move || {
-            if let Some(shared) = weak.upgrade() {
-                shared.abort_flagged();
-            }
-        });
+        state::register_for_aborts(&shared);
         Ok(ProcessPool {
             shared,
             counters: Arc::default(),
-            abort_hook,
         })
     }
 
@@ -337,7 +327,7 @@ impl ProcessPool {
         A: Payload,
         R: Payload,
     {
-        let task = Task::pending_with_abort_hook(self.abort_hook());
+        let task = Task::pending_with_tail(state::ProcessTask);
         let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
             task.clone(),
             self.shared.callbacks.clone(),
@@ -385,7 +375,7 @@ impl ProcessPool {
         A: Payload,
         R: Payload,
     {
-        let task = Task::pending_with_abort_hook(self.abort_hook());
+        let task = Task::pending_with_tail(state::ProcessTask);
         let sink = Box::new(TaskSink::<R, Infallible, Plain>::new(
             task.clone(),
             self.shared.callbacks.clone(),
@@ -424,7 +414,7 @@ impl ProcessPool {
         R: Payload,
         E: Payload,
     {
-        let task = Task::pending_with_abort_hook(self.abort_hook());
+        let task = Task::pending_with_tail(state::ProcessTask);
         let sink = Box::new(TaskSink::<R, E, Fallible>::new(
             task.clone(),
             self.shared.callbacks.clone(),
@@ -435,10 +425,6 @@ impl ProcessPool {
     }
 
     /// The pool's abort hook, for one more task.
-    fn abort_hook(&self) -> Arc<dyn Fn() + Send + Sync> {
-        Arc::clone(&self.abort_hook)
-    }
-
     fn submit_call<F, A, R>(
         &self,
         f: F,
@@ -493,8 +479,7 @@ impl ProcessPool {
         let pending = Pending {
             work,
             sink,
-            time_limit,
-            soft_limit,
+            limits: Limits::new(time_limit, soft_limit),
             started: false,
         };
         if let Err((pending, error)) = self.shared.enqueue(pending) {

@@ -4,8 +4,9 @@
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -140,9 +141,12 @@ fn transfer<E>(why: String) -> TaskError<E> {
 /// Every method may run on a pool thread, so nothing user-written runs in it unguarded: decoding
 /// is caught (see [`outcome_into`]), done-callbacks go to the pool's [`CallbackGroup`], and the
 /// handle (maybe the task's last, so the value's `Drop`) is released under `catch_unwind`.
+///
+/// It waits in the pool's queue with every pending task, so it is kept to 40 bytes (malloc's
+/// 48-byte class; issue 16): the handle without an `Option` around it, and a [`Counted`] of 16.
 pub(super) struct TaskSink<R: Send + Sync + 'static, E: Send + Sync + 'static, D> {
-    /// Always `Some` until the sink is dropped.
-    task: Option<Task<R, E>>,
+    /// Taken only in `drop`.
+    task: ManuallyDrop<Task<R, E>>,
     callbacks: Arc<CallbackGroup>,
     counted: Counted,
     decode: PhantomData<fn() -> D>,
@@ -155,7 +159,7 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
         counters: Arc<SharedCounters>,
     ) -> Self {
         TaskSink {
-            task: Some(task),
+            task: ManuallyDrop::new(task),
             callbacks,
             counted: Counted::new(counters, 1),
             decode: PhantomData,
@@ -163,9 +167,7 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
     }
 
     fn task(&self) -> &Task<R, E> {
-        self.task
-            .as_ref()
-            .expect("the task is only taken when the sink is dropped")
+        &self.task
     }
 }
 
@@ -174,7 +176,7 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
     fn resolve(&self, outcome: Result<R, TaskError<E>>) {
         // Counted before the outcome is visible, so whoever it wakes sees it in the stats.
         if !self.task().is_done() {
-            self.counted.ended([ended_as(&outcome)]);
+            self.counted.ended(1, [ended_as(&outcome)]);
         }
         if let Some(deferred) = self.task().resolve_deferred(outcome) {
             self.callbacks.spawn(deferred);
@@ -191,7 +193,7 @@ where
     fn start(&self) -> bool {
         let started = self.task().set_running();
         if started {
-            self.counted.started();
+            self.counted.started(1);
         }
         started
     }
@@ -204,7 +206,7 @@ where
             return;
         }
         if !self.task().is_done() {
-            self.counted.ended([Ended::Cancelled]);
+            self.counted.ended(1, [Ended::Cancelled]);
         }
         if let Some(deferred) = self.task().cancel_deferred() {
             self.callbacks.spawn(deferred);
@@ -255,62 +257,70 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> Drop for TaskSink<R,
             self.resolve(Err(dropped_unresolved()));
         }
         // Cancelled by its caller while queued: the pool never resolved it.
-        self.counted.ended([Ended::Cancelled]);
-        if let Some(task) = self.task.take() {
-            release(task);
-        }
+        self.counted.ended(1, [Ended::Cancelled]);
+        // SAFETY: `drop` runs once, and nothing reads `self.task` after this.
+        release(unsafe { ManuallyDrop::take(&mut self.task) });
     }
 }
 
 /// A sink's place in the pool's [`Stats`](crate::Stats): queued from its creation, running once
 /// sent, ended exactly once (later calls to [`ended`](Counted::ended) do nothing).
+///
+/// The sink knows how many items it stands for (1, or a chunk's length) and passes it in, so this
+/// is two words: the counters, and one `state` for "queued", "sent at" and "ended".
 struct Counted {
     counters: Arc<SharedCounters>,
-    items: u64,
-    sent: Cell<Option<Instant>>,
-    ended: Cell<bool>,
+    /// [`QUEUED`], [`ENDED`], or when the sink was sent (a [`SharedCounters::mark`]).
+    state: Cell<u64>,
 }
+
+/// [`Counted::state`] of a sink not sent yet (marks are never 0).
+const QUEUED: u64 = 0;
+/// [`Counted::state`] once it ended (a mark that would take 584 years to reach).
+const ENDED: u64 = u64::MAX;
 
 impl Counted {
     fn new(counters: Arc<SharedCounters>, items: usize) -> Self {
-        let items = items as u64;
-        counters.queued(items);
+        counters.queued(items as u64);
         Counted {
             counters,
-            items,
-            sent: Cell::new(None),
-            ended: Cell::new(false),
+            state: Cell::new(QUEUED),
         }
     }
 
-    fn started(&self) {
-        if self.sent.get().is_none() && !self.ended.get() {
-            self.counters.started(self.items);
-            self.sent.set(Some(Instant::now()));
+    fn started(&self, items: usize) {
+        if self.state.get() == QUEUED {
+            self.counters.started(items as u64);
+            self.state.set(self.counters.mark().min(ENDED - 1));
         }
     }
 
-    /// The items ended so (each item's way; an iterator shorter than the items counts the rest
+    /// The `items` ended so (each item's way; an iterator shorter than the items counts the rest
     /// as the last one's way, or cancelled).
-    fn ended(&self, outcomes: impl IntoIterator<Item = Ended>) {
-        if self.ended.replace(true) {
+    fn ended(&self, items: usize, outcomes: impl IntoIterator<Item = Ended>) {
+        let state = self.state.replace(ENDED);
+        if state == ENDED {
             return;
         }
         let mut last = Ended::Cancelled;
         let mut counted = 0;
-        for how in outcomes.into_iter().take(self.items as usize) {
+        for how in outcomes.into_iter().take(items) {
             self.counters.outcome(how);
             last = how;
             counted += 1;
         }
-        for _ in counted..self.items {
+        for _ in counted..items {
             self.counters.outcome(last);
         }
-        let ran = self.sent.get();
+        let ran = state != QUEUED;
         self.counters.ended(
-            ran.is_some(),
-            self.items,
-            ran.map(|at| at.elapsed()).unwrap_or_default(),
+            ran,
+            items as u64,
+            if ran {
+                self.counters.since(state)
+            } else {
+                Duration::ZERO
+            },
         );
     }
 }
@@ -359,7 +369,7 @@ impl<R, E, D> ChunkSink<R, E, D> {
     /// Resolves the chunk, counting each item's outcome first.
     fn resolve(&self, outcomes: ChunkResults<R, E>) {
         if !self.task().is_done() {
-            self.counted.ended(outcomes.iter().map(ended_as));
+            self.counted.ended(self.len, outcomes.iter().map(ended_as));
         }
         self.task().resolve(Ok(outcomes));
     }
@@ -405,7 +415,7 @@ impl<R, E, D> Drop for ChunkSink<R, E, D> {
             self.fail_rest(dropped_unresolved);
         }
         // Cancelled by its map while queued: the pool never resolved it.
-        self.counted.ended([Ended::Cancelled]);
+        self.counted.ended(self.len, [Ended::Cancelled]);
         if let Some(task) = self.task.take() {
             release(task);
         }
@@ -421,7 +431,7 @@ where
     fn start(&self) -> bool {
         let started = self.task().set_running();
         if started {
-            self.counted.started();
+            self.counted.started(self.len);
         }
         started
     }
@@ -465,6 +475,46 @@ where
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// A single call's sink waits in the queue with its task: 40 bytes, malloc's 48-byte class
+    /// (issue 16; it was 72).
+    #[test]
+    fn a_task_sink_stays_at_40_bytes() {
+        assert_eq!(std::mem::size_of::<Counted>(), 16);
+        assert_eq!(std::mem::size_of::<TaskSink<u64, Infallible, Plain>>(), 40);
+    }
+
+    /// Stats through the packed `Counted`: a sink counted queued, then running, then ended once,
+    /// with its busy time; a second end counts nothing.
+    #[test]
+    fn a_sink_counts_queued_running_and_ended_once() {
+        let counters = Arc::new(SharedCounters::default());
+        let counted = Counted::new(counters.clone(), 3);
+        assert_eq!(
+            (counters.snapshot(0).queued, counters.snapshot(0).running),
+            (3, 0)
+        );
+        counted.started(3);
+        counted.started(3);
+        assert_eq!(
+            (counters.snapshot(0).queued, counters.snapshot(0).running),
+            (0, 3)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        counted.ended(3, [Ended::Completed, Ended::Failed]);
+        counted.ended(3, [Ended::Completed]);
+        let stats = counters.snapshot(0);
+        assert_eq!((stats.running, stats.completed, stats.failed), (0, 1, 2));
+        assert!(
+            stats.busy >= std::time::Duration::from_millis(2),
+            "{stats:?}"
+        );
+        let never_sent = Counted::new(counters.clone(), 1);
+        never_sent.ended(1, [Ended::Cancelled]);
+        never_sent.started(1);
+        let stats = counters.snapshot(0);
+        assert_eq!((stats.queued, stats.running, stats.cancelled), (0, 0, 1));
+    }
 
     #[test]
     fn a_sink_dropped_unresolved_fails_its_task_instead_of_hanging_it() {

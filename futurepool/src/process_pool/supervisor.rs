@@ -147,7 +147,7 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                 if !slot.in_flight.is_empty() {
                     super::state::inject(&shared.config, super::state::Fault::Supervisor);
                 }
-                let soft = slot.in_flight.front().and_then(|f| f.soft_limit);
+                let soft = slot.in_flight.front().and_then(|f| f.limits.soft());
                 let call = slot.answers + 1;
                 if let Some(at) = soft.and_then(|s| slot.front_started.checked_add(s)) {
                     if slot.soft_noticed < call {
@@ -170,7 +170,7 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                         _ => consider(now + MEMORY_POLL),
                     }
                 }
-                let limit = slot.in_flight.front().and_then(|f| f.time_limit);
+                let limit = slot.in_flight.front().and_then(|f| f.limits.hard());
                 let deadline = limit.and_then(|l| slot.front_started.checked_add(l));
                 if let (Some(limit), Some(deadline)) = (limit, deadline) {
                     if now >= deadline {

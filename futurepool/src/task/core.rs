@@ -3,10 +3,11 @@
 //! See `README.md` beside this file for the protocol and why no wake-up can be lost.
 
 use std::mem::MaybeUninit;
+use std::ptr;
 
 use crate::error::TaskError;
 use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::loom::sync::atomic::{AtomicPtr, AtomicUsize, Ordering::*};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use super::listeners::Listener;
@@ -24,6 +25,11 @@ const HAS_LISTENERS: usize = 0b1000;
 /// Set by `abort` on a running task: its token reads cancelled, and whoever claims the outcome
 /// publishes `CANCELLED` instead of the value (see `README.md`, "Aborting a running task").
 const ABORT: usize = 0b1_0000;
+/// Set from `Job::new` until the task's `Job` is consumed (its task started, cancelled, refused,
+/// or the job dropped): the job's dispatch pointer lives in the outcome slot meanwhile (see
+/// [`Core::held_by_job`]), so no claim can succeed, and nothing overwrites the pointer before the
+/// job has read it. `try_start` and the cancelling CASes clear it with the rest of the word.
+const HELD_BY_JOB: usize = 0b10_0000;
 
 /// A consistent reading of a task's state: every predicate comes from one atomic load (F3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,15 +98,28 @@ pub(crate) enum Claim {
     WonAborted,
 }
 
-/// Registered listeners; boxed so a task nobody waits on pays one pointer for them.
-type ListenerList<T, E> = Option<Box<Vec<Listener<T, E>>>>;
+/// Registered listeners, behind the lock that guards them.
+type ListenerList<T, E> = Mutex<Vec<Listener<T, E>>>;
 
 /// The shared heart of a task. Owned by the task's `Arc`; see `README.md` for the protocol.
+///
+/// `repr(C)`, the outcome slot first: at offset 0 of the task's allocation (`TaskCell` is
+/// `repr(C)` with the core first), where a thread pool's [`Job`](super::Job) finds its dispatch
+/// pointer while [`HELD_BY_JOB`] is set.
+#[repr(C)]
 pub(crate) struct Core<T, E> {
-    state: AtomicUsize,
-    /// Written once, by the thread that set `RESOLVING`, before it publishes `FINISHED`.
+    /// Under loom the outcome slot is loom's tracked cell, not transparent, so the dispatch
+    /// pointer gets a field of its own at offset 0 (sizes matter only outside loom).
+    #[cfg(loom)]
+    dispatch: std::cell::Cell<*const ()>,
+    /// Written once, by the thread that set `RESOLVING`, before it publishes `FINISHED`. Before
+    /// that, while [`HELD_BY_JOB`] is set, its first word is the job's dispatch pointer.
     outcome: UnsafeCell<MaybeUninit<Result<T, TaskError<E>>>>,
-    listeners: Mutex<ListenerList<T, E>>,
+    state: AtomicUsize,
+    /// The listener list with its lock, allocated by the first registration and never replaced
+    /// (null until then). A pointer rather than an inline `Mutex`: a task nobody waits on pays
+    /// 8 bytes, not 16, which keeps a no-op task's allocation in the 64-byte size class (issue 16).
+    listeners: AtomicPtr<ListenerList<T, E>>,
 }
 
 // SAFETY: the outcome slot is written by exactly one thread (the one that set RESOLVING) before the
@@ -114,11 +133,54 @@ unsafe impl<T: Send, E: Send> Send for Core<T, E> {}
 
 impl<T, E> Core<T, E> {
     pub(crate) fn new() -> Self {
+        Self::with_state(PENDING)
+    }
+
+    /// A core whose outcome slot will hold its job's dispatch pointer until the job is consumed
+    /// (see [`HELD_BY_JOB`]); the job writes it with [`set_dispatch`](Core::set_dispatch).
+    pub(crate) fn held_by_job() -> Self {
+        Self::with_state(PENDING | HELD_BY_JOB)
+    }
+
+    fn with_state(state: usize) -> Self {
         Core {
-            state: AtomicUsize::new(PENDING),
+            #[cfg(loom)]
+            dispatch: std::cell::Cell::new(ptr::null()),
             outcome: UnsafeCell::new(MaybeUninit::uninit()),
-            listeners: Mutex::new(None),
+            state: AtomicUsize::new(state),
+            listeners: AtomicPtr::new(ptr::null_mut()),
         }
+    }
+
+    /// Stores the job's dispatch pointer at offset 0 of the core (the outcome slot's first word).
+    ///
+    /// # Safety
+    ///
+    /// Only on a core made by [`held_by_job`](Core::held_by_job), before it is shared.
+    pub(crate) unsafe fn set_dispatch(&self, dispatch: *const ()) {
+        const {
+            assert!(
+                std::mem::size_of::<Result<T, TaskError<E>>>() >= std::mem::size_of::<*const ()>()
+            );
+            assert!(
+                std::mem::align_of::<Result<T, TaskError<E>>>()
+                    >= std::mem::align_of::<*const ()>()
+            );
+        }
+        #[cfg(loom)]
+        self.dispatch.set(dispatch);
+        #[cfg(not(loom))]
+        // SAFETY: the slot is at least a pointer in size and alignment (checked above), and
+        // nobody else can reach the core yet; HELD_BY_JOB keeps any claim (so any write of the
+        // outcome) away until the job has read the pointer back.
+        self.outcome
+            .with_mut(|slot| unsafe { (*slot).as_mut_ptr().cast::<*const ()>().write(dispatch) });
+    }
+
+    /// The job has read its dispatch pointer and is about to end the task another way than by
+    /// starting it (refused: it resolves it next; dropped: it lets others resolve it).
+    pub(crate) fn release_hold(&self) {
+        self.state.fetch_and(!HELD_BY_JOB, AcqRel);
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
@@ -133,9 +195,11 @@ impl<T, E> Core<T, E> {
             if !s.is_pending() || s.is_claimed() {
                 return false;
             }
+            // Starting consumes the job: it has read its dispatch pointer, so drop the hold.
+            let next = (current | RUNNING) & !HELD_BY_JOB;
             match self
                 .state
-                .compare_exchange_weak(current, current | RUNNING, AcqRel, Relaxed)
+                .compare_exchange_weak(current, next, AcqRel, Relaxed)
             {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
@@ -211,7 +275,7 @@ impl<T, E> Core<T, E> {
         let mut current = self.state.load(Relaxed);
         loop {
             let s = Snapshot(current);
-            if s.is_done() || s.is_claimed() {
+            if s.is_done() || s.is_claimed() || current & HELD_BY_JOB != 0 {
                 return Claim::Lost;
             }
             match self
@@ -259,24 +323,57 @@ impl<T, E> Core<T, E> {
         )
     }
 
-    fn lock_listeners(&self) -> MutexGuard<'_, ListenerList<T, E>> {
+    /// The listener list, if any registration ever created it.
+    pub(super) fn list(&self) -> Option<&ListenerList<T, E>> {
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `list_or_create`, published with
+        // a Release CAS that this Acquire load pairs with; it is freed only in `drop`, so it
+        // lives as long as `&self`.
+        unsafe { self.listeners.load(Acquire).as_ref() }
+    }
+
+    /// The listener list, created now if this is the first registration.
+    fn list_or_create(&self) -> &ListenerList<T, E> {
+        if let Some(list) = self.list() {
+            return list;
+        }
+        let fresh = Box::into_raw(Box::new(Mutex::new(Vec::new())));
+        match self
+            .listeners
+            .compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire)
+        {
+            // SAFETY: just published; lives until `drop`, as in `list`.
+            Ok(_) => unsafe { &*fresh },
+            Err(installed) => {
+                // Another registrant installed its list first: use that one, free ours.
+                // SAFETY: `fresh` came from `Box::into_raw` above and was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: as in `list`.
+                unsafe { &*installed }
+            }
+        }
+    }
+
+    pub(super) fn lock(list: &ListenerList<T, E>) -> MutexGuard<'_, Vec<Listener<T, E>>> {
         // A poisoned lock only means a panic happened while the list was being edited; the list
         // itself is always valid, so carry on with it.
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+        list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a listener, or hands it back if the task is already done (the caller then acts
     /// on the outcome itself). The flag is set under the lock, after the push, so completion either
     /// sees the flag and drains the list (taking the lock after us), or we see its terminal state.
     pub(crate) fn register(&self, listener: Listener<T, E>) -> Result<(), Listener<T, E>> {
-        let mut guard = self.lock_listeners();
         if self.snapshot().is_done() {
             return Err(listener);
         }
-        guard.get_or_insert_with(Default::default).push(listener);
+        let mut guard = Self::lock(self.list_or_create());
+        if self.snapshot().is_done() {
+            return Err(listener);
+        }
+        guard.push(listener);
         let previous = Snapshot(self.state.fetch_or(HAS_LISTENERS, AcqRel));
         if previous.is_done() {
-            let listener = guard.as_mut().and_then(|list| list.pop());
+            let listener = guard.pop();
             return Err(listener.expect("the listener pushed under this lock is still there"));
         }
         Ok(())
@@ -284,16 +381,17 @@ impl<T, E> Core<T, E> {
 
     /// Takes every listener; called once by whoever made the task done.
     pub(crate) fn take_listeners(&self) -> Vec<Listener<T, E>> {
-        self.lock_listeners()
-            .take()
-            .map(|list| *list)
+        // HAS_LISTENERS was set after the list was installed, and the caller read it from the
+        // word (AcqRel), so the list is visible here whenever there is anything in it.
+        self.list()
+            .map(|list| std::mem::take(&mut *Self::lock(list)))
             .unwrap_or_default()
     }
 
     /// Removes the listener with this id, if it is still registered.
     pub(crate) fn unregister(&self, id: u64) {
-        if let Some(list) = self.lock_listeners().as_mut() {
-            list.retain(|l| l.id() != Some(id));
+        if let Some(list) = self.list() {
+            Self::lock(list).retain(|l| l.id() != Some(id));
         }
     }
 
@@ -303,9 +401,8 @@ impl<T, E> Core<T, E> {
         id: u64,
         f: impl FnOnce(&mut Listener<T, E>) -> R,
     ) -> Option<R> {
-        let mut guard = self.lock_listeners();
-        let list = guard.as_mut()?;
-        list.iter_mut().find(|l| l.id() == Some(id)).map(f)
+        let mut guard = Self::lock(self.list()?);
+        guard.iter_mut().find(|l| l.id() == Some(id)).map(f)
     }
 }
 
@@ -316,6 +413,12 @@ impl<T, E> Drop for Core<T, E> {
             // read it any more, and it is dropped exactly once, here.
             self.outcome
                 .with_mut(|slot| unsafe { (*slot).assume_init_drop() });
+        }
+        let list = self.listeners.load(Acquire);
+        if !list.is_null() {
+            // SAFETY: it came from `Box::into_raw` in `list_or_create`; `&mut self` means no
+            // reference handed out by `list` is still alive, and it is freed exactly once, here.
+            drop(unsafe { Box::from_raw(list) });
         }
     }
 }

@@ -2,9 +2,10 @@
 //! or hand it to any combinator that takes a `Future` (`join_all`, `select`, `select!`, ...).
 //!
 //! Why `Future` on the handle itself, not `IntoFuture` to a separate type: combinators take
-//! `impl Future`, and `.await` alone is not enough for them. The price is one `u64` in each handle
-//! (the id of its waker registration), so a handle polled many times keeps one registration, not
-//! one per poll, and dropping it removes that registration.
+//! `impl Future`, and `.await` alone is not enough for them. A handle polled many times keeps one
+//! waker registration, not one per poll, and dropping it removes that registration: the first poll
+//! that has to wait boxes the handle's cell together with the registration's id
+//! ([`Handle::Polled`]), so handles that are never awaited pay nothing for it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use std::task::{Context, Poll};
 use crate::error::TaskError;
 
 use super::listeners::{next_listener_id, Listener};
-use super::{Task, NO_WAKER};
+use super::{Handle, Polled, Task};
 
 /// Polling a task waits for its outcome without blocking the thread: the same outcome
 /// [`Task::result`] returns, once the task is done.
@@ -61,21 +62,23 @@ impl<T: Clone, E: Clone> Future for Task<T, E> {
     type Output = Result<T, TaskError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // `Task` is `Unpin` (an `Arc` and an integer), so the pin guarantees nothing we need.
+        // `Task` is `Unpin` (an `Arc` or a `Box`), so the pin guarantees nothing we need.
         let this = self.get_mut();
         if let Some(outcome) = this.outcome_now() {
             return Poll::Ready(outcome);
         }
-        let refreshed = (this.waker != NO_WAKER)
-            .then(|| {
-                this.core().with_listener(this.waker, |listener| {
+        let refreshed = match &this.handle {
+            Handle::Polled(polled) => this
+                .core()
+                .with_listener(polled.waker, |listener| {
                     if let Listener::Waker { waker, .. } = listener {
                         waker.clone_from(cx.waker());
                     }
                 })
-            })
-            .flatten();
-        if refreshed.is_none() {
+                .is_some(),
+            Handle::Plain(_) => false,
+        };
+        if !refreshed {
             let id = next_listener_id();
             let listener = Listener::Waker {
                 id,
@@ -83,10 +86,9 @@ impl<T: Clone, E: Clone> Future for Task<T, E> {
             };
             if this.core().register(listener).is_err() {
                 // Done between our check and the registration.
-                this.waker = NO_WAKER;
                 return Poll::Ready(this.outcome_now().expect("done"));
             }
-            this.waker = id;
+            this.set_waker(id);
         }
         // Done after we registered: the waker may or may not have fired; answer now either way.
         match this.outcome_now() {
@@ -96,10 +98,23 @@ impl<T: Clone, E: Clone> Future for Task<T, E> {
     }
 }
 
+impl<T, E> Task<T, E> {
+    /// Records `id` as this handle's waker registration (boxing the handle the first time).
+    fn set_waker(&mut self, id: u64) {
+        match &mut self.handle {
+            Handle::Polled(polled) => polled.waker = id,
+            Handle::Plain(cell) => {
+                let cell = cell.clone();
+                self.handle = Handle::Polled(Box::new(Polled { cell, waker: id }));
+            }
+        }
+    }
+}
+
 impl<T, E> Drop for Task<T, E> {
     fn drop(&mut self) {
-        if self.waker != NO_WAKER {
-            self.unregister(self.waker);
+        if let Handle::Polled(polled) = &self.handle {
+            self.unregister(polled.waker);
         }
     }
 }

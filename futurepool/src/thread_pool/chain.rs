@@ -61,9 +61,10 @@ where
             Some(Ok(_)) => shared.submit(job),
             _ if task.is_cancelled() => job.cancel(),
             Some(Err(error)) => {
+                // The job is dropped first: that frees the closure and gives up the job's hold on
+                // the task, which until then refuses every resolution but the job's own.
+                drop(job);
                 outcome_for.resolve(Err(error));
-                // Frees the closure; the task already has its outcome.
-                job.cancel();
             }
             None => unreachable!("a done-callback sees its task done"),
         });

@@ -1,7 +1,7 @@
 //! The state a pool shares with its workers: the queue, the sleeping workers, the life cycle.
 //!
 //! Everything that decides *who* runs a job lives behind one mutex, held only to push or pop a
-//! queue slot (16 bytes: the job's pointer). See `README.md` beside this file for the protocol.
+//! queue slot (8 bytes: the job's pointer). See `README.md` beside this file for the protocol.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
