@@ -12,6 +12,7 @@
 //! - `sink.rs`: how answers become typed task outcomes.
 
 mod builder;
+mod chain;
 mod connection;
 mod items;
 mod map;
@@ -437,25 +438,11 @@ impl ProcessPool {
         A: Payload,
         R: 'static,
     {
-        // The argument's `Serialize` is the user's: a panic in it fails this task alone.
-        let work = crate::panic::catch(|| {
-            registry::index_of_item(f).and_then(|function| {
-                let arg = postcard::to_allocvec(arg).map_err(|e| {
-                    Reason::new(format!(
-                        "the argument (a `{}`) does not serialize: {e}{}",
-                        std::any::type_name::<A>(),
-                        crate::wire::postcard_hint(&e)
-                    ))
-                })?;
-                Ok(Work::One { function, arg })
-            })
-        });
-        let work = match work {
-            Ok(work) => work,
-            Err(panic) => return sink.fail(TaskError::Panicked(panic)),
-        };
-        match work {
-            Ok(work) => self.enqueue(work, sink, limit, soft_limit),
+        match registry::index_of_item(f) {
+            Ok(function) => match encode_call(function, arg) {
+                Ok(work) => self.enqueue(work, sink, limit, soft_limit),
+                Err(error) => sink.fail(error),
+            },
             Err(reason) => sink.fail(TaskError::Transfer(reason)),
         }
     }
@@ -467,24 +454,7 @@ impl ProcessPool {
         time_limit: Option<Duration>,
         soft_limit: Option<Duration>,
     ) {
-        let max = self.shared.config.max_frame;
-        if work.payload_len() + FRAME_OVERHEAD > max {
-            let why = format!(
-                "the argument's {} bytes exceed the pool's maximum frame size of {max} bytes",
-                work.payload_len()
-            );
-            sink.fail(TaskError::Transfer(Reason::new(why)));
-            return;
-        }
-        let pending = Pending {
-            work,
-            sink,
-            limits: Limits::new(time_limit, soft_limit),
-            started: false,
-        };
-        if let Err((pending, error)) = self.shared.enqueue(pending) {
-            pending.sink.fail(error);
-        }
+        enqueue_on(&self.shared, work, sink, time_limit, soft_limit);
     }
 
     /// Shuts the pool down: later submits fail with [`TaskError::ShutDown`]; with
@@ -699,6 +669,54 @@ impl ProcessPool {
     /// ```
     pub fn stats(&self) -> crate::Stats {
         self.counters.snapshot(self.worker_pids().len() as u64)
+    }
+}
+
+/// The call of registered function `function` on `arg`, serialized. The argument's `Serialize`
+/// is the user's: a panic in it fails this task alone.
+fn encode_call<A: Payload>(function: u32, arg: &A) -> Result<Work, TaskError> {
+    let arg = crate::panic::catch(|| {
+        postcard::to_allocvec(arg).map_err(|e| {
+            Reason::new(format!(
+                "the argument (a `{}`) does not serialize: {e}{}",
+                std::any::type_name::<A>(),
+                crate::wire::postcard_hint(&e)
+            ))
+        })
+    });
+    match arg {
+        Ok(Ok(arg)) => Ok(Work::One { function, arg }),
+        Ok(Err(reason)) => Err(TaskError::Transfer(reason)),
+        Err(panic) => Err(TaskError::Panicked(panic)),
+    }
+}
+
+/// Queues `work` on the pool behind `shared`, or fails `sink` (too large for a frame, or the
+/// pool is shut down). Needs no `ProcessPool`: chained submits queue from a done-callback.
+fn enqueue_on(
+    shared: &Shared,
+    work: Work,
+    sink: Box<dyn Sink>,
+    time_limit: Option<Duration>,
+    soft_limit: Option<Duration>,
+) {
+    let max = shared.config.max_frame;
+    if work.payload_len() + FRAME_OVERHEAD > max {
+        let why = format!(
+            "the argument's {} bytes exceed the pool's maximum frame size of {max} bytes",
+            work.payload_len()
+        );
+        sink.fail(TaskError::Transfer(Reason::new(why)));
+        return;
+    }
+    let pending = Pending {
+        work,
+        sink,
+        limits: Limits::new(time_limit, soft_limit),
+        started: false,
+    };
+    if let Err((pending, error)) = shared.enqueue(pending) {
+        pending.sink.fail(error);
     }
 }
 

@@ -173,7 +173,7 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
 
 impl<R: Send + Sync + 'static, E: Send + Sync + 'static, D> TaskSink<R, E, D> {
     /// Sets the outcome here and queues the callbacks for the callback threads.
-    fn resolve(&self, outcome: Result<R, TaskError<E>>) {
+    pub(super) fn resolve(&self, outcome: Result<R, TaskError<E>>) {
         // Counted before the outcome is visible, so whoever it wakes sees it in the stats.
         if !self.task().is_done() {
             self.counted.ended(1, [ended_as(&outcome)]);

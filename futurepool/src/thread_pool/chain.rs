@@ -26,7 +26,9 @@ where
     ///   [`TaskError::ShutDown`](crate::TaskError::ShutDown).
     ///
     /// Works on any task, wherever it runs (a process pool's too): `f` runs on `pool`. The value
-    /// is cloned for `f`; this task keeps its own.
+    /// is cloned for `f`; this task keeps its own. To run the next step in a worker process,
+    /// use [`ProcessPool::submit_after`](crate::ProcessPool::submit_after) with a registered
+    /// function.
     ///
     /// # Examples
     ///

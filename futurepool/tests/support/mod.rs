@@ -105,3 +105,16 @@ pub fn assert_gone_within(pid: u32, bound: Duration, what: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// How many threads this process has now (`Threads:` of /proc/self/status).
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .expect("/proc/self/status names the thread count")
+}
