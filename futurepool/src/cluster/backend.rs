@@ -27,6 +27,25 @@ pub(crate) struct NewTask {
     pub(crate) due: Option<std::time::SystemTime>,
     /// The lane it waits in.
     pub(crate) priority: super::Priority,
+    /// Chained after this task (`ClusterPool::submit_after`): it waits on the broker until that
+    /// one's outcome is published, and takes its argument from it (`arg` is then empty).
+    pub(crate) after: Option<After>,
+}
+
+/// The task a chained task waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct After {
+    pub(crate) task_id: Arc<str>,
+    /// Its value is a postcard `Result` (see `outcome::release_after`).
+    pub(crate) fallible: bool,
+}
+
+impl After {
+    /// The `SUBMIT` argument: `v:ID` for a plain task, `r:ID` for a fallible one.
+    pub(crate) fn wire(&self) -> String {
+        let mode = if self.fallible { 'r' } else { 'v' };
+        format!("{mode}:{}", self.task_id)
+    }
 }
 
 /// What the broker did with a submitted task.

@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::backend::{Backend, Connection, Known, NewTask, PoolConfig, Submitted};
+use super::backend::{After, Backend, Connection, Known, NewTask, PoolConfig, Submitted};
 use super::decode::Decoders;
 use super::memory::SharedBackend;
 use super::options::{RetryPolicy, SubmitOptions, When};
@@ -1038,6 +1038,20 @@ impl ClusterPool {
         arg: &A,
         decode: fn(&[u8]) -> Result<R, TaskError<E>>,
     ) -> Task<R, E> {
+        self.submit_chained(options, fallible, name, arg, None, decode)
+    }
+
+    /// [`submit_as`](ClusterPool::submit_as), chained `after` another task of the broker when
+    /// given (then `arg` is `()`: the argument is that task's value).
+    fn submit_chained<A: Payload, R: Payload, E: Send + Sync + 'static, N: fmt::Display>(
+        &self,
+        options: &SubmitOptions,
+        fallible: bool,
+        name: Result<&'static str, N>,
+        arg: &A,
+        after: Option<After>,
+        decode: fn(&[u8]) -> Result<R, TaskError<E>>,
+    ) -> Task<R, E> {
         let function = match name {
             Ok(function) => function,
             Err(why) => {
@@ -1092,7 +1106,7 @@ impl ClusterPool {
             Some(id) => format!("id:{id}").into(),
             None => self.shared.next_task_id(),
         };
-        let task: Task<R, E> = Task::pending_remote(id.clone(), self.aborts.clone());
+        let task: Task<R, E> = Task::pending_remote(id.clone(), self.aborts.clone(), fallible);
         {
             let mut state = self.shared.lock();
             if state.shut_down {
@@ -1118,6 +1132,7 @@ impl ClusterPool {
                     retry: retry.clone(),
                     due,
                     priority: options.priority,
+                    after,
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(
@@ -1201,6 +1216,122 @@ impl ClusterPool {
     {
         let name = registry::name_of_item(f);
         self.submit_as(options, true, name, &arg, outcome::decode_fallible::<R, E>)
+    }
+
+    /// Runs `f(value)` on some worker once the cluster task `upstream` has finished with a
+    /// value, and returns its task; dask's futures as arguments. The broker does the chaining:
+    /// the new task waits there (not in the queue, holding no worker) and is queued with
+    /// `upstream`'s value as its argument the moment that outcome is published — the value never
+    /// travels through this client, which may even be gone by then.
+    ///
+    /// How outcomes propagate (`f` never runs unless `upstream` succeeded): `upstream`'s failure
+    /// (panic, lost worker, transfer error, abort) becomes the new task's; `upstream` finished
+    /// already: the new task is queued (or fails) at once; `upstream` unknown to the broker
+    /// (another pool or broker, or its result expired after `result_ttl`): the new task fails with
+    /// [`TaskError::Transfer`] saying so. `upstream` must be a task submitted through this
+    /// `ClusterPool` (by `submit`, `submit_with`, `submit_after`, ...: a task id means nothing to
+    /// another pool, and the new task fails at once otherwise); for a task of a fallible function use
+    /// [`submit_after_ok`](ClusterPool::submit_after_ok). Aborting the new task works as for
+    /// any cluster task.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn fetch_size(url: String) -> u64 { url.len() as u64 }
+    /// fn double(n: u64) -> u64 { n * 2 }
+    /// futurepool::register!(fetch_size, double);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let size = pool.submit(fetch_size, "https://example.com/".to_string());
+    /// let doubled = pool.submit_after(&size, double); // no round trip through this client
+    /// assert_eq!(doubled.result(), Ok(40));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_after<F, A, R>(&self, upstream: &Task<A>, f: F) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        self.submit_after_with(&SubmitOptions::default(), upstream, f)
+    }
+
+    /// [`submit_after`](ClusterPool::submit_after) with options: an id of your choosing, a
+    /// priority, a retry policy (a delay cannot be combined with chaining: the task is due when
+    /// `upstream` ends, and asking for both fails the task with [`TaskError::Transfer`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::cluster::{ClusterPool, Priority, SubmitOptions};
+    /// fn double(n: u64) -> u64 { n * 2 }
+    /// futurepool::register!(double);
+    /// let pool = ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let first = pool.submit(double, 1);
+    /// let options = SubmitOptions::new().id("report-step-2").priority(Priority::High);
+    /// assert_eq!(pool.submit_after_with(&options, &first, double).result(), Ok(4));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_after_with<F, A, R>(
+        &self,
+        options: &SubmitOptions,
+        upstream: &Task<A>,
+        f: F,
+    ) -> Task<R>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        match chained_after(self, options, upstream) {
+            Ok(after) => self.submit_chained(
+                options,
+                false,
+                registry::name_of_item(f),
+                &(),
+                Some(after),
+                outcome::decode::<R, _>,
+            ),
+            Err(refused) => Task::resolved(Err(refused)),
+        }
+    }
+
+    /// [`submit_after`](ClusterPool::submit_after) for an `upstream` whose function returns a
+    /// `Result`: `f` runs on its `Ok` value, and its `Err` becomes the new task's own failure
+    /// ([`TaskError::Failed`]) without `f` running — all on the broker.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use futurepool::TaskError;
+    /// fn parse(s: String) -> Result<u64, String> { s.parse().map_err(|_| format!("bad: {s}")) }
+    /// fn double(n: u64) -> u64 { n * 2 }
+    /// futurepool::register!(parse, double);
+    /// let pool = futurepool::cluster::ClusterPool::connect("redis://127.0.0.1:6379/")?;
+    /// let good = pool.submit_fallible(parse, "21".into());
+    /// assert_eq!(pool.submit_after_ok(&good, double).result(), Ok(42));
+    /// let bad = pool.submit_fallible(parse, "x".into());
+    /// let after_bad = pool.submit_after_ok(&bad, double);
+    /// assert_eq!(after_bad.result(), Err(TaskError::Failed("bad: x".to_string())));
+    /// # Ok::<(), futurepool::cluster::ClusterError>(())
+    /// ```
+    pub fn submit_after_ok<F, A, R, E>(&self, upstream: &Task<A, E>, f: F) -> Task<R, E>
+    where
+        F: TaskFn<A, R>,
+        A: Payload,
+        R: Payload,
+        E: Payload,
+    {
+        match chained_after(self, &SubmitOptions::default(), upstream) {
+            Ok(after) => self.submit_chained(
+                &SubmitOptions::default(),
+                false,
+                registry::name_of_item(f),
+                &(),
+                Some(after),
+                outcome::decode_after::<R, E>,
+            ),
+            Err(refused) => Task::resolved(Err(refused)),
+        }
     }
 
     /// Applies `f` to every input on the cluster and yields the results in input order: lazy and
@@ -1579,5 +1710,36 @@ impl fmt::Debug for ClusterPool {
             .field("waiting", &state.waiting.len())
             .field("shut_down", &state.shut_down)
             .finish()
+    }
+}
+
+/// What a task chained after `upstream` waits for on the broker, or why it cannot be chained.
+fn chained_after<T, E, E2>(
+    pool: &ClusterPool,
+    options: &SubmitOptions,
+    upstream: &Task<T, E>,
+) -> Result<After, TaskError<E2>> {
+    if options.when.is_some() {
+        return Err(TaskError::Transfer(Reason::new(
+            "submit_after runs a task when the other one ends: it cannot also be delayed \
+             (SubmitOptions::delay or at)",
+        )));
+    }
+    match upstream.remote() {
+        // Only a task of this very pool handle: a task id means nothing on another pool or
+        // broker, and there it could name some other task, whose value would be the argument.
+        Some(remote) if Arc::ptr_eq(&remote.sink, &pool.aborts) => Ok(After {
+            task_id: remote.task_id.clone(),
+            fallible: remote.fallible,
+        }),
+        Some(_) => Err(TaskError::Transfer(Reason::new(
+            "submit_after chains after a task submitted through the same ClusterPool; this \
+             one came from another ClusterPool (another pool, broker or client)",
+        ))),
+        None => Err(TaskError::Transfer(Reason::new(
+            "submit_after on a ClusterPool chains after a task of the cluster; for a task of a \
+             thread or process pool, submit once its value is there (for example from its \
+             done-callback)",
+        ))),
     }
 }

@@ -20,6 +20,7 @@ use super::backend::{
     Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig, Reaped, Reply,
     Submitted,
 };
+use super::outcome::{self, Release};
 use super::{ClusterError, ClusterPool, ClusterPoolBuilder, Priority, ServeOptions};
 use super::{DeadLetter, Status, WorkerStatus};
 use crate::error::Reason;
@@ -307,6 +308,9 @@ struct PoolState {
     buckets: HashMap<String, (f64, Instant)>,
     /// Aborted tasks not yet completed → when the record expires (as the Redis `:aborted` set).
     aborted: HashMap<String, Instant>,
+    /// Tasks chained after others (`submit_after`), by the task they wait for: their entry
+    /// (without its argument) and whether that task's value is a `Result`.
+    dependents: HashMap<String, Vec<(Entry, bool)>>,
 }
 
 fn lane(priority: Priority) -> usize {
@@ -379,7 +383,26 @@ impl PoolState {
                 outcome: outcome.to_vec(),
             });
         }
+        for (entry, fallible) in self.dependents.remove(task_id).unwrap_or_default() {
+            self.release(entry, fallible, outcome);
+        }
         true
+    }
+
+    /// What the published `outcome` of the task `entry` was chained after makes of it: queued
+    /// with that value as its argument, or ended with that failure (as the `SUBMIT` script).
+    fn release(&mut self, mut entry: Entry, fallible: bool, outcome: &[u8]) {
+        match outcome::release_after(outcome, fallible) {
+            Release::Run(arg) => {
+                entry.arg = arg.into();
+                self.enqueue(entry);
+            }
+            Release::Publish(failure) => {
+                if self.publish(&entry.id, &failure) {
+                    self.published += 1;
+                }
+            }
+        }
     }
 
     fn dead_letter(&mut self, entry: &Entry, deliveries: u32, worker: &str, reason: String) {
@@ -577,6 +600,27 @@ impl Connection for MemoryConnection {
                         priority: task.priority,
                         paid: false,
                     };
+                    if let Some(after) = &task.after {
+                        if let Some(done) = p.results.get(&*after.task_id).cloned() {
+                            p.release(entry, after.fallible, &done);
+                        } else if p.waiters.contains_key(&*after.task_id) {
+                            p.dependents
+                                .entry(after.task_id.to_string())
+                                .or_default()
+                                .push((entry, after.fallible));
+                        } else {
+                            let why = format!(
+                                "the task it was chained after ({}) is unknown to the broker: it \
+                                 was never submitted to this pool, or its result expired \
+                                 (result_ttl)",
+                                after.task_id
+                            );
+                            if p.publish(&task.id, &outcome::transfer(&why)) {
+                                p.published += 1;
+                            }
+                        }
+                        return Submitted::Queued;
+                    }
                     let wait = task
                         .due
                         .and_then(|due| due.duration_since(now.1).ok())
@@ -977,7 +1021,22 @@ mod tests {
         }
     }
 
-    crate::register!(square, flaky, stamp, run_in_lane, until_aborted);
+    fn parse_number(text: String) -> Result<u64, String> {
+        text.parse().map_err(|_| format!("not a number: {text}"))
+    }
+    fn boom(_: u64) -> u64 {
+        panic!("boom on purpose")
+    }
+
+    crate::register!(
+        square,
+        flaky,
+        stamp,
+        run_in_lane,
+        until_aborted,
+        parse_number,
+        boom
+    );
 
     #[test]
     fn an_abort_sets_a_running_tasks_token_and_it_ends_cancelled_without_redis() {
@@ -1093,6 +1152,79 @@ mod tests {
 
     fn quick(retries: u32) -> RetryPolicy {
         RetryPolicy::new(retries).backoff(Duration::from_millis(10), Duration::from_millis(50))
+    }
+
+    /// `submit_after` chains on the broker: the dependent waits there, runs on the upstream's
+    /// value, or ends with its failure; after an upstream already done it is queued at once.
+    #[test]
+    fn chained_tasks_run_on_the_upstreams_value_or_take_its_failure_without_redis() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("chains").build().unwrap();
+        // Submitted before any worker exists: the dependents wait on the broker.
+        let first = pool.submit(square, 3);
+        let second = pool.submit_after(&first, square);
+        let third = pool.submit_after(&second, square);
+        let parsed = pool.submit_fallible(parse_number, "x".into());
+        let after_err = pool.submit_after_ok(&parsed, square);
+        let exploded = pool.submit(boom, 1);
+        let after_panic = pool.submit_after(&exploded, square);
+        let after_panic_twice = pool.submit_after(&after_panic, square);
+        // Submits are sent by the client's own thread: wait until all eight reached the broker.
+        let since = Instant::now();
+        while broker.lock()["chains"].submitted < 8 {
+            assert!(since.elapsed() < Duration::from_secs(30), "not submitted");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(
+            broker.lock()["chains"].dependents.len(),
+            5,
+            "five upstreams have a task waiting for them"
+        );
+        let worker = broker.serve(ServeOptions::default().pool("chains").threads(2));
+        assert_eq!(third.result(), Ok(6561));
+        assert_eq!(
+            after_err.result(),
+            Err(TaskError::Failed("not a number: x".to_string()))
+        );
+        for task in [&after_panic, &after_panic_twice] {
+            match task.result() {
+                Err(TaskError::Panicked(panic)) => assert_eq!(panic.message(), "boom on purpose"),
+                other => panic!("expected the upstream's panic, got {other:?}"),
+            }
+        }
+        // After an upstream that is already done: queued at once.
+        assert_eq!(pool.submit_after(&first, square).result(), Ok(81));
+        let good = pool.submit_fallible(parse_number, "7".into());
+        assert_eq!(pool.submit_after_ok(&good, square).result(), Ok(49));
+        assert!(broker.lock()["chains"].dependents.is_empty());
+        // Not a cluster task, or one the broker never saw: refused, naming why.
+        let threads = crate::ThreadPool::new(1);
+        let local = threads.submit(|| 2u64);
+        assert!(matches!(
+            pool.submit_after(&local, square).result(),
+            Err(TaskError::Transfer(_))
+        ));
+        let other = broker.pool("other").build().unwrap();
+        let elsewhere = other.submit(square, 2);
+        match pool.submit_after(&elsewhere, square).result() {
+            Err(TaskError::Transfer(reason)) => {
+                assert!(
+                    reason.to_string().contains("another ClusterPool"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // No worker serves "other": let its client go without waiting for that task.
+        elsewhere.abort();
+        drop(other);
+        let delayed = SubmitOptions::new().delay(Duration::from_secs(1));
+        assert!(matches!(
+            pool.submit_after_with(&delayed, &first, square).result(),
+            Err(TaskError::Transfer(_))
+        ));
+        drop(pool);
+        worker.stop().unwrap();
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! | `T` | UTF-8 reason | `TaskError::Transfer` (unknown function, bad argument or result bytes) |
 //! | `L` | decimal delivery count | `TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries })` |
 //! | `C` | nothing | `TaskError::Cancelled`: the task was aborted (`Task::abort`) |
+//! | `F` | postcard bytes of the error a fallible task returned, passed on by the broker to the tasks chained after it (`submit_after`) | `TaskError::Failed(e)` |
 //! | `A` | decimal attempts, `:`, then one of the above | that outcome; the handle's `attempts()` is the count |
 //!
 //! `A` wraps the final outcome of a task submitted with a retry policy, and only those: an
@@ -27,6 +28,7 @@ const TRANSFER: u8 = b'T';
 const GAVE_UP: u8 = b'L';
 const ATTEMPTS: u8 = b'A';
 const CANCELLED: u8 = b'C';
+const UPSTREAM_FAILED: u8 = b'F';
 
 /// A value returned by the task function, already serialized.
 pub(crate) fn value(bytes: &[u8]) -> Vec<u8> {
@@ -84,6 +86,51 @@ fn tagged(tag: u8, payload: &[u8]) -> Vec<u8> {
     out.push(tag);
     out.extend_from_slice(payload);
     out
+}
+
+/// What the broker does with a task chained after another (`ClusterPool::submit_after`) once
+/// the other's outcome is published: the same rule as the Redis scripts' `release_one`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The other succeeded: queue the chained task with this argument (its value's bytes).
+    Run(Vec<u8>),
+    /// The other did not: publish this as the chained task's outcome.
+    Publish(Vec<u8>),
+}
+
+/// [`Release`] of a task chained after one whose outcome is `upstream` (its attempt count
+/// dropped: it is the other task's); `fallible`: the other's value is a postcard `Result`, whose
+/// `Ok` is unwrapped and whose `Err` becomes an `F` outcome.
+pub(crate) fn release_after(upstream: &[u8], fallible: bool) -> Release {
+    let (_, inner) = split_attempts(upstream);
+    match inner.split_first() {
+        Some((&VALUE, value)) if !fallible => Release::Run(value.to_vec()),
+        // A postcard `Result`: variant 0 (`Ok`) or 1 (`Err`), one byte, then its payload.
+        Some((&VALUE, [0, ok @ ..])) => Release::Run(ok.to_vec()),
+        Some((&VALUE, [1, err @ ..])) => Release::Publish(tagged(UPSTREAM_FAILED, err)),
+        Some((&VALUE, _)) => Release::Publish(transfer(
+            "the task it was chained after returned a value that is not a Result",
+        )),
+        _ => Release::Publish(inner.to_vec()),
+    }
+}
+
+/// Decodes the outcome of a task chained after another on the broker: as [`decode`], and an `F`
+/// outcome (the other task's own error, passed on) is `Failed(e)`.
+pub(crate) fn decode_after<R: DeserializeOwned, E: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<R, TaskError<E>> {
+    let (_, inner) = split_attempts(bytes);
+    match inner.strip_prefix(&[UPSTREAM_FAILED]) {
+        Some(error) => match postcard::take_from_bytes::<E>(error) {
+            Ok((error, [])) => Err(TaskError::Failed(error)),
+            _ => Err(garbled(&format!(
+                "a passed-on error that does not decode as {}",
+                std::any::type_name::<E>()
+            ))),
+        },
+        None => decode::<R, E>(bytes),
+    }
 }
 
 /// Decodes an outcome for a task whose function returns `R` directly.
@@ -154,6 +201,47 @@ fn garbled<E>(what: &str) -> TaskError<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chained_task_gets_the_value_or_the_failure_passed_on() {
+        let plain = value(&postcard::to_stdvec(&21u64).unwrap());
+        assert_eq!(
+            release_after(&plain, false),
+            Release::Run(postcard::to_stdvec(&21u64).unwrap())
+        );
+        assert_eq!(
+            release_after(&with_attempts(3, &plain), false),
+            Release::Run(postcard::to_stdvec(&21u64).unwrap()),
+            "the attempt count is the other task's"
+        );
+        let ok = value(&postcard::to_stdvec(&Ok::<u64, String>(5)).unwrap());
+        assert_eq!(
+            release_after(&ok, true),
+            Release::Run(postcard::to_stdvec(&5u64).unwrap())
+        );
+        let err = value(&postcard::to_stdvec(&Err::<u64, String>("bad".into())).unwrap());
+        let Release::Publish(passed_on) = release_after(&err, true) else {
+            panic!("an Err is not run on");
+        };
+        assert_eq!(
+            decode_after::<u32, String>(&passed_on),
+            Err(TaskError::Failed("bad".to_string()))
+        );
+        for failure in [cancelled(), b"L3".to_vec(), transfer("no such function")] {
+            assert_eq!(
+                release_after(&with_attempts(2, &failure), false),
+                Release::Publish(failure.clone())
+            );
+        }
+        assert!(matches!(
+            decode_after::<u32, String>(b"F\xff"),
+            Err(TaskError::Transfer(_))
+        ));
+        assert_eq!(
+            decode_after::<u8, String>(&cancelled()),
+            Err(TaskError::Cancelled)
+        );
+    }
 
     #[test]
     fn a_value_round_trips() {

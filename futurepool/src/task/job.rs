@@ -43,6 +43,10 @@ pub(crate) trait ErasedJob: Send + Sync {
     fn attempts(&self) -> Option<&AtomicU32> {
         None
     }
+    /// The cluster task this is, if it is one: its id and pool, for chaining on the broker.
+    fn remote(&self) -> Option<&Remote> {
+        None
+    }
 }
 
 impl<T, E, J: ?Sized + Send + Sync> AbortSource for TaskCell<T, E, J>
@@ -101,6 +105,9 @@ pub(crate) trait RemoteAbort: Send + Sync {
 #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) struct Remote {
     pub(crate) attempts: AtomicU32,
+    /// Its function returns a `Result` (its outcome's value is a postcard `Result`): what a task
+    /// chained after it on the broker must unwrap (`ClusterPool::submit_after`).
+    pub(crate) fallible: bool,
     pub(crate) task_id: Arc<str>,
     pub(crate) sink: Arc<dyn RemoteAbort>,
 }
@@ -113,6 +120,9 @@ impl ErasedJob for Remote {
     }
     fn attempts(&self) -> Option<&AtomicU32> {
         Some(&self.attempts)
+    }
+    fn remote(&self) -> Option<&Remote> {
+        Some(self)
     }
 }
 

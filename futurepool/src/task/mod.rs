@@ -611,6 +611,12 @@ impl<T, E> Task<T, E> {
         }
     }
 
+    /// The cluster task this is (made by [`pending_remote`](Task::pending_remote)), if it is one.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn remote(&self) -> Option<&job::Remote> {
+        self.cell().job.remote()
+    }
+
     /// An address identifying this task, for de-duplicating handles.
     pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(self.cell()) as *const () as usize
@@ -754,11 +760,16 @@ impl<T: Send + Sync + 'static, E: Send + Sync + 'static> Task<T, E> {
     /// whether the task is pending here or flagged (the client cannot tell a task queued on the
     /// broker from one running on a worker).
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
-    pub(crate) fn pending_remote(task_id: Arc<str>, sink: Arc<dyn job::RemoteAbort>) -> Self {
+    pub(crate) fn pending_remote(
+        task_id: Arc<str>,
+        sink: Arc<dyn job::RemoteAbort>,
+        fallible: bool,
+    ) -> Self {
         Task::from_cell(Arc::new(TaskCell {
             core: Core::new(),
             job: job::Remote {
                 attempts: std::sync::atomic::AtomicU32::new(0),
+                fallible,
                 task_id,
                 sink,
             },

@@ -7,6 +7,7 @@
 //! recovery paths run quickly. Without `redis-server` the tests are skipped, saying so.
 
 mod abort;
+mod chaining;
 mod hostile;
 mod jobs;
 mod support;
@@ -71,6 +72,9 @@ fn main() {
     if let Ok(spec) = std::env::var(trust::ORPHAN_CLIENT) {
         trust::orphan_client(&spec);
     }
+    if let Ok(spec) = std::env::var(chaining::CHAIN_CLIENT) {
+        chaining::chain_client(&spec);
+    }
     // Install futurepool's panic-location hook now: installed lazily, it would first be needed
     // while a failing test unwinds (dropping its pool resolves handles under a panic guard), and
     // a panic hook cannot be changed from a panicking thread (the process would abort).
@@ -127,6 +131,7 @@ fn main() {
     tests.extend_from_slice(hostile::TESTS);
     tests.extend_from_slice(jobs::TESTS);
     tests.extend_from_slice(abort::TESTS);
+    tests.extend_from_slice(chaining::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(

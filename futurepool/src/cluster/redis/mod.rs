@@ -608,7 +608,12 @@ impl Connection for RedisConnection {
                     .arg(task.signature)
                     .arg(task.retry.as_deref().unwrap_or(""))
                     .arg(delay_ms(task.due))
-                    .arg(task.priority.wire());
+                    .arg(task.priority.wire())
+                    .arg(
+                        task.after
+                            .as_ref()
+                            .map_or(String::new(), |after| after.wire()),
+                    );
             }
             let raw: Vec<Value> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|answer| match answer {

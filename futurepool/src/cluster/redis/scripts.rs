@@ -14,10 +14,12 @@
 /// client per call (fields: task id → outcome), which keeps stream writes per batch, not per task.
 /// Shared by the completion and the reaper's dead-letter path.
 const PUBLISH: &str = r#"
+local release_dependents
 local function publish(prefix, task_id, outcome, ttl, replies)
   if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
     return 0
   end
+  release_dependents(prefix, task_id, outcome, ttl, replies)
   local waiters = prefix .. ':waiters:' .. task_id
   -- pcall: a waiters key of another type (written by something else) must not abort the
   -- script half-way (Redis keeps what a failed script already wrote); nobody is told then.
@@ -93,6 +95,76 @@ local function lane_stream(priority)
   end
   return stream
 end
+-- Tasks chained after others (`submit_after`): a chained task waits in `PREFIX:after:ID` (its
+-- entry's fields but `arg`, plus `mode`: 'v' for after a plain task, 'r' after a fallible one),
+-- listed in the set `PREFIX:dependents:UPSTREAM`; `PREFIX:chained` lists the upstream ids that
+-- have some, so a publish in a pool without chains costs one EXISTS per script call.
+local has_chains = nil
+-- What the other task's published `outcome` makes of chained task `id` (its `fields`): its
+-- value becomes the argument and the task is queued in its lane; any other outcome is the
+-- chained task's own (rule of `outcome::release_after`).
+local function publish_counted(prefix, id, outcome, ttl, replies)
+  if publish(prefix, id, outcome, ttl, replies) == 1 then
+    redis.pcall('HINCRBY', prefix .. ':stats', 'published', 1)
+  end
+end
+local function release_one(prefix, id, fields, mode, outcome, ttl, replies)
+  local inner = outcome
+  if string.sub(inner, 1, 1) == 'A' then
+    local colon = string.find(inner, ':', 2, true)
+    if colon then inner = string.sub(inner, colon + 1) end
+  end
+  if string.sub(inner, 1, 1) ~= 'V' then
+    return publish_counted(prefix, id, inner, ttl, replies)
+  end
+  local arg = string.sub(inner, 2)
+  if mode == 'r' then
+    local variant = string.byte(arg, 1)
+    if variant == 0 then
+      arg = string.sub(arg, 2)
+    elseif variant == 1 then
+      return publish_counted(prefix, id, 'F' .. string.sub(arg, 2), ttl, replies)
+    else
+      return publish_counted(prefix, id,
+        'Tthe task it was chained after returned a value that is not a Result', ttl, replies)
+    end
+  end
+  local priority = ''
+  for j = 1, #fields - 1, 2 do
+    if fields[j] == 'pri' then priority = fields[j + 1] end
+  end
+  fields[#fields + 1] = 'arg'
+  fields[#fields + 1] = arg
+  redis.call('XADD', lane_stream(priority), '*', unpack(fields))
+  return 1
+end
+release_dependents = function(prefix, up, outcome, ttl, replies)
+  if has_chains == nil then
+    has_chains = redis.call('EXISTS', prefix .. ':chained') == 1
+  end
+  if not has_chains or redis.call('SREM', prefix .. ':chained', up) == 0 then return end
+  local key = prefix .. ':dependents:' .. up
+  local dependents = redis.pcall('SMEMBERS', key)
+  redis.call('DEL', key)
+  if type(dependents) ~= 'table' or dependents.err then return end
+  for _, id in ipairs(dependents) do
+    local parked = prefix .. ':after:' .. id
+    local raw = redis.pcall('HGETALL', parked)
+    redis.call('DEL', parked)
+    if type(raw) == 'table' and not raw.err and #raw > 0 then
+      local fields, mode = {}, 'v'
+      for j = 1, #raw - 1, 2 do
+        if raw[j] == 'mode' then
+          mode = raw[j + 1]
+        else
+          fields[#fields + 1] = raw[j]
+          fields[#fields + 1] = raw[j + 1]
+        end
+      end
+      release_one(prefix, id, fields, mode, outcome, ttl, replies)
+    end
+  end
+end
 -- Whether the pool has abort records at all (one lookup per script call, so a pool that never
 -- aborts pays nothing per task), and whether task `id` is one of them.
 local function abort_records(prefix)
@@ -133,13 +205,15 @@ end
 /// so that re-queueing and promotion keep its lane.
 /// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
 /// that waits or runs longer than `result_ttl` still reaches its clients.
+/// The eighth per-task argument chains the task after another (`submit_after`): '' for none,
+/// else `MODE:UPSTREAM_ID` (see `release_one`); such a task has no `arg` of its own.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
 /// stored outcome when the task already finished.
 const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
 local answers, queued = {}, 0
-local now_ms = nil
-for i = 3, #ARGV, 7 do
+local now_ms, ttl, replies = nil, nil, {}
+for i = 3, #ARGV, 8 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -149,7 +223,12 @@ for i = 3, #ARGV, 7 do
     local fresh = redis.call('EXISTS', waiters) == 0
     redis.call('SADD', waiters, client)
     if fresh then
-      local fields = {'id', id, 'fn', ARGV[i + 1], 'arg', ARGV[i + 2], 'sig', ARGV[i + 3]}
+      local after = ARGV[i + 7]
+      local fields = {'id', id, 'fn', ARGV[i + 1], 'sig', ARGV[i + 3]}
+      if after == '' then
+        fields[#fields + 1] = 'arg'
+        fields[#fields + 1] = ARGV[i + 2]
+      end
       if ARGV[i + 4] ~= '' then
         fields[#fields + 1] = 'retry'
         fields[#fields + 1] = ARGV[i + 4]
@@ -158,7 +237,25 @@ for i = 3, #ARGV, 7 do
         fields[#fields + 1] = 'pri'
         fields[#fields + 1] = ARGV[i + 6]
       end
-      if ARGV[i + 5] == '' then
+      if after ~= '' then
+        -- Chained: runs on the other task's value once that is published (see release_one).
+        local mode, up = string.sub(after, 1, 1), string.sub(after, 3)
+        if ttl == nil then ttl = result_ttl(prefix) end
+        local up_outcome = redis.call('GET', prefix .. ':result:' .. up)
+        if up_outcome then
+          release_one(prefix, id, fields, mode, up_outcome, ttl, replies)
+        elseif redis.call('EXISTS', prefix .. ':waiters:' .. up) == 1 then
+          local parked = prefix .. ':after:' .. id
+          redis.call('DEL', parked)
+          redis.call('HSET', parked, 'mode', mode, unpack(fields))
+          redis.call('SADD', prefix .. ':dependents:' .. up, id)
+          redis.call('SADD', prefix .. ':chained', up)
+        else
+          publish_counted(prefix, id, 'Tthe task it was chained after (' .. up .. ') is unknown to ' ..
+            'the broker: it was never submitted to this pool, or its result expired ' ..
+            '(result_ttl)', ttl, replies)
+        end
+      elseif ARGV[i + 5] == '' then
         redis.call('XADD', lane_stream(ARGV[i + 6]), '*', unpack(fields))
       else
         if now_ms == nil then
@@ -178,6 +275,7 @@ for i = 3, #ARGV, 7 do
   end
 end
 if queued > 0 then redis.pcall('HINCRBY', prefix .. ':stats', 'submitted', queued) end
+if ttl ~= nil then send_replies(prefix, replies, ttl) end
 return answers
 "#;
 
