@@ -1079,6 +1079,10 @@ impl ClusterPool {
             Some(Ok(due)) => Some(due),
             Some(Err(why)) => return Task::resolved(Err(TaskError::Transfer(Reason::new(why)))),
         };
+        if let Err(why) = options.limits.check() {
+            return Task::resolved(Err(TaskError::Transfer(Reason::new(why))));
+        }
+        let limits: Option<Arc<str>> = options.limits.wire().map(Into::into);
         // Registered (the name was found), so it has a signature.
         let signature = registry::signature_of(function).map_or("", |(fingerprint, _)| fingerprint);
         // Looked up only when some policy exists: the ordinary submit does no extra work.
@@ -1118,6 +1122,7 @@ impl ClusterPool {
                     retry: retry.clone(),
                     due,
                     priority: options.priority,
+                    limits,
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(

@@ -203,17 +203,17 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                     if slot.in_flight.is_empty() {
                         slot.front_started = Instant::now();
                     }
-                    // A memory limit is polled while any call runs.
-                    let limited = shared.config.memory_limit.is_some()
-                        || batch
-                            .iter()
-                            .any(|p| p.time_limit.is_some() || p.soft_limit.is_some());
+                    // A memory limit is polled while a call carrying one runs.
+                    let limited = batch.iter().any(|p| {
+                        p.time_limit.is_some() || p.soft_limit.is_some() || p.memory_limit.is_some()
+                    });
                     slot.in_flight
                         .extend(batch.drain(..).zip(&offsets).map(|(p, &offset)| InFlight {
                             work: p.work,
                             sink: p.sink,
                             time_limit: p.time_limit,
                             soft_limit: p.soft_limit,
+                            memory_limit: p.memory_limit,
                             offset: if sendable { offset } else { NEVER_SENT },
                             answered: Vec::new(),
                         }));
@@ -650,12 +650,9 @@ fn serve_answers(
             slot.front_started = now;
             // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
             slot.kill_if_front_aborted();
-            if slot
-                .in_flight
-                .front()
-                .is_some_and(|f| f.time_limit.is_some() || f.soft_limit.is_some())
-            {
-                // A new call's clock started: the supervisor must time it.
+            if slot.in_flight.front().is_some_and(|f| f.watched()) {
+                // A new call's clock started (or its memory counts now): the supervisor must
+                // watch it.
                 shared.supervisor_wake.notify_one();
             }
             if let Some(threshold) = shared.config.max_memory_per_child {
@@ -777,6 +774,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
                 sink: running.sink,
                 time_limit: running.time_limit,
                 soft_limit: running.soft_limit,
+                memory_limit: running.memory_limit,
                 started: true,
             });
         } else {
@@ -817,6 +815,7 @@ fn settle_exit(shared: &Shared, id: u64, status: Option<ExitStatus>, received: u
                 sink: entry.sink,
                 time_limit: entry.time_limit,
                 soft_limit: entry.soft_limit,
+                memory_limit: entry.memory_limit,
                 started: true,
             });
         }

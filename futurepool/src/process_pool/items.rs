@@ -60,6 +60,7 @@ pub(super) fn settle_running(entry: InFlight, running: TaskError) -> Option<Pend
         mut sink,
         time_limit,
         soft_limit,
+        memory_limit,
         answered,
         ..
     } = entry;
@@ -71,6 +72,7 @@ pub(super) fn settle_running(entry: InFlight, running: TaskError) -> Option<Pend
             sink,
             time_limit,
             soft_limit,
+            memory_limit,
             started: true,
         }),
         None => {

@@ -16,6 +16,8 @@ mod connection;
 mod items;
 mod map;
 mod process;
+#[cfg(feature = "cluster")]
+mod raw;
 mod sink;
 mod spawn;
 mod state;
@@ -38,6 +40,8 @@ use crate::task::Task;
 
 pub use self::builder::ProcessPoolBuilder;
 pub use self::map::{ProcessMap, ProcessMapUnordered};
+#[cfg(feature = "cluster")]
+pub(crate) use self::raw::{RawAnswer, RawLimits};
 pub use self::worker::init;
 #[doc(hidden)]
 pub use self::worker::test_support_start;
@@ -481,6 +485,19 @@ impl ProcessPool {
         time_limit: Option<Duration>,
         soft_limit: Option<Duration>,
     ) {
+        let memory_limit = self.shared.config.memory_limit;
+        self.enqueue_limited(work, sink, time_limit, soft_limit, memory_limit);
+    }
+
+    /// [`enqueue`](Self::enqueue) with the call's own memory limit instead of the pool's.
+    fn enqueue_limited(
+        &self,
+        work: Work,
+        sink: Box<dyn Sink>,
+        time_limit: Option<Duration>,
+        soft_limit: Option<Duration>,
+        memory_limit: Option<u64>,
+    ) {
         let max = self.shared.config.max_frame;
         if work.payload_len() + FRAME_OVERHEAD > max {
             let why = format!(
@@ -495,6 +512,7 @@ impl ProcessPool {
             sink,
             time_limit,
             soft_limit,
+            memory_limit,
             started: false,
         };
         if let Err((pending, error)) = self.shared.enqueue(pending) {

@@ -31,7 +31,8 @@ pub(super) struct Config {
     pub(super) time_limit: Option<Duration>,
     /// Every call's soft time limit (the worker's token is set then), unless overridden.
     pub(super) soft_time_limit: Option<Duration>,
-    /// A worker whose resident memory passes this while running a call is killed.
+    /// A worker whose resident memory passes this while running a call is killed (each call's
+    /// default: a call may carry its own, `Pending::memory_limit`).
     pub(super) memory_limit: Option<u64>,
     /// A worker whose resident memory is above this after a call is retired and replaced.
     pub(super) max_memory_per_child: Option<u64>,
@@ -103,6 +104,9 @@ pub(super) struct Pending {
     pub(super) time_limit: Option<Duration>,
     /// When the worker is told to set the call's token (a chunk's: each item's).
     pub(super) soft_limit: Option<Duration>,
+    /// The worker is killed if its resident memory passes this while it runs the call: the
+    /// pool's `memory_limit` unless the call has its own (the cluster's per-submit limit).
+    pub(super) memory_limit: Option<u64>,
     /// Already marked running: it was sent to a worker that died before starting it.
     pub(super) started: bool,
 }
@@ -114,6 +118,7 @@ pub(super) struct InFlight {
     pub(super) sink: Box<dyn Sink>,
     pub(super) time_limit: Option<Duration>,
     pub(super) soft_limit: Option<Duration>,
+    pub(super) memory_limit: Option<u64>,
     /// Where its frame starts in the worker's calls stream (bytes, the handshake included). If
     /// the worker dies having read less than this, it never received the call (wire/README.md,
     /// "What is charged to whom").
@@ -129,6 +134,11 @@ impl InFlight {
     pub(super) fn by_item(&self) -> bool {
         matches!(self.work, Work::Chunk { .. })
             && (self.time_limit.is_some() || self.soft_limit.is_some())
+    }
+
+    /// Whether the supervisor must watch this call while it runs (a clock, or its memory).
+    pub(super) fn watched(&self) -> bool {
+        self.time_limit.is_some() || self.soft_limit.is_some() || self.memory_limit.is_some()
     }
 }
 
@@ -158,7 +168,8 @@ pub(super) enum KillCause {
     AnswersClosed,
     /// A thread of the pool serving it failed (a bug); the call it was running fails as lost.
     Internal(Reason),
-    /// It used `used` bytes of resident memory, over the pool's `limit`, while running a call.
+    /// It used `used` bytes of resident memory, over the running call's `limit` (the pool's, or
+    /// the call's own), while running it.
     MemoryLimit {
         limit: u64,
         used: u64,

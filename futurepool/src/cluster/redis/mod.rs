@@ -608,7 +608,8 @@ impl Connection for RedisConnection {
                     .arg(task.signature)
                     .arg(task.retry.as_deref().unwrap_or(""))
                     .arg(delay_ms(task.due))
-                    .arg(task.priority.wire());
+                    .arg(task.priority.wire())
+                    .arg(task.limits.as_deref().unwrap_or(""));
             }
             let raw: Vec<Value> = self.query(&command)?;
             answers.extend(raw.into_iter().map(|answer| match answer {

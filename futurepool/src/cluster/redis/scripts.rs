@@ -130,7 +130,8 @@ end
 /// `PREFIX:scheduled:ID`, due at broker time + delay in `PREFIX:scheduled`, like a retry (see
 /// `COMPLETE` and `PROMOTE`). The last per-task argument is its priority: '' (normal: the queue
 /// itself), 'h' or 'l' (the lane streams, see `lane_of`); a prioritized entry has a `pri` field
-/// so that re-queueing and promotion keep its lane.
+/// so that re-queueing and promotion keep its lane. Then its limits ('' for none: the worker's),
+/// kept as the `limits` field (which every move of an entry copies with the rest).
 /// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
 /// that waits or runs longer than `result_ttl` still reaches its clients.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
@@ -139,7 +140,7 @@ const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
 local answers, queued = {}, 0
 local now_ms = nil
-for i = 3, #ARGV, 7 do
+for i = 3, #ARGV, 8 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -157,6 +158,10 @@ for i = 3, #ARGV, 7 do
       if ARGV[i + 6] ~= '' then
         fields[#fields + 1] = 'pri'
         fields[#fields + 1] = ARGV[i + 6]
+      end
+      if ARGV[i + 7] ~= '' then
+        fields[#fields + 1] = 'limits'
+        fields[#fields + 1] = ARGV[i + 7]
       end
       if ARGV[i + 5] == '' then
         redis.call('XADD', lane_stream(ARGV[i + 6]), '*', unpack(fields))
