@@ -9,7 +9,8 @@
 //! - `process.rs`: a worker's death (pidfd), its process group, its pipes' ends as the pool
 //!   reads them;
 //! - `spawn.rs`: starting a worker process; `worker.rs`: the worker's side, and [`init`];
-//! - `sink.rs`: how answers become typed task outcomes.
+//! - `sink.rs`: how answers become typed task outcomes;
+//! - `raw.rs`: calls by registered name with argument bytes, for process-mode cluster workers.
 
 mod builder;
 mod connection;
