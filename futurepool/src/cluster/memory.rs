@@ -1111,6 +1111,42 @@ mod tests {
         ));
     }
 
+    /// Process mode in this test binary: its local pool re-runs it as a process-pool worker
+    /// (`test_support!` in `process_pool/fault_tests.rs`).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_mode_workers_default_limits_apply_and_a_submits_own_win() {
+        let broker = MemoryBroker::new();
+        let hard = Duration::from_millis(300);
+        let _worker = broker.serve(ServeOptions::default().processes(1).time_limit(hard));
+        let pool = broker.pool("default").build().unwrap();
+        // Its token is never set (no soft limit): only the worker's hard default ends it.
+        let defaulted = pool.submit(until_token, ());
+        assert_eq!(
+            defaulted.result_timeout(Duration::from_secs(30)),
+            Err(TaskError::TimeLimit(hard))
+        );
+        let own = Duration::from_millis(600);
+        let longer = pool.submit_with(&SubmitOptions::new().time_limit(own), until_token, ());
+        assert_eq!(
+            longer.result_timeout(Duration::from_secs(30)),
+            Err(TaskError::TimeLimit(own)),
+            "a submit's own limit wins"
+        );
+        // Its own soft limit, with the worker's hard one still behind it.
+        let soft = SubmitOptions::new().soft_time_limit(Duration::from_millis(50));
+        let wrapped_up = pool.submit_with(&soft, until_token, ());
+        assert!(matches!(
+            wrapped_up.result_timeout(Duration::from_secs(30)),
+            Ok(Some(_))
+        ));
+        assert_eq!(
+            pool.submit(square, 5)
+                .result_timeout(Duration::from_secs(30)),
+            Ok(25)
+        );
+    }
+
     #[test]
     fn hard_and_memory_limits_without_processes_and_zero_limits_are_refused() {
         let broker = MemoryBroker::new();
