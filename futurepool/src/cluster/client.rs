@@ -1148,8 +1148,8 @@ impl ClusterPool {
         task
     }
 
-    /// Like [`submit`](ClusterPool::submit), with options: a task id of your choosing and a
-    /// retry policy. A plain function has no `Err` of its own, so only panics can be retried
+    /// Like [`submit`](ClusterPool::submit), with options ([`SubmitOptions`]): a task id of your
+    /// choosing, a retry policy, a delay, a lane, and limits on the run. A plain function has no `Err` of its own, so only panics can be retried
     /// (with [`RetryPolicy::on_panic`]).
     ///
     /// # Examples

@@ -50,7 +50,8 @@ const MAX_PREFETCH: usize = 100_000;
 /// worker (`FUTUREPOOL_WORKER` is the process pool's).
 pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_CLUSTER_WORKER";
 
-/// How a worker runs: which pool, how many threads, how far ahead it fetches.
+/// How a worker runs: which pool, on how many threads (or local processes), how far ahead it
+/// fetches, and the default limits of its tasks.
 ///
 /// # Examples
 ///
