@@ -50,39 +50,55 @@ fn until_aborted(_: u32) -> bool {
     token.is_cancelled()
 }
 
+/// For `cluster-abort --processes`: sleeps 30 s without ever reading its token, so only the kill
+/// of its local process ends it early.
+fn ignores_its_token(_: u32) -> bool {
+    std::thread::sleep(Duration::from_secs(30));
+    false
+}
+
 futurepool::register!(
     noop,
     noop_limited_far_above,
     started_at,
     started_at_limited,
-    until_aborted
+    until_aborted,
+    ignores_its_token
 );
 
 /// Aborts measured by `cluster-abort` (default).
 const ABORT_SAMPLES: usize = 200;
 
-/// Entry point of `futurepool-bench cluster-abort [SAMPLES]`: the latency of `Task::abort` on a
-/// running, token-polling task, one local redis-server, 1 worker process. Each sample submits the
+/// Entry point of `futurepool-bench cluster-abort [SAMPLES] [--processes]`: the latency of
+/// `Task::abort` on a running, token-polling task, one local redis-server, 1 worker process (with
+/// `--processes`: a process-mode worker with one local process, and a task that never reads its
+/// token, so the abort is the kill of that process). Each sample submits the
 /// task under one id with two handles, waits until the broker says it runs and then 0–250 ms more
 /// (spread over the worker's 250 ms poll), aborts the first handle and times (a) the first handle's resolution (local: cancelled at once) and (b) the
 /// second handle's, which waits for the worker to see the abort, stop the task and publish
 /// it cancelled: the end-to-end figure.
 pub fn abort_latency(args: &[String]) {
     let samples = args
-        .first()
-        .and_then(|n| n.parse().ok())
+        .iter()
+        .find_map(|n| n.parse().ok())
         .unwrap_or(ABORT_SAMPLES);
+    let processes = args.iter().any(|a| a == "--processes");
+    let task: fn(u32) -> bool = if processes {
+        ignores_its_token
+    } else {
+        until_aborted
+    };
     let redis = Redis::start();
     let url = redis.url();
     let pool = client(&url);
-    let _workers = Workers::start(&url, 1);
+    let _workers = Workers::start_with(&url, 1, processes.then_some(1));
     run_batch(&pool, 200);
     let mut local = Vec::with_capacity(samples);
     let mut remote = Vec::with_capacity(samples);
     for n in 0..samples {
         let id = format!("abort-{n}");
-        let aborted = pool.submit_with_id(&id, until_aborted, 0);
-        let other = pool.submit_with_id(&id, until_aborted, 0);
+        let aborted = pool.submit_with_id(&id, task, 0);
+        let other = pool.submit_with_id(&id, task, 0);
         let since = Instant::now();
         while pool.stats().map_or(0, |s| s.running) == 0 {
             assert!(
@@ -105,7 +121,11 @@ pub fn abort_latency(args: &[String]) {
     local.sort_unstable();
     remote.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("Task::abort of a running token-polling task, 1 worker, one local redis-server ({samples} aborts):");
+    if processes {
+        println!("Task::abort of a running task that ignores its token, 1 process-mode worker (1 local process, killed by the abort), one local redis-server ({samples} aborts):");
+    } else {
+        println!("Task::abort of a running token-polling task, 1 worker, one local redis-server ({samples} aborts):");
+    }
     println!(
         "  abort -> aborted handle resolved: p50 {:.0} µs, p99 {:.0} µs",
         us(percentile(&local, 0.50)),
@@ -134,12 +154,17 @@ const WORKER_THREADS: usize = 2;
 
 /// Entry point of `futurepool-bench cluster-worker URL THREADS`: serve until killed.
 pub fn worker(args: &[String]) {
-    let url = args.first().expect("usage: cluster-worker URL THREADS");
+    let url = args
+        .first()
+        .expect("usage: cluster-worker URL THREADS [PROCESSES]");
     let threads = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(1);
-    let options = ServeOptions::default()
+    let mut options = ServeOptions::default()
         .pool("bench")
         .threads(threads)
         .prefetch(256);
+    if let Some(processes) = args.get(2).and_then(|p| p.parse().ok()) {
+        options = options.processes(processes);
+    }
     if let Err(e) = cluster::serve(url, options) {
         eprintln!("cluster-worker: {e}");
         std::process::exit(2);
@@ -609,11 +634,20 @@ struct Workers(Vec<Child>);
 
 impl Workers {
     fn start(url: &str, n: usize) -> Workers {
+        Workers::start_with(url, n, None)
+    }
+
+    /// `n` workers, in process mode with `processes` local processes each when given.
+    fn start_with(url: &str, n: usize, processes: Option<usize>) -> Workers {
         let exe = std::env::current_exe().expect("own path");
         let children = (0..n)
             .map(|_| {
-                Command::new(&exe)
-                    .args(["cluster-worker", url, &WORKER_THREADS.to_string()])
+                let mut command = Command::new(&exe);
+                command.args(["cluster-worker", url, &WORKER_THREADS.to_string()]);
+                if let Some(processes) = processes {
+                    command.arg(processes.to_string());
+                }
+                command
                     .stdout(Stdio::null())
                     .spawn()
                     .expect("start a worker")

@@ -27,6 +27,8 @@ pub(crate) struct NewTask {
     pub(crate) due: Option<std::time::SystemTime>,
     /// The lane it waits in.
     pub(crate) priority: super::Priority,
+    /// Its own limits in their wire form (`options.rs`, `TaskLimits`); `None`: the worker's.
+    pub(crate) limits: Option<Arc<str>>,
     /// Chained after this task (`ClusterPool::submit_after`): it waits on the broker until that
     /// one's outcome is published, and takes its argument from it (`arg` is then empty).
     pub(crate) after: Option<After>,
@@ -93,6 +95,8 @@ pub(crate) struct Delivery {
     /// How many times the task ran before this delivery (0 the first time): it is retried
     /// runs, not deliveries, that a policy counts.
     pub(crate) attempt: u32,
+    /// The task's own limits (the `limits` field, wire form), if it has any.
+    pub(crate) limits: Option<String>,
     /// The task was aborted (`Task::abort`) before this delivery: it is completed cancelled
     /// without running. Set by the broker as it delivers or hands over the entry.
     pub(crate) aborted: bool,

@@ -1093,6 +1093,10 @@ impl ClusterPool {
             Some(Ok(due)) => Some(due),
             Some(Err(why)) => return Task::resolved(Err(TaskError::Transfer(Reason::new(why)))),
         };
+        if let Err(why) = options.limits.check() {
+            return Task::resolved(Err(TaskError::Transfer(Reason::new(why))));
+        }
+        let limits: Option<Arc<str>> = options.limits.wire().map(Into::into);
         // Registered (the name was found), so it has a signature.
         let signature = registry::signature_of(function).map_or("", |(fingerprint, _)| fingerprint);
         // Looked up only when some policy exists: the ordinary submit does no extra work.
@@ -1133,6 +1137,7 @@ impl ClusterPool {
                     due,
                     priority: options.priority,
                     after,
+                    limits,
                 };
                 state.outbox.push(new.clone());
                 state.waiting.insert(
@@ -1158,8 +1163,8 @@ impl ClusterPool {
         task
     }
 
-    /// Like [`submit`](ClusterPool::submit), with options: a task id of your choosing and a
-    /// retry policy. A plain function has no `Err` of its own, so only panics can be retried
+    /// Like [`submit`](ClusterPool::submit), with options ([`SubmitOptions`]): a task id of your
+    /// choosing, a retry policy, a delay, a lane, and limits on the run. A plain function has no `Err` of its own, so only panics can be retried
     /// (with [`RetryPolicy::on_panic`]).
     ///
     /// # Examples

@@ -268,6 +268,8 @@ struct Entry {
     retry: Option<String>,
     attempt: u32,
     priority: Priority,
+    /// Its own limits (wire form), as the `limits` field of a Redis entry.
+    limits: Option<Arc<str>>,
     /// Holds a rate-limit token already (it waited for it on the schedule).
     paid: bool,
 }
@@ -527,6 +529,7 @@ fn delivery(entry_id: String, entry: &Entry) -> Delivery {
         signature: Some(entry.signature.clone()),
         retry: entry.retry.clone(),
         attempt: entry.attempt,
+        limits: entry.limits.as_deref().map(str::to_string),
         aborted: false,
     }
 }
@@ -598,6 +601,7 @@ impl Connection for MemoryConnection {
                         retry: task.retry.as_deref().map(str::to_string),
                         attempt: 0,
                         priority: task.priority,
+                        limits: task.limits.clone(),
                         paid: false,
                     };
                     if let Some(after) = &task.after {
@@ -1027,6 +1031,19 @@ mod tests {
     fn boom(_: u64) -> u64 {
         panic!("boom on purpose")
     }
+    /// Polls its token for at most 10 s; returns how long it took to read cancelled (ms), or
+    /// `None` if it never did.
+    fn until_token(_: ()) -> Option<u64> {
+        let token = crate::current_token();
+        let started = Instant::now();
+        while !token.is_cancelled() {
+            if started.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Some(started.elapsed().as_millis() as u64)
+    }
 
     crate::register!(
         square,
@@ -1035,8 +1052,172 @@ mod tests {
         run_in_lane,
         until_aborted,
         parse_number,
-        boom
+        boom,
+        until_token
     );
+
+    #[test]
+    fn a_submits_limits_travel_in_its_entry_and_a_plain_one_carries_none() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let limited = SubmitOptions::new()
+            .id("limited")
+            .time_limit(Duration::from_millis(1500))
+            .soft_time_limit(Duration::from_millis(1000))
+            .memory_limit(256 << 20);
+        let limited = pool.submit_with(&limited, square, 1);
+        let plain = pool.submit_with(&SubmitOptions::new().id("plain"), square, 2);
+        // No worker: read the entries as one would get them.
+        let backend = MemoryBackend {
+            broker: broker.clone(),
+            pool: "default".into(),
+        };
+        let mut connection = backend.connect().unwrap();
+        let worker = connection.register_worker("test").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut deliveries = Vec::new();
+        while deliveries.len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the submits never reached the broker"
+            );
+            deliveries.extend(
+                connection
+                    .fetch(&worker, 2, Duration::from_millis(50))
+                    .unwrap(),
+            );
+        }
+        deliveries.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        assert_eq!(deliveries[0].task_id, "id:limited");
+        assert_eq!(deliveries[0].limits.as_deref(), Some("1500 1000 268435456"));
+        assert_eq!(deliveries[1].limits, None, "no limits, no field");
+        connection
+            .release(&worker, &[deliveries[0].entry.clone()])
+            .unwrap();
+        let again = connection
+            .fetch(&worker, 2, Duration::from_millis(50))
+            .unwrap();
+        assert_eq!(
+            again[0].limits.as_deref(),
+            Some("1500 1000 268435456"),
+            "a released entry keeps its limits"
+        );
+        let entries: Vec<String> = again.into_iter().map(|d| d.entry).collect();
+        connection.release(&worker, &entries).unwrap();
+        connection
+            .release(&worker, &[deliveries[1].entry.clone()])
+            .unwrap();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        assert_eq!(limited.result_timeout(Duration::from_secs(10)), Ok(1));
+        assert_eq!(plain.result_timeout(Duration::from_secs(10)), Ok(4));
+    }
+
+    #[test]
+    fn a_submits_soft_limit_sets_the_token_on_a_thread_worker_and_the_value_stands() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let options = SubmitOptions::new().soft_time_limit(Duration::from_millis(100));
+        let waited = pool.submit_with(&options, until_token, ());
+        let waited = waited.result_timeout(Duration::from_secs(20)).unwrap();
+        assert!(waited.is_some_and(|ms| ms >= 99), "{waited:?}");
+        // Without a limit the token stays clear: the plain submit is not limited.
+        let plain = pool.submit_with(
+            &SubmitOptions::new().soft_time_limit(Duration::from_secs(3600)),
+            square,
+            3,
+        );
+        assert_eq!(plain.result_timeout(Duration::from_secs(10)), Ok(9));
+    }
+
+    #[test]
+    fn a_hard_limit_on_a_thread_worker_only_sets_the_token() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(ServeOptions::default().threads(1));
+        let pool = broker.pool("default").build().unwrap();
+        let options = SubmitOptions::new()
+            .time_limit(Duration::from_millis(50))
+            .memory_limit(1);
+        let task = pool.submit_with(&options, until_token, ());
+        let outcome = task.result_timeout(Duration::from_secs(20));
+        assert!(
+            matches!(outcome, Ok(Some(_))),
+            "a thread cannot be killed: the task sees its token and its value stands, \
+             got {outcome:?}"
+        );
+    }
+
+    #[test]
+    fn the_workers_default_soft_limit_applies_to_tasks_without_their_own() {
+        let broker = MemoryBroker::new();
+        let _worker = broker.serve(
+            ServeOptions::default()
+                .threads(1)
+                .soft_time_limit(Duration::from_millis(50)),
+        );
+        let pool = broker.pool("default").build().unwrap();
+        let task = pool.submit(until_token, ());
+        assert!(matches!(
+            task.result_timeout(Duration::from_secs(20)),
+            Ok(Some(_))
+        ));
+    }
+
+    /// Process mode in this test binary: its local pool re-runs it as a process-pool worker
+    /// (`test_support!` in `process_pool/fault_tests.rs`).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_mode_workers_default_limits_apply_and_a_submits_own_win() {
+        let broker = MemoryBroker::new();
+        let hard = Duration::from_millis(300);
+        let _worker = broker.serve(ServeOptions::default().processes(1).time_limit(hard));
+        let pool = broker.pool("default").build().unwrap();
+        // Its token is never set (no soft limit): only the worker's hard default ends it.
+        let defaulted = pool.submit(until_token, ());
+        assert_eq!(
+            defaulted.result_timeout(Duration::from_secs(30)),
+            Err(TaskError::TimeLimit(hard))
+        );
+        let own = Duration::from_millis(600);
+        let longer = pool.submit_with(&SubmitOptions::new().time_limit(own), until_token, ());
+        assert_eq!(
+            longer.result_timeout(Duration::from_secs(30)),
+            Err(TaskError::TimeLimit(own)),
+            "a submit's own limit wins"
+        );
+        // Its own soft limit, with the worker's hard one still behind it.
+        let soft = SubmitOptions::new().soft_time_limit(Duration::from_millis(50));
+        let wrapped_up = pool.submit_with(&soft, until_token, ());
+        assert!(matches!(
+            wrapped_up.result_timeout(Duration::from_secs(30)),
+            Ok(Some(_))
+        ));
+        assert_eq!(
+            pool.submit(square, 5)
+                .result_timeout(Duration::from_secs(30)),
+            Ok(25)
+        );
+    }
+
+    #[test]
+    fn hard_and_memory_limits_without_processes_and_zero_limits_are_refused() {
+        let broker = MemoryBroker::new();
+        for options in [
+            ServeOptions::default().time_limit(Duration::from_secs(1)),
+            ServeOptions::default().memory_limit(1 << 30),
+            ServeOptions::default().processes(0),
+            ServeOptions::default().soft_time_limit(Duration::ZERO),
+        ] {
+            let stopped = broker.serve(options.clone()).stop();
+            assert!(
+                matches!(stopped, Err(ClusterError::InvalidSetting(_))),
+                "{options:?}: {stopped:?}"
+            );
+        }
+        let pool = broker.pool("default").build().unwrap();
+        let refused = pool.submit_with(&SubmitOptions::new().memory_limit(0), square, 1);
+        assert!(matches!(refused.result(), Err(TaskError::Transfer(_))));
+    }
 
     #[test]
     fn an_abort_sets_a_running_tasks_token_and_it_ends_cancelled_without_redis() {

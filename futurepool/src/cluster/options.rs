@@ -226,13 +226,18 @@ fn jitter(max: u64) -> u64 {
     hasher.finish() % (max + 1)
 }
 
-/// Options of one submit: a task id of your choosing and a retry policy.
+/// Options of one submit: a task id of your choosing, a retry policy, a delay, a lane, and
+/// limits on the run.
 ///
 /// # Examples
 ///
 /// ```
+/// use std::time::Duration;
 /// use futurepool::cluster::{RetryPolicy, SubmitOptions};
-/// let options = SubmitOptions::new().id("report-2026-12").retry(RetryPolicy::new(3));
+/// let options = SubmitOptions::new()
+///     .id("report-2026-12")
+///     .retry(RetryPolicy::new(3))
+///     .time_limit(Duration::from_secs(60));
 /// # drop(options);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -242,6 +247,88 @@ pub struct SubmitOptions {
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) when: Option<When>,
     pub(crate) priority: Priority,
+    pub(crate) limits: TaskLimits,
+}
+
+/// The limits on one run of a task: a submit's own (`SubmitOptions`), else the worker's
+/// defaults (`ServeOptions`). In a task's queue entry they are one optional field, `limits`:
+/// `HARD SOFT MEMORY` — milliseconds, milliseconds, bytes, each `-` when absent — so a task
+/// without limits carries nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TaskLimits {
+    pub(crate) time_limit: Option<Duration>,
+    pub(crate) soft_time_limit: Option<Duration>,
+    pub(crate) memory_limit: Option<u64>,
+}
+
+impl TaskLimits {
+    /// Whether no limit is set.
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == TaskLimits::default()
+    }
+
+    /// The entry's `limits` field, `None` without limits. Durations are whole milliseconds,
+    /// rounded up (a limit never strikes early).
+    pub(crate) fn wire(&self) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
+        let ms = |d: Option<Duration>| {
+            d.map_or("-".to_string(), |d| {
+                let ms = d.as_nanos().div_ceil(1_000_000);
+                u64::try_from(ms).unwrap_or(u64::MAX).to_string()
+            })
+        };
+        let bytes = self.memory_limit.map_or("-".to_string(), |b| b.to_string());
+        Some(format!(
+            "{} {} {bytes}",
+            ms(self.time_limit),
+            ms(self.soft_time_limit)
+        ))
+    }
+
+    /// Reads a `limits` field. A damaged part (another program wrote the entry) means no such
+    /// limit, never a failure of the task: the worker's default applies instead.
+    pub(crate) fn parse(field: &str) -> TaskLimits {
+        let mut parts = field.split(' ');
+        let mut next = || parts.next().and_then(|p| p.parse::<u64>().ok());
+        let time_limit = next().map(Duration::from_millis);
+        let soft_time_limit = next().map(Duration::from_millis);
+        let memory_limit = next().filter(|&b| b > 0);
+        TaskLimits {
+            time_limit,
+            soft_time_limit,
+            memory_limit,
+        }
+    }
+
+    /// These limits, each one not set here taken from `defaults`.
+    pub(crate) fn or(self, defaults: TaskLimits) -> TaskLimits {
+        TaskLimits {
+            time_limit: self.time_limit.or(defaults.time_limit),
+            soft_time_limit: self.soft_time_limit.or(defaults.soft_time_limit),
+            memory_limit: self.memory_limit.or(defaults.memory_limit),
+        }
+    }
+
+    /// Why a submit's limits are refused: a limit of zero would fail (or stop) every run.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let zero = |name: &str| {
+            Err(format!(
+                "SubmitOptions::{name}(0) would stop every run at once: give a limit above zero"
+            ))
+        };
+        if self.time_limit == Some(Duration::ZERO) {
+            return zero("time_limit");
+        }
+        if self.soft_time_limit == Some(Duration::ZERO) {
+            return zero("soft_time_limit");
+        }
+        if self.memory_limit == Some(0) {
+            return zero("memory_limit");
+        }
+        Ok(())
+    }
 }
 
 /// Which lane of the queue a task waits in: workers take `High` before `Normal` before `Low`.
@@ -402,6 +489,69 @@ impl SubmitOptions {
         self.when = Some(When::At(time));
         self
     }
+
+    /// This task's hard time limit, instead of the worker's
+    /// ([`ServeOptions::time_limit`](super::ServeOptions::time_limit)). On a worker running
+    /// tasks in processes ([`ServeOptions::processes`](super::ServeOptions::processes)), a run
+    /// still going `limit` after it started has its local process killed (and replaced), and
+    /// the task fails with [`TaskError::TimeLimit`](crate::TaskError::TimeLimit); it is not
+    /// retried by a [`RetryPolicy`] (a time limit is not the task's own failure). On a
+    /// thread-mode worker a thread cannot be killed: the limit then acts as a soft one (the
+    /// task's token is set at it) unless the task has a soft limit, and the worker says so on
+    /// stderr. Kept in whole milliseconds, rounded up; zero fails the submit with a
+    /// [`Transfer`](crate::TaskError::Transfer) error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = futurepool::cluster::SubmitOptions::new().time_limit(Duration::from_secs(30));
+    /// # drop(options);
+    /// ```
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.limits.time_limit = Some(limit);
+        self
+    }
+
+    /// This task's soft time limit, instead of the worker's
+    /// ([`ServeOptions::soft_time_limit`](super::ServeOptions::soft_time_limit)): `limit` after
+    /// the run started, [`current_token()`](crate::current_token) inside the task reads
+    /// cancelled, so it can clean up and return; its value stands. On both kinds of worker. A
+    /// hard [`time_limit`](Self::time_limit) still applies after it (in process mode).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = futurepool::cluster::SubmitOptions::new()
+    ///     .soft_time_limit(Duration::from_secs(10))
+    ///     .time_limit(Duration::from_secs(15));
+    /// # drop(options);
+    /// ```
+    pub fn soft_time_limit(mut self, limit: Duration) -> Self {
+        self.limits.soft_time_limit = Some(limit);
+        self
+    }
+
+    /// This task's memory limit in bytes, instead of the worker's
+    /// ([`ServeOptions::memory_limit`](super::ServeOptions::memory_limit)). On a worker running
+    /// tasks in processes, the local process running it is killed (and replaced) as soon as its
+    /// resident memory passes `bytes` while it runs, and the task fails with
+    /// [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit) naming the limit and what was
+    /// used; other tasks are unaffected. A thread-mode worker cannot measure one task's memory:
+    /// it runs the task without the limit and says so on stderr. Zero fails the submit with a
+    /// [`Transfer`](crate::TaskError::Transfer) error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = futurepool::cluster::SubmitOptions::new().memory_limit(512 << 20);
+    /// # drop(options);
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory_limit = Some(bytes);
+        self
+    }
 }
 
 #[cfg(test)]
@@ -437,6 +587,63 @@ mod tests {
             }
         );
         assert!(!WirePolicy::parse(&policy.wire(false)).unwrap().on_error);
+    }
+
+    #[test]
+    fn limits_round_trip_through_their_field_and_absent_ones_cost_nothing() {
+        assert_eq!(TaskLimits::default().wire(), None);
+        let limits = TaskLimits {
+            time_limit: Some(Duration::from_millis(1500)),
+            soft_time_limit: None,
+            memory_limit: Some(256 << 20),
+        };
+        let field = limits.wire().unwrap();
+        assert_eq!(field, "1500 - 268435456");
+        assert_eq!(TaskLimits::parse(&field), limits);
+        // Rounded up: a limit never strikes before it is due.
+        let tiny = TaskLimits {
+            soft_time_limit: Some(Duration::from_micros(1)),
+            ..TaskLimits::default()
+        };
+        assert_eq!(
+            TaskLimits::parse(&tiny.wire().unwrap()).soft_time_limit,
+            Some(Duration::from_millis(1))
+        );
+    }
+
+    #[test]
+    fn a_damaged_limits_field_means_the_workers_defaults() {
+        for field in ["", "x", "- - -", "1.5 x 0"] {
+            assert_eq!(TaskLimits::parse(field), TaskLimits::default(), "{field:?}");
+        }
+        let defaults = TaskLimits {
+            time_limit: Some(Duration::from_secs(9)),
+            soft_time_limit: Some(Duration::from_secs(8)),
+            memory_limit: Some(7),
+        };
+        let own = TaskLimits::parse("100 - -");
+        assert_eq!(
+            own.or(defaults),
+            TaskLimits {
+                time_limit: Some(Duration::from_millis(100)),
+                ..defaults
+            }
+        );
+    }
+
+    #[test]
+    fn zero_limits_are_refused_at_submit() {
+        assert!(SubmitOptions::new().memory_limit(0).limits.check().is_err());
+        assert!(SubmitOptions::new()
+            .time_limit(Duration::ZERO)
+            .limits
+            .check()
+            .is_err());
+        assert!(SubmitOptions::new()
+            .soft_time_limit(Duration::from_millis(1))
+            .limits
+            .check()
+            .is_ok());
     }
 
     #[test]

@@ -13,10 +13,15 @@
 //! | `L` | decimal delivery count | `TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries })` |
 //! | `C` | nothing | `TaskError::Cancelled`: the task was aborted (`Task::abort`) |
 //! | `F` | postcard bytes of the error a fallible task returned, passed on by the broker to the tasks chained after it (`submit_after`) | `TaskError::Failed(e)` |
+//! | `K` | decimal nanoseconds | `TaskError::TimeLimit(limit)`: its local process was killed at the hard limit |
+//! | `M` | decimal limit, space, decimal bytes used | `TaskError::MemoryLimit { limit, used }` |
+//! | `W` | `x` + exit code, `s` + signal, or `d` | `TaskError::WorkerLost(Exited / Signaled / Disconnected)`: the local process running it died |
 //! | `A` | decimal attempts, `:`, then one of the above | that outcome; the handle's `attempts()` is the count |
 //!
 //! `A` wraps the final outcome of a task submitted with a retry policy, and only those: an
 //! ordinary outcome is unchanged.
+
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -29,6 +34,9 @@ const GAVE_UP: u8 = b'L';
 const ATTEMPTS: u8 = b'A';
 const CANCELLED: u8 = b'C';
 const UPSTREAM_FAILED: u8 = b'F';
+const TIME_LIMIT: u8 = b'K';
+const MEMORY_LIMIT: u8 = b'M';
+const PROCESS_LOST: u8 = b'W';
 
 /// A value returned by the task function, already serialized.
 pub(crate) fn value(bytes: &[u8]) -> Vec<u8> {
@@ -51,6 +59,27 @@ pub(crate) fn transfer(reason: &str) -> Vec<u8> {
 /// same byte for a task it takes off the schedule).
 pub(crate) fn cancelled() -> Vec<u8> {
     vec![CANCELLED]
+}
+
+/// The local process running the task was killed at its hard time limit.
+pub(crate) fn time_limit(limit: Duration) -> Vec<u8> {
+    tagged(TIME_LIMIT, limit.as_nanos().to_string().as_bytes())
+}
+
+/// The local process running the task was killed for using `used` bytes, over `limit`.
+pub(crate) fn memory_limit(limit: u64, used: u64) -> Vec<u8> {
+    tagged(MEMORY_LIMIT, format!("{limit} {used}").as_bytes())
+}
+
+/// The local process running the task died (a crash, `exit`, a signal from elsewhere).
+pub(crate) fn process_lost(loss: WorkerLoss) -> Vec<u8> {
+    let payload = match loss {
+        WorkerLoss::Exited(code) => format!("x{code}"),
+        WorkerLoss::Signaled(signal) => format!("s{signal}"),
+        // `GaveUp` is the broker's (tag `L`); a local pool never reports it.
+        WorkerLoss::Disconnected | WorkerLoss::GaveUp { .. } => "d".to_string(),
+    };
+    tagged(PROCESS_LOST, payload.as_bytes())
 }
 
 /// The final outcome of a task with a retry policy, after `attempts` runs.
@@ -188,6 +217,37 @@ fn decode_value<V: DeserializeOwned, R, E>(
             Some(deliveries) => Err(TaskError::WorkerLost(WorkerLoss::GaveUp { deliveries })),
             None => Err(garbled("a dead-letter report without a delivery count")),
         },
+        TIME_LIMIT => match std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            Some(nanos) => Err(TaskError::TimeLimit(Duration::from_nanos(nanos))),
+            None => Err(garbled("a time-limit report without its limit")),
+        },
+        MEMORY_LIMIT => {
+            let numbers = std::str::from_utf8(payload).ok().and_then(|s| {
+                let (limit, used) = s.split_once(' ')?;
+                Some((limit.parse().ok()?, used.parse().ok()?))
+            });
+            match numbers {
+                Some((limit, used)) => Err(TaskError::MemoryLimit { limit, used }),
+                None => Err(garbled("a memory-limit report without its numbers")),
+            }
+        }
+        PROCESS_LOST => {
+            let text = std::str::from_utf8(payload).unwrap_or("");
+            let number = |s: &str| s.parse::<i32>().ok();
+            let loss = match text.split_at_checked(1) {
+                Some(("x", code)) => number(code).map(WorkerLoss::Exited),
+                Some(("s", signal)) => number(signal).map(WorkerLoss::Signaled),
+                Some(("d", "")) => Some(WorkerLoss::Disconnected),
+                _ => None,
+            };
+            match loss {
+                Some(loss) => Err(TaskError::WorkerLost(loss)),
+                None => Err(garbled("a lost-process report that does not decode")),
+            }
+        }
         other => Err(garbled(&format!(
             "an outcome with the unknown tag {other:#04x}"
         ))),
@@ -295,6 +355,36 @@ mod tests {
     }
 
     #[test]
+    fn a_process_mode_workers_limits_and_losses_decode() {
+        let limit = Duration::from_millis(300);
+        assert_eq!(
+            decode::<u8, ()>(&time_limit(limit)),
+            Err(TaskError::TimeLimit(limit))
+        );
+        assert_eq!(
+            decode::<u8, ()>(&memory_limit(256 << 20, 300 << 20)),
+            Err(TaskError::MemoryLimit {
+                limit: 256 << 20,
+                used: 300 << 20
+            })
+        );
+        for loss in [
+            WorkerLoss::Exited(3),
+            WorkerLoss::Signaled(9),
+            WorkerLoss::Disconnected,
+        ] {
+            assert_eq!(
+                decode::<u8, ()>(&process_lost(loss)),
+                Err(TaskError::WorkerLost(loss))
+            );
+        }
+        assert_eq!(
+            decode::<u8, ()>(&with_attempts(1, &time_limit(limit))),
+            Err(TaskError::TimeLimit(limit))
+        );
+    }
+
+    #[test]
     fn attempts_wrap_any_outcome() {
         let inner = value(&postcard::to_stdvec(&5u8).unwrap());
         let wrapped = with_attempts(3, &inner);
@@ -316,6 +406,14 @@ mod tests {
             b"V\x05\x06",
             b"A",
             b"A2:",
+            b"K",
+            b"Kx",
+            b"M1",
+            b"M1 x",
+            b"W",
+            b"Wq1",
+            b"Wd1",
+            b"Wsx",
         ] {
             assert!(matches!(
                 decode::<u64, ()>(bytes),

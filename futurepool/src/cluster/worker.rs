@@ -4,13 +4,16 @@
 //! Threads, each with its own broker connection where it needs one:
 //! - the *fetcher* (the thread that called `serve`) reads up to `threads + prefetch` tasks with
 //!   one `XREADGROUP COUNT n`, and stops on a signal;
-//! - `threads` *executors* run tasks through the function registry;
+//! - `threads` *executors* run tasks through the function registry — or, in process mode
+//!   ([`ServeOptions::processes`]), one executor per local worker process hands each task to a
+//!   local [`ProcessPool`](crate::ProcessPool) and waits for its answer;
 //! - the *completer* publishes finished tasks in batches (one script call acknowledges and
 //!   publishes them all);
 //! - the *keeper* heartbeats every quarter lease (extending the lease of everything this worker
 //!   holds, running or prefetched), reaps tasks of lost workers into free capacity, and every
 //!   [`ABORT_POLL`] asks the broker which of the tasks it holds were aborted: it sets a running
-//!   one's token and completes a prefetched one cancelled.
+//!   one's token (in process mode it also aborts the local task, killing its process) and
+//!   completes a prefetched one cancelled.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,12 +22,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::backend::{Backend, BrokerError, Completion, Connection, Delivery, PoolConfig};
-use super::options::WirePolicy;
+use super::options::{TaskLimits, WirePolicy};
 use super::redis::{redact, RedisBackend};
 use super::retry::{send_pinning, Retry, Stop};
 use super::status::plural;
 use super::{outcome, signals, ClusterError, DEFAULT_POOL};
-use crate::error::{Panic, Reason};
+use crate::error::{Panic, Reason, TaskError};
 use crate::registry;
 
 /// Most tasks one fetch asks for.
@@ -39,14 +42,16 @@ const STOP_PATIENCE: Duration = Duration::from_secs(10);
 const ABORT_POLL: Duration = Duration::from_millis(250);
 /// Default for [`ServeOptions::patience`].
 const DEFAULT_PATIENCE: Duration = Duration::from_secs(600);
-/// Bounds of [`ServeOptions::threads`] and [`ServeOptions::prefetch`].
+/// Bounds of [`ServeOptions::threads`] (and [`ServeOptions::processes`]) and
+/// [`ServeOptions::prefetch`].
 const MAX_THREADS: usize = 4096;
 const MAX_PREFETCH: usize = 100_000;
 /// The environment variable that turns a program calling `futurepool::init()` into a cluster
 /// worker (`FUTUREPOOL_WORKER` is the process pool's).
 pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_CLUSTER_WORKER";
 
-/// How a worker runs: which pool, how many threads, how far ahead it fetches.
+/// How a worker runs: which pool, on how many threads (or local processes), how far ahead it
+/// fetches, and the default limits of its tasks.
 ///
 /// # Examples
 ///
@@ -63,6 +68,10 @@ pub struct ServeOptions {
     handle_signals: bool,
     max_payload: Option<usize>,
     patience: Duration,
+    /// Run tasks in a local process pool of this many processes instead of on threads.
+    processes: Option<usize>,
+    /// The worker's default limits; a task's own (`SubmitOptions`) win.
+    limits: TaskLimits,
 }
 
 impl Default for ServeOptions {
@@ -74,6 +83,8 @@ impl Default for ServeOptions {
             handle_signals: true,
             max_payload: None,
             patience: DEFAULT_PATIENCE,
+            processes: None,
+            limits: TaskLimits::default(),
         }
     }
 }
@@ -176,14 +187,113 @@ impl ServeOptions {
         self
     }
 
+    /// Runs each task in a local [`ProcessPool`](crate::ProcessPool) of `n` worker processes
+    /// (this same program, started again: `futurepool::init()` must be the first line of
+    /// `main`) instead of on this process's threads: `n` tasks run at once, and
+    /// [`threads`](Self::threads) is ignored. Linux only.
+    ///
+    /// What processes add: a task that crashes or aborts its process fails alone, with
+    /// [`TaskError::WorkerLost`](crate::TaskError::WorkerLost) naming the exit code or signal
+    /// (the cluster worker lives on, a fresh process replaces the dead one; the task is not
+    /// delivered again); [`Task::abort`](crate::Task::abort) kills the process running the task,
+    /// whether or not the task reads its token; and hard [`time_limit`](Self::time_limit)s and
+    /// [`memory_limit`](Self::memory_limit)s are enforced. The price: each task's argument and
+    /// result cross one more pipe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = futurepool::cluster::ServeOptions::default().processes(4);
+    /// assert_eq!(options.process_count(), Some(4));
+    /// ```
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// The number of local worker processes, in process mode ([`processes`](Self::processes)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(futurepool::cluster::ServeOptions::default().process_count(), None);
+    /// ```
+    pub fn process_count(&self) -> Option<usize> {
+        self.processes
+    }
+
+    /// The hard time limit of every task that has none of its own
+    /// ([`SubmitOptions::time_limit`](super::SubmitOptions::time_limit)): a task still running
+    /// `limit` after it started has its local process killed and replaced, and fails with
+    /// [`TaskError::TimeLimit`](crate::TaskError::TimeLimit) (not retried). Needs
+    /// [`processes`](Self::processes): a thread cannot be killed, so [`serve`] refuses it
+    /// without.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = futurepool::cluster::ServeOptions::default()
+    ///     .processes(2)
+    ///     .time_limit(Duration::from_secs(300));
+    /// # drop(options);
+    /// ```
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.limits.time_limit = Some(limit);
+        self
+    }
+
+    /// The soft time limit of every task that has none of its own
+    /// ([`SubmitOptions::soft_time_limit`](super::SubmitOptions::soft_time_limit)): `limit`
+    /// after a task started, [`current_token()`](crate::current_token) inside it reads
+    /// cancelled, so it can clean up and return (its value stands). In both modes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = futurepool::cluster::ServeOptions::default()
+    ///     .soft_time_limit(Duration::from_secs(60));
+    /// # drop(options);
+    /// ```
+    pub fn soft_time_limit(mut self, limit: Duration) -> Self {
+        self.limits.soft_time_limit = Some(limit);
+        self
+    }
+
+    /// The memory limit (bytes of resident memory) of every task that has none of its own
+    /// ([`SubmitOptions::memory_limit`](super::SubmitOptions::memory_limit)): a local process
+    /// passing it while it runs a task is killed at once and replaced, and that task fails with
+    /// [`TaskError::MemoryLimit`](crate::TaskError::MemoryLimit); other tasks are unaffected.
+    /// Polled every 10 ms, as [`ProcessPoolBuilder::memory_limit`](crate::ProcessPoolBuilder::memory_limit).
+    /// Needs [`processes`](Self::processes): threads share one process's memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let options = futurepool::cluster::ServeOptions::default()
+    ///     .processes(2)
+    ///     .memory_limit(1 << 30);
+    /// # drop(options);
+    /// ```
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.limits.memory_limit = Some(bytes);
+        self
+    }
+
     /// The pool it serves.
     pub(crate) fn pool_name(&self) -> &str {
         &self.pool
     }
 
+    /// How many tasks run at once: one per thread, or one per local process.
+    fn executors(&self) -> usize {
+        self.processes.unwrap_or(self.threads)
+    }
+
     fn capacity(&self) -> usize {
-        self.threads
-            .saturating_add(self.prefetch.unwrap_or(self.threads.saturating_mul(4)))
+        let running = self.executors();
+        running.saturating_add(self.prefetch.unwrap_or(running.saturating_mul(4)))
     }
 
     /// Checks the options before anything starts; the error names the option and its range.
@@ -205,6 +315,34 @@ impl ServeOptions {
                 "max_payload(0) would fail every result: give a number of bytes >= 1".into(),
             );
         }
+        match self.processes {
+            Some(n) if n == 0 || n > MAX_THREADS => {
+                return invalid(format!(
+                    "processes({n}) is out of range: it must be between 1 and {MAX_THREADS}"
+                ))
+            }
+            Some(_) if !cfg!(target_os = "linux") => {
+                return invalid("processes(n) needs Linux (the process pool is Linux only)".into())
+            }
+            Some(_) => {}
+            None => {
+                if let Some(limit) = self.limits.time_limit {
+                    return invalid(format!(
+                        "time_limit({limit:?}) needs processes(n): a thread cannot be killed \
+                         (use soft_time_limit for a thread-mode worker)"
+                    ));
+                }
+                if let Some(bytes) = self.limits.memory_limit {
+                    return invalid(format!(
+                        "memory_limit({bytes}) needs processes(n): threads share one process's \
+                         memory, so one task's use cannot be measured"
+                    ));
+                }
+            }
+        }
+        if let Err(why) = self.limits.check() {
+            return invalid(why.replace("SubmitOptions", "ServeOptions"));
+        }
         Ok(())
     }
 }
@@ -221,12 +359,16 @@ impl ServeOptions {
 ///
 /// Inside a task, [`current_token`](crate::current_token) is the task's token: it reads
 /// cancelled within about a second of a client's [`Task::abort`](crate::Task::abort) on the task,
-/// whose value is then discarded (it ends cancelled, and is not retried).
+/// whose value is then discarded (it ends cancelled, and is not retried), and once the task's
+/// soft time limit passed. In process mode ([`ServeOptions::processes`]) an abort also kills the
+/// local process running the task.
 ///
 /// # Errors
 ///
-/// [`ClusterError::InvalidSetting`] for an option out of range (more than 4,096 threads, a
-/// prefetch over 100,000, `max_payload(0)`); [`ClusterError::InvalidUrl`] for a URL that cannot
+/// [`ClusterError::InvalidSetting`] for an option out of range (more than 4,096 threads or
+/// processes, a prefetch over 100,000, `max_payload(0)`, a zero limit, a hard time limit or a
+/// memory limit without `processes`, `processes` off Linux or in a program whose `main` did not
+/// call `futurepool::init()`); [`ClusterError::InvalidUrl`] for a URL that cannot
 /// name a Redis server;
 /// [`ClusterError::Refused`] when the broker refuses this worker (no or wrong password);
 /// [`ClusterError::Rejected`] when the broker rejects what the worker needs (e.g. the queue key
@@ -272,12 +414,15 @@ pub(crate) fn serve_on(
         eprintln!("{label}: stopped by a signal before it could connect");
         return Ok(());
     };
-    let description = format!(
-        "{}:{} threads={}",
-        hostname(),
-        std::process::id(),
-        options.threads
-    );
+    let description = match options.processes {
+        Some(n) => format!("{}:{} processes={n}", hostname(), std::process::id()),
+        None => format!(
+            "{}:{} threads={}",
+            hostname(),
+            std::process::id(),
+            options.threads
+        ),
+    };
     let Some(name) = retry_until_stopped(&mut startup, "register", &stopped, || {
         fetcher.register_worker(&description)
     })?
@@ -286,6 +431,13 @@ pub(crate) fn serve_on(
         return Ok(());
     };
     let broker_limit = fetcher.max_payload();
+    let local = match start_local_pool(&options) {
+        Ok(local) => local,
+        Err(error) => {
+            let _ = fetcher.retire_worker(&name);
+            return Err(error);
+        }
+    };
     let shared = Arc::new(Worker {
         label: format!("futurepool worker {name}"),
         name,
@@ -296,6 +448,9 @@ pub(crate) fn serve_on(
             .map_or(broker_limit, |m| m.min(broker_limit)),
         patience: options.patience,
         stop: stop_flag,
+        local,
+        limits: options.limits,
+        warned_unenforced: AtomicBool::new(false),
         state: Mutex::new(State::default()),
         work_ready: Condvar::new(),
         space_free: Condvar::new(),
@@ -305,19 +460,23 @@ pub(crate) fn serve_on(
         tracing::Level::INFO,
         pool = %shared.pool,
         worker = %shared.name,
-        threads = options.threads,
+        threads = options.executors(),
         "worker started"
     );
+    let running = options.executors() as u64;
     eprintln!(
         "{}: serving pool {:?} at {} with {} {} (SIGTERM or SIGINT stops it cleanly)",
         shared.label,
         shared.pool,
         shown,
-        options.threads,
-        plural(options.threads as u64, "thread", "threads"),
+        running,
+        match options.processes {
+            Some(_) => plural(running, "local process", "local processes"),
+            None => plural(running, "thread", "threads"),
+        },
     );
     let mut threads = Vec::new();
-    for _ in 0..options.threads {
+    for _ in 0..options.executors() {
         threads.push(start_executor(&shared)?);
     }
     let completer_connection = connect_until_stopped(backend, &mut startup, &stopped);
@@ -437,18 +596,19 @@ fn stop(
 }
 
 /// The variables that make a program calling `futurepool::init()` a cluster worker.
-const WORKER_VARIABLES: [&str; 4] = [
+const WORKER_VARIABLES: [&str; 5] = [
     WORKER_ENV,
     "FUTUREPOOL_POOL",
     "FUTUREPOOL_THREADS",
     "FUTUREPOOL_PREFETCH",
+    "FUTUREPOOL_PROCESSES",
 ];
 
 /// Serves as a cluster worker if `FUTUREPOOL_CLUSTER_WORKER` is set, then exits the process
 /// (status 0 after a clean stop, 2 with the error on stderr otherwise, e.g. for a value that is
 /// not a Redis URL); returns otherwise. Called by `futurepool::init()`. `FUTUREPOOL_POOL`,
-/// `FUTUREPOOL_THREADS` and `FUTUREPOOL_PREFETCH` override the pool name, the thread count and
-/// the prefetch.
+/// `FUTUREPOOL_THREADS`, `FUTUREPOOL_PREFETCH` and `FUTUREPOOL_PROCESSES` override the pool
+/// name, the thread count, the prefetch and turn on process mode with that many processes.
 ///
 /// The variables are removed from the environment once read: a task that starts another
 /// futurepool-based program must not turn it into a second worker of the pool.
@@ -457,10 +617,11 @@ pub(crate) fn serve_if_requested() {
         return;
     };
     let read = |name: &str| std::env::var(name).ok();
-    let (pool, threads, prefetch) = (
+    let (pool, threads, prefetch, processes) = (
         read("FUTUREPOOL_POOL"),
         read("FUTUREPOOL_THREADS"),
         read("FUTUREPOOL_PREFETCH"),
+        read("FUTUREPOOL_PROCESSES"),
     );
     for name in WORKER_VARIABLES {
         // A program a task starts must not become a cluster worker too (issue 9, case 11).
@@ -494,6 +655,9 @@ pub(crate) fn serve_if_requested() {
     if let Some(prefetch) = number("FUTUREPOOL_PREFETCH", prefetch) {
         options = options.prefetch(prefetch);
     }
+    if let Some(processes) = number("FUTUREPOOL_PROCESSES", processes) {
+        options = options.processes(processes);
+    }
     match serve(&url, options) {
         Ok(()) => std::process::exit(0),
         Err(error) => {
@@ -514,6 +678,12 @@ struct Worker {
     patience: Duration,
     /// Set to stop an in-process worker (besides SIGTERM and SIGINT).
     stop: Option<Arc<AtomicBool>>,
+    /// Process mode: the local pool every task runs in.
+    local: Option<LocalPool>,
+    /// The default limits of a task without its own.
+    limits: TaskLimits,
+    /// Whether a thread-mode worker already said it cannot enforce a task's hard or memory limit.
+    warned_unenforced: AtomicBool,
     state: Mutex<State>,
     /// Executors wait here for tasks.
     work_ready: Condvar,
@@ -521,6 +691,92 @@ struct Worker {
     space_free: Condvar,
     /// The completer waits here for finished tasks.
     completed: Condvar,
+}
+
+/// A task an executor runs.
+struct RunningTask {
+    task_id: String,
+    /// The flag its token reads, set when it is aborted.
+    aborted: Arc<AtomicBool>,
+    /// In process mode, its task in the local pool (set once submitted there).
+    local: Option<LocalTask>,
+}
+
+/// Process mode's local pool. Off Linux `validate` refuses `processes`, so none exists there.
+#[cfg(target_os = "linux")]
+struct LocalPool(crate::ProcessPool);
+#[cfg(not(target_os = "linux"))]
+enum LocalPool {}
+
+/// A task in the local pool.
+#[cfg(target_os = "linux")]
+#[derive(Clone)]
+struct LocalTask(crate::Task<crate::process_pool::RawAnswer>);
+#[cfg(not(target_os = "linux"))]
+#[derive(Clone)]
+enum LocalTask {}
+
+/// The local pool of `options`, in process mode. It has no limits of its own: each task is
+/// submitted with its own, or the worker's defaults.
+fn start_local_pool(options: &ServeOptions) -> Result<Option<LocalPool>, ClusterError> {
+    #[cfg(target_os = "linux")]
+    if let Some(n) = options.processes {
+        return crate::ProcessPool::builder()
+            .max_workers(n)
+            .build()
+            .map(|pool| Some(LocalPool(pool)))
+            .map_err(|error| {
+                ClusterError::InvalidSetting(Reason::new(format!(
+                    "processes({n}): cannot start the local process pool: {error}"
+                )))
+            });
+    }
+    let _ = options;
+    Ok(None)
+}
+
+#[cfg(target_os = "linux")]
+impl LocalPool {
+    fn submit(&self, function: &str, arg: Vec<u8>, limits: TaskLimits) -> LocalTask {
+        let limits = crate::process_pool::RawLimits {
+            time_limit: limits.time_limit,
+            soft_time_limit: limits.soft_time_limit,
+            memory_limit: limits.memory_limit,
+        };
+        LocalTask(self.0.submit_raw(function, arg, limits))
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl LocalTask {
+    /// Kills the local process running it; it ends `Cancelled`.
+    fn abort(&self) {
+        self.0.abort();
+    }
+
+    /// Waits for its end: bounded by the task itself, as a thread-mode executor running it is
+    /// (and by its time limit, if it has one).
+    fn answer(&self) -> Result<crate::process_pool::RawAnswer, TaskError> {
+        self.0.result()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+impl LocalPool {
+    fn submit(&self, _: &str, _: Vec<u8>, _: TaskLimits) -> LocalTask {
+        match *self {}
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+impl LocalTask {
+    fn abort(&self) {
+        match *self {}
+    }
+
+    fn answer(&self) -> Result<Result<Vec<u8>, registry::InvokeError>, TaskError> {
+        match *self {}
+    }
 }
 
 #[derive(Default)]
@@ -533,8 +789,8 @@ struct State {
     entries: HashSet<String>,
     /// Finished, not yet published.
     finished: Vec<Completion>,
-    /// Running now: entry → (task id, the flag its token reads, set when it is aborted).
-    running: HashMap<String, (String, Arc<AtomicBool>)>,
+    /// Running now, by entry.
+    running: HashMap<String, RunningTask>,
     executors_running: usize,
     stopping: bool,
     /// The permanent error that stops this worker.
@@ -597,16 +853,19 @@ impl Worker {
     }
 
     /// The broker says these tasks were aborted: a running one's token is set (it ends
-    /// cancelled when it returns), a fetched one not started yet is completed cancelled.
+    /// cancelled when it returns; in process mode its local task is aborted, killing the process
+    /// running it), a fetched one not started yet is completed cancelled.
     fn stop_aborted(&self, task_ids: &[String]) {
         if task_ids.is_empty() {
             return;
         }
         let aborted: HashSet<&str> = task_ids.iter().map(String::as_str).collect();
         let mut state = self.lock();
-        for (task_id, flag) in state.running.values() {
-            if aborted.contains(task_id.as_str()) {
-                flag.store(true, Ordering::Release);
+        let mut local_aborts = Vec::new();
+        for running in state.running.values() {
+            if aborted.contains(running.task_id.as_str()) {
+                running.aborted.store(true, Ordering::Release);
+                local_aborts.extend(running.local.clone());
             }
         }
         let (stopped, kept): (VecDeque<Delivery>, VecDeque<Delivery>) =
@@ -617,9 +876,30 @@ impl Worker {
         let any = !stopped.is_empty();
         state.finished.extend(stopped.into_iter().map(cancelled));
         drop(state);
+        // Outside the worker's lock: an abort takes the local pool's.
+        for local in local_aborts {
+            local.abort();
+        }
         if any {
             self.completed.notify_all();
         }
+    }
+
+    /// A thread-mode task's soft time limit: its own or the worker's, else its hard limit (a
+    /// thread cannot be killed, so the hard limit can only ask it to stop). Says once on stderr
+    /// that such a worker enforces no hard or memory limit.
+    fn thread_soft_limit(&self, delivery: &Delivery, limits: TaskLimits) -> Option<Duration> {
+        let unenforced = limits.time_limit.is_some() || limits.memory_limit.is_some();
+        if unenforced && !self.warned_unenforced.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "{}: task {} has a hard time limit or a memory limit, which a worker running \
+                 tasks on threads cannot enforce (a thread cannot be killed, nor its memory \
+                 measured): its hard limit only sets its token, as a soft one, and a memory \
+                 limit is ignored; serve with processes(n) to enforce both (said once)",
+                self.label, delivery.task_id
+            );
+        }
+        limits.soft_time_limit.or(limits.time_limit)
     }
 
     /// A stop signal, or this in-process worker's stop flag.
@@ -782,7 +1062,11 @@ fn executor(worker: &Arc<Worker>) {
                     let flag = Arc::new(AtomicBool::new(false));
                     state.running.insert(
                         delivery.entry.clone(),
-                        (delivery.task_id.clone(), flag.clone()),
+                        RunningTask {
+                            task_id: delivery.task_id.clone(),
+                            aborted: flag.clone(),
+                            local: None,
+                        },
                     );
                     break (delivery, flag);
                 }
@@ -803,13 +1087,33 @@ fn executor(worker: &Arc<Worker>) {
             worker,
             delivery: Some(delivery),
         };
-        let task = running.delivery.as_ref().expect("just set");
-        let (outcome, dead_letter) = {
-            // `current_token()` inside the task reads the flag the keeper sets on an abort, as
-            // a thread-pool task reads its own state.
-            let _current = crate::token::enter(aborted.clone());
-            run(task, worker.max_payload)
+        let limits = running
+            .delivery
+            .as_ref()
+            .and_then(|d| d.limits.as_deref())
+            .map_or(TaskLimits::default(), TaskLimits::parse)
+            .or(worker.limits);
+        let (outcome, dead_letter) = match &worker.local {
+            Some(local) => {
+                let task = running.delivery.as_mut().expect("just set");
+                let arg = std::mem::take(&mut task.arg);
+                run_in_process(worker, local, task, arg, &aborted, limits)
+            }
+            None => {
+                let task = running.delivery.as_ref().expect("just set");
+                let soft = worker.thread_soft_limit(task, limits);
+                // `current_token()` inside the task reads the flag the keeper sets on an
+                // abort, as a thread-pool task reads its own state, and the soft limit.
+                let _current = crate::token::enter(aborted.clone());
+                match soft {
+                    Some(soft) => {
+                        crate::token::with_soft_time_limit(soft, || run(task, worker.max_payload))
+                    }
+                    None => run(task, worker.max_payload),
+                }
+            }
         };
+        let task = running.delivery.as_ref().expect("still held");
         worker.lock().running.remove(&task.entry);
         if aborted.load(Ordering::Acquire) {
             // Aborted while it ran: whatever it returned is discarded, and it is not retried.
@@ -855,43 +1159,118 @@ fn run(delivery: &Delivery, max_payload: usize) -> (Vec<u8>, Option<String>) {
     if let Some(refusal) = signature_mismatch(delivery) {
         return (outcome::transfer(&refusal), Some(refusal));
     }
-    let too_large = |bytes: usize| {
-        outcome::transfer(&format!(
-            "the result of {} is {bytes} bytes, more than the {max_payload} the broker accepts \
-             (its proto-max-bulk-len, or ServeOptions::max_payload): return a reference to the \
-             data (a path, a key, a URL) instead",
-            delivery.function,
-        ))
-    };
-    let outcome = match crate::panic::catch(|| registry::invoke(&delivery.function, &delivery.arg))
-    {
+    match crate::panic::catch(|| registry::invoke(&delivery.function, &delivery.arg)) {
+        Ok(answer) => encode(delivery, answer, max_payload),
+        Err(panic) => {
+            let outcome = outcome::panicked(&Panic::new(
+                format!(
+                    "{} (while decoding its argument, or encoding or dropping its result)",
+                    panic.message()
+                ),
+                panic.location().map(str::to_string),
+            ));
+            within_payload(delivery, outcome, max_payload)
+        }
+    }
+}
+
+/// Runs one task in the worker's local process pool (process mode) and encodes its end as
+/// [`run`] would have, plus the ends only a process has: its hard time limit, its memory
+/// limit, the death of its process. The local task is made abortable first: the keeper
+/// aborts it (killing its process) when the broker says the task was aborted.
+fn run_in_process(
+    worker: &Worker,
+    local: &LocalPool,
+    delivery: &Delivery,
+    arg: Vec<u8>,
+    aborted: &AtomicBool,
+    limits: TaskLimits,
+) -> (Vec<u8>, Option<String>) {
+    if let Some(refusal) = signature_mismatch(delivery) {
+        return (outcome::transfer(&refusal), Some(refusal));
+    }
+    let task = local.submit(&delivery.function, arg, limits);
+    if let Some(running) = worker.lock().running.get_mut(&delivery.entry) {
+        running.local = Some(task.clone());
+    }
+    // An abort the keeper saw before the handle was stored set only the flag.
+    if aborted.load(Ordering::Acquire) {
+        task.abort();
+    }
+    match task.answer() {
+        Ok(answer) => encode(delivery, answer, worker.max_payload),
+        Err(error) => {
+            let outcome = match error {
+                TaskError::Cancelled => outcome::cancelled(),
+                TaskError::Panicked(panic) => outcome::panicked(&panic),
+                TaskError::TimeLimit(limit) => outcome::time_limit(limit),
+                TaskError::MemoryLimit { limit, used } => outcome::memory_limit(limit, used),
+                TaskError::WorkerLost(loss) => outcome::process_lost(loss),
+                TaskError::Transfer(why) => outcome::transfer(&why.to_string()),
+                other => {
+                    // The local pool broke (its processes cannot start) or shut down: this
+                    // task's client hears why; the log says it for every task.
+                    eprintln!(
+                        "{}: the local process pool could not run task {}: {other}",
+                        worker.label, delivery.task_id
+                    );
+                    outcome::transfer(&format!(
+                        "the worker's local process pool could not run the task: {other}"
+                    ))
+                }
+            };
+            within_payload(delivery, outcome, worker.max_payload)
+        }
+    }
+}
+
+/// The outcome of a task whose function ran (or could not be run) through the registry, here
+/// or in a local process: the same bytes either way.
+fn encode(
+    delivery: &Delivery,
+    answer: Result<Vec<u8>, registry::InvokeError>,
+    max_payload: usize,
+) -> (Vec<u8>, Option<String>) {
+    let outcome = match answer {
         // Checked before the tagged copy: a result of hundreds of megabytes is not copied again.
-        Ok(Ok(bytes)) if bytes.len() >= max_payload => return (too_large(bytes.len()), None),
-        Ok(Ok(bytes)) => outcome::value(&bytes),
-        Ok(Err(registry::InvokeError::Panicked(panic))) => outcome::panicked(&panic),
+        Ok(bytes) if bytes.len() >= max_payload => {
+            return (too_large(delivery, bytes.len(), max_payload), None)
+        }
+        Ok(bytes) => outcome::value(&bytes),
+        Err(registry::InvokeError::Panicked(panic)) => outcome::panicked(&panic),
         // A task this worker cannot run at all: its client hears why, and the dead letters
         // keep a record of it.
-        Ok(Err(
+        Err(
             error @ (registry::InvokeError::UnknownFunction(_)
             | registry::InvokeError::BadArgument(_)),
-        )) => {
+        ) => {
             let why = error.to_string();
             return (outcome::transfer(&why), Some(why));
         }
-        Ok(Err(other)) => outcome::transfer(&other.to_string()),
-        Err(panic) => outcome::panicked(&Panic::new(
-            format!(
-                "{} (while decoding its argument, or encoding or dropping its result)",
-                panic.message()
-            ),
-            panic.location().map(str::to_string),
-        )),
+        Err(other) => outcome::transfer(&other.to_string()),
     };
+    within_payload(delivery, outcome, max_payload)
+}
+
+/// A panic message or an error too large to publish becomes a transfer error that fits.
+fn within_payload(
+    delivery: &Delivery,
+    outcome: Vec<u8>,
+    max_payload: usize,
+) -> (Vec<u8>, Option<String>) {
     if outcome.len() > max_payload {
-        // A panic message or an error too large to publish.
-        return (too_large(outcome.len()), None);
+        return (too_large(delivery, outcome.len(), max_payload), None);
     }
     (outcome, None)
+}
+
+fn too_large(delivery: &Delivery, bytes: usize, max_payload: usize) -> Vec<u8> {
+    outcome::transfer(&format!(
+        "the result of {} is {bytes} bytes, more than the {max_payload} the broker accepts \
+         (its proto-max-bulk-len, or ServeOptions::max_payload): return a reference to the \
+         data (a path, a key, a URL) instead",
+        delivery.function,
+    ))
 }
 
 /// Applies a task's retry policy (the entry's `retry` field) to the outcome of its run after
@@ -1053,7 +1432,7 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
             let held_tasks: Vec<String> = state
                 .running
                 .values()
-                .map(|(task_id, _)| task_id.clone())
+                .map(|running| running.task_id.clone())
                 .chain(state.local.iter().map(|d| d.task_id.clone()))
                 .collect();
             (entries, free, held_tasks)

@@ -14,7 +14,8 @@ use crate::registry;
 use crate::task::Task;
 
 use super::sink::{Plain, Sink, TaskSink};
-use super::{encode_call, enqueue_on, state, ProcessPool};
+use super::state::{self, Limits};
+use super::{encode_call, enqueue_on, ProcessPool};
 
 impl ProcessPool {
     /// Runs `f(value)` in a worker process once `upstream` has finished with a value, and
@@ -82,10 +83,15 @@ impl ProcessPool {
             self.counters.clone(),
         ));
         let shared = Arc::clone(&self.shared);
-        let (time_limit, soft_limit) = (shared.config.time_limit, shared.config.soft_time_limit);
+        let config = &shared.config;
+        let limits = Limits::new(
+            config.time_limit,
+            config.soft_time_limit,
+            config.memory_limit,
+        );
         upstream.add_done_callback(move |upstream| match upstream.try_result() {
             Some(Ok(value)) => match encode_call(function, &value) {
-                Ok(work) => enqueue_on(&shared, work, sink, time_limit, soft_limit),
+                Ok(work) => enqueue_on(&shared, work, sink, limits),
                 Err(error) => sink.fail(error),
             },
             _ if upstream.is_cancelled() => sink.cancel(),

@@ -203,9 +203,10 @@ fn write_calls(shared: &Arc<Shared>, id: u64, mut calls: PipeWriter, written: &A
                     if slot.in_flight.is_empty() {
                         slot.front_started = Instant::now();
                     }
-                    // A memory limit is polled while any call runs.
-                    let limited = shared.config.memory_limit.is_some()
-                        || batch.iter().any(|p| p.limits.any());
+                    // A memory limit is polled while a call carrying one runs.
+                    let limited = batch
+                        .iter()
+                        .any(|p| p.limits.any() || p.limits.memory().is_some());
                     slot.in_flight
                         .extend(batch.drain(..).zip(&offsets).map(|(p, &offset)| InFlight {
                             work: p.work,
@@ -647,8 +648,9 @@ fn serve_answers(
             slot.front_started = now;
             // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
             slot.kill_if_front_aborted();
-            if slot.in_flight.front().is_some_and(|f| f.limits.any()) {
-                // A new call's clock started: the supervisor must time it.
+            if slot.in_flight.front().is_some_and(|f| f.watched()) {
+                // A new call's clock started (or its memory counts now): the supervisor must
+                // watch it.
                 shared.supervisor_wake.notify_one();
             }
             if let Some(threshold) = shared.config.max_memory_per_child {

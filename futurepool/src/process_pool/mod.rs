@@ -9,7 +9,8 @@
 //! - `process.rs`: a worker's death (pidfd), its process group, its pipes' ends as the pool
 //!   reads them;
 //! - `spawn.rs`: starting a worker process; `worker.rs`: the worker's side, and [`init`];
-//! - `sink.rs`: how answers become typed task outcomes.
+//! - `sink.rs`: how answers become typed task outcomes;
+//! - `raw.rs`: calls by registered name with argument bytes, for process-mode cluster workers.
 
 mod builder;
 mod chain;
@@ -17,6 +18,8 @@ mod connection;
 mod items;
 mod map;
 mod process;
+#[cfg(feature = "cluster")]
+mod raw;
 mod sink;
 mod spawn;
 mod state;
@@ -39,6 +42,8 @@ use crate::task::Task;
 
 pub use self::builder::ProcessPoolBuilder;
 pub use self::map::{ProcessMap, ProcessMapUnordered};
+#[cfg(feature = "cluster")]
+pub(crate) use self::raw::{RawAnswer, RawLimits};
 pub use self::worker::init;
 #[doc(hidden)]
 pub use self::worker::test_support_start;
@@ -454,7 +459,25 @@ impl ProcessPool {
         time_limit: Option<Duration>,
         soft_limit: Option<Duration>,
     ) {
-        enqueue_on(&self.shared, work, sink, time_limit, soft_limit);
+        let memory_limit = self.shared.config.memory_limit;
+        self.enqueue_limited(work, sink, time_limit, soft_limit, memory_limit);
+    }
+
+    /// [`enqueue`](Self::enqueue) with the call's own memory limit instead of the pool's.
+    fn enqueue_limited(
+        &self,
+        work: Work,
+        sink: Box<dyn Sink>,
+        time_limit: Option<Duration>,
+        soft_limit: Option<Duration>,
+        memory_limit: Option<u64>,
+    ) {
+        enqueue_on(
+            &self.shared,
+            work,
+            sink,
+            Limits::new(time_limit, soft_limit, memory_limit),
+        );
     }
 
     /// Shuts the pool down: later submits fail with [`TaskError::ShutDown`]; with
@@ -693,13 +716,7 @@ fn encode_call<A: Payload>(function: u32, arg: &A) -> Result<Work, TaskError> {
 
 /// Queues `work` on the pool behind `shared`, or fails `sink` (too large for a frame, or the
 /// pool is shut down). Needs no `ProcessPool`: chained submits queue from a done-callback.
-fn enqueue_on(
-    shared: &Shared,
-    work: Work,
-    sink: Box<dyn Sink>,
-    time_limit: Option<Duration>,
-    soft_limit: Option<Duration>,
-) {
+fn enqueue_on(shared: &Shared, work: Work, sink: Box<dyn Sink>, limits: Limits) {
     let max = shared.config.max_frame;
     if work.payload_len() + FRAME_OVERHEAD > max {
         let why = format!(
@@ -712,7 +729,7 @@ fn enqueue_on(
     let pending = Pending {
         work,
         sink,
-        limits: Limits::new(time_limit, soft_limit),
+        limits,
         started: false,
     };
     if let Err((pending, error)) = shared.enqueue(pending) {

@@ -47,6 +47,25 @@ pub(super) trait Sink: Send {
 /// How the bytes a function returned become a task's outcome.
 pub(super) trait Decode<R, E>: Send + 'static {
     fn decode(bytes: &[u8]) -> Result<R, TaskError<E>>;
+
+    /// An answer other than a returned value: the task's error, except for the cluster's raw
+    /// calls (`raw.rs`), which hand each case back as it was so the cluster encodes it as its
+    /// own workers do.
+    fn not_returned(outcome: &Outcome<'_>) -> Result<R, TaskError<E>> {
+        Err(match outcome {
+            Outcome::Returned(_) => {
+                transfer("protocol error: a returned value taken for another answer".into())
+            }
+            Outcome::Panicked { message, location } => {
+                TaskError::Panicked(Panic::new(message.clone(), location.clone()))
+            }
+            Outcome::BadArgument(why) => transfer(format!("in the worker, {why}")),
+            Outcome::Unserializable(why) => transfer(format!("in the worker, {why}")),
+            Outcome::UnknownFunction(name) => {
+                transfer(format!("the worker has no registered function {name}"))
+            }
+        })
+    }
 }
 
 /// A `fn(A) -> R`: the bytes are an `R`.
@@ -120,15 +139,7 @@ fn chunk_outcomes_into<R, E, D: Decode<R, E>>(
 fn outcome_into_unguarded<R, E, D: Decode<R, E>>(outcome: &Outcome<'_>) -> Result<R, TaskError<E>> {
     match outcome {
         Outcome::Returned(bytes) => D::decode(bytes.0),
-        Outcome::Panicked { message, location } => Err(TaskError::Panicked(Panic::new(
-            message.clone(),
-            location.clone(),
-        ))),
-        Outcome::BadArgument(why) => Err(transfer(format!("in the worker, {why}"))),
-        Outcome::Unserializable(why) => Err(transfer(format!("in the worker, {why}"))),
-        Outcome::UnknownFunction(name) => Err(transfer(format!(
-            "the worker has no registered function {name}"
-        ))),
+        other => D::not_returned(other),
     }
 }
 

@@ -31,7 +31,8 @@ pub(super) struct Config {
     pub(super) time_limit: Option<Duration>,
     /// Every call's soft time limit (the worker's token is set then), unless overridden.
     pub(super) soft_time_limit: Option<Duration>,
-    /// A worker whose resident memory passes this while running a call is killed.
+    /// A worker whose resident memory passes this while running a call is killed (each call's
+    /// default: a call may carry its own, `Pending::memory_limit`).
     pub(super) memory_limit: Option<u64>,
     /// A worker whose resident memory is above this after a call is retired and replaced.
     pub(super) max_memory_per_child: Option<u64>,
@@ -100,46 +101,52 @@ impl Work {
 /// A call's time limits: the hard one (its worker is killed) and the soft one (when the worker is
 /// told to set the call's token; a chunk's: each item's).
 ///
-/// Packed: two `Option<Duration>`s take 32 bytes (each `Duration` pads its 12 to 16), these 24,
-/// and every pending task carries one (issue 16). Each limit keeps its exact `Duration`.
+/// Packed: two `Option<Duration>`s and an `Option<u64>` take 48 bytes, these 24, and every
+/// pending task carries one (issue 16). A time limit is kept to the nanosecond up to 584 years;
+/// a longer one could never fire and is kept as none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Limits {
-    hard_secs: u64,
-    soft_secs: u64,
-    /// [`NO_LIMIT`] when there is none; a `Duration`'s nanoseconds are below 10⁹.
-    hard_nanos: u32,
-    soft_nanos: u32,
+    /// [`NO_LIMIT`] when there is none.
+    hard_nanos: u64,
+    soft_nanos: u64,
+    /// Resident bytes the worker may use while it runs the call (the pool's `memory_limit`
+    /// unless the call has its own: the cluster's per-submit limit).
+    memory: u64,
 }
 
-/// The nanoseconds of an absent limit.
-const NO_LIMIT: u32 = u32::MAX;
+/// An absent limit.
+const NO_LIMIT: u64 = u64::MAX;
 
 impl Limits {
-    pub(super) fn new(hard: Option<Duration>, soft: Option<Duration>) -> Self {
-        let split = |limit: Option<Duration>| {
-            limit.map_or((0, NO_LIMIT), |d| (d.as_secs(), d.subsec_nanos()))
+    pub(super) fn new(hard: Option<Duration>, soft: Option<Duration>, memory: Option<u64>) -> Self {
+        let nanos = |limit: Option<Duration>| {
+            limit.map_or(NO_LIMIT, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(NO_LIMIT)
+            })
         };
-        let (hard_secs, hard_nanos) = split(hard);
-        let (soft_secs, soft_nanos) = split(soft);
         Limits {
-            hard_secs,
-            soft_secs,
-            hard_nanos,
-            soft_nanos,
+            hard_nanos: nanos(hard),
+            soft_nanos: nanos(soft),
+            memory: memory.unwrap_or(NO_LIMIT),
         }
     }
 
     /// The hard time limit.
     pub(super) fn hard(&self) -> Option<Duration> {
-        (self.hard_nanos != NO_LIMIT).then(|| Duration::new(self.hard_secs, self.hard_nanos))
+        (self.hard_nanos != NO_LIMIT).then(|| Duration::from_nanos(self.hard_nanos))
     }
 
     /// The soft time limit.
     pub(super) fn soft(&self) -> Option<Duration> {
-        (self.soft_nanos != NO_LIMIT).then(|| Duration::new(self.soft_secs, self.soft_nanos))
+        (self.soft_nanos != NO_LIMIT).then(|| Duration::from_nanos(self.soft_nanos))
     }
 
-    /// Either limit is set: the call is timed.
+    /// The memory limit.
+    pub(super) fn memory(&self) -> Option<u64> {
+        (self.memory != NO_LIMIT).then_some(self.memory)
+    }
+
+    /// Either time limit is set: the call is timed.
     pub(super) fn any(&self) -> bool {
         self.hard_nanos != NO_LIMIT || self.soft_nanos != NO_LIMIT
     }
@@ -175,6 +182,11 @@ impl InFlight {
     pub(super) fn by_item(&self) -> bool {
         matches!(self.work, Work::Chunk { .. }) && self.limits.any()
     }
+
+    /// Whether the supervisor must watch this call while it runs (a clock, or its memory).
+    pub(super) fn watched(&self) -> bool {
+        self.limits.any() || self.limits.memory().is_some()
+    }
 }
 
 /// Where a worker is in its life.
@@ -203,7 +215,8 @@ pub(super) enum KillCause {
     AnswersClosed,
     /// A thread of the pool serving it failed (a bug); the call it was running fails as lost.
     Internal(Reason),
-    /// It used `used` bytes of resident memory, over the pool's `limit`, while running a call.
+    /// It used `used` bytes of resident memory, over the running call's `limit` (the pool's, or
+    /// the call's own), while running it.
     MemoryLimit {
         limit: u64,
         used: u64,
@@ -689,9 +702,11 @@ mod tests {
         ];
         for hard in cases {
             for soft in cases {
-                let limits = Limits::new(hard, soft);
-                assert_eq!((limits.hard(), limits.soft()), (hard, soft));
-                assert_eq!(limits.any(), hard.is_some() || soft.is_some());
+                let limits = Limits::new(hard, soft, Some(7));
+                let kept = |d: Option<Duration>| d.filter(|d| *d != Duration::MAX);
+                assert_eq!((limits.hard(), limits.soft()), (kept(hard), kept(soft)));
+                assert_eq!(limits.memory(), Some(7));
+                assert_eq!(limits.any(), kept(hard).is_some() || kept(soft).is_some());
             }
         }
     }

@@ -158,10 +158,9 @@ fn enforce_deadlines(shared: &Shared, state: &mut State, now: Instant) -> Option
                         }
                     }
                 }
-                if let (Some(limit), false) =
-                    (shared.config.memory_limit, slot.in_flight.is_empty())
-                {
-                    // Polled while the worker runs a call: between calls nothing is charged.
+                if let Some(limit) = slot.in_flight.front().and_then(|f| f.limits.memory()) {
+                    // Polled while the worker runs a call, against that call's limit (the
+                    // pool's unless it has its own): between calls nothing is charged.
                     match resident_bytes(slot.pid) {
                         Some(used) if used > limit => {
                             slot.signal(libc::SIGKILL, KillCause::MemoryLimit { limit, used });

@@ -277,6 +277,13 @@ pub(crate) fn invoke(name: &str, arg: &[u8]) -> Result<Vec<u8>, InvokeError> {
     invoke_index(index, arg)
 }
 
+/// The registry index of the function registered as `name` (see [`index_of`]): how the
+/// cluster's process-mode workers hand a delivered task to their local process pool.
+#[cfg(all(feature = "cluster", target_os = "linux"))]
+pub(crate) fn index_of_name(name: &str) -> Option<u32> {
+    registry().by_name.get(name).copied()
+}
+
 /// [`invoke`] by registry index (see [`index_of`]).
 ///
 /// # Errors

@@ -10,6 +10,7 @@ mod abort;
 mod chaining;
 mod hostile;
 mod jobs;
+mod processes;
 mod support;
 mod trust;
 
@@ -132,6 +133,7 @@ fn main() {
     tests.extend_from_slice(jobs::TESTS);
     tests.extend_from_slice(abort::TESTS);
     tests.extend_from_slice(chaining::TESTS);
+    tests.extend_from_slice(processes::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(
@@ -187,11 +189,26 @@ impl World {
     }
 
     fn worker(&self, threads: usize, prefetch: usize) -> WorkerProcess {
+        self.start_worker(threads, prefetch, None)
+    }
+
+    /// A worker running its tasks in a local pool of `processes` processes.
+    fn process_worker(&self, processes: usize, prefetch: usize) -> WorkerProcess {
+        self.start_worker(1, prefetch, Some(processes))
+    }
+
+    fn start_worker(
+        &self,
+        threads: usize,
+        prefetch: usize,
+        processes: Option<usize>,
+    ) -> WorkerProcess {
         WorkerProcess::start(&WorkerSpec {
             url: self.broker.url(),
             pool: self.pool.clone(),
             threads,
             prefetch,
+            processes,
             stderr: self.scratch.path("workers.stderr"),
         })
     }

@@ -16,6 +16,7 @@ const WORKER_URL: &str = "FUTUREPOOL_CLUSTER_WORKER";
 const WORKER_POOL: &str = "FUTUREPOOL_POOL";
 const WORKER_THREADS: &str = "FUTUREPOOL_THREADS";
 const WORKER_PREFETCH: &str = "FUTUREPOOL_PREFETCH";
+const WORKER_PROCESSES: &str = "FUTUREPOOL_PROCESSES";
 
 /// Nothing in these tests should take this long; reaching it means a hang, reported as a failure.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -246,6 +247,8 @@ pub struct WorkerSpec {
     pub pool: String,
     pub threads: usize,
     pub prefetch: usize,
+    /// Process mode: run tasks in a local process pool of this many processes.
+    pub processes: Option<usize>,
     pub stderr: PathBuf,
 }
 
@@ -261,7 +264,11 @@ impl WorkerProcess {
             .append(true)
             .open(&spec.stderr)
             .expect("worker log");
-        let child = Command::new(std::env::current_exe().expect("own path"))
+        let mut command = Command::new(std::env::current_exe().expect("own path"));
+        if let Some(processes) = spec.processes {
+            command.env(WORKER_PROCESSES, processes.to_string());
+        }
+        let child = command
             .env(WORKER_URL, &spec.url)
             .env(WORKER_POOL, &spec.pool)
             .env(WORKER_THREADS, spec.threads.to_string())

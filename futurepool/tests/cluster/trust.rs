@@ -752,6 +752,7 @@ fn permanent_broker_errors_stop_the_worker_with_the_message() {
         pool: world.pool.clone(),
         threads: 1,
         prefetch: 0,
+        processes: None,
         stderr: world.scratch.path("workers.stderr"),
     };
     let _worker = WorkerProcess::start(&spec);
@@ -780,6 +781,7 @@ fn a_worker_started_before_its_broker_logs_each_attempt_then_serves() {
         pool: "early".to_string(),
         threads: 1,
         prefetch: 0,
+        processes: None,
         stderr: scratch.path("workers.stderr"),
     };
     let _worker = WorkerProcess::start(&spec);

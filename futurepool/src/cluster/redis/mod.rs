@@ -609,6 +609,7 @@ impl Connection for RedisConnection {
                     .arg(task.retry.as_deref().unwrap_or(""))
                     .arg(delay_ms(task.due))
                     .arg(task.priority.wire())
+                    .arg(task.limits.as_deref().unwrap_or(""))
                     .arg(
                         task.after
                             .as_ref()

@@ -110,6 +110,9 @@ pub(super) fn delivery((entry, mut fields): Entry) -> Result<Delivery, (String, 
         .remove("attempt")
         .and_then(|bytes| std::str::from_utf8(&bytes).ok()?.parse().ok())
         .unwrap_or(0);
+    let limits = fields
+        .remove("limits")
+        .and_then(|bytes| String::from_utf8(bytes).ok());
     Ok(Delivery {
         entry,
         task_id,
@@ -118,6 +121,7 @@ pub(super) fn delivery((entry, mut fields): Entry) -> Result<Delivery, (String, 
         signature,
         retry,
         attempt,
+        limits,
         aborted: false,
     })
 }

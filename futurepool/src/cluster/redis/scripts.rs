@@ -202,10 +202,11 @@ end
 /// `PREFIX:scheduled:ID`, due at broker time + delay in `PREFIX:scheduled`, like a retry (see
 /// `COMPLETE` and `PROMOTE`). The last per-task argument is its priority: '' (normal: the queue
 /// itself), 'h' or 'l' (the lane streams, see `lane_of`); a prioritized entry has a `pri` field
-/// so that re-queueing and promotion keep its lane.
+/// so that re-queueing and promotion keep its lane. Then its limits ('' for none: the worker's),
+/// kept as the `limits` field (which every move of an entry copies with the rest).
 /// The waiters set has no expiry: it lives while its task does (publishing deletes it), so a task
 /// that waits or runs longer than `result_ttl` still reaches its clients.
-/// The eighth per-task argument chains the task after another (`submit_after`): '' for none,
+/// The ninth per-task argument chains the task after another (`submit_after`): '' for none,
 /// else `MODE:UPSTREAM_ID` (see `release_one`); such a task has no `arg` of its own.
 /// Returns per task: 0 queued, 1 already queued (now also waited for by this client), or the
 /// stored outcome when the task already finished.
@@ -213,7 +214,7 @@ const SUBMIT: &str = r#"
 local prefix, client = ARGV[1], ARGV[2]
 local answers, queued = {}, 0
 local now_ms, ttl, replies = nil, nil, {}
-for i = 3, #ARGV, 8 do
+for i = 3, #ARGV, 9 do
   local id = ARGV[i]
   local done = redis.call('GET', prefix .. ':result:' .. id)
   if done then
@@ -223,7 +224,7 @@ for i = 3, #ARGV, 8 do
     local fresh = redis.call('EXISTS', waiters) == 0
     redis.call('SADD', waiters, client)
     if fresh then
-      local after = ARGV[i + 7]
+      local after = ARGV[i + 8]
       local fields = {'id', id, 'fn', ARGV[i + 1], 'sig', ARGV[i + 3]}
       if after == '' then
         fields[#fields + 1] = 'arg'
@@ -236,6 +237,10 @@ for i = 3, #ARGV, 8 do
       if ARGV[i + 6] ~= '' then
         fields[#fields + 1] = 'pri'
         fields[#fields + 1] = ARGV[i + 6]
+      end
+      if ARGV[i + 7] ~= '' then
+        fields[#fields + 1] = 'limits'
+        fields[#fields + 1] = ARGV[i + 7]
       end
       if after ~= '' then
         -- Chained: runs on the other task's value once that is published (see release_one).
