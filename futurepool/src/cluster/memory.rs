@@ -461,6 +461,7 @@ impl PoolState {
             duplicates: self.duplicates,
             released: self.released,
             scheduled: self.scheduled.len() as u64,
+            chained: self.dependents.values().map(|d| d.len() as u64).sum(),
             retried: self.retried,
             throttled: self.throttled,
             lease: config.lease,
@@ -1361,6 +1362,7 @@ mod tests {
             5,
             "five upstreams have a task waiting for them"
         );
+        assert_eq!(broker.status("chains").unwrap().chained, 5);
         let worker = broker.serve(ServeOptions::default().pool("chains").threads(2));
         assert_eq!(third.result(), Ok(6561));
         assert_eq!(
@@ -1378,6 +1380,7 @@ mod tests {
         let good = pool.submit_fallible(parse_number, "7".into());
         assert_eq!(pool.submit_after_ok(&good, square).result(), Ok(49));
         assert!(broker.lock()["chains"].dependents.is_empty());
+        assert_eq!(broker.status("chains").unwrap().chained, 0);
         // Not a cluster task, or one the broker never saw: refused, naming why.
         let threads = crate::ThreadPool::new(1);
         let local = threads.submit(|| 2u64);

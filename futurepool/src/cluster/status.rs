@@ -51,6 +51,9 @@ pub struct Status {
     /// Tasks waiting on the broker's schedule: delayed tasks not yet due, and retries waiting for
     /// their backoff.
     pub scheduled: u64,
+    /// Tasks chained after others (`ClusterPool::submit_after`) waiting on the broker for those
+    /// to finish; each is queued (or fails) the moment its upstream's outcome is published.
+    pub chained: u64,
     /// Runs that failed and were scheduled again under the task's retry policy, ever.
     pub retried: u64,
     /// Runs put back on the schedule by a rate limit (no token yet), ever.
@@ -179,6 +182,13 @@ impl fmt::Display for Status {
             plural(self.retried, "run", "runs"),
             self.throttled
         )?;
+        if self.chained > 0 {
+            writeln!(
+                f,
+                "chained       {} (waiting for the tasks they were submitted after)",
+                self.chained
+            )?;
+        }
         writeln!(
             f,
             "settings      lease {:?}, max deliveries {}",

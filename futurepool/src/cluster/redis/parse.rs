@@ -254,6 +254,8 @@ pub(super) fn status(raw: Vec<Value>, config: PoolConfig) -> Result<Status, Stri
         released: counter("released"),
         // A schedule key of another type answers with an error: nothing scheduled then.
         scheduled: number(scheduled).unwrap_or(0),
+        // A gauge: parked chained tasks, counted up in SUBMIT and down as they are released.
+        chained: counter("chained"),
         retried: counter("retried"),
         throttled: counter("throttled"),
         lease: config.lease,

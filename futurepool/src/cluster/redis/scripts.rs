@@ -152,6 +152,7 @@ release_dependents = function(prefix, up, outcome, ttl, replies)
     local raw = redis.pcall('HGETALL', parked)
     redis.call('DEL', parked)
     if type(raw) == 'table' and not raw.err and #raw > 0 then
+      redis.pcall('HINCRBY', prefix .. ':stats', 'chained', -1)
       local fields, mode = {}, 'v'
       for j = 1, #raw - 1, 2 do
         if raw[j] == 'mode' then
@@ -255,6 +256,7 @@ for i = 3, #ARGV, 9 do
           redis.call('HSET', parked, 'mode', mode, unpack(fields))
           redis.call('SADD', prefix .. ':dependents:' .. up, id)
           redis.call('SADD', prefix .. ':chained', up)
+          redis.pcall('HINCRBY', prefix .. ':stats', 'chained', 1)
         else
           publish_counted(prefix, id, 'Tthe task it was chained after (' .. up .. ') is unknown to ' ..
             'the broker: it was never submitted to this pool, or its result expired ' ..
