@@ -1287,17 +1287,12 @@ impl ClusterPool {
         A: Payload,
         R: Payload,
     {
-        match chained_after(self, options, upstream) {
-            Ok(after) => self.submit_chained(
-                options,
-                false,
-                registry::name_of_item(f),
-                &(),
-                Some(after),
-                outcome::decode::<R, _>,
-            ),
-            Err(refused) => Task::resolved(Err(refused)),
-        }
+        self.submit_after_as(
+            options,
+            upstream,
+            registry::name_of_item(f),
+            outcome::decode::<R, _>,
+        )
     }
 
     /// [`submit_after`](ClusterPool::submit_after) for an `upstream` whose function returns a
@@ -1326,15 +1321,25 @@ impl ClusterPool {
         R: Payload,
         E: Payload,
     {
-        match chained_after(self, &SubmitOptions::default(), upstream) {
-            Ok(after) => self.submit_chained(
-                &SubmitOptions::default(),
-                false,
-                registry::name_of_item(f),
-                &(),
-                Some(after),
-                outcome::decode_after::<R, E>,
-            ),
+        self.submit_after_as(
+            &SubmitOptions::default(),
+            upstream,
+            registry::name_of_item(f),
+            outcome::decode_after::<R, E>,
+        )
+    }
+
+    /// The chained submits: the task `name` (its function returns its value directly), after
+    /// `upstream` on the broker, or refused at once (see [`chained_after`]).
+    fn submit_after_as<T, R: Payload, E: Send + Sync + 'static, E2, N: fmt::Display>(
+        &self,
+        options: &SubmitOptions,
+        upstream: &Task<T, E2>,
+        name: Result<&'static str, N>,
+        decode: fn(&[u8]) -> Result<R, TaskError<E>>,
+    ) -> Task<R, E> {
+        match chained_after(self, options, upstream) {
+            Ok(after) => self.submit_chained(options, false, name, &(), Some(after), decode),
             Err(refused) => Task::resolved(Err(refused)),
         }
     }
