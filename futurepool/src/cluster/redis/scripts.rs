@@ -256,6 +256,7 @@ for i = 3, #ARGV, 9 do
           redis.call('HSET', parked, 'mode', mode, unpack(fields))
           redis.call('SADD', prefix .. ':dependents:' .. up, id)
           redis.call('SADD', prefix .. ':chained', up)
+          has_chains = true
           redis.pcall('HINCRBY', prefix .. ':stats', 'chained', 1)
         else
           publish_counted(prefix, id, 'Tthe task it was chained after (' .. up .. ') is unknown to ' ..
