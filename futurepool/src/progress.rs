@@ -1,18 +1,27 @@
 //! `.progress()` on `map`, `map_unordered` and `as_completed`, on every executor (feature
 //! `progress`): an [`indicatif`] bar on stderr with done/total, rate, ETA and failures.
 //!
-//! The bar is an adapter around the iterator, advanced as the caller takes each item, so it
-//! counts what the caller has *received* — the same on threads, processes and a cluster, with no
-//! hook in any executor. The total is the iterator's size hint when it has an upper bound
+//! The bar is an adapter around the iterator, advanced as the caller takes each item, so its
+//! position counts what the caller has *received* — the same on threads, processes and a
+//! cluster, with no hook in any executor. The number shown adds the *partial* progress of the
+//! items not yet received: each finished one counts 1, each running one the `done / total` it
+//! last reported ([`report_progress`](crate::report_progress)). That sum is read from the
+//! iterator's tasks in flight at most every [`SLICE`] as items are taken, and every [`SLICE`]
+//! while the iterator waits (`wait/tick.rs`), so a long map pays one clock read per item; the
+//! rate and ETA use it too. The total is the iterator's size hint when it has an upper bound
 //! (a `map` over a `Vec` or a range, an `as_completed` over a slice), else the bar counts without
 //! a length. When stderr is not a terminal (a pipe, a file, CI) the bar draws nothing.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::error::TaskError;
 use crate::task::Task;
+use crate::wait::tick::{Ticker, SLICE};
 use crate::wait::AsCompletedTimeout;
 
 /// An item a progress bar can count: it tells whether it is a failure.
@@ -70,35 +79,98 @@ pub struct Progress<I> {
     bar: ProgressBar,
     failed: u64,
     has_prefix: bool,
+    /// The partial progress of `inner`'s items not yet taken (each iterator's `partial`).
+    partial_of: fn(&I) -> f64,
+    /// The partial progress the bar shows (`f64` bits), shared with its template keys and with
+    /// the ticker `inner` calls while it waits.
+    shown: Arc<AtomicU64>,
+    /// When `shown` was last read from the items.
+    scanned: Option<Instant>,
 }
 
 /// `{bar} done/total  rate  ETA  failures`.
 const WITH_TOTAL: &str =
-    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {rate} ETA {eta} {msg}";
+    "{spinner} [{elapsed_precise}] {wide_bar} {count}/{len} {rate} ETA {eta} {msg}";
 /// Without a total: no bar, no ETA.
-const WITHOUT_TOTAL: &str = "{spinner} [{elapsed_precise}] {pos} done {rate} {msg}";
+const WITHOUT_TOTAL: &str = "{spinner} [{elapsed_precise}] {count} done {rate} {msg}";
 
-/// The style for `template`, with `{rate}`: items per second to three significant digits
-/// (indicatif's own `{per_sec}` prints four decimals).
-fn style(template: &str) -> Option<ProgressStyle> {
+fn load(shown: &AtomicU64) -> f64 {
+    f64::from_bits(shown.load(Ordering::Relaxed))
+}
+
+/// Items taken plus the partial progress of the rest, as the bar counts them.
+fn counted(state: &ProgressState, shown: &AtomicU64) -> f64 {
+    state.pos() as f64 + load(shown)
+}
+
+/// Items per second since the bar started, partial progress included: a map of a few slow items
+/// that report progress has a rate (and an ETA) before the first one is taken.
+fn mean_rate(state: &ProgressState, shown: &AtomicU64) -> f64 {
+    let seconds = state.elapsed().as_secs_f64();
+    if seconds > 0.0 {
+        counted(state, shown) / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The style for `template`, with the keys that count partial progress (`shown`): `{count}`,
+/// the items taken plus the partial progress, with one decimal while it has a fraction;
+/// `{rate}`, items per second to three significant digits (indicatif's own `{per_sec}` prints
+/// four decimals and ignores the partial progress); `{eta}`, from that rate.
+fn style(template: &str, shown: &Arc<AtomicU64>) -> Option<ProgressStyle> {
     let style = ProgressStyle::with_template(template).ok()?;
-    Some(style.with_key(
-        "rate",
-        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-            let rate = state.per_sec();
-            let _ = if rate >= 100.0 {
-                write!(w, "{rate:.0}/s")
-            } else if rate >= 10.0 {
-                write!(w, "{rate:.1}/s")
-            } else {
-                write!(w, "{rate:.2}/s")
-            };
-        },
-    ))
+    let (count, rate, eta) = (Arc::clone(shown), Arc::clone(shown), Arc::clone(shown));
+    let style = style
+        .with_key(
+            "count",
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let n = counted(state, &count);
+                let _ = if n.fract() == 0.0 {
+                    write!(w, "{n}")
+                } else {
+                    write!(w, "{n:.1}")
+                };
+            },
+        )
+        .with_key(
+            "rate",
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let rate = mean_rate(state, &rate);
+                let _ = if rate >= 100.0 {
+                    write!(w, "{rate:.0}/s")
+                } else if rate >= 10.0 {
+                    write!(w, "{rate:.1}/s")
+                } else {
+                    write!(w, "{rate:.2}/s")
+                };
+            },
+        )
+        .with_key(
+            "eta",
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let rate = mean_rate(state, &eta);
+                let left = state
+                    .len()
+                    .map_or(0.0, |len| (len as f64 - counted(state, &eta)).max(0.0));
+                let _ = match std::time::Duration::try_from_secs_f64(left / rate) {
+                    Ok(eta) => write!(w, "{:#}", HumanDuration(eta)),
+                    // No rate yet.
+                    Err(_) => write!(w, "?"),
+                };
+            },
+        );
+    Some(style)
 }
 
 impl<I: Iterator> Progress<I> {
-    pub(crate) fn new(inner: I) -> Self {
+    /// A bar over `inner`, which says what of its items not yet taken is done with `partial_of`
+    /// and takes a ticker to call while it waits with `set_ticker`.
+    pub(crate) fn new(
+        mut inner: I,
+        partial_of: fn(&I) -> f64,
+        set_ticker: fn(&mut I, Ticker),
+    ) -> Self {
         let total = inner.size_hint().1;
         let target = if std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
@@ -106,14 +178,45 @@ impl<I: Iterator> Progress<I> {
             ProgressDrawTarget::hidden()
         };
         let bar = ProgressBar::with_draw_target(total.map(|n| n as u64), target);
+        let shown = Arc::new(AtomicU64::new(0f64.to_bits()));
+        // Set even when nothing is drawn: the target can be changed later (`bar()`), and a
+        // hidden bar's tick costs nothing.
+        let ticker = {
+            let (shown, bar) = (Arc::clone(&shown), bar.clone());
+            Ticker::new(move |partial: f64| {
+                shown.store(partial.to_bits(), Ordering::Relaxed);
+                bar.tick();
+            })
+        };
+        set_ticker(&mut inner, ticker);
         let progress = Progress {
             inner,
             bar,
             failed: 0,
             has_prefix: false,
+            partial_of,
+            shown,
+            scanned: None,
         };
         progress.restyle();
         progress
+    }
+
+    /// Reads the items' partial progress again if the last read is older than [`SLICE`]; until
+    /// then, each item taken lowers the last figure by one (it may have been counted there as
+    /// done), so an item is never counted twice.
+    fn refresh_partial(&mut self) {
+        let now = Instant::now();
+        let partial = if self
+            .scanned
+            .is_none_or(|at| now.saturating_duration_since(at) >= SLICE)
+        {
+            self.scanned = Some(now);
+            (self.partial_of)(&self.inner)
+        } else {
+            (load(&self.shown) - 1.0).max(0.0)
+        };
+        self.shown.store(partial.to_bits(), Ordering::Relaxed);
     }
 
     /// Picks the template for what is known: a total or not, a prefix or not.
@@ -128,7 +231,7 @@ impl<I: Iterator> Progress<I> {
         } else {
             template.to_string()
         };
-        if let Some(style) = style(&template) {
+        if let Some(style) = style(&template, &self.shown) {
             self.bar.set_style(style);
         }
     }
@@ -170,6 +273,40 @@ impl<I: Iterator> Progress<I> {
         self.bar.position()
     }
 
+    /// How much of the items not yet taken is done, in items, read now: each finished item
+    /// counts 1 and each running one the fraction it last reported with
+    /// [`report_progress`](crate::report_progress) (`done / total`, at most 1). The bar shows
+    /// [`done`](Progress::done) plus this. Items on a process pool travel in chunks: there a
+    /// chunk in flight counts as one item, so this is a lower bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Barrier};
+    /// let pool = futurepool::ThreadPool::new(2);
+    /// let go = Arc::new(Barrier::new(3));
+    /// let tasks: Vec<_> = (0..2)
+    ///     .map(|_| {
+    ///         let go = Arc::clone(&go);
+    ///         pool.submit(move || {
+    ///             futurepool::report_progress(1, 2);
+    ///             go.wait();
+    ///         })
+    ///     })
+    ///     .collect();
+    /// let mut bar = futurepool::as_completed(&tasks, None).progress();
+    /// while bar.partial() < 1.0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert_eq!((bar.done(), bar.partial()), (0, 1.0), "two halves, none taken");
+    /// go.wait();
+    /// assert_eq!(bar.by_ref().count(), 2);
+    /// assert_eq!((bar.done(), bar.partial()), (2, 0.0));
+    /// ```
+    pub fn partial(&self) -> f64 {
+        (self.partial_of)(&self.inner)
+    }
+
     /// Items taken so far that were failures.
     pub fn failed(&self) -> u64 {
         self.failed
@@ -200,10 +337,13 @@ where
                     self.failed += 1;
                     self.bar.set_message(format!("{} failed", self.failed));
                 }
+                // The partial figure first: a draw between the two never counts this item twice.
+                self.refresh_partial();
                 self.bar.inc(1);
                 Some(item)
             }
             None => {
+                self.shown.store(0f64.to_bits(), Ordering::Relaxed);
                 if !self.bar.is_finished() {
                     self.bar.finish();
                 }
@@ -231,6 +371,7 @@ impl<I> std::fmt::Debug for Progress<I> {
             .field("done", &self.bar.position())
             .field("total", &self.bar.length())
             .field("failed", &self.failed)
+            .field("partial", &load(&self.shown))
             .finish_non_exhaustive()
     }
 }
@@ -240,8 +381,9 @@ macro_rules! progress_method {
     ($($ty:ty => [$($generics:tt)*]),* $(,)?) => {$(
         impl<$($generics)*> $ty {
             /// Shows a progress bar on stderr as the results are taken: done/total (the total
-            /// from the size hint when it is known), rate, ETA and failures. Draws nothing when
-            /// stderr is not a terminal. See [`Progress`].
+            /// from the size hint when it is known; done includes the partial progress the
+            /// items in flight report), rate, ETA and failures. Draws nothing when stderr is not
+            /// a terminal. See [`Progress`].
             ///
             /// # Examples
             ///
@@ -251,7 +393,7 @@ macro_rules! progress_method {
             /// assert_eq!(squares.len(), 100);
             /// ```
             pub fn progress(self) -> Progress<Self> {
-                Progress::new(self)
+                Progress::new(self, Self::partial, Self::set_ticker)
             }
         }
     )*};

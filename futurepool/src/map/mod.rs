@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::TaskError;
 use crate::task::{deadline_after, Task};
+use crate::wait::tick::{self, Ticker};
 use crate::ThreadPool;
 
 pub use self::unordered::MapUnordered;
@@ -90,6 +91,8 @@ pub struct Map<I: Iterator, S, T, E = Infallible> {
     in_flight: VecDeque<Task<T, E>>,
     limits: Limits,
     ended: bool,
+    /// Set by a progress bar: told the items' partial progress while `next` waits.
+    ticker: Option<Ticker>,
 }
 
 impl<I, S, T, E> Map<I, S, T, E>
@@ -105,6 +108,7 @@ where
             in_flight: VecDeque::new(),
             limits: Limits::new(buffer),
             ended: false,
+            ticker: None,
         }
     }
 
@@ -181,7 +185,13 @@ where
             self.ended = true;
             return None;
         };
-        if !task.wait_until(self.limits.deadline) {
+        let waited = tick::wait(
+            self.ticker.as_ref(),
+            self.limits.deadline,
+            |until| task.wait_until(until).then_some(()),
+            || tick::fraction_done(self.in_flight.iter().chain([&task])),
+        );
+        if waited.is_none() {
             task.cancel();
             self.cancel_in_flight();
             self.ended = true;
@@ -209,6 +219,20 @@ where
 }
 
 impl<I: Iterator, S, T, E> Map<I, S, T, E> {
+    /// How much of the items in flight is done (see [`tick::fraction_done`]): what a progress bar
+    /// adds to the items taken.
+    #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+    pub(crate) fn partial(&self) -> f64 {
+        tick::fraction_done(&self.in_flight)
+    }
+
+    /// Tells `ticker` the partial progress while `next` waits.
+    // Only a progress bar sets one.
+    #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+    pub(crate) fn set_ticker(&mut self, ticker: Ticker) {
+        self.ticker = Some(ticker);
+    }
+
     /// Cancels every task in flight (those already running go on).
     fn cancel_in_flight(&mut self) {
         for task in self.in_flight.drain(..) {

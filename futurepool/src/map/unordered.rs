@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::error::TaskError;
 use crate::task::Task;
+use crate::wait::tick::{self, Ticker};
 use crate::wait::Completions;
 
 use super::Limits;
@@ -44,6 +45,8 @@ pub struct MapUnordered<I: Iterator, S, T, E = Infallible> {
     completions: Arc<Completions>,
     limits: Limits,
     ended: bool,
+    /// Set by a progress bar: told the items' partial progress while `next` waits.
+    ticker: Option<Ticker>,
 }
 
 /// A submitted task and its registration on the completion mailbox (`None` if it was done
@@ -69,6 +72,7 @@ where
             completions: Completions::new(),
             limits: Limits::new(buffer),
             ended: false,
+            ticker: None,
         }
     }
 
@@ -149,7 +153,13 @@ where
             self.ended = true;
             return None;
         }
-        let Some(key) = self.completions.next_until(self.limits.deadline) else {
+        let waited = tick::wait(
+            self.ticker.as_ref(),
+            self.limits.deadline,
+            |until| self.completions.next_until(until),
+            || self.partial(),
+        );
+        let Some(key) = waited else {
             self.cancel_in_flight();
             self.ended = true;
             return Some(Err(TaskError::Timeout));
@@ -179,6 +189,17 @@ where
 }
 
 impl<I: Iterator, S, T, E> MapUnordered<I, S, T, E> {
+    /// How much of the items in flight is done; see [`Map::partial`](super::Map::partial).
+    pub(crate) fn partial(&self) -> f64 {
+        tick::fraction_done(self.slots.iter().flatten().map(|slot| &slot.task))
+    }
+
+    /// Tells `ticker` the partial progress while `next` waits.
+    #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+    pub(crate) fn set_ticker(&mut self, ticker: Ticker) {
+        self.ticker = Some(ticker);
+    }
+
     /// Stops watching and cancels every task in flight (those already running go on).
     fn cancel_in_flight(&mut self) {
         for InFlight { task, registration } in self.slots.iter_mut().filter_map(Option::take) {

@@ -204,6 +204,19 @@ macro_rules! chunked_map_methods {
                 self.chunks = self.chunks.timeout(timeout);
                 self
             }
+
+            /// How much of the items not yet yielded is done, for a progress bar: the ready
+            /// results of the chunk being yielded, plus each chunk in flight as one task (a
+            /// finished chunk counts 1, a running one what it reported): a lower bound.
+            #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+            pub(crate) fn partial(&self) -> f64 {
+                self.current.len() as f64 + self.chunks.partial()
+            }
+
+            #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+            pub(crate) fn set_ticker(&mut self, ticker: crate::wait::tick::Ticker) {
+                self.chunks.set_ticker(ticker);
+            }
         }
 
         impl<I, R, E> Iterator for $name<'_, I, R, E>

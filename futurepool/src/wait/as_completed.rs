@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::task::{deadline_after, Task};
 
+use super::tick::{self, Ticker};
 use super::Completions;
 
 /// [`as_completed`] passed its deadline with tasks still unfinished.
@@ -85,6 +86,7 @@ where
         completions,
         deadline,
         timed_out: false,
+        ticker: None,
     }
 }
 
@@ -100,6 +102,8 @@ pub struct AsCompleted<T, E> {
     total: usize,
     unfinished: usize,
     timed_out: bool,
+    /// Set by a progress bar: told the tasks' partial progress while `next` waits.
+    ticker: Option<Ticker>,
 }
 
 struct Watched<T, E> {
@@ -118,7 +122,13 @@ impl<T, E> Iterator for AsCompleted<T, E> {
         if self.unfinished == 0 || self.timed_out {
             return None;
         }
-        match self.completions.next_until(self.deadline) {
+        let waited = tick::wait(
+            self.ticker.as_ref(),
+            self.deadline,
+            |until| self.completions.next_until(until),
+            || self.partial(),
+        );
+        match waited {
             Some(key) => {
                 let watched = self.watched[key]
                     .take()
@@ -147,6 +157,21 @@ impl<T, E> Iterator for AsCompleted<T, E> {
         } else {
             (left, Some(left))
         }
+    }
+}
+
+impl<T, E> AsCompleted<T, E> {
+    /// How much of the tasks not yet yielded is done (see [`tick::fraction_done`]): what a
+    /// progress bar adds to the tasks taken.
+    pub(crate) fn partial(&self) -> f64 {
+        let watched = self.watched.iter().flatten().map(|w| &w.task);
+        tick::fraction_done(self.finished.iter().chain(watched))
+    }
+
+    /// Tells `ticker` the partial progress while `next` waits.
+    #[cfg_attr(not(feature = "progress"), allow(dead_code))]
+    pub(crate) fn set_ticker(&mut self, ticker: Ticker) {
+        self.ticker = Some(ticker);
     }
 }
 

@@ -5,10 +5,13 @@
 //! - `mod.rs`: [`wait`] and [`ReturnWhen`];
 //! - `as_completed.rs`: [`as_completed`], [`AsCompleted`] and its timeout error;
 //! - `completions.rs`: the mailbox both register on every task they watch (also used by
-//!   `map_unordered`), so one thread blocks on many tasks without polling.
+//!   `map_unordered`), so one thread blocks on many tasks without polling;
+//! - `tick.rs`: waiting in slices, so a progress bar shows the partial progress of the items in
+//!   flight while its iterator waits.
 
 mod as_completed;
 mod completions;
+pub(crate) mod tick;
 
 use std::collections::HashSet;
 use std::time::Duration;
