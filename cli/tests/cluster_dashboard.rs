@@ -1,10 +1,11 @@
 //! `futurepool cluster dashboard` against a private `redis-server`, a worker and a client in this
 //! process (skipped, saying so, without `redis-server`):
 //!
-//! - `/metrics` parses as Prometheus text and agrees with `futurepool cluster status`;
+//! - `/metrics` parses as Prometheus text and agrees with `futurepool cluster status`, running
+//!   tasks' progress included;
 //! - in a real headless Chromium (skipped, saying so, without `/usr/bin/chromium`), the page
-//!   shows a running pool's completions climbing and a dead letter with its reason, and a
-//!   screenshot is saved as `target/tmp/dashboard.png`;
+//!   shows a running pool's completions climbing, a task's progress and a dead letter with its
+//!   reason, and a screenshot is saved as `target/tmp/dashboard.png`;
 //! - `ClusterPool::stats` gives the figures `cluster status` shows.
 
 mod support;
@@ -110,6 +111,16 @@ fn start_worker(url: &str) {
 fn add_dead_letter(redis: &Redis) {
     let queue = format!("{{futurepool:{POOL}}}:queue");
     redis.cli(&["XADD", &queue, "*", "id", "job-7", "arg", ""]);
+}
+
+/// The progress reports of running tasks, as the cluster stores them (`{futurepool:NAME}:progress`,
+/// task id → `"DONE TOTAL"`), written here directly: the figures read from it are under test, not
+/// the writer.
+fn report_progress(redis: &Redis, reports: &[(&str, &str)]) {
+    let key = format!("{{futurepool:{POOL}}}:progress");
+    for (task, value) in reports {
+        redis.cli(&["HSET", &key, task, value]);
+    }
 }
 
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
@@ -327,6 +338,14 @@ fn metrics_parse_as_prometheus_text_and_agree_with_cluster_status() {
                     s.dead_lettered == 1 && s.queued == 0 && s.in_flight == 0
                 },
             );
+            report_progress(
+                &redis,
+                &[
+                    ("task-b", "1 4"),
+                    ("task-a", "3 4"),
+                    ("odd", "three of four"),
+                ],
+            );
             let dashboard = Dashboard::start(&url);
             let (code, text) = dashboard.get("/metrics");
             assert_eq!(code, 200);
@@ -373,6 +392,55 @@ fn metrics_parse_as_prometheus_text_and_agree_with_cluster_status() {
                     "{report}"
                 );
             }
+            // The running tasks' progress, as the report lists it (the malformed entry skipped),
+            // one series per task; and the chained gauge.
+            let progress: Vec<_> = s
+                .progress
+                .iter()
+                .map(|p| (p.task_id.as_str(), p.done, p.total))
+                .collect();
+            assert_eq!(
+                progress,
+                [("task-a", 3, 4), ("task-b", 1, 4)],
+                "sorted by id"
+            );
+            assert!(
+                report.contains("progress      2 running tasks reported"),
+                "{report}"
+            );
+            for p in &s.progress {
+                let series: Vec<_> = samples
+                    .iter()
+                    .filter(|x| {
+                        x.name == "futurepool_task_progress_ratio"
+                            && x.labels.get("pool").map(String::as_str) == Some(POOL)
+                            && x.labels.get("task") == Some(&p.task_id)
+                    })
+                    .collect();
+                assert_eq!(series.len(), 1, "{text}");
+                assert_eq!(series[0].value, p.ratio(), "{text}");
+                let line = report
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(&p.task_id))
+                    .unwrap_or_else(|| panic!("{} not in\n{report}", p.task_id));
+                assert!(
+                    line.contains(&format!("{} of {}", p.done, p.total))
+                        && line.contains(&format!("{:.1}%", 100.0 * p.ratio())),
+                    "{line}"
+                );
+            }
+            assert_eq!(
+                samples
+                    .iter()
+                    .filter(|x| x.name == "futurepool_task_progress_ratio")
+                    .count(),
+                2,
+                "{text}"
+            );
+            assert_eq!(
+                value(&samples, "futurepool_chained", None),
+                s.chained as f64
+            );
             // And the library's Stats say the same.
             let stats = pool.stats().unwrap();
             assert_eq!(
@@ -463,6 +531,7 @@ fn the_page_in_headless_chromium_shows_a_running_pool_and_a_dead_letter() {
                 let s = status(&url);
                 s.published >= 2 && s.dead_lettered == 1
             });
+            report_progress(&redis, &[("render-frame-0042", "3 8")]);
             let dashboard = Dashboard::start(&url);
             let page = format!("{}/", dashboard.base);
             let profile = tempdir("chromium-profile");
@@ -506,6 +575,19 @@ fn the_page_in_headless_chromium_shows_a_running_pool_and_a_dead_letter() {
                 "the dead letter's reason:\n{second}"
             );
             assert!(second.contains("job-7"), "the dead letter's task id");
+            assert_eq!(shown(&second, "chained"), 0);
+            let row = second
+                .split("class=\"task-progress\"")
+                .nth(1)
+                .and_then(|rest| rest.split("</tr>").next())
+                .unwrap_or_else(|| panic!("no progress row:\n{second}"));
+            assert!(
+                row.contains("render-frame-0042")
+                    && row.contains("3 / 8")
+                    && row.contains("37.5%")
+                    && row.contains("<progress"),
+                "the task's progress row: {row}"
+            );
             assert!(
                 second.contains("<polyline"),
                 "the throughput chart is drawn"

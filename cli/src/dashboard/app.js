@@ -112,12 +112,29 @@ function deadTable(pool) {
   return el("table", {}, el("tr", {}, el("th", {}, "task"), el("th", {}, "function"), el("th", {}, "deliveries"), el("th", {}, "last worker"), el("th", {}, "reason")), ...rows);
 }
 
+// Running tasks that reported progress: id, done of total, and a bar of the ratio.
+function progressTable(pool) {
+  if (pool.progress.length === 0) return el("p", { class: "dim" }, "No running task has reported progress.");
+  const rows = pool.progress.map(p => {
+    const percent = (100 * p.ratio).toFixed(1);
+    return el("tr", { class: "task-progress", "data-task": p.task_id },
+      el("td", {}, p.task_id),
+      el("td", {}, `${p.done} / ${p.total}`),
+      // A native <progress>: no inline style, which the Content-Security-Policy forbids.
+      el("td", { class: "meter" },
+        el("progress", { max: "1", value: String(p.ratio) }),
+        el("span", { class: "percent" }, `${percent}%`)));
+  });
+  return el("table", {}, el("tr", {}, el("th", {}, "task"), el("th", {}, "done / total"), el("th", {}, "progress")), ...rows);
+}
+
 function poolSection(pool, nowMs) {
   const section = el("section", { class: "pool", "data-pool": pool.name });
   section.append(el("h2", {}, `pool ${pool.name}`));
   section.append(el("div", { class: "figures" },
     figure("queued", "queued", pool.queued),
     figure("in_flight", "in flight", pool.in_flight),
+    figure("chained", "chained (waiting)", pool.chained),
     figure("workers", "workers", pool.workers.length),
     figure("published", "completed", pool.published),
     figure("submitted", "submitted", pool.submitted),
@@ -126,6 +143,8 @@ function poolSection(pool, nowMs) {
   for (const problem of pool.problems) section.append(el("div", { class: "banner" }, problem));
   section.append(el("h3", {}, "throughput: completions per second (up to the last 10 minutes)"));
   section.append(chart(pool.history, nowMs));
+  section.append(el("h3", {}, `tasks in flight with their progress (${pool.progress.length} reported)`));
+  section.append(progressTable(pool));
   section.append(el("h3", {}, "workers"));
   section.append(workersTable(pool));
   section.append(el("h3", {}, `dead letters (${pool.dead_lettered}; newest first)`));

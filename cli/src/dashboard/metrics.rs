@@ -1,5 +1,7 @@
 //! `/metrics`: the figures of `futurepool cluster status` in the Prometheus text exposition
-//! format (version 0.0.4), one series per pool (and per worker), labelled `pool` (and `worker`).
+//! format (version 0.0.4), one series per pool (and per worker, and per task that reports
+//! progress), labelled `pool` (and `worker`, or `task`). The per-task series are bounded: a
+//! status holds at most [`MAX_PROGRESS`](futurepool::cluster::MAX_PROGRESS) tasks' progress.
 
 use std::fmt::Write;
 
@@ -76,6 +78,12 @@ const POOL_FAMILIES: &[Family] = &[
         value: |s| s.released as f64,
     },
     Family {
+        name: "futurepool_chained",
+        kind: "gauge",
+        help: "Tasks chained after others, waiting on the broker for those to finish.",
+        value: |s| s.chained as f64,
+    },
+    Family {
         name: "futurepool_lease_seconds",
         kind: "gauge",
         help: "How long a worker may stay silent before its tasks are given to another.",
@@ -149,6 +157,23 @@ pub fn render(scrape: &Scrape<'_>) -> String {
                     number(age.as_secs_f64())
                 );
             }
+        }
+    }
+    family_head(
+        &mut out,
+        "futurepool_task_progress_ratio",
+        "gauge",
+        "Done / total of a running task's latest progress report (a bounded number of tasks per pool).",
+    );
+    for (pool, status) in scrape.pools {
+        for task in &status.progress {
+            let _ = writeln!(
+                out,
+                "futurepool_task_progress_ratio{{pool=\"{}\",task=\"{}\"}} {}",
+                escape(pool),
+                escape(&task.task_id),
+                number(task.ratio())
+            );
         }
     }
     out

@@ -292,6 +292,8 @@ impl Dashboard {
                     "published": s.published,
                     "duplicates": s.duplicates,
                     "released": s.released,
+                    "scheduled": s.scheduled,
+                    "chained": s.chained,
                     "lease_s": s.lease.as_secs_f64(),
                     "max_deliveries": s.max_deliveries,
                     "problems": s.problems,
@@ -308,6 +310,12 @@ impl Dashboard {
                         "deliveries": d.deliveries,
                         "worker": d.worker,
                         "reason": d.reason,
+                    })).collect::<Vec<_>>(),
+                    "progress": s.progress.iter().map(|p| json!({
+                        "task_id": p.task_id,
+                        "done": p.done,
+                        "total": p.total,
+                        "ratio": p.ratio(),
                     })).collect::<Vec<_>>(),
                     "history": history,
                 })

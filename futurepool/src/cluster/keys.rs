@@ -73,6 +73,12 @@ impl Keys {
     pub(crate) fn config(&self) -> String {
         format!("{}:config", self.prefix)
     }
+
+    /// Hash: task id → `"DONE TOTAL"`, the latest progress of a running task (deleted when the
+    /// task completes).
+    pub(crate) fn progress(&self) -> String {
+        format!("{}:progress", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +97,7 @@ mod tests {
             keys.dead(),
             keys.stats(),
             keys.config(),
+            keys.progress(),
         ] {
             assert!(key.starts_with("{futurepool:jobs}:"), "{key}");
         }

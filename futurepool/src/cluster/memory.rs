@@ -466,6 +466,8 @@ impl PoolState {
             throttled: self.throttled,
             lease: config.lease,
             max_deliveries: config.max_deliveries,
+            // The memory broker does not carry progress reports.
+            progress: Vec::new(),
         }
     }
 }

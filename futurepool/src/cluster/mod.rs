@@ -50,7 +50,7 @@ pub use client::{ClusterPool, ClusterPoolBuilder};
 pub use memory::{MemoryBroker, MemoryWorker};
 pub use options::{Priority, RetryPolicy, SubmitOptions};
 pub use rate_limit::RateLimit;
-pub use status::{pools, status, DeadLetter, Status, WorkerStatus};
+pub use status::{pools, status, DeadLetter, Status, TaskProgress, WorkerStatus, MAX_PROGRESS};
 pub use worker::{serve, ServeOptions};
 
 pub(crate) use worker::serve_if_requested;

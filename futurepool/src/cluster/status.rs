@@ -62,6 +62,88 @@ pub struct Status {
     pub lease: Duration,
     /// How many times a task is delivered before it is dead-lettered.
     pub max_deliveries: u32,
+    /// The latest progress of running tasks that reported some
+    /// ([`report_progress`](crate::report_progress)), sorted by task id; at most
+    /// [`MAX_PROGRESS`] (when more report, some are left out).
+    pub progress: Vec<TaskProgress>,
+}
+
+/// At most this many tasks' progress is read into a [`Status`]: a status stays small however
+/// many tasks run.
+pub const MAX_PROGRESS: usize = 100;
+
+/// What a running task last reported of its progress.
+///
+/// # Examples
+///
+/// ```no_run
+/// let status = futurepool::cluster::status("redis://127.0.0.1:6379/", "default")?;
+/// for task in &status.progress {
+///     println!("{}: {} of {} ({:.0}%)", task.task_id, task.done, task.total, 100.0 * task.ratio());
+/// }
+/// # Ok::<(), futurepool::cluster::ClusterError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskProgress {
+    /// The task's id.
+    pub task_id: String,
+    /// Units done, as the task reported them.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
+
+impl TaskProgress {
+    /// `done / total`, at most 1 (0 when the total is 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let half = futurepool::cluster::TaskProgress::new("t-1", 5, 10);
+    /// assert_eq!(half.ratio(), 0.5);
+    /// ```
+    pub fn ratio(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            self.done.min(self.total) as f64 / self.total as f64
+        }
+    }
+
+    /// A task's progress: `done` of `total` units.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let p = futurepool::cluster::TaskProgress::new("t-1", 1, 4);
+    /// assert_eq!((p.task_id.as_str(), p.done, p.total), ("t-1", 1, 4));
+    /// ```
+    pub fn new(task_id: impl Into<String>, done: u64, total: u64) -> Self {
+        TaskProgress {
+            task_id: task_id.into(),
+            done,
+            total,
+        }
+    }
+
+    /// Parses a progress hash's value, `"DONE TOTAL"`; `None` if it is not two numbers.
+    pub(crate) fn parse(task_id: String, value: &str) -> Option<Self> {
+        let (done, total) = value.trim().split_once(' ')?;
+        Some(TaskProgress::new(
+            task_id,
+            done.parse().ok()?,
+            total.parse().ok()?,
+        ))
+    }
+}
+
+/// `progress` sorted by task id (a stable order from one look to the next), at most
+/// [`MAX_PROGRESS`].
+pub(crate) fn first_progress(mut progress: Vec<TaskProgress>) -> Vec<TaskProgress> {
+    progress.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    progress.truncate(MAX_PROGRESS);
+    progress
 }
 
 /// One worker of a pool.
@@ -199,6 +281,24 @@ impl fmt::Display for Status {
             "counters      submitted {}, published {}, duplicates discarded {}, released {}",
             self.submitted, self.published, self.duplicates, self.released
         )?;
+        if !self.progress.is_empty() {
+            writeln!(
+                f,
+                "progress      {} running {} reported",
+                self.progress.len(),
+                plural(self.progress.len() as u64, "task", "tasks")
+            )?;
+            for p in &self.progress {
+                writeln!(
+                    f,
+                    "  {:<32} {:>5.1}%  {} of {}",
+                    p.task_id,
+                    100.0 * p.ratio(),
+                    p.done,
+                    p.total
+                )?;
+            }
+        }
         writeln!(f, "workers       {}", self.workers.len())?;
         for w in &self.workers {
             let beat = match w.last_heartbeat {

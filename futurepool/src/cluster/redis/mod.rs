@@ -16,6 +16,7 @@ use super::backend::{
     PoolConfig, Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE, RESULT_TTL_RANGE,
 };
 use super::keys::{Keys, GROUP};
+use super::status::{first_progress, TaskProgress, MAX_PROGRESS};
 use super::Status;
 use scripts::Script;
 
@@ -369,6 +370,34 @@ impl RedisConnection {
     fn query_pipe<T: redis::FromRedisValue>(&mut self, pipe: &redis::Pipeline) -> BrokerResult<T> {
         let result = pipe.query(self.link()?);
         result.map_err(|e| self.classify(e))
+    }
+
+    /// The progress hash, read in a bounded number of `HSCAN` pages (one for a small hash), so a
+    /// pool with very many running tasks costs no more; entries that are not `"DONE TOTAL"` are
+    /// skipped.
+    fn running_progress(&mut self) -> BrokerResult<Vec<TaskProgress>> {
+        const PAGES: usize = 4;
+        let key = self.keys.progress();
+        let mut cursor = 0u64;
+        let mut found = Vec::new();
+        for _ in 0..PAGES {
+            let (next, flat): (u64, Vec<Vec<u8>>) = self.query(
+                redis::cmd("HSCAN")
+                    .arg(&key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(MAX_PROGRESS),
+            )?;
+            for pair in flat.chunks_exact(2) {
+                let id = String::from_utf8_lossy(&pair[0]).into_owned();
+                found.extend(TaskProgress::parse(id, &String::from_utf8_lossy(&pair[1])));
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(first_progress(found))
     }
 
     /// `EVALSHA` of one of our scripts, with the queue as its only declared key and the prefix
@@ -920,6 +949,7 @@ impl Connection for RedisConnection {
             (keys.worker_info(), "hash"),
             (keys.dead(), "stream"),
             (keys.stats(), "hash"),
+            (keys.progress(), "hash"),
         ];
         let mut types = redis::pipe();
         for (key, _) in &expected {
@@ -1019,6 +1049,9 @@ impl Connection for RedisConnection {
                     worker.in_flight += n;
                 }
             }
+        }
+        if readable[5] {
+            status.progress = self.running_progress()?;
         }
         Ok(Some(status))
     }

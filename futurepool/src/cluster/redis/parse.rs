@@ -260,6 +260,8 @@ pub(super) fn status(raw: Vec<Value>, config: PoolConfig) -> Result<Status, Stri
         throttled: counter("throttled"),
         lease: config.lease,
         max_deliveries: config.max_deliveries,
+        // Read apart, after (`RedisConnection::status`).
+        progress: Vec::new(),
     })
 }
 
