@@ -8,6 +8,7 @@
 
 mod abort;
 mod chaining;
+mod events;
 mod hostile;
 mod jobs;
 mod processes;
@@ -68,6 +69,10 @@ fn unregistered(n: u64) -> u64 {
 futurepool::register!(square, traced, checked_half, explode, poison);
 
 fn main() {
+    // Before `init`, which serves in a worker: a worker started to have its events read prints
+    // them.
+    #[cfg(feature = "tracing")]
+    events::print_events_to_stderr();
     // A worker started by a test (`FUTUREPOOL_CLUSTER_WORKER` set) serves here and exits.
     futurepool::init();
     if let Ok(spec) = std::env::var(trust::ORPHAN_CLIENT) {
@@ -134,6 +139,7 @@ fn main() {
     tests.extend_from_slice(abort::TESTS);
     tests.extend_from_slice(chaining::TESTS);
     tests.extend_from_slice(processes::TESTS);
+    tests.extend_from_slice(events::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(

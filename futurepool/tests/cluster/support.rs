@@ -259,6 +259,11 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn start(spec: &WorkerSpec) -> WorkerProcess {
+        WorkerProcess::start_with_env(spec, &[])
+    }
+
+    /// A worker with `env` added to its environment.
+    pub fn start_with_env(spec: &WorkerSpec, env: &[(&str, &str)]) -> WorkerProcess {
         let stderr = OpenOptions::new()
             .create(true)
             .append(true)
@@ -269,6 +274,7 @@ impl WorkerProcess {
             command.env(WORKER_PROCESSES, processes.to_string());
         }
         let child = command
+            .envs(env.iter().copied())
             .env(WORKER_URL, &spec.url)
             .env(WORKER_POOL, &spec.pool)
             .env(WORKER_THREADS, spec.threads.to_string())
