@@ -531,7 +531,15 @@ fn the_page_in_headless_chromium_shows_a_running_pool_and_a_dead_letter() {
                 let s = status(&url);
                 s.published >= 2 && s.dead_lettered == 1
             });
-            report_progress(&redis, &[("render-frame-0042", "3 8")]);
+            // Sorted by id on the page: the first row is render-frame-0042's.
+            report_progress(
+                &redis,
+                &[
+                    ("transcode-clip-17", "120 480"),
+                    ("render-frame-0042", "3 8"),
+                    ("render-frame-0043", "7 8"),
+                ],
+            );
             let dashboard = Dashboard::start(&url);
             let page = format!("{}/", dashboard.base);
             let profile = tempdir("chromium-profile");

@@ -97,6 +97,58 @@ const POOL_FAMILIES: &[Family] = &[
     },
 ];
 
+/// A metric family with one series per worker, or per task, of each pool.
+struct ItemFamily {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    /// The label naming the item (`worker`, `task`).
+    label: &'static str,
+    /// Each item's label value and sample; an item without a sample is left out.
+    samples: fn(&Status) -> Vec<(&str, f64)>,
+}
+
+const ITEM_FAMILIES: &[ItemFamily] = &[
+    ItemFamily {
+        name: "futurepool_worker_in_flight",
+        kind: "gauge",
+        help: "Tasks a worker holds: running, or fetched and about to run.",
+        label: "worker",
+        samples: |s| {
+            s.workers
+                .iter()
+                .map(|w| (w.name.as_str(), w.in_flight as f64))
+                .collect()
+        },
+    },
+    ItemFamily {
+        name: "futurepool_worker_heartbeat_age_seconds",
+        kind: "gauge",
+        help:
+            "Seconds since the worker's last heartbeat (broker clock); absent if it never sent one.",
+        label: "worker",
+        samples: |s| {
+            s.workers
+                .iter()
+                .filter_map(|w| Some((w.name.as_str(), w.last_heartbeat?.as_secs_f64())))
+                .collect()
+        },
+    },
+    ItemFamily {
+        name: "futurepool_task_progress_ratio",
+        kind: "gauge",
+        help: "Done / total of a running task's latest progress report (a bounded number of tasks \
+               per pool).",
+        label: "task",
+        samples: |s| {
+            s.progress
+                .iter()
+                .map(|p| (p.task_id.as_str(), p.ratio()))
+                .collect()
+        },
+    },
+];
+
 /// Renders a scrape.
 pub fn render(scrape: &Scrape<'_>) -> String {
     let mut out = String::new();
@@ -123,57 +175,20 @@ pub fn render(scrape: &Scrape<'_>) -> String {
             );
         }
     }
-    family_head(
-        &mut out,
-        "futurepool_worker_in_flight",
-        "gauge",
-        "Tasks a worker holds: running, or fetched and about to run.",
-    );
-    for (pool, status) in scrape.pools {
-        for worker in &status.workers {
-            let _ = writeln!(
-                out,
-                "futurepool_worker_in_flight{{pool=\"{}\",worker=\"{}\"}} {}",
-                escape(pool),
-                escape(&worker.name),
-                worker.in_flight
-            );
-        }
-    }
-    family_head(
-        &mut out,
-        "futurepool_worker_heartbeat_age_seconds",
-        "gauge",
-        "Seconds since the worker's last heartbeat (broker clock); absent if it never sent one.",
-    );
-    for (pool, status) in scrape.pools {
-        for worker in &status.workers {
-            if let Some(age) = worker.last_heartbeat {
+    for family in ITEM_FAMILIES {
+        family_head(&mut out, family.name, family.kind, family.help);
+        for (pool, status) in scrape.pools {
+            for (item, value) in (family.samples)(status) {
                 let _ = writeln!(
                     out,
-                    "futurepool_worker_heartbeat_age_seconds{{pool=\"{}\",worker=\"{}\"}} {}",
+                    "{}{{pool=\"{}\",{}=\"{}\"}} {}",
+                    family.name,
                     escape(pool),
-                    escape(&worker.name),
-                    number(age.as_secs_f64())
+                    family.label,
+                    escape(item),
+                    number(value)
                 );
             }
-        }
-    }
-    family_head(
-        &mut out,
-        "futurepool_task_progress_ratio",
-        "gauge",
-        "Done / total of a running task's latest progress report (a bounded number of tasks per pool).",
-    );
-    for (pool, status) in scrape.pools {
-        for task in &status.progress {
-            let _ = writeln!(
-                out,
-                "futurepool_task_progress_ratio{{pool=\"{}\",task=\"{}\"}} {}",
-                escape(pool),
-                escape(&task.task_id),
-                number(task.ratio())
-            );
         }
     }
     out
