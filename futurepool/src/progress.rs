@@ -59,6 +59,12 @@ impl<T, E> ProgressItem for Result<Task<T, E>, AsCompletedTimeout> {
 /// An iterator with a progress bar: yields exactly what the iterator it wraps yields, and
 /// advances the bar by one per item (counting failures) as the caller takes it.
 ///
+/// The count drawn is [`done`](Progress::done) plus [`partial`](Progress::partial), the progress
+/// of the items not yet taken (with one decimal while it has a fraction), refreshed at most every
+/// 100 ms and also while the iterator waits; the rate and the ETA count it too. The bar's own
+/// position ([`bar`](Progress::bar)`().position()`) stays the items taken. The filled part of the
+/// bar is indicatif's and counts the items taken only.
+///
 /// Made by `.progress()` on [`Map`](crate::Map), [`MapUnordered`](crate::MapUnordered), the
 /// process pool's maps and [`AsCompleted`](crate::AsCompleted). The bar finishes when the
 /// iterator ends; if it is dropped early, the bar stays where it was (abandoned).
