@@ -391,3 +391,31 @@ impl From<&Status> for crate::Stats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_progress_value_is_two_numbers_or_it_is_skipped() {
+        let parsed = TaskProgress::parse("t".into(), "3 8").unwrap();
+        assert_eq!((parsed.done, parsed.total, parsed.ratio()), (3, 8, 0.375));
+        for odd in ["", "3", "3 of 8", "-1 8", "3 8 9", "three eight"] {
+            assert_eq!(TaskProgress::parse("t".into(), odd), None, "{odd:?}");
+        }
+        assert_eq!(TaskProgress::new("t", 9, 8).ratio(), 1.0, "capped at 1");
+        assert_eq!(TaskProgress::new("t", 1, 0).ratio(), 0.0, "no total");
+    }
+
+    #[test]
+    fn progress_is_sorted_by_task_id_and_capped() {
+        let many: Vec<_> = (0..MAX_PROGRESS + 20)
+            .rev()
+            .map(|i| TaskProgress::new(format!("task-{i:04}"), 1, 2))
+            .collect();
+        let kept = first_progress(many);
+        assert_eq!(kept.len(), MAX_PROGRESS);
+        assert_eq!(kept[0].task_id, "task-0000");
+        assert!(kept.windows(2).all(|w| w[0].task_id < w[1].task_id));
+    }
+}
