@@ -286,3 +286,18 @@ fn partial_progress_is_read_from_unordered_maps_and_as_completed() {
         assert_eq!((unordered.done(), unordered.partial()), (4, 0.0));
     });
 }
+
+#[test]
+fn a_process_map_bar_counts_the_ready_results_of_its_chunk_as_partial() {
+    support::within(LIMIT, "process map partial progress", || {
+        let pool = ProcessPool::new(1).unwrap();
+        let mut bar = pool.map(double, 0..10u32).chunksize(5).progress();
+        assert_eq!(bar.next(), Some(Ok(0)));
+        // The other four results of the first chunk are here, not yet taken; the second chunk
+        // counts as one item at most (done), never as its five.
+        let partial = bar.partial();
+        assert!((4.0..=5.0).contains(&partial), "{partial}");
+        assert_eq!(bar.by_ref().count(), 9);
+        assert_eq!((bar.done(), bar.partial()), (10, 0.0));
+    });
+}
