@@ -288,7 +288,9 @@ impl fmt::Display for Status {
                 self.progress.len(),
                 plural(self.progress.len() as u64, "task", "tasks")
             )?;
-            for p in &self.progress {
+            // A report stays readable with many running tasks; the dashboard lists them all.
+            const LISTED: usize = 20;
+            for p in self.progress.iter().take(LISTED) {
                 writeln!(
                     f,
                     "  {:<32} {:>5.1}%  {} of {}",
@@ -297,6 +299,9 @@ impl fmt::Display for Status {
                     p.done,
                     p.total
                 )?;
+            }
+            if self.progress.len() > LISTED {
+                writeln!(f, "  ... and {} more", self.progress.len() - LISTED)?;
             }
         }
         writeln!(f, "workers       {}", self.workers.len())?;
@@ -405,6 +410,49 @@ mod tests {
         }
         assert_eq!(TaskProgress::new("t", 9, 8).ratio(), 1.0, "capped at 1");
         assert_eq!(TaskProgress::new("t", 1, 0).ratio(), 0.0, "no total");
+    }
+
+    /// An idle pool's report, but for `progress`.
+    fn report_with(progress: Vec<TaskProgress>) -> String {
+        Status {
+            queued: 0,
+            in_flight: 0,
+            workers: Vec::new(),
+            dead_lettered: 0,
+            malformed: 0,
+            problems: Vec::new(),
+            recent_dead: Vec::new(),
+            submitted: 0,
+            published: 0,
+            duplicates: 0,
+            released: 0,
+            scheduled: 0,
+            chained: 0,
+            retried: 0,
+            throttled: 0,
+            lease: Duration::from_secs(30),
+            max_deliveries: 3,
+            progress,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_status_report_lists_the_first_twenty_tasks_progress() {
+        let progress: Vec<_> = (0..25)
+            .map(|i| TaskProgress::new(format!("task-{i:02}"), 1, 4))
+            .collect();
+        let text = report_with(progress);
+        assert!(
+            text.contains("progress      25 running tasks reported"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  task-19                           25.0%  1 of 4"),
+            "{text}"
+        );
+        assert!(!text.contains("task-20"), "{text}");
+        assert!(text.contains("  ... and 5 more"), "{text}");
     }
 
     #[test]
