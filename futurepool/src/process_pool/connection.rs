@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::registry;
 use crate::wire::{self, Bytes, Call, FromWorker, Hello, ToWorker};
+use crate::task::RemoteProgress;
 
 use super::items;
 use super::process::{signal_group, AnswerPipe, CallsTap, End};
@@ -619,9 +620,25 @@ fn serve_answers(
                 return Some(Reason::new("the worker was removed while answering"));
             };
             let elapsed = now.saturating_duration_since(slot.front_started);
-            slot.answers += count as u64;
+            let mut answered = 0;
             let mut item_frames = false;
             for (index, frame) in frames[..count].iter().enumerate() {
+                if let Some((done, total)) = FromWorker::progress_in(frame) {
+                    // Not an answer: the call at the front, running now, reported progress. It
+                    // is applied after the lock, in frame order, so it lands before this
+                    // batch's answer of the same call. A worker sends it only for a single call,
+                    // but a stray one for anything else is dropped, never taken for an answer.
+                    let target = slot
+                        .in_flight
+                        .front()
+                        .filter(|front| !front.by_item())
+                        .and_then(|front| front.sink.progress());
+                    if let Some(target) = target {
+                        sinks.push(Answered::Progress(target, done, total));
+                    }
+                    continue;
+                }
+                answered += 1;
                 let Some(front) = slot.in_flight.front_mut() else {
                     return Some(Reason::new("protocol error: more answers than calls"));
                 };
@@ -639,10 +656,13 @@ fn serve_answers(
                     sinks.push(Answered::Frame(entry.sink, index));
                 }
             }
+            slot.answers += answered as u64;
+            // Only progress: the front call still runs, on the clock it started with.
+            if answered > 0 {
             if !item_frames {
                 // An item's time says nothing of how long a whole call takes, so chunks
                 // answered item by item do not feed the pipeline estimate.
-                shared.record_service(elapsed, count);
+                shared.record_service(elapsed, answered);
             }
             // The next call, or the next item of a chunk answered item by item, starts now.
             slot.front_started = now;
@@ -666,12 +686,17 @@ fn serve_answers(
                 slot.writer_idle = false;
                 slot.writer_wake.notify_one();
             }
+            }
             drop(state);
             for answered in sinks.drain(..) {
                 let (sink, frame) = match answered {
                     Answered::Frame(sink, frame) => (sink, &frames[frame]),
                     Answered::Items(entry) => {
                         items::finish(entry);
+                        continue;
+                    }
+                    Answered::Progress(target, done, total) => {
+                        target.report(done, total);
                         continue;
                     }
                 };
@@ -691,10 +716,12 @@ fn serve_answers(
 }
 
 /// An entry the worker finished answering: by one frame (its index in the batch), or a chunk
-/// answered item by item, whose frames it holds.
+/// answered item by item, whose frames it holds; or a report of the running one's progress.
 enum Answered {
     Frame(Box<dyn super::sink::Sink>, usize),
     Items(InFlight),
+    /// Not an answer: a progress report of the call still running, for its task.
+    Progress(RemoteProgress, u64, u64),
 }
 
 /// The `tracing` event of a worker's exit: DEBUG when it was retired or stopped with nothing in
