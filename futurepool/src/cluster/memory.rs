@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::backend::{
-    Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig, Reaped, Reply,
-    Submitted,
+    progress_value, Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig,
+    ProgressReport, Reaped, Reply, Submitted, PROGRESS_REPLY,
 };
 use super::outcome::{self, Release};
 use super::{ClusterError, ClusterPool, ClusterPoolBuilder, Priority, ServeOptions};
@@ -313,6 +313,9 @@ struct PoolState {
     /// Tasks chained after others (`submit_after`), by the task they wait for: their entry
     /// (without its argument) and whether that task's value is a `Result`.
     dependents: HashMap<String, Vec<(Entry, bool)>>,
+    /// Running task → its latest progress (as the Redis `:progress` hash); gone once it is
+    /// published or its run ends in a retry.
+    progress: HashMap<String, (u64, u64)>,
 }
 
 fn lane(priority: Priority) -> usize {
@@ -379,6 +382,7 @@ impl PoolState {
             return false;
         }
         self.results.insert(task_id.to_string(), outcome.to_vec());
+        self.progress.remove(task_id);
         for client in self.waiters.remove(task_id).unwrap_or_default() {
             self.replies.entry(client).or_default().push_back(Reply {
                 task_id: task_id.to_string(),
@@ -665,6 +669,27 @@ impl Connection for MemoryConnection {
             .unwrap_or_default())
     }
 
+    fn progress(&mut self, reports: &[ProgressReport]) -> BrokerResult<()> {
+        self.with(|p| {
+            for report in reports {
+                // As the Redis `PROGRESS`: a task with an outcome keeps no progress.
+                if p.results.contains_key(&report.task_id) {
+                    continue;
+                }
+                p.progress
+                    .insert(report.task_id.clone(), (report.done, report.total));
+                let value = progress_value(report.done, report.total).into_bytes();
+                for client in p.waiters.get(&report.task_id).into_iter().flatten() {
+                    p.replies.entry(*client).or_default().push_back(Reply {
+                        task_id: format!("{PROGRESS_REPLY}{}", report.task_id),
+                        outcome: value.clone(),
+                    });
+                }
+            }
+        });
+        Ok(())
+    }
+
     fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
         Ok(self.with(|p| {
             p.clients += 1;
@@ -751,6 +776,7 @@ impl Connection for MemoryConnection {
                                 // The next run pays for its own token.
                                 entry.paid = false;
                                 let now = Instant::now();
+                                p.progress.remove(&c.task_id);
                                 p.schedule(now.checked_add(delay).unwrap_or(now), entry);
                                 p.retried += 1;
                                 true

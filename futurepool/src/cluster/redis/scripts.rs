@@ -19,6 +19,8 @@ local function publish(prefix, task_id, outcome, ttl, replies)
   if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
     return 0
   end
+  -- The task's progress ends with it (pcall: a key of another type must not stop the publish).
+  redis.pcall('HDEL', prefix .. ':progress', task_id)
   release_dependents(prefix, task_id, outcome, ttl, replies)
   local waiters = prefix .. ':waiters:' .. task_id
   -- pcall: a waiters key of another type (written by something else) must not abort the
@@ -340,6 +342,8 @@ for i = 3, #ARGV, 5 do
       redis.call('DEL', task)
       redis.call('HSET', task, unpack(fields))
       redis.call('ZADD', prefix .. ':scheduled', now_ms + tonumber(ARGV[i + 4]), id)
+      -- This run is over: what it reported does not describe the next one.
+      redis.pcall('HDEL', prefix .. ':progress', id)
       retried = retried + 1
       answers[#answers + 1] = 1
     else
@@ -385,6 +389,36 @@ if refused > 0 then
   redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', refused)
 end
 return answers
+"#;
+
+/// ARGV: prefix, the progress hash (`PREFIX:progress`), then (task id, `"DONE TOTAL"`) per
+/// running task. Stores each as the task's field of the hash and sends it to each client waiting for the task, as a reply field
+/// `progress:ID` (one reply entry per client per call, as `publish` does), unless the task
+/// already has an outcome: `publish` deletes the field, and a late report must not bring it
+/// back. The hash has no expiry; each field lives exactly as long as its task.
+const PROGRESS: &str = r#"
+local prefix, hash = ARGV[1], ARGV[2]
+local replies, any = {}, false
+for i = 3, #ARGV - 1, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
+  if redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
+    redis.pcall('HSET', hash, id, value)
+    local clients = redis.pcall('SMEMBERS', prefix .. ':waiters:' .. id)
+    if type(clients) ~= 'table' or clients.err then clients = {} end
+    for _, client in ipairs(clients) do
+      local fields = replies[client]
+      if fields == nil then
+        fields = {}
+        replies[client] = fields
+      end
+      fields[#fields + 1] = 'progress:' .. id
+      fields[#fields + 1] = value
+      any = true
+    end
+  end
+end
+if any then send_replies(prefix, replies, result_ttl(prefix)) end
+return 0
 "#;
 
 /// ARGV: prefix, group, worker, then entries. Stamps the worker's heartbeat (broker clock) and
@@ -787,10 +821,11 @@ pub(super) enum Script {
     Throttle,
     Abort,
     Aborted,
+    Progress,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 12] = [
+    pub(super) const ALL: [Script; 13] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
@@ -803,6 +838,7 @@ impl Script {
         Script::Throttle,
         Script::Abort,
         Script::Aborted,
+        Script::Progress,
     ];
 
     pub(super) fn source(self) -> String {
@@ -819,6 +855,7 @@ impl Script {
             Script::Throttle => THROTTLE,
             Script::Abort => ABORT,
             Script::Aborted => ABORTED,
+            Script::Progress => PROGRESS,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
