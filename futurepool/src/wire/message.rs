@@ -17,7 +17,7 @@ pub(crate) const PROTOCOL_VERSION: u32 = 4;
 /// The first byte of a [`FromWorker::Progress`] frame's body: its variant index, which postcard
 /// writes as a one-byte varint. The pool's reader tells progress from answers by it without
 /// decoding the answers twice.
-const PROGRESS_TAG: u8 = 7;
+const PROGRESS_TAG: u8 = 6;
 
 /// An already-serialized value, carried as raw bytes (postcard `bytes`: a length, then the bytes)
 /// and borrowed from the frame buffer when decoded, so a payload is never copied twice.
