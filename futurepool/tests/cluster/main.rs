@@ -11,6 +11,7 @@ mod chaining;
 mod hostile;
 mod jobs;
 mod processes;
+mod progress;
 mod support;
 mod trust;
 
@@ -134,6 +135,7 @@ fn main() {
     tests.extend_from_slice(abort::TESTS);
     tests.extend_from_slice(chaining::TESTS);
     tests.extend_from_slice(processes::TESTS);
+    tests.extend_from_slice(progress::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(
