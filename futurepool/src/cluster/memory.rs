@@ -1083,6 +1083,107 @@ mod tests {
         until_token
     );
 
+    /// The broker's stored progress of pool `pool`, by task id.
+    fn stored_progress(broker: &MemoryBroker, pool: &str) -> HashMap<String, (u64, u64)> {
+        broker
+            .lock()
+            .get(pool)
+            .map(|p| p.progress.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn progress_is_kept_and_sent_while_a_task_runs_and_goes_with_its_outcome() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let task = pool.submit_with(&SubmitOptions::new().id("counting"), square, 3);
+        let backend = MemoryBackend {
+            broker: broker.clone(),
+            pool: "default".into(),
+        };
+        let mut connection = backend.connect().unwrap();
+        let worker = connection.register_worker("test").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut deliveries = Vec::new();
+        while deliveries.is_empty() {
+            assert!(Instant::now() < deadline, "the submit never reached the broker");
+            deliveries = connection
+                .fetch(&worker, 1, Duration::from_millis(50))
+                .unwrap();
+        }
+        let report = |done| ProgressReport {
+            task_id: "id:counting".into(),
+            done,
+            total: 9,
+        };
+        connection.progress(&[report(4)]).unwrap();
+        assert_eq!(
+            stored_progress(&broker, "default"),
+            HashMap::from([("id:counting".to_string(), (4, 9))])
+        );
+        while task.progress() != Some((4, 9)) {
+            assert!(Instant::now() < deadline, "the handle never saw the report");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let completion = Completion {
+            entry: deliveries[0].entry.clone(),
+            task_id: "id:counting".into(),
+            outcome: outcome::value(&postcard::to_allocvec(&9u64).unwrap()),
+            dead_letter: None,
+            retry_in: None,
+        };
+        assert_eq!(connection.complete(&[completion]).unwrap(), [true]);
+        assert!(stored_progress(&broker, "default").is_empty(), "gone with the task");
+        connection.progress(&[report(5)]).unwrap();
+        assert!(
+            stored_progress(&broker, "default").is_empty(),
+            "a late report does not bring it back"
+        );
+        assert_eq!(task.result_timeout(Duration::from_secs(10)), Ok(9));
+        assert_eq!(task.progress(), None);
+    }
+
+    fn report_until_released(total: u64) -> u64 {
+        for done in 1..=total {
+            crate::report_progress(done, total);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !RELEASED.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        total
+    }
+
+    static RELEASED: AtomicBool = AtomicBool::new(false);
+
+    crate::register!(report_until_released);
+
+    #[test]
+    fn a_memory_workers_task_reports_progress_to_the_clients_handle() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("progress").build().unwrap();
+        let _worker = broker.serve(ServeOptions::default().pool("progress").threads(1));
+        let task = pool.submit_with(&SubmitOptions::new().id("reporting"), report_until_released, 3);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        task.on_progress(move |done, total| sink.lock().unwrap().push((done, total)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while task.progress() != Some((3, 3)) {
+            assert!(Instant::now() < deadline, "the handle never saw (3, 3): {:?}", task.progress());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            stored_progress(&broker, "progress"),
+            HashMap::from([("id:reporting".to_string(), (3, 3))])
+        );
+        RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(task.result_timeout(Duration::from_secs(10)), Ok(3));
+        let heard = heard.lock().unwrap().clone();
+        assert!(heard.windows(2).all(|w| w[0].0 < w[1].0), "in order: {heard:?}");
+        assert!(stored_progress(&broker, "progress").is_empty(), "gone with the task");
+    }
+
     #[test]
     fn a_submits_limits_travel_in_its_entry_and_a_plain_one_carries_none() {
         let broker = MemoryBroker::new();
