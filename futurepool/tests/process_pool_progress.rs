@@ -61,10 +61,8 @@ futurepool::test_support!();
 
 /// A scratch directory for the gate files of one test.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "futurepool-progress-{name}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("futurepool-progress-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -98,7 +96,11 @@ fn reports_from_a_worker_process_arrive_in_order_rate_limited_and_the_last_alway
         touch(&release);
         let took = Duration::from_micros(task.result().unwrap());
         let seen = seen.lock().unwrap().clone();
-        assert_eq!(seen.last(), Some(&(N, N)), "the callback saw the last report");
+        assert_eq!(
+            seen.last(),
+            Some(&(N, N)),
+            "the callback saw the last report"
+        );
         assert!(
             seen.windows(2).all(|w| w[0].0 < w[1].0),
             "strictly in order: {seen:?}"

@@ -348,8 +348,22 @@ mod tests {
         assert_eq!(parse_progress(b"3 10"), Some((3, 10)));
         let max = progress_value(u64::MAX, u64::MAX);
         assert_eq!(parse_progress(max.as_bytes()), Some((u64::MAX, u64::MAX)));
-        for bad in [&b""[..], b"3", b"3  10", b" 3 10", b"3 10 ", b"-3 10", b"3 +10", b"a b"] {
-            assert_eq!(parse_progress(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"3",
+            b"3  10",
+            b" 3 10",
+            b"3 10 ",
+            b"-3 10",
+            b"3 +10",
+            b"a b",
+        ] {
+            assert_eq!(
+                parse_progress(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

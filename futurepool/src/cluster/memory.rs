@@ -1106,7 +1106,10 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut deliveries = Vec::new();
         while deliveries.is_empty() {
-            assert!(Instant::now() < deadline, "the submit never reached the broker");
+            assert!(
+                Instant::now() < deadline,
+                "the submit never reached the broker"
+            );
             deliveries = connection
                 .fetch(&worker, 1, Duration::from_millis(50))
                 .unwrap();
@@ -1133,7 +1136,10 @@ mod tests {
             retry_in: None,
         };
         assert_eq!(connection.complete(&[completion]).unwrap(), [true]);
-        assert!(stored_progress(&broker, "default").is_empty(), "gone with the task");
+        assert!(
+            stored_progress(&broker, "default").is_empty(),
+            "gone with the task"
+        );
         connection.progress(&[report(5)]).unwrap();
         assert!(
             stored_progress(&broker, "default").is_empty(),
@@ -1164,13 +1170,21 @@ mod tests {
         let broker = MemoryBroker::new();
         let pool = broker.pool("progress").build().unwrap();
         let _worker = broker.serve(ServeOptions::default().pool("progress").threads(1));
-        let task = pool.submit_with(&SubmitOptions::new().id("reporting"), report_until_released, 3);
+        let task = pool.submit_with(
+            &SubmitOptions::new().id("reporting"),
+            report_until_released,
+            3,
+        );
         let heard = Arc::new(Mutex::new(Vec::new()));
         let sink = heard.clone();
         task.on_progress(move |done, total| sink.lock().unwrap().push((done, total)));
         let deadline = Instant::now() + Duration::from_secs(10);
         while task.progress() != Some((3, 3)) {
-            assert!(Instant::now() < deadline, "the handle never saw (3, 3): {:?}", task.progress());
+            assert!(
+                Instant::now() < deadline,
+                "the handle never saw (3, 3): {:?}",
+                task.progress()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(
@@ -1180,8 +1194,14 @@ mod tests {
         RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(task.result_timeout(Duration::from_secs(10)), Ok(3));
         let heard = heard.lock().unwrap().clone();
-        assert!(heard.windows(2).all(|w| w[0].0 < w[1].0), "in order: {heard:?}");
-        assert!(stored_progress(&broker, "progress").is_empty(), "gone with the task");
+        assert!(
+            heard.windows(2).all(|w| w[0].0 < w[1].0),
+            "in order: {heard:?}"
+        );
+        assert!(
+            stored_progress(&broker, "progress").is_empty(),
+            "gone with the task"
+        );
     }
 
     #[test]

@@ -138,10 +138,16 @@ mod tests {
         assert_eq!(board.take_unsent(), [report("a", 4, 10)]);
         assert!(board.take_unsent().is_empty(), "sent already");
         board.record("a", 4, 10);
-        assert!(board.take_unsent().is_empty(), "the same value again is not news");
+        assert!(
+            board.take_unsent().is_empty(),
+            "the same value again is not news"
+        );
         board.end("a");
         board.record("a", 10, 10);
-        assert!(board.take_unsent().is_empty(), "after its end nothing is kept");
+        assert!(
+            board.take_unsent().is_empty(),
+            "after its end nothing is kept"
+        );
         assert!(board.lock().is_empty(), "{:?}", board.lock());
     }
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::registry;
-use crate::wire::{self, Bytes, Call, FromWorker, Hello, ToWorker};
 use crate::task::RemoteProgress;
+use crate::wire::{self, Bytes, Call, FromWorker, Hello, ToWorker};
 
 use super::items;
 use super::process::{signal_group, AnswerPipe, CallsTap, End};
@@ -659,33 +659,34 @@ fn serve_answers(
             slot.answers += answered as u64;
             // Only progress: the front call still runs, on the clock it started with.
             if answered > 0 {
-            if !item_frames {
-                // An item's time says nothing of how long a whole call takes, so chunks
-                // answered item by item do not feed the pipeline estimate.
-                shared.record_service(elapsed, answered);
-            }
-            // The next call, or the next item of a chunk answered item by item, starts now.
-            slot.front_started = now;
-            // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
-            slot.kill_if_front_aborted();
-            if slot.in_flight.front().is_some_and(|f| f.watched()) {
-                // A new call's clock started (or its memory counts now): the supervisor must
-                // watch it.
-                shared.supervisor_wake.notify_one();
-            }
-            if let Some(threshold) = shared.config.max_memory_per_child {
-                // Checked after each batch of answers: a worker that grew past the threshold
-                // is sent nothing more and retires once it has answered what it holds.
-                if !slot.recycle
-                    && super::supervisor::resident_bytes(slot.pid).is_some_and(|b| b > threshold)
-                {
-                    slot.recycle = true;
+                if !item_frames {
+                    // An item's time says nothing of how long a whole call takes, so chunks
+                    // answered item by item do not feed the pipeline estimate.
+                    shared.record_service(elapsed, answered);
                 }
-            }
-            if slot.writer_idle {
-                slot.writer_idle = false;
-                slot.writer_wake.notify_one();
-            }
+                // The next call, or the next item of a chunk answered item by item, starts now.
+                slot.front_started = now;
+                // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
+                slot.kill_if_front_aborted();
+                if slot.in_flight.front().is_some_and(|f| f.watched()) {
+                    // A new call's clock started (or its memory counts now): the supervisor must
+                    // watch it.
+                    shared.supervisor_wake.notify_one();
+                }
+                if let Some(threshold) = shared.config.max_memory_per_child {
+                    // Checked after each batch of answers: a worker that grew past the threshold
+                    // is sent nothing more and retires once it has answered what it holds.
+                    if !slot.recycle
+                        && super::supervisor::resident_bytes(slot.pid)
+                            .is_some_and(|b| b > threshold)
+                    {
+                        slot.recycle = true;
+                    }
+                }
+                if slot.writer_idle {
+                    slot.writer_idle = false;
+                    slot.writer_wake.notify_one();
+                }
             }
             drop(state);
             for answered in sinks.drain(..) {

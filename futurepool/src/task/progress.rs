@@ -141,22 +141,22 @@ impl RemoteProgress {
         self.callbacks.spawn_job(Box::new(move || {
             let mut delivered = None;
             loop {
-            state.fresh.store(false, Ordering::Release);
-            let latest = state.latest();
-            // A value read twice (stored just before this run's first read) is delivered once.
-            if let Some((done, total)) = latest.filter(|_| latest != delivered) {
-                state.run_callback(done, total);
-                delivered = latest;
-            }
-            state.scheduled.store(false, Ordering::Release);
-            // A report stored after the read above, whose caller saw this run still scheduled,
-            // is this run's to deliver: go round again unless another run took it.
-            if state.ended.load(Ordering::Acquire)
-                || !state.fresh.load(Ordering::Acquire)
-                || state.scheduled.swap(true, Ordering::AcqRel)
-            {
-                return;
-            }
+                state.fresh.store(false, Ordering::Release);
+                let latest = state.latest();
+                // A value read twice (stored just before this run's first read) is delivered once.
+                if let Some((done, total)) = latest.filter(|_| latest != delivered) {
+                    state.run_callback(done, total);
+                    delivered = latest;
+                }
+                state.scheduled.store(false, Ordering::Release);
+                // A report stored after the read above, whose caller saw this run still scheduled,
+                // is this run's to deliver: go round again unless another run took it.
+                if state.ended.load(Ordering::Acquire)
+                    || !state.fresh.load(Ordering::Acquire)
+                    || state.scheduled.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
             }
         }));
     }

@@ -119,8 +119,16 @@ fn progress_frames_are_told_from_answers_by_their_first_byte() {
         total: 100_000,
     };
     encode_into(&mut small, &progress, DEFAULT_MAX_FRAME).unwrap();
-    assert!(small.len() <= 4 + 1 + 3 + 3, "a tiny frame: {} bytes", small.len());
-    assert_eq!(FromWorker::progress_in(&[6, 0xff]), None, "truncated: not progress");
+    assert!(
+        small.len() <= 4 + 1 + 3 + 3,
+        "a tiny frame: {} bytes",
+        small.len()
+    );
+    assert_eq!(
+        FromWorker::progress_in(&[6, 0xff]),
+        None,
+        "truncated: not progress"
+    );
 }
 
 #[test]

@@ -70,7 +70,9 @@ fn reaches_the_handle_and_leaves_with_the_task(world: &World) {
     let sink = seen.clone();
     task.on_progress(move |done, total| sink.lock().unwrap().push((done, total)));
     // The task holds after its last report: the handle must come to show it.
-    wait_for("the handle to show (7, 10)", || task.progress() == Some((7, 10)));
+    wait_for("the handle to show (7, 10)", || {
+        task.progress() == Some((7, 10))
+    });
     assert_eq!(stored(world, "id:counting").as_deref(), Some("7 10"));
     wait_for("the callback to hear (7, 10)", || {
         seen.lock().unwrap().last() == Some(&(7, 10))
