@@ -1092,11 +1092,12 @@ mod tests {
             .unwrap_or_default()
     }
 
-    #[test]
-    fn progress_is_kept_and_sent_while_a_task_runs_and_goes_with_its_outcome() {
-        let broker = MemoryBroker::new();
-        let pool = broker.pool("default").build().unwrap();
-        let task = pool.submit_with(&SubmitOptions::new().id("counting"), square, 3);
+    /// A worker's connection to pool `default` of `broker` with the `n` tasks submitted there
+    /// fetched (at most 10 s of waiting for them), for tests that play the worker by hand.
+    fn fetched_by_hand(
+        broker: &MemoryBroker,
+        n: usize,
+    ) -> (Box<dyn Connection>, String, Vec<Delivery>) {
         let backend = MemoryBackend {
             broker: broker.clone(),
             pool: "default".into(),
@@ -1105,15 +1106,27 @@ mod tests {
         let worker = connection.register_worker("test").unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut deliveries = Vec::new();
-        while deliveries.is_empty() {
+        while deliveries.len() < n {
             assert!(
                 Instant::now() < deadline,
-                "the submit never reached the broker"
+                "the submits never reached the broker"
             );
-            deliveries = connection
-                .fetch(&worker, 1, Duration::from_millis(50))
-                .unwrap();
+            deliveries.extend(
+                connection
+                    .fetch(&worker, n, Duration::from_millis(50))
+                    .unwrap(),
+            );
         }
+        (connection, worker, deliveries)
+    }
+
+    #[test]
+    fn progress_is_kept_and_sent_while_a_task_runs_and_goes_with_its_outcome() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let task = pool.submit_with(&SubmitOptions::new().id("counting"), square, 3);
+        let (mut connection, _, deliveries) = fetched_by_hand(&broker, 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
         let report = |done| ProgressReport {
             task_id: "id:counting".into(),
             done,
@@ -1216,25 +1229,7 @@ mod tests {
         let limited = pool.submit_with(&limited, square, 1);
         let plain = pool.submit_with(&SubmitOptions::new().id("plain"), square, 2);
         // No worker: read the entries as one would get them.
-        let backend = MemoryBackend {
-            broker: broker.clone(),
-            pool: "default".into(),
-        };
-        let mut connection = backend.connect().unwrap();
-        let worker = connection.register_worker("test").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut deliveries = Vec::new();
-        while deliveries.len() < 2 {
-            assert!(
-                Instant::now() < deadline,
-                "the submits never reached the broker"
-            );
-            deliveries.extend(
-                connection
-                    .fetch(&worker, 2, Duration::from_millis(50))
-                    .unwrap(),
-            );
-        }
+        let (mut connection, worker, mut deliveries) = fetched_by_hand(&broker, 2);
         deliveries.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         assert_eq!(deliveries[0].task_id, "id:limited");
         assert_eq!(deliveries[0].limits.as_deref(), Some("1500 1000 268435456"));

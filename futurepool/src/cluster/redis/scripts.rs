@@ -15,14 +15,9 @@
 /// Shared by the completion and the reaper's dead-letter path.
 const PUBLISH: &str = r#"
 local release_dependents
-local function publish(prefix, task_id, outcome, ttl, replies)
-  if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
-    return 0
-  end
-  -- The task's progress ends with it (pcall: a key of another type must not stop the publish).
-  redis.pcall('HDEL', prefix .. ':progress', task_id)
-  release_dependents(prefix, task_id, outcome, ttl, replies)
-  local waiters = prefix .. ':waiters:' .. task_id
+-- Adds the reply field `field` = `value` for every client waiting in the set `waiters`, to be
+-- sent by `send_replies`; returns whether there was any.
+local function tell_waiters(waiters, replies, field, value)
   -- pcall: a waiters key of another type (written by something else) must not abort the
   -- script half-way (Redis keeps what a failed script already wrote); nobody is told then.
   local clients = redis.pcall('SMEMBERS', waiters)
@@ -33,9 +28,20 @@ local function publish(prefix, task_id, outcome, ttl, replies)
       fields = {}
       replies[client] = fields
     end
-    fields[#fields + 1] = task_id
-    fields[#fields + 1] = outcome
+    fields[#fields + 1] = field
+    fields[#fields + 1] = value
   end
+  return #clients > 0
+end
+local function publish(prefix, task_id, outcome, ttl, replies)
+  if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
+    return 0
+  end
+  -- The task's progress ends with it (pcall: a key of another type must not stop the publish).
+  redis.pcall('HDEL', prefix .. ':progress', task_id)
+  release_dependents(prefix, task_id, outcome, ttl, replies)
+  local waiters = prefix .. ':waiters:' .. task_id
+  tell_waiters(waiters, replies, task_id, outcome)
   redis.call('DEL', waiters)
   return 1
 end
@@ -403,16 +409,7 @@ for i = 3, #ARGV - 1, 2 do
   local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
     redis.pcall('HSET', hash, id, value)
-    local clients = redis.pcall('SMEMBERS', prefix .. ':waiters:' .. id)
-    if type(clients) ~= 'table' or clients.err then clients = {} end
-    for _, client in ipairs(clients) do
-      local fields = replies[client]
-      if fields == nil then
-        fields = {}
-        replies[client] = fields
-      end
-      fields[#fields + 1] = 'progress:' .. id
-      fields[#fields + 1] = value
+    if tell_waiters(prefix .. ':waiters:' .. id, replies, 'progress:' .. id, value) then
       any = true
     end
   end
