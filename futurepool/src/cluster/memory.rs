@@ -1176,7 +1176,54 @@ mod tests {
 
     static RELEASED: AtomicBool = AtomicBool::new(false);
 
-    crate::register!(report_until_released);
+    /// Reports about every millisecond for `ms` ms, then `(ms, ms)`; returns how long it ran.
+    fn report_for(ms: u64) -> u64 {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(ms) {
+            let at = start.elapsed().as_millis() as u64;
+            crate::report_progress(at.min(ms - 1), ms);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        crate::report_progress(ms, ms);
+        start.elapsed().as_millis() as u64
+    }
+
+    crate::register!(report_until_released, report_for);
+
+    #[test]
+    fn a_workers_progress_writes_are_rate_limited_and_none_reach_the_handle_after_the_end() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("paced").build().unwrap();
+        let _worker = broker.serve(ServeOptions::default().pool("paced").threads(1));
+        let task = pool.submit(report_for, 1500);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        task.on_progress(move |done, total| sink.lock().unwrap().push((done, total)));
+        let took = Duration::from_millis(task.result_timeout(Duration::from_secs(30)).unwrap());
+        let at_end = heard.lock().unwrap().clone();
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(
+            *heard.lock().unwrap(),
+            at_end,
+            "a progress callback ran after the result was seen"
+        );
+        assert!(!at_end.is_empty(), "no report reached the handle");
+        assert!(
+            at_end.windows(2).all(|w| w[0].0 < w[1].0),
+            "in order: {at_end:?}"
+        );
+        // The worker writes at most every 250 ms (the task's thread let through one per 50 ms).
+        let allowed = (took.as_millis() / 250) as usize + 2;
+        assert!(
+            at_end.len() <= allowed,
+            "{} reports heard from {took:?} of running: not paced by the worker",
+            at_end.len()
+        );
+        assert!(
+            stored_progress(&broker, "paced").is_empty(),
+            "gone with the task"
+        );
+    }
 
     #[test]
     fn a_memory_workers_task_reports_progress_to_the_clients_handle() {
