@@ -33,17 +33,7 @@ fn reports_arrive_in_order_rate_limited_and_the_last_always() {
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.first(), Some(&(1, N)), "the first report gets through");
         assert_eq!(seen.last(), Some(&(N, N)), "the last report gets through");
-        assert!(
-            seen.windows(2).all(|w| w[0].0 < w[1].0),
-            "strictly in order: {seen:?}"
-        );
-        // At most one per 50 ms, plus the first and the last.
-        let allowed = (took.as_millis() / 50) as usize + 2;
-        assert!(
-            seen.len() <= allowed,
-            "{} reports in {took:?}: not rate-limited",
-            seen.len()
-        );
+        support::assert_in_order_and_rate_limited(&seen, took);
     });
 }
 

@@ -80,6 +80,46 @@ pub(crate) struct Reply {
     pub(crate) outcome: Vec<u8>,
 }
 
+/// The start of a reply's task-id field that carries a running task's progress instead of its
+/// outcome: `progress:TASK_ID`, its value `"DONE TOTAL"` (see [`progress_value`]). Task ids
+/// start `auto:` or `id:`, so no outcome field looks like it.
+pub(crate) const PROGRESS_REPLY: &str = "progress:";
+
+impl Reply {
+    /// `(task id, done, total)` if this reply is a progress report (see [`PROGRESS_REPLY`]);
+    /// `None` for an outcome, or for a progress value that does not parse (dropped).
+    pub(crate) fn progress(&self) -> Option<(&str, u64, u64)> {
+        let task_id = self.task_id.strip_prefix(PROGRESS_REPLY)?;
+        let (done, total) = parse_progress(&self.outcome)?;
+        Some((task_id, done, total))
+    }
+}
+
+/// A running task's latest progress, as a worker sends it ([`Connection::progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProgressReport {
+    pub(crate) task_id: String,
+    pub(crate) done: u64,
+    pub(crate) total: u64,
+}
+
+/// How progress is stored, in the `:progress` hash and in progress replies: `"DONE TOTAL"`, two
+/// decimal `u64` separated by one space (the dashboard reads it too).
+pub(crate) fn progress_value(done: u64, total: u64) -> String {
+    format!("{done} {total}")
+}
+
+/// The inverse of [`progress_value`]; `None` for anything else.
+pub(crate) fn parse_progress(value: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (done, total) = text.split_once(' ')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(done) || !digits(total) {
+        return None;
+    }
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
 /// A task handed to a worker.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
@@ -252,6 +292,11 @@ pub(crate) trait Connection: Send {
     fn fetch(&mut self, worker: &str, max: usize, block: Duration) -> BrokerResult<Vec<Delivery>>;
     /// Publishes outcomes; for each, whether it was the first (a late duplicate is discarded).
     fn complete(&mut self, completions: &[Completion]) -> BrokerResult<Vec<bool>>;
+    /// Records the latest progress of running tasks: each report becomes the task's field of
+    /// the `:progress` hash and a progress reply ([`PROGRESS_REPLY`]) to each client waiting
+    /// for it, in one round trip. A report of a task that already has an outcome is dropped
+    /// (publishing an outcome deletes the task's field, and nothing may bring it back).
+    fn progress(&mut self, reports: &[ProgressReport]) -> BrokerResult<()>;
     /// Records that `worker` is alive and extends the lease of each of `entries` it still holds;
     /// returns the entries it no longer holds (reclaimed by another worker, or finished).
     fn heartbeat(&mut self, worker: &str, entries: &[String]) -> BrokerResult<Vec<String>>;
@@ -291,4 +336,48 @@ pub(crate) trait Connection: Send {
 /// Opens connections to one pool on one broker.
 pub(crate) trait Backend: Send + Sync {
     fn connect(&self) -> BrokerResult<Box<dyn Connection>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_values_are_two_decimal_numbers_and_one_space() {
+        assert_eq!(progress_value(3, 10), "3 10");
+        assert_eq!(parse_progress(b"3 10"), Some((3, 10)));
+        let max = progress_value(u64::MAX, u64::MAX);
+        assert_eq!(parse_progress(max.as_bytes()), Some((u64::MAX, u64::MAX)));
+        for bad in [
+            &b""[..],
+            b"3",
+            b"3  10",
+            b" 3 10",
+            b"3 10 ",
+            b"-3 10",
+            b"3 +10",
+            b"a b",
+        ] {
+            assert_eq!(
+                parse_progress(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn a_progress_reply_is_told_from_an_outcome_by_its_field() {
+        let progress = Reply {
+            task_id: format!("{PROGRESS_REPLY}auto:1:2"),
+            outcome: b"5 9".to_vec(),
+        };
+        assert_eq!(progress.progress(), Some(("auto:1:2", 5, 9)));
+        let outcome = Reply {
+            task_id: "auto:1:2".into(),
+            outcome: b"5 9".to_vec(),
+        };
+        assert_eq!(outcome.progress(), None);
+    }
 }

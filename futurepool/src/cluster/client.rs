@@ -36,7 +36,7 @@ use crate::error::{Reason, TaskError};
 use crate::executor::{Executor, Payload, Shutdown, TaskFn};
 use crate::map::{Map, MapUnordered};
 use crate::registry;
-use crate::task::{RemoteAbort, Task};
+use crate::task::{CallbackGroup, RemoteAbort, RemoteProgress, Task};
 
 /// How long the listener blocks on the reply stream before checking whether it should stop.
 const LISTEN_BLOCK: Duration = Duration::from_millis(500);
@@ -358,6 +358,7 @@ impl ClusterPoolBuilder {
             outbox_ready: Condvar::new(),
             all_done: Condvar::new(),
             decoders: Decoders::new(&self.pool),
+            progress_callbacks: Arc::default(),
         });
         let submitter = {
             let shared = shared.clone();
@@ -408,6 +409,8 @@ struct Shared {
     all_done: Condvar,
     /// Where outcomes are decoded (user code: off the listener thread).
     decoders: Arc<Decoders>,
+    /// Where the handles' progress callbacks run (user code: off the listener thread).
+    progress_callbacks: Arc<CallbackGroup>,
 }
 
 #[derive(Default)]
@@ -472,6 +475,8 @@ trait Handle: Send {
     fn abort(&self);
     /// Resolves the handle without an outcome from the broker.
     fn fail(&self, failure: &Failure);
+    /// Where a progress reply for the task goes; `None` once the handle is done.
+    fn progress(&self, callbacks: &Arc<CallbackGroup>) -> Option<RemoteProgress>;
 }
 
 /// Why a handle resolves without an outcome from the broker.
@@ -515,6 +520,10 @@ impl<R: Send + Sync + 'static, E: Send + Sync + 'static> Handle for TypedHandle<
         self.task.abort();
     }
 
+    fn progress(&self, callbacks: &Arc<CallbackGroup>) -> Option<RemoteProgress> {
+        self.task.remote_progress(callbacks)
+    }
+
     fn fail(&self, failure: &Failure) {
         self.task.resolve(Err(match failure {
             Failure::Timeout => TaskError::Timeout,
@@ -554,6 +563,23 @@ impl Shared {
                     }
                 }
             }));
+        }
+    }
+
+    /// Shows a running task's progress on every handle waiting for it (a no-op for unknown
+    /// ids: a report that arrived after the outcome). The targets are taken under the lock and
+    /// told after it; their callbacks run on the callback threads.
+    fn progress(&self, task_id: &str, done: u64, total: u64) {
+        let targets: Vec<RemoteProgress> = match self.lock().waiting.get(task_id) {
+            Some(waiting) => waiting
+                .handles
+                .iter()
+                .filter_map(|handle| handle.progress(&self.progress_callbacks))
+                .collect(),
+            None => return,
+        };
+        for target in targets {
+            target.report(done, total);
         }
     }
 
@@ -779,7 +805,10 @@ fn listener(shared: &Shared, mut connection: Box<dyn Connection>) {
                     shared.request_resubmit();
                 }
                 for reply in replies {
-                    shared.deliver(&reply.task_id, &reply.outcome);
+                    match reply.progress() {
+                        Some((task_id, done, total)) => shared.progress(task_id, done, total),
+                        None => shared.deliver(&reply.task_id, &reply.outcome),
+                    }
                 }
             }
             Err(error) => match retry.failed("wait for results", error) {

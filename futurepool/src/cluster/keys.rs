@@ -69,15 +69,16 @@ impl Keys {
         format!("{}:stats", self.prefix)
     }
 
+    /// Hash: task id → `"DONE TOTAL"`, the latest progress a running task reported (two decimal
+    /// `u64` and one space). Written by workers at most every few hundred ms per task; a task's
+    /// field is deleted when its outcome is published.
+    pub(crate) fn progress(&self) -> String {
+        format!("{}:progress", self.prefix)
+    }
+
     /// Hash: the pool's lease (ms) and retry budget, shared by every worker.
     pub(crate) fn config(&self) -> String {
         format!("{}:config", self.prefix)
-    }
-
-    /// Hash: task id → `"DONE TOTAL"`, the latest progress of a running task (deleted when the
-    /// task completes).
-    pub(crate) fn progress(&self) -> String {
-        format!("{}:progress", self.prefix)
     }
 }
 

@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::backend::{
-    Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig, Reaped, Reply,
-    Submitted,
+    progress_value, Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig,
+    ProgressReport, Reaped, Reply, Submitted, PROGRESS_REPLY,
 };
 use super::outcome::{self, Release};
 use super::{ClusterError, ClusterPool, ClusterPoolBuilder, Priority, ServeOptions};
@@ -313,6 +313,9 @@ struct PoolState {
     /// Tasks chained after others (`submit_after`), by the task they wait for: their entry
     /// (without its argument) and whether that task's value is a `Result`.
     dependents: HashMap<String, Vec<(Entry, bool)>>,
+    /// Running task → its latest progress (as the Redis `:progress` hash); gone once it is
+    /// published or its run ends in a retry.
+    progress: HashMap<String, (u64, u64)>,
 }
 
 fn lane(priority: Priority) -> usize {
@@ -379,6 +382,7 @@ impl PoolState {
             return false;
         }
         self.results.insert(task_id.to_string(), outcome.to_vec());
+        self.progress.remove(task_id);
         for client in self.waiters.remove(task_id).unwrap_or_default() {
             self.replies.entry(client).or_default().push_back(Reply {
                 task_id: task_id.to_string(),
@@ -667,6 +671,27 @@ impl Connection for MemoryConnection {
             .unwrap_or_default())
     }
 
+    fn progress(&mut self, reports: &[ProgressReport]) -> BrokerResult<()> {
+        self.with(|p| {
+            for report in reports {
+                // As the Redis `PROGRESS`: a task with an outcome keeps no progress.
+                if p.results.contains_key(&report.task_id) {
+                    continue;
+                }
+                p.progress
+                    .insert(report.task_id.clone(), (report.done, report.total));
+                let value = progress_value(report.done, report.total).into_bytes();
+                for client in p.waiters.get(&report.task_id).into_iter().flatten() {
+                    p.replies.entry(*client).or_default().push_back(Reply {
+                        task_id: format!("{PROGRESS_REPLY}{}", report.task_id),
+                        outcome: value.clone(),
+                    });
+                }
+            }
+        });
+        Ok(())
+    }
+
     fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
         Ok(self.with(|p| {
             p.clients += 1;
@@ -753,6 +778,7 @@ impl Connection for MemoryConnection {
                                 // The next run pays for its own token.
                                 entry.paid = false;
                                 let now = Instant::now();
+                                p.progress.remove(&c.task_id);
                                 p.schedule(now.checked_add(delay).unwrap_or(now), entry);
                                 p.retried += 1;
                                 true
@@ -1059,6 +1085,187 @@ mod tests {
         until_token
     );
 
+    /// The broker's stored progress of pool `pool`, by task id.
+    fn stored_progress(broker: &MemoryBroker, pool: &str) -> HashMap<String, (u64, u64)> {
+        broker
+            .lock()
+            .get(pool)
+            .map(|p| p.progress.clone())
+            .unwrap_or_default()
+    }
+
+    /// A worker's connection to pool `default` of `broker` with the `n` tasks submitted there
+    /// fetched (at most 10 s of waiting for them), for tests that play the worker by hand.
+    fn fetched_by_hand(
+        broker: &MemoryBroker,
+        n: usize,
+    ) -> (Box<dyn Connection>, String, Vec<Delivery>) {
+        let backend = MemoryBackend {
+            broker: broker.clone(),
+            pool: "default".into(),
+        };
+        let mut connection = backend.connect().unwrap();
+        let worker = connection.register_worker("test").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut deliveries = Vec::new();
+        while deliveries.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the submits never reached the broker"
+            );
+            deliveries.extend(
+                connection
+                    .fetch(&worker, n, Duration::from_millis(50))
+                    .unwrap(),
+            );
+        }
+        (connection, worker, deliveries)
+    }
+
+    #[test]
+    fn progress_is_kept_and_sent_while_a_task_runs_and_goes_with_its_outcome() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("default").build().unwrap();
+        let task = pool.submit_with(&SubmitOptions::new().id("counting"), square, 3);
+        let (mut connection, _, deliveries) = fetched_by_hand(&broker, 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let report = |done| ProgressReport {
+            task_id: "id:counting".into(),
+            done,
+            total: 9,
+        };
+        connection.progress(&[report(4)]).unwrap();
+        assert_eq!(
+            stored_progress(&broker, "default"),
+            HashMap::from([("id:counting".to_string(), (4, 9))])
+        );
+        while task.progress() != Some((4, 9)) {
+            assert!(Instant::now() < deadline, "the handle never saw the report");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let completion = Completion {
+            entry: deliveries[0].entry.clone(),
+            task_id: "id:counting".into(),
+            outcome: outcome::value(&postcard::to_allocvec(&9u64).unwrap()),
+            dead_letter: None,
+            retry_in: None,
+        };
+        assert_eq!(connection.complete(&[completion]).unwrap(), [true]);
+        assert!(
+            stored_progress(&broker, "default").is_empty(),
+            "gone with the task"
+        );
+        connection.progress(&[report(5)]).unwrap();
+        assert!(
+            stored_progress(&broker, "default").is_empty(),
+            "a late report does not bring it back"
+        );
+        assert_eq!(task.result_timeout(Duration::from_secs(10)), Ok(9));
+        assert_eq!(task.progress(), None);
+    }
+
+    fn report_until_released(total: u64) -> u64 {
+        for done in 1..=total {
+            crate::report_progress(done, total);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !RELEASED.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        total
+    }
+
+    static RELEASED: AtomicBool = AtomicBool::new(false);
+
+    /// Reports about every millisecond for `ms` ms, then `(ms, ms)`; returns how long it ran.
+    fn report_for(ms: u64) -> u64 {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(ms) {
+            let at = start.elapsed().as_millis() as u64;
+            crate::report_progress(at.min(ms - 1), ms);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        crate::report_progress(ms, ms);
+        start.elapsed().as_millis() as u64
+    }
+
+    crate::register!(report_until_released, report_for);
+
+    #[test]
+    fn a_workers_progress_writes_are_rate_limited_and_none_reach_the_handle_after_the_end() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("paced").build().unwrap();
+        let _worker = broker.serve(ServeOptions::default().pool("paced").threads(1));
+        let task = pool.submit(report_for, 1500);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        task.on_progress(move |done, total| sink.lock().unwrap().push((done, total)));
+        let took = Duration::from_millis(task.result_timeout(Duration::from_secs(30)).unwrap());
+        let at_end = heard.lock().unwrap().clone();
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(
+            *heard.lock().unwrap(),
+            at_end,
+            "a progress callback ran after the result was seen"
+        );
+        assert!(!at_end.is_empty(), "no report reached the handle");
+        assert!(
+            at_end.windows(2).all(|w| w[0].0 < w[1].0),
+            "in order: {at_end:?}"
+        );
+        // The worker writes at most every 250 ms (the task's thread let through one per 50 ms).
+        let allowed = (took.as_millis() / 250) as usize + 2;
+        assert!(
+            at_end.len() <= allowed,
+            "{} reports heard from {took:?} of running: not paced by the worker",
+            at_end.len()
+        );
+        assert!(
+            stored_progress(&broker, "paced").is_empty(),
+            "gone with the task"
+        );
+    }
+
+    #[test]
+    fn a_memory_workers_task_reports_progress_to_the_clients_handle() {
+        let broker = MemoryBroker::new();
+        let pool = broker.pool("progress").build().unwrap();
+        let _worker = broker.serve(ServeOptions::default().pool("progress").threads(1));
+        let task = pool.submit_with(
+            &SubmitOptions::new().id("reporting"),
+            report_until_released,
+            3,
+        );
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = heard.clone();
+        task.on_progress(move |done, total| sink.lock().unwrap().push((done, total)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while task.progress() != Some((3, 3)) {
+            assert!(
+                Instant::now() < deadline,
+                "the handle never saw (3, 3): {:?}",
+                task.progress()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            stored_progress(&broker, "progress"),
+            HashMap::from([("id:reporting".to_string(), (3, 3))])
+        );
+        RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(task.result_timeout(Duration::from_secs(10)), Ok(3));
+        let heard = heard.lock().unwrap().clone();
+        assert!(
+            heard.windows(2).all(|w| w[0].0 < w[1].0),
+            "in order: {heard:?}"
+        );
+        assert!(
+            stored_progress(&broker, "progress").is_empty(),
+            "gone with the task"
+        );
+    }
+
     #[test]
     fn a_submits_limits_travel_in_its_entry_and_a_plain_one_carries_none() {
         let broker = MemoryBroker::new();
@@ -1071,25 +1278,7 @@ mod tests {
         let limited = pool.submit_with(&limited, square, 1);
         let plain = pool.submit_with(&SubmitOptions::new().id("plain"), square, 2);
         // No worker: read the entries as one would get them.
-        let backend = MemoryBackend {
-            broker: broker.clone(),
-            pool: "default".into(),
-        };
-        let mut connection = backend.connect().unwrap();
-        let worker = connection.register_worker("test").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut deliveries = Vec::new();
-        while deliveries.len() < 2 {
-            assert!(
-                Instant::now() < deadline,
-                "the submits never reached the broker"
-            );
-            deliveries.extend(
-                connection
-                    .fetch(&worker, 2, Duration::from_millis(50))
-                    .unwrap(),
-            );
-        }
+        let (mut connection, worker, mut deliveries) = fetched_by_hand(&broker, 2);
         deliveries.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         assert_eq!(deliveries[0].task_id, "id:limited");
         assert_eq!(deliveries[0].limits.as_deref(), Some("1500 1000 268435456"));

@@ -39,6 +39,7 @@ mod keys;
 mod memory;
 mod options;
 mod outcome;
+mod progress;
 mod rate_limit;
 mod redis;
 mod retry;

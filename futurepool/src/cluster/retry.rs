@@ -257,6 +257,9 @@ mod tests {
         fn aborted(&mut self, _: &[String]) -> BrokerResult<Vec<String>> {
             unimplemented!()
         }
+        fn progress(&mut self, _: &[crate::cluster::backend::ProgressReport]) -> BrokerResult<()> {
+            unimplemented!()
+        }
         fn submit(&mut self, _: u64, _: &[NewTask]) -> BrokerResult<Vec<Submitted>> {
             unimplemented!()
         }

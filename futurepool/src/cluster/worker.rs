@@ -13,7 +13,8 @@
 //!   holds, running or prefetched), reaps tasks of lost workers into free capacity, and every
 //!   [`ABORT_POLL`] asks the broker which of the tasks it holds were aborted: it sets a running
 //!   one's token (in process mode it also aborts the local task, killing its process) and
-//!   completes a prefetched one cancelled.
+//!   completes a prefetched one cancelled; it also writes the running tasks' latest progress,
+//!   at most every [`PROGRESS_EVERY`] (`progress.rs`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::backend::{Backend, BrokerError, Completion, Connection, Delivery, PoolConfig};
 use super::options::{TaskLimits, WirePolicy};
+use super::progress::{ProgressBoard, TaskProgress, PROGRESS_EVERY};
 use super::redis::{redact, RedisBackend};
 use super::retry::{send_pinning, Retry, Stop};
 use super::status::plural;
@@ -455,6 +457,7 @@ pub(crate) fn serve_on(
         work_ready: Condvar::new(),
         space_free: Condvar::new(),
         completed: Condvar::new(),
+        progress: Arc::default(),
     });
     crate::trace::trace_event!(
         tracing::Level::INFO,
@@ -691,6 +694,8 @@ struct Worker {
     space_free: Condvar,
     /// The completer waits here for finished tasks.
     completed: Condvar,
+    /// The latest progress of the running tasks, which the keeper writes.
+    progress: Arc<ProgressBoard>,
 }
 
 /// A task an executor runs.
@@ -737,13 +742,20 @@ fn start_local_pool(options: &ServeOptions) -> Result<Option<LocalPool>, Cluster
 
 #[cfg(target_os = "linux")]
 impl LocalPool {
-    fn submit(&self, function: &str, arg: Vec<u8>, limits: TaskLimits) -> LocalTask {
+    /// `on_progress` hears the task's reports (on a callback thread, see `report_progress`).
+    fn submit(
+        &self,
+        function: &str,
+        arg: Vec<u8>,
+        limits: TaskLimits,
+        on_progress: Box<dyn FnMut(u64, u64) + Send>,
+    ) -> LocalTask {
         let limits = crate::process_pool::RawLimits {
             time_limit: limits.time_limit,
             soft_time_limit: limits.soft_time_limit,
             memory_limit: limits.memory_limit,
         };
-        LocalTask(self.0.submit_raw(function, arg, limits))
+        LocalTask(self.0.submit_raw(function, arg, limits, Some(on_progress)))
     }
 }
 
@@ -763,7 +775,13 @@ impl LocalTask {
 
 #[cfg(not(target_os = "linux"))]
 impl LocalPool {
-    fn submit(&self, _: &str, _: Vec<u8>, _: TaskLimits) -> LocalTask {
+    fn submit(
+        &self,
+        _: &str,
+        _: Vec<u8>,
+        _: TaskLimits,
+        _: Box<dyn FnMut(u64, u64) + Send>,
+    ) -> LocalTask {
         match *self {}
     }
 }
@@ -1031,6 +1049,7 @@ impl Drop for Running<'_> {
         let Some(delivery) = self.delivery.take() else {
             return;
         };
+        self.worker.progress.end(&delivery.task_id);
         self.worker.lock().running.remove(&delivery.entry);
         self.worker.finish(Completion {
             entry: delivery.entry,
@@ -1083,6 +1102,7 @@ fn executor(worker: &Arc<Worker>) {
             }
         };
         let (delivery, aborted) = delivery;
+        worker.progress.begin(&delivery.task_id);
         let mut running = Running {
             worker,
             delivery: Some(delivery),
@@ -1105,6 +1125,14 @@ fn executor(worker: &Arc<Worker>) {
                 // `current_token()` inside the task reads the flag the keeper sets on an
                 // abort, as a thread-pool task reads its own state, and the soft limit.
                 let _current = crate::token::enter(aborted.clone());
+                let progress = TaskProgress {
+                    board: worker.progress.clone(),
+                    task_id: task.task_id.clone(),
+                };
+                // `report_progress` inside the task records it for the keeper.
+                // SAFETY: `progress` is declared first, so it outlives the guard, which is
+                // dropped at the end of this block, on this thread.
+                let _reporting = unsafe { crate::task::Running::enter(&progress) };
                 match soft {
                     Some(soft) => {
                         crate::token::with_soft_time_limit(soft, || run(task, worker.max_payload))
@@ -1114,6 +1142,7 @@ fn executor(worker: &Arc<Worker>) {
             }
         };
         let task = running.delivery.as_ref().expect("still held");
+        worker.progress.end(&task.task_id);
         worker.lock().running.remove(&task.entry);
         if aborted.load(Ordering::Acquire) {
             // Aborted while it ran: whatever it returned is discarded, and it is not retried.
@@ -1189,7 +1218,9 @@ fn run_in_process(
     if let Some(refusal) = signature_mismatch(delivery) {
         return (outcome::transfer(&refusal), Some(refusal));
     }
-    let task = local.submit(&delivery.function, arg, limits);
+    let (board, task_id) = (worker.progress.clone(), delivery.task_id.clone());
+    let on_progress = Box::new(move |done, total| board.record(&task_id, done, total));
+    let task = local.submit(&delivery.function, arg, limits, on_progress);
     if let Some(running) = worker.lock().running.get_mut(&delivery.entry) {
         running.local = Some(task.clone());
     }
@@ -1407,6 +1438,7 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
     let mut retry = Retry::new(worker.label.clone(), worker.patience);
     let tick = |config: &PoolConfig| (config.lease / 4).max(Duration::from_millis(25));
     let mut next_beat = Instant::now() + tick(&config);
+    let mut next_progress = Instant::now();
     loop {
         let (entries, free, held_tasks) = {
             let state = worker.lock();
@@ -1437,6 +1469,12 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
                 .collect();
             (entries, free, held_tasks)
         };
+        let progress = if Instant::now() >= next_progress {
+            next_progress = Instant::now() + PROGRESS_EVERY;
+            worker.progress.take_unsent()
+        } else {
+            Vec::new()
+        };
         let mut attempt = || -> Result<(), BrokerError> {
             if !held_tasks.is_empty() {
                 let aborted = connection.aborted(&held_tasks)?;
@@ -1453,6 +1491,9 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
                 )?;
                 next_beat = Instant::now() + tick(&config);
             }
+            if !progress.is_empty() {
+                send_progress(worker, connection.as_mut(), &progress)?;
+            }
             Ok(())
         };
         match attempt() {
@@ -1465,6 +1506,33 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Writes the running tasks' latest progress. A transient error is the keeper's to retry (the
+/// reports go with the next batch, unless superseded); any other is said and the reports are
+/// dropped: progress is never worth stopping the worker or failing a task for.
+fn send_progress(
+    worker: &Worker,
+    connection: &mut dyn Connection,
+    reports: &[super::backend::ProgressReport],
+) -> Result<(), BrokerError> {
+    match connection.progress(reports) {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_transient() => {
+            worker.progress.unsend(reports);
+            Err(error)
+        }
+        Err(error) => {
+            let n = reports.len() as u64;
+            eprintln!(
+                "{}: could not record the progress of {n} {} ({error}); {} on",
+                worker.label,
+                plural(n, "task", "tasks"),
+                plural(n, "it goes", "they go"),
+            );
+            Ok(())
         }
     }
 }

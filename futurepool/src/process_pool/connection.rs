@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Reason, TaskError, WorkerLoss};
 use crate::registry;
+use crate::task::RemoteProgress;
 use crate::wire::{self, Bytes, Call, FromWorker, Hello, ToWorker};
 
 use super::items;
@@ -619,9 +620,25 @@ fn serve_answers(
                 return Some(Reason::new("the worker was removed while answering"));
             };
             let elapsed = now.saturating_duration_since(slot.front_started);
-            slot.answers += count as u64;
+            let mut answered = 0;
             let mut item_frames = false;
             for (index, frame) in frames[..count].iter().enumerate() {
+                if let Some((done, total)) = FromWorker::progress_in(frame) {
+                    // Not an answer: the call at the front, running now, reported progress. It
+                    // is applied after the lock, in frame order, so it lands before this
+                    // batch's answer of the same call. A worker sends it only for a single call,
+                    // but a stray one for anything else is dropped, never taken for an answer.
+                    let target = slot
+                        .in_flight
+                        .front()
+                        .filter(|front| !front.by_item())
+                        .and_then(|front| front.sink.progress());
+                    if let Some(target) = target {
+                        sinks.push(Answered::Progress(target, done, total));
+                    }
+                    continue;
+                }
+                answered += 1;
                 let Some(front) = slot.in_flight.front_mut() else {
                     return Some(Reason::new("protocol error: more answers than calls"));
                 };
@@ -639,32 +656,37 @@ fn serve_answers(
                     sinks.push(Answered::Frame(entry.sink, index));
                 }
             }
-            if !item_frames {
-                // An item's time says nothing of how long a whole call takes, so chunks
-                // answered item by item do not feed the pipeline estimate.
-                shared.record_service(elapsed, count);
-            }
-            // The next call, or the next item of a chunk answered item by item, starts now.
-            slot.front_started = now;
-            // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
-            slot.kill_if_front_aborted();
-            if slot.in_flight.front().is_some_and(|f| f.watched()) {
-                // A new call's clock started (or its memory counts now): the supervisor must
-                // watch it.
-                shared.supervisor_wake.notify_one();
-            }
-            if let Some(threshold) = shared.config.max_memory_per_child {
-                // Checked after each batch of answers: a worker that grew past the threshold
-                // is sent nothing more and retires once it has answered what it holds.
-                if !slot.recycle
-                    && super::supervisor::resident_bytes(slot.pid).is_some_and(|b| b > threshold)
-                {
-                    slot.recycle = true;
+            slot.answers += answered as u64;
+            // Only progress: the front call still runs, on the clock it started with.
+            if answered > 0 {
+                if !item_frames {
+                    // An item's time says nothing of how long a whole call takes, so chunks
+                    // answered item by item do not feed the pipeline estimate.
+                    shared.record_service(elapsed, answered);
                 }
-            }
-            if slot.writer_idle {
-                slot.writer_idle = false;
-                slot.writer_wake.notify_one();
+                // The next call, or the next item of a chunk answered item by item, starts now.
+                slot.front_started = now;
+                // Aborted while it waited in this worker's pipeline: it starts now, so stop it now.
+                slot.kill_if_front_aborted();
+                if slot.in_flight.front().is_some_and(|f| f.watched()) {
+                    // A new call's clock started (or its memory counts now): the supervisor must
+                    // watch it.
+                    shared.supervisor_wake.notify_one();
+                }
+                if let Some(threshold) = shared.config.max_memory_per_child {
+                    // Checked after each batch of answers: a worker that grew past the threshold
+                    // is sent nothing more and retires once it has answered what it holds.
+                    if !slot.recycle
+                        && super::supervisor::resident_bytes(slot.pid)
+                            .is_some_and(|b| b > threshold)
+                    {
+                        slot.recycle = true;
+                    }
+                }
+                if slot.writer_idle {
+                    slot.writer_idle = false;
+                    slot.writer_wake.notify_one();
+                }
             }
             drop(state);
             for answered in sinks.drain(..) {
@@ -672,6 +694,10 @@ fn serve_answers(
                     Answered::Frame(sink, frame) => (sink, &frames[frame]),
                     Answered::Items(entry) => {
                         items::finish(entry);
+                        continue;
+                    }
+                    Answered::Progress(target, done, total) => {
+                        target.report(done, total);
                         continue;
                     }
                 };
@@ -691,10 +717,12 @@ fn serve_answers(
 }
 
 /// An entry the worker finished answering: by one frame (its index in the batch), or a chunk
-/// answered item by item, whose frames it holds.
+/// answered item by item, whose frames it holds; or a report of the running one's progress.
 enum Answered {
     Frame(Box<dyn super::sink::Sink>, usize),
     Items(InFlight),
+    /// Not an answer: a progress report of the call still running, for its task.
+    Progress(RemoteProgress, u64, u64),
 }
 
 /// The `tracing` event of a worker's exit: DEBUG when it was retired or stopped with nothing in

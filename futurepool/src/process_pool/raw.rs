@@ -65,13 +65,20 @@ impl ProcessPool {
     ///
     /// A name this binary does not have is answered at once with
     /// [`InvokeError::UnknownFunction`], without a worker.
+    ///
+    /// `on_progress` is set as the task's [`Task::on_progress`] before the call is queued, so
+    /// it hears every report of the call that the coalescing lets through, the first included.
     pub(crate) fn submit_raw(
         &self,
         function: &str,
         arg: Vec<u8>,
         limits: RawLimits,
+        on_progress: Option<Box<dyn FnMut(u64, u64) + Send>>,
     ) -> Task<RawAnswer> {
         let task = Task::pending_with_tail(super::state::ProcessTask);
+        if let Some(on_progress) = on_progress {
+            task.on_progress(on_progress);
+        }
         let Some(index) = registry::index_of_name(function) else {
             task.resolve(Ok(Err(InvokeError::UnknownFunction(function.to_string()))));
             return task;

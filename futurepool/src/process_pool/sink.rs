@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Panic, Reason, TaskError, WorkerLoss};
 use crate::stats::{ended_as, Ended, SharedCounters};
-use crate::task::{release, CallbackGroup, Task};
+use crate::task::{release, CallbackGroup, RemoteProgress, Task};
 use crate::wire::Outcome;
 
 /// How a worker answered one queued entry.
@@ -42,6 +42,11 @@ pub(super) trait Sink: Send {
     /// running) with `running`, and leaves the rest to a later `finish`/`fail` of this same sink
     /// (they go back to the queue, or fail). Only chunks are sent item by item.
     fn settle_prefix(&mut self, answered: &[Outcome<'_>], running: TaskError);
+    /// Where the running call's progress reports go: its task's handle, for a single call;
+    /// nowhere for a map's chunk (its items have no handles).
+    fn progress(&self) -> Option<RemoteProgress> {
+        None
+    }
 }
 
 /// How the bytes a function returned become a task's outcome.
@@ -244,6 +249,10 @@ where
 
     fn fail(self: Box<Self>, error: TaskError) {
         self.resolve(Err(error.widen()));
+    }
+
+    fn progress(&self) -> Option<RemoteProgress> {
+        self.task().remote_progress(&self.callbacks)
     }
 
     /// Never called (a single call is not answered item by item); if it were, the task would

@@ -8,10 +8,12 @@
 
 use std::fs::File;
 use std::io::{BufReader, Write};
+use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::registry::{self, InvokeError};
+use crate::task::{ProgressSink, Running};
 use crate::wire::{self, Bytes, FromWorker, Hello, Outcome, ToWorker};
 
 /// Set in a worker's environment by the pool that starts it.
@@ -273,6 +275,33 @@ fn leave_if_forked() {
     }
 }
 
+/// Where `report_progress` goes in a call this worker runs (a `Run`; a chunk's items have no
+/// handle to report to): each report that passed the rate limit in `report_progress` becomes one
+/// `Progress` frame on the answers pipe, written by the thread running the call, which is the
+/// one that writes answers, so a frame never lands inside another.
+struct CallProgress;
+
+static CALL_PROGRESS: CallProgress = CallProgress;
+
+impl ProgressSink for CallProgress {
+    fn deliver(&self, done: u64, total: u64) {
+        // A child the task forked must not speak for this worker; it says nothing.
+        if FORKED.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut frame = Vec::with_capacity(32);
+        if encode(&mut frame, &FromWorker::Progress { done, total }).is_err() {
+            return;
+        }
+        // SAFETY: the answers descriptor stays open for the worker's whole life (`serve` owns
+        // it); `ManuallyDrop` keeps this borrowed `File` from closing it.
+        let mut answers = ManuallyDrop::new(unsafe { File::from_raw_fd(ANSWERS_FD) });
+        // A frame is at most 21 bytes, below PIPE_BUF: one write puts all of it or nothing. A
+        // failed write is the pool gone; the call's answer finds out and exits.
+        let _ = answers.write_all(&frame);
+    }
+}
+
 /// Why the serving loop stopped early, as the exit code to report.
 struct WorkerExit(i32);
 
@@ -335,6 +364,8 @@ impl Worker {
                 Ok(ToWorker::Run(call)) => {
                     self.results.clear();
                     let result = running(call.function, || {
+                        // SAFETY: the sink is a static, alive for as long as any guard.
+                        let _reporting = unsafe { Running::enter(&CALL_PROGRESS) };
                         registry::invoke_index_into(call.function, call.arg.0, &mut self.results)
                     });
                     let outcome = match &result {

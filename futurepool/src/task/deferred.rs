@@ -57,7 +57,7 @@ pub(crate) fn release<T, E>(task: Task<T, E>) {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
 thread_local! {
     /// True on a callback thread: there, waiting for callbacks could mean waiting for oneself.
@@ -80,10 +80,16 @@ impl CallbackGroup {
         T: Send + Sync + 'static,
         E: Send + Sync + 'static,
     {
+        self.spawn_job(Box::new(move || deferred.run_here()));
+    }
+
+    /// Queues `job` (which guards the user code it runs itself) to run on a callback thread,
+    /// counted like a task's callbacks, so `wait_idle` waits for it too.
+    pub(crate) fn spawn_job(self: &Arc<Self>, job: Job) {
         *self.lock() += 1;
         let group = Arc::clone(self);
         runner().submit(Box::new(move || {
-            deferred.run_here();
+            job();
             let mut pending = group.lock();
             *pending -= 1;
             if *pending == 0 {

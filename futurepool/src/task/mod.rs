@@ -36,6 +36,7 @@ use self::job::{NoJob, TaskCell};
 pub(crate) use self::listeners::Notify;
 use self::listeners::{next_listener_id, Listener};
 pub use self::progress::report_progress;
+pub(crate) use self::progress::{ProgressSink, RemoteProgress, Running};
 
 /// A handle to a unit of work submitted to a pool: Python's `Future`, for Rust.
 ///
@@ -515,7 +516,8 @@ impl<T, E> Task<T, E> {
     /// is done (its outcome says the rest). Reports are rate-limited at the source (see
     /// `report_progress`), so this may lag the task by up to 50 ms, never by its last report.
     ///
-    /// Only thread pool tasks report progress so far.
+    /// A task of a process pool or the cluster shows what its worker sent back (see
+    /// `report_progress` for how often).
     ///
     /// # Examples
     ///
@@ -545,6 +547,11 @@ impl<T, E> Task<T, E> {
     /// set are not replayed. Setting a new callback replaces the old one. A callback that panics
     /// is removed (the panic is reported on stderr) and the task goes on.
     ///
+    /// For a task of a process pool or the cluster, the callback runs on futurepool's callback
+    /// threads instead, coalesced: each run sees the latest report, reports that arrive while it
+    /// waits for its turn are skipped, and no run starts once the task is done (one that started
+    /// just before may still be returning when the result is seen).
+    ///
     /// # Examples
     ///
     /// ```
@@ -564,6 +571,12 @@ impl<T, E> Task<T, E> {
         if let Some(state) = progress::state_of(self.core(), true) {
             state.set_callback(Box::new(callback));
         }
+    }
+
+    /// Where an executor that runs this task elsewhere delivers the reports that come back from
+    /// there (see [`RemoteProgress`]); `None` once the task is done.
+    pub(crate) fn remote_progress(&self, callbacks: &Arc<CallbackGroup>) -> Option<RemoteProgress> {
+        RemoteProgress::of(self.core(), callbacks)
     }
 
     /// True if both handles refer to the same task.

@@ -9,6 +9,14 @@
 //! first `on_progress`. That entry lives exactly as long as the task is unfinished: completion
 //! takes every listener, and waking this one marks it ended, so no callback runs after the end.
 //! A task nobody reports from pays two thread-local writes and nothing else.
+//!
+//! Executors whose tasks run elsewhere (a process pool's worker processes, the cluster's workers)
+//! point the same thread-local at a [`ProgressSink`] of their own while they run a call, so
+//! `report_progress` there is rate-limited by the same rule and then forwarded (a frame on the
+//! pipe, an entry for the cluster's batched writes). Where the report lands again, on a thread
+//! that is not the task's own and must not run user code (a pool's reader), [`RemoteProgress`]
+//! stores the value and hands the callback to the callback threads, coalesced: one run queued per
+//! task at a time, with the latest value when it starts, and none started once the task ended.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::core::Core;
+use super::deferred::CallbackGroup;
 use super::listeners::Listener;
 
 /// The shortest time between two reports that reach the handle (and its callback).
@@ -33,6 +42,10 @@ pub(crate) struct ProgressState {
     latest: Mutex<Option<(u64, u64)>>,
     callback: Mutex<Option<ProgressCallback>>,
     ended: AtomicBool,
+    /// A run of the callback is queued or running on a callback thread ([`RemoteProgress`]).
+    scheduled: AtomicBool,
+    /// A value was stored since that run last read one.
+    fresh: AtomicBool,
 }
 
 impl ProgressState {
@@ -54,6 +67,11 @@ impl ProgressState {
             return;
         }
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some((done, total));
+        self.run_callback(done, total);
+    }
+
+    /// Runs the callback, if one is set, with `(done, total)`, here.
+    fn run_callback(&self, done: u64, total: u64) {
         // Taken out to run, so no lock is held while user code runs (it may set a new callback).
         let taken = self
             .callback
@@ -63,7 +81,13 @@ impl ProgressState {
         let Some(mut f) = taken else {
             return;
         };
-        // The callback is user code; the task's own thread runs it, guarded like the task.
+        // Checked again with the callback in hand: the end may have come while a callback
+        // thread waited for its turn, and no callback starts after it.
+        if self.ended.load(Ordering::Acquire) {
+            return;
+        }
+        // The callback is user code; the task's own thread (or a callback thread) runs it,
+        // guarded like the task.
         match crate::panic::catch(std::panic::AssertUnwindSafe(|| f(done, total))) {
             Ok(()) => {
                 let mut slot = self.callback.lock().unwrap_or_else(|e| e.into_inner());
@@ -79,9 +103,79 @@ impl ProgressState {
     }
 }
 
-/// A task core that reports can reach, with its types erased.
+/// Delivers a report that reached the handle's side from a thread that must not run user code:
+/// stores it and, if the task has a callback, queues one coalesced run of it on the callback
+/// threads (see the module docs).
+pub(crate) struct RemoteProgress {
+    state: Arc<ProgressState>,
+    callbacks: Arc<CallbackGroup>,
+}
+
+impl RemoteProgress {
+    /// The task's progress entry, made now if needed; `None` if the task is done.
+    pub(crate) fn of<T, E>(core: &Core<T, E>, callbacks: &Arc<CallbackGroup>) -> Option<Self> {
+        Some(RemoteProgress {
+            state: state_of(core, true)?,
+            callbacks: Arc::clone(callbacks),
+        })
+    }
+
+    /// Stores `(done, total)` as the task's latest report and schedules its callback.
+    pub(crate) fn report(&self, done: u64, total: u64) {
+        let state = &self.state;
+        if state.ended.load(Ordering::Acquire) {
+            return;
+        }
+        *state.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some((done, total));
+        state.fresh.store(true, Ordering::Release);
+        let has_callback = state
+            .callback
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        // A run already queued or running reads this value when it gets to it (or runs again).
+        if !has_callback || state.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let state = Arc::clone(state);
+        self.callbacks.spawn_job(Box::new(move || {
+            let mut delivered = None;
+            loop {
+                state.fresh.store(false, Ordering::Release);
+                let latest = state.latest();
+                // A value read twice (stored just before this run's first read) is delivered once.
+                if let Some((done, total)) = latest.filter(|_| latest != delivered) {
+                    state.run_callback(done, total);
+                    delivered = latest;
+                }
+                state.scheduled.store(false, Ordering::Release);
+                // A report stored after the read above, whose caller saw this run still scheduled,
+                // is this run's to deliver: go round again unless another run took it.
+                if state.ended.load(Ordering::Acquire)
+                    || !state.fresh.load(Ordering::Acquire)
+                    || state.scheduled.swap(true, Ordering::AcqRel)
+                {
+                    return;
+                }
+            }
+        }));
+    }
+}
+
+/// Where `report_progress` on this thread goes, with its types erased: a task core (a thread
+/// pool's task), or an executor's forwarder (a process pool's worker, a cluster worker).
 pub(crate) trait ProgressSink {
-    fn progress_state(&self) -> Option<Arc<ProgressState>>;
+    /// The task's progress entry, for a sink that is a task's core.
+    fn progress_state(&self) -> Option<Arc<ProgressState>> {
+        None
+    }
+
+    /// Takes a report that passed the rate limit.
+    fn deliver(&self, done: u64, total: u64) {
+        if let Some(state) = self.progress_state() {
+            state.report(done, total);
+        }
+    }
 }
 
 impl<T, E> ProgressSink for Core<T, E> {
@@ -172,9 +266,24 @@ impl Drop for Running {
 ///
 /// Cheap enough to call in a tight loop: reports are rate-limited here, on the task's thread —
 /// the first one, then at most one per 50 ms, plus every report with `done >= total` (the last
-/// one) get through; the others are dropped. Outside a task of a [`ThreadPool`](crate::ThreadPool)
-/// — on another thread, even one the task started — it does nothing. Process pools and the
-/// cluster do not carry reports yet.
+/// one) get through; the others are dropped. It reports for the task that the calling thread
+/// runs:
+///
+/// - in a task of a [`ThreadPool`](crate::ThreadPool), to that task;
+/// - in a call a [`ProcessPool`](crate::ProcessPool)'s worker process runs (a `submit`, or a
+///   chained task), the report that got through the limit travels to the pool as one small frame
+///   and reaches the task's handle there. Inside an item of a process pool's `map` it does
+///   nothing: a map's items have no handles (the map's own progress counts finished items);
+/// - in a task a cluster worker runs (its threads or its processes), to the task's entry in the
+///   cluster, written at most every 250 ms per task, which the client's handle for that task
+///   reads.
+///
+/// Anywhere else — on another thread, even one the task started — it does nothing.
+///
+/// On a process pool and the cluster, the handle's callback runs on futurepool's callback
+/// threads, coalesced: it sees the latest value when it runs, so it may skip reports that came
+/// in quick succession, and none starts once the task is done (so the last report may not reach
+/// it if the result follows at once; [`Task::progress`](crate::Task::progress) saw it).
 ///
 /// # Examples
 ///
@@ -219,7 +328,5 @@ pub fn report_progress(done: u64, total: u64) {
     // SAFETY: `CURRENT` is set only by `Running::enter`, whose caller keeps the core alive until
     // the guard, which clears it, is dropped on this thread; we are inside that span.
     let core = unsafe { &*core };
-    if let Some(state) = core.progress_state() {
-        state.report(done, total);
-    }
+    core.deliver(done, total);
 }

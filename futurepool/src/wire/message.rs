@@ -9,10 +9,15 @@ use serde::{Deserialize, Serialize, Serializer};
 /// First bytes of every handshake, so a stray process on the pipe is recognised at once.
 pub(crate) const MAGIC: [u8; 8] = *b"futurepl";
 
-/// Bumped on any change to these messages. 3: `Accepted` (the handshake's first answer) and
-/// `RunChunkEach` / `ItemDone` (chunks answered item by item); 2 was used by builds that had
-/// only one of the two, so it is skipped.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+/// Bumped on any change to these messages. 4: `Progress` (a running call's report). 3:
+/// `Accepted` (the handshake's first answer) and `RunChunkEach` / `ItemDone` (chunks answered
+/// item by item); 2 was used by builds that had only one of the two, so it is skipped.
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
+
+/// The first byte of a [`FromWorker::Progress`] frame's body: its variant index, which postcard
+/// writes as a one-byte varint. The pool's reader tells progress from answers by it without
+/// decoding the answers twice.
+const PROGRESS_TAG: u8 = 6;
 
 /// An already-serialized value, carried as raw bytes (postcard `bytes`: a length, then the bytes)
 /// and borrowed from the frame buffer when decoded, so a payload is never copied twice.
@@ -139,4 +144,23 @@ pub(crate) enum FromWorker<'a> {
     /// The answer to one item of a `RunChunkEach`; the items' answers come in order, and the
     /// last one completes the chunk.
     ItemDone(Outcome<'a>),
+    /// `report_progress(done, total)` in the call running now (a `Run`, never a chunk's item),
+    /// already rate-limited in the worker. Not an answer: it does not move the worker's queue
+    /// on, and any number of them (none included) may come before the call's `Done`.
+    Progress { done: u64, total: u64 },
+}
+
+impl FromWorker<'_> {
+    /// `(done, total)` if `body` is a [`FromWorker::Progress`] frame, `None` for any other
+    /// message (or a malformed progress frame, which the caller then takes for an answer and
+    /// rejects as malformed).
+    pub(crate) fn progress_in(body: &[u8]) -> Option<(u64, u64)> {
+        if body.first() != Some(&PROGRESS_TAG) {
+            return None;
+        }
+        match postcard::from_bytes::<FromWorker<'_>>(body) {
+            Ok(FromWorker::Progress { done, total }) => Some((done, total)),
+            _ => None,
+        }
+    }
 }

@@ -54,6 +54,10 @@ fn sample_messages() -> (Vec<ToWorker<'static>>, Vec<FromWorker<'static>>) {
             message: "item panicked".into(),
             location: None,
         }),
+        FromWorker::Progress {
+            done: 3,
+            total: u64::MAX,
+        },
     ];
     (to, from)
 }
@@ -93,6 +97,37 @@ fn every_message_round_trips_through_a_batched_stream() {
     assert!(
         !read_into(&mut reader, &mut body, DEFAULT_MAX_FRAME).unwrap(),
         "clean end"
+    );
+}
+
+#[test]
+fn progress_frames_are_told_from_answers_by_their_first_byte() {
+    let (_, from) = sample_messages();
+    for message in &from {
+        let mut bytes = Vec::new();
+        encode_into(&mut bytes, message, DEFAULT_MAX_FRAME).unwrap();
+        let body = &bytes[super::frame::HEADER_LEN..];
+        let expected = match message {
+            FromWorker::Progress { done, total } => Some((*done, *total)),
+            _ => None,
+        };
+        assert_eq!(FromWorker::progress_in(body), expected, "{message:?}");
+    }
+    let mut small = Vec::new();
+    let progress = FromWorker::Progress {
+        done: 100_000,
+        total: 100_000,
+    };
+    encode_into(&mut small, &progress, DEFAULT_MAX_FRAME).unwrap();
+    assert!(
+        small.len() <= 4 + 1 + 3 + 3,
+        "a tiny frame: {} bytes",
+        small.len()
+    );
+    assert_eq!(
+        FromWorker::progress_in(&[6, 0xff]),
+        None,
+        "truncated: not progress"
     );
 }
 

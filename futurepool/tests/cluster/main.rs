@@ -12,6 +12,7 @@ mod events;
 mod hostile;
 mod jobs;
 mod processes;
+mod progress;
 mod support;
 mod trust;
 
@@ -140,6 +141,7 @@ fn main() {
     tests.extend_from_slice(chaining::TESTS);
     tests.extend_from_slice(processes::TESTS);
     tests.extend_from_slice(events::TESTS);
+    tests.extend_from_slice(progress::TESTS);
     let tests = &tests[..];
     if !redis_available() && !std::env::args().any(|a| a == "--list") {
         println!(

@@ -118,3 +118,20 @@ pub fn thread_count() -> usize {
         })
         .expect("/proc/self/status names the thread count")
 }
+
+/// Fails unless `seen` (the `(done, total)` pairs a progress callback heard) is strictly in
+/// order, and no longer than what `report_progress`'s rate limit lets through from a loop that
+/// took `took`: the first report, one per 50 ms, and the last.
+#[track_caller]
+pub fn assert_in_order_and_rate_limited(seen: &[(u64, u64)], took: Duration) {
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "strictly in order: {seen:?}"
+    );
+    let allowed = (took.as_millis() / 50) as usize + 2;
+    assert!(
+        seen.len() <= allowed,
+        "{} reports heard from a loop of {took:?}: not rate-limited",
+        seen.len()
+    );
+}

@@ -13,7 +13,8 @@ use redis::{ErrorKind, RedisError, Value};
 
 use super::backend::{
     Backend, BrokerError, BrokerResult, Completion, Connection, Delivery, Known, NewTask,
-    PoolConfig, Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE, RESULT_TTL_RANGE,
+    PoolConfig, ProgressReport, Reaped, Reply, Submitted, LEASE_RANGE, MAX_DELIVERIES_RANGE,
+    RESULT_TTL_RANGE,
 };
 use super::keys::{Keys, GROUP};
 use super::status::{first_progress, TaskProgress, MAX_PROGRESS};
@@ -928,6 +929,22 @@ impl Connection for RedisConnection {
             aborted.extend(self.query::<Vec<String>>(&command)?);
         }
         Ok(aborted)
+    }
+
+    fn progress(&mut self, reports: &[ProgressReport]) -> BrokerResult<()> {
+        // One script call per batch: the hash, the replies and the "already published" check
+        // in one step, so a report racing its task's outcome never outlives it.
+        for batch in batches(reports, |r| r.task_id.len() + 42) {
+            let mut command = self.script(Script::Progress)?;
+            command.arg(self.keys.progress());
+            for report in batch {
+                command
+                    .arg(&report.task_id)
+                    .arg(super::backend::progress_value(report.done, report.total));
+            }
+            self.query::<Value>(&command)?;
+        }
+        Ok(())
     }
 
     fn retire_worker(&mut self, worker: &str) -> BrokerResult<()> {

@@ -15,12 +15,9 @@
 /// Shared by the completion and the reaper's dead-letter path.
 const PUBLISH: &str = r#"
 local release_dependents
-local function publish(prefix, task_id, outcome, ttl, replies)
-  if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
-    return 0
-  end
-  release_dependents(prefix, task_id, outcome, ttl, replies)
-  local waiters = prefix .. ':waiters:' .. task_id
+-- Adds the reply field `field` = `value` for every client waiting in the set `waiters`, to be
+-- sent by `send_replies`; returns whether there was any.
+local function tell_waiters(waiters, replies, field, value)
   -- pcall: a waiters key of another type (written by something else) must not abort the
   -- script half-way (Redis keeps what a failed script already wrote); nobody is told then.
   local clients = redis.pcall('SMEMBERS', waiters)
@@ -31,9 +28,20 @@ local function publish(prefix, task_id, outcome, ttl, replies)
       fields = {}
       replies[client] = fields
     end
-    fields[#fields + 1] = task_id
-    fields[#fields + 1] = outcome
+    fields[#fields + 1] = field
+    fields[#fields + 1] = value
   end
+  return #clients > 0
+end
+local function publish(prefix, task_id, outcome, ttl, replies)
+  if not redis.call('SET', prefix .. ':result:' .. task_id, outcome, 'NX', 'PX', ttl) then
+    return 0
+  end
+  -- The task's progress ends with it (pcall: a key of another type must not stop the publish).
+  redis.pcall('HDEL', prefix .. ':progress', task_id)
+  release_dependents(prefix, task_id, outcome, ttl, replies)
+  local waiters = prefix .. ':waiters:' .. task_id
+  tell_waiters(waiters, replies, task_id, outcome)
   redis.call('DEL', waiters)
   return 1
 end
@@ -340,6 +348,8 @@ for i = 3, #ARGV, 5 do
       redis.call('DEL', task)
       redis.call('HSET', task, unpack(fields))
       redis.call('ZADD', prefix .. ':scheduled', now_ms + tonumber(ARGV[i + 4]), id)
+      -- This run is over: what it reported does not describe the next one.
+      redis.pcall('HDEL', prefix .. ':progress', id)
       retried = retried + 1
       answers[#answers + 1] = 1
     else
@@ -385,6 +395,27 @@ if refused > 0 then
   redis.pcall('HINCRBY', prefix .. ':stats', 'malformed', refused)
 end
 return answers
+"#;
+
+/// ARGV: prefix, the progress hash (`PREFIX:progress`), then (task id, `"DONE TOTAL"`) per
+/// running task. Stores each as the task's field of the hash and sends it to each client waiting for the task, as a reply field
+/// `progress:ID` (one reply entry per client per call, as `publish` does), unless the task
+/// already has an outcome: `publish` deletes the field, and a late report must not bring it
+/// back. The hash has no expiry; each field lives exactly as long as its task.
+const PROGRESS: &str = r#"
+local prefix, hash = ARGV[1], ARGV[2]
+local replies, any = {}, false
+for i = 3, #ARGV - 1, 2 do
+  local id, value = ARGV[i], ARGV[i + 1]
+  if redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
+    redis.pcall('HSET', hash, id, value)
+    if tell_waiters(prefix .. ':waiters:' .. id, replies, 'progress:' .. id, value) then
+      any = true
+    end
+  end
+end
+if any then send_replies(prefix, replies, result_ttl(prefix)) end
+return 0
 "#;
 
 /// ARGV: prefix, group, worker, then entries. Stamps the worker's heartbeat (broker clock) and
@@ -787,10 +818,11 @@ pub(super) enum Script {
     Throttle,
     Abort,
     Aborted,
+    Progress,
 }
 
 impl Script {
-    pub(super) const ALL: [Script; 12] = [
+    pub(super) const ALL: [Script; 13] = [
         Script::Submit,
         Script::Complete,
         Script::Heartbeat,
@@ -803,6 +835,7 @@ impl Script {
         Script::Throttle,
         Script::Abort,
         Script::Aborted,
+        Script::Progress,
     ];
 
     pub(super) fn source(self) -> String {
@@ -819,6 +852,7 @@ impl Script {
             Script::Throttle => THROTTLE,
             Script::Abort => ABORT,
             Script::Aborted => ABORTED,
+            Script::Progress => PROGRESS,
         };
         format!("{PUBLISH}{body}").replace("FORGET_AFTER_LEASES", &FORGET_AFTER_LEASES.to_string())
     }
