@@ -470,8 +470,12 @@ impl PoolState {
             throttled: self.throttled,
             lease: config.lease,
             max_deliveries: config.max_deliveries,
-            // The memory broker does not carry progress reports.
-            progress: Vec::new(),
+            progress: super::status::first_progress(
+                self.progress
+                    .iter()
+                    .map(|(id, &(done, total))| super::status::TaskProgress::new(id, done, total))
+                    .collect(),
+            ),
         }
     }
 }
@@ -1139,6 +1143,11 @@ mod tests {
             stored_progress(&broker, "default"),
             HashMap::from([("id:counting".to_string(), (4, 9))])
         );
+        assert_eq!(
+            broker.status("default").unwrap().progress,
+            [super::super::status::TaskProgress::new("id:counting", 4, 9)],
+            "the pool's status lists it"
+        );
         while task.progress() != Some((4, 9)) {
             assert!(Instant::now() < deadline, "the handle never saw the report");
             std::thread::sleep(Duration::from_millis(2));
@@ -1151,6 +1160,7 @@ mod tests {
             retry_in: None,
         };
         assert_eq!(connection.complete(&[completion]).unwrap(), [true]);
+        assert!(broker.status("default").unwrap().progress.is_empty());
         assert!(
             stored_progress(&broker, "default").is_empty(),
             "gone with the task"
