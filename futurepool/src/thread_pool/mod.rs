@@ -12,6 +12,7 @@
 
 mod builder;
 mod chain;
+mod injector;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod scope;

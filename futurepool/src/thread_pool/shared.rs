@@ -1,14 +1,18 @@
-//! The state a pool shares with its workers: the queue, the sleeping workers, the life cycle.
+//! The state a pool shares with its workers: the queues, the sleeping workers, the life cycle.
 //!
-//! Everything that decides *who* runs a job lives behind one mutex, held only to push or pop a
-//! queue slot (8 bytes: the job's pointer). See `README.md` beside this file for the protocol.
+//! A job submitted from outside the pool goes to a lock-free queue ([`Injector`]): once every
+//! worker has started, such a submit takes no lock unless a worker sleeps. A job submitted by a
+//! worker of the pool (a task or callback submitting more work) goes to the `nested` queue behind
+//! the mutex, which a waiting worker searches for the task it awaits. Everything that decides
+//! *who* runs a job (sleepers, helpers, thread starts, the life cycle) lives behind that mutex.
+//! See `README.md` beside this file for the protocol.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use crate::loom::sync::{Condvar, Mutex, MutexGuard};
 use crate::loom::thread::{self, JoinHandle, Thread};
 
@@ -16,9 +20,23 @@ use crate::error::{Reason, TaskError};
 use crate::stats::{PoolCounters, Stats};
 use crate::task::Job;
 
-/// How many of the most recent queued jobs a helping wait looks through for the task it awaits
+use super::injector::Injector;
+
+/// How many of the most recent nested jobs a helping wait looks through for the task it awaits
 /// (under the lock, so bounded).
 const TARGET_SCAN: usize = 256;
+
+/// How many jobs the lock-free queue holds before submits from outside go to `overflow` instead:
+/// its slots are 16 bytes (the job and a flag word) where the overflow's are 8, and a million
+/// queued jobs would cost 8 MB more there. Workers move them back in batches of this size.
+const SPILL_AT: usize = 65536;
+
+/// A lock-free submit looks at the lock-free queue's length (a look at the line the workers
+/// write) once in this many submits on its thread.
+const SPILL_CHECK_EVERY: u32 = 64;
+
+/// Where the helpers' count starts in [`Shared::parked`]'s word (the sleepers' count is below).
+const HELPERS_SHIFT: u32 = usize::BITS / 2;
 
 /// A worker initializer, with its error already turned into text.
 pub(super) type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
@@ -78,7 +96,12 @@ impl Sleeper {
 
 /// The part guarded by the mutex.
 pub(super) struct State {
-    pub(super) jobs: VecDeque<Job>,
+    /// Jobs submitted by this pool's own workers (tasks and callbacks submitting more work), in
+    /// order: workers take the oldest, a helping wait the one it awaits or the newest.
+    pub(super) nested: VecDeque<Job>,
+    /// Jobs from outside the pool that came while `injected` held [`SPILL_AT`] or more, in order
+    /// (all newer than those in `injected`): workers move them back in batches.
+    overflow: VecDeque<Job>,
     /// Idle workers parked waiting for a job; a submit wakes the most recent (its cache is warm).
     pub(super) sleepers: Vec<Arc<Sleeper>>,
     /// Busy workers parked inside a wait on their own pool (help-while-waiting, see
@@ -88,10 +111,6 @@ pub(super) struct State {
     pub(super) workers: usize,
     /// Workers started so far, for naming the next one.
     started: usize,
-    /// Submitters blocked on a full bounded queue.
-    waiting_submitters: usize,
-    /// Workers spinning briefly for a job before they park (at most one at a time).
-    spinning: usize,
     pub(super) lifecycle: Lifecycle,
     /// Join handles of started workers nobody has joined yet; `shutdown(wait)` callers outside the
     /// pool take and join them.
@@ -108,14 +127,35 @@ pub(super) struct State {
 pub(super) struct Shared {
     pub(super) config: Config,
     state: Mutex<State>,
+    /// Jobs submitted from outside the pool's workers.
+    injected: Injector,
     /// Signalled when a bounded queue gets room, or the pool stops taking work.
     room: Condvar,
     /// Workers not running a task: asleep, looking for a job, starting, or just done with one.
     /// Written outside the lock (a worker counts itself idle before publishing its result, so the
     /// submitter that result wakes already sees it idle); read under it to decide on spawning.
-    idle: AtomicUsize,
-    /// A copy of the queue length, written under the lock, that a spinning worker polls without it.
-    queued: AtomicUsize,
+    idle: Padded<AtomicUsize>,
+    /// `sleepers.len() + helpers.len() << HELPERS_SHIFT`, written under the lock (one word, so
+    /// one look): a submit that reads 0 here (after its push) has nobody to wake, and takes no
+    /// lock; `idle - sleepers` workers are idle but awake, each sure to look at the queue before
+    /// it parks.
+    parked: Padded<AtomicUsize>,
+    /// Workers spinning briefly for a job before they park (at most one at a time): a submit
+    /// leaves the job to it instead of waking a sleeper.
+    spinning: Padded<AtomicUsize>,
+    /// `nested.len()`, written under the lock, read without it by workers looking for work.
+    nested_len: Padded<AtomicUsize>,
+    /// `overflow.len()`, written under the lock: while it is not 0, submits from outside take
+    /// the lock and queue behind the overflow, so jobs stay in order.
+    overflow_len: Padded<AtomicUsize>,
+    /// Whether the life cycle is `Open`, written under the lock: a lock-free submit reads it.
+    open: Padded<AtomicBool>,
+    /// `workers`, written under the lock: while it is below `max_workers` submits take the lock,
+    /// which decides on new threads.
+    workers_hint: Padded<AtomicUsize>,
+    /// Submitters blocked on a full bounded queue, written under the lock, read by workers after
+    /// taking a job to decide whether to signal `room`.
+    waiting_submitters: Padded<AtomicUsize>,
     /// Signalled when a worker exits, a batch of handles has been joined, or the waiting workers
     /// are released: what `shutdown(wait)` callers wait on.
     exited: Condvar,
@@ -125,6 +165,19 @@ pub(super) struct Shared {
     pub(super) aborting: Arc<std::sync::atomic::AtomicBool>,
     /// What [`ThreadPool::stats`](super::ThreadPool::stats) reports; each worker writes its own.
     pub(super) counters: PoolCounters,
+}
+
+/// A value on a cache line (two, for the adjacent-line prefetcher) of its own: the counters a
+/// submitter reads on every submit and the ones each worker writes on every job would otherwise
+/// share lines, and every job would move them between cores.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// What a submit turned into.
@@ -143,22 +196,28 @@ impl Shared {
         Arc::new(Shared {
             config,
             state: Mutex::new(State {
-                jobs: VecDeque::new(),
+                nested: VecDeque::new(),
+                overflow: VecDeque::new(),
                 sleepers: Vec::new(),
                 helpers: Vec::new(),
                 workers: 0,
                 started: 0,
-                waiting_submitters: 0,
-                spinning: 0,
                 lifecycle: Lifecycle::Open,
                 handles: Vec::new(),
                 joining: 0,
                 waiting_workers: 0,
                 release_epoch: 0,
             }),
+            injected: Injector::new(),
             room: Condvar::new(),
-            idle: AtomicUsize::new(0),
-            queued: AtomicUsize::new(0),
+            idle: Padded(AtomicUsize::new(0)),
+            parked: Padded(AtomicUsize::new(0)),
+            spinning: Padded(AtomicUsize::new(0)),
+            nested_len: Padded(AtomicUsize::new(0)),
+            overflow_len: Padded(AtomicUsize::new(0)),
+            open: Padded(AtomicBool::new(true)),
+            workers_hint: Padded(AtomicUsize::new(0)),
+            waiting_submitters: Padded(AtomicUsize::new(0)),
             exited: Condvar::new(),
             aborting: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             counters: PoolCounters::default(),
@@ -171,9 +230,46 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Jobs queued in both queues (the lock-free one's count is exact at some instant during the
+    /// call).
+    fn queued(&self, state: &State) -> usize {
+        state.nested.len() + self.injected.len() + state.overflow.len()
+    }
+
+    /// Whether any job is queued; no lock taken.
+    pub(super) fn has_work(&self) -> bool {
+        self.nested_len.load(Ordering::SeqCst) > 0
+            || !self.injected.is_empty()
+            || self.overflow_len.load(Ordering::SeqCst) > 0
+    }
+
+    /// Mirrors the parked workers for lock-free readers; called under the lock after changing
+    /// `sleepers` or `helpers`.
+    fn publish_parked(&self, state: &State) {
+        self.parked.store(
+            state.sleepers.len() | state.helpers.len() << HELPERS_SHIFT,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Mirrors `nested.len()`; called under the lock after changing it.
+    fn publish_nested(&self, state: &State) {
+        self.nested_len.store(state.nested.len(), Ordering::SeqCst);
+    }
+
+    /// Mirrors `overflow.len()`; called under the lock after changing it.
+    fn publish_overflow(&self, state: &State) {
+        self.overflow_len
+            .store(state.overflow.len(), Ordering::SeqCst);
+    }
+
     /// Queues `job`, starting a worker if no idle one can take it, or ends it with the reason the
     /// pool refuses work.
     pub(super) fn submit(self: &Arc<Self>, job: Job) {
+        let job = match self.submit_without_lock(job) {
+            Ok(()) => return,
+            Err(job) => job,
+        };
         match self.admit(job) {
             Admission::Queued { wake } => {
                 if let Some(sleeper) = wake {
@@ -185,40 +281,142 @@ impl Shared {
         }
     }
 
+    /// The common submit, from outside the pool, once every worker has started, to an unbounded
+    /// queue: a push, and a lock only if a worker is parked and none spins. Gives the job back
+    /// when the locked path must decide (a thread to start, a bounded queue, a nested submit, a
+    /// closed pool).
+    fn submit_without_lock(&self, job: Job) -> Result<(), Job> {
+        if self.config.max_queued.is_some()
+            || self.workers_hint.load(Ordering::Relaxed) < self.config.max_workers
+            || self.overflow_len.load(Ordering::Relaxed) > 0
+            || super::worker::is_worker_of_shared(self)
+            || (time_to_check_length() && self.injected.len() >= SPILL_AT)
+        {
+            return Err(job);
+        }
+        if !self.open.load(Ordering::Relaxed) {
+            return Err(job);
+        }
+        self.injected.push(job);
+        // Orders the push before the looks at `open` and `parked` below, against the fences of
+        // a worker going to sleep or leaving (one SeqCst fence on each side of the exchange).
+        fence(Ordering::SeqCst);
+        if !self.open.load(Ordering::SeqCst) {
+            // The pool closed meanwhile: if its last worker left before this push, nobody will
+            // look at the queue again (see `rescue`).
+            self.rescue();
+            return Ok(());
+        }
+        // No wake-up is lost: the push comes before these looks, and a worker going to sleep
+        // counts itself in `parked` before its last look at the queue, each followed by a SeqCst
+        // fence, so of the two at least one sees the other. A spinning worker takes the job
+        // without being woken (it looks at the queue again before it parks).
+        if self.parked.load(Ordering::SeqCst) > 0 && self.spinning.load(Ordering::SeqCst) == 0 {
+            let wake = {
+                let mut state = self.lock();
+                let wake = self.choose_wake(&mut state);
+                self.publish_parked(&state);
+                wake
+            };
+            if let Some(sleeper) = wake {
+                sleeper.wake();
+            }
+        }
+        Ok(())
+    }
+
+    /// A lock-free submit found the pool closed after its push. A worker leaves only under the
+    /// lock, after seeing both queues empty, and counts itself out in the same step; so if a
+    /// worker is still counted here, one will see the job and run it (a submit racing a
+    /// shutdown may run). If none is, the job, and any other that arrived the same way, is
+    /// refused.
+    fn rescue(&self) {
+        let (jobs, lifecycle) = {
+            let mut state = self.lock();
+            if state.workers > 0 {
+                return;
+            }
+            (self.take_queued(&mut state), state.lifecycle.clone())
+        };
+        self.counters.failed(jobs.len());
+        let refusal = refusal(&lifecycle);
+        for job in jobs {
+            job.reject(refusal.clone());
+        }
+    }
+
+    /// Whom to wake for a job just queued: a sleeper, or, when every worker is busy and no
+    /// more may start, one waiting on this pool that will run it.
+    fn choose_wake(&self, state: &mut State) -> Option<Arc<Sleeper>> {
+        // A spinning worker takes one job without being woken; wake someone (a system call)
+        // only for jobs beyond that.
+        if self.queued(state) <= self.spinning.load(Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(sleeper) = state.sleepers.pop() {
+            return Some(sleeper);
+        }
+        // Every thread started and none asleep: a worker waiting on this pool runs it. Not
+        // weighed against `idle`: a worker that has just taken a job counts itself busy only
+        // after the take (without a lock), and a waiter left parked on such a count could be
+        // waiting for the very job it would run (`loom_a_leaving_helper_hands_its_wake_up_on`).
+        if state.workers >= self.config.max_workers {
+            return state.helpers.pop();
+        }
+        None
+    }
+
     fn admit(self: &Arc<Self>, job: Job) -> Admission {
         let mut state = self.lock();
+        let nested = super::worker::is_worker_of_shared(self);
         if let Some(max_queued) = self.config.max_queued {
-            while state.jobs.len() >= max_queued && matches!(state.lifecycle, Lifecycle::Open) {
-                state.waiting_submitters += 1;
+            // Counted as waiting before each look at the queue: a worker that takes a job after
+            // this look sees the count and signals `room` under the lock, which this submitter
+            // holds until it waits.
+            loop {
+                self.waiting_submitters.fetch_add(1, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if self.queued(&state) < max_queued || !matches!(state.lifecycle, Lifecycle::Open) {
+                    self.waiting_submitters.fetch_sub(1, Ordering::SeqCst);
+                    break;
+                }
                 state = wait(&self.room, state);
-                state.waiting_submitters -= 1;
+                self.waiting_submitters.fetch_sub(1, Ordering::SeqCst);
             }
         }
         if !matches!(state.lifecycle, Lifecycle::Open) {
             return Admission::Refused(job, state.lifecycle.clone());
         }
-        state.jobs.push_back(job);
-        self.queued.store(state.jobs.len(), Ordering::Relaxed);
-        // A spinning worker takes one job without being woken; wake a sleeper (a system call)
-        // only for jobs beyond that.
-        let mut wake = if state.jobs.len() > state.spinning {
-            state.sleepers.pop()
+        if nested {
+            state.nested.push_back(job);
+            self.publish_nested(&state);
+        } else if !state.overflow.is_empty() || (!cfg!(loom) && self.injected.len() >= SPILL_AT) {
+            state.overflow.push_back(job);
+            self.publish_overflow(&state);
         } else {
-            None
-        };
-        // A new thread only when the queue holds more jobs than there are idle workers to take
-        // them (like Python, at most one per submit): one sleeping or finishing worker per queued job is enough.
+            self.injected.push(job);
+        }
+        let mut wake = None;
+        // A new thread only when no sleeper was woken and the queue holds more jobs than there
+        // are idle workers to take them (like Python, at most one per submit): one sleeping or
+        // finishing worker per queued job is enough. (While threads may still start, workers
+        // take jobs and count themselves busy under this lock, so `idle` is exact here.)
+        if self.queued(&state) > self.spinning.load(Ordering::SeqCst) {
+            wake = state.sleepers.pop();
+        }
         if wake.is_none()
-            && state.jobs.len() > self.idle.load(Ordering::Acquire)
+            && self.queued(&state) > self.idle.load(Ordering::Acquire)
             && state.workers < self.config.max_workers
         {
             if let Err(reason) = self.start_worker(&mut state) {
                 let jobs = self.break_locked(&mut state, reason.clone());
                 return Admission::Broke(jobs, reason);
             }
-        } else if wake.is_none() && state.jobs.len() > self.idle.load(Ordering::Acquire) {
-            // Every worker is busy and no more may start: one waiting on this pool runs it.
-            wake = state.helpers.pop();
+        } else if wake.is_none() {
+            wake = self.choose_wake(&mut state);
+        }
+        if wake.is_some() {
+            self.publish_parked(&state);
         }
         Admission::Queued { wake }
     }
@@ -240,6 +438,7 @@ impl Shared {
                 state.workers += 1;
                 self.idle.fetch_add(1, Ordering::AcqRel);
                 state.handles.push(handle);
+                self.workers_hint.store(state.workers, Ordering::Relaxed);
                 Ok(())
             }
             Err(error) if state.workers == 0 => Err(Reason::new(format!(
@@ -249,42 +448,134 @@ impl Shared {
         }
     }
 
+    /// A queued job for a free worker, which from then on counts busy: the oldest nested one
+    /// (work a waiting task depends on), else the oldest submitted from outside. Signals a
+    /// submitter waiting for room.
+    ///
+    /// While threads may still start, the take and the count happen under the lock, as a submit
+    /// deciding on a new thread weighs the queue against `idle` there; once every thread has
+    /// started nothing weighs `idle` against the queue, and the lock-free queue is taken from
+    /// without the lock.
+    fn take_job(&self) -> Option<Job> {
+        if self.workers_hint.load(Ordering::Relaxed) < self.config.max_workers {
+            let mut state = self.lock();
+            let job = match state.nested.pop_front() {
+                Some(job) => {
+                    self.publish_nested(&state);
+                    Some(job)
+                }
+                None => self.take_from_outside_locked(&mut state),
+            };
+            let job = job?;
+            self.idle.fetch_sub(1, Ordering::AcqRel);
+            drop(state);
+            self.made_room();
+            return Some(job);
+        }
+        let job = if self.nested_len.load(Ordering::SeqCst) > 0 {
+            let mut state = self.lock();
+            let job = state.nested.pop_front();
+            self.publish_nested(&state);
+            job
+        } else {
+            None
+        };
+        let job = job.or_else(|| self.take_from_outside())?;
+        self.idle.fetch_sub(1, Ordering::AcqRel);
+        self.made_room();
+        Some(job)
+    }
+
+    /// The oldest job from outside the pool: from the lock-free queue, or, once it is empty,
+    /// from the overflow, moving the next [`SPILL_AT`] back into the lock-free queue.
+    fn take_from_outside(&self) -> Option<Job> {
+        if let Some(job) = self.injected.pop() {
+            return Some(job);
+        }
+        if self.overflow_len.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let mut state = self.lock();
+        self.take_from_outside_locked(&mut state)
+    }
+
+    /// [`take_from_outside`](Shared::take_from_outside), under the lock.
+    fn take_from_outside_locked(&self, state: &mut State) -> Option<Job> {
+        // Another worker may have refilled the lock-free queue meanwhile: those jobs come first.
+        if let Some(job) = self.injected.pop() {
+            return Some(job);
+        }
+        let job = state.overflow.pop_front();
+        let batch = state.overflow.len().min(SPILL_AT - 1);
+        for job in state.overflow.drain(..batch) {
+            self.injected.push(job);
+        }
+        self.publish_overflow(state);
+        job
+    }
+
+    /// A job left a bounded queue: wakes a submitter waiting for room, if any.
+    fn made_room(&self) {
+        if self.config.max_queued.is_none() {
+            return;
+        }
+        fence(Ordering::SeqCst);
+        if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
+            // Under the lock, so a submitter between its look at the queue and its wait is not
+            // signalled too early.
+            let _state = self.lock();
+            self.room.notify_one();
+        }
+    }
+
     /// Takes the next job for a worker, sleeping while there is none; `None` when the worker
     /// should exit (the pool is shut down and drained, or broken).
     pub(super) fn next_job(&self, sleeper: &Arc<Sleeper>) -> Option<Job> {
-        let mut state = self.lock();
         let mut spun = false;
         loop {
-            if let Some(job) = state.jobs.pop_front() {
-                self.queued.store(state.jobs.len(), Ordering::Relaxed);
-                self.idle.fetch_sub(1, Ordering::AcqRel);
-                let room = state.waiting_submitters > 0;
-                drop(state);
-                if room {
-                    self.room.notify_one();
-                }
+            if let Some(job) = self.take_job() {
                 return Some(job);
-            }
-            if !matches!(state.lifecycle, Lifecycle::Open) {
-                return None;
             }
             // Before parking, one worker at a time spins a moment: a busy submitter usually
             // queues the next job within a microsecond, and catching it here saves the submitter
             // a wake-up system call and this worker a sleep.
-            if !spun && state.spinning == 0 {
-                state.spinning += 1;
-                drop(state);
+            if !spun
+                && self.open.load(Ordering::SeqCst)
+                && self
+                    .spinning
+                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+            {
                 self.spin_for_work();
-                state = self.lock();
-                state.spinning -= 1;
+                self.spinning.store(0, Ordering::SeqCst);
                 spun = true;
                 continue;
             }
+            let mut state = self.lock();
+            if !matches!(state.lifecycle, Lifecycle::Open) {
+                // Closed: leave once both queues are empty, counted out under this lock so a
+                // submit that raced the shutdown sees either the job taken or no worker left
+                // (see `rescue`). The fence pairs with the submit's, after its push.
+                fence(Ordering::SeqCst);
+                if self.queued(&state) == 0 {
+                    self.leave_locked(&mut state, true);
+                    return None;
+                }
+                continue;
+            }
             state.sleepers.push(Arc::clone(sleeper));
+            self.publish_parked(&state);
+            // Counted in `parked` before this last look, so a submit pushing now either is seen
+            // here or sees this worker parked (see `submit_without_lock`).
+            fence(Ordering::SeqCst);
+            if self.has_work() {
+                state.sleepers.retain(|s| !Arc::ptr_eq(s, sleeper));
+                self.publish_parked(&state);
+                continue;
+            }
             drop(state);
             sleeper.sleep();
             spun = false;
-            state = self.lock();
         }
     }
 
@@ -292,18 +583,18 @@ impl Shared {
     /// then yielding the core so a submitter sharing it can run).
     fn spin_for_work(&self) {
         // Under loom a single look models the spinner (the protocol never relies on what the
-        // spinner saw: it re-takes the lock) and keeps the state space small. It must not
-        // yield there: loom drops an unpark sent to a thread that yielded and was scheduled
-        // again, which the real `unpark` keeps as a token, so a model would report a lost
-        // wake-up that std cannot have.
+        // spinner saw: it looks again before deciding to sleep) and keeps the state space small.
+        // It must not yield there: loom drops an unpark sent to a thread that yielded and was
+        // scheduled again, which the real `unpark` keeps as a token, so a model would report a
+        // lost wake-up that std cannot have.
         const SPIN_ROUNDS: u32 = 7;
         const YIELD_ROUNDS: u32 = 10;
         if cfg!(loom) {
-            let _ = self.queued.load(Ordering::Relaxed);
+            let _ = self.has_work();
             return;
         }
         for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
-            if self.queued.load(Ordering::Relaxed) > 0 {
+            if self.has_work() {
                 return;
             }
             if round < SPIN_ROUNDS {
@@ -341,14 +632,18 @@ impl Shared {
     /// alive, so a failed start cannot break the pool; if the system is out of threads, the job
     /// waits for a worker to come back, as at submit.
     fn cover_queue(self: &Arc<Self>, state: &mut State) -> Option<Arc<Sleeper>> {
-        if state.jobs.len() <= self.idle.load(Ordering::Acquire) {
-            return None;
-        }
         if state.workers < self.config.max_workers {
-            let _ = self.start_worker(state);
+            if self.queued(state) > self.idle.load(Ordering::Acquire) {
+                let _ = self.start_worker(state);
+            }
             return None;
         }
-        state.helpers.pop()
+        if self.queued(state) == 0 {
+            return None;
+        }
+        let helper = state.helpers.pop();
+        self.publish_parked(state);
+        helper
     }
 
     /// Help-while-waiting: a worker of this pool waits, inside a task or callback, until `done()`
@@ -360,11 +655,11 @@ impl Shared {
     /// because its own wait ended, it hands the wake-up on (`cover_queue`), so no job is left for
     /// a helper that went away. It counts as busy throughout: it runs user code that may block.
     ///
-    /// Which job it runs: the awaited task itself if it is still queued (`target`, looked for
-    /// among the [`TARGET_SCAN`] most recent jobs), so a wait on a task just submitted runs it
+    /// Which job it runs: the awaited task itself if it is still in `nested` (`target`, looked
+    /// for among the [`TARGET_SCAN`] most recent), so a wait on a task just submitted runs it
     /// inline and nesting stays as deep as the caller's own recursion; otherwise the most recent
-    /// job (most likely one the waiting task submitted), never an older one a free worker would
-    /// take first.
+    /// nested job (most likely one the waiting task submitted); with none, the oldest job from
+    /// outside the pool.
     pub(super) fn help_until(
         self: &Arc<Self>,
         done: &dyn Fn() -> bool,
@@ -392,28 +687,51 @@ impl Shared {
             let mut state = self.lock();
             let targeted = target.and_then(|target| {
                 let from_back = state
-                    .jobs
+                    .nested
                     .iter()
                     .rev()
                     .take(TARGET_SCAN)
                     .position(|job| job.addr() == target)?;
-                let at = state.jobs.len() - 1 - from_back;
-                state.jobs.remove(at)
+                let at = state.nested.len() - 1 - from_back;
+                state.nested.remove(at)
             });
             // Taking any job, or finding none left (another thread took it), settles the debt.
             owes_a_wake = false;
-            if let Some(job) = targeted.or_else(|| state.jobs.pop_back()) {
-                self.queued.store(state.jobs.len(), Ordering::Relaxed);
-                let room = state.waiting_submitters > 0;
-                drop(state);
-                if room {
-                    self.room.notify_one();
+            let nested = targeted.or_else(|| state.nested.pop_back());
+            if nested.is_some() {
+                self.publish_nested(&state);
+            }
+            // Else the oldest job from outside: a nested wait may depend on it too (a task
+            // waiting on one the caller submitted), and it is the next a free worker would take.
+            let job = match nested {
+                Some(job) => Some(job),
+                None => {
+                    drop(state);
+                    let job = self.take_from_outside();
+                    state = self.lock();
+                    job
                 }
+            };
+            if let Some(job) = job {
+                drop(state);
+                self.made_room();
                 run(job);
                 continue;
             }
             let me = Sleeper::for_current_thread();
             state.helpers.push(Arc::clone(&me));
+            self.publish_parked(&state);
+            // As a sleeper does: counted in `parked` before this last look at the queues.
+            fence(Ordering::SeqCst);
+            if self.has_work() {
+                let registered = state.helpers.len();
+                state.helpers.retain(|helper| !Arc::ptr_eq(helper, &me));
+                self.publish_parked(&state);
+                // Already gone: a submit took it to wake for a job, and it must hand that on if
+                // its wait ends before it takes one (the loom model of the hand-on found it).
+                owes_a_wake = state.helpers.len() == registered;
+                continue;
+            }
             drop(state);
             if !done() {
                 thread::park_until(deadline);
@@ -421,6 +739,7 @@ impl Shared {
             let mut state = self.lock();
             let registered = state.helpers.len();
             state.helpers.retain(|helper| !Arc::ptr_eq(helper, &me));
+            self.publish_parked(&state);
             // Gone from the list without removing itself: a submit (or `cover_queue`) took it.
             owes_a_wake = state.helpers.len() == registered;
         }
@@ -432,25 +751,31 @@ impl Shared {
     pub(super) fn worker_exited(self: &Arc<Self>, counted_idle: bool, died: bool) {
         let broke = {
             let mut state = self.lock();
-            state.workers -= 1;
-            if counted_idle {
-                self.idle.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.leave_locked(&mut state, counted_idle);
             let mut broke = None;
             if died
-                && state.jobs.len() > self.idle.load(Ordering::Acquire)
+                && self.queued(&state) > self.idle.load(Ordering::Acquire)
                 && state.workers < self.config.max_workers
             {
                 if let Err(reason) = self.start_worker(&mut state) {
                     broke = Some((self.break_locked(&mut state, reason.clone()), reason));
                 }
             }
-            self.exited.notify_all();
             broke
         };
         if let Some((jobs, reason)) = broke {
             self.reject_all(jobs, &reason);
         }
+    }
+
+    /// A worker counts itself out of the pool (and out of `idle` if it was counted idle).
+    fn leave_locked(&self, state: &mut State, counted_idle: bool) {
+        state.workers -= 1;
+        self.workers_hint.store(state.workers, Ordering::Relaxed);
+        if counted_idle {
+            self.idle.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.exited.notify_all();
     }
 
     /// A worker's initializer failed: the worker exits (counted idle, as it never took a job), the
@@ -459,9 +784,7 @@ impl Shared {
     pub(super) fn break_pool(&self, reason: Reason) {
         let jobs = {
             let mut state = self.lock();
-            state.workers -= 1;
-            self.idle.fetch_sub(1, Ordering::AcqRel);
-            self.exited.notify_all();
+            self.leave_locked(&mut state, true);
             self.break_locked(&mut state, reason.clone())
         };
         self.reject_all(jobs, &reason);
@@ -479,15 +802,31 @@ impl Shared {
         if !matches!(state.lifecycle, Lifecycle::Broken(_)) {
             state.lifecycle = Lifecycle::Broken(reason);
         }
+        self.open.store(false, Ordering::SeqCst);
+        // Pairs with a lock-free submit's fence after its push (see `rescue`).
+        fence(Ordering::SeqCst);
         self.wake_everyone(state);
-        self.queued.store(0, Ordering::Relaxed);
-        std::mem::take(&mut state.jobs)
+        self.take_queued(state)
+    }
+
+    /// Every queued job, both queues emptied. A lock-free submit racing the pool's close may
+    /// still push one after this; a live worker runs it, or `rescue` refuses it.
+    fn take_queued(&self, state: &mut State) -> VecDeque<Job> {
+        let mut jobs = std::mem::take(&mut state.nested);
+        self.publish_nested(state);
+        while let Some(job) = self.injected.pop() {
+            jobs.push_back(job);
+        }
+        jobs.append(&mut state.overflow);
+        self.publish_overflow(state);
+        jobs
     }
 
     fn wake_everyone(&self, state: &mut State) {
         for sleeper in state.sleepers.drain(..).chain(state.helpers.drain(..)) {
             sleeper.wake();
         }
+        self.publish_parked(state);
         self.room.notify_all();
     }
 
@@ -497,10 +836,12 @@ impl Shared {
         if matches!(state.lifecycle, Lifecycle::Open) {
             state.lifecycle = Lifecycle::ShutDown;
         }
+        self.open.store(false, Ordering::SeqCst);
+        // Pairs with a lock-free submit's fence after its push (see `rescue`).
+        fence(Ordering::SeqCst);
         self.wake_everyone(&mut state);
         if cancel_pending {
-            self.queued.store(0, Ordering::Relaxed);
-            std::mem::take(&mut state.jobs)
+            self.take_queued(&mut state)
         } else {
             VecDeque::new()
         }
@@ -568,15 +909,33 @@ impl Shared {
         self.lock().workers
     }
 
-    /// The queue's length as last written under the lock; no lock taken.
+    /// How many jobs are queued; no lock taken.
     pub(super) fn queued_hint(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.nested_len.load(Ordering::Relaxed)
+            + self.injected.len()
+            + self.overflow_len.load(Ordering::Relaxed)
     }
 
     pub(super) fn stats(&self) -> Stats {
         let workers = self.worker_count() as u64;
         self.counters.snapshot(self.queued_hint() as u64, workers)
     }
+}
+
+/// True once in [`SPILL_CHECK_EVERY`] calls on this thread. Never under loom: its models queue
+/// a handful of jobs, and the thread-local would be one more modelled access per submit.
+fn time_to_check_length() -> bool {
+    if cfg!(loom) {
+        return false;
+    }
+    thread_local! {
+        static SUBMITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    SUBMITS.with(|submits| {
+        let n = submits.get().wrapping_add(1);
+        submits.set(n);
+        n % SPILL_CHECK_EVERY == 0
+    })
 }
 
 /// Waits on `condvar`, carrying on past poisoning like [`Shared::lock`].
@@ -623,13 +982,60 @@ mod tests {
             // no thread, because one existed.
             let mut state = shared.lock();
             state.workers = 1;
-            state.jobs.push_back(job);
+            state.nested.push_back(job);
+            shared.publish_nested(&state);
         }
         shared.worker_exited(false, true);
         assert_eq!(task.result_timeout(Duration::from_secs(60)), Ok(5));
         shared.close(false);
         shared.wait_for_workers(false);
         assert_eq!(shared.worker_count(), 0);
+    }
+
+    /// Jobs beyond what the lock-free queue holds go to the overflow and come back in order:
+    /// a one-worker pool runs 3 × SPILL_AT jobs queued behind a blocked one in submission order,
+    /// and the overflow is empty afterwards.
+    #[test]
+    fn jobs_spilled_to_the_overflow_run_in_submission_order() {
+        let pool = crate::ThreadPool::new(1);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let blocker = pool.submit(move || released.recv().unwrap());
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..3 * SPILL_AT)
+            .map(|n| {
+                let order = Arc::clone(&order);
+                pool.submit(move || order.lock().unwrap().push(n))
+            })
+            .collect();
+        assert!(
+            pool.shared.lock().overflow.len() > SPILL_AT,
+            "the submits did not spill"
+        );
+        release.send(()).unwrap();
+        blocker.wait();
+        for task in &tasks {
+            assert_eq!(task.result_timeout(Duration::from_secs(60)), Ok(()));
+        }
+        let order = order.lock().unwrap();
+        assert!(order.iter().copied().eq(0..3 * SPILL_AT), "out of order");
+        assert_eq!(pool.shared.lock().overflow.len(), 0);
+    }
+
+    /// A cancelling shutdown takes the overflow too: every spilled task ends cancelled.
+    #[test]
+    fn a_cancelling_shutdown_cancels_the_spilled_jobs() {
+        let pool = crate::ThreadPool::new(1);
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let blocker = pool.submit(move || released.recv().unwrap());
+        let tasks: Vec<_> = (0..2 * SPILL_AT).map(|_| pool.submit(|| ())).collect();
+        assert!(
+            !pool.shared.lock().overflow.is_empty(),
+            "the submits did not spill"
+        );
+        pool.shutdown(crate::Shutdown::default().wait(false).cancel_pending(true));
+        release.send(()).unwrap();
+        blocker.wait();
+        assert!(tasks.iter().all(|task| task.is_cancelled()));
     }
 
     /// A worker that exits normally starts nothing, even with a job queued (its pool's other
@@ -641,7 +1047,8 @@ mod tests {
         {
             let mut state = shared.lock();
             state.workers = 1;
-            state.jobs.push_back(job);
+            state.nested.push_back(job);
+            shared.publish_nested(&state);
         }
         shared.worker_exited(false, false);
         assert_eq!(shared.worker_count(), 0);

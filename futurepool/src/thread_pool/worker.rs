@@ -86,7 +86,12 @@ fn run_nested(job: crate::task::Job) {
 
 /// True if the calling thread is one of this pool's workers.
 pub(super) fn is_worker_of(shared: &Arc<Shared>) -> bool {
-    let me = Arc::as_ptr(shared) as usize;
+    is_worker_of_shared(shared)
+}
+
+/// [`is_worker_of`] for a pool's state reached without its `Arc`.
+pub(super) fn is_worker_of_shared(shared: &Shared) -> bool {
+    let me = shared as *const Shared as usize;
     WORKER_OF.with(|pool| pool.get() == me)
 }
 
@@ -176,12 +181,14 @@ pub(super) fn run(shared: Arc<Shared>) {
         if let Some(since) = busy_since {
             // (Not under loom: the look at the queue would be one more modelled operation per
             // job, growing the models' state space for a figure they do not check.)
-            if !cfg!(loom) && worker.shared.queued_hint() == 0 {
+            if !cfg!(loom) && !worker.shared.has_work() {
                 worker.shared.counters.busy_until(&worker.counters, since);
                 busy_since = None;
             }
         }
         let Some(job) = worker.shared.next_job(&sleeper) else {
+            // `next_job` counted this worker out of the pool as it decided to leave.
+            worker.exited.set(true);
             break;
         };
         if busy_since.is_none() {
