@@ -428,6 +428,11 @@ fn tabulate(reports: &[Vec<ChildReport>], rounds: usize, load: &str) -> Table {
         let rows = std::iter::once(("no features (baseline)", none, base_key, None)).chain(rows);
         for (tool, variant, key, note) in rows {
             let figures = samples(variant, key);
+            if figures.is_empty() {
+                let row = table.push(workload, tool, 0.0, "tasks/s", Better::Higher);
+                row.note = Some("not reported by its build".to_string());
+                continue;
+            }
             let best = figures.iter().copied().fold(f64::NAN, f64::max);
             let worst = figures.iter().copied().fold(f64::NAN, f64::min);
             let range = format!("{:.2}–{:.2}", worst / 1e6, best / 1e6);
@@ -446,4 +451,38 @@ fn load_average() -> String {
         .ok()
         .and_then(|l| l.split_whitespace().next().map(String::from))
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(figures: &[(&str, f64)]) -> ChildReport {
+        ChildReport {
+            features: Vec::new(),
+            figures: figures.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+            traced: None,
+            stderr_terminal: false,
+        }
+    }
+
+    #[test]
+    fn ratios_are_the_baselines_best_over_the_rows_best() {
+        let reports = vec![
+            vec![report(&[("submit", 4e6)]), report(&[("submit", 3e6)])],
+            vec![report(&[("submit", 2e6)]), report(&[("submit", 1e6)])],
+            vec![report(&[("submit", 4e6)])],
+        ];
+        let table = tabulate(&reports, 2, "1.00");
+        let rows: Vec<_> = table.rows_of(table.workloads()[0]).collect();
+        assert_eq!(rows[0].ratio, Some(1.0));
+        assert_eq!(rows[1].tool, "tracing compiled in, no subscriber");
+        assert_eq!(rows[1].ratio, Some(2.0));
+        assert_eq!(
+            rows[1].display.as_deref(),
+            Some("2.00 M tasks/s (1.00–2.00)")
+        );
+        // A figure no build reported has no ratio rather than a made-up one.
+        assert!(rows.iter().any(|r| r.ratio.is_none()));
+    }
 }
