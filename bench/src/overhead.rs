@@ -235,7 +235,7 @@ pub fn run(args: &[String]) {
             std::process::exit(1);
         }
     };
-    let load = load_average();
+    let load = crate::threads::load_average();
     // reports[variant][round]
     let mut reports: Vec<Vec<ChildReport>> = VARIANTS.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
@@ -443,14 +443,6 @@ fn tabulate(reports: &[Vec<ChildReport>], rounds: usize, load: &str) -> Table {
         }
     }
     table
-}
-
-/// The 1-minute load average: other work on the machine skews every figure.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(String::from))
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 #[cfg(test)]
