@@ -5,6 +5,7 @@
 
 mod cluster;
 mod fetch;
+mod overhead;
 mod processes;
 mod report;
 mod svg;
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
         Some("cluster-abort") => cluster::abort_latency(rest),
         // Internal: a worker process the cluster benchmark starts.
         Some("cluster-worker") => cluster::worker(rest),
+        Some("overhead") => overhead::run(rest),
+        // Internal: one build variant's run, started by `overhead`.
+        Some("overhead-child") => overhead::child(rest),
         Some("all") => {
             threads::run(&[]);
             processes::run(&[]);
@@ -37,7 +41,7 @@ fn main() -> ExitCode {
         Some("report") => return report::main(rest),
         _ => {
             eprintln!(
-                "usage: futurepool-bench <threads|processes|fetch|cluster|cluster-abort|all|report> [options]"
+                "usage: futurepool-bench <threads|processes|fetch|cluster|cluster-abort|overhead|all|report> [options]"
             );
             return ExitCode::from(2);
         }

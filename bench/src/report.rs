@@ -26,6 +26,19 @@ const AREAS: [(&str, &str); 4] = [
     ("cluster", "Cluster (Redis Streams)"),
 ];
 
+/// The last section: the optional features' overhead is not measured by the report (it takes
+/// three builds of this crate), only pointed to.
+const OVERHEAD_NOTE: &str = "## Overhead of the optional features (`tracing`, `progress`)
+
+Not measured by this report: it needs three builds. `cargo build --release -p futurepool-bench \
+&& target/release/futurepool-bench overhead` builds this crate without features, with \
+`--features tracing` and with `--features progress`, runs the three in interleaved rounds (best \
+of 3) and prints 1M no-op `submit` + `result` and a 1M-item `map` side by side: each feature \
+compiled in but unused, and in use (a subscriber that counts every span and event, \
+`report_progress(1, 1)` in every task, `.progress()` on the `map`), with ratios to the \
+featureless build.
+";
+
 /// Worker counts of the scaling chart.
 const SCALING_WORKERS: [usize; 4] = [1, 2, 3, 4];
 
@@ -166,6 +179,7 @@ fn run(options: &Options) -> Result<PathBuf, String> {
         markdown.push_str(&pivot_by_tool(scaling));
         markdown.push('\n');
     }
+    markdown.push_str(OVERHEAD_NOTE);
     let readme = options.out.join("README.md");
     write(&readme, &markdown)?;
     Ok(readme)

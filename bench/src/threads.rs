@@ -168,7 +168,7 @@ pub fn run(args: &[String]) {
 }
 
 /// The 1-minute load average: other work on the machine skews every figure.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next().map(String::from))
