@@ -376,3 +376,31 @@ fn the_pool_and_its_builder_can_move_between_threads() {
     fn send<T: Send>() {}
     send::<ThreadPoolBuilder>();
 }
+
+/// A job submitted right behind one that blocks, while the only awake worker is about to take
+/// the blocking one, still gets the other worker: a lock-free submit once left it behind the
+/// blocked worker with the second one asleep, because it saw the first still spinning (the
+/// `task::future` doctest hung on it). Repeated to meet the race; each round waits at most 10 s.
+#[test]
+fn a_job_behind_a_blocking_one_wakes_the_sleeping_worker() {
+    let pool = ThreadPool::new(2);
+    // Both workers started, so later submits take the lock-free path.
+    let warm: Vec<_> = (0..2)
+        .map(|_| pool.submit(|| std::thread::sleep(Duration::from_millis(20))))
+        .collect();
+    for task in warm {
+        task.wait();
+    }
+    for round in 0..2_000 {
+        let (release, gate) = mpsc::channel::<()>();
+        let slow = pool.submit(move || gate.recv().is_ok());
+        let fast = pool.submit(|| true);
+        assert_eq!(
+            fast.result_timeout(Duration::from_secs(10)),
+            Ok(true),
+            "round {round}: the job behind the blocking one never ran"
+        );
+        release.send(()).unwrap();
+        assert_eq!(slow.result(), Ok(true));
+    }
+}

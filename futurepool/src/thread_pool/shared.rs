@@ -307,11 +307,14 @@ impl Shared {
             self.rescue();
             return Ok(());
         }
-        // No wake-up is lost: the push comes before these looks, and a worker going to sleep
+        // No wake-up is lost: the push comes before this look, and a worker going to sleep
         // counts itself in `parked` before its last look at the queue, each followed by a SeqCst
-        // fence, so of the two at least one sees the other. A spinning worker takes the job
-        // without being woken (it looks at the queue again before it parks).
-        if self.parked.load(Ordering::SeqCst) > 0 && self.spinning.load(Ordering::SeqCst) == 0 {
+        // fence, so of the two at least one sees the other. Whether a spinning worker takes the
+        // job instead is decided under the lock (`choose_wake`), where the spinner stops
+        // counting itself: a look at `spinning` here could see a spinner that has just taken
+        // an older job, and leave this one behind it with a worker asleep (found by the
+        // `task::future` doctest, whose first job blocks).
+        if self.parked.load(Ordering::SeqCst) > 0 {
             let wake = {
                 let mut state = self.lock();
                 let wake = self.choose_wake(&mut state);
@@ -547,7 +550,11 @@ impl Shared {
                     .is_ok()
             {
                 self.spin_for_work();
+                // Under the lock, so a submit deciding there whether this spinner takes its job
+                // sees it spinning only before it takes any (see `submit_without_lock`).
+                let state = self.lock();
                 self.spinning.store(0, Ordering::SeqCst);
+                drop(state);
                 spun = true;
                 continue;
             }
