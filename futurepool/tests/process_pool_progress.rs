@@ -48,6 +48,22 @@ fn tick_for(ms: u64) -> u64 {
     i
 }
 
+/// `(ms, seen)`: like [`tick_for`], but goes on ticking past `ms` until `seen` exists (at most
+/// 60 s), so a test can hold the call open until its callback has run at least once.
+fn tick_until_seen((ms, seen): (u64, PathBuf)) -> u64 {
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_millis(ms)
+        || (!seen.exists() && start.elapsed() < Duration::from_secs(60))
+    {
+        i += 1;
+        report_progress(i % ms, ms);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    report_progress(ms, ms);
+    i
+}
+
 /// A map item that reports its own progress (which goes nowhere) and returns its square.
 fn square_reporting(n: u64) -> u64 {
     for i in 0..=n {
@@ -56,7 +72,7 @@ fn square_reporting(n: u64) -> u64 {
     n * n
 }
 
-futurepool::register!(count_up, tick_for, square_reporting);
+futurepool::register!(count_up, tick_for, tick_until_seen, square_reporting);
 futurepool::test_support!();
 
 /// A scratch directory for the gate files of one test.
@@ -113,14 +129,18 @@ fn reports_from_a_worker_process_arrive_in_order_rate_limited_and_the_last_alway
 fn no_progress_callback_starts_once_the_result_is_seen() {
     support::within(LIMIT, "process progress none after the end", || {
         let pool = ProcessPool::new(2).unwrap();
+        let dir = scratch("after-end");
         for round in 0..6 {
-            let task = pool.submit(tick_for, 300);
+            let seen = dir.join(format!("seen-{round}"));
+            let task = pool.submit(tick_until_seen, (300, seen.clone()));
             let calls = Arc::new(AtomicUsize::new(0));
             let counter = calls.clone();
             // A slow callback: reports pile up behind it, so some run is always queued when the
-            // result arrives, and must not start after it.
+            // result arrives, and must not start after it. Its first run lets the call end (so
+            // "no report reached the callback" cannot happen by a loaded machine's chance).
             task.on_progress(move |_, _| {
                 counter.fetch_add(1, Ordering::SeqCst);
+                touch(&seen);
                 std::thread::sleep(Duration::from_millis(40));
             });
             task.result().unwrap();
@@ -133,6 +153,7 @@ fn no_progress_callback_starts_once_the_result_is_seen() {
             );
             assert!(at_end > 0, "round {round}: no report reached the callback");
         }
+        let _ = std::fs::remove_dir_all(&dir);
     });
 }
 
@@ -155,9 +176,16 @@ fn a_panicking_progress_callback_is_removed_and_the_pool_goes_on() {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(task.progress(), Some((10, 10)), "reports still arrive");
+        // The callback runs on a callback thread some time after the report arrives, and a run
+        // not started by the time the result is seen never starts: so the task is held open
+        // until the callback has run (regression: the test released it at once and, on a loaded
+        // machine, the result won the race and the callback rightly never ran).
+        while !panicked.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(panicked.load(Ordering::SeqCst), "the callback ran");
         touch(&release);
         assert!(task.result().is_ok(), "the task is unharmed");
-        assert!(panicked.load(Ordering::SeqCst), "the callback ran");
         // The pool, its reader and the callback threads still work.
         let next = pool.submit(tick_for, 60);
         let seen = Arc::new(AtomicUsize::new(0));
