@@ -139,10 +139,9 @@ pub fn child(args: &[String]) {
 fn submit_all(pool: &futurepool::ThreadPool, n: usize, f: fn()) -> Duration {
     let start = Instant::now();
     let tasks: Vec<_> = (0..n).map(|_| pool.submit(f)).collect();
-    for task in &tasks {
+    for task in tasks {
         task.result().unwrap();
     }
-    drop(tasks);
     start.elapsed()
 }
 

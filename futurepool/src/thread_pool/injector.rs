@@ -1,10 +1,11 @@
 //! The queue of jobs submitted from outside the pool: lock-free, so a submitter and the workers
 //! taking jobs never wait for one another.
 //!
-//! A [`crossbeam_deque::Injector`] (a list of blocks of slots: a push claims the tail slot, a
-//! take the head one, each with one atomic step). Under loom, whose model cannot see into
-//! crossbeam's atomics, a stand-in with the same promise — a push is visible to every look that
-//! comes after it in the sequentially consistent order — models each operation as one atomic
+//! A [`BlockQueue`](super::block_queue::BlockQueue) (a list of blocks of slots: a push claims the
+//! tail slot, a take the head one, each with one atomic step; `block_queue.rs` has its protocol
+//! and its own loom models). Under loom the pool's models, whose state space the queue's would
+//! multiply, use a stand-in with the same promise — a push is visible to every look that comes
+//! after it in the sequentially consistent order — that models each operation as one atomic
 //! step on a loom counter: a push adds its job, then counts it; a take first claims one counted
 //! job, then removes one. The jobs themselves sit behind a `std` mutex never held across a loom
 //! step (so it never blocks a model thread), which keeps the models' state space small.
@@ -14,7 +15,7 @@ use crate::task::Job;
 /// First-in first-out, any number of pushers and takers.
 pub(super) struct Injector {
     #[cfg(not(loom))]
-    jobs: crossbeam_deque::Injector<Job>,
+    jobs: super::block_queue::BlockQueue<Job>,
     #[cfg(loom)]
     jobs: std::sync::Mutex<std::collections::VecDeque<Job>>,
     /// Jobs pushed and not yet claimed: the step the model sees.
@@ -25,6 +26,9 @@ pub(super) struct Injector {
 impl Injector {
     pub(super) fn new() -> Injector {
         Injector {
+            #[cfg(not(loom))]
+            jobs: super::block_queue::BlockQueue::new(),
+            #[cfg(loom)]
             jobs: Default::default(),
             #[cfg(loom)]
             counted: Default::default(),
@@ -45,14 +49,7 @@ impl Injector {
     /// The oldest job, if any.
     pub(super) fn pop(&self) -> Option<Job> {
         #[cfg(not(loom))]
-        loop {
-            match self.jobs.steal() {
-                crossbeam_deque::Steal::Success(job) => return Some(job),
-                crossbeam_deque::Steal::Empty => return None,
-                // Another taker moved the head at the same moment: look again.
-                crossbeam_deque::Steal::Retry => std::hint::spin_loop(),
-            }
-        }
+        return self.jobs.pop();
         #[cfg(loom)]
         {
             use crate::loom::sync::atomic::Ordering::SeqCst;

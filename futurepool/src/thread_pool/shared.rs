@@ -21,6 +21,7 @@ use crate::stats::{PoolCounters, Stats};
 use crate::task::Job;
 
 use super::injector::Injector;
+use super::padded::Padded;
 
 /// How many of the most recent nested jobs a helping wait looks through for the task it awaits
 /// (under the lock, so bounded).
@@ -167,19 +168,6 @@ pub(super) struct Shared {
     pub(super) counters: PoolCounters,
 }
 
-/// A value on a cache line (two, for the adjacent-line prefetcher) of its own: the counters a
-/// submitter reads on every submit and the ones each worker writes on every job would otherwise
-/// share lines, and every job would move them between cores.
-#[repr(align(128))]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// What a submit turned into.
 enum Admission {
     Queued {
@@ -259,8 +247,11 @@ impl Shared {
 
     /// Mirrors `overflow.len()`; called under the lock after changing it.
     fn publish_overflow(&self, state: &State) {
+        // Release is enough: every reader that decides on it (a worker about to sleep, a
+        // helping wait) reads it under the lock this is written under; the lock-free reads are
+        // hints, each followed by a look under the lock before anything waits on it.
         self.overflow_len
-            .store(state.overflow.len(), Ordering::SeqCst);
+            .store(state.overflow.len(), Ordering::Release);
     }
 
     /// Queues `job`, starting a worker if no idle one can take it, or ends it with the reason the
@@ -398,6 +389,15 @@ impl Shared {
             self.publish_overflow(&state);
         } else {
             self.injected.push(job);
+        }
+        // Nobody parked and no thread left to start: nothing to decide, and the counts the
+        // decision would read are on lines the workers write (a submit spilling to `overflow`
+        // while the workers are behind comes here every time).
+        if state.sleepers.is_empty()
+            && state.helpers.is_empty()
+            && state.workers >= self.config.max_workers
+        {
+            return Admission::Queued { wake: None };
         }
         let mut wake = None;
         // A new thread only when no sleeper was woken and the queue holds more jobs than there
