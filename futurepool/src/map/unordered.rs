@@ -200,7 +200,10 @@ where
 impl<I: Iterator, S, T, E> MapUnordered<I, S, T, E> {
     /// How much of the items in flight is done; see [`Map::partial`](super::Map::partial).
     pub(crate) fn partial(&self) -> f64 {
-        tick::items_done(self.slots.iter().flatten().map(|slot| &slot.task), self.weigh)
+        tick::items_done(
+            self.slots.iter().flatten().map(|slot| &slot.task),
+            self.weigh,
+        )
     }
 
     /// Tells `ticker` the partial progress while `next` waits.

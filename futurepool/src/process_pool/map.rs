@@ -14,9 +14,7 @@ use crate::map::{Map, MapUnordered};
 use crate::registry;
 use crate::task::Task;
 
-use super::sink::{
-    Answer, ChunkResults, ChunkSink, Decode, Fallible, Plain, Sink, UNITS_PER_ITEM,
-};
+use super::sink::{Answer, ChunkResults, ChunkSink, Decode, Fallible, Plain, Sink, UNITS_PER_ITEM};
 use super::state::Work;
 use super::ProcessPool;
 

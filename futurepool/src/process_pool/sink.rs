@@ -415,7 +415,12 @@ impl<R, E, D> ChunkSink<R, E, D> {
     /// entry sent) has done `done` of `total`: the items settled earlier (a requeued rest of
     /// the chunk starts its indices again at 0) and those before `item` count whole, `item`
     /// its share, at most one.
-    fn progress_at(&self, item: usize, done: u64, total: u64) -> Option<(RemoteProgress, u64, u64)> {
+    fn progress_at(
+        &self,
+        item: usize,
+        done: u64,
+        total: u64,
+    ) -> Option<(RemoteProgress, u64, u64)> {
         let target = self.task().remote_progress(&self.callbacks)?;
         let whole = (self.settled.len() + item).min(self.len) as u64;
         let share = match total {
@@ -625,6 +630,56 @@ mod tests {
         ))
         .fail(TaskError::ShutDown);
         assert_eq!(failed.try_result(), Some(Err(TaskError::ShutDown)));
+    }
+
+    /// A chunk's progress counts, in items, those before the reporting one whole and that one
+    /// its share; a report of the wrong shape goes nowhere; an item's answer replaces its share
+    /// (only once something reported); nothing reaches a finished chunk.
+    #[test]
+    fn a_chunk_counts_the_items_before_the_reporting_one_and_its_share() {
+        let task = Task::<ChunkResults<u8, Infallible>>::pending();
+        let mut sink = ChunkSink::<u8, Infallible, Plain>::new(
+            task.clone(),
+            4,
+            Vec::new(),
+            Arc::default(),
+            Arc::default(),
+        );
+        let report = |item, done, total| ProgressReport { item, done, total };
+        let value =
+            |sent: Option<(RemoteProgress, u64, u64)>| sent.map(|(_, done, total)| (done, total));
+        let unit = UNITS_PER_ITEM;
+        assert_eq!(value(sink.items_answered(1)), None, "nothing reported yet");
+        assert_eq!(
+            value(sink.progress(report(None, 1, 2))),
+            None,
+            "a single call's report"
+        );
+        assert_eq!(
+            value(sink.progress(report(Some(1), 5, 10))),
+            Some((unit + unit / 2, 4 * unit))
+        );
+        assert_eq!(
+            value(sink.progress(report(Some(2), 30, 10))),
+            Some((3 * unit, 4 * unit)),
+            "a share is one item at most"
+        );
+        assert_eq!(value(sink.items_answered(3)), Some((3 * unit, 4 * unit)));
+        // The worker died running item 1: the rest is sent again, its indices from 0.
+        sink.settle_prefix(
+            &[Outcome::Returned(crate::wire::Bytes(&[7]))],
+            TaskError::Cancelled,
+        );
+        assert_eq!(
+            value(sink.progress(report(Some(0), 1, 4))),
+            Some((2 * unit + unit / 4, 4 * unit))
+        );
+        Box::new(sink).finish(Answer::Chunk(vec![
+            Outcome::Returned(crate::wire::Bytes(&[1])),
+            Outcome::Returned(crate::wire::Bytes(&[2])),
+        ]));
+        assert_eq!(task.progress(), None, "no value outlives the chunk");
+        assert_eq!(task.try_result().unwrap().unwrap().len(), 4);
     }
 
     #[test]
