@@ -172,6 +172,9 @@ impl ProgressReport {
     pub(crate) const MAX_FRAME: usize = 4 + 1 + 6 + 10 + 10;
 }
 
+// The single-write guarantee rests on this: POSIX's smallest `PIPE_BUF`.
+const _: () = assert!(ProgressReport::MAX_FRAME <= 512);
+
 impl FromWorker<'_> {
     /// The report if `body` is a [`FromWorker::Progress`] frame, `None` for any other message
     /// (or a malformed progress frame, which the caller then takes for an answer and rejects as

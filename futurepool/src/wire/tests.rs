@@ -143,10 +143,6 @@ fn progress_frames_are_told_from_answers_by_their_first_byte() {
         ProgressReport::MAX_FRAME,
         "the bound a worker relies on for one write"
     );
-    assert!(
-        ProgressReport::MAX_FRAME <= 512,
-        "below POSIX's smallest PIPE_BUF"
-    );
     assert_eq!(
         FromWorker::progress_in(&[6, 0xff]),
         None,
