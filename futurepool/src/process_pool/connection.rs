@@ -629,16 +629,17 @@ fn serve_answers(
                     // batch's answer of the same call. A report that does not fit the front (an
                     // item's for a single call, a single call's for a chunk) is dropped, never
                     // taken for an answer.
-                    let target = slot.in_flight.front().and_then(|front| {
-                        // An item's report that came after that item's answer is stale; a worker
-                        // writes each report before the answer, so this is only a safeguard.
-                        let after_its_answer = report
-                            .item
-                            .is_some_and(|item| (item as usize) < front.answered.len());
-                        (!after_its_answer)
-                            .then(|| front.sink.progress(report))
-                            .flatten()
-                    });
+                    let target = slot
+                        .in_flight
+                        .front()
+                        // An item's report that came after that item's answer is stale (a
+                        // worker writes each report before the answer: only a safeguard).
+                        .filter(|front| {
+                            report
+                                .item
+                                .is_none_or(|item| item as usize >= front.answered.len())
+                        })
+                        .and_then(|front| front.sink.progress(report));
                     if let Some((target, done, total)) = target {
                         sinks.push(Answered::Progress(target, done, total));
                     }
