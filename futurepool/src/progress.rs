@@ -283,7 +283,10 @@ impl<I: Iterator> Progress<I> {
     /// counts 1 and each running one the fraction it last reported with
     /// [`report_progress`](crate::report_progress) (`done / total`, at most 1). The bar shows
     /// [`done`](Progress::done) plus this. Items on a process pool travel in chunks: there a
-    /// chunk in flight counts as one item, so this is a lower bound.
+    /// finished chunk counts all its items, and a running one the items its worker is known to
+    /// have finished (those before the item that reported last, or answered under a time limit)
+    /// plus the running item's share; a chunk whose items never report counts nothing until it
+    /// finishes, so this is a lower bound.
     ///
     /// # Examples
     ///

@@ -1,7 +1,8 @@
 //! Progress reported from inside a process pool's task (issue 14): `report_progress` in the
 //! worker process crosses the pipe as small, rate-limited frames; the handle shows the values in
 //! order, the last one always; no callback starts once the result is seen; a panicking callback
-//! harms nothing; reports inside map chunks or under a time limit change no answer.
+//! harms nothing; reports inside map chunks or under a time limit change no answer, and reach the
+//! map's partial progress (its bar) while the item runs, never after its result.
 
 mod support;
 
@@ -64,7 +65,7 @@ fn tick_until_seen((ms, seen): (u64, PathBuf)) -> u64 {
     i
 }
 
-/// A map item that reports its own progress (which goes nowhere) and returns its square.
+/// A map item that reports its own progress and returns its square.
 fn square_reporting(n: u64) -> u64 {
     for i in 0..=n {
         report_progress(i, n);
@@ -72,7 +73,21 @@ fn square_reporting(n: u64) -> u64 {
     n * n
 }
 
-futurepool::register!(count_up, tick_for, tick_until_seen, square_reporting);
+/// `(done, total, gate)`: a map item that reports `done` of `total` once, then waits for `gate`
+/// and returns `done`.
+fn report_then_wait((done, total, gate): (u64, u64, PathBuf)) -> u64 {
+    report_progress(done, total);
+    wait_for_file(&gate);
+    done
+}
+
+futurepool::register!(
+    count_up,
+    tick_for,
+    tick_until_seen,
+    square_reporting,
+    report_then_wait
+);
 futurepool::test_support!();
 
 /// A scratch directory for the gate files of one test.
@@ -242,5 +257,108 @@ fn progress_frames_do_not_restart_a_time_limit() {
             "killed near its 1 s limit, not after {:?}",
             start.elapsed()
         );
+    });
+}
+
+/// Waits (at most 60 s) until the bar's partial progress is above `floor`, and returns it.
+#[cfg(feature = "progress")]
+fn partial_above<I: Iterator>(bar: &futurepool::Progress<I>, floor: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bar.partial() <= floor && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    bar.partial()
+}
+
+/// A chunk of two items, each reporting a share and then held open by a file: the bar counts
+/// the first item's share while it runs, then the first item whole and the second's share, and
+/// once the chunk's results are in, the results only (no share outlives its item). `pool` (one
+/// worker) answers the chunk in one frame, or item by item under a time limit.
+#[cfg(feature = "progress")]
+fn a_running_item_counts_its_share(pool: &ProcessPool, name: &str) {
+    let dir = scratch(name);
+    let (open, first, second) = (dir.join("open"), dir.join("first"), dir.join("second"));
+    touch(&open);
+    // A first chunk that ends at once, so the map has submitted the second when `next` returns.
+    let inputs = vec![
+        (1, 1, open.clone()),
+        (1, 1, open.clone()),
+        (3, 10, first.clone()),
+        (7, 10, second.clone()),
+    ];
+    let mut bar = pool.map(report_then_wait, inputs).chunksize(2).progress();
+    assert_eq!((bar.next(), bar.next()), (Some(Ok(1)), Some(Ok(1))));
+    let share = partial_above(&bar, 0.0);
+    assert!(
+        (share - 0.3).abs() < 1e-5,
+        "{name}: the first item's 3 of 10, nothing else: {share}"
+    );
+    touch(&first);
+    let shares = partial_above(&bar, 1.0);
+    assert!(
+        (shares - 1.7).abs() < 1e-5,
+        "{name}: the first item whole and the second's 7 of 10: {shares}"
+    );
+    touch(&second);
+    assert_eq!(
+        partial_above(&bar, 1.7 + 1e-5),
+        2.0,
+        "{name}: the chunk's two results, no share left over"
+    );
+    assert_eq!(bar.next(), Some(Ok(3)));
+    assert_eq!(bar.partial(), 1.0, "{name}: the second result, ready");
+    assert_eq!(bar.next(), Some(Ok(7)));
+    assert_eq!((bar.next(), bar.done(), bar.partial()), (None, 4, 0.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[cfg(feature = "progress")]
+#[test]
+fn a_map_bar_counts_the_share_a_running_item_reported_and_none_after_its_result() {
+    support::within(LIMIT, "process map item progress", || {
+        let pool = ProcessPool::new(1).unwrap();
+        a_running_item_counts_its_share(&pool, "map-item-share");
+    });
+}
+
+#[cfg(feature = "progress")]
+#[test]
+fn under_a_time_limit_a_map_bar_counts_each_answered_item_and_the_running_share() {
+    support::within(LIMIT, "process map item progress by item", || {
+        let pool = ProcessPool::builder()
+            .max_workers(1)
+            .time_limit(Duration::from_secs(100))
+            .build()
+            .unwrap();
+        a_running_item_counts_its_share(&pool, "map-item-share-by-item");
+    });
+}
+
+/// Chunks of items that all report: every result in its place, and the partial progress never
+/// counts more than the items not yet taken (an item's reports never count it twice).
+#[cfg(feature = "progress")]
+#[test]
+fn a_chunked_map_of_reporting_items_yields_every_result_in_order_and_never_overcounts() {
+    support::within(LIMIT, "process map reporting chunks", || {
+        let pool = ProcessPool::new(2).unwrap();
+        let limited = ProcessPool::builder()
+            .max_workers(2)
+            .time_limit(Duration::from_secs(100))
+            .build()
+            .unwrap();
+        for pool in [&pool, &limited] {
+            let mut bar = pool
+                .map(square_reporting, 0..300u64)
+                .chunksize(7)
+                .progress();
+            let mut squares = Vec::new();
+            while let Some(square) = bar.next() {
+                squares.push(square.unwrap());
+                let left = (300 - bar.done()) as f64;
+                assert!(bar.partial() <= left, "{} of {left} left", bar.partial());
+            }
+            assert_eq!(squares, (0..300u64).map(|n| n * n).collect::<Vec<_>>());
+            assert_eq!((bar.done(), bar.partial()), (300, 0.0));
+        }
     });
 }

@@ -93,6 +93,8 @@ pub struct Map<I: Iterator, S, T, E = Infallible> {
     ended: bool,
     /// Set by a progress bar: told the items' partial progress while `next` waits.
     ticker: Option<Ticker>,
+    /// How many items a task in flight has done (see [`Map::weighed_by`]).
+    weigh: fn(&Task<T, E>) -> f64,
 }
 
 impl<I, S, T, E> Map<I, S, T, E>
@@ -109,7 +111,15 @@ where
             limits: Limits::new(buffer),
             ended: false,
             ticker: None,
+            weigh: tick::task_fraction,
         }
+    }
+
+    /// Counts the partial progress of a task in flight with `weigh` instead of as one item
+    /// ([`tick::task_fraction`]): for a process pool's map, whose tasks are chunks of items.
+    pub(crate) fn weighed_by(mut self, weigh: fn(&Task<T, E>) -> f64) -> Self {
+        self.weigh = weigh;
+        self
     }
 
     /// Keeps at most `n` tasks in flight (submitted and not yet yielded). The default is twice the
@@ -189,7 +199,7 @@ where
             self.ticker.as_ref(),
             self.limits.deadline,
             |until| task.wait_until(until).then_some(()),
-            || tick::fraction_done(self.in_flight.iter().chain([&task])),
+            || tick::items_done(self.in_flight.iter().chain([&task]), self.weigh),
         );
         if waited.is_none() {
             task.cancel();
@@ -219,11 +229,11 @@ where
 }
 
 impl<I: Iterator, S, T, E> Map<I, S, T, E> {
-    /// How much of the items in flight is done (see [`tick::fraction_done`]): what a progress bar
-    /// adds to the items taken.
+    /// How much of the items in flight is done (each task counted as [`Map::weighed_by`] says,
+    /// one item by default): what a progress bar adds to the items taken.
     #[cfg_attr(not(feature = "progress"), allow(dead_code))]
     pub(crate) fn partial(&self) -> f64 {
-        tick::fraction_done(&self.in_flight)
+        tick::items_done(&self.in_flight, self.weigh)
     }
 
     /// Tells `ticker` the partial progress while `next` waits.

@@ -47,6 +47,8 @@ pub struct MapUnordered<I: Iterator, S, T, E = Infallible> {
     ended: bool,
     /// Set by a progress bar: told the items' partial progress while `next` waits.
     ticker: Option<Ticker>,
+    /// How many items a task in flight has done; see [`Map::weighed_by`](super::Map::weighed_by).
+    weigh: fn(&Task<T, E>) -> f64,
 }
 
 /// A submitted task and its registration on the completion mailbox (`None` if it was done
@@ -73,7 +75,14 @@ where
             limits: Limits::new(buffer),
             ended: false,
             ticker: None,
+            weigh: tick::task_fraction,
         }
+    }
+
+    /// Counts a task in flight with `weigh`; see [`Map::weighed_by`](super::Map::weighed_by).
+    pub(crate) fn weighed_by(mut self, weigh: fn(&Task<T, E>) -> f64) -> Self {
+        self.weigh = weigh;
+        self
     }
 
     /// Keeps at most `n` tasks in flight; see [`Map::buffer`](super::Map::buffer).
@@ -191,7 +200,10 @@ where
 impl<I: Iterator, S, T, E> MapUnordered<I, S, T, E> {
     /// How much of the items in flight is done; see [`Map::partial`](super::Map::partial).
     pub(crate) fn partial(&self) -> f64 {
-        tick::fraction_done(self.slots.iter().flatten().map(|slot| &slot.task))
+        tick::items_done(
+            self.slots.iter().flatten().map(|slot| &slot.task),
+            self.weigh,
+        )
     }
 
     /// Tells `ticker` the partial progress while `next` waits.

@@ -623,17 +623,24 @@ fn serve_answers(
             let mut answered = 0;
             let mut item_frames = false;
             for (index, frame) in frames[..count].iter().enumerate() {
-                if let Some((done, total)) = FromWorker::progress_in(frame) {
+                if let Some(report) = FromWorker::progress_in(frame) {
                     // Not an answer: the call at the front, running now, reported progress. It
                     // is applied after the lock, in frame order, so it lands before this
-                    // batch's answer of the same call. A worker sends it only for a single call,
-                    // but a stray one for anything else is dropped, never taken for an answer.
+                    // batch's answer of the same call. A report that does not fit the front (an
+                    // item's for a single call, a single call's for a chunk) is dropped, never
+                    // taken for an answer.
                     let target = slot
                         .in_flight
                         .front()
-                        .filter(|front| !front.by_item())
-                        .and_then(|front| front.sink.progress());
-                    if let Some(target) = target {
+                        // An item's report that came after that item's answer is stale (a
+                        // worker writes each report before the answer: only a safeguard).
+                        .filter(|front| {
+                            report
+                                .item
+                                .is_none_or(|item| item as usize >= front.answered.len())
+                        })
+                        .and_then(|front| front.sink.progress(report));
+                    if let Some((target, done, total)) = target {
                         sinks.push(Answered::Progress(target, done, total));
                     }
                     continue;
@@ -647,6 +654,12 @@ fn serve_answers(
                     item_frames = true;
                     front.answered.push(frame.clone());
                     if front.answered.len() < items::item_count(&front.work) {
+                        // The share this item reported gives way to the item, counted whole.
+                        if let Some((target, done, total)) =
+                            front.sink.items_answered(front.answered.len())
+                        {
+                            sinks.push(Answered::Progress(target, done, total));
+                        }
                         continue;
                     }
                     let entry = slot.in_flight.pop_front().expect("the front exists");

@@ -14,7 +14,7 @@ use crate::map::{Map, MapUnordered};
 use crate::registry;
 use crate::task::Task;
 
-use super::sink::{Answer, ChunkResults, ChunkSink, Decode, Fallible, Plain, Sink};
+use super::sink::{Answer, ChunkResults, ChunkSink, Decode, Fallible, Plain, Sink, UNITS_PER_ITEM};
 use super::state::Work;
 use super::ProcessPool;
 
@@ -59,6 +59,23 @@ fn auto_chunksize(size_hint: (usize, Option<usize>), workers: usize) -> usize {
             .clamp(1, MAX_AUTO_CHUNK),
         (_, None) => UNSIZED_CHUNK,
     }
+}
+
+/// How many of a chunk's items are done, for a progress bar: all of them once the chunk is
+/// finished (their results are in, not yet taken; a chunk the map cancelled as it ended counts
+/// one, like any task), else what its progress says (`sink.rs`, [`UNITS_PER_ITEM`]): the items
+/// before the one that reported last count whole, that one the share it reported. Nothing else
+/// is known of a chunk answered in one frame until its answer, so while it runs this is a lower
+/// bound; an item's share never outlives its answer (the answer settles the item whole).
+fn chunk_items_done<R, E>(chunk: &Task<ChunkResults<R, E>>) -> f64 {
+    if chunk.is_done() {
+        return chunk
+            .result_ref()
+            .map_or(1.0, |results| results.len() as f64);
+    }
+    chunk
+        .progress()
+        .map_or(0.0, |(done, _)| done as f64 / UNITS_PER_ITEM as f64)
 }
 
 type ChunkSubmit<'a, A, R, E> = Box<dyn FnMut(Vec<A>) -> Task<ChunkResults<R, E>> + Send + 'a>;
@@ -206,8 +223,9 @@ macro_rules! chunked_map_methods {
             }
 
             /// How much of the items not yet yielded is done, for a progress bar: the ready
-            /// results of the chunk being yielded, plus each chunk in flight as one task (a
-            /// finished chunk counts 1, a running one what it reported): a lower bound.
+            /// results of the chunk being yielded, plus each chunk in flight counted by
+            /// [`chunk_items_done`] (a finished chunk all its items, a running one the items
+            /// its worker is known to have finished and the running item's reported share).
             #[cfg_attr(not(feature = "progress"), allow(dead_code))]
             pub(crate) fn partial(&self) -> f64 {
                 self.current.len() as f64 + self.chunks.partial()
@@ -287,7 +305,8 @@ impl ProcessPool {
         let (chunks, size, submit) =
             self.chunked::<A, R, Infallible, Plain, _>(registry::index_of_item(f), inputs);
         ProcessMap {
-            chunks: Map::new(chunks, submit, self.default_chunk_buffer()),
+            chunks: Map::new(chunks, submit, self.default_chunk_buffer())
+                .weighed_by(chunk_items_done),
             size,
             current: Vec::new().into_iter(),
         }
@@ -321,7 +340,8 @@ impl ProcessPool {
         let (chunks, size, submit) =
             self.chunked::<A, R, E, Fallible, _>(registry::index_of_item(f), inputs);
         ProcessMap {
-            chunks: Map::new(chunks, submit, self.default_chunk_buffer()),
+            chunks: Map::new(chunks, submit, self.default_chunk_buffer())
+                .weighed_by(chunk_items_done),
             size,
             current: Vec::new().into_iter(),
         }
@@ -358,7 +378,8 @@ impl ProcessPool {
         let (chunks, size, submit) =
             self.chunked::<A, R, Infallible, Plain, _>(registry::index_of_item(f), inputs);
         ProcessMapUnordered {
-            chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer()),
+            chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer())
+                .weighed_by(chunk_items_done),
             size,
             current: Vec::new().into_iter(),
         }
@@ -396,7 +417,8 @@ impl ProcessPool {
         let (chunks, size, submit) =
             self.chunked::<A, R, E, Fallible, _>(registry::index_of_item(f), inputs);
         ProcessMapUnordered {
-            chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer()),
+            chunks: MapUnordered::new(chunks, submit, self.default_chunk_buffer())
+                .weighed_by(chunk_items_done),
             size,
             current: Vec::new().into_iter(),
         }
@@ -460,6 +482,7 @@ impl ProcessPool {
                     items.len(),
                     Vec::new(),
                     self.counters.clone(),
+                    self.shared.callbacks.clone(),
                 ));
                 sink.fail(TaskError::Transfer(reason.clone()));
                 return task;
@@ -504,6 +527,7 @@ impl ProcessPool {
             items.len(),
             holes,
             self.counters.clone(),
+            self.shared.callbacks.clone(),
         ));
         if ends.is_empty() {
             // Nothing to send: every item already failed to serialize.

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Panic, Reason, TaskError, WorkerLoss};
 use crate::stats::{ended_as, Ended, SharedCounters};
 use crate::task::{release, CallbackGroup, RemoteProgress, Task};
-use crate::wire::Outcome;
+use crate::wire::{Outcome, ProgressReport};
 
 /// How a worker answered one queued entry.
 pub(super) enum Answer<'a> {
@@ -42,12 +42,25 @@ pub(super) trait Sink: Send {
     /// running) with `running`, and leaves the rest to a later `finish`/`fail` of this same sink
     /// (they go back to the queue, or fail). Only chunks are sent item by item.
     fn settle_prefix(&mut self, answered: &[Outcome<'_>], running: TaskError);
-    /// Where the running call's progress reports go: its task's handle, for a single call;
-    /// nowhere for a map's chunk (its items have no handles).
-    fn progress(&self) -> Option<RemoteProgress> {
+    /// Where a progress report of the running call goes, with the `(done, total)` to store
+    /// there: a single call's task and the report as it is; a map chunk's task and how much of
+    /// the chunk is done, in [`UNITS_PER_ITEM`] (the items before the reporting one, which
+    /// finished, plus its share). `None` when it has nowhere to go: a report that names an item
+    /// for a single call, or none for a chunk (no build sends either).
+    fn progress(&self, report: ProgressReport) -> Option<(RemoteProgress, u64, u64)>;
+    /// For a chunk answered item by item: what its progress becomes once its first `answered`
+    /// items are answered, so the share a finished item reported does not outlive its answer.
+    /// `None` if nothing of it ever reported (it has no progress to correct).
+    fn items_answered(&self, _answered: usize) -> Option<(RemoteProgress, u64, u64)> {
         None
     }
 }
+
+/// How finely a chunk's progress counts an item: a map chunk's task stores its progress as
+/// `(items done × UNITS_PER_ITEM, items × UNITS_PER_ITEM)`, so the map reads it in items,
+/// fractions of the running one included (`map.rs`). The chunk's task is the map's own, never
+/// a user's handle, so the units are free to choose.
+pub(super) const UNITS_PER_ITEM: u64 = 1 << 20;
 
 /// How the bytes a function returned become a task's outcome.
 pub(super) trait Decode<R, E>: Send + 'static {
@@ -251,8 +264,12 @@ where
         self.resolve(Err(error.widen()));
     }
 
-    fn progress(&self) -> Option<RemoteProgress> {
-        self.task().remote_progress(&self.callbacks)
+    fn progress(&self, report: ProgressReport) -> Option<(RemoteProgress, u64, u64)> {
+        if report.item.is_some() {
+            return None;
+        }
+        let target = self.task().remote_progress(&self.callbacks)?;
+        Some((target, report.done, report.total))
     }
 
     /// Never called (a single call is not answered item by item); if it were, the task would
@@ -366,6 +383,11 @@ pub(super) struct ChunkSink<R, E, D> {
     /// through; see [`Sink::settle_prefix`]). The next answer continues after them.
     settled: Vec<Result<R, TaskError<E>>>,
     counted: Counted,
+    /// Where the chunk task's progress entry is served from (it has no callback: the task is
+    /// the map's own, but an entry needs a group to hand one to).
+    callbacks: Arc<CallbackGroup>,
+    /// An item reported progress: from then on each item's answer corrects the chunk's value.
+    reported: Cell<bool>,
     decode: PhantomData<fn() -> D>,
 }
 
@@ -375,6 +397,7 @@ impl<R, E, D> ChunkSink<R, E, D> {
         len: usize,
         holes: Vec<(usize, TaskError)>,
         counters: Arc<SharedCounters>,
+        callbacks: Arc<CallbackGroup>,
     ) -> Self {
         ChunkSink {
             task: Some(task),
@@ -382,8 +405,33 @@ impl<R, E, D> ChunkSink<R, E, D> {
             holes,
             settled: Vec::new(),
             counted: Counted::new(counters, len),
+            callbacks,
+            reported: Cell::new(false),
             decode: PhantomData,
         }
+    }
+
+    /// The chunk's progress when the sent item at `item` (counted from the first item this
+    /// entry sent) has done `done` of `total`: the items settled earlier (a requeued rest of
+    /// the chunk starts its indices again at 0) and those before `item` count whole, `item`
+    /// its share, at most one.
+    fn progress_at(
+        &self,
+        item: usize,
+        done: u64,
+        total: u64,
+    ) -> Option<(RemoteProgress, u64, u64)> {
+        let target = self.task().remote_progress(&self.callbacks)?;
+        let whole = (self.settled.len() + item).min(self.len) as u64;
+        let share = match total {
+            0 => 0,
+            total => {
+                let units = u128::from(done.min(total)) * u128::from(UNITS_PER_ITEM);
+                (units / u128::from(total)) as u64
+            }
+        };
+        let total = self.len as u64 * UNITS_PER_ITEM;
+        Some((target, (whole * UNITS_PER_ITEM + share).min(total), total))
     }
 
     /// Resolves the chunk, counting each item's outcome first.
@@ -490,6 +538,19 @@ where
             .extend(chunk_outcomes_into::<R, E, D>(answered));
         self.settled.push(Err(running.widen()));
     }
+
+    fn progress(&self, report: ProgressReport) -> Option<(RemoteProgress, u64, u64)> {
+        let item = usize::try_from(report.item?).ok()?;
+        self.reported.set(true);
+        self.progress_at(item, report.done, report.total)
+    }
+
+    fn items_answered(&self, answered: usize) -> Option<(RemoteProgress, u64, u64)> {
+        if !self.reported.get() {
+            return None;
+        }
+        self.progress_at(answered, 0, 0)
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -571,6 +632,56 @@ mod tests {
         assert_eq!(failed.try_result(), Some(Err(TaskError::ShutDown)));
     }
 
+    /// A chunk's progress counts, in items, those before the reporting one whole and that one
+    /// its share; a report of the wrong shape goes nowhere; an item's answer replaces its share
+    /// (only once something reported); nothing reaches a finished chunk.
+    #[test]
+    fn a_chunk_counts_the_items_before_the_reporting_one_and_its_share() {
+        let task = Task::<ChunkResults<u8, Infallible>>::pending();
+        let mut sink = ChunkSink::<u8, Infallible, Plain>::new(
+            task.clone(),
+            4,
+            Vec::new(),
+            Arc::default(),
+            Arc::default(),
+        );
+        let report = |item, done, total| ProgressReport { item, done, total };
+        let value =
+            |sent: Option<(RemoteProgress, u64, u64)>| sent.map(|(_, done, total)| (done, total));
+        let unit = UNITS_PER_ITEM;
+        assert_eq!(value(sink.items_answered(1)), None, "nothing reported yet");
+        assert_eq!(
+            value(sink.progress(report(None, 1, 2))),
+            None,
+            "a single call's report"
+        );
+        assert_eq!(
+            value(sink.progress(report(Some(1), 5, 10))),
+            Some((unit + unit / 2, 4 * unit))
+        );
+        assert_eq!(
+            value(sink.progress(report(Some(2), 30, 10))),
+            Some((3 * unit, 4 * unit)),
+            "a share is one item at most"
+        );
+        assert_eq!(value(sink.items_answered(3)), Some((3 * unit, 4 * unit)));
+        // The worker died running item 1: the rest is sent again, its indices from 0.
+        sink.settle_prefix(
+            &[Outcome::Returned(crate::wire::Bytes(&[7]))],
+            TaskError::Cancelled,
+        );
+        assert_eq!(
+            value(sink.progress(report(Some(0), 1, 4))),
+            Some((2 * unit + unit / 4, 4 * unit))
+        );
+        Box::new(sink).finish(Answer::Chunk(vec![
+            Outcome::Returned(crate::wire::Bytes(&[1])),
+            Outcome::Returned(crate::wire::Bytes(&[2])),
+        ]));
+        assert_eq!(task.progress(), None, "no value outlives the chunk");
+        assert_eq!(task.try_result().unwrap().unwrap().len(), 4);
+    }
+
     #[test]
     fn a_chunk_dropped_unresolved_fails_every_item() {
         let task = Task::<ChunkResults<u8, Infallible>>::pending();
@@ -578,6 +689,7 @@ mod tests {
             task.clone(),
             3,
             Vec::new(),
+            Arc::default(),
             Arc::default(),
         ));
         let items = task.try_result().unwrap().unwrap();

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::registry::{self, InvokeError};
 use crate::task::{ProgressSink, Running};
-use crate::wire::{self, Bytes, FromWorker, Hello, Outcome, ToWorker};
+use crate::wire::{self, Bytes, FromWorker, Hello, Outcome, ProgressReport, ToWorker};
 
 /// Set in a worker's environment by the pool that starts it.
 pub(crate) const WORKER_ENV: &str = "FUTUREPOOL_WORKER";
@@ -275,13 +275,30 @@ fn leave_if_forked() {
     }
 }
 
-/// Where `report_progress` goes in a call this worker runs (a `Run`; a chunk's items have no
-/// handle to report to): each report that passed the rate limit in `report_progress` becomes one
-/// `Progress` frame on the answers pipe, written by the thread running the call, which is the
-/// one that writes answers, so a frame never lands inside another.
-struct CallProgress;
+/// Where `report_progress` goes in a call this worker runs: each report that passed the rate
+/// limit in `report_progress` becomes one `Progress` frame on the answers pipe, written by the
+/// thread running the call, which is the one that writes answers, so a frame never lands inside
+/// another. In a chunk the frame names the item running, so the pool can count the items before
+/// it as finished and this one's share. Each item is rate-limited on its own, as a thread pool's
+/// map item (a task of its own) is: its first report always gets through.
+struct CallProgress {
+    /// The running item's index among the chunk's arguments; `None` in a `Run`.
+    item: Option<u32>,
+}
 
-static CALL_PROGRESS: CallProgress = CallProgress;
+/// The sink of every `Run`.
+static RUN_PROGRESS: CallProgress = CallProgress { item: None };
+
+impl CallProgress {
+    /// The sink of the chunk item at `index`.
+    fn item(index: usize) -> CallProgress {
+        // A chunk frame holds fewer than `u32::MAX` arguments (each takes a byte at least, and
+        // a frame is at most 4 GiB); past that the report names no item and the pool drops it.
+        CallProgress {
+            item: u32::try_from(index).ok(),
+        }
+    }
+}
 
 impl ProgressSink for CallProgress {
     fn deliver(&self, done: u64, total: u64) {
@@ -289,15 +306,20 @@ impl ProgressSink for CallProgress {
         if FORKED.load(Ordering::Relaxed) {
             return;
         }
-        let mut frame = Vec::with_capacity(32);
-        if encode(&mut frame, &FromWorker::Progress { done, total }).is_err() {
+        let report = ProgressReport {
+            item: self.item,
+            done,
+            total,
+        };
+        let mut frame = Vec::with_capacity(ProgressReport::MAX_FRAME);
+        if encode(&mut frame, &FromWorker::Progress(report)).is_err() {
             return;
         }
         // SAFETY: the answers descriptor stays open for the worker's whole life (`serve` owns
         // it); `ManuallyDrop` keeps this borrowed `File` from closing it.
         let mut answers = ManuallyDrop::new(unsafe { File::from_raw_fd(ANSWERS_FD) });
-        // A frame is at most 21 bytes, below PIPE_BUF: one write puts all of it or nothing. A
-        // failed write is the pool gone; the call's answer finds out and exits.
+        // At most `ProgressReport::MAX_FRAME` bytes, below PIPE_BUF: one write puts all of it
+        // or nothing. A failed write is the pool gone; the call's answer finds out and exits.
         let _ = answers.write_all(&frame);
     }
 }
@@ -365,7 +387,7 @@ impl Worker {
                     self.results.clear();
                     let result = running(call.function, || {
                         // SAFETY: the sink is a static, alive for as long as any guard.
-                        let _reporting = unsafe { Running::enter(&CALL_PROGRESS) };
+                        let _reporting = unsafe { Running::enter(&RUN_PROGRESS) };
                         registry::invoke_index_into(call.function, call.arg.0, &mut self.results)
                     });
                     let outcome = match &result {
@@ -379,8 +401,13 @@ impl Worker {
                     self.results.clear();
                     let ends: Vec<_> = args
                         .iter()
-                        .map(|arg| {
+                        .enumerate()
+                        .map(|(index, arg)| {
                             running(function, || {
+                                let progress = CallProgress::item(index);
+                                // SAFETY: `progress` outlives the guard, dropped first at the
+                                // end of this closure on this thread.
+                                let _reporting = unsafe { Running::enter(&progress) };
                                 registry::invoke_index_into(function, arg.0, &mut self.results)
                             })
                             .map(|()| self.results.len())
@@ -403,9 +430,13 @@ impl Worker {
                 Ok(ToWorker::RunChunkEach { function, args }) => {
                     // One frame per item, written before the next item starts, so the pool
                     // times each item and knows which ones a killed worker finished.
-                    for arg in &args {
+                    for (index, arg) in args.iter().enumerate() {
                         self.results.clear();
                         let result = running(function, || {
+                            let progress = CallProgress::item(index);
+                            // SAFETY: `progress` outlives the guard, dropped first at the end of
+                            // this closure on this thread.
+                            let _reporting = unsafe { Running::enter(&progress) };
                             registry::invoke_index_into(function, arg.0, &mut self.results)
                         });
                         let outcome = match &result {

@@ -272,8 +272,9 @@ impl Drop for Running {
 /// - in a task of a [`ThreadPool`](crate::ThreadPool), to that task;
 /// - in a call a [`ProcessPool`](crate::ProcessPool)'s worker process runs (a `submit`, or a
 ///   chained task), the report that got through the limit travels to the pool as one small frame
-///   and reaches the task's handle there. Inside an item of a process pool's `map` it does
-///   nothing: a map's items have no handles (the map's own progress counts finished items);
+///   and reaches the task's handle there. Inside an item of a process pool's `map` (each item
+///   rate-limited on its own) it reaches the map instead, whose items have no handles: a
+///   `.progress()` bar counts the running item's share, as on a thread pool;
 /// - in a task a cluster worker runs (its threads or its processes), to the task's entry in the
 ///   cluster, written at most every 250 ms per task, which the client's handle for that task
 ///   reads.

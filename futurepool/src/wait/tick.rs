@@ -58,21 +58,29 @@ pub(crate) fn wait<R>(
     }
 }
 
-/// How much of `tasks` is done, in items: a finished task counts 1 (done, not yet taken), a
-/// running one the fraction it last reported (`done / total`, at most 1), any other 0.
+/// How much of `tasks` is done, in items, each counted by [`task_fraction`].
 pub(crate) fn fraction_done<'a, T: 'a, E: 'a>(
     tasks: impl IntoIterator<Item = &'a Task<T, E>>,
 ) -> f64 {
-    tasks
-        .into_iter()
-        .map(|task| {
-            if task.is_done() {
-                return 1.0;
-            }
-            match task.progress() {
-                Some((done, total)) if total > 0 => done.min(total) as f64 / total as f64,
-                _ => 0.0,
-            }
-        })
-        .sum()
+    items_done(tasks, task_fraction)
+}
+
+/// How much of `tasks` is done, in items, each counted by `weigh`.
+pub(crate) fn items_done<'a, T: 'a, E: 'a>(
+    tasks: impl IntoIterator<Item = &'a Task<T, E>>,
+    weigh: fn(&Task<T, E>) -> f64,
+) -> f64 {
+    tasks.into_iter().map(weigh).sum()
+}
+
+/// How much of one item `task` is: 1 if it finished (done, not yet taken), the fraction it last
+/// reported while it runs (`done / total`, at most 1), else 0.
+pub(crate) fn task_fraction<T, E>(task: &Task<T, E>) -> f64 {
+    if task.is_done() {
+        return 1.0;
+    }
+    match task.progress() {
+        Some((done, total)) if total > 0 => done.min(total) as f64 / total as f64,
+        _ => 0.0,
+    }
 }

@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize, Serializer};
 /// First bytes of every handshake, so a stray process on the pipe is recognised at once.
 pub(crate) const MAGIC: [u8; 8] = *b"futurepl";
 
-/// Bumped on any change to these messages. 4: `Progress` (a running call's report). 3:
+/// Bumped on any change to these messages. 5: `Progress` names the chunk item it comes from.
+/// 4: `Progress` (a running call's report). 3:
 /// `Accepted` (the handshake's first answer) and `RunChunkEach` / `ItemDone` (chunks answered
 /// item by item); 2 was used by builds that had only one of the two, so it is skipped.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// The first byte of a [`FromWorker::Progress`] frame's body: its variant index, which postcard
 /// writes as a one-byte varint. The pool's reader tells progress from answers by it without
@@ -144,22 +145,46 @@ pub(crate) enum FromWorker<'a> {
     /// The answer to one item of a `RunChunkEach`; the items' answers come in order, and the
     /// last one completes the chunk.
     ItemDone(Outcome<'a>),
-    /// `report_progress(done, total)` in the call running now (a `Run`, never a chunk's item),
-    /// already rate-limited in the worker. Not an answer: it does not move the worker's queue
-    /// on, and any number of them (none included) may come before the call's `Done`.
-    Progress { done: u64, total: u64 },
+    /// `report_progress(done, total)` in the call running now, already rate-limited in the
+    /// worker. Not an answer: it does not move the worker's queue on, and any number of them
+    /// (none included) may come before the call's `Done`, or before each item's answer of a
+    /// chunk.
+    Progress(ProgressReport),
 }
 
+/// One `report_progress(done, total)` of the running call, as a [`FromWorker::Progress`] frame
+/// carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProgressReport {
+    /// For a `RunChunk` / `RunChunkEach`, which item reported: its index among the frame's
+    /// arguments (the items before it have finished, since a worker runs them in order). `None`
+    /// for a `Run`.
+    pub(crate) item: Option<u32>,
+    pub(crate) done: u64,
+    pub(crate) total: u64,
+}
+
+impl ProgressReport {
+    /// The most bytes a frame of one report takes, header included: 4 of length, 1 of variant
+    /// tag, at most 1 + 5 for the item and 10 for each `u64` varint. Far below `PIPE_BUF`
+    /// (4096 on Linux, 512 by POSIX), so a worker writes one in a single `write` that lands
+    /// whole or not at all.
+    pub(crate) const MAX_FRAME: usize = 4 + 1 + 6 + 10 + 10;
+}
+
+// The single-write guarantee rests on this: POSIX's smallest `PIPE_BUF`.
+const _: () = assert!(ProgressReport::MAX_FRAME <= 512);
+
 impl FromWorker<'_> {
-    /// `(done, total)` if `body` is a [`FromWorker::Progress`] frame, `None` for any other
-    /// message (or a malformed progress frame, which the caller then takes for an answer and
-    /// rejects as malformed).
-    pub(crate) fn progress_in(body: &[u8]) -> Option<(u64, u64)> {
+    /// The report if `body` is a [`FromWorker::Progress`] frame, `None` for any other message
+    /// (or a malformed progress frame, which the caller then takes for an answer and rejects as
+    /// malformed).
+    pub(crate) fn progress_in(body: &[u8]) -> Option<ProgressReport> {
         if body.first() != Some(&PROGRESS_TAG) {
             return None;
         }
         match postcard::from_bytes::<FromWorker<'_>>(body) {
-            Ok(FromWorker::Progress { done, total }) => Some((done, total)),
+            Ok(FromWorker::Progress(report)) => Some(report),
             _ => None,
         }
     }

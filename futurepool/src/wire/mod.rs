@@ -11,7 +11,7 @@ mod tests;
 
 pub(crate) use self::frame::{encode_into, read_into, AppendTo, FrameError, DEFAULT_MAX_FRAME};
 pub(crate) use self::message::{
-    Bytes, Call, FromWorker, Hello, Outcome, ToWorker, MAGIC, PROTOCOL_VERSION,
+    Bytes, Call, FromWorker, Hello, Outcome, ProgressReport, ToWorker, MAGIC, PROTOCOL_VERSION,
 };
 
 /// What to add to a postcard error about a task's argument or result: the likely cause, when it

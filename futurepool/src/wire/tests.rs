@@ -54,10 +54,16 @@ fn sample_messages() -> (Vec<ToWorker<'static>>, Vec<FromWorker<'static>>) {
             message: "item panicked".into(),
             location: None,
         }),
-        FromWorker::Progress {
+        FromWorker::Progress(ProgressReport {
+            item: None,
             done: 3,
             total: u64::MAX,
-        },
+        }),
+        FromWorker::Progress(ProgressReport {
+            item: Some(7),
+            done: 1,
+            total: 10,
+        }),
     ];
     (to, from)
 }
@@ -108,21 +114,34 @@ fn progress_frames_are_told_from_answers_by_their_first_byte() {
         encode_into(&mut bytes, message, DEFAULT_MAX_FRAME).unwrap();
         let body = &bytes[super::frame::HEADER_LEN..];
         let expected = match message {
-            FromWorker::Progress { done, total } => Some((*done, *total)),
+            FromWorker::Progress(report) => Some(*report),
             _ => None,
         };
         assert_eq!(FromWorker::progress_in(body), expected, "{message:?}");
     }
     let mut small = Vec::new();
-    let progress = FromWorker::Progress {
+    let progress = FromWorker::Progress(ProgressReport {
+        item: None,
         done: 100_000,
         total: 100_000,
-    };
+    });
     encode_into(&mut small, &progress, DEFAULT_MAX_FRAME).unwrap();
     assert!(
-        small.len() <= 4 + 1 + 3 + 3,
+        small.len() <= 4 + 1 + 1 + 3 + 3,
         "a tiny frame: {} bytes",
         small.len()
+    );
+    let mut largest = Vec::new();
+    let widest = FromWorker::Progress(ProgressReport {
+        item: Some(u32::MAX),
+        done: u64::MAX,
+        total: u64::MAX,
+    });
+    encode_into(&mut largest, &widest, DEFAULT_MAX_FRAME).unwrap();
+    assert_eq!(
+        largest.len(),
+        ProgressReport::MAX_FRAME,
+        "the bound a worker relies on for one write"
     );
     assert_eq!(
         FromWorker::progress_in(&[6, 0xff]),
