@@ -16,12 +16,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+#[cfg(test)]
+use super::backend::BrokerError;
 use super::backend::{
     progress_value, Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig,
     ProgressReport, Reaped, Reply, Submitted, PROGRESS_REPLY,
 };
-#[cfg(test)]
-use super::backend::BrokerError;
 use super::outcome::{self, Release};
 use super::{ClusterError, ClusterPool, ClusterPoolBuilder, Priority, ServeOptions};
 use super::{DeadLetter, Status, WorkerStatus};
@@ -1338,11 +1338,7 @@ mod tests {
             .build()
             .unwrap();
         let worker = broker.serve(ServeOptions::default().pool("faulty").threads(1));
-        let task = pool.submit_with(
-            &SubmitOptions::new().id("faulty"),
-            report_twice_and_hold,
-            3,
-        );
+        let task = pool.submit_with(&SubmitOptions::new().id("faulty"), report_twice_and_hold, 3);
         let wait_for = |what: &str, condition: &dyn Fn() -> bool| {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !condition() {

@@ -24,8 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::backend::{Connection, ProgressReport};
+use super::backend::{BrokerError, Connection, ProgressReport};
 use super::backoff::Backoff;
+use super::redis::MAX_BATCH;
 use super::status::plural;
 use crate::task::ProgressSink;
 
@@ -162,56 +163,63 @@ impl ProgressWrites {
         if reports.is_empty() {
             return;
         }
-        match connection.progress(&reports) {
-            Ok(()) => {
-                self.backoff.reset();
-                if let Some(failing) = self.failing.take() {
+        // One call per broker batch: after a failure only the batches that did not get through
+        // go again, so a value the broker has is not told to a waiting client twice.
+        let mut batches = reports.chunks(MAX_BATCH);
+        while let Some(batch) = batches.next() {
+            if let Err(error) = connection.progress(batch) {
+                board.unsend(batch);
+                batches.for_each(|rest| board.unsend(rest));
+                self.failed(now, &error, reports.len() as u64);
+                return;
+            }
+        }
+        self.backoff.reset();
+        if let Some(failing) = self.failing.take() {
+            eprintln!(
+                "{}: progress is recorded again, after {} failed {} in {:.1?}",
+                self.label,
+                failing.attempts,
+                plural(failing.attempts, "attempt", "attempts"),
+                failing.since.elapsed(),
+            );
+        }
+    }
+
+    /// Puts the next write off and says so, if the log has not said so lately.
+    fn failed(&mut self, now: Instant, error: &BrokerError, n: u64) {
+        let wait = if error.is_transient() {
+            self.backoff.next().1.max(PROGRESS_EVERY)
+        } else {
+            RETRY_REJECTED
+        };
+        self.next = now + wait;
+        match &mut self.failing {
+            None => {
+                eprintln!(
+                    "{}: could not record the progress of {n} {} ({error}); the tasks run on, \
+                     and their latest progress goes with a later write, the next in {wait:?} \
+                     (said again once a minute while it lasts)",
+                    self.label,
+                    plural(n, "task", "tasks"),
+                );
+                self.failing = Some(Failing {
+                    since: now,
+                    attempts: 1,
+                    said: now,
+                });
+            }
+            Some(failing) => {
+                failing.attempts += 1;
+                if now.duration_since(failing.said) >= SAY_AGAIN {
                     eprintln!(
-                        "{}: progress is recorded again, after {} failed {} in {:.1?}",
+                        "{}: still cannot record progress ({error}): {} failed attempts in \
+                         {:.0?}",
                         self.label,
                         failing.attempts,
-                        plural(failing.attempts, "attempt", "attempts"),
                         failing.since.elapsed(),
                     );
-                }
-            }
-            Err(error) => {
-                board.unsend(&reports);
-                let wait = if error.is_transient() {
-                    self.backoff.next().1.max(PROGRESS_EVERY)
-                } else {
-                    RETRY_REJECTED
-                };
-                self.next = now + wait;
-                match &mut self.failing {
-                    None => {
-                        let n = reports.len() as u64;
-                        eprintln!(
-                            "{}: could not record the progress of {n} {} ({error}); the tasks \
-                             run on, and their latest progress is sent again every {wait:?} or \
-                             so (said again once a minute while it lasts)",
-                            self.label,
-                            plural(n, "task", "tasks"),
-                        );
-                        self.failing = Some(Failing {
-                            since: now,
-                            attempts: 1,
-                            said: now,
-                        });
-                    }
-                    Some(failing) => {
-                        failing.attempts += 1;
-                        if now.duration_since(failing.said) >= SAY_AGAIN {
-                            eprintln!(
-                                "{}: still cannot record progress ({error}): {} failed \
-                                 attempts in {:.0?}",
-                                self.label,
-                                failing.attempts,
-                                failing.since.elapsed(),
-                            );
-                            failing.said = now;
-                        }
-                    }
+                    failing.said = now;
                 }
             }
         }

@@ -143,7 +143,10 @@ fn a_progress_hash_of_the_wrong_type_loses_no_report_and_stops_no_task_or_heartb
     wait_for("the first report", || {
         stored(&world, "id:steps").as_deref() == Some("1 3")
     });
-    assert_eq!(world.broker.cmd(&["SET", &hash, "x"]), Reply::Status("OK".into()));
+    assert_eq!(
+        world.broker.cmd(&["SET", &hash, "x"]),
+        Reply::Status("OK".into())
+    );
     touch(&step(&steps, 1));
     let stderr = world.scratch.path("workers.stderr");
     let said = |line: &str| {
