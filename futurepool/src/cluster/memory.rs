@@ -1292,8 +1292,9 @@ mod tests {
         );
     }
 
-    /// Set by the test below: `report_twice_and_hold` may report its second value, then return.
+    /// Set by the test below: `report_twice_and_hold` may report its second value.
     static SECOND_REPORT: AtomicBool = AtomicBool::new(false);
+    /// Set by the test below: `report_twice_and_hold` may return.
     static FAULTY_RELEASED: AtomicBool = AtomicBool::new(false);
 
     /// Reports `(1, 3)`, then `(2, 3)` once `SECOND_REPORT` is set, then holds until
