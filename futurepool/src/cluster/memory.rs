@@ -16,6 +16,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+#[cfg(test)]
+use super::backend::BrokerError;
 use super::backend::{
     progress_value, Backend, BrokerResult, Completion, Connection, Delivery, NewTask, PoolConfig,
     ProgressReport, Reaped, Reply, Submitted, PROGRESS_REPLY,
@@ -316,6 +318,13 @@ struct PoolState {
     /// Running task → its latest progress (as the Redis `:progress` hash); gone once it is
     /// published or its run ends in a retry.
     progress: HashMap<String, (u64, u64)>,
+    /// Errors the next progress writes fail with, one per write, before the write does
+    /// anything (the Redis `PROGRESS` script fails whole, too): the unit tests' fault hook.
+    #[cfg(test)]
+    progress_faults: VecDeque<BrokerError>,
+    /// Progress writes that got through, as the broker saw them (unit tests only).
+    #[cfg(test)]
+    progress_writes: Vec<Vec<ProgressReport>>,
 }
 
 fn lane(priority: Priority) -> usize {
@@ -677,6 +686,13 @@ impl Connection for MemoryConnection {
 
     fn progress(&mut self, reports: &[ProgressReport]) -> BrokerResult<()> {
         self.with(|p| {
+            #[cfg(test)]
+            {
+                if let Some(fault) = p.progress_faults.pop_front() {
+                    return Err(fault);
+                }
+                p.progress_writes.push(reports.to_vec());
+            }
             for report in reports {
                 // As the Redis `PROGRESS`: a task with an outcome keeps no progress.
                 if p.results.contains_key(&report.task_id) {
@@ -692,8 +708,8 @@ impl Connection for MemoryConnection {
                     });
                 }
             }
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     fn register_worker(&mut self, description: &str) -> BrokerResult<String> {
@@ -1274,6 +1290,87 @@ mod tests {
             stored_progress(&broker, "progress").is_empty(),
             "gone with the task"
         );
+    }
+
+    /// Set by the test below: `report_twice_and_hold` may report its second value.
+    static SECOND_REPORT: AtomicBool = AtomicBool::new(false);
+    /// Set by the test below: `report_twice_and_hold` may return.
+    static FAULTY_RELEASED: AtomicBool = AtomicBool::new(false);
+
+    /// Reports `(1, 3)`, then `(2, 3)` once `SECOND_REPORT` is set, then holds until
+    /// `FAULTY_RELEASED` (at most a minute each) and returns `total`.
+    fn report_twice_and_hold(total: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        crate::report_progress(1, total);
+        while !SECOND_REPORT.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        crate::report_progress(2, total);
+        while !FAULTY_RELEASED.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        total
+    }
+
+    crate::register!(report_twice_and_hold);
+
+    /// Bug: a progress write that failed with a permanent error (a progress hash of another
+    /// type) dropped its reports, so a task that reported nothing newer never showed its
+    /// progress again, and each failure was one more line on stderr. Now the latest value goes
+    /// with a later write, once, and the worker serves on meanwhile.
+    #[test]
+    fn a_failed_progress_write_is_retried_with_the_latest_value_instead_of_dropped() {
+        let broker = MemoryBroker::new();
+        let faults = [
+            BrokerError::Rejected("WRONGTYPE the progress hash holds a string".into()),
+            BrokerError::Unavailable("connection reset".into()),
+            BrokerError::Rejected("WRONGTYPE the progress hash holds a string".into()),
+        ];
+        broker
+            .lock()
+            .entry("faulty".into())
+            .or_default()
+            .progress_faults
+            .extend(faults);
+        let faults_left = || broker.lock()["faulty"].progress_faults.len();
+        let pool = broker
+            .pool("faulty")
+            .lease(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let worker = broker.serve(ServeOptions::default().pool("faulty").threads(1));
+        let task = pool.submit_with(&SubmitOptions::new().id("faulty"), report_twice_and_hold, 3);
+        let wait_for = |what: &str, condition: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !condition() {
+                assert!(Instant::now() < deadline, "never: {what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        wait_for("the first progress write to fail", &|| faults_left() < 3);
+        SECOND_REPORT.store(true, Ordering::SeqCst);
+        wait_for("the latest value to be stored", &|| {
+            stored_progress(&broker, "faulty").get("id:faulty") == Some(&(2, 3))
+        });
+        assert_eq!(faults_left(), 0);
+        let heartbeat = || broker.lock()["faulty"].workers.values().next().map(|w| w.0);
+        let before = heartbeat();
+        assert!(before.is_some(), "the worker is registered");
+        wait_for("the worker to heartbeat again", &|| heartbeat() != before);
+        FAULTY_RELEASED.store(true, Ordering::SeqCst);
+        assert_eq!(task.result_timeout(Duration::from_secs(60)), Ok(3));
+        let written: Vec<(u64, u64)> = broker.lock()["faulty"]
+            .progress_writes
+            .iter()
+            .flatten()
+            .map(|r| (r.done, r.total))
+            .collect();
+        // Latest wins: a value that got through is never sent again.
+        assert!(
+            written.windows(2).all(|w| w[0].0 < w[1].0) && written.last() == Some(&(2, 3)),
+            "{written:?}"
+        );
+        assert!(worker.stop().is_ok(), "the worker served on");
     }
 
     #[test]

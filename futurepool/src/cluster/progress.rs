@@ -12,17 +12,33 @@
 //! the local pool that was still running as the task ended) finds no entry and is dropped, so
 //! the board never outgrows the tasks running now.
 //!
+//! Progress is auxiliary: a write that fails ([`ProgressWrites`]) never fails a task, never
+//! stops the worker and never holds up the keeper's heartbeats and lease renewals. Its values
+//! stay unsent on the board and go with a later write (replaced by any newer report), and the
+//! failure is said on stderr once when it starts, once a minute while it lasts, and once when
+//! it ends.
+//!
 //! [`Connection::progress`]: super::backend::Connection::progress
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::backend::ProgressReport;
+use super::backend::{BrokerError, Connection, ProgressReport};
+use super::backoff::Backoff;
+use super::redis::MAX_BATCH;
+use super::status::plural;
 use crate::task::ProgressSink;
 
 /// The shortest time between two progress writes of one worker (so, of one task).
 pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// After a permanent error (the progress hash replaced by another type, a script the broker
+/// refuses), the wait before the next attempt: only a repair by someone else can end it, so
+/// there is no point in asking often, but the board's latest values must reach the broker
+/// soon after it.
+const RETRY_REJECTED: Duration = Duration::from_secs(2);
+/// While progress writes keep failing, the shortest time between two lines saying so.
+const SAY_AGAIN: Duration = Duration::from_secs(60);
 
 /// What a running task reported last, and whether the broker has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +113,113 @@ impl ProgressBoard {
             if let Some(latest) = tasks.get_mut(&report.task_id) {
                 if latest.value == Some((report.done, report.total)) {
                     latest.sent = false;
+                }
+            }
+        }
+    }
+}
+
+/// A run of failed progress writes.
+#[derive(Debug)]
+struct Failing {
+    since: Instant,
+    attempts: u64,
+    /// When the log last said so.
+    said: Instant,
+}
+
+/// The keeper's progress writes: when the next is due, and the run of failures under way, if
+/// any (see the module docs).
+#[derive(Debug)]
+pub(crate) struct ProgressWrites {
+    /// Starts each log line (the worker's label).
+    label: String,
+    next: Instant,
+    backoff: Backoff,
+    failing: Option<Failing>,
+}
+
+impl ProgressWrites {
+    pub(crate) fn new(label: impl Into<String>) -> Self {
+        ProgressWrites {
+            label: label.into(),
+            next: Instant::now(),
+            backoff: Backoff::new(),
+            failing: None,
+        }
+    }
+
+    /// If a write is due, sends every value of `board` not sent yet. It never fails: on an
+    /// error the values stay unsent and the next write is put off (a backoff for a transient
+    /// error, [`RETRY_REJECTED`] for a permanent one), so one that keeps failing costs the
+    /// keeper one round trip now and then, and the log a line a minute.
+    pub(crate) fn tick(&mut self, board: &ProgressBoard, connection: &mut dyn Connection) {
+        let now = Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + PROGRESS_EVERY;
+        let reports = board.take_unsent();
+        if reports.is_empty() {
+            return;
+        }
+        // One call per broker batch: after a failure only the batches that did not get through
+        // go again, so a value the broker has is not told to a waiting client twice.
+        let mut batches = reports.chunks(MAX_BATCH);
+        while let Some(batch) = batches.next() {
+            if let Err(error) = connection.progress(batch) {
+                board.unsend(batch);
+                batches.for_each(|rest| board.unsend(rest));
+                self.failed(now, &error, reports.len() as u64);
+                return;
+            }
+        }
+        self.backoff.reset();
+        if let Some(failing) = self.failing.take() {
+            eprintln!(
+                "{}: progress is recorded again, after {} failed {} in {:.1?}",
+                self.label,
+                failing.attempts,
+                plural(failing.attempts, "attempt", "attempts"),
+                failing.since.elapsed(),
+            );
+        }
+    }
+
+    /// Puts the next write off and says so, if the log has not said so lately.
+    fn failed(&mut self, now: Instant, error: &BrokerError, n: u64) {
+        let wait = if error.is_transient() {
+            self.backoff.next().1.max(PROGRESS_EVERY)
+        } else {
+            RETRY_REJECTED
+        };
+        self.next = now + wait;
+        match &mut self.failing {
+            None => {
+                eprintln!(
+                    "{}: could not record the progress of {n} {} ({error}); the tasks run on, \
+                     and their latest progress goes with a later write, the next in {wait:?} \
+                     (said again once a minute while it lasts)",
+                    self.label,
+                    plural(n, "task", "tasks"),
+                );
+                self.failing = Some(Failing {
+                    since: now,
+                    attempts: 1,
+                    said: now,
+                });
+            }
+            Some(failing) => {
+                failing.attempts += 1;
+                if now.duration_since(failing.said) >= SAY_AGAIN {
+                    eprintln!(
+                        "{}: still cannot record progress ({error}): {} failed attempts in \
+                         {:.0?}",
+                        self.label,
+                        failing.attempts,
+                        failing.since.elapsed(),
+                    );
+                    failing.said = now;
                 }
             }
         }

@@ -14,7 +14,10 @@
 //!   [`ABORT_POLL`] asks the broker which of the tasks it holds were aborted: it sets a running
 //!   one's token (in process mode it also aborts the local task, killing its process) and
 //!   completes a prefetched one cancelled; it also writes the running tasks' latest progress,
-//!   at most every [`PROGRESS_EVERY`] (`progress.rs`).
+//!   at most every [`PROGRESS_EVERY`], a write that fails left to a later tick without
+//!   touching the rest (`progress.rs`).
+//!
+//! [`PROGRESS_EVERY`]: super::progress::PROGRESS_EVERY
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use super::backend::{Backend, BrokerError, Completion, Connection, Delivery, PoolConfig};
 use super::options::{TaskLimits, WirePolicy};
-use super::progress::{ProgressBoard, TaskProgress, PROGRESS_EVERY};
+use super::progress::{ProgressBoard, ProgressWrites, TaskProgress};
 use super::redis::{redact, RedisBackend};
 use super::retry::{send_pinning, Retry, Stop};
 use super::status::plural;
@@ -1438,7 +1441,7 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
     let mut retry = Retry::new(worker.label.clone(), worker.patience);
     let tick = |config: &PoolConfig| (config.lease / 4).max(Duration::from_millis(25));
     let mut next_beat = Instant::now() + tick(&config);
-    let mut next_progress = Instant::now();
+    let mut progress = ProgressWrites::new(worker.label.clone());
     loop {
         let (entries, free, held_tasks) = {
             let state = worker.lock();
@@ -1469,12 +1472,6 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
                 .collect();
             (entries, free, held_tasks)
         };
-        let progress = if Instant::now() >= next_progress {
-            next_progress = Instant::now() + PROGRESS_EVERY;
-            worker.progress.take_unsent()
-        } else {
-            Vec::new()
-        };
         let mut attempt = || -> Result<(), BrokerError> {
             if !held_tasks.is_empty() {
                 let aborted = connection.aborted(&held_tasks)?;
@@ -1491,14 +1488,15 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
                 )?;
                 next_beat = Instant::now() + tick(&config);
             }
-            if !progress.is_empty() {
-                send_progress(worker, connection.as_mut(), &progress)?;
-            }
             Ok(())
         };
         match attempt() {
             Ok(()) => {
                 retry.succeeded();
+                // Only once the broker answered: while it does not, the values wait on the
+                // board instead of failing a write of their own. Apart from the rest, so a
+                // failure here never holds up a heartbeat or a renewal.
+                progress.tick(&worker.progress, connection.as_mut());
             }
             Err(error) => {
                 if let Err(stop) = retry.failed("heartbeat, reap and abort check", error) {
@@ -1506,33 +1504,6 @@ fn keeper(worker: &Worker, mut connection: Box<dyn Connection>) {
                     return;
                 }
             }
-        }
-    }
-}
-
-/// Writes the running tasks' latest progress. A transient error is the keeper's to retry (the
-/// reports go with the next batch, unless superseded); any other is said and the reports are
-/// dropped: progress is never worth stopping the worker or failing a task for.
-fn send_progress(
-    worker: &Worker,
-    connection: &mut dyn Connection,
-    reports: &[super::backend::ProgressReport],
-) -> Result<(), BrokerError> {
-    match connection.progress(reports) {
-        Ok(()) => Ok(()),
-        Err(error) if error.is_transient() => {
-            worker.progress.unsend(reports);
-            Err(error)
-        }
-        Err(error) => {
-            let n = reports.len() as u64;
-            eprintln!(
-                "{}: could not record the progress of {n} {} ({error}); {} on",
-                worker.label,
-                plural(n, "task", "tasks"),
-                plural(n, "it goes", "they go"),
-            );
-            Ok(())
         }
     }
 }

@@ -27,7 +27,31 @@ pub fn report_and_hold((release, done, total): (PathBuf, u64, u64)) -> u64 {
     done
 }
 
-futurepool::register!(report_and_hold);
+/// `(log, steps, total)`: logs its start, then reports `1..=total` of `total`, each once the
+/// file `STEPS-(i-1)` exists (at most a minute each; the first at once), and returns `total`.
+pub fn report_in_steps((log, steps, total): (String, PathBuf, u64)) -> u64 {
+    log_line(&log, &format!("start steps {}", std::process::id()));
+    for i in 1..=total {
+        let gate = step(&steps, i - 1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while i > 1 && !gate.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        futurepool::report_progress(i, total);
+    }
+    let gate = step(&steps, total);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gate.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    total
+}
+
+fn step(steps: &Path, n: u64) -> PathBuf {
+    PathBuf::from(format!("{}-{n}", steps.display()))
+}
+
+futurepool::register!(report_and_hold, report_in_steps);
 
 pub const TESTS: &[(&str, fn())] = &[
     (
@@ -37,6 +61,10 @@ pub const TESTS: &[(&str, fn())] = &[
     (
         "progress_of_a_task_on_a_process_worker_reaches_the_handle_and_leaves_with_the_task",
         progress_of_a_task_on_a_process_worker_reaches_the_handle_and_leaves_with_the_task,
+    ),
+    (
+        "a_progress_hash_of_the_wrong_type_loses_no_report_and_stops_no_task_or_heartbeat",
+        a_progress_hash_of_the_wrong_type_loses_no_report_and_stops_no_task_or_heartbeat,
     ),
 ];
 
@@ -94,6 +122,72 @@ fn reaches_the_handle_and_leaves_with_the_task(world: &World) {
         Reply::Int(0),
         "nothing outlives the task"
     );
+}
+
+/// Bug: with the progress hash replaced by another type (by another program), the `PROGRESS`
+/// script skipped its write in silence: the worker said nothing, and a value reported
+/// meanwhile was lost for good (the hash never showed it, even after the key was deleted,
+/// unless the task reported again). Now the write fails, the worker says so once, the task
+/// and the heartbeats go on, and the latest value is stored once the key is deleted.
+fn a_progress_hash_of_the_wrong_type_loses_no_report_and_stops_no_task_or_heartbeat() {
+    let world = World::new("progress-wrongtype");
+    let pool = world.client(LEASE, 3);
+    let _worker = world.worker(1, 0);
+    let hash = format!("{{futurepool:{}}}:progress", world.pool);
+    let steps = world.scratch.path("step");
+    let task = pool.submit_with_id(
+        "steps",
+        report_in_steps,
+        (world.log.clone(), steps.clone(), 3),
+    );
+    wait_for("the first report", || {
+        stored(&world, "id:steps").as_deref() == Some("1 3")
+    });
+    assert_eq!(
+        world.broker.cmd(&["SET", &hash, "x"]),
+        Reply::Status("OK".into())
+    );
+    touch(&step(&steps, 1));
+    let stderr = world.scratch.path("workers.stderr");
+    let said = |line: &str| {
+        std::fs::read_to_string(&stderr)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(line))
+            .count()
+    };
+    wait_for("the worker to say its progress write failed", || {
+        said("could not record the progress") > 0
+    });
+    assert!(
+        std::fs::read_to_string(&stderr).unwrap().contains(&hash),
+        "the line names the key"
+    );
+    // The keeper still heartbeats: the worker's stamp in the workers hash moves on.
+    let workers = format!("{{futurepool:{}}}:workers", world.pool);
+    let name = world.status().workers[0].name.clone();
+    let stamp = || world.broker.cmd(&["HGET", &workers, &name]);
+    let before = stamp();
+    wait_for("another heartbeat", || stamp() != before);
+    world.broker.cmd(&["DEL", &hash]);
+    // The task reported nothing since: the value it reported while the key was broken comes.
+    wait_for("the report made while the key was broken", || {
+        stored(&world, "id:steps").as_deref() == Some("2 3")
+    });
+    wait_for("the worker to say progress is recorded again", || {
+        said("progress is recorded again") == 1
+    });
+    touch(&step(&steps, 2));
+    wait_for("the next report", || {
+        stored(&world, "id:steps").as_deref() == Some("3 3")
+    });
+    touch(&step(&steps, 3));
+    assert_eq!(task.result_timeout(PATIENCE), Ok(3));
+    let log = Path::new(&world.log);
+    assert_eq!(count(log, "start", "steps"), 1, "ran once: its lease held");
+    // Seconds of failures, a minute between repeats: one line, not one per attempt.
+    assert_eq!(said("could not record the progress"), 1);
+    assert_eq!(said("still cannot record progress"), 0);
 }
 
 fn touch(path: &Path) {

@@ -401,14 +401,22 @@ return answers
 /// running task. Stores each as the task's field of the hash and sends it to each client waiting for the task, as a reply field
 /// `progress:ID` (one reply entry per client per call, as `publish` does), unless the task
 /// already has an outcome: `publish` deletes the field, and a late report must not bring it
-/// back. The hash has no expiry; each field lives exactly as long as its task.
+/// back. The hash has no expiry; each field lives exactly as long as its task. A hash of
+/// another type (written by another program) fails the call before anything is written or
+/// sent, so the worker hears of it and sends the same reports again later, when someone has
+/// deleted the key: a report is stored and sent, or neither.
 const PROGRESS: &str = r#"
 local prefix, hash = ARGV[1], ARGV[2]
+local kind = redis.call('TYPE', hash)['ok']
+if kind ~= 'hash' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE the progress hash ' .. hash .. ' holds a ' .. kind ..
+    ', not a hash (written by another program): delete it so progress can be recorded')
+end
 local replies, any = {}, false
 for i = 3, #ARGV - 1, 2 do
   local id, value = ARGV[i], ARGV[i + 1]
   if redis.call('EXISTS', prefix .. ':result:' .. id) == 0 then
-    redis.pcall('HSET', hash, id, value)
+    redis.call('HSET', hash, id, value)
     if tell_waiters(prefix .. ':waiters:' .. id, replies, 'progress:' .. id, value) then
       any = true
     end
