@@ -28,7 +28,9 @@
 //!   spares, or allocated *before* the claim so nobody waits on an allocation): its pointer in
 //!   `tail.block`, then the index past the sentinel, then `next` of the old block.
 //! - **Take**: look at the head index; a SeqCst fence; the queue is empty if the tail index is
-//!   the same. Otherwise claim the head index with one compare-exchange, wait (briefly) for the
+//!   the same (read only when the head has caught up with the last tail a taker saw, kept on
+//!   the head's line, so the takers of a deep queue do not pull the pushers' line on every
+//!   take). Otherwise claim the head index with one compare-exchange, wait (briefly) for the
 //!   slot's `WRITTEN` bit, move the value out and set `TAKEN`. The taker of a block's last slot
 //!   moves the head to the next block (waiting for `next` if its pusher has not linked it yet).
 //! - **A block's end**: the taker of the last slot walks the block's other slots; at the first
@@ -122,6 +124,11 @@ impl<T> Slot<T> {
 struct Position<T> {
     index: AtomicUsize,
     block: AtomicPtr<Block<T>>,
+    /// At the head only: a value the tail index had (the tail never goes back, so it is at
+    /// least this now). A taker whose index is below it knows its slot was claimed without
+    /// reading the tail, whose line the pushers write on every push: in a queue many jobs deep
+    /// the takers read it once per batch instead of once per job.
+    tail_seen: AtomicUsize,
 }
 
 /// The queue. Each end sits on a line of its own, so pushers and takers do not write each other's
@@ -147,10 +154,12 @@ impl<T> BlockQueue<T> {
             head: Padded(Position {
                 index: AtomicUsize::new(0),
                 block: AtomicPtr::new(first),
+                tail_seen: AtomicUsize::new(0),
             }),
             tail: Padded(Position {
                 index: AtomicUsize::new(0),
                 block: AtomicPtr::new(first),
+                tail_seen: AtomicUsize::new(0),
             }),
             spares: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
@@ -221,8 +230,12 @@ impl<T> BlockQueue<T> {
             // Pairs with the SeqCst claim of a push, and with the fences of the pool's wake-up
             // protocol: a push that precedes this fence is seen below.
             fence(Ordering::SeqCst);
-            if self.tail.index.load(Ordering::Relaxed) == head {
-                return None;
+            if self.head.tail_seen.load(Ordering::Relaxed) <= head {
+                let tail = self.tail.index.load(Ordering::Relaxed);
+                if tail == head {
+                    return None;
+                }
+                self.head.tail_seen.store(tail, Ordering::Relaxed);
             }
             if self
                 .head
