@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use super::backend::{BrokerError, Connection, ProgressReport};
 use super::backoff::Backoff;
-use super::redis::MAX_BATCH;
 use super::status::plural;
 use crate::task::ProgressSink;
 
@@ -37,6 +36,9 @@ pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// there is no point in asking often, but the board's latest values must reach the broker
 /// soon after it.
 const RETRY_REJECTED: Duration = Duration::from_secs(2);
+/// Reports per progress write: a failure re-sends only the writes that did not get through.
+/// The Redis backend's own batch size, so one write is one script call there.
+const WRITE_BATCH: usize = 256;
 /// While progress writes keep failing, the shortest time between two lines saying so.
 const SAY_AGAIN: Duration = Duration::from_secs(60);
 
@@ -165,7 +167,7 @@ impl ProgressWrites {
         }
         // One call per broker batch: after a failure only the batches that did not get through
         // go again, so a value the broker has is not told to a waiting client twice.
-        let mut batches = reports.chunks(MAX_BATCH);
+        let mut batches = reports.chunks(WRITE_BATCH);
         while let Some(batch) = batches.next() {
             if let Err(error) = connection.progress(batch) {
                 board.unsend(batch);
