@@ -61,8 +61,10 @@ const LAP: usize = if cfg!(loom) { 4 } else { 64 };
 /// Slots per block (a block is then 1,016 bytes for 8-byte values).
 const BLOCK_SLOTS: usize = LAP - 1;
 
-/// Emptied blocks kept for later pushes: enough to ride out a queue that shrinks and grows by a
-/// few hundred jobs without allocating; a queue draining from its peak frees the rest.
+/// Emptied blocks kept for later pushes: a queue that shrinks and grows again by up to 2,016 jobs
+/// allocates nothing, for at most 32 KB kept per pool; one draining from a deeper peak frees the
+/// rest. (With 4 spares a 1M-task run still made ~13,000 arena-lock futex calls, with 32 ~7,000;
+/// throughput was within the noise of each other.)
 const SPARES: usize = 32;
 
 /// A slot's value has been written.
