@@ -28,9 +28,16 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
-fn sleep_then_pid(ms: u64) -> u32 {
-    std::thread::sleep(Duration::from_millis(ms));
-    std::process::id()
+/// `(dir, i)`: says it started (a file `dir/started-PID-i`), waits (at most 60 s) for
+/// `dir/release`, and returns this worker's pid.
+fn start_then_wait_for_release((dir, i): (std::path::PathBuf, u64)) -> u32 {
+    let pid = std::process::id();
+    std::fs::write(dir.join(format!("started-{pid}-{i}")), b"").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !dir.join("release").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    pid
 }
 
 futurepool::register!(
@@ -40,7 +47,7 @@ futurepool::register!(
     parse,
     chatty,
     sleep_ms,
-    sleep_then_pid
+    start_then_wait_for_release
 );
 futurepool::test_support!();
 
@@ -152,10 +159,45 @@ fn works_through_the_executor_trait() {
 #[test]
 fn long_tasks_after_tiny_ones_spread_over_the_workers() {
     // The pipeline depth learnt from tiny tasks must not let one worker hoard long ones.
+    // The long tasks block until the test releases them, once two workers have each started
+    // one: a worker hoarding all four runs the first and holds the rest behind it, and the
+    // second pid never shows. (Regression: with 200 ms sleeps instead, a loaded machine
+    // could let one worker finish its share and take the rest before the other's writer ran,
+    // and the test failed in CI without any hoarding.)
     let pool = ProcessPool::new(2).unwrap();
     let warm: Vec<_> = (0..2000).map(|n| pool.submit(double, n)).collect();
     warm.iter().for_each(|t| t.wait());
-    let long: Vec<_> = (0..4).map(|_| pool.submit(sleep_then_pid, 200)).collect();
+    let dir = std::env::temp_dir().join(format!("futurepool-spread-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let long: Vec<_> = (0..4)
+        .map(|i| pool.submit(start_then_wait_for_release, (dir.clone(), i)))
+        .collect();
+    let started_pids = || -> std::collections::HashSet<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| {
+                Some(
+                    name.strip_prefix("started-")?
+                        .split('-')
+                        .next()?
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while started_pids().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = started_pids().len();
+    std::fs::write(dir.join("release"), b"").unwrap();
     let pids: std::collections::HashSet<u32> = long.iter().map(|t| t.result().unwrap()).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        started, 2,
+        "both workers started a long task while all four were held"
+    );
     assert_eq!(pids.len(), 2, "both workers ran long tasks");
 }
