@@ -126,17 +126,66 @@ impl<T> Slot<T> {
 struct Position<T> {
     index: AtomicUsize,
     block: AtomicPtr<Block<T>>,
-    /// At the head only: a value the tail index had (the tail never goes back, so it is at
-    /// least this now). A taker whose index is below it knows its slot was claimed without
-    /// reading the tail, whose line the pushers write on every push: in a queue many jobs deep
-    /// the takers read it once per batch instead of once per job.
+}
+
+impl<T> Position<T> {
+    fn at(block: *mut Block<T>) -> Position<T> {
+        Position {
+            index: AtomicUsize::new(0),
+            block: AtomicPtr::new(block),
+        }
+    }
+
+    /// This end's index, its block and the offset in it; `None` (after a snooze) while the
+    /// thread that claimed the block's last slot moves this end to the next block.
+    fn look(&self, round: &mut u32) -> Option<(usize, *mut Block<T>, usize)> {
+        let index = self.index.load(Ordering::Acquire);
+        // Read after the index: the block's pointer is stored before the index moves into it,
+        // so this is the index's block or, if the index has moved on, a later one (and then the
+        // claim fails).
+        let block = self.block.load(Ordering::Acquire);
+        let offset = index % LAP;
+        if offset == BLOCK_SLOTS {
+            snooze(round);
+            return None;
+        }
+        Some((index, block, offset))
+    }
+
+    /// Claims `index` for this thread: true if this end was still there (a SeqCst step, see
+    /// the module docs); else snoozes, for the caller to look again.
+    fn claim(&self, index: usize, round: &mut u32) -> bool {
+        let claimed = self
+            .index
+            .compare_exchange_weak(index, index + 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok();
+        if !claimed {
+            snooze(round);
+        }
+        claimed
+    }
+
+    /// Moves this end from the sentinel of the block it claimed the last slot of to `next`: its
+    /// pointer first, then the index, so a look that sees the new index sees `next`.
+    fn move_to(&self, next: *mut Block<T>) {
+        self.block.store(next, Ordering::Release);
+        self.index.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The head: its position, and a value the tail index had (the tail never goes back, so it is
+/// at least this now). A taker whose index is below that knows its slot was claimed without
+/// reading the tail, whose line the pushers write on every push: in a queue many jobs deep the
+/// takers read it once per batch instead of once per job.
+struct Head<T> {
+    position: Position<T>,
     tail_seen: AtomicUsize,
 }
 
 /// The queue. Each end sits on a line of its own, so pushers and takers do not write each other's
 /// lines.
 pub(crate) struct BlockQueue<T> {
-    head: Padded<Position<T>>,
+    head: Padded<Head<T>>,
     tail: Padded<Position<T>>,
     spares: [AtomicPtr<Block<T>>; SPARES],
 }
@@ -153,16 +202,11 @@ impl<T> BlockQueue<T> {
     pub(crate) fn new() -> BlockQueue<T> {
         let first = Block::allocate();
         BlockQueue {
-            head: Padded(Position {
-                index: AtomicUsize::new(0),
-                block: AtomicPtr::new(first),
+            head: Padded(Head {
+                position: Position::at(first),
                 tail_seen: AtomicUsize::new(0),
             }),
-            tail: Padded(Position {
-                index: AtomicUsize::new(0),
-                block: AtomicPtr::new(first),
-                tail_seen: AtomicUsize::new(0),
-            }),
+            tail: Padded(Position::at(first)),
             spares: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
     }
@@ -172,36 +216,22 @@ impl<T> BlockQueue<T> {
         let mut round = 0;
         let mut next_block: *mut Block<T> = ptr::null_mut();
         loop {
-            let tail = self.tail.index.load(Ordering::Acquire);
-            // Read after the index: the block's pointer is stored before the index moves into it,
-            // so this is the index's block or, if the index has moved on, a later one (and then
-            // the claim below fails).
-            let block = self.tail.block.load(Ordering::Acquire);
-            let offset = tail % LAP;
-            if offset == BLOCK_SLOTS {
-                // The pusher of the last slot is installing the next block.
-                snooze(&mut round);
+            let Some((tail, block, offset)) = self.tail.look(&mut round) else {
                 continue;
-            }
+            };
             if offset + 1 == BLOCK_SLOTS && next_block.is_null() {
                 // Ready before the claim, so nobody waits on an allocation.
                 next_block = self.spare_or_new_block();
             }
-            if self
-                .tail
-                .index
-                .compare_exchange_weak(tail, tail + 1, Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-            {
-                snooze(&mut round);
+            if !self.tail.claim(tail, &mut round) {
                 continue;
             }
-            // SAFETY: the claim succeeded, so `block` is the block of index `tail` (see above),
-            // and a block is recycled only once all its slots are taken, this one included.
+            // SAFETY: the claim succeeded, so `block` is the block of index `tail` (see
+            // `Position::look`), and a block is recycled only once all its slots are taken, this
+            // one included.
             let block = unsafe { &*block };
             if offset + 1 == BLOCK_SLOTS {
-                self.tail.block.store(next_block, Ordering::Release);
-                self.tail.index.fetch_add(1, Ordering::Release);
+                self.tail.move_to(next_block);
                 block.next.store(next_block, Ordering::Release);
             } else if !next_block.is_null() {
                 // Prepared for a last slot another pusher claimed first.
@@ -219,16 +249,11 @@ impl<T> BlockQueue<T> {
     /// Takes the value at the head, or `None` if the queue is empty.
     pub(crate) fn pop(&self) -> Option<T> {
         let mut round = 0;
+        let head_end = &self.head.position;
         loop {
-            let head = self.head.index.load(Ordering::Acquire);
-            // As in `push`: the index's block, or a later one and a failing claim.
-            let block = self.head.block.load(Ordering::Acquire);
-            let offset = head % LAP;
-            if offset == BLOCK_SLOTS {
-                // The taker of the last slot is moving the head to the next block.
-                snooze(&mut round);
+            let Some((head, block, offset)) = head_end.look(&mut round) else {
                 continue;
-            }
+            };
             // Pairs with the SeqCst claim of a push, and with the fences of the pool's wake-up
             // protocol: a push that precedes this fence is seen below.
             fence(Ordering::SeqCst);
@@ -239,13 +264,7 @@ impl<T> BlockQueue<T> {
                 }
                 self.head.tail_seen.store(tail, Ordering::Relaxed);
             }
-            if self
-                .head
-                .index
-                .compare_exchange_weak(head, head + 1, Ordering::SeqCst, Ordering::Relaxed)
-                .is_err()
-            {
-                snooze(&mut round);
+            if !head_end.claim(head, &mut round) {
                 continue;
             }
             // SAFETY: the claim succeeded, so `block` is the block of index `head`, and it is not
@@ -253,9 +272,7 @@ impl<T> BlockQueue<T> {
             // the block below).
             let block_ref = unsafe { &*block };
             if offset + 1 == BLOCK_SLOTS {
-                let next = block_ref.wait_next();
-                self.head.block.store(next, Ordering::Release);
-                self.head.index.fetch_add(1, Ordering::Release);
+                head_end.move_to(block_ref.wait_next());
             }
             let slot = &block_ref.slots[offset];
             slot.wait_written();
@@ -279,7 +296,7 @@ impl<T> BlockQueue<T> {
     pub(crate) fn len(&self) -> usize {
         loop {
             let tail = self.tail.index.load(Ordering::SeqCst);
-            let head = self.head.index.load(Ordering::SeqCst);
+            let head = self.head.position.index.load(Ordering::SeqCst);
             // Unchanged tail: the two indices held together at the moment `head` was read.
             if self.tail.index.load(Ordering::SeqCst) == tail {
                 return slots_before(tail).saturating_sub(slots_before(head));
@@ -291,7 +308,7 @@ impl<T> BlockQueue<T> {
     pub(crate) fn is_empty(&self) -> bool {
         // The head read first: the tail is never behind it, so equal means empty when the tail
         // was read.
-        let head = self.head.index.load(Ordering::SeqCst);
+        let head = self.head.position.index.load(Ordering::SeqCst);
         self.tail.index.load(Ordering::SeqCst) == head
     }
 
@@ -358,9 +375,9 @@ impl<T> BlockQueue<T> {
 
 impl<T> Drop for BlockQueue<T> {
     fn drop(&mut self) {
-        let head = self.head.index.load(Ordering::Relaxed);
+        let head = self.head.position.index.load(Ordering::Relaxed);
         let tail = self.tail.index.load(Ordering::Relaxed);
-        let mut block = self.head.block.load(Ordering::Relaxed);
+        let mut block = self.head.position.block.load(Ordering::Relaxed);
         // With `&mut self` no push or take is between its steps: every index from head to tail
         // is a written slot or a block's sentinel.
         for index in head..tail {
