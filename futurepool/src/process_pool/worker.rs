@@ -290,13 +290,17 @@ struct CallProgress {
 static RUN_PROGRESS: CallProgress = CallProgress { item: None };
 
 impl CallProgress {
-    /// The sink of the chunk item at `index`.
-    fn item(index: usize) -> CallProgress {
+    /// Runs `call`, the chunk item at `index`, with its reports going to a frame naming it.
+    fn reporting_item<R>(index: usize, call: impl FnOnce() -> R) -> R {
         // A chunk frame holds fewer than `u32::MAX` arguments (each takes a byte at least, and
         // a frame is at most 4 GiB); past that the report names no item and the pool drops it.
-        CallProgress {
+        let progress = CallProgress {
             item: u32::try_from(index).ok(),
-        }
+        };
+        // SAFETY: `progress` outlives the guard, dropped first at the end of this function on
+        // this thread.
+        let _reporting = unsafe { Running::enter(&progress) };
+        call()
     }
 }
 
@@ -404,11 +408,9 @@ impl Worker {
                         .enumerate()
                         .map(|(index, arg)| {
                             running(function, || {
-                                let progress = CallProgress::item(index);
-                                // SAFETY: `progress` outlives the guard, dropped first at the
-                                // end of this closure on this thread.
-                                let _reporting = unsafe { Running::enter(&progress) };
-                                registry::invoke_index_into(function, arg.0, &mut self.results)
+                                CallProgress::reporting_item(index, || {
+                                    registry::invoke_index_into(function, arg.0, &mut self.results)
+                                })
                             })
                             .map(|()| self.results.len())
                         })
@@ -433,11 +435,9 @@ impl Worker {
                     for (index, arg) in args.iter().enumerate() {
                         self.results.clear();
                         let result = running(function, || {
-                            let progress = CallProgress::item(index);
-                            // SAFETY: `progress` outlives the guard, dropped first at the end of
-                            // this closure on this thread.
-                            let _reporting = unsafe { Running::enter(&progress) };
-                            registry::invoke_index_into(function, arg.0, &mut self.results)
+                            CallProgress::reporting_item(index, || {
+                                registry::invoke_index_into(function, arg.0, &mut self.results)
+                            })
                         });
                         let outcome = match &result {
                             Ok(()) => Outcome::Returned(Bytes(&self.results)),
