@@ -207,7 +207,12 @@ fn serve(pool: Option<libc::pid_t>) -> i32 {
 /// kill this process before it could act) but one whose handler kills the group, this process
 /// included. A watch thread polling the pool's pidfd does the same if a task replaced that
 /// handler or blocked the signal. A stopped worker acts when it is continued, which the kernel
-/// does for a stopped process group orphaned by its parent's death (SIGHUP, SIGCONT).
+/// does for a stopped process group orphaned by its parent's death (SIGHUP, then SIGCONT). That
+/// SIGHUP is delivered first, and by default it would end this process alone, before the
+/// death signal's handler runs: on Linux 6.18 the rest of the group got only the SIGCONT, and a
+/// task's child outlived the pool (`parent_sigkill_kills_a_stopped_workers_tree`). So SIGHUP gets
+/// the same handler: a worker hung up on dies with its whole group, as it would die alone by
+/// default. (A handler, unlike an ignored signal, is not inherited by the programs tasks run.)
 fn die_with_the_pool(pool: Option<libc::pid_t>) {
     extern "C" fn kill_own_group(_: libc::c_int) {
         // SAFETY: getpid and kill are async-signal-safe; they touch no memory of ours.
@@ -224,6 +229,7 @@ fn die_with_the_pool(pool: Option<libc::pid_t>) {
         action.sa_sigaction = kill_own_group as *const () as libc::sighandler_t;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(parent_died_signal(), &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGHUP, &action, std::ptr::null_mut());
     }
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() };
