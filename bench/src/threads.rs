@@ -8,13 +8,16 @@
 //! - memory: resident bytes per pending no-op task, 1,000,000 queued behind blocked workers with
 //!   every handle kept (each implementation in a fresh child process, so freed memory of one run
 //!   cannot be reused by the next);
-//! - wake-up latency: submit to start of a task on an idle pool (workers parked), p50 and p99;
+//! - wake-up latency: submit to start of a task on an idle pool (workers parked), p50 and p99,
+//!   with the submitter waiting for the result and with it keeping its core busy, beside one bare
+//!   parked thread woken the same way (what the machine allows);
 //! - CPU-bound scaling: 16 tasks of about 50 ms of arithmetic, speedup over running them serially.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 2;
@@ -50,6 +53,21 @@ pub fn run(args: &[String]) {
             }
             "--throughput-only" => {
                 println!("{peer}: {:.2} M tasks/s", best_throughput(peer) / 1e6);
+                return;
+            }
+            // Rounds of every side in turn, so a burst of load from elsewhere hits all alike.
+            "--latency-only" => {
+                for round in 1..=RUNS {
+                    for submitter in [Submitter::Blocks, Submitter::KeepsRunning] {
+                        for side in LATENCY_SIDES {
+                            let (p50, p99) = latency(side, submitter);
+                            println!(
+                                "round {round}, submitter {submitter:?}, {side}: \
+                                 p50 {p50:.1} µs, p99 {p99:.1} µs"
+                            );
+                        }
+                    }
+                }
                 return;
             }
             "--contention-only" => {
@@ -124,23 +142,37 @@ pub fn run(args: &[String]) {
         }
     }
 
-    let ours = latency_futurepool();
-    let tokio = latency_tokio();
-    for (peer, (p50, p99)) in [("futurepool", ours), ("tokio spawn_blocking", tokio)] {
-        table.row(
-            "wake-up latency on an idle pool, p50 / p99",
-            peer,
-            format!("{:.1} / {:.1} µs", p50, p99),
-            p50 / ours.0,
-        );
-    }
-    if let Some(p) = &python {
-        table.row(
-            "",
-            "Python ThreadPoolExecutor",
-            format!("{:.1} / {:.1} µs", p.latency_p50_us, p.latency_p99_us),
-            p.latency_p50_us / ours.0,
-        );
+    for (submitter, measure) in [
+        (
+            Submitter::Blocks,
+            "wake-up latency on an idle pool, submitter waits for the result, p50 / p99",
+        ),
+        (
+            Submitter::KeepsRunning,
+            "wake-up latency on an idle pool, submitter keeps running, p50 / p99",
+        ),
+    ] {
+        let figures: Vec<(f64, f64)> = LATENCY_SIDES
+            .iter()
+            .map(|side| latency(side, submitter))
+            .collect();
+        let ours = figures[0];
+        for (side, &(p50, p99)) in LATENCY_SIDES.iter().zip(&figures) {
+            table.row(
+                measure,
+                side,
+                format!("{p50:.1} / {p99:.1} µs"),
+                p99 / ours.1,
+            );
+        }
+        if let (Submitter::Blocks, Some(p)) = (submitter, &python) {
+            table.row(
+                "",
+                "Python ThreadPoolExecutor",
+                format!("{:.1} / {:.1} µs", p.latency_p50_us, p.latency_p99_us),
+                p.latency_p99_us / ours.1,
+            );
+        }
     }
 
     let (speedup, ceiling) = cpu_scaling();
@@ -469,40 +501,121 @@ fn memory_per_pending_task(peer: &str) -> f64 {
 /// Pause between samples, so the workers are parked (idle) when the next task arrives.
 const IDLE_PAUSE: Duration = Duration::from_micros(300);
 
+/// What the submitting thread does until the task has started.
+#[derive(Clone, Copy, Debug)]
+enum Submitter {
+    /// Waits for the result at once (parks), as `submit(f).result()` does.
+    Blocks,
+    /// Keeps its core busy, as a thread handing off work and carrying on does.
+    KeepsRunning,
+}
+
+/// The sides of the wake-up figures, in table order.
+const LATENCY_SIDES: [&str; 3] = [
+    "futurepool",
+    "tokio spawn_blocking",
+    "one bare parked thread (the machine's floor now)",
+];
+
 fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
     (at(0.50), at(0.99))
 }
 
-fn latency_futurepool() -> (f64, f64) {
-    let pool = futurepool::ThreadPool::new(WORKERS);
-    pool.submit(|| ()).wait();
+/// p50 and p99 of submit-to-start on an idle pool, in µs.
+fn latency(side: &str, submitter: Submitter) -> (f64, f64) {
+    match side {
+        "futurepool" => {
+            let pool = futurepool::ThreadPool::new(WORKERS);
+            pool.submit(|| ()).wait();
+            sample_wake_ups(submitter, |started| {
+                let task = pool.submit(move || mark_started(&started));
+                Box::new(move || task.wait())
+            })
+        }
+        "tokio spawn_blocking" => {
+            let runtime = tokio_runtime();
+            runtime.block_on(runtime.spawn_blocking(|| ())).unwrap();
+            sample_wake_ups(submitter, |started| {
+                let handle = runtime.spawn_blocking(move || mark_started(&started));
+                Box::new(|| runtime.block_on(handle).unwrap())
+            })
+        }
+        _ => latency_floor(submitter),
+    }
+}
+
+/// When a task started: set by the task, read by the submitter.
+type StartCell = Arc<OnceLock<Instant>>;
+
+fn mark_started(started: &StartCell) {
+    let _ = started.set(Instant::now());
+}
+
+/// Takes [`LATENCY_SAMPLES`] samples: `submit` starts a task that calls [`mark_started`] and
+/// returns a wait for its end.
+fn sample_wake_ups<'a>(
+    submitter: Submitter,
+    mut submit: impl FnMut(StartCell) -> Box<dyn FnOnce() + 'a>,
+) -> (f64, f64) {
     let samples = (0..LATENCY_SAMPLES)
         .map(|_| {
             std::thread::sleep(IDLE_PAUSE);
+            let started = StartCell::default();
             let submitted = Instant::now();
-            let started = pool.submit(Instant::now).result().unwrap();
-            started - submitted
+            let wait = submit(Arc::clone(&started));
+            if let Submitter::KeepsRunning = submitter {
+                while started.get().is_none() {
+                    std::hint::spin_loop();
+                }
+            }
+            wait();
+            *started.get().expect("the task ran") - submitted
         })
         .collect();
     percentiles(samples)
 }
 
-fn latency_tokio() -> (f64, f64) {
-    let runtime = tokio_runtime();
-    runtime.block_on(runtime.spawn_blocking(|| ())).unwrap();
-    let samples = (0..LATENCY_SAMPLES)
-        .map(|_| {
-            std::thread::sleep(IDLE_PAUSE);
-            let submitted = Instant::now();
-            let started = runtime
-                .block_on(runtime.spawn_blocking(Instant::now))
-                .unwrap();
-            started - submitted
+/// The floor under every pool's figure: one bare thread parked, unparked by the submitter; no
+/// queue, no allocation, no result channel.
+fn latency_floor(submitter: Submitter) -> (f64, f64) {
+    struct Exchange {
+        next: Mutex<Option<StartCell>>,
+        done: AtomicBool,
+    }
+    let exchange = Arc::new(Exchange {
+        next: Mutex::new(None),
+        done: AtomicBool::new(false),
+    });
+    let submitting = std::thread::current();
+    let sleeper = {
+        let exchange = Arc::clone(&exchange);
+        std::thread::spawn(move || {
+            for _ in 0..LATENCY_SAMPLES {
+                let started = loop {
+                    if let Some(started) = exchange.next.lock().unwrap().take() {
+                        break started;
+                    }
+                    std::thread::park();
+                };
+                mark_started(&started);
+                exchange.done.store(true, Ordering::Release);
+                submitting.unpark();
+            }
         })
-        .collect();
-    percentiles(samples)
+    };
+    let figures = sample_wake_ups(submitter, |started| {
+        *exchange.next.lock().unwrap() = Some(started);
+        sleeper.thread().unpark();
+        Box::new(|| {
+            while !exchange.done.swap(false, Ordering::AcqRel) {
+                std::thread::park();
+            }
+        })
+    });
+    sleeper.join().unwrap();
+    figures
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ fn pool(max_workers: usize) -> ThreadPool {
         .build()
 }
 
-/// A submit either finds the worker spinning, wakes it from its sleep, or starts it: the second
+/// A submit either finds the worker awake, wakes it from its sleep, or starts it: the second
 /// task, submitted while the worker goes to sleep, is never lost, and one worker does both.
 #[test]
 fn loom_submit_reaches_a_worker_going_to_sleep() {
@@ -49,7 +49,7 @@ fn loom_submit_reaches_a_worker_going_to_sleep() {
 }
 
 /// `shutdown(wait)` racing the worker's first look for work: the queued task still runs (no
-/// cancel), the sleeping or spinning worker is woken, and the wait returns after it exits.
+/// cancel), the sleeping or looking worker is woken, and the wait returns after it exits.
 #[test]
 fn loom_shutdown_wakes_and_joins_the_worker() {
     model(|| {

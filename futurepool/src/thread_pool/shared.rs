@@ -141,9 +141,6 @@ pub(super) struct Shared {
     /// lock; `idle - sleepers` workers are idle but awake, each sure to look at the queue before
     /// it parks.
     parked: Padded<AtomicUsize>,
-    /// Workers spinning briefly for a job before they park (at most one at a time): a submit
-    /// leaves the job to it instead of waking a sleeper.
-    spinning: Padded<AtomicUsize>,
     /// `nested.len()`, written under the lock, read without it by workers looking for work.
     nested_len: Padded<AtomicUsize>,
     /// `overflow.len()`, written under the lock: while it is not 0, submits from outside take
@@ -200,7 +197,6 @@ impl Shared {
             room: Condvar::new(),
             idle: Padded(AtomicUsize::new(0)),
             parked: Padded(AtomicUsize::new(0)),
-            spinning: Padded(AtomicUsize::new(0)),
             nested_len: Padded(AtomicUsize::new(0)),
             overflow_len: Padded(AtomicUsize::new(0)),
             open: Padded(AtomicBool::new(true)),
@@ -273,7 +269,7 @@ impl Shared {
     }
 
     /// The common submit, from outside the pool, once every worker has started, to an unbounded
-    /// queue: a push, and a lock only if a worker is parked and none spins. Gives the job back
+    /// queue: a push, and a lock only if a worker is parked. Gives the job back
     /// when the locked path must decide (a thread to start, a bounded queue, a nested submit, a
     /// closed pool).
     fn submit_without_lock(&self, job: Job) -> Result<(), Job> {
@@ -300,11 +296,7 @@ impl Shared {
         }
         // No wake-up is lost: the push comes before this look, and a worker going to sleep
         // counts itself in `parked` before its last look at the queue, each followed by a SeqCst
-        // fence, so of the two at least one sees the other. Whether a spinning worker takes the
-        // job instead is decided under the lock (`choose_wake`), where the spinner stops
-        // counting itself: a look at `spinning` here could see a spinner that has just taken
-        // an older job, and leave this one behind it with a worker asleep (found by the
-        // `task::future` doctest, whose first job blocks).
+        // fence, so of the two at least one sees the other.
         if self.parked.load(Ordering::SeqCst) > 0 {
             let wake = {
                 let mut state = self.lock();
@@ -342,9 +334,8 @@ impl Shared {
     /// Whom to wake for a job just queued: a sleeper, or, when every worker is busy and no
     /// more may start, one waiting on this pool that will run it.
     fn choose_wake(&self, state: &mut State) -> Option<Arc<Sleeper>> {
-        // A spinning worker takes one job without being woken; wake someone (a system call)
-        // only for jobs beyond that.
-        if self.queued(state) <= self.spinning.load(Ordering::SeqCst) {
+        // An awake worker has already taken the job: nobody to wake.
+        if self.queued(state) == 0 {
             return None;
         }
         if let Some(sleeper) = state.sleepers.pop() {
@@ -404,7 +395,7 @@ impl Shared {
         // are idle workers to take them (like Python, at most one per submit): one sleeping or
         // finishing worker per queued job is enough. (While threads may still start, workers
         // take jobs and count themselves busy under this lock, so `idle` is exact here.)
-        if self.queued(&state) > self.spinning.load(Ordering::SeqCst) {
+        if self.queued(&state) > 0 {
             wake = state.sleepers.pop();
         }
         if wake.is_none()
@@ -534,30 +525,15 @@ impl Shared {
     /// Takes the next job for a worker, sleeping while there is none; `None` when the worker
     /// should exit (the pool is shut down and drained, or broken).
     pub(super) fn next_job(&self, sleeper: &Arc<Sleeper>) -> Option<Job> {
-        let mut spun = false;
         loop {
             if let Some(job) = self.take_job() {
                 return Some(job);
             }
-            // Before parking, one worker at a time spins a moment: a busy submitter usually
-            // queues the next job within a microsecond, and catching it here saves the submitter
-            // a wake-up system call and this worker a sleep.
-            if !spun
-                && self.open.load(Ordering::SeqCst)
-                && self
-                    .spinning
-                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
-                    .is_ok()
-            {
-                self.spin_for_work();
-                // Under the lock, so a submit deciding there whether this spinner takes its job
-                // sees it spinning only before it takes any (see `submit_without_lock`).
-                let state = self.lock();
-                self.spinning.store(0, Ordering::SeqCst);
-                drop(state);
-                spun = true;
-                continue;
-            }
+            // No spinning before parking. On Linux 6.18 a worker that had spun and yielded,
+            // woken by a submitter that keeps running, was queued on the submitter's core and
+            // waited out its time slice: p90 3.6 ms from submit to start, against 10 µs for a
+            // worker that parks at once (`futurepool-bench threads --latency-only`, the "submitter
+            // keeps running" figure). Throughput measured no worse without the spin.
             let mut state = self.lock();
             if !matches!(state.lifecycle, Lifecycle::Open) {
                 // Closed: leave once both queues are empty, counted out under this lock so a
@@ -582,35 +558,6 @@ impl Shared {
             }
             drop(state);
             sleeper.sleep();
-            spun = false;
-        }
-    }
-
-    /// Returns once a job may be queued, or after a few microseconds of backing off (busy-waiting,
-    /// then yielding the core so a submitter sharing it can run).
-    fn spin_for_work(&self) {
-        // Under loom a single look models the spinner (the protocol never relies on what the
-        // spinner saw: it looks again before deciding to sleep) and keeps the state space small.
-        // It must not yield there: loom drops an unpark sent to a thread that yielded and was
-        // scheduled again, which the real `unpark` keeps as a token, so a model would report a
-        // lost wake-up that std cannot have.
-        const SPIN_ROUNDS: u32 = 7;
-        const YIELD_ROUNDS: u32 = 10;
-        if cfg!(loom) {
-            let _ = self.has_work();
-            return;
-        }
-        for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
-            if self.has_work() {
-                return;
-            }
-            if round < SPIN_ROUNDS {
-                for _ in 0..1 << round {
-                    std::hint::spin_loop();
-                }
-            } else {
-                thread::yield_now();
-            }
         }
     }
 
