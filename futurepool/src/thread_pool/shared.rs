@@ -390,25 +390,30 @@ impl Shared {
         {
             return Admission::Queued { wake: None };
         }
-        let mut wake = None;
-        // A new thread only when no sleeper was woken and the queue holds more jobs than there
-        // are idle workers to take them (like Python, at most one per submit): one sleeping or
-        // finishing worker per queued job is enough. (While threads may still start, workers
-        // take jobs and count themselves busy under this lock, so `idle` is exact here.)
-        if self.queued(&state) > 0 {
-            wake = state.sleepers.pop();
-        }
-        if wake.is_none()
-            && self.queued(&state) > self.idle.load(Ordering::Acquire)
-            && state.workers < self.config.max_workers
-        {
-            if let Err(reason) = self.start_worker(&mut state) {
-                let jobs = self.break_locked(&mut state, reason.clone());
-                return Admission::Broke(jobs, reason);
+        // A sleeper first. A new thread only when none was woken and the queue holds more jobs
+        // than there are idle workers to take them (like Python, at most one per submit): one
+        // sleeping or finishing worker per queued job is enough. (While threads may still start,
+        // workers take jobs and count themselves busy under this lock, so `idle` is exact here.)
+        // Otherwise, whoever `choose_wake` picks: a helper, once every thread has started.
+        let queued = self.queued(&state);
+        let sleeper = if queued > 0 {
+            state.sleepers.pop()
+        } else {
+            None
+        };
+        let wake = match sleeper {
+            Some(sleeper) => Some(sleeper),
+            None if queued > self.idle.load(Ordering::Acquire)
+                && state.workers < self.config.max_workers =>
+            {
+                if let Err(reason) = self.start_worker(&mut state) {
+                    let jobs = self.break_locked(&mut state, reason.clone());
+                    return Admission::Broke(jobs, reason);
+                }
+                None
             }
-        } else if wake.is_none() {
-            wake = self.choose_wake(&mut state);
-        }
+            None => self.choose_wake(&mut state),
+        };
         if wake.is_some() {
             self.publish_parked(&state);
         }
@@ -453,30 +458,29 @@ impl Shared {
     fn take_job(&self) -> Option<Job> {
         if self.workers_hint.load(Ordering::Relaxed) < self.config.max_workers {
             let mut state = self.lock();
-            let job = match state.nested.pop_front() {
-                Some(job) => {
-                    self.publish_nested(&state);
-                    Some(job)
-                }
-                None => self.take_from_outside_locked(&mut state),
-            };
-            let job = job?;
+            let job = self
+                .oldest_nested(&mut state)
+                .or_else(|| self.take_from_outside_locked(&mut state))?;
             self.idle.fetch_sub(1, Ordering::AcqRel);
             drop(state);
             self.made_room();
             return Some(job);
         }
         let job = if self.nested_len.load(Ordering::SeqCst) > 0 {
-            let mut state = self.lock();
-            let job = state.nested.pop_front();
-            self.publish_nested(&state);
-            job
+            self.oldest_nested(&mut self.lock())
         } else {
             None
         };
         let job = job.or_else(|| self.take_from_outside())?;
         self.idle.fetch_sub(1, Ordering::AcqRel);
         self.made_room();
+        Some(job)
+    }
+
+    /// The oldest job a worker of this pool submitted, if any.
+    fn oldest_nested(&self, state: &mut State) -> Option<Job> {
+        let job = state.nested.pop_front()?;
+        self.publish_nested(state);
         Some(job)
     }
 
