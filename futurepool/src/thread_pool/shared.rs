@@ -276,7 +276,7 @@ impl Shared {
         if self.config.max_queued.is_some()
             || self.workers_hint.load(Ordering::Relaxed) < self.config.max_workers
             || self.overflow_len.load(Ordering::Relaxed) > 0
-            || super::worker::is_worker_of_shared(self)
+            || super::worker::is_worker_of(self)
             || (time_to_check_length() && self.injected.len() >= SPILL_AT)
         {
             return Err(job);
@@ -353,7 +353,7 @@ impl Shared {
 
     fn admit(self: &Arc<Self>, job: Job) -> Admission {
         let mut state = self.lock();
-        let nested = super::worker::is_worker_of_shared(self);
+        let nested = super::worker::is_worker_of(self);
         if let Some(max_queued) = self.config.max_queued {
             // Counted as waiting before each look at the queue: a worker that takes a job after
             // this look sees the count and signals `room` under the lock, which this submitter

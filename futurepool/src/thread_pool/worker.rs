@@ -85,12 +85,7 @@ fn run_nested(job: crate::task::Job) {
 }
 
 /// True if the calling thread is one of this pool's workers.
-pub(super) fn is_worker_of(shared: &Arc<Shared>) -> bool {
-    is_worker_of_shared(shared)
-}
-
-/// [`is_worker_of`] for a pool's state reached without its `Arc`.
-pub(super) fn is_worker_of_shared(shared: &Shared) -> bool {
+pub(super) fn is_worker_of(shared: &Shared) -> bool {
     let me = shared as *const Shared as usize;
     WORKER_OF.with(|pool| pool.get() == me)
 }
