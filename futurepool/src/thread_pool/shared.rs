@@ -533,11 +533,8 @@ impl Shared {
             if let Some(job) = self.take_job() {
                 return Some(job);
             }
-            // No spinning before parking. On Linux 6.18 a worker that had spun and yielded,
-            // woken by a submitter that keeps running, was queued on the submitter's core and
-            // waited out its time slice: p90 3.6 ms from submit to start, against 10 µs for a
-            // worker that parks at once (`futurepool-bench threads --latency-only`, the "submitter
-            // keeps running" figure). Throughput measured no worse without the spin.
+            // No spinning before parking: a worker that had spun and yielded started late when
+            // woken by a submitter that keeps running (README.md, "A worker looking for work").
             let mut state = self.lock();
             if !matches!(state.lifecycle, Lifecycle::Open) {
                 // Closed: leave once both queues are empty, counted out under this lock so a
