@@ -527,12 +527,18 @@ impl Shared {
     }
 
     /// Takes the next job for a worker, sleeping while there is none; `None` when the worker
-    /// should exit (the pool is shut down and drained, or broken).
-    pub(super) fn next_job(&self, sleeper: &Arc<Sleeper>) -> Option<Job> {
+    /// should exit (the pool is shut down and drained, or broken). `ran_out` is called each time
+    /// a look finds no job, before the worker goes to sleep or leaves.
+    pub(super) fn next_job(
+        &self,
+        sleeper: &Arc<Sleeper>,
+        ran_out: &mut dyn FnMut(),
+    ) -> Option<Job> {
         loop {
             if let Some(job) = self.take_job() {
                 return Some(job);
             }
+            ran_out();
             // No spinning before parking: a worker that had spun and yielded started late when
             // woken by a submitter that keeps running (README.md, "A worker looking for work").
             let mut state = self.lock();

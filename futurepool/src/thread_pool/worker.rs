@@ -173,15 +173,12 @@ pub(super) fn run(shared: Arc<Shared>) {
     // no clock at all, and one that reads it had nothing else to do.
     let mut busy_since: Option<Instant> = None;
     loop {
-        if let Some(since) = busy_since {
-            // (Not under loom: the look at the queue would be one more modelled operation per
-            // job, growing the models' state space for a figure they do not check.)
-            if !cfg!(loom) && !worker.shared.has_work() {
+        let mut ran_out = || {
+            if let Some(since) = busy_since.take() {
                 worker.shared.counters.busy_until(&worker.counters, since);
-                busy_since = None;
             }
-        }
-        let Some(job) = worker.shared.next_job(&sleeper) else {
+        };
+        let Some(job) = worker.shared.next_job(&sleeper, &mut ran_out) else {
             // `next_job` counted this worker out of the pool as it decided to leave.
             worker.exited.set(true);
             break;
