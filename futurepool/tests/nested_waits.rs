@@ -211,3 +211,45 @@ fn a_waiter_stops_helping_once_its_task_is_done() {
         assert_eq!(ran_inside.load(Ordering::SeqCst), 3);
     });
 }
+
+/// A chain of tasks each submitting the next to its own one-worker pool and waiting for it.
+fn chain(pool: &Arc<ThreadPool>, links: u32) -> u32 {
+    if links == 0 {
+        return 0;
+    }
+    let inner = Arc::clone(pool);
+    pool.submit(move || chain(&inner, links - 1))
+        .result()
+        .unwrap()
+        + 1
+}
+
+/// Regression: helping waits nested at most 64 deep, and the 65th blocked without helping, so a
+/// chain of 65 nested `submit(..).result()` on a one-worker pool never finished. The bound is now
+/// the worker's stack.
+#[test]
+fn nested_waits_deeper_than_64_complete_on_one_worker() {
+    within(LIMIT, "a chain of 300 nested waits", || {
+        let pool = Arc::new(ThreadPool::new(1));
+        let inner = Arc::clone(&pool);
+        assert_eq!(pool.submit(move || chain(&inner, 300)).result(), Ok(300));
+    });
+}
+
+/// With bigger stacks (`ThreadPoolBuilder::stack_size`), nesting goes as deep as they allow.
+#[test]
+fn nested_waits_go_as_deep_as_the_workers_stack_allows() {
+    within(LIMIT, "a chain of 5,000 nested waits", || {
+        let pool = Arc::new(
+            ThreadPool::builder()
+                .max_workers(1)
+                .stack_size(64 << 20)
+                .build(),
+        );
+        let inner = Arc::clone(&pool);
+        assert_eq!(
+            pool.submit(move || chain(&inner, 5_000)).result(),
+            Ok(5_000)
+        );
+    });
+}

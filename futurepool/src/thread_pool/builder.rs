@@ -40,6 +40,7 @@ pub struct ThreadPoolBuilder {
     initializer: Option<Initializer>,
     max_queued: Option<NonZeroUsize>,
     soft_time_limit: Option<Duration>,
+    stack_size: Option<usize>,
 }
 
 impl ThreadPoolBuilder {
@@ -211,6 +212,38 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// The size of each worker thread's stack, in bytes; by default the standard library's (2 MiB
+    /// unless `RUST_MIN_STACK` says otherwise).
+    ///
+    /// Besides the tasks' own frames, the stack bounds how deeply waits inside tasks nest while
+    /// they run the pool's queued jobs (see [`ThreadPool`]): a chain of tasks each submitting the
+    /// next and waiting for it runs on one worker's stack, about 1 KB per link in a release build.
+    /// A recursion deeper than the default stack allows wants a bigger one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futurepool::ThreadPool;
+    ///
+    /// // Each level submits the next to the same one-worker pool and waits for it.
+    /// fn chain(pool: Arc<ThreadPool>, n: u64) -> u64 {
+    ///     if n == 0 {
+    ///         return 0;
+    ///     }
+    ///     let inner = Arc::clone(&pool);
+    ///     pool.submit(move || chain(inner, n - 1)).result().unwrap() + 1
+    /// }
+    ///
+    /// let pool = Arc::new(ThreadPool::builder().max_workers(1).stack_size(16 << 20).build());
+    /// let inner = Arc::clone(&pool);
+    /// assert_eq!(pool.submit(move || chain(inner, 2_000)).result(), Ok(2_000));
+    /// ```
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
     /// Builds the pool. No thread starts until the first task is submitted.
     ///
     /// # Examples
@@ -230,6 +263,7 @@ impl ThreadPoolBuilder {
             initializer: self.initializer,
             max_queued: self.max_queued.map(NonZeroUsize::get),
             soft_time_limit: self.soft_time_limit,
+            stack_size: self.stack_size,
         })
     }
 }
@@ -242,6 +276,7 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("initializer", &self.initializer.as_ref().map(|_| "Fn"))
             .field("max_queued", &self.max_queued)
             .field("soft_time_limit", &self.soft_time_limit)
+            .field("stack_size", &self.stack_size)
             .finish()
     }
 }

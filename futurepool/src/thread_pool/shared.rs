@@ -50,6 +50,8 @@ pub(super) struct Config {
     pub(super) max_queued: Option<usize>,
     /// Every task's soft time limit (its token reads cancelled from then on).
     pub(super) soft_time_limit: Option<Duration>,
+    /// Each worker thread's stack size; the standard library's default if `None`.
+    pub(super) stack_size: Option<usize>,
 }
 
 /// Whether the pool still takes work.
@@ -428,9 +430,11 @@ impl Shared {
     fn start_worker(self: &Arc<Self>, state: &mut State) -> Result<(), Reason> {
         let name = format!("{}-{}", self.config.thread_name_prefix, state.started);
         let shared = Arc::clone(self);
-        let spawned = thread::Builder::new()
-            .name(name)
-            .spawn(move || super::worker::run(shared));
+        let mut builder = thread::Builder::new().name(name);
+        if let Some(bytes) = self.config.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        let spawned = builder.spawn(move || super::worker::run(shared));
         match spawned {
             Ok(handle) => {
                 state.started += 1;
@@ -929,6 +933,7 @@ mod tests {
             initializer: None,
             max_queued: None,
             soft_time_limit: None,
+            stack_size: None,
         })
     }
 

@@ -28,19 +28,86 @@ mod worker_of {
         pub(super) static HELPS: RefCell<Option<Arc<Shared>>> = RefCell::new(None);
         /// How many helping waits are nested on this thread's stack.
         pub(super) static HELP_DEPTH: Cell<usize> = Cell::new(0);
+        /// The lowest stack address at which a helping wait may still nest (see
+        /// `stack_floor`); 0 if this worker's stack bounds are unknown.
+        pub(super) static STACK_FLOOR: Cell<usize> = Cell::new(0);
     }
 }
-use worker_of::{HELPS, HELP_DEPTH, WORKER_OF};
+use worker_of::{HELPS, HELP_DEPTH, STACK_FLOOR, WORKER_OF};
 
-/// At most this many helping waits nest on one worker (a job run while waiting waits, and runs a
-/// job that waits, ...): each level holds a job's frames on the worker's stack. A wait deeper
-/// than this blocks without helping.
-pub(crate) const MAX_HELP_DEPTH: usize = 64;
+/// How deeply helping waits nest (a job run while waiting waits, and runs a job that waits, ...):
+/// each level holds a job's frames on the worker's stack, so a wait helps only while at least
+/// this much of the stack is left below it (or a quarter of the stack, if that is less), room for
+/// the job it runs and that job's own frames until its next wait looks again. A link of a
+/// `submit(f).result()` recursion takes about 850 bytes in a release build, so a worker with the
+/// default 2 MiB stack nests some 2,000 deep. Deeper waits block without helping.
+const HELP_STACK_RESERVE: usize = 256 * 1024;
+
+/// Where the stack's bounds are unknown (not Linux, or under miri and loom), the nesting bound is
+/// this many helping waits instead.
+const MAX_HELP_DEPTH: usize = 64;
+
+/// The lowest address this thread's stack may reach with [`HELP_STACK_RESERVE`] still free below
+/// it, if its bounds can be read.
+fn stack_floor() -> Option<usize> {
+    let (lowest, size) = stack_bounds()?;
+    lowest.checked_add(HELP_STACK_RESERVE.min(size / 4))
+}
+
+/// The calling thread's stack: its lowest address and its size.
+#[cfg(all(target_os = "linux", not(miri), not(loom)))]
+fn stack_bounds() -> Option<(usize, usize)> {
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `pthread_getattr_np` initialises `attr` for the calling thread when it returns 0;
+    // only then is it read, and it is destroyed once, below.
+    unsafe {
+        if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+            return None;
+        }
+        let mut lowest: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let read = libc::pthread_attr_getstack(attr.as_ptr(), &mut lowest, &mut size);
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        (read == 0 && !lowest.is_null()).then_some((lowest as usize, size))
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(miri), not(loom))))]
+fn stack_bounds() -> Option<(usize, usize)> {
+    None
+}
+
+/// Whether a wait `depth` helping waits deep, its frame at `here`, may help too: the first
+/// always does (a waiting task must never wait for its own thread); deeper ones while the stack
+/// has room below `floor`, or, with no floor known, while fewer than [`MAX_HELP_DEPTH`] nest.
+fn may_nest(depth: usize, here: usize, floor: usize) -> bool {
+    depth == 0
+        || if floor == 0 {
+            depth < MAX_HELP_DEPTH
+        } else {
+            here > floor
+        }
+}
+
+/// Says once per process that a wait stopped helping for want of stack, and how to give it more:
+/// if every worker of its pool blocks so, the pool deadlocks, and this line is the clue.
+fn warn_stack_nearly_full(depth: usize) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "futurepool: a wait inside a thread pool's task, nested {depth} waits deep, found its \
+             worker's stack nearly full and blocks without running the pool's queued jobs; if \
+             every worker of the pool does, the pool stops. Give the workers bigger stacks \
+             (ThreadPoolBuilder::stack_size) or nest fewer waits."
+        );
+    }
+}
 
 /// Help-while-waiting, the entry point for every blocking wait in the crate (`Task::wait_until`,
 /// `wait`/`as_completed`/`map_unordered`'s mailbox, a scope's end). On a worker of a thread pool,
 /// runs that pool's queued jobs until `done()` or `deadline`, and returns `Some(done())`; on any
-/// other thread, or nested [`MAX_HELP_DEPTH`] deep, returns `None` and the caller blocks as usual.
+/// other thread, or nested too deep for the worker's stack (see [`HELP_STACK_RESERVE`]), returns
+/// `None` and the caller blocks as usual.
 ///
 /// The caller must already be registered to be unparked when `done()` becomes true.
 ///
@@ -53,7 +120,10 @@ pub(crate) fn help_while_waiting(
 ) -> Option<bool> {
     let shared = HELPS.with(|pool| pool.borrow().clone())?;
     let depth = HELP_DEPTH.with(Cell::get);
-    if depth >= MAX_HELP_DEPTH {
+    let here = 0u8;
+    let here = std::hint::black_box(&here) as *const u8 as usize;
+    if !may_nest(depth, here, STACK_FLOOR.with(Cell::get)) {
+        warn_stack_nearly_full(depth);
         return None;
     }
     struct Nesting(usize);
@@ -148,6 +218,7 @@ pub(super) fn run(shared: Arc<Shared>) {
     };
     WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
     HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(&worker.shared)));
+    STACK_FLOOR.with(|floor| floor.set(stack_floor().unwrap_or(0)));
     crate::token::set_pool_abort_flag(Arc::clone(&worker.shared.aborting));
     crate::trace::trace_event!(
         tracing::Level::DEBUG,
@@ -226,4 +297,38 @@ fn report_escaped(payload: Box<dyn std::any::Any + Send>) {
          on: {panic}",
         name.as_deref().unwrap_or("(unnamed)")
     );
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_wait_always_helps_and_deeper_ones_while_the_stack_has_room() {
+        // Bounds known: the frame's address against the floor, whatever the depth.
+        assert!(
+            may_nest(0, 100, 1_000),
+            "the first wait helps even below the floor"
+        );
+        assert!(may_nest(5_000, 2_000, 1_000));
+        assert!(!may_nest(1, 1_000, 1_000));
+        // Bounds unknown: a count.
+        assert!(may_nest(MAX_HELP_DEPTH - 1, 0, 0));
+        assert!(!may_nest(MAX_HELP_DEPTH, usize::MAX, 0));
+    }
+
+    #[cfg(all(target_os = "linux", not(miri)))]
+    #[test]
+    fn a_threads_stack_bounds_contain_its_frames_and_the_floor_leaves_room_below() {
+        let (lowest, size) = stack_bounds().expect("Linux reports a thread's stack");
+        let here = 0u8;
+        let here = &here as *const u8 as usize;
+        assert!(
+            lowest < here && here < lowest + size,
+            "{lowest:#x} + {size} vs {here:#x}"
+        );
+        let floor = stack_floor().unwrap();
+        assert_eq!(floor - lowest, HELP_STACK_RESERVE.min(size / 4));
+        assert!(floor < here, "a test thread has its reserve free");
+    }
 }
