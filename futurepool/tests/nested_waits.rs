@@ -253,3 +253,25 @@ fn nested_waits_go_as_deep_as_the_workers_stack_allows() {
         );
     });
 }
+
+/// Past the end of its worker's stack (about 550 links unoptimised, 2,000 optimised, with the
+/// default 2 MiB), a wait lends a thread with a fresh stack that runs the queued jobs for it: a
+/// one-worker pool still completes the chain.
+#[test]
+fn nested_waits_deeper_than_the_workers_stack_complete_on_lent_threads() {
+    within(
+        LIMIT,
+        "a chain of 5,000 nested waits on default stacks",
+        || {
+            let pool = Arc::new(ThreadPool::new(1));
+            let inner = Arc::clone(&pool);
+            assert_eq!(
+                pool.submit(move || chain(&inner, 5_000)).result(),
+                Ok(5_000)
+            );
+            // The pool is whole afterwards: the lent threads are gone and its worker takes work.
+            assert_eq!(pool.submit(|| 7).result(), Ok(7));
+            assert_eq!(pool.worker_count(), 1);
+        },
+    );
+}

@@ -187,6 +187,14 @@ impl<T, E> Core<T, E> {
         Snapshot(self.state.load(Acquire))
     }
 
+    /// Whether the task is done, as a check that reads only the state word, so that it may be
+    /// shared with another thread whatever `T` and `E` are (a lent thread checks a waiter's
+    /// condition: `thread_pool/worker.rs`).
+    pub(crate) fn done_check(&self) -> impl Fn() -> bool + Sync + '_ {
+        let state = &self.state;
+        move || Snapshot(state.load(Acquire)).is_done()
+    }
+
     /// PENDING → RUNNING. False if the task was cancelled or claimed first.
     pub(crate) fn try_start(&self) -> bool {
         let mut current = self.state.load(Relaxed);

@@ -320,9 +320,11 @@ impl<T, E> Task<T, E> {
         }
         // On a thread pool's worker, run that pool's queued jobs while waiting, so a task waiting
         // for another task of its own pool never waits for itself (`thread_pool/README.md`).
-        if let Some(done) =
-            crate::thread_pool::help_while_waiting(&|| self.is_done(), Some(self.id()), deadline)
-        {
+        if let Some(done) = crate::thread_pool::help_while_waiting(
+            &self.core().done_check(),
+            Some(self.id()),
+            deadline,
+        ) {
             if !done {
                 self.core().unregister(id);
             }

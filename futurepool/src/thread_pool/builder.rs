@@ -218,7 +218,8 @@ impl ThreadPoolBuilder {
     /// Besides the tasks' own frames, the stack bounds how deeply waits inside tasks nest while
     /// they run the pool's queued jobs (see [`ThreadPool`]): a chain of tasks each submitting the
     /// next and waiting for it runs on one worker's stack, about 1 KB per link in a release build.
-    /// A recursion deeper than the default stack allows wants a bigger one. As with
+    /// Past a stack's end such a chain goes on on lent threads (see [`ThreadPool`]), which a
+    /// bigger stack spares. As with
     /// [`std::thread::Builder::stack_size`], a stack too small for a task's own frames overflows,
     /// which aborts the process.
     ///

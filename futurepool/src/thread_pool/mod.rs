@@ -54,10 +54,10 @@ pub(crate) use self::worker::help_while_waiting;
 /// [`scope`](ThreadPool::scope)): the waiting worker runs the pool's queued jobs meanwhile
 /// (help-while-waiting), the awaited task first, so this never waits for itself, even with one
 /// worker. It stops helping once its wait is over, after the job it is running. Such waits nest
-/// as deeply as the worker's stack allows (about 2,000 links of a `submit(f).result()` recursion
-/// with the default 2 MiB stack in a release build; more with
-/// [`stack_size`](ThreadPoolBuilder::stack_size)); a wait that finds the stack nearly full blocks
-/// without helping, and says so once on stderr.
+/// on the worker's stack (about 2,000 links of a `submit(f).result()` recursion with the default
+/// 2 MiB stack in a release build; more with [`stack_size`](ThreadPoolBuilder::stack_size)); a
+/// wait that finds the stack nearly full lends a thread with a fresh stack to run the jobs for
+/// it, up to 16 in a chain; past those it blocks without helping, and says so once on stderr.
 ///
 /// # Warning: a job run while waiting shares the waiter's thread
 ///

@@ -31,17 +31,28 @@ mod worker_of {
         /// The lowest stack address at which a helping wait may still nest (see
         /// `stack_floor`); 0 if this worker's stack bounds are unknown.
         pub(super) static STACK_FLOOR: Cell<usize> = Cell::new(0);
+        /// On a lent thread (see `lend_a_thread`), how many lent threads stand behind it: 1 on
+        /// the first, lent by a worker; 0 on a worker.
+        pub(super) static LENT: Cell<usize> = Cell::new(0);
     }
 }
-use worker_of::{HELPS, HELP_DEPTH, STACK_FLOOR, WORKER_OF};
+use worker_of::{HELPS, HELP_DEPTH, LENT, STACK_FLOOR, WORKER_OF};
 
 /// How deeply helping waits nest (a job run while waiting waits, and runs a job that waits, ...):
 /// each level holds a job's frames on the worker's stack, so a wait helps only while at least
 /// this much of the stack is left below it (or a quarter of the stack, if that is less), room for
 /// the job it runs and that job's own frames until its next wait looks again. A link of a
 /// `submit(f).result()` recursion takes about 850 bytes in a release build, so a worker with the
-/// default 2 MiB stack nests some 2,000 deep. Deeper waits block without helping.
+/// default 2 MiB stack nests some 2,000 deep. A deeper wait lends a thread ([`lend_a_thread`]).
 const HELP_STACK_RESERVE: usize = 256 * 1024;
+
+/// At most this many lent threads stand behind one another in a chain of nested waits (each
+/// nests as deeply as its own stack allows); a wait past the last blocks without helping.
+const MAX_LENT: usize = 16;
+
+/// How often a lent thread parked for want of jobs looks whether the wait it serves has ended:
+/// the waiter's wake-up goes to the waiter (blocked on the lent thread), not to the lent thread.
+const LENT_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Where the stack's bounds are unknown (not Linux, or under miri and loom), the nesting bound is
 /// this many helping waits instead.
@@ -89,32 +100,94 @@ fn may_nest(depth: usize, here: usize, floor: usize) -> bool {
         }
 }
 
-/// Says once per process that a wait stopped helping for want of stack, and how to give it more:
-/// if every worker of its pool blocks so, the pool deadlocks, and this line is the clue.
-fn warn_stack_nearly_full(depth: usize) {
+/// Says once per process that a wait could neither nest further nor lend a thread, and how to
+/// give it room: if every worker of its pool blocks so, the pool stops, and this line is the clue.
+fn warn_no_room_to_help(depth: usize, why: &str) {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
         eprintln!(
             "futurepool: a wait inside a thread pool's task, nested {depth} waits deep, found its \
-             worker's stack nearly full and blocks without running the pool's queued jobs; if \
-             every worker of the pool does, the pool stops. Give the workers bigger stacks \
-             (ThreadPoolBuilder::stack_size) or nest fewer waits."
+             thread's stack nearly full and {why}, so it blocks without running the pool's \
+             queued jobs; if every worker of the pool does, the pool stops. Give the workers \
+             bigger stacks (ThreadPoolBuilder::stack_size) or nest fewer waits."
         );
     }
 }
 
+/// A wait nested too deep for its thread's stack: a thread of the pool's stack size stands in
+/// for it and runs the pool's queued jobs until the wait ends (or its deadline passes), while
+/// the waiting thread blocks on it; returns what `help_until` would. The lent thread is the
+/// waiter's stand-in: a job it runs sees this pool's worker (nested submits go to `nested`, its
+/// own waits help and, at its own stack's end, lend again, up to [`MAX_LENT`] deep), and it is
+/// counted nowhere, as the waiter it stands in for stays counted busy. `None` if no thread may
+/// or can start: the caller blocks as usual.
+#[cfg(not(loom))]
+fn lend_a_thread(
+    shared: &Arc<Shared>,
+    done: &(dyn Fn() -> bool + Sync),
+    target: Option<usize>,
+    deadline: Option<Instant>,
+    depth: usize,
+) -> Option<bool> {
+    let lent = LENT.with(Cell::get);
+    if lent >= MAX_LENT {
+        warn_no_room_to_help(depth, "as many threads as may be lent already are");
+        return None;
+    }
+    let name = format!("{}-lent{}", shared.config.thread_name_prefix, lent + 1);
+    let mut builder = std::thread::Builder::new().name(name);
+    if let Some(bytes) = shared.config.stack_size {
+        builder = builder.stack_size(bytes);
+    }
+    let stand_in = || {
+        WORKER_OF.with(|pool| pool.set(Arc::as_ptr(shared) as usize));
+        HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(shared)));
+        STACK_FLOOR.with(|floor| floor.set(stack_floor().unwrap_or(0)));
+        LENT.with(|chain| chain.set(lent + 1));
+        crate::token::set_pool_abort_flag(Arc::clone(&shared.aborting));
+        loop {
+            let poll = Instant::now() + LENT_POLL;
+            let until = deadline.map_or(poll, |d| d.min(poll));
+            let finished = shared.help_until(done, target, Some(until), &run_nested);
+            if finished || deadline.is_some_and(|d| Instant::now() >= d) {
+                return finished;
+            }
+        }
+    };
+    std::thread::scope(|scope| match builder.spawn_scoped(scope, stand_in) {
+        // A lent thread's jobs run under `run_nested`'s catch: a panic here is a bug of ours;
+        // the waiter then blocks as usual (it is still registered for its wake-up).
+        Ok(handle) => handle.join().ok(),
+        Err(_) => {
+            warn_no_room_to_help(depth, "no thread could be started to stand in for it");
+            None
+        }
+    })
+}
+
+#[cfg(loom)]
+fn lend_a_thread(
+    _: &Arc<Shared>,
+    _: &(dyn Fn() -> bool + Sync),
+    _: Option<usize>,
+    _: Option<Instant>,
+    _: usize,
+) -> Option<bool> {
+    None
+}
+
 /// Help-while-waiting, the entry point for every blocking wait in the crate (`Task::wait_until`,
 /// `wait`/`as_completed`/`map_unordered`'s mailbox, a scope's end). On a worker of a thread pool,
-/// runs that pool's queued jobs until `done()` or `deadline`, and returns `Some(done())`; on any
-/// other thread, or nested too deep for the worker's stack (see [`HELP_STACK_RESERVE`]), returns
-/// `None` and the caller blocks as usual.
+/// runs that pool's queued jobs until `done()` or `deadline`, and returns `Some(done())` (nested
+/// too deep for the worker's stack, see [`HELP_STACK_RESERVE`], on a lent thread); on any other
+/// thread returns `None` and the caller blocks as usual.
 ///
 /// The caller must already be registered to be unparked when `done()` becomes true.
 ///
 /// `target` is the awaited task's address ([`Task::id`](crate::Task)) when the wait is for one
 /// task: it is run first if still queued.
 pub(crate) fn help_while_waiting(
-    done: &dyn Fn() -> bool,
+    done: &(dyn Fn() -> bool + Sync),
     target: Option<usize>,
     deadline: Option<Instant>,
 ) -> Option<bool> {
@@ -123,8 +196,7 @@ pub(crate) fn help_while_waiting(
     let here = 0u8;
     let here = std::hint::black_box(&here) as *const u8 as usize;
     if !may_nest(depth, here, STACK_FLOOR.with(Cell::get)) {
-        warn_stack_nearly_full(depth);
-        return None;
+        return lend_a_thread(&shared, done, target, deadline, depth);
     }
     struct Nesting(usize);
     impl Drop for Nesting {
