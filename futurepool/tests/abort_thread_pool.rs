@@ -347,3 +347,26 @@ fn a_soft_time_limit_still_lets_abort_discard_the_value() {
         assert_eq!(task.result(), Err(TaskError::Cancelled));
     });
 }
+
+/// Regression: a task run inside another task's wait (help-while-waiting) returned its value
+/// after `shutdown(abort_running)`, where one the worker took from its loop ends cancelled.
+#[test]
+fn shutdown_abort_running_cancels_a_task_run_inside_a_wait() {
+    within(LIMIT, "abort_running reaches a helped task", || {
+        let pool = Arc::new(ThreadPool::new(1));
+        let (started_tx, started) = mpsc::channel();
+        let (inner_tx, inner_task) = mpsc::channel();
+        let inner_pool = Arc::clone(&pool);
+        let outer = pool.submit(move || {
+            let inner = inner_pool.submit(until_aborted(started_tx));
+            inner_tx.send(inner.clone()).unwrap();
+            // Runs `inner` on this worker while it waits.
+            inner.result()
+        });
+        started.recv().unwrap();
+        let inner = inner_task.recv().unwrap();
+        pool.shutdown(Shutdown::default().abort_running(true));
+        assert_eq!(inner.result(), Err(TaskError::Cancelled));
+        assert_eq!(outer.result(), Err(TaskError::Cancelled));
+    });
+}

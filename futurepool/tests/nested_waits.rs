@@ -9,7 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use futurepool::{as_completed, wait, ReturnWhen, ThreadPool};
-use support::within;
+use support::{chain, within};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const WORKER_COUNTS: [usize; 3] = [1, 2, 4];
@@ -210,18 +210,6 @@ fn a_waiter_stops_helping_once_its_task_is_done() {
         }
         assert_eq!(ran_inside.load(Ordering::SeqCst), 3);
     });
-}
-
-/// A chain of tasks each submitting the next to its own one-worker pool and waiting for it.
-fn chain(pool: &Arc<ThreadPool>, links: u32) -> u32 {
-    if links == 0 {
-        return 0;
-    }
-    let inner = Arc::clone(pool);
-    pool.submit(move || chain(&inner, links - 1))
-        .result()
-        .unwrap()
-        + 1
 }
 
 /// Regression: helping waits nested at most 64 deep, and the 65th blocked without helping, so a

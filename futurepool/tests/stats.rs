@@ -219,3 +219,35 @@ fn process_pool_shows_running_and_queued_then_cancelled() {
         assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
     });
 }
+
+/// Regression: tasks a waiting task ran while it waited (help-while-waiting), and those a lent
+/// thread ran past the end of a worker's stack, were counted in no column.
+#[test]
+fn tasks_run_inside_a_wait_are_counted() {
+    use std::sync::Arc;
+    use support::chain;
+    let pool = Arc::new(ThreadPool::new(1));
+    let inner = Arc::clone(&pool);
+    pool.submit(move || {
+        let tasks: Vec<_> = (0..10).map(|_| inner.submit(|| ())).collect();
+        for task in &tasks {
+            task.wait();
+        }
+    })
+    .result()
+    .unwrap();
+    let stats = pool.stats();
+    assert_eq!((stats.completed, stats.running), (11, 0), "{stats:?}");
+    // 2,000 links: past the default stack unoptimised, so some run on lent threads.
+    let inner = Arc::clone(&pool);
+    assert_eq!(
+        pool.submit(move || chain(&inner, 2_000)).result(),
+        Ok(2_000)
+    );
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.completed, stats.running),
+        (11 + 2_001, 0),
+        "{stats:?}"
+    );
+}

@@ -572,6 +572,12 @@ impl Shared {
         }
     }
 
+    /// Whether `shutdown(abort_running)` was called: every job that returns from now on ends
+    /// cancelled.
+    pub(super) fn abort_requested(&self) -> bool {
+        self.aborting.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// A worker calls this when its job's closure has returned, before publishing the result.
     pub(super) fn mark_idle(&self) {
         self.idle.fetch_add(1, Ordering::AcqRel);

@@ -18,7 +18,7 @@ mod worker_of {
     use std::cell::{Cell, RefCell};
     use std::sync::Arc;
 
-    use super::Shared;
+    use super::{Shared, WorkerCounters};
 
     crate::loom::thread_local! {
         /// The pool this thread works for (its `Shared`'s address), 0 on other threads: lets a
@@ -34,9 +34,24 @@ mod worker_of {
         /// On a lent thread (see `lend_a_thread`), how many lent threads stand behind it: 1 on
         /// the first, lent by a worker; 0 on a worker.
         pub(super) static LENT: Cell<usize> = Cell::new(0);
+        /// The worker's share of the pool's stats, where the jobs its helping waits run (and
+        /// those of the threads lent to it, while it waits for them) are counted too.
+        pub(super) static COUNTERS: RefCell<Option<Arc<WorkerCounters>>> = RefCell::new(None);
     }
 }
-use worker_of::{HELPS, HELP_DEPTH, LENT, STACK_FLOOR, WORKER_OF};
+use worker_of::{COUNTERS, HELPS, HELP_DEPTH, LENT, STACK_FLOOR, WORKER_OF};
+
+/// Makes the calling thread one of `shared`'s workers to the code it runs: a worker as it
+/// starts, or a thread lent to one (`lend_a_thread`), which counts its jobs in the lender's
+/// `counters` (the lender is blocked joining it meanwhile, so each is still written by one
+/// thread at a time).
+fn work_for(shared: &Arc<Shared>, counters: &Arc<WorkerCounters>) {
+    WORKER_OF.with(|pool| pool.set(Arc::as_ptr(shared) as usize));
+    HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(shared)));
+    COUNTERS.with(|mine| *mine.borrow_mut() = Some(Arc::clone(counters)));
+    STACK_FLOOR.with(|floor| floor.set(stack_floor().unwrap_or(0)));
+    crate::token::set_pool_abort_flag(Arc::clone(&shared.aborting));
+}
 
 /// How deeply helping waits nest (a job run while waiting waits, and runs a job that waits, ...):
 /// each level holds a job's frames on the worker's stack, so a wait helps only while at least
@@ -124,6 +139,7 @@ fn warn_no_room_to_help(depth: usize, why: &str) {
 #[cfg(not(loom))]
 fn lend_a_thread(
     shared: &Arc<Shared>,
+    counters: &Arc<WorkerCounters>,
     done: &(dyn Fn() -> bool + Sync),
     target: Option<usize>,
     deadline: Option<Instant>,
@@ -140,15 +156,13 @@ fn lend_a_thread(
         builder = builder.stack_size(bytes);
     }
     let stand_in = || {
-        WORKER_OF.with(|pool| pool.set(Arc::as_ptr(shared) as usize));
-        HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(shared)));
-        STACK_FLOOR.with(|floor| floor.set(stack_floor().unwrap_or(0)));
+        work_for(shared, counters);
         LENT.with(|chain| chain.set(lent + 1));
-        crate::token::set_pool_abort_flag(Arc::clone(&shared.aborting));
+        let run = |job| run_nested(job, shared, counters);
         loop {
             let poll = Instant::now() + LENT_POLL;
             let until = deadline.map_or(poll, |d| d.min(poll));
-            let finished = shared.help_until(done, target, Some(until), &run_nested);
+            let finished = shared.help_until(done, target, Some(until), &run);
             if finished || deadline.is_some_and(|d| Instant::now() >= d) {
                 return finished;
             }
@@ -168,6 +182,7 @@ fn lend_a_thread(
 #[cfg(loom)]
 fn lend_a_thread(
     _: &Arc<Shared>,
+    _: &Arc<WorkerCounters>,
     _: &(dyn Fn() -> bool + Sync),
     _: Option<usize>,
     _: Option<Instant>,
@@ -192,11 +207,12 @@ pub(crate) fn help_while_waiting(
     deadline: Option<Instant>,
 ) -> Option<bool> {
     let shared = HELPS.with(|pool| pool.borrow().clone())?;
+    let counters = COUNTERS.with(|mine| mine.borrow().clone())?;
     let depth = HELP_DEPTH.with(Cell::get);
     let here = 0u8;
     let here = std::hint::black_box(&here) as *const u8 as usize;
     if !may_nest(depth, here, STACK_FLOOR.with(Cell::get)) {
-        return lend_a_thread(&shared, done, target, deadline, depth);
+        return lend_a_thread(&shared, &counters, done, target, deadline, depth);
     }
     struct Nesting(usize);
     impl Drop for Nesting {
@@ -206,22 +222,38 @@ pub(crate) fn help_while_waiting(
     }
     HELP_DEPTH.with(|d| d.set(depth + 1));
     let _nesting = Nesting(depth);
-    Some(shared.help_until(done, target, deadline, &run_nested))
+    Some(shared.help_until(done, target, deadline, &|job| {
+        run_nested(job, &shared, &counters)
+    }))
 }
 
-/// A job run by a worker that is waiting inside another task: the worker is counted busy for
-/// the whole wait, so the job's hooks change nothing.
-struct Nested;
+/// A job run by a worker that is waiting inside another task (or by a thread lent to it): the
+/// worker is counted busy for the whole wait, so `idle` and `busy` change nothing; the job counts
+/// in the worker's stats and sees an aborting shutdown, as one the worker took from its loop.
+struct Nested<'a> {
+    shared: &'a Shared,
+    counters: &'a WorkerCounters,
+}
 
-impl WorkerHooks for Nested {
+impl WorkerHooks for Nested<'_> {
     fn idle(&self) {}
     fn busy(&self) {}
+
+    fn aborting(&self) -> bool {
+        self.shared.abort_requested()
+    }
+
+    fn ended(&self, how: Ended) {
+        self.counters.ended(how);
+    }
 }
 
-fn run_nested(job: crate::task::Job) {
+fn run_nested(job: crate::task::Job, shared: &Shared, counters: &WorkerCounters) {
+    counters.took();
     // As in `run`: `run_on` guards the user code; this net catches whatever else unwinds, so a
     // helped job cannot unwind into the task that was waiting.
-    if let Err(payload) = std_panic::catch_unwind(AssertUnwindSafe(|| job.run_on(&Nested))) {
+    let hooks = Nested { shared, counters };
+    if let Err(payload) = std_panic::catch_unwind(AssertUnwindSafe(|| job.run_on(&hooks))) {
         report_escaped(payload);
     }
 }
@@ -257,9 +289,7 @@ impl WorkerHooks for Worker {
     }
 
     fn aborting(&self) -> bool {
-        self.shared
-            .aborting
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.shared.abort_requested()
     }
 
     fn ended(&self, how: Ended) {
@@ -271,6 +301,7 @@ impl Drop for Worker {
     fn drop(&mut self) {
         WORKER_OF.with(|pool| pool.set(0));
         HELPS.with(|pool| pool.borrow_mut().take());
+        COUNTERS.with(|mine| mine.borrow_mut().take());
         if !self.exited.get() {
             self.shared
                 .worker_exited(self.counted_idle.get(), std::thread::panicking());
@@ -288,10 +319,7 @@ pub(super) fn run(shared: Arc<Shared>) {
         exited: Cell::new(false),
         counters,
     };
-    WORKER_OF.with(|pool| pool.set(Arc::as_ptr(&worker.shared) as usize));
-    HELPS.with(|pool| *pool.borrow_mut() = Some(Arc::clone(&worker.shared)));
-    STACK_FLOOR.with(|floor| floor.set(stack_floor().unwrap_or(0)));
-    crate::token::set_pool_abort_flag(Arc::clone(&worker.shared.aborting));
+    work_for(&worker.shared, &worker.counters);
     crate::trace::trace_event!(
         tracing::Level::DEBUG,
         pool = %worker.shared.config.thread_name_prefix,

@@ -7,6 +7,19 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+/// A chain of `links` tasks, each submitting the next to `pool` and waiting for its result: the
+/// deepest nesting of help-while-waiting a test can ask for.
+pub fn chain(pool: &std::sync::Arc<futurepool::ThreadPool>, links: u32) -> u32 {
+    if links == 0 {
+        return 0;
+    }
+    let inner = std::sync::Arc::clone(pool);
+    pool.submit(move || chain(&inner, links - 1))
+        .result()
+        .unwrap()
+        + 1
+}
+
 /// Runs `body` on a thread of its own and returns what it returned, or fails the test if it has
 /// not returned within `limit`.
 ///
